@@ -1,0 +1,285 @@
+//! The plaintext payload carried inside the ratchet (DESIGN.md section 2,
+//! "Plaintext payload"), and its padding.
+//!
+//! Encoding, version 1, all integers big-endian:
+//!
+//! ```text
+//! version (u8 = 1) || kind (u8) || message_id (16) || timestamp_ms (u64) || flags (u8)
+//! || body_len (u32) || body
+//! [ if flags & 1: attachment = media_id (u16 len || UTF-8) || key (32) || nonce (24)
+//!                 || sha256 (32) || size (u64) || mime (u16 len || UTF-8)
+//!                 || file_name (u16 len || UTF-8) ]
+//! [ if flags & 2: reference message_id (16) ]
+//! ```
+//!
+//! The whole is then padded: `0x80`, then zero bytes up to a multiple of
+//! [`PAD_BLOCK`] bytes, so ciphertext lengths reveal only a size class.
+
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::envelope::Reader;
+use crate::error::{DecodeError, PayloadError};
+
+/// Payloads are padded to a multiple of this many bytes.
+pub const PAD_BLOCK: usize = 64;
+/// Payload format version written by this code.
+pub const PAYLOAD_VERSION: u8 = 1;
+
+const FLAG_ATTACHMENT: u8 = 1;
+const FLAG_REFERENCE: u8 = 2;
+
+/// Appends `0x80` and zero bytes up to a multiple of [`PAD_BLOCK`].
+pub fn pad(data: &[u8]) -> Vec<u8> {
+    let len = (data.len() / PAD_BLOCK + 1) * PAD_BLOCK;
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(data);
+    out.push(0x80);
+    out.resize(len, 0);
+    out
+}
+
+/// Removes [`pad`]'s padding; a typed error if it is malformed.
+pub fn unpad(padded: &[u8]) -> Result<&[u8], PayloadError> {
+    if padded.is_empty() || padded.len() % PAD_BLOCK != 0 {
+        return Err(PayloadError::InvalidPadding);
+    }
+    let end = padded
+        .iter()
+        .rposition(|&b| b != 0)
+        .ok_or(PayloadError::InvalidPadding)?;
+    if padded[end] != 0x80 || padded.len() - end > PAD_BLOCK {
+        return Err(PayloadError::InvalidPadding);
+    }
+    Ok(&padded[..end])
+}
+
+/// A message id: the sender-made UUID as 16 bytes.
+pub type MessageId = [u8; 16];
+
+/// What a payload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PayloadKind {
+    /// UTF-8 text in the body.
+    Text,
+    /// An image: the attachment pointer, an optional caption in the body.
+    Image,
+    /// A file: the attachment pointer, an optional caption in the body.
+    File,
+    /// A [`crate::SenderKeyDistribution`] in the body.
+    SenderKey,
+    /// A reaction (body: the emoji) to the referenced message.
+    Reaction,
+    /// A new text for the referenced message.
+    Edit,
+    /// Deletes the referenced message.
+    Delete,
+    /// A text replying to the referenced message.
+    Reply,
+    /// A kind this version does not know; kept so newer peers can add kinds.
+    Unknown(u8),
+}
+
+impl PayloadKind {
+    /// The wire byte.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            PayloadKind::Text => 1,
+            PayloadKind::Image => 2,
+            PayloadKind::File => 3,
+            PayloadKind::SenderKey => 4,
+            PayloadKind::Reaction => 5,
+            PayloadKind::Edit => 6,
+            PayloadKind::Delete => 7,
+            PayloadKind::Reply => 8,
+            PayloadKind::Unknown(b) => b,
+        }
+    }
+
+    /// From the wire byte.
+    pub fn from_byte(b: u8) -> Self {
+        match b {
+            1 => PayloadKind::Text,
+            2 => PayloadKind::Image,
+            3 => PayloadKind::File,
+            4 => PayloadKind::SenderKey,
+            5 => PayloadKind::Reaction,
+            6 => PayloadKind::Edit,
+            7 => PayloadKind::Delete,
+            8 => PayloadKind::Reply,
+            other => PayloadKind::Unknown(other),
+        }
+    }
+}
+
+/// Where an encrypted attachment is and how to open it (DESIGN.md section 2,
+/// "Attachments"). The key zeroizes on drop and is not printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct AttachmentPointer {
+    /// The server's media id.
+    pub media_id: String,
+    /// The file's XSalsa20-Poly1305 key.
+    pub key: [u8; 32],
+    /// The file's nonce.
+    pub nonce: [u8; 24],
+    /// SHA-256 of the uploaded ciphertext, checked before decrypting.
+    pub sha256: [u8; 32],
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// MIME type.
+    pub mime_type: String,
+    /// The original file name.
+    pub file_name: String,
+}
+
+impl std::fmt::Debug for AttachmentPointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachmentPointer")
+            .field("media_id", &self.media_id)
+            .field("size", &self.size)
+            .field("mime_type", &self.mime_type)
+            .field("file_name", &self.file_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The plaintext of one message before padding and encryption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// Must equal the id on the outer frame; checked by [`Payload::decode_checked`].
+    pub message_id: MessageId,
+    /// What this is.
+    pub kind: PayloadKind,
+    /// The sender's clock, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Text, caption, emoji or sender-key bytes, by kind.
+    pub body: Vec<u8>,
+    /// For images and files.
+    pub attachment: Option<AttachmentPointer>,
+    /// The message a reaction, edit, delete or reply refers to.
+    pub reference: Option<MessageId>,
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str, field: &'static str) -> Result<(), PayloadError> {
+    let len = u16::try_from(s.len()).map_err(|_| PayloadError::TooLong(field))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn get_str(r: &mut Reader<'_>, field: &'static str) -> Result<String, PayloadError> {
+    let len = r.u16()? as usize;
+    let bytes = r.take(len)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| PayloadError::InvalidUtf8(field))
+}
+
+impl Payload {
+    /// A text message.
+    pub fn text(message_id: MessageId, timestamp_ms: u64, text: &str) -> Self {
+        Self {
+            message_id,
+            kind: PayloadKind::Text,
+            timestamp_ms,
+            body: text.as_bytes().to_vec(),
+            attachment: None,
+            reference: None,
+        }
+    }
+
+    /// The body as UTF-8 text, if it is.
+    pub fn body_text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.body).ok()
+    }
+
+    /// Encodes without padding.
+    pub fn encode(&self) -> Result<Vec<u8>, PayloadError> {
+        let mut out = Vec::with_capacity(32 + self.body.len());
+        out.push(PAYLOAD_VERSION);
+        out.push(self.kind.to_byte());
+        out.extend_from_slice(&self.message_id);
+        out.extend_from_slice(&self.timestamp_ms.to_be_bytes());
+        let mut flags = 0;
+        if self.attachment.is_some() {
+            flags |= FLAG_ATTACHMENT;
+        }
+        if self.reference.is_some() {
+            flags |= FLAG_REFERENCE;
+        }
+        out.push(flags);
+        let len = u32::try_from(self.body.len()).map_err(|_| PayloadError::TooLong("body"))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.body);
+        if let Some(a) = &self.attachment {
+            put_str(&mut out, &a.media_id, "media_id")?;
+            out.extend_from_slice(&a.key);
+            out.extend_from_slice(&a.nonce);
+            out.extend_from_slice(&a.sha256);
+            out.extend_from_slice(&a.size.to_be_bytes());
+            put_str(&mut out, &a.mime_type, "mime_type")?;
+            put_str(&mut out, &a.file_name, "file_name")?;
+        }
+        if let Some(r) = &self.reference {
+            out.extend_from_slice(r);
+        }
+        Ok(out)
+    }
+
+    /// Encodes and pads: the bytes to hand to [`crate::Session::encrypt`].
+    pub fn to_padded(&self) -> Result<Vec<u8>, PayloadError> {
+        Ok(pad(&self.encode()?))
+    }
+
+    /// Decodes unpadded bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, PayloadError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != PAYLOAD_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version).into());
+        }
+        let kind = PayloadKind::from_byte(r.u8()?);
+        let message_id = r.array()?;
+        let timestamp_ms = r.u64()?;
+        let flags = r.u8()?;
+        if flags & !(FLAG_ATTACHMENT | FLAG_REFERENCE) != 0 {
+            return Err(DecodeError::InvalidField("flags").into());
+        }
+        let body_len = r.u32()? as usize;
+        let body = r.take(body_len)?.to_vec();
+        let attachment = if flags & FLAG_ATTACHMENT != 0 {
+            Some(AttachmentPointer {
+                media_id: get_str(&mut r, "media_id")?,
+                key: r.array()?,
+                nonce: r.array()?,
+                sha256: r.array()?,
+                size: r.u64()?,
+                mime_type: get_str(&mut r, "mime_type")?,
+                file_name: get_str(&mut r, "file_name")?,
+            })
+        } else {
+            None
+        };
+        let reference = if flags & FLAG_REFERENCE != 0 {
+            Some(r.array()?)
+        } else {
+            None
+        };
+        r.finish()?;
+        Ok(Self {
+            message_id,
+            kind,
+            timestamp_ms,
+            body,
+            attachment,
+            reference,
+        })
+    }
+
+    /// Unpads, decodes, and checks the inner id equals `outer_id`.
+    pub fn decode_checked(padded: &[u8], outer_id: &MessageId) -> Result<Self, PayloadError> {
+        let p = Self::decode(unpad(padded)?)?;
+        if &p.message_id != outer_id {
+            return Err(PayloadError::IdMismatch);
+        }
+        Ok(p)
+    }
+}

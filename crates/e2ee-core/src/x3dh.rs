@@ -1,0 +1,82 @@
+//! X3DH key agreement (DESIGN.md section 2, "X3DH").
+//!
+//! ```text
+//! DH1 = DH(IK_A, SPK_B)  DH2 = DH(EK_A, IK_B)  DH3 = DH(EK_A, SPK_B)  DH4 = DH(EK_A, OPK_B)
+//! SK  = HKDF(salt = 0^32, ikm = 0xFF^32 || DH1 || DH2 || DH3 [|| DH4], info = "E2EEChat X3DH v1")
+//! AD  = IDPUB_A || IDPUB_B
+//! ```
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::error::KeyError;
+use crate::keys::{IdentityKeyPair, IdentityPublic, KeyPair, PublicKey};
+
+/// HKDF info for the X3DH shared secret.
+pub const X3DH_INFO: &[u8] = b"E2EEChat X3DH v1";
+
+/// The associated data both sides bind every message to: `IDPUB_A || IDPUB_B`.
+pub type AssociatedData = [u8; 128];
+
+/// Builds `AD = IDPUB_initiator || IDPUB_responder`.
+pub fn associated_data(initiator: &IdentityPublic, responder: &IdentityPublic) -> AssociatedData {
+    let mut ad = [0u8; 128];
+    ad[..64].copy_from_slice(&initiator.to_bytes());
+    ad[64..].copy_from_slice(&responder.to_bytes());
+    ad
+}
+
+fn derive(dhs: &[&[u8; 32]]) -> Zeroizing<[u8; 32]> {
+    let mut ikm = Zeroizing::new(Vec::with_capacity(32 * 5));
+    ikm.extend_from_slice(&[0xFF; 32]);
+    for dh in dhs {
+        ikm.extend_from_slice(&dh[..]);
+    }
+    let hk = Hkdf::<Sha256>::new(Some(&[0u8; 32]), &ikm);
+    let mut sk = Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF-SHA256's limit.
+    hk.expand(X3DH_INFO, sk.as_mut())
+        .unwrap_or_else(|_| unreachable!());
+    sk
+}
+
+/// The initiator's `SK`. The caller has verified the bundle's signatures.
+pub(crate) fn initiator_secret(
+    identity: &IdentityKeyPair,
+    ephemeral: &KeyPair,
+    their_identity: &PublicKey,
+    their_signed_prekey: &PublicKey,
+    their_one_time_prekey: Option<&PublicKey>,
+) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let dh1 = identity.dh_pair().dh(their_signed_prekey)?;
+    let dh2 = ephemeral.dh(their_identity)?;
+    let dh3 = ephemeral.dh(their_signed_prekey)?;
+    match their_one_time_prekey {
+        Some(opk) => {
+            let dh4 = ephemeral.dh(opk)?;
+            Ok(derive(&[&dh1, &dh2, &dh3, &dh4]))
+        }
+        None => Ok(derive(&[&dh1, &dh2, &dh3])),
+    }
+}
+
+/// The responder's `SK`, from its own keys and the initiator's public ones.
+pub(crate) fn responder_secret(
+    identity: &IdentityKeyPair,
+    signed_prekey: &KeyPair,
+    one_time_prekey: Option<&KeyPair>,
+    their_identity: &PublicKey,
+    their_ephemeral: &PublicKey,
+) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let dh1 = signed_prekey.dh(their_identity)?;
+    let dh2 = identity.dh_pair().dh(their_ephemeral)?;
+    let dh3 = signed_prekey.dh(their_ephemeral)?;
+    match one_time_prekey {
+        Some(opk) => {
+            let dh4 = opk.dh(their_ephemeral)?;
+            Ok(derive(&[&dh1, &dh2, &dh3, &dh4]))
+        }
+        None => Ok(derive(&[&dh1, &dh2, &dh3])),
+    }
+}
