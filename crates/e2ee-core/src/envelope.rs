@@ -117,7 +117,7 @@ impl Header {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         Ok(Self {
-            dh_pub: PublicKey::from_bytes(r.array()?),
+            dh_pub: PublicKey::from_wire(r.array()?).map_err(|_| DecodeError::NonCanonicalKey)?,
             pn: r.u32()?,
             n: r.u32()?,
         })
@@ -264,7 +264,8 @@ impl Envelope {
                 r.u8()?;
                 let identity = IdentityPublic::from_bytes(&r.array::<64>()?)
                     .map_err(|_| DecodeError::InvalidIdentityKey)?;
-                let base_key = PublicKey::from_bytes(r.array()?);
+                let base_key = PublicKey::from_wire(r.array()?)
+                    .map_err(|_| DecodeError::NonCanonicalKey)?;
                 let signed_prekey_id = r.u32()?;
                 let opk = r.u32()?;
                 let message = MessageEnvelope::read(&mut r)?;

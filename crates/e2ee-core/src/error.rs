@@ -19,6 +19,10 @@ pub enum KeyError {
         /// The length that was given.
         actual: usize,
     },
+    /// An X25519 public key is not in canonical form (high bit set, or not
+    /// reduced modulo 2^255 - 19).
+    #[error("non-canonical X25519 public key")]
+    NonCanonical,
     /// An Ed25519 signature did not verify.
     #[error("signature does not verify")]
     BadSignature,
@@ -117,6 +121,9 @@ pub enum DecodeError {
     /// An embedded identity key is not valid.
     #[error("invalid identity key")]
     InvalidIdentityKey,
+    /// An embedded X25519 key is not canonically encoded.
+    #[error("non-canonical X25519 public key")]
+    NonCanonicalKey,
     /// Bytes were left over after a fixed-size structure.
     #[error("{0} trailing bytes")]
     TrailingBytes(usize),

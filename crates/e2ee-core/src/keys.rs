@@ -42,6 +42,22 @@ impl PublicKey {
         Self(bytes)
     }
 
+    /// Parses a key received from a peer, accepting only the canonical
+    /// encoding (high bit clear, value below 2^255 - 19).
+    ///
+    /// X25519 ignores the high bit, so without this check two byte strings
+    /// name the same key, and a flipped bit in a PreKey message's base key
+    /// would go unnoticed.
+    pub fn from_wire(bytes: [u8; 32]) -> Result<Self, KeyError> {
+        let high_bit = bytes[31] & 0x80 != 0;
+        let at_least_p =
+            bytes[31] == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff) && bytes[0] >= 0xed;
+        if high_bit || at_least_p {
+            return Err(KeyError::NonCanonical);
+        }
+        Ok(Self(bytes))
+    }
+
     /// The raw bytes.
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -123,7 +139,8 @@ impl IdentityPublic {
     /// Length of `IDPUB` in bytes.
     pub const LENGTH: usize = 64;
 
-    /// Parses `IDPUB`. Fails if the Ed25519 half is not a valid point.
+    /// Parses `IDPUB`. Fails if the Ed25519 half is not a valid point or the
+    /// X25519 half is not canonically encoded.
     pub fn from_bytes(bytes: &[u8; 64]) -> Result<Self, KeyError> {
         let mut dh = [0u8; 32];
         dh.copy_from_slice(&bytes[..32]);
@@ -131,7 +148,7 @@ impl IdentityPublic {
         sig.copy_from_slice(&bytes[32..]);
         let signing = VerifyingKey::from_bytes(&sig).map_err(|_| KeyError::InvalidSigningKey)?;
         Ok(Self {
-            dh: PublicKey(dh),
+            dh: PublicKey::from_wire(dh)?,
             signing,
         })
     }

@@ -80,3 +80,41 @@ pub(crate) fn responder_secret(
         None => Ok(derive(&[&dh1, &dh2, &dh3])),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex32(v: &serde_json::Value) -> [u8; 32] {
+        hex::decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
+    }
+
+    /// `SK` with and without the one-time prekey, from both sides, against the
+    /// known answers (the scripted conversation covers only the first).
+    #[test]
+    fn shared_secret_matches_known_answers_both_sides() {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/protocol-v1.json")).unwrap();
+        let ids = &v["identities"];
+        let alice =
+            IdentityKeyPair::from_secret_bytes(hex32(&ids["alice"]["ik_priv"]), hex32(&ids["alice"]["sig_seed"]));
+        let bob =
+            IdentityKeyPair::from_secret_bytes(hex32(&ids["bob"]["ik_priv"]), hex32(&ids["bob"]["sig_seed"]));
+        let p = &v["bob_prekeys"];
+        let spk = KeyPair::from_secret_bytes(hex32(&p["spk_priv"]));
+        let opk = KeyPair::from_secret_bytes(hex32(&p["opk_priv"]));
+        let ek = KeyPair::from_secret_bytes(hex32(&v["x3dh"]["alice_ek_priv"]));
+        let bundle_ik = bob.public().dh_key();
+
+        let with = initiator_secret(&alice, &ek, &bundle_ik, &spk.public(), Some(&opk.public())).unwrap();
+        let without = initiator_secret(&alice, &ek, &bundle_ik, &spk.public(), None).unwrap();
+        assert_eq!(*with, hex32(&v["x3dh"]["sk_with_opk"]));
+        assert_eq!(*without, hex32(&v["x3dh"]["sk_without_opk"]));
+
+        let a_ik = alice.public().dh_key();
+        let r_with = responder_secret(&bob, &spk, Some(&opk), &a_ik, &ek.public()).unwrap();
+        let r_without = responder_secret(&bob, &spk, None, &a_ik, &ek.public()).unwrap();
+        assert_eq!(*r_with, *with);
+        assert_eq!(*r_without, *without);
+    }
+}
