@@ -6,7 +6,7 @@ use e2ee_core::{
     IdentityKeyPair, OneTimePreKeyPair, PreKeyBundle, PreKeySource, SignedPreKeyPair,
 };
 use rand_chacha::ChaCha20Rng;
-use rand_chacha::rand_core::{CryptoRng, RngCore, SeedableRng};
+use rand_chacha::rand_core::{CryptoRng, Error, RngCore, SeedableRng};
 
 /// An RNG that hands out exactly the queued bytes, in order, so a test can
 /// fix which private keys the protocol "generates". Panics when it runs dry:
@@ -35,7 +35,7 @@ impl RngCore for QueueRng {
             *d = self.0.pop_front().expect("QueueRng ran out of queued bytes");
         }
     }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_chacha::rand_core::Error> {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Error> {
         self.fill_bytes(dest);
         Ok(())
     }

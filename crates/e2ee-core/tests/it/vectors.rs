@@ -249,11 +249,11 @@ fn safety_number_matches_signal_published_vector() {
         .unwrap();
     let expected = "300354477692869396892869876765458257569162576843440918079131";
     assert_eq!(
-        e2ee_core::fingerprint::safety_number_for_keys(&alice, "+14152222222", &bob, "+14153333333"),
+        fingerprint::safety_number_for_keys(&alice, "+14152222222", &bob, "+14153333333"),
         expected
     );
     assert_eq!(
-        e2ee_core::fingerprint::safety_number_for_keys(&bob, "+14153333333", &alice, "+14152222222"),
+        fingerprint::safety_number_for_keys(&bob, "+14153333333", &alice, "+14152222222"),
         expected
     );
 }
