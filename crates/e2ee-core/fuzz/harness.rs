@@ -36,7 +36,11 @@ pub fn payload(data: &[u8]) {
         assert!(inner.len() < data.len());
     }
     if let Ok(p) = Payload::decode(data) {
-        assert_eq!(p.encode().ok().as_deref(), Some(data), "payload not canonical");
+        assert_eq!(
+            p.encode().ok().as_deref(),
+            Some(data),
+            "payload not canonical"
+        );
     }
     let _ = Payload::decode_checked(data, &[0u8; 16]);
     if let Ok(d) = SenderKeyDistribution::from_bytes(data) {
@@ -145,14 +149,22 @@ pub fn decrypt(data: &[u8]) {
             let mut group = f.group.clone();
             let before = group.to_record().to_bytes();
             if group.decrypt(s).is_err() {
-                assert_eq!(group.to_record().to_bytes(), before, "failed decrypt changed state");
+                assert_eq!(
+                    group.to_record().to_bytes(),
+                    before,
+                    "failed decrypt changed state"
+                );
             }
         }
         _ => {
             let mut sessions = f.sessions.clone();
             let before = sessions.to_record().to_bytes();
             if sessions.decrypt(&mut rng, &f.bob, f, &env).is_err() {
-                assert_eq!(sessions.to_record().to_bytes(), before, "failed decrypt changed state");
+                assert_eq!(
+                    sessions.to_record().to_bytes(),
+                    before,
+                    "failed decrypt changed state"
+                );
             }
         }
     }

@@ -124,7 +124,9 @@ impl KeyPair {
 impl std::fmt::Debug for KeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let Self { secret: _, public } = self;
-        f.debug_struct("KeyPair").field("public", public).finish_non_exhaustive()
+        f.debug_struct("KeyPair")
+            .field("public", public)
+            .finish_non_exhaustive()
     }
 }
 
@@ -255,7 +257,10 @@ impl IdentityKeyPair {
 
     /// The X25519 scalar and the Ed25519 seed, for persistence.
     pub fn to_secret_bytes(&self) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
-        (self.dh.secret_bytes(), Zeroizing::new(self.signing.to_bytes()))
+        (
+            self.dh.secret_bytes(),
+            Zeroizing::new(self.signing.to_bytes()),
+        )
     }
 
     /// The public identity, `IDPUB`.

@@ -102,8 +102,8 @@ pub mod x3dh;
 
 pub use envelope::{Envelope, Header, MessageEnvelope, PreKeyEnvelope, SenderKeyEnvelope};
 pub use error::{
-    DecodeError, DecryptError, EncryptError, FingerprintError, KeyError, PayloadError,
-    RecordError, SenderKeyError, X3dhError,
+    DecodeError, DecryptError, EncryptError, FingerprintError, KeyError, PayloadError, RecordError,
+    SenderKeyError, X3dhError,
 };
 pub use fingerprint::{SafetyNumber, fingerprint, fingerprint_grouped};
 pub use keys::{

@@ -10,10 +10,10 @@ use std::collections::VecDeque;
 
 use rand_core::CryptoRngCore;
 
+use crate::envelope::{Header, MessageEnvelope};
 use crate::error::{DecryptError, EncryptError, KeyError};
 use crate::kdf::{self, ChainKey, MessageKey, RootKey};
 use crate::keys::{KeyPair, PublicKey};
-use crate::envelope::{Header, MessageEnvelope};
 
 /// Most message keys one message may make us skip in one chain (`MAX_SKIP`).
 ///
@@ -151,7 +151,10 @@ impl Ratchet {
         plaintext: &[u8],
     ) -> Result<MessageEnvelope, EncryptError> {
         let sending = self.sending.as_mut().ok_or(EncryptError::NoSendingChain)?;
-        let next_n = sending.n.checked_add(1).ok_or(EncryptError::ChainExhausted)?;
+        let next_n = sending
+            .n
+            .checked_add(1)
+            .ok_or(EncryptError::ChainExhausted)?;
         let header = Header {
             dh_pub: self.ratchet_key.public(),
             pn: self.previous_n,
@@ -197,7 +200,11 @@ impl Ratchet {
         }
 
         // 1. A message on a chain we already know.
-        if let Some(ci) = self.receiving.iter().position(|c| c.ratchet_key == h.dh_pub) {
+        if let Some(ci) = self
+            .receiving
+            .iter()
+            .position(|c| c.ratchet_key == h.dh_pub)
+        {
             let chain = &self.receiving[ci];
             if h.n < chain.n {
                 // Only a skipped key can open it; otherwise it is a replay.

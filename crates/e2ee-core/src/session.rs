@@ -128,9 +128,10 @@ impl Session {
             initiator: false,
             pending: None,
         };
-        let plaintext = session
-            .ratchet
-            .decrypt(rng, &session.associated_data(), &message.message)?;
+        let plaintext =
+            session
+                .ratchet
+                .decrypt(rng, &session.associated_data(), &message.message)?;
         Ok((session, plaintext))
     }
 

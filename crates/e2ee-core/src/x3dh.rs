@@ -86,7 +86,10 @@ mod tests {
     use super::*;
 
     fn hex32(v: &serde_json::Value) -> [u8; 32] {
-        hex::decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
+        hex::decode(v.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
     }
 
     /// `SK` with and without the one-time prekey, from both sides, against the
@@ -96,17 +99,22 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(include_str!("../tests/data/protocol-v1.json")).unwrap();
         let ids = &v["identities"];
-        let alice =
-            IdentityKeyPair::from_secret_bytes(hex32(&ids["alice"]["ik_priv"]), hex32(&ids["alice"]["sig_seed"]));
-        let bob =
-            IdentityKeyPair::from_secret_bytes(hex32(&ids["bob"]["ik_priv"]), hex32(&ids["bob"]["sig_seed"]));
+        let alice = IdentityKeyPair::from_secret_bytes(
+            hex32(&ids["alice"]["ik_priv"]),
+            hex32(&ids["alice"]["sig_seed"]),
+        );
+        let bob = IdentityKeyPair::from_secret_bytes(
+            hex32(&ids["bob"]["ik_priv"]),
+            hex32(&ids["bob"]["sig_seed"]),
+        );
         let p = &v["bob_prekeys"];
         let spk = KeyPair::from_secret_bytes(hex32(&p["spk_priv"]));
         let opk = KeyPair::from_secret_bytes(hex32(&p["opk_priv"]));
         let ek = KeyPair::from_secret_bytes(hex32(&v["x3dh"]["alice_ek_priv"]));
         let bundle_ik = bob.public().dh_key();
 
-        let with = initiator_secret(&alice, &ek, &bundle_ik, &spk.public(), Some(&opk.public())).unwrap();
+        let with =
+            initiator_secret(&alice, &ek, &bundle_ik, &spk.public(), Some(&opk.public())).unwrap();
         let without = initiator_secret(&alice, &ek, &bundle_ik, &spk.public(), None).unwrap();
         assert_eq!(*with, hex32(&v["x3dh"]["sk_with_opk"]));
         assert_eq!(*without, hex32(&v["x3dh"]["sk_without_opk"]));

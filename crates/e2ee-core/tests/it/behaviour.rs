@@ -150,7 +150,10 @@ fn skipped_key_store_is_bounded_and_drops_oldest() {
         assert_eq!(p.b_recv(&msgs[i]).unwrap(), i.to_string().as_bytes());
     }
     let rec = p.b.to_record();
-    assert_eq!(rec.current.as_ref().unwrap().skipped.len(), MAX_SKIPPED_KEYS);
+    assert_eq!(
+        rec.current.as_ref().unwrap().skipped.len(),
+        MAX_SKIPPED_KEYS
+    );
     // 2997 keys were skipped; the oldest 997 are gone.
     assert_eq!(
         p.b_recv(&msgs[0]).unwrap_err(),
@@ -191,7 +194,8 @@ fn replayed_prekey_message_is_rejected() {
 #[test]
 fn every_flipped_bit_of_a_message_fails_and_changes_nothing() {
     let mut p = Pair::established(8);
-    let m = p.a_send("a secret of some hundred bytes, give or take a few, padded like real traffic.");
+    let m =
+        p.a_send("a secret of some hundred bytes, give or take a few, padded like real traffic.");
     let bytes = m.to_bytes();
     let before = b_state(&p);
     for bit in 0..bytes.len() * 8 {
@@ -201,7 +205,10 @@ fn every_flipped_bit_of_a_message_fails_and_changes_nothing() {
         }
         assert_eq!(b_state(&p), before, "bit {bit} changed the state");
     }
-    assert!(p.b_recv(&m).is_ok(), "the untampered message must still decrypt");
+    assert!(
+        p.b_recv(&m).is_ok(),
+        "the untampered message must still decrypt"
+    );
 }
 
 #[test]
@@ -227,10 +234,16 @@ fn every_flipped_bit_of_header_or_ad_fails_in_encrypt() {
     let header = [9u8; 41];
     let body = kdf::encrypt_message(&mk, b"payload", &ad, &header);
     for bit in 0..ad.len() * 8 {
-        assert_eq!(kdf::decrypt_message(&mk, &body, &flip(&ad, bit), &header), None);
+        assert_eq!(
+            kdf::decrypt_message(&mk, &body, &flip(&ad, bit), &header),
+            None
+        );
     }
     for bit in 0..header.len() * 8 {
-        assert_eq!(kdf::decrypt_message(&mk, &body, &ad, &flip(&header, bit)), None);
+        assert_eq!(
+            kdf::decrypt_message(&mk, &body, &ad, &flip(&header, bit)),
+            None
+        );
     }
     assert!(kdf::decrypt_message(&mk, &body, &ad, &header).is_some());
 }
@@ -418,8 +431,10 @@ fn simultaneous_initiation_converges_and_both_keep_talking() {
     let mut bob = Party::new(&mut r);
     let mut a = PeerSessions::new();
     let mut b = PeerSessions::new();
-    a.initiate(&mut r, &alice.identity, &bob.bundle(Some(1))).unwrap();
-    b.initiate(&mut r, &bob.identity, &alice.bundle(Some(1))).unwrap();
+    a.initiate(&mut r, &alice.identity, &bob.bundle(Some(1)))
+        .unwrap();
+    b.initiate(&mut r, &bob.identity, &alice.bundle(Some(1)))
+        .unwrap();
     let from_a = a.encrypt(b"from alice").unwrap();
     let from_b = b.encrypt(b"from bob").unwrap();
     let d = b.decrypt(&mut r, &bob.identity, &bob, &from_a).unwrap();
@@ -437,7 +452,10 @@ fn simultaneous_initiation_converges_and_both_keep_talking() {
         assert_eq!(got.plaintext, format!("b{i}").as_bytes());
     }
     // Converged: both sides' current sessions are the same session.
-    assert_eq!(a.current().unwrap().base_key(), b.current().unwrap().base_key());
+    assert_eq!(
+        a.current().unwrap().base_key(),
+        b.current().unwrap().base_key()
+    );
     assert!(!a.current().unwrap().is_pending_prekey());
     assert!(matches!(a.encrypt(b"z").unwrap(), Envelope::Message(_)));
 }
@@ -466,9 +484,12 @@ fn session_without_one_time_prekey_works() {
     let alice = Party::new(&mut r);
     let bob = Party::new(&mut r);
     let mut a = PeerSessions::new();
-    a.initiate(&mut r, &alice.identity, &bob.bundle(None)).unwrap();
+    a.initiate(&mut r, &alice.identity, &bob.bundle(None))
+        .unwrap();
     let m = a.encrypt(b"no opk").unwrap();
-    let Envelope::PreKey(pk) = &m else { unreachable!() };
+    let Envelope::PreKey(pk) = &m else {
+        unreachable!()
+    };
     assert_eq!(pk.one_time_prekey_id, None);
     let mut b = PeerSessions::new();
     let d = b.decrypt(&mut r, &bob.identity, &bob, &m).unwrap();
@@ -481,10 +502,16 @@ fn unknown_prekeys_are_typed_errors() {
     let mut p = Pair::new(20);
     let m = p.a_send("x");
     p.bob.one_time_prekeys.clear();
-    assert_eq!(p.b_recv(&m).unwrap_err(), DecryptError::UnknownOneTimePreKey(1));
+    assert_eq!(
+        p.b_recv(&m).unwrap_err(),
+        DecryptError::UnknownOneTimePreKey(1)
+    );
     let mut r = rng(21);
     p.bob.signed_prekey = SignedPreKeyPair::generate(&mut r, &p.bob.identity, 2, 0);
-    assert_eq!(p.b_recv(&m).unwrap_err(), DecryptError::UnknownSignedPreKey(1));
+    assert_eq!(
+        p.b_recv(&m).unwrap_err(),
+        DecryptError::UnknownSignedPreKey(1)
+    );
 }
 
 #[test]
@@ -524,7 +551,10 @@ fn records_reject_wrong_kind_version_and_truncation() {
     use e2ee_core::record::{IdentityRecord, PeerSessionsRecord};
     assert!(matches!(
         IdentityRecord::from_bytes(&bytes),
-        Err(RecordError::WrongKind { expected: 1, found: 5 })
+        Err(RecordError::WrongKind {
+            expected: 1,
+            found: 5
+        })
     ));
     let mut v2 = bytes.to_vec();
     v2[0] = 2;
@@ -590,7 +620,8 @@ fn previous_sessions_are_bounded() {
     let bob = Party::new(&mut r);
     let mut a = PeerSessions::new();
     for _ in 0..(e2ee_core::MAX_PREVIOUS_SESSIONS + 5) {
-        a.initiate(&mut r, &alice.identity, &bob.bundle(None)).unwrap();
+        a.initiate(&mut r, &alice.identity, &bob.bundle(None))
+            .unwrap();
     }
     assert_eq!(a.previous_len(), e2ee_core::MAX_PREVIOUS_SESSIONS);
 }

@@ -8,7 +8,9 @@ mod harness;
 use std::path::Path;
 
 fn replay(target: &str, run: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -59,17 +61,35 @@ fn seed_corpora_are_present() {
     }
     let payload = e2ee_core::Payload::text([7; 16], 1, "seed");
     seeds.push(("payload", "seed-text".into(), payload.encode().unwrap()));
-    seeds.push(("payload", "seed-padded".into(), payload.to_padded().unwrap()));
+    seeds.push((
+        "payload",
+        "seed-padded".into(),
+        payload.to_padded().unwrap(),
+    ));
     use e2ee_core::Record;
-    seeds.push(("record", "seed-sessions".into(), f.sessions.to_record().to_bytes().to_vec()));
-    seeds.push(("record", "seed-group".into(), f.group.to_record().to_bytes().to_vec()));
+    seeds.push((
+        "record",
+        "seed-sessions".into(),
+        f.sessions.to_record().to_bytes().to_vec(),
+    ));
+    seeds.push((
+        "record",
+        "seed-group".into(),
+        f.group.to_record().to_bytes().to_vec(),
+    ));
     // Known-bad inputs: empty, lone kind bytes, absurd lengths.
     for (name, bytes) in [
         ("bad-empty", vec![]),
         ("bad-kind", vec![0x09]),
         ("bad-prekey-short", vec![0x02; 70]),
-        ("bad-header-version", [vec![0x01, 0x02], vec![0; 60]].concat()),
-        ("bad-huge-length", [vec![1, 1], vec![0; 24], vec![0xff; 8]].concat()),
+        (
+            "bad-header-version",
+            [vec![0x01, 0x02], vec![0; 60]].concat(),
+        ),
+        (
+            "bad-huge-length",
+            [vec![1, 1], vec![0; 24], vec![0xff; 8]].concat(),
+        ),
     ] {
         for t in ["envelope", "payload", "record", "decrypt"] {
             seeds.push((t, name.into(), bytes.clone()));
@@ -82,6 +102,11 @@ fn seed_corpora_are_present() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, &bytes).unwrap();
         }
-        assert_eq!(std::fs::read(&path).ok(), Some(bytes), "{} differs; see doc", path.display());
+        assert_eq!(
+            std::fs::read(&path).ok(),
+            Some(bytes),
+            "{} differs; see doc",
+            path.display()
+        );
     }
 }

@@ -2,6 +2,9 @@
 
 // Helpers are `pub` for the sibling test modules; nothing here is an API.
 #![allow(unreachable_pub)]
+// Test helpers outside `#[test]` functions may unwrap too: a failure there is
+// a failed test, and should stop loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! replay of the fuzz corpora. One binary so linking stays cheap.
 
 mod behaviour;

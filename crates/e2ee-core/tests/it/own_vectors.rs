@@ -11,8 +11,8 @@
 
 use e2ee_core::kdf::ChainKey;
 use e2ee_core::{
-    Envelope, IdentityKeyPair, PeerSessions, PreKeyBundle, SafetyNumber, SenderKeySender,
-    SignedPreKeyPair, OneTimePreKeyPair, Payload, PayloadKind, AttachmentPointer, PreKeySource,
+    AttachmentPointer, Envelope, IdentityKeyPair, OneTimePreKeyPair, Payload, PayloadKind,
+    PeerSessions, PreKeyBundle, PreKeySource, SafetyNumber, SenderKeySender, SignedPreKeyPair,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{CryptoRng, Error, RngCore, SeedableRng};
@@ -149,10 +149,16 @@ pub fn generate() -> Value {
         let pt = text(label);
         match *op {
             "alice_encrypt" | "bob_encrypt" => {
-                let s = if *op == "alice_encrypt" { &mut a } else { &mut b };
+                let s = if *op == "alice_encrypt" {
+                    &mut a
+                } else {
+                    &mut b
+                };
                 let env = s.encrypt(&pt).unwrap().to_bytes();
                 sent.push((label.to_string(), env.clone()));
-                steps.push(json!({"op": op, "plaintext": hex::encode(&pt), "envelope": hex::encode(env)}));
+                steps.push(
+                    json!({"op": op, "plaintext": hex::encode(&pt), "envelope": hex::encode(env)}),
+                );
             }
             _ => {
                 let env = &sent.iter().find(|(l, _)| l == label).unwrap().1;
@@ -163,7 +169,8 @@ pub fn generate() -> Value {
                     b.decrypt(&mut rng, &bob, &keys, &parsed).unwrap()
                 };
                 assert_eq!(got.plaintext, pt);
-                let mut step = json!({"op": op, "envelope": hex::encode(env), "plaintext": hex::encode(&pt)});
+                let mut step =
+                    json!({"op": op, "envelope": hex::encode(env), "plaintext": hex::encode(&pt)});
                 let drawn = rng.take();
                 if !drawn.is_empty() {
                     step["new_ratchet_priv"] = json!(hex::encode(drawn));
@@ -256,7 +263,11 @@ fn own_vectors_are_reproduced_from_their_seeds() {
     if std::env::var_os("E2EE_UPDATE_VECTORS").is_some() {
         std::fs::write(PATH, serde_json::to_string_pretty(&fresh).unwrap() + "\n").unwrap();
     }
-    assert_eq!(fresh, stored(), "protocol output changed; see the module docs");
+    assert_eq!(
+        fresh,
+        stored(),
+        "protocol output changed; see the module docs"
+    );
 }
 
 #[test]
@@ -267,6 +278,9 @@ fn own_vectors_replay_like_the_shared_ones() {
     let p = &v["payload"];
     let padded = hex::decode(p["padded"].as_str().unwrap()).unwrap();
     let decoded = Payload::decode_checked(&padded, &[0x11; 16]).unwrap();
-    assert_eq!(hex::encode(decoded.encode().unwrap()), p["encoded"].as_str().unwrap());
+    assert_eq!(
+        hex::encode(decoded.encode().unwrap()),
+        p["encoded"].as_str().unwrap()
+    );
     assert_eq!(decoded.attachment.as_ref().unwrap().file_name, "cat.jpg");
 }

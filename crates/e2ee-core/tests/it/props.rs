@@ -51,10 +51,12 @@ impl World {
         let a = Party::new(&mut rng);
         let b = Party::new(&mut rng);
         let mut sa = PeerSessions::new();
-        sa.initiate(&mut rng, &a.identity, &b.bundle(Some(1))).unwrap();
+        sa.initiate(&mut rng, &a.identity, &b.bundle(Some(1)))
+            .unwrap();
         let mut sb = PeerSessions::new();
         if simultaneous {
-            sb.initiate(&mut rng, &b.identity, &a.bundle(Some(1))).unwrap();
+            sb.initiate(&mut rng, &b.identity, &a.bundle(Some(1)))
+                .unwrap();
         }
         let side = |party, sessions| Side {
             party,
@@ -169,8 +171,15 @@ proptest! {
 #[derive(Debug, Clone)]
 enum GroupOp {
     Send(usize),
-    Deliver { to: usize, pick: usize, keep: bool },
-    Drop { to: usize, pick: usize },
+    Deliver {
+        to: usize,
+        pick: usize,
+        keep: bool,
+    },
+    Drop {
+        to: usize,
+        pick: usize,
+    },
     /// The member starts a new chain and hands it to the others (as on a
     /// membership change); the distribution travels in order over 1:1.
     Rotate(usize),
@@ -203,10 +212,10 @@ proptest! {
             .map(|_| (0..3).map(|_| SenderKeyReceiver::new(GROUP)).collect())
             .collect();
         let mut rotations = [0usize; 3];
-        for to in 0..3 {
-            for from in 0..3 {
+        for (to, row) in receivers.iter_mut().enumerate() {
+            for (from, sender) in senders.iter().enumerate() {
                 if to != from {
-                    receivers[to][from].add(&senders[from].distribution()).unwrap();
+                    row[from].add(&sender.distribution()).unwrap();
                 }
             }
         }

@@ -30,8 +30,13 @@ fn members_read_each_others_messages_in_any_order() {
     let msgs: Vec<_> = (0..20)
         .map(|i| alice.encrypt(format!("g{i}").as_bytes()).unwrap())
         .collect();
-    for i in [5usize, 0, 19, 1, 2, 3, 4, 18, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17] {
-        assert_eq!(at_bob.decrypt(&msgs[i]).unwrap(), format!("g{i}").as_bytes());
+    for i in [
+        5usize, 0, 19, 1, 2, 3, 4, 18, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
+    ] {
+        assert_eq!(
+            at_bob.decrypt(&msgs[i]).unwrap(),
+            format!("g{i}").as_bytes()
+        );
     }
 }
 
@@ -136,7 +141,9 @@ fn removed_member_cannot_read_or_forge_on_the_new_chain() {
 fn new_member_cannot_read_messages_from_before_joining() {
     let mut r = rng(6);
     let mut alice = SenderKeySender::generate(&mut r, GROUP);
-    let history: Vec<_> = (0..3).map(|_| alice.encrypt(b"old news").unwrap()).collect();
+    let history: Vec<_> = (0..3)
+        .map(|_| alice.encrypt(b"old news").unwrap())
+        .collect();
     // Dave joins and gets the chain at its current iteration.
     let mut at_dave = receiver_for(&alice.distribution());
     for (i, m) in history.iter().enumerate() {
@@ -196,7 +203,10 @@ fn messages_in_flight_on_a_rotated_chain_still_decrypt() {
     let in_flight = alice.encrypt(b"sent before rotation").unwrap();
     alice = SenderKeySender::generate(&mut r, GROUP);
     at_bob.add(&alice.distribution()).unwrap();
-    assert_eq!(at_bob.decrypt(&alice.encrypt(b"new").unwrap()).unwrap(), b"new");
+    assert_eq!(
+        at_bob.decrypt(&alice.encrypt(b"new").unwrap()).unwrap(),
+        b"new"
+    );
     assert_eq!(at_bob.decrypt(&in_flight).unwrap(), b"sent before rotation");
 }
 

@@ -2,9 +2,7 @@
 
 use std::collections::VecDeque;
 
-use e2ee_core::{
-    IdentityKeyPair, OneTimePreKeyPair, PreKeyBundle, PreKeySource, SignedPreKeyPair,
-};
+use e2ee_core::{IdentityKeyPair, OneTimePreKeyPair, PreKeyBundle, PreKeySource, SignedPreKeyPair};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{CryptoRng, Error, RngCore, SeedableRng};
 
@@ -32,7 +30,10 @@ impl RngCore for QueueRng {
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
         for d in dest {
-            *d = self.0.pop_front().expect("QueueRng ran out of queued bytes");
+            *d = self
+                .0
+                .pop_front()
+                .expect("QueueRng ran out of queued bytes");
         }
     }
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Error> {

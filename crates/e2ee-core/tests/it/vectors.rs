@@ -62,7 +62,11 @@ fn identities_match_known_answers() {
     for name in ["alice", "bob"] {
         let iv = &v["identities"][name];
         let id = identity(iv);
-        assert_eq!(id.public().to_bytes().to_vec(), h(&iv["idpub"]), "{name} idpub");
+        assert_eq!(
+            id.public().to_bytes().to_vec(),
+            h(&iv["idpub"]),
+            "{name} idpub"
+        );
         assert_eq!(
             id.binding_signature().to_vec(),
             h(&iv["binding_signature"]),
@@ -161,14 +165,15 @@ pub fn run_conversation(v: &Value) {
     };
     let x = &v["x3dh"];
     let c = &v["conversation"];
-    let mut init_rng = QueueRng::new(&[
-        &h(&x["alice_ek_priv"]),
-        &h(&c["alice_first_ratchet_priv"]),
-    ]);
+    let mut init_rng =
+        QueueRng::new(&[&h(&x["alice_ek_priv"]), &h(&c["alice_first_ratchet_priv"])]);
     let mut a = PeerSessions::new();
     a.initiate(&mut init_rng, &alice, &bundle).unwrap();
     if let Some(ek_pub) = x.get("alice_ek_pub") {
-        assert_eq!(a.current().unwrap().base_key().as_bytes().to_vec(), h(ek_pub));
+        assert_eq!(
+            a.current().unwrap().base_key().as_bytes().to_vec(),
+            h(ek_pub)
+        );
     }
     if let Some(ad) = x.get("ad") {
         assert_eq!(a.current().unwrap().associated_data().to_vec(), h(ad));
@@ -179,7 +184,11 @@ pub fn run_conversation(v: &Value) {
         let op = step["op"].as_str().unwrap();
         match op {
             "alice_encrypt" | "bob_encrypt" => {
-                let s = if op == "alice_encrypt" { &mut a } else { &mut b };
+                let s = if op == "alice_encrypt" {
+                    &mut a
+                } else {
+                    &mut b
+                };
                 let env = s.encrypt(&h(&step["plaintext"])).unwrap();
                 assert_eq!(env.to_bytes(), h(&step["envelope"]), "step {i}: {op}");
             }
@@ -254,18 +263,24 @@ fn safety_number_matches_known_answer() {
         v["bob_user_id"].as_str().unwrap(),
     );
     let expected = v["safety_number"].as_str().unwrap();
-    assert_eq!(SafetyNumber::new(&alice, a_id, &bob, b_id).digits(), expected);
-    assert_eq!(SafetyNumber::new(&bob, b_id, &alice, a_id).digits(), expected);
+    assert_eq!(
+        SafetyNumber::new(&alice, a_id, &bob, b_id).digits(),
+        expected
+    );
+    assert_eq!(
+        SafetyNumber::new(&bob, b_id, &alice, a_id).digits(),
+        expected
+    );
 }
 
 /// Signal's published numeric-fingerprint vector (libsignal's
 /// NumericFingerprintGeneratorTest, version 1, 33-byte keys).
 #[test]
 fn safety_number_matches_signal_published_vector() {
-    let alice = hex::decode("0506863bc66d02b40d27b8d49ca7c09e9239236f9d7d25d6fcca5ce13c7064d868")
-        .unwrap();
-    let bob = hex::decode("05f781b6fb32fed9ba1cf2de978d4d5da28dc34046ae814402b5c0dbd96fda907b")
-        .unwrap();
+    let alice =
+        hex::decode("0506863bc66d02b40d27b8d49ca7c09e9239236f9d7d25d6fcca5ce13c7064d868").unwrap();
+    let bob =
+        hex::decode("05f781b6fb32fed9ba1cf2de978d4d5da28dc34046ae814402b5c0dbd96fda907b").unwrap();
     let expected = "300354477692869396892869876765458257569162576843440918079131";
     assert_eq!(
         fingerprint::safety_number_for_keys(&alice, "+14152222222", &bob, "+14153333333"),

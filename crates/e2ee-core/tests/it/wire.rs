@@ -11,7 +11,12 @@ use e2ee_core::{
 use crate::support::rng;
 
 fn check(input: &[u8], expect: DecodeError) {
-    assert_eq!(Envelope::from_bytes(input).unwrap_err(), expect, "{}", hex::encode(input));
+    assert_eq!(
+        Envelope::from_bytes(input).unwrap_err(),
+        expect,
+        "{}",
+        hex::encode(input)
+    );
 }
 
 fn message_bytes() -> Vec<u8> {
@@ -113,8 +118,14 @@ fn envelopes_round_trip_in_binary_and_text() {
         assert!(text.starts_with("E2EE:"));
         assert_eq!(Envelope::from_text(&text).unwrap(), env);
     }
-    assert_eq!(Envelope::from_text("AQID").unwrap_err(), DecodeError::MissingPrefix);
-    assert_eq!(Envelope::from_text("E2EE:@@").unwrap_err(), DecodeError::InvalidBase64);
+    assert_eq!(
+        Envelope::from_text("AQID").unwrap_err(),
+        DecodeError::MissingPrefix
+    );
+    assert_eq!(
+        Envelope::from_text("E2EE:@@").unwrap_err(),
+        DecodeError::InvalidBase64
+    );
 }
 
 #[test]
@@ -159,7 +170,12 @@ fn padding_hides_length_within_64_byte_classes() {
     }
     // Trailing zero bytes in the data survive, the marker is what counts.
     assert_eq!(unpad(&pad(&[0, 0, 0])).unwrap(), &[0, 0, 0]);
-    for bad in [vec![], vec![0u8; 64], vec![0x80; 63], [vec![1u8; 64], vec![0; 64]].concat()] {
+    for bad in [
+        vec![],
+        vec![0u8; 64],
+        vec![0x80; 63],
+        [vec![1u8; 64], vec![0; 64]].concat(),
+    ] {
         assert_eq!(unpad(&bad).unwrap_err(), PayloadError::InvalidPadding);
     }
     let mut no_marker = vec![0x11; 10];
@@ -262,7 +278,10 @@ fn payload_errors_are_typed() {
         attachment: Some(long_name),
         ..p
     };
-    assert_eq!(long.encode().unwrap_err(), PayloadError::TooLong("file_name"));
+    assert_eq!(
+        long.encode().unwrap_err(),
+        PayloadError::TooLong("file_name")
+    );
     assert!(!format!("{:?}", attachment()).contains("1, 1, 1"));
 }
 
