@@ -1,0 +1,353 @@
+//! REST request and response bodies (camelCase JSON).
+//!
+//! Keys travel as standard base64: `identityKey` is the 64-byte `IDPUB`
+//! (`IK.pub || SIG.pub`), signatures are 64 bytes, prekeys 32 bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{MessageStatus, Role};
+
+/// `POST /api/auth/register`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// 3 to 100 characters, unique.
+    pub username: String,
+    /// At least 6 characters.
+    pub password: String,
+    /// Optional avatar URL, stored as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+}
+
+/// `POST /api/auth/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The username.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// A user as others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// UUID.
+    pub id: String,
+    /// Unique name.
+    pub username: String,
+    /// Avatar URL, if set.
+    pub avatar_url: Option<String>,
+}
+
+/// Answer to register and login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthResponse {
+    /// The account.
+    pub user: User,
+    /// Bearer token for every other call (256 random bits, base64url).
+    pub token: String,
+}
+
+/// `GET /api/users` (optionally `?username=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsersResponse {
+    /// The users, ordered by username.
+    pub users: Vec<User>,
+}
+
+/// A signed prekey as published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignedPreKey {
+    /// Prekey id.
+    pub key_id: u32,
+    /// 32-byte X25519 key, base64.
+    pub public_key: String,
+    /// 64-byte signature, base64.
+    pub signature: String,
+}
+
+/// A one-time prekey as published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OneTimePreKey {
+    /// Prekey id.
+    pub key_id: u32,
+    /// 32-byte X25519 key, base64.
+    pub public_key: String,
+}
+
+/// `POST /api/users/prekeys`: first upload, refill, or signed-prekey rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PreKeyUpload {
+    /// 64-byte `IDPUB`, base64. A different identity than the stored one
+    /// replaces it and drops the old one-time prekeys.
+    pub identity_key: String,
+    /// 64-byte identity binding signature, base64.
+    pub identity_signature: String,
+    /// A new signed prekey (required on the first upload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_prekey: Option<SignedPreKey>,
+    /// One-time prekeys to add.
+    #[serde(default)]
+    pub one_time_prekeys: Vec<OneTimePreKey>,
+}
+
+/// `GET /api/users/{userId}/prekeys`: one bundle; the one-time prekey in it
+/// is handed out to nobody else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreKeyBundle {
+    /// Whose bundle.
+    pub user_id: String,
+    /// 64-byte `IDPUB`, base64.
+    pub identity_key: String,
+    /// 64-byte identity binding signature, base64.
+    pub identity_signature: String,
+    /// The current signed prekey.
+    pub signed_prekey: SignedPreKey,
+    /// A one-time prekey, if any were left.
+    pub one_time_prekey: Option<OneTimePreKey>,
+}
+
+/// `GET /api/users/prekeys/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreKeyStatus {
+    /// One-time prekeys not yet handed out.
+    pub one_time_prekeys: u32,
+    /// The current signed prekey's id, if one was uploaded.
+    pub signed_prekey_id: Option<u32>,
+    /// When it was uploaded (ms since the epoch, server clock).
+    pub signed_prekey_uploaded_at: Option<i64>,
+    /// Whether the caller should upload more one-time prekeys.
+    pub low: bool,
+}
+
+/// `POST /api/verify-key`: record that the caller verified a peer's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyKeyRequest {
+    /// The peer.
+    pub user_id: String,
+    /// The fingerprint (or safety number) that was compared.
+    pub fingerprint: String,
+}
+
+/// `GET /api/verify-key/{userId}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyKeyStatus {
+    /// The peer.
+    pub user_id: String,
+    /// Whether the caller has marked it verified.
+    pub verified: bool,
+    /// The fingerprint that was verified.
+    pub fingerprint: Option<String>,
+    /// When (ms since the epoch).
+    pub verified_at: Option<i64>,
+}
+
+/// A relayed message as the server holds it (ciphertext only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayedMessage {
+    /// Sender-made UUID.
+    pub id: String,
+    /// Sender (set by the server from the authenticated connection).
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// `E2EE:<base64 envelope>`.
+    pub content: String,
+    /// Server time of the durable commit (ms since the epoch).
+    pub timestamp: i64,
+    /// Status as the server knows it.
+    pub status: MessageStatus,
+    /// The sender's label (`text`, `image`, `file`, `senderKey`, …).
+    #[serde(rename = "type")]
+    pub message_type: String,
+    /// For group messages, the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+}
+
+/// `GET /api/messages/{peerId}` and `GET /api/groups/{groupId}/messages`:
+/// the caller's undelivered messages, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesResponse {
+    /// The messages.
+    pub messages: Vec<RelayedMessage>,
+}
+
+/// One entry of `PUT /api/messages/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusUpdate {
+    /// A message addressed to the caller.
+    pub message_id: String,
+    /// `delivered` or `read`.
+    pub status: MessageStatus,
+}
+
+/// `PUT /api/messages/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusBatch {
+    /// The updates.
+    pub updates: Vec<StatusUpdate>,
+}
+
+/// Answer to `PUT /api/messages/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusBatchResult {
+    /// How many updates applied (ids not addressed to the caller are skipped).
+    pub updated: u32,
+}
+
+/// `POST /api/groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateGroupRequest {
+    /// 1 to 100 characters.
+    pub name: String,
+    /// Optional, up to 1000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Initial members besides the creator.
+    #[serde(default)]
+    pub member_ids: Vec<String>,
+}
+
+/// `PUT /api/groups/{groupId}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateGroupRequest {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `POST /api/groups/{groupId}/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddMemberRequest {
+    /// Who to add.
+    pub user_id: String,
+    /// `admin` or `member` (default); only the owner may add admins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMember {
+    /// The user.
+    pub user_id: String,
+    /// Their name.
+    pub username: String,
+    /// Their role.
+    pub role: Role,
+    /// When they joined (ms since the epoch).
+    pub joined_at: i64,
+}
+
+/// A group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    /// UUID.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// The owner.
+    pub owner_id: String,
+    /// When it was made (ms since the epoch).
+    pub created_at: i64,
+    /// Members, owner included.
+    pub members: Vec<GroupMember>,
+}
+
+/// `GET /api/groups`: the caller's groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupsResponse {
+    /// The groups.
+    pub groups: Vec<Group>,
+}
+
+/// Answer to `POST /api/media`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaUploaded {
+    /// Media id for `GET /api/media/{mediaId}`.
+    pub id: String,
+    /// Stored size in bytes.
+    pub size: u64,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// Server version.
+    pub version: String,
+}
+
+/// A machine-readable error class, shared by REST errors and `error` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed or invalid input.
+    BadRequest,
+    /// Missing, wrong or expired credentials.
+    Unauthorized,
+    /// Authenticated, but not allowed.
+    Forbidden,
+    /// No such thing (or not visible to the caller).
+    NotFound,
+    /// Already exists (e.g. a taken username).
+    Conflict,
+    /// Body, frame or upload over its limit.
+    TooLarge,
+    /// Slow down.
+    RateLimited,
+    /// The server is at capacity or shutting down.
+    Unavailable,
+    /// A server fault; nothing the caller did.
+    Internal,
+}
+
+/// Every error body: `{"error": {"code": ..., "message": ...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorInfo,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorInfo {
+    /// Class.
+    pub code: ErrorCode,
+    /// For people.
+    pub message: String,
+}

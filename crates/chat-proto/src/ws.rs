@@ -1,0 +1,198 @@
+//! WebSocket frames: `{"type": ..., "payload": {...}}`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::MessageStatus;
+use crate::rest::{ErrorCode, RelayedMessage};
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "camelCase")]
+pub enum ClientFrame {
+    /// First frame, unless the upgrade request carried a bearer token.
+    Auth(Auth),
+    /// A 1:1 message.
+    Message(SendMessage),
+    /// A group message.
+    GroupMessage(SendGroupMessage),
+    /// Typing started or stopped.
+    Typing(TypingOut),
+    /// Read receipts for messages from `to`.
+    Read(ReadReceipt),
+    /// Acknowledges messages stored by the client; the server then deletes
+    /// its copies and tells the senders.
+    Delivered(Delivered),
+}
+
+/// `auth`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Auth {
+    /// The bearer token from login.
+    pub token: String,
+}
+
+/// `message` from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendMessage {
+    /// Sender-made UUID; a resend with the same id is a no-op.
+    pub id: String,
+    /// Recipient user id.
+    pub to: String,
+    /// `E2EE:<base64 envelope>`.
+    pub content: String,
+    /// Label for the recipient (`text`, `image`, …).
+    pub message_type: String,
+}
+
+/// `groupMessage` from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendGroupMessage {
+    /// Sender-made UUID.
+    pub id: String,
+    /// The group.
+    pub group_id: String,
+    /// `E2EE:<base64 sender-key envelope>`.
+    pub content: String,
+    /// Label.
+    pub message_type: String,
+}
+
+/// `typing` from a client: to a user or to a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TypingOut {
+    /// A user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Or a group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// Started (true) or stopped.
+    pub typing: bool,
+}
+
+/// `read` from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadReceipt {
+    /// The sender of the messages.
+    pub to: String,
+    /// Ids of messages from `to` to the caller.
+    pub message_ids: Vec<String>,
+}
+
+/// `delivered` from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Delivered {
+    /// Ids of messages addressed to the caller.
+    pub message_ids: Vec<String>,
+}
+
+/// Frames the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "camelCase")]
+pub enum ServerFrame {
+    /// Authentication succeeded; the queue drain follows.
+    Ready(Ready),
+    /// A 1:1 message.
+    Message(RelayedMessage),
+    /// A group message (`groupId` set).
+    GroupMessage(RelayedMessage),
+    /// A message was durably stored.
+    Ack(Ack),
+    /// A message's status changed.
+    Status(StatusFrame),
+    /// A contact came online or went offline.
+    Online(Online),
+    /// Somebody is typing.
+    Typing(TypingIn),
+    /// Few one-time prekeys remain: upload more.
+    PrekeysLow(PrekeysLow),
+    /// Something went wrong with a frame.
+    Error(ErrorFrame),
+}
+
+/// `ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ready {
+    /// The authenticated user.
+    pub user_id: String,
+    /// Their name.
+    pub username: String,
+}
+
+/// `ack`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ack {
+    /// The message id.
+    pub id: String,
+    /// Always `sent`.
+    pub status: MessageStatus,
+    /// Server time of the commit.
+    pub timestamp: i64,
+}
+
+/// `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusFrame {
+    /// The message.
+    pub message_id: String,
+    /// `delivered` or `read`.
+    pub status: MessageStatus,
+    /// Who delivered or read it (useful in groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// `online`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Online {
+    /// The user.
+    pub user_id: String,
+    /// Their name.
+    pub username: String,
+    /// Online now?
+    pub online: bool,
+}
+
+/// `typing` from the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypingIn {
+    /// Who.
+    pub from: String,
+    /// Started or stopped.
+    pub typing: bool,
+    /// In which group, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+}
+
+/// `prekeysLow`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrekeysLow {
+    /// One-time prekeys left.
+    pub remaining: u32,
+}
+
+/// `error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorFrame {
+    /// Class.
+    pub code: ErrorCode,
+    /// For people.
+    pub message: String,
+    /// The id of the frame it answers, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}

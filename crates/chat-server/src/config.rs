@@ -1,0 +1,177 @@
+//! Server configuration: defaults, then a TOML file, then `CHAT_*`
+//! environment variables, then command-line flags (each overriding the one
+//! before). The defaults run on `127.0.0.1:8787` with SQLite in `./data`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder for the database and media files.
+    pub data_dir: PathBuf,
+    /// Most WebSocket connections at once; more are refused with 503.
+    pub max_connections: usize,
+    /// Largest media upload, in bytes.
+    pub media_max_bytes: u64,
+    /// Days an undelivered message is kept.
+    pub retention_days: u32,
+    /// Days a token may sit unused before it expires.
+    pub token_idle_days: u32,
+    /// Seconds between WebSocket pings.
+    pub ping_interval_secs: u64,
+    /// Seconds without any frame from a client before it is dropped.
+    pub idle_timeout_secs: u64,
+    /// Seconds a new connection has to authenticate.
+    pub auth_timeout_secs: u64,
+    /// Messages sent to a client but not yet acknowledged with `delivered`.
+    pub delivery_window: usize,
+    /// `synchronous=FULL` (true) survives power loss; `NORMAL` only a crash.
+    pub sync_full: bool,
+    /// Rate limits.
+    pub limits: RateLimits,
+    /// Argon2id cost for password hashes.
+    pub argon2: Argon2Params,
+}
+
+/// Per-minute or per-second budgets. Each is a token bucket: the number is
+/// the sustained rate, the burst is the same number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Login attempts per minute per client address.
+    pub logins_per_minute: u32,
+    /// Registrations per minute per client address.
+    pub registrations_per_minute: u32,
+    /// Prekey bundle claims per minute per user.
+    pub prekey_claims_per_minute: u32,
+    /// Messages per second per user.
+    pub messages_per_second: u32,
+}
+
+/// Argon2id parameters (RFC 9106 names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Argon2Params {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            data_dir: PathBuf::from("data"),
+            max_connections: 200_000,
+            media_max_bytes: 16 * 1024 * 1024,
+            retention_days: 30,
+            token_idle_days: 30,
+            ping_interval_secs: 30,
+            idle_timeout_secs: 90,
+            auth_timeout_secs: 10,
+            delivery_window: 256,
+            sync_full: true,
+            limits: RateLimits::default(),
+            argon2: Argon2Params::default(),
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            logins_per_minute: 10,
+            registrations_per_minute: 5,
+            prekey_claims_per_minute: 60,
+            messages_per_second: 100,
+        }
+    }
+}
+
+impl Default for Argon2Params {
+    /// OWASP's recommendation for Argon2id: 19 MiB, 2 passes, 1 lane.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable has a bad value.
+    #[error("invalid value for {name}: {value}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies `CHAT_LISTEN`, `CHAT_DATA_DIR`, `CHAT_MAX_CONNECTIONS`,
+    /// `CHAT_MEDIA_MAX_BYTES`, `CHAT_RETENTION_DAYS` from `vars`.
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+            value.parse().map_err(|_| ConfigError::Env {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+        }
+        for (name, value) in vars {
+            match name.as_str() {
+                "CHAT_LISTEN" => self.listen = parse(&name, &value)?,
+                "CHAT_DATA_DIR" => self.data_dir = PathBuf::from(&value),
+                "CHAT_MAX_CONNECTIONS" => self.max_connections = parse(&name, &value)?,
+                "CHAT_MEDIA_MAX_BYTES" => self.media_max_bytes = parse(&name, &value)?,
+                "CHAT_RETENTION_DAYS" => self.retention_days = parse(&name, &value)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}

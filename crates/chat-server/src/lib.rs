@@ -1,0 +1,210 @@
+//! # chat-server
+//!
+//! The e2ee-chat relay: accounts, prekey bundles, a durable 1:1 and group
+//! message queue, receipts, typing and presence, verification records and
+//! encrypted media, over REST and WebSocket (axum on hyper, tungstenite),
+//! stored in SQLite. It only ever sees ciphertext.
+//!
+//! The delivery rules: a message is acknowledged (`ack`) only after its batch
+//! is committed; it is deleted only when the recipient's client says
+//! `delivered`; a connecting client gets its queue in order with a window of
+//! in-flight messages; typing and presence are never stored.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = chat_server::start(chat_server::Config::default()).await?;
+//! println!("listening on {}", server.addr());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Layout: `routes/` (REST handlers), `ws.rs` (one connection), `relay.rs`
+//! (the delivery rules), `hub.rs` (live connections), `storage/` (the
+//! `Storage` trait and its SQLite backend), `config.rs`, `metrics.rs`.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+pub mod relay;
+pub mod routes;
+pub mod state;
+pub mod storage;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::state::{AppState, Limiters};
+use crate::storage::Storage;
+use crate::storage::sqlite::SqliteStorage;
+
+/// Starting the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data folder or database could not be opened.
+    #[error("storage: {0}")]
+    Storage(#[from] storage::StoreError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The media folder could not be made.
+    #[error("media folder: {0}")]
+    Media(std::io::Error),
+}
+
+/// A running server.
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    state: Arc<AppState>,
+}
+
+impl RunningServer {
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (tests inspect the store through it).
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Stops accepting, closes connections, lets in-flight requests and
+    /// commits finish, then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (after [`RunningServer::shutdown`] from
+    /// elsewhere, or a signal when started with [`serve_until_signal`]).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Opens storage, binds `config.listen` and serves in the background.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let metrics = Arc::new(Metrics::default());
+    let store: Arc<dyn Storage> = Arc::new(SqliteStorage::open(
+        &config.data_dir,
+        config.sync_full,
+        metrics.clone(),
+    )?);
+    let media_dir = config.data_dir.join("media");
+    std::fs::create_dir_all(&media_dir).map_err(StartError::Media)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let (stop, stop_rx) = watch::channel(false);
+    let state = Arc::new(AppState {
+        limits: Limiters::new(&config),
+        connections: Arc::new(Semaphore::new(config.max_connections)),
+        config,
+        store,
+        hub: Hub::default(),
+        metrics,
+        media_dir,
+        shutdown: stop_rx.clone(),
+    });
+    let app = routes::router(state.clone());
+    let purge_state = state.clone();
+    let mut purge_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = purge_stop.changed() => return,
+            }
+            let now = auth::now_ms();
+            let c = &purge_state.config;
+            let cutoff = now - i64::from(c.retention_days) * 86_400_000;
+            let token_cutoff = now - i64::from(c.token_idle_days) * 86_400_000;
+            match purge_state.store.purge(cutoff, token_cutoff).await {
+                Ok(n) if n > 0 => tracing::info!(expired = n, "purged undelivered messages"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+        }
+    });
+    let mut stop_signal = stop_rx;
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_signal.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "server stopped with an error");
+        }
+    });
+    tracing::info!(%addr, "listening");
+    Ok(RunningServer {
+        addr,
+        stop,
+        task,
+        state,
+    })
+}
+
+/// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn serve_until_signal(config: Config) -> Result<(), StartError> {
+    let server = start(config).await?;
+    let stop = server.stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    server.wait().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

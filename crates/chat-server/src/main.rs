@@ -1,0 +1,67 @@
+//! `chat-server`: runs the relay. Configuration: defaults, then `--config
+//! FILE` (TOML), then `CHAT_*` environment variables, then flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chat_server::Config;
+use clap::Parser;
+
+/// The e2ee-chat relay server (stores ciphertext only).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8787).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data folder (default ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Most WebSocket connections.
+    #[arg(long)]
+    max_connections: Option<usize>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => match Config::from_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("chat-server: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Err(e) = config.apply_env(std::env::vars()) {
+        eprintln!("chat-server: {e}");
+        return ExitCode::from(2);
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(m) = args.max_connections {
+        config.max_connections = m;
+    }
+    match chat_server::serve_until_signal(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

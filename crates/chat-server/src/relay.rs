@@ -1,0 +1,182 @@
+//! The delivery rules (DESIGN.md section 4) shared by the WebSocket and REST
+//! paths: store durably, then acknowledge, then push; report `delivered` and
+//! `read` back to senders, queued when they are offline.
+
+use std::sync::atomic::Ordering;
+
+use chat_proto::rest::{ErrorCode, RelayedMessage};
+use chat_proto::validate::{self, MESSAGE_TYPE_MAX};
+use chat_proto::ws::{Ack, SendGroupMessage, SendMessage, ServerFrame, StatusFrame};
+use chat_proto::{MessageStatus, Role};
+
+use crate::auth::now_ms;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::storage::{NewMessage, StatusEvent, Stored};
+
+fn check_common(id: &str, content: &str, message_type: &str) -> Result<(), ApiError> {
+    validate::id(id, "id")?;
+    validate::content(content)?;
+    validate::text(message_type, "messageType", MESSAGE_TYPE_MAX)?;
+    Ok(())
+}
+
+fn rate(state: &AppState, user: &str) -> Result<(), ApiError> {
+    if state.limits.messages.check_key(&user.to_owned()).is_err() {
+        state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::rate_limited());
+    }
+    Ok(())
+}
+
+async fn store_and_push(
+    state: &AppState,
+    message: NewMessage,
+    recipients: Vec<String>,
+) -> Result<Ack, ApiError> {
+    let id = message.id.clone();
+    let template = RelayedMessage {
+        id: message.id.clone(),
+        from: message.from.clone(),
+        to: String::new(),
+        content: message.content.clone(),
+        timestamp: message.timestamp,
+        status: MessageStatus::Sent,
+        message_type: message.message_type.clone(),
+        group_id: message.group_id.clone(),
+    };
+    let stored = state.store.store_message(message, recipients).await?;
+    let timestamp = match stored {
+        Stored::Duplicate { timestamp } => timestamp,
+        Stored::New { timestamp, queued } => {
+            state
+                .metrics
+                .messages_relayed
+                .fetch_add(1, Ordering::Relaxed);
+            for (recipient, seq) in queued {
+                let mut m = template.clone();
+                m.to = recipient.clone();
+                state.hub.push_queued(&recipient, seq, &m);
+            }
+            timestamp
+        }
+    };
+    Ok(Ack {
+        id,
+        status: MessageStatus::Sent,
+        timestamp,
+    })
+}
+
+/// A 1:1 message from `from` (the authenticated user).
+pub async fn send_message(state: &AppState, from: &str, m: SendMessage) -> Result<Ack, ApiError> {
+    check_common(&m.id, &m.content, &m.message_type)?;
+    validate::id(&m.to, "to")?;
+    rate(state, from)?;
+    if state.store.user(&m.to).await?.is_none() {
+        return Err(ApiError::not_found("recipient"));
+    }
+    let message = NewMessage {
+        id: m.id,
+        from: from.to_owned(),
+        group_id: None,
+        content: m.content,
+        message_type: m.message_type,
+        timestamp: now_ms(),
+    };
+    store_and_push(state, message, vec![m.to]).await
+}
+
+/// A group message: only members may send; every other member gets a copy.
+pub async fn send_group_message(
+    state: &AppState,
+    from: &str,
+    m: SendGroupMessage,
+) -> Result<Ack, ApiError> {
+    check_common(&m.id, &m.content, &m.message_type)?;
+    validate::id(&m.group_id, "groupId")?;
+    rate(state, from)?;
+    member_role(state, &m.group_id, from).await?;
+    let recipients: Vec<String> = state
+        .store
+        .member_ids(&m.group_id)
+        .await?
+        .into_iter()
+        .filter(|u| u != from)
+        .collect();
+    let message = NewMessage {
+        id: m.id,
+        from: from.to_owned(),
+        group_id: Some(m.group_id),
+        content: m.content,
+        message_type: m.message_type,
+        timestamp: now_ms(),
+    };
+    store_and_push(state, message, recipients).await
+}
+
+/// The caller's role in a group; 404 if the group does not exist or the
+/// caller is not a member (a non-member learns nothing about it).
+pub async fn member_role(state: &AppState, group: &str, user: &str) -> Result<Role, ApiError> {
+    state
+        .store
+        .role(group, user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("group"))
+}
+
+/// Applies `delivered` or `read` from `recipient` and tells the senders.
+pub async fn set_status(
+    state: &AppState,
+    recipient: &str,
+    ids: Vec<String>,
+    status: MessageStatus,
+    from: Option<String>,
+) -> Result<usize, ApiError> {
+    validate::id_batch(&ids, "messageIds")?;
+    if status == MessageStatus::Sent {
+        return Err(ApiError::bad_request("status must be delivered or read"));
+    }
+    let events = state.store.set_status(recipient, ids, status, from).await?;
+    let n = events.len();
+    report(state, events).await?;
+    Ok(n)
+}
+
+/// Pushes status events to online senders and queues the rest.
+pub async fn report(state: &AppState, events: Vec<StatusEvent>) -> Result<(), ApiError> {
+    let mut offline = Vec::new();
+    for e in events {
+        let frame = status_frame(&e);
+        if !state.hub.send(&e.sender, &frame) {
+            offline.push(e);
+        }
+    }
+    if !offline.is_empty() {
+        state.store.queue_status(offline).await?;
+    }
+    Ok(())
+}
+
+/// The `status` frame for an event.
+pub fn status_frame(e: &StatusEvent) -> ServerFrame {
+    ServerFrame::Status(StatusFrame {
+        message_id: e.message_id.clone(),
+        status: e.status,
+        user_id: Some(e.by.clone()),
+    })
+}
+
+/// Turns an error into an `error` frame answering frame `id`.
+pub fn error_frame(e: ApiError, id: Option<String>) -> ServerFrame {
+    ServerFrame::Error(chat_proto::ws::ErrorFrame {
+        code: e.code,
+        message: e.message,
+        id,
+    })
+}
+
+/// A frame that could not be parsed.
+pub fn bad_frame(detail: impl Into<String>) -> ServerFrame {
+    error_frame(ApiError::new(ErrorCode::BadRequest, detail), None)
+}

@@ -1,0 +1,192 @@
+//! Groups: create, list, get, rename, delete, membership, pending messages.
+//! Only members see a group; only owner and admins change membership; a
+//! member may remove itself (leave).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chat_proto::Role;
+use chat_proto::rest::{
+    AddMemberRequest, CreateGroupRequest, Group, GroupsResponse, MessagesResponse,
+    UpdateGroupRequest,
+};
+use chat_proto::validate::{self, GROUP_DESCRIPTION_MAX, GROUP_NAME_MAX, IDS_PER_BATCH_MAX};
+
+use super::Json;
+use crate::auth::{AuthUser, now_ms};
+use crate::error::{ApiError, ApiResult};
+use crate::relay::member_role;
+use crate::state::AppState;
+use crate::storage::MemberChange;
+
+pub(super) async fn create(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Json(req): Json<CreateGroupRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Group>)> {
+    validate::text(&req.name, "name", GROUP_NAME_MAX)?;
+    if let Some(d) = &req.description {
+        validate::text(d, "description", GROUP_DESCRIPTION_MAX)?;
+    }
+    validate::id_batch(&req.member_ids, "memberIds")?;
+    if req.member_ids.len() > IDS_PER_BATCH_MAX {
+        return Err(ApiError::bad_request("too many members"));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let group = state
+        .store
+        .create_group(
+            &id,
+            &req.name,
+            req.description.as_deref(),
+            &me.user.id,
+            req.member_ids,
+            now_ms(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(group)))
+}
+
+pub(super) async fn list(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+) -> ApiResult<axum::Json<GroupsResponse>> {
+    Ok(axum::Json(GroupsResponse {
+        groups: state.store.groups_of(&me.user.id).await?,
+    }))
+}
+
+pub(super) async fn get_one(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path(group_id): Path<String>,
+) -> ApiResult<axum::Json<Group>> {
+    validate::id(&group_id, "groupId")?;
+    member_role(&state, &group_id, &me.user.id).await?;
+    state
+        .store
+        .group(&group_id)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::not_found("group"))
+}
+
+pub(super) async fn update(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path(group_id): Path<String>,
+    Json(req): Json<UpdateGroupRequest>,
+) -> ApiResult<axum::Json<Group>> {
+    validate::id(&group_id, "groupId")?;
+    if !member_role(&state, &group_id, &me.user.id)
+        .await?
+        .can_manage()
+    {
+        return Err(ApiError::forbidden(
+            "only the owner and admins may change the group",
+        ));
+    }
+    if let Some(n) = &req.name {
+        validate::text(n, "name", GROUP_NAME_MAX)?;
+    }
+    if let Some(d) = &req.description {
+        validate::text(d, "description", GROUP_DESCRIPTION_MAX)?;
+    }
+    state
+        .store
+        .update_group(&group_id, req.name, req.description)
+        .await?;
+    get_one(State(state), me, Path(group_id)).await
+}
+
+pub(super) async fn delete_group(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path(group_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    validate::id(&group_id, "groupId")?;
+    if member_role(&state, &group_id, &me.user.id).await? != Role::Owner {
+        return Err(ApiError::forbidden("only the owner may delete the group"));
+    }
+    state.store.delete_group(&group_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn add_member(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path(group_id): Path<String>,
+    Json(req): Json<AddMemberRequest>,
+) -> ApiResult<axum::Json<Group>> {
+    validate::id(&group_id, "groupId")?;
+    validate::id(&req.user_id, "userId")?;
+    let my_role = member_role(&state, &group_id, &me.user.id).await?;
+    if !my_role.can_manage() {
+        return Err(ApiError::forbidden(
+            "only the owner and admins may add members",
+        ));
+    }
+    let role = req.role.unwrap_or(Role::Member);
+    match role {
+        Role::Owner => return Err(ApiError::bad_request("a group has one owner")),
+        Role::Admin if my_role != Role::Owner => {
+            return Err(ApiError::forbidden("only the owner may add admins"));
+        }
+        _ => {}
+    }
+    match state
+        .store
+        .add_member(&group_id, &req.user_id, role, now_ms())
+        .await?
+    {
+        MemberChange::Done => get_one(State(state), me, Path(group_id)).await,
+        MemberChange::NoUser => Err(ApiError::not_found("user")),
+        MemberChange::NoGroup | MemberChange::Forbidden => Err(ApiError::not_found("group")),
+    }
+}
+
+pub(super) async fn remove_member(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path((group_id, user_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    validate::id(&group_id, "groupId")?;
+    validate::id(&user_id, "userId")?;
+    let my_role = member_role(&state, &group_id, &me.user.id).await?;
+    let leaving = user_id == me.user.id;
+    if !leaving && !my_role.can_manage() {
+        return Err(ApiError::forbidden(
+            "only the owner and admins may remove members",
+        ));
+    }
+    let target = state.store.role(&group_id, &user_id).await?;
+    match target {
+        None => return Err(ApiError::not_found("member")),
+        Some(Role::Owner) => {
+            return Err(ApiError::forbidden(
+                "the owner cannot be removed; delete the group instead",
+            ));
+        }
+        Some(Role::Admin) if !leaving && my_role != Role::Owner => {
+            return Err(ApiError::forbidden("only the owner may remove admins"));
+        }
+        _ => {}
+    }
+    match state.store.remove_member(&group_id, &user_id).await? {
+        MemberChange::Done => Ok(StatusCode::NO_CONTENT),
+        _ => Err(ApiError::not_found("member")),
+    }
+}
+
+pub(super) async fn pending(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path(group_id): Path<String>,
+) -> ApiResult<axum::Json<MessagesResponse>> {
+    validate::id(&group_id, "groupId")?;
+    member_role(&state, &group_id, &me.user.id).await?;
+    Ok(axum::Json(MessagesResponse {
+        messages: state.store.pending_in_group(&me.user.id, &group_id).await?,
+    }))
+}

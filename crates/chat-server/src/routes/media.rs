@@ -1,0 +1,126 @@
+//! Encrypted media: the body is streamed to a file (never held whole in
+//! memory), bounded by `media_max_bytes`; downloads stream the file back.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chat_proto::rest::{ErrorCode, MediaUploaded};
+use chat_proto::validate;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::auth::{AuthUser, now_ms};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::TooLarge,
+        format!("media larger than {max} bytes"),
+    )
+}
+
+fn io_error(e: std::io::Error) -> ApiError {
+    tracing::error!(error = %e, "media io");
+    ApiError::new(ErrorCode::Internal, "could not store the upload")
+}
+
+pub(super) async fn upload(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    req: Request,
+) -> ApiResult<(StatusCode, axum::Json<MediaUploaded>)> {
+    let max = state.config.media_max_bytes;
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max {
+            return Err(too_large(max));
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let final_path = state.media_dir.join(&id);
+    let tmp_path = state.media_dir.join(format!("{id}.part"));
+    let mut file = tokio::fs::File::create(&tmp_path).await.map_err(io_error)?;
+    let mut size: u64 = 0;
+    let mut stream = req.into_body().into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(_) => {
+                let _ = tokio::fs::remove_file(&tmp_path).await;
+                return Err(too_large(max));
+            }
+        };
+        size += chunk.len() as u64;
+        if size > max {
+            drop(file);
+            let _ = tokio::fs::remove_file(&tmp_path).await;
+            return Err(too_large(max));
+        }
+        file.write_all(&chunk).await.map_err(io_error)?;
+    }
+    if size == 0 {
+        let _ = tokio::fs::remove_file(&tmp_path).await;
+        return Err(ApiError::bad_request("empty upload"));
+    }
+    file.sync_all().await.map_err(io_error)?;
+    drop(file);
+    tokio::fs::rename(&tmp_path, &final_path)
+        .await
+        .map_err(io_error)?;
+    state
+        .store
+        .insert_media(&id, &me.user.id, size, now_ms())
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(MediaUploaded { id, size })))
+}
+
+pub(super) async fn download(
+    State(state): State<Arc<AppState>>,
+    _me: AuthUser,
+    Path(media_id): Path<String>,
+) -> ApiResult<Response> {
+    validate::id(&media_id, "mediaId")?;
+    let size = state
+        .store
+        .media_size(&media_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("media"))?;
+    let file = tokio::fs::File::open(state.media_dir.join(&media_id))
+        .await
+        .map_err(|_| ApiError::not_found("media"))?;
+    let stream = tokio_util_stream(file);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Reads a file as a stream of 64 KiB chunks.
+fn tokio_util_stream(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
+    futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    })
+}

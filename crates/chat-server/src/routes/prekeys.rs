@@ -1,0 +1,111 @@
+//! Prekey bundles: upload, atomic claim, status, delete.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chat_proto::rest::{PreKeyBundle, PreKeyStatus, PreKeyUpload};
+use chat_proto::validate::{self, PREKEYS_PER_UPLOAD_MAX, ValidationError};
+use chat_proto::ws::{PrekeysLow, ServerFrame};
+
+use super::Json;
+use crate::auth::{AuthUser, now_ms};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::storage::sqlite::PREKEYS_LOW;
+
+fn key(b64: &str, len: usize, field: &'static str) -> Result<(), ValidationError> {
+    match STANDARD.decode(b64) {
+        Ok(bytes) if bytes.len() == len => Ok(()),
+        _ => Err(ValidationError::InvalidKey(field)),
+    }
+}
+
+fn check(u: &PreKeyUpload) -> Result<(), ValidationError> {
+    key(&u.identity_key, 64, "identityKey")?;
+    key(&u.identity_signature, 64, "identitySignature")?;
+    if let Some(s) = &u.signed_prekey {
+        key(&s.public_key, 32, "signedPrekey.publicKey")?;
+        key(&s.signature, 64, "signedPrekey.signature")?;
+    }
+    if u.one_time_prekeys.len() > PREKEYS_PER_UPLOAD_MAX {
+        return Err(ValidationError::TooMany {
+            field: "oneTimePrekeys",
+            max: PREKEYS_PER_UPLOAD_MAX,
+        });
+    }
+    for k in &u.one_time_prekeys {
+        key(&k.public_key, 32, "oneTimePrekeys.publicKey")?;
+    }
+    Ok(())
+}
+
+pub(super) async fn upload(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Json(req): Json<PreKeyUpload>,
+) -> ApiResult<axum::Json<PreKeyStatus>> {
+    check(&req)?;
+    state
+        .store
+        .upload_prekeys(&me.user.id, req, now_ms())
+        .await?;
+    let status = state.store.prekey_status(&me.user.id).await?;
+    if status.signed_prekey_id.is_none() {
+        return Err(ApiError::bad_request(
+            "the first upload must include a signed prekey",
+        ));
+    }
+    Ok(axum::Json(status))
+}
+
+pub(super) async fn claim(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path(user_id): Path<String>,
+) -> ApiResult<axum::Json<PreKeyBundle>> {
+    validate::id(&user_id, "userId")?;
+    if state.limits.prekey_claims.check_key(&me.user.id).is_err() {
+        state
+            .metrics
+            .rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ApiError::rate_limited());
+    }
+    let (bundle, left) = state
+        .store
+        .claim_bundle(&user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("prekey bundle"))?;
+    if left < PREKEYS_LOW && bundle.one_time_prekey.is_some() {
+        state.hub.send(
+            &user_id,
+            &ServerFrame::PrekeysLow(PrekeysLow { remaining: left }),
+        );
+    }
+    Ok(axum::Json(bundle))
+}
+
+pub(super) async fn status(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+) -> ApiResult<axum::Json<PreKeyStatus>> {
+    Ok(axum::Json(state.store.prekey_status(&me.user.id).await?))
+}
+
+pub(super) async fn delete_one(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path(key_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let key_id: u32 = key_id
+        .parse()
+        .map_err(|_| ApiError::bad_request("keyId must be a number"))?;
+    if state.store.delete_prekey(&me.user.id, key_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("prekey"))
+    }
+}

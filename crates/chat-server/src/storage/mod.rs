@@ -1,0 +1,252 @@
+//! Storage behind a trait, so a second backend (PostgreSQL) can be added
+//! without touching the handlers. [`sqlite::SqliteStorage`] is the default:
+//! one writer thread committing in batches (group commit) and a pool of
+//! read connections, in WAL mode.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chat_proto::rest::{Group, PreKeyBundle, PreKeyStatus, PreKeyUpload, RelayedMessage, User};
+use chat_proto::{MessageStatus, Role};
+
+/// A storage failure. Handlers map it to a 500 unless a variant says more.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique value (username, message id from another sender) is taken.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The storage is shutting down.
+    #[error("storage is closed")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// Result of storage calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A user with the password hash, for login.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The public part.
+    pub user: User,
+    /// PHC-format Argon2id hash.
+    pub password_hash: String,
+}
+
+/// A message to store, before the server assigns its timestamp.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Sender-made UUID.
+    pub id: String,
+    /// Authenticated sender.
+    pub from: String,
+    /// The group, for group messages.
+    pub group_id: Option<String>,
+    /// Ciphertext (`E2EE:...`).
+    pub content: String,
+    /// The sender's label.
+    pub message_type: String,
+    /// Server time, ms.
+    pub timestamp: i64,
+}
+
+/// What storing a message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Newly stored, with one queue sequence number per recipient.
+    New {
+        /// Commit time, ms.
+        timestamp: i64,
+        /// `(recipient, seq)`.
+        queued: Vec<(String, i64)>,
+    },
+    /// The same sender already sent this id: a no-op, acknowledged again.
+    Duplicate {
+        /// The first commit's time.
+        timestamp: i64,
+    },
+}
+
+/// A queued message for one recipient, with its place in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// Queue order (increasing per recipient).
+    pub seq: i64,
+    /// The message as the recipient gets it.
+    pub message: RelayedMessage,
+}
+
+/// A status change to report to a message's sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEvent {
+    /// The sender to tell.
+    pub sender: String,
+    /// The message.
+    pub message_id: String,
+    /// New status.
+    pub status: MessageStatus,
+    /// Who delivered or read it.
+    pub by: String,
+}
+
+/// What a membership change did, for rotating sender keys and fan-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Applied.
+    Done,
+    /// No such group.
+    NoGroup,
+    /// The actor may not do this.
+    Forbidden,
+    /// The target user does not exist or is not a member.
+    NoUser,
+}
+
+/// Everything the handlers need from storage.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    // Accounts.
+    /// Creates a user; `Conflict` if the name is taken (case-insensitive).
+    async fn create_user(&self, account: Account) -> StoreResult<()>;
+    /// Looks up a user with its hash by name (case-insensitive).
+    async fn account_by_name(&self, username: &str) -> StoreResult<Option<Account>>;
+    /// Looks up a user by id.
+    async fn user(&self, id: &str) -> StoreResult<Option<User>>;
+    /// All users, or the one with this name.
+    async fn users(&self, username: Option<&str>) -> StoreResult<Vec<User>>;
+    /// Stores a token hash for a user.
+    async fn insert_token(&self, hash: Vec<u8>, user_id: &str, now: i64) -> StoreResult<()>;
+    /// The user a token belongs to, if used within `idle_ms`; refreshes its
+    /// last use.
+    async fn token_user(&self, hash: Vec<u8>, now: i64, idle_ms: i64) -> StoreResult<Option<User>>;
+    /// Deletes a token (logout).
+    async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()>;
+
+    // Prekeys.
+    /// Applies an upload (already validated); returns one-time prekeys left.
+    async fn upload_prekeys(
+        &self,
+        user_id: &str,
+        upload: PreKeyUpload,
+        now: i64,
+    ) -> StoreResult<u32>;
+    /// Hands out a bundle, claiming one one-time prekey atomically; also
+    /// returns how many are left.
+    async fn claim_bundle(&self, user_id: &str) -> StoreResult<Option<(PreKeyBundle, u32)>>;
+    /// The caller's prekey status.
+    async fn prekey_status(&self, user_id: &str) -> StoreResult<PreKeyStatus>;
+    /// Deletes one of the caller's one-time prekeys; whether it existed.
+    async fn delete_prekey(&self, user_id: &str, key_id: u32) -> StoreResult<bool>;
+
+    // Relay.
+    /// Durably stores a message for `recipients` (commit before return).
+    async fn store_message(
+        &self,
+        message: NewMessage,
+        recipients: Vec<String>,
+    ) -> StoreResult<Stored>;
+    /// The recipient's pending messages after `after_seq`, oldest first.
+    async fn pending(
+        &self,
+        recipient: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<Queued>>;
+    /// The recipient's pending 1:1 messages from one peer.
+    async fn pending_from(&self, recipient: &str, peer: &str) -> StoreResult<Vec<RelayedMessage>>;
+    /// The recipient's pending messages in one group.
+    async fn pending_in_group(
+        &self,
+        recipient: &str,
+        group_id: &str,
+    ) -> StoreResult<Vec<RelayedMessage>>;
+    /// Marks messages addressed to `recipient` delivered or read; returns the
+    /// events to report (only for ids that are the recipient's and changed).
+    /// `from` restricts to messages from that sender.
+    async fn set_status(
+        &self,
+        recipient: &str,
+        ids: Vec<String>,
+        status: MessageStatus,
+        from: Option<String>,
+    ) -> StoreResult<Vec<StatusEvent>>;
+    /// Queues status events for offline senders.
+    async fn queue_status(&self, events: Vec<StatusEvent>) -> StoreResult<()>;
+    /// Takes (and deletes) the queued status events for a user.
+    async fn take_statuses(&self, user_id: &str) -> StoreResult<Vec<StatusEvent>>;
+    /// Users who share a chat or a group with `user_id`.
+    async fn contacts(&self, user_id: &str) -> StoreResult<Vec<String>>;
+    /// Pending deliveries across all users.
+    async fn queue_depth(&self) -> StoreResult<u64>;
+    /// Drops undelivered messages older than `cutoff` and tokens idle since
+    /// before `token_cutoff`; returns how many messages went.
+    async fn purge(&self, cutoff: i64, token_cutoff: i64) -> StoreResult<u64>;
+
+    // Groups.
+    /// Creates a group owned by `owner` with `members`; unknown ids are skipped.
+    async fn create_group(
+        &self,
+        id: &str,
+        name: &str,
+        description: Option<&str>,
+        owner: &str,
+        members: Vec<String>,
+        now: i64,
+    ) -> StoreResult<Group>;
+    /// A group, if `viewer` is a member.
+    async fn group(&self, id: &str) -> StoreResult<Option<Group>>;
+    /// The groups `user_id` belongs to.
+    async fn groups_of(&self, user_id: &str) -> StoreResult<Vec<Group>>;
+    /// The role of `user_id` in the group, if a member.
+    async fn role(&self, group_id: &str, user_id: &str) -> StoreResult<Option<Role>>;
+    /// Renames or re-describes a group.
+    async fn update_group(
+        &self,
+        id: &str,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> StoreResult<()>;
+    /// Deletes a group and its queued messages.
+    async fn delete_group(&self, id: &str) -> StoreResult<()>;
+    /// Adds a member with a role (idempotent).
+    async fn add_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        role: Role,
+        now: i64,
+    ) -> StoreResult<MemberChange>;
+    /// Removes a member; their queued group messages go too.
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<MemberChange>;
+    /// Member ids of a group.
+    async fn member_ids(&self, group_id: &str) -> StoreResult<Vec<String>>;
+
+    // Verification records.
+    /// Records that `user_id` verified `target`'s key.
+    async fn set_verification(
+        &self,
+        user_id: &str,
+        target: &str,
+        fingerprint: &str,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// The record, if any: `(fingerprint, verified_at)`.
+    async fn verification(&self, user_id: &str, target: &str)
+    -> StoreResult<Option<(String, i64)>>;
+    /// Deletes it; whether it existed.
+    async fn delete_verification(&self, user_id: &str, target: &str) -> StoreResult<bool>;
+
+    // Media.
+    /// Records an uploaded media file.
+    async fn insert_media(&self, id: &str, owner: &str, size: u64, now: i64) -> StoreResult<()>;
+    /// The size of a media file, if it exists.
+    async fn media_size(&self, id: &str) -> StoreResult<Option<u64>>;
+}

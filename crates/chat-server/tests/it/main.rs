@@ -1,0 +1,15 @@
+//! chat-server integration tests: the real server on `127.0.0.1:0`, driven
+//! over real HTTP and WebSocket connections.
+
+// Test helpers may unwrap: a failure is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
+mod accounts;
+mod groups;
+mod relay;
+mod support;

@@ -1,0 +1,470 @@
+//! The 1:1 relay over real WebSockets: acknowledgement, delivery, receipts,
+//! offline queue, duplicates, restarts, authorization and bad frames.
+
+use std::time::Duration;
+
+use chat_proto::MessageStatus;
+use chat_proto::ws::{ClientFrame, Delivered, ReadReceipt, ServerFrame, TypingOut};
+use serde_json::json;
+
+use crate::support::{TestServer, message, new_id};
+
+fn delivered(ids: Vec<String>) -> ClientFrame {
+    ClientFrame::Delivered(Delivered { message_ids: ids })
+}
+
+#[tokio::test]
+async fn online_message_is_acked_pushed_and_receipted() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let mut wa = s.connect(&a.token).await;
+    let mut wb = s.connect(&b.token).await;
+
+    let (id, frame) = message(&b.user.id, "E2EE:AQID");
+    wa.send(&frame).await;
+    let ack = wa
+        .until(|f| match f {
+            ServerFrame::Ack(a) => Some(a),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (ack.id.as_str(), ack.status),
+        (id.as_str(), MessageStatus::Sent)
+    );
+
+    let m = wb
+        .until(|f| match f {
+            ServerFrame::Message(m) => Some(m),
+            _ => None,
+        })
+        .await;
+    assert_eq!(m.id, id);
+    assert_eq!(m.from, a.user.id, "from is the authenticated sender");
+    assert_eq!(m.content, "E2EE:AQID");
+
+    wb.send(&delivered(vec![id.clone()])).await;
+    let st = wa
+        .until(|f| match f {
+            ServerFrame::Status(s) => Some(s),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (st.message_id.as_str(), st.status),
+        (id.as_str(), MessageStatus::Delivered)
+    );
+    wb.send(&ClientFrame::Read(ReadReceipt {
+        to: a.user.id.clone(),
+        message_ids: vec![id.clone()],
+    }))
+    .await;
+    let st = wa
+        .until(|f| match f {
+            ServerFrame::Status(s) => Some(s),
+            _ => None,
+        })
+        .await;
+    assert_eq!(st.status, MessageStatus::Read);
+    assert_eq!(st.user_id.as_deref(), Some(b.user.id.as_str()));
+}
+
+#[tokio::test]
+async fn offline_recipient_gets_everything_in_order_on_connect() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let mut wa = s.connect(&a.token).await;
+    let mut ids = Vec::new();
+    for i in 0..600 {
+        let (id, frame) = message(&b.user.id, &format!("E2EE:{i}"));
+        wa.send(&frame).await;
+        ids.push(id);
+    }
+    for _ in 0..600 {
+        wa.until(|f| match f {
+            ServerFrame::Ack(a) => Some(a),
+            _ => None,
+        })
+        .await;
+    }
+    // The REST view shows them too.
+    let (_, body) = s
+        .call(
+            "GET",
+            &format!("/api/messages/{}", a.user.id),
+            Some(&b.token),
+            None,
+        )
+        .await;
+    assert_eq!(body["messages"].as_array().unwrap().len(), 600);
+
+    // Bob connects; the window (256) means he must acknowledge to get more.
+    let mut wb = s.connect(&b.token).await;
+    let mut got = Vec::new();
+    while got.len() < 600 {
+        let m = wb
+            .until(|f| match f {
+                ServerFrame::Message(m) => Some(m),
+                _ => None,
+            })
+            .await;
+        got.push(m.id.clone());
+        if got.len() % 50 == 0 {
+            wb.send(&delivered(got[got.len() - 50..].to_vec())).await;
+        }
+    }
+    assert_eq!(got, ids, "in order, each once");
+    // Alice, online, hears about every delivery.
+    let mut n = 0;
+    while n < 600 {
+        wa.until(|f| matches!(f, ServerFrame::Status(_)).then_some(()))
+            .await;
+        n += 1;
+    }
+    // Every status was reported, so every `delivered` was applied: the
+    // server holds nothing more for Bob.
+    let (_, body) = s
+        .call(
+            "GET",
+            &format!("/api/messages/{}", a.user.id),
+            Some(&b.token),
+            None,
+        )
+        .await;
+    assert!(body["messages"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unacknowledged_messages_come_again_on_reconnect() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let mut wa = s.connect(&a.token).await;
+    let mut wb = s.connect(&b.token).await;
+    let (id, frame) = message(&b.user.id, "E2EE:AQID");
+    wa.send(&frame).await;
+    let m = wb
+        .until(|f| match f {
+            ServerFrame::Message(m) => Some(m),
+            _ => None,
+        })
+        .await;
+    assert_eq!(m.id, id);
+    drop(wb); // crashed before acknowledging
+    let mut wb = s.connect(&b.token).await;
+    let again = wb
+        .until(|f| match f {
+            ServerFrame::Message(m) => Some(m),
+            _ => None,
+        })
+        .await;
+    assert_eq!(again.id, id);
+    wb.send(&delivered(vec![id.clone()])).await;
+    drop(wb);
+    let mut wb = s.connect(&b.token).await;
+    assert!(
+        wb.try_next(Duration::from_millis(500))
+            .await
+            .is_none_or(|f| !matches!(f, ServerFrame::Message(_))),
+        "a delivered message is not sent again"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_ids_are_a_no_op_and_foreign_ids_a_conflict() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let c = s.register("carol").await;
+    let mut wa = s.connect(&a.token).await;
+    let (id, frame) = message(&b.user.id, "E2EE:AQID");
+    wa.send(&frame).await;
+    let first = wa
+        .until(|f| match f {
+            ServerFrame::Ack(a) => Some(a),
+            _ => None,
+        })
+        .await;
+    wa.send(&frame).await;
+    let second = wa
+        .until(|f| match f {
+            ServerFrame::Ack(a) => Some(a),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        first, second,
+        "a resend is acknowledged with the first timestamp"
+    );
+    let (_, body) = s
+        .call(
+            "GET",
+            &format!("/api/messages/{}", a.user.id),
+            Some(&b.token),
+            None,
+        )
+        .await;
+    assert_eq!(body["messages"].as_array().unwrap().len(), 1);
+    // Carol reusing Alice's id: refused.
+    let mut wc = s.connect(&c.token).await;
+    wc.send(&ClientFrame::Message(chat_proto::ws::SendMessage {
+        id: id.clone(),
+        to: b.user.id.clone(),
+        content: "E2EE:BBBB".into(),
+        message_type: "text".into(),
+    }))
+    .await;
+    let err = wc
+        .until(|f| match f {
+            ServerFrame::Error(e) => Some(e),
+            _ => None,
+        })
+        .await;
+    assert_eq!(err.id.as_deref(), Some(id.as_str()));
+    assert_eq!(err.code, chat_proto::rest::ErrorCode::Conflict);
+}
+
+#[tokio::test]
+async fn server_restart_between_send_and_delivery_loses_nothing() {
+    let mut s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let mut wa = s.connect(&a.token).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (id, frame) = message(&b.user.id, &format!("E2EE:{i}"));
+        wa.send(&frame).await;
+        wa.until(|f| match f {
+            ServerFrame::Ack(a) => Some(a),
+            _ => None,
+        })
+        .await;
+        ids.push(id);
+    }
+    drop(wa);
+    s.restart().await;
+    let mut wb = s.connect(&b.token).await;
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        let m = wb
+            .until(|f| match f {
+                ServerFrame::Message(m) => Some(m),
+                _ => None,
+            })
+            .await;
+        got.push(m.id);
+    }
+    assert_eq!(got, ids);
+    // Tokens survive the restart too, and Alice's receipts wait for her.
+    wb.send(&delivered(ids.clone())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut wa = s.connect(&a.token).await;
+    let mut statuses = 0;
+    while statuses < 20 {
+        wa.until(|f| matches!(f, ServerFrame::Status(_)).then_some(()))
+            .await;
+        statuses += 1;
+    }
+}
+
+#[tokio::test]
+async fn nobody_acknowledges_or_reads_another_users_messages() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let c = s.register("carol").await;
+    let mut wa = s.connect(&a.token).await;
+    let (id, frame) = message(&b.user.id, "E2EE:AQID");
+    wa.send(&frame).await;
+    wa.until(|f| matches!(f, ServerFrame::Ack(_)).then_some(()))
+        .await;
+    // Carol tries to acknowledge and read Bob's message, by WS and REST.
+    let mut wc = s.connect(&c.token).await;
+    wc.send(&delivered(vec![id.clone()])).await;
+    wc.send(&ClientFrame::Read(ReadReceipt {
+        to: a.user.id.clone(),
+        message_ids: vec![id.clone()],
+    }))
+    .await;
+    let (st, body) = s
+        .call(
+            "PUT",
+            "/api/messages/status",
+            Some(&c.token),
+            Some(json!({"updates": [{"messageId": id, "status": "delivered"}]})),
+        )
+        .await;
+    assert_eq!((st, body["updated"].as_u64()), (200, Some(0)));
+    // Nor can she read Bob's queue.
+    let (_, body) = s
+        .call(
+            "GET",
+            &format!("/api/messages/{}", a.user.id),
+            Some(&c.token),
+            None,
+        )
+        .await;
+    assert!(body["messages"].as_array().unwrap().is_empty());
+    // Alice heard nothing, and Bob still gets it.
+    assert!(
+        wa.try_next(Duration::from_millis(300))
+            .await
+            .is_none_or(|f| !matches!(f, ServerFrame::Status(_)))
+    );
+    let mut wb = s.connect(&b.token).await;
+    let m = wb
+        .until(|f| match f {
+            ServerFrame::Message(m) => Some(m),
+            _ => None,
+        })
+        .await;
+    assert_eq!(m.id, id);
+}
+
+#[tokio::test]
+async fn bad_frames_get_error_frames_and_the_connection_survives() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let mut wa = s.connect(&a.token).await;
+    for bad in [
+        "{not json",
+        r#"{"type":"teleport","payload":{}}"#,
+        r#"{"type":"message","payload":{"id":"x","to":"y","content":"E2EE:AQ","messageType":"text"}}"#,
+        r#"{"type":"typing","payload":{"typing":true}}"#,
+    ] {
+        wa.send_raw(bad).await;
+        let e = wa
+            .until(|f| match f {
+                ServerFrame::Error(e) => Some(e),
+                _ => None,
+            })
+            .await;
+        assert_eq!(e.code, chat_proto::rest::ErrorCode::BadRequest, "{bad}");
+    }
+    // Plaintext content, an unknown recipient.
+    let (_, frame) = message(&b.user.id, "hello in the clear");
+    wa.send(&frame).await;
+    let e = wa
+        .until(|f| match f {
+            ServerFrame::Error(e) => Some(e),
+            _ => None,
+        })
+        .await;
+    assert!(e.message.contains("E2EE"));
+    let (_, frame) = message(&new_id(), "E2EE:AQID");
+    wa.send(&frame).await;
+    let e = wa
+        .until(|f| match f {
+            ServerFrame::Error(e) => Some(e),
+            _ => None,
+        })
+        .await;
+    assert_eq!(e.code, chat_proto::rest::ErrorCode::NotFound);
+    // Still alive.
+    let (_, frame) = message(&b.user.id, "E2EE:AQID");
+    wa.send(&frame).await;
+    wa.until(|f| matches!(f, ServerFrame::Ack(_)).then_some(()))
+        .await;
+    // An oversized frame closes the connection with an error, not a crash.
+    wa.send_raw(&"x".repeat(200_000)).await;
+    let mut closed = false;
+    for _ in 0..3 {
+        match wa.try_next(Duration::from_secs(2)).await {
+            None => {
+                closed = true;
+                break;
+            }
+            Some(_) => continue,
+        }
+    }
+    assert!(closed, "oversized frame must end the connection");
+    assert_eq!(s.call("GET", "/health", None, None).await.0, 200);
+}
+
+#[tokio::test]
+async fn websocket_auth_is_required_and_header_tokens_work() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    // A wrong token in the first frame: error and close.
+    let (mut ws, _) = tokio_tungstenite::connect_async(s.ws_url()).await.unwrap();
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        json!({"type":"auth","payload":{"token":"nope"}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("unauthorized"));
+    // A bearer header on the upgrade request.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = s.ws_url().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", a.token).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("\"ready\""));
+}
+
+#[tokio::test]
+async fn typing_and_presence_reach_contacts_only() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let c = s.register("carol").await;
+    let mut wa = s.connect(&a.token).await;
+    // Make Alice and Bob contacts.
+    let (_, frame) = message(&b.user.id, "E2EE:AQID");
+    wa.send(&frame).await;
+    wa.until(|f| matches!(f, ServerFrame::Ack(_)).then_some(()))
+        .await;
+    let mut wc = s.connect(&c.token).await;
+    let mut wb = s.connect(&b.token).await;
+    let on = wa
+        .until(|f| match f {
+            ServerFrame::Online(o) => Some(o),
+            _ => None,
+        })
+        .await;
+    assert_eq!((on.user_id.as_str(), on.online), (b.user.id.as_str(), true));
+    // Bob learns that Alice is online.
+    let on = wb
+        .until(|f| match f {
+            ServerFrame::Online(o) => Some(o),
+            _ => None,
+        })
+        .await;
+    assert_eq!(on.user_id, a.user.id);
+    wb.send(&ClientFrame::Typing(TypingOut {
+        to: Some(a.user.id.clone()),
+        group_id: None,
+        typing: true,
+    }))
+    .await;
+    let t = wa
+        .until(|f| match f {
+            ServerFrame::Typing(t) => Some(t),
+            _ => None,
+        })
+        .await;
+    assert_eq!((t.from.as_str(), t.typing), (b.user.id.as_str(), true));
+    drop(wb);
+    let off = wa
+        .until(|f| match f {
+            ServerFrame::Online(o) => Some(o),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (off.user_id.as_str(), off.online),
+        (b.user.id.as_str(), false)
+    );
+    // Carol, a stranger, heard none of it.
+    assert!(wc.try_next(Duration::from_millis(300)).await.is_none());
+}

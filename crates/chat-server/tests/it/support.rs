@@ -1,0 +1,188 @@
+//! A test server in a temporary folder, an HTTP helper and a WebSocket client.
+
+use std::time::Duration;
+
+use chat_proto::rest::AuthResponse;
+use chat_proto::ws::{ClientFrame, ServerFrame};
+use chat_server::config::Argon2Params;
+use chat_server::{Config, RunningServer};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub config: Config,
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_owned(),
+        // Cheap hashes keep the suite fast; production uses the defaults.
+        argon2: Argon2Params {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..Config::default()
+    };
+    c.limits.logins_per_minute = 10_000;
+    c.limits.registrations_per_minute = 10_000;
+    c.limits.prekey_claims_per_minute = 100_000;
+    c.limits.messages_per_second = 100_000;
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_config(dir.path());
+        Self::start_with(dir, config).await
+    }
+
+    pub async fn start_with(dir: tempfile::TempDir, config: Config) -> Self {
+        let server = chat_server::start(config.clone()).await.unwrap();
+        let base = format!("http://{}", server.addr());
+        Self {
+            server: Some(server),
+            dir,
+            base,
+            http: reqwest::Client::new(),
+            config,
+        }
+    }
+
+    /// Stops and starts again on the same data folder (a new port).
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        let server = chat_server::start(self.config.clone()).await.unwrap();
+        self.base = format!("http://{}", server.addr());
+        self.server = Some(server);
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.base.replace("http://", "ws://"))
+    }
+
+    /// A request; returns status and JSON body (Null if none).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn register(&self, name: &str) -> AuthResponse {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/auth/register",
+                None,
+                Some(json!({"username": name, "password": "secret-pw"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    pub async fn connect(&self, token: &str) -> Ws {
+        let (mut ws, _) = tokio_tungstenite::connect_async(self.ws_url())
+            .await
+            .unwrap();
+        let auth = json!({"type": "auth", "payload": {"token": token}}).to_string();
+        ws.send(Message::Text(auth.into())).await.unwrap();
+        let mut ws = Ws { ws };
+        match ws.next_frame().await {
+            ServerFrame::Ready(_) => ws,
+            other => panic!("expected ready, got {other:?}"),
+        }
+    }
+}
+
+pub struct Ws {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        let text = serde_json::to_string(frame).unwrap();
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next JSON frame (skipping pings), within 5 seconds.
+    pub async fn next_frame(&mut self) -> ServerFrame {
+        self.try_next(Duration::from_secs(5))
+            .await
+            .expect("no frame within 5 s")
+    }
+
+    pub async fn try_next(&mut self, wait: Duration) -> Option<ServerFrame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??;
+            match msg.ok()? {
+                Message::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Frames until one matches; panics after 5 s.
+    pub async fn until<T>(&mut self, mut f: impl FnMut(ServerFrame) -> Option<T>) -> T {
+        loop {
+            if let Some(t) = f(self.next_frame().await) {
+                return t;
+            }
+        }
+    }
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn message(to: &str, content: &str) -> (String, ClientFrame) {
+    let id = new_id();
+    (
+        id.clone(),
+        ClientFrame::Message(chat_proto::ws::SendMessage {
+            id,
+            to: to.to_owned(),
+            content: content.to_owned(),
+            message_type: "text".into(),
+        }),
+    )
+}
