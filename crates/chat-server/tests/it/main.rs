@@ -11,5 +11,6 @@
 
 mod accounts;
 mod groups;
+mod limits;
 mod relay;
 mod support;
