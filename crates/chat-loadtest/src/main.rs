@@ -1,0 +1,474 @@
+//! `chat-loadtest`: measures a `chat-server` binary on loopback, in four
+//! bounded runs, and prints the figures `docs/PERFORMANCE.md` records:
+//!
+//! 1. idle WebSocket connections held, and server memory per connection;
+//! 2. durable relayed messages per second (256-byte payloads, 1:1);
+//! 3. send-to-delivery latency at a fixed offered rate, measured from each
+//!    message's *intended* send time (no coordinated omission);
+//! 4. time to drain 10,000 queued messages on connect.
+//!
+//! It starts the server as a child process with a temporary data folder and
+//! kills it at the end. Every loop is bounded in count and time, and all
+//! traffic goes to 127.0.0.0/8. Run it with `cargo xtask loadtest`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chat_proto::ws::{ClientFrame, Delivered, SendMessage, ServerFrame};
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{WebSocketStream, client_async};
+
+type Ws = WebSocketStream<TcpStream>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Loopback load tests for chat-server.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The chat-server binary to start.
+    #[arg(long)]
+    server_bin: PathBuf,
+    /// Idle connections to open.
+    #[arg(long, default_value_t = 100_000)]
+    connections: usize,
+    /// Seconds of the throughput run.
+    #[arg(long, default_value_t = 10)]
+    throughput_secs: u64,
+    /// Sender/receiver pairs in the throughput run.
+    #[arg(long, default_value_t = 64)]
+    pairs: usize,
+    /// Offered rate of the latency run, messages per second.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Seconds of the latency run.
+    #[arg(long, default_value_t = 10)]
+    latency_secs: u64,
+    /// Messages queued for the drain run.
+    #[arg(long, default_value_t = 10_000)]
+    drain: usize,
+}
+
+struct Server {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+    _dir: tempdir::Dir,
+}
+
+mod tempdir {
+    /// A folder removed on drop.
+    pub(crate) struct Dir(pub(crate) std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Server {
+    async fn start(bin: &PathBuf, port: u16) -> Result<Self, Error> {
+        let dir = std::env::temp_dir().join(format!("chat-loadtest-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("server.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_connections = 1000000\n\
+                 [limits]\nlogins_per_minute = 100000\nregistrations_per_minute = 100000\n\
+                 prekey_claims_per_minute = 100000\nmessages_per_second = 1000000\n",
+                dir.join("data").display()
+            ),
+        )?;
+        let child = tokio::process::Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http
+                .get(format!("http://{addr}/health"))
+                .send()
+                .await
+                .is_ok()
+            {
+                return Ok(Self {
+                    child,
+                    addr,
+                    _dir: tempdir::Dir(dir),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err("server did not come up".into())
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let Some(pid) = self.child.id() else { return 0 };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+struct Account {
+    id: String,
+    token: String,
+}
+
+async fn register(http: &reqwest::Client, addr: SocketAddr, name: &str) -> Result<Account, Error> {
+    let v: Value = http
+        .post(format!("http://{addr}/api/auth/register"))
+        .json(&json!({"username": name, "password": "loadtest-pw"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(Account {
+        id: v["user"]["id"].as_str().ok_or("no id")?.to_owned(),
+        token: v["token"].as_str().ok_or("no token")?.to_owned(),
+    })
+}
+
+/// Opens an authenticated connection from source address `src`.
+async fn connect(addr: SocketAddr, src: Ipv4Addr, token: &str) -> Result<Ws, Error> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
+    let stream = socket.connect(addr).await?;
+    let (mut ws, _) = client_async(format!("ws://{addr}/ws"), stream).await?;
+    let auth = json!({"type": "auth", "payload": {"token": token}}).to_string();
+    ws.send(Message::Text(auth.into())).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains("\"ready\"") => return Ok(ws),
+            Some(Ok(Message::Text(t))) if t.contains("\"error\"") => {
+                return Err(t.to_string().into());
+            }
+            Some(Ok(_)) => continue,
+            _ => return Err("closed before ready".into()),
+        }
+    }
+}
+
+fn src_addr(i: usize) -> Ipv4Addr {
+    // 20,000 connections per source address stays inside the ephemeral
+    // port range of one (source, destination) pair.
+    Ipv4Addr::new(127, 0, 1 + (i / 20_000) as u8, 1)
+}
+
+async fn idle_connections(server: &Server, n: usize) -> Result<(), Error> {
+    let http = reqwest::Client::new();
+    let acct = register(&http, server.addr, "idle-user").await?;
+    let before = server.rss_kib();
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    let mut failed = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut batch = Vec::new();
+    for i in 0..n {
+        if Instant::now() > deadline {
+            break;
+        }
+        let token = acct.token.clone();
+        let addr = server.addr;
+        batch.push(tokio::spawn(async move {
+            connect(addr, src_addr(i), &token).await
+        }));
+        if batch.len() == 500 || i + 1 == n {
+            for h in batch.drain(..) {
+                match h.await? {
+                    Ok(ws) => conns.push(ws),
+                    Err(_) => failed += 1,
+                }
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server.rss_kib();
+    let held = conns.len();
+    let per = if held > 0 {
+        (after.saturating_sub(before)) as f64 * 1024.0 / held as f64
+    } else {
+        0.0
+    };
+    println!(
+        "idle connections: {held} held ({failed} failed) in {:.1}s; server RSS {} MiB -> {} MiB; {:.0} bytes per connection",
+        started.elapsed().as_secs_f64(),
+        before / 1024,
+        after / 1024,
+        per
+    );
+    drop(conns);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+fn payload(seq: u64, intended_ns: u64) -> String {
+    let mut bytes = vec![0u8; 256];
+    bytes[..8].copy_from_slice(&seq.to_be_bytes());
+    bytes[8..16].copy_from_slice(&intended_ns.to_be_bytes());
+    format!("E2EE:{}", STANDARD.encode(bytes))
+}
+
+fn decode_payload(content: &str) -> Option<(u64, u64)> {
+    let bytes = STANDARD.decode(content.strip_prefix("E2EE:")?).ok()?;
+    Some((
+        u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?),
+        u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?),
+    ))
+}
+
+fn send_frame(to: &str, content: String) -> Message {
+    let f = ClientFrame::Message(SendMessage {
+        id: uuid::Uuid::new_v4().to_string(),
+        to: to.to_owned(),
+        content,
+        message_type: "text".into(),
+    });
+    Message::Text(serde_json::to_string(&f).unwrap_or_default().into())
+}
+
+/// Reads messages, acknowledges them in batches, and reports each one's
+/// `(seq, intended send time)` to `on_message`.
+async fn receive(
+    mut ws: Ws,
+    until: Instant,
+    mut on_message: impl FnMut(u64, u64) + Send,
+) -> Result<Ws, Error> {
+    let mut pending = Vec::new();
+    while Instant::now() < until {
+        let next = tokio::time::timeout(Duration::from_millis(50), ws.next()).await;
+        let timed_out = next.is_err();
+        if let Ok(Some(Ok(Message::Text(t)))) = next {
+            if let Ok(ServerFrame::Message(m)) = serde_json::from_str::<ServerFrame>(&t) {
+                if let Some((seq, intended)) = decode_payload(&m.content) {
+                    on_message(seq, intended);
+                }
+                pending.push(m.id);
+            }
+        }
+        if pending.len() >= 64 || (!pending.is_empty() && timed_out) {
+            let f = ClientFrame::Delivered(Delivered {
+                message_ids: std::mem::take(&mut pending),
+            });
+            ws.send(Message::Text(serde_json::to_string(&f)?.into()))
+                .await?;
+        }
+    }
+    Ok(ws)
+}
+
+async fn throughput(server: &Server, pairs: usize, secs: u64) -> Result<(), Error> {
+    let http = reqwest::Client::new();
+    let acked = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(AtomicU64::new(0));
+    let start = Instant::now() + Duration::from_secs(2);
+    let end = start + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for p in 0..pairs {
+        let s = register(&http, server.addr, &format!("tp-s{p}")).await?;
+        let r = register(&http, server.addr, &format!("tp-r{p}")).await?;
+        let (addr, acked, received) = (server.addr, acked.clone(), received.clone());
+        tasks.push(tokio::spawn(async move {
+            let ws_s = connect(addr, Ipv4Addr::LOCALHOST, &s.token).await?;
+            let ws_r = connect(addr, Ipv4Addr::LOCALHOST, &r.token).await?;
+            let recv = tokio::spawn(receive(ws_r, end + Duration::from_secs(2), move |_, _| {
+                received.fetch_add(1, Ordering::Relaxed);
+            }));
+            let (mut sink, mut stream) = ws_s.split();
+            tokio::time::sleep_until(start.into()).await;
+            // Pipeline: keep up to 256 messages awaiting their ack.
+            let mut outstanding = 0u32;
+            let mut seq = 0u64;
+            while Instant::now() < end {
+                while outstanding < 256 {
+                    sink.send(send_frame(&r.id, payload(seq, 0))).await?;
+                    seq += 1;
+                    outstanding += 1;
+                }
+                match tokio::time::timeout(Duration::from_millis(100), stream.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) if t.contains("\"ack\"") => {
+                        outstanding -= 1;
+                        if Instant::now() < end {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(Some(Ok(_))) | Err(_) => {}
+                    _ => break,
+                }
+            }
+            recv.await??;
+            Ok::<(), Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let n = acked.load(Ordering::Relaxed);
+    println!(
+        "durable throughput: {n} messages acknowledged in {secs}s = {:.0}/s ({pairs} sender/receiver pairs, 256-byte payloads); {} delivered",
+        n as f64 / secs as f64,
+        received.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1e6
+}
+
+async fn latency(server: &Server, rate: u64, secs: u64) -> Result<(), Error> {
+    let http = reqwest::Client::new();
+    let senders = 16usize;
+    let base = Instant::now();
+    let start = base + Duration::from_secs(2);
+    let end = start + Duration::from_secs(secs);
+    let total = rate * secs;
+    let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
+    let mut tasks = Vec::new();
+    for p in 0..senders {
+        let s = register(&http, server.addr, &format!("lat-s{p}")).await?;
+        let r = register(&http, server.addr, &format!("lat-r{p}")).await?;
+        let (addr, lat) = (server.addr, lat.clone());
+        tasks.push(tokio::spawn(async move {
+            let ws_s = connect(addr, Ipv4Addr::LOCALHOST, &s.token).await?;
+            let ws_r = connect(addr, Ipv4Addr::LOCALHOST, &r.token).await?;
+            let recv = tokio::spawn(receive(
+                ws_r,
+                end + Duration::from_secs(3),
+                move |_, intended| {
+                    let now = base.elapsed().as_nanos() as u64;
+                    if let Ok(mut l) = lat.lock() {
+                        l.push(now.saturating_sub(intended));
+                    }
+                },
+            ));
+            let (mut sink, mut stream) = ws_s.split();
+            // Drain acks in the background so the socket never backs up.
+            let acks = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+            let per_sender = total / senders as u64;
+            let interval_ns = 1e9 * senders as f64 / rate as f64;
+            for i in 0..per_sender {
+                let intended = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
+                tokio::time::sleep_until(intended.into()).await;
+                let intended_ns = intended.duration_since(base).as_nanos() as u64;
+                sink.send(send_frame(&r.id, payload(i, intended_ns)))
+                    .await?;
+            }
+            recv.await??;
+            acks.abort();
+            Ok::<(), Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut l = lat.lock().map_err(|_| "lock")?.clone();
+    l.sort_unstable();
+    println!(
+        "latency at {rate}/s offered for {secs}s: {} of {total} delivered; p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms",
+        l.len(),
+        percentile(&l, 0.50),
+        percentile(&l, 0.99),
+        percentile(&l, 0.999),
+        percentile(&l, 1.0)
+    );
+    Ok(())
+}
+
+async fn drain(server: &Server, n: usize) -> Result<(), Error> {
+    let http = reqwest::Client::new();
+    let s = register(&http, server.addr, "drain-s").await?;
+    let r = register(&http, server.addr, "drain-r").await?;
+    let ws = connect(server.addr, Ipv4Addr::LOCALHOST, &s.token).await?;
+    let (mut sink, mut stream) = ws.split();
+    let mut acked = 0;
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked < n && Instant::now() < deadline {
+        while sent < n && sent - acked < 512 {
+            sink.send(send_frame(&r.id, payload(sent as u64, 0)))
+                .await?;
+            sent += 1;
+        }
+        if let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_secs(5), stream.next()).await
+        {
+            if t.contains("\"ack\"") {
+                acked += 1;
+            }
+        }
+    }
+    let started = Instant::now();
+    let ws_r = connect(server.addr, Ipv4Addr::LOCALHOST, &r.token).await?;
+    let got = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(std::sync::Mutex::new(None));
+    let (g, d) = (got.clone(), done.clone());
+    let target = n as u64;
+    receive(
+        ws_r,
+        Instant::now() + Duration::from_secs(30),
+        move |_, _| {
+            if g.fetch_add(1, Ordering::Relaxed) + 1 == target {
+                if let Ok(mut d) = d.lock() {
+                    *d = Some(started.elapsed());
+                }
+            }
+        },
+    )
+    .await?;
+    let took = done.lock().map_err(|_| "lock")?.map(|d| d.as_secs_f64());
+    match took {
+        Some(t) => println!(
+            "drain: {n} queued messages received in {:.3}s after connect (window of in-flight messages, batched acks)",
+            t
+        ),
+        None => println!(
+            "drain: only {} of {n} received within 30s",
+            got.load(Ordering::Relaxed)
+        ),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args = Args::parse();
+    // Room for the client side of every connection.
+    let want = (args.connections as u64) * 2 + 10_000;
+    if rlimit::setrlimit(rlimit::Resource::NOFILE, want, want).is_err() {
+        let _ = rlimit::increase_nofile_limit(want);
+    }
+    println!(
+        "open-file limit: {:?}",
+        rlimit::getrlimit(rlimit::Resource::NOFILE)?
+    );
+    let server = Server::start(&args.server_bin, 18787).await?;
+    idle_connections(&server, args.connections).await?;
+    drain(&server, args.drain).await?;
+    throughput(&server, args.pairs, args.throughput_secs).await?;
+    latency(&server, args.rate, args.latency_secs).await?;
+    println!("server RSS at the end: {} MiB", server.rss_kib() / 1024);
+    Ok(())
+}
