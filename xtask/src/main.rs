@@ -34,8 +34,9 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
-        Some("demo" | "loadtest") => Err(format!(
-            "`cargo xtask {}` is not built yet: it arrives with the server and client issues",
+        Some("loadtest") => loadtest(&args[1..]),
+        Some("demo") => Err(format!(
+            "`cargo xtask {}` is not built yet: it arrives with the chat-cli issue",
             args[0]
         )),
         _ => {
@@ -44,7 +45,8 @@ fn main() -> ExitCode {
                  commands:\n  \
                  ci              fmt, clippy, tests, docs, bench build, layering, cargo-deny\n  \
                  bench [filter]  criterion benchmarks, then a table of medians\n  \
-                 fuzz [seconds]  run every fuzz target for SECONDS each (default 60)"
+                 fuzz [seconds]  run every fuzz target for SECONDS each (default 60)\n  \
+                 loadtest [args] build release, start chat-server, run chat-loadtest"
             );
             return ExitCode::from(2);
         }
@@ -234,6 +236,30 @@ fn median_ns(json: &str) -> Option<f64> {
         .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
         .collect();
     num.parse().ok()
+}
+
+/// Builds the release server and load generator, then runs the load test
+/// against a server child process on loopback. Extra arguments go to
+/// `chat-loadtest` (try `--connections 20000`).
+fn loadtest(args: &[String]) -> Result {
+    run(
+        "build release (chat-server, chat-loadtest)",
+        cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "chat-server",
+            "-p",
+            "chat-loadtest",
+        ]),
+    )?;
+    let target = root().join("target/release");
+    let mut cmd = Command::new(target.join("chat-loadtest"));
+    cmd.current_dir(root())
+        .arg("--server-bin")
+        .arg(target.join("chat-server"))
+        .args(args);
+    run("chat-loadtest", &mut cmd)
 }
 
 fn fuzz(args: &[String]) -> Result {

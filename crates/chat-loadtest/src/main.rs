@@ -152,6 +152,7 @@ async fn connect(addr: SocketAddr, src: Ipv4Addr, token: &str) -> Result<Ws, Err
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
     let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
     let (mut ws, _) = client_async(format!("ws://{addr}/ws"), stream).await?;
     let auth = json!({"type": "auth", "payload": {"token": token}}).to_string();
     ws.send(Message::Text(auth.into())).await?;
@@ -466,8 +467,11 @@ async fn main() -> Result<(), Error> {
     );
     let server = Server::start(&args.server_bin, 18787).await?;
     idle_connections(&server, args.connections).await?;
+    println!("  (server RSS now {} MiB)", server.rss_kib() / 1024);
     drain(&server, args.drain).await?;
+    println!("  (server RSS now {} MiB)", server.rss_kib() / 1024);
     throughput(&server, args.pairs, args.throughput_secs).await?;
+    println!("  (server RSS now {} MiB)", server.rss_kib() / 1024);
     latency(&server, args.rate, args.latency_secs).await?;
     println!("server RSS at the end: {} MiB", server.rss_kib() / 1024);
     Ok(())

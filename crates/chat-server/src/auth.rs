@@ -27,8 +27,19 @@ fn argon(p: &Argon2Params) -> Result<Argon2<'static>, ApiError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// At most this many Argon2 computations at once. Each takes
+/// `memory_kib` of RAM and a core for tens of milliseconds: the bound keeps a
+/// login flood from exhausting memory or starving message relay.
+const CONCURRENT_HASHES: usize = 2;
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_HASHES);
+
+fn internal(_: impl std::fmt::Debug) -> ApiError {
+    ApiError::new(chat_proto::rest::ErrorCode::Internal, "hashing failed")
+}
+
 /// Hashes a password on a blocking thread (PHC string).
 pub async fn hash_password(password: String, p: Argon2Params) -> Result<String, ApiError> {
+    let _permit = HASHING.acquire().await.map_err(internal)?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         argon(&p)?
@@ -44,6 +55,9 @@ pub async fn hash_password(password: String, p: Argon2Params) -> Result<String, 
 /// (unknown user) it still spends the time of one verification, so response
 /// time does not reveal which usernames exist.
 pub async fn verify_password(password: String, hash: Option<String>, p: Argon2Params) -> bool {
+    let Ok(_permit) = HASHING.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         let Ok(a) = argon(&p) else { return false };
         match hash.as_deref().map(PasswordHash::new) {

@@ -78,6 +78,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => Self::new(ErrorCode::Conflict, what),
+            StoreError::NotFound(what) => Self::not_found(what),
             StoreError::Closed => Self::new(ErrorCode::Unavailable, "the server is shutting down"),
             StoreError::Database(detail) => {
                 tracing::error!(%detail, "storage failure");

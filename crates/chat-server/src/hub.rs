@@ -12,15 +12,17 @@ use chat_proto::ws::ServerFrame;
 use tokio::sync::mpsc;
 
 /// Capacity of each connection's push channel.
-pub const PUSH_CAPACITY: usize = 1024;
+pub const PUSH_CAPACITY: usize = 512;
 
 /// Something for one connection.
 #[derive(Debug)]
 pub enum Push {
-    /// A queued message with its queue sequence number.
-    Queued(i64, RelayedMessage),
+    /// A queued message with its queue sequence number. Boxed, like
+    /// `Frame`, so a channel slot is two words: tokio allocates slots in
+    /// blocks of 32 per channel, and that block is per-connection memory.
+    Queued(i64, Box<RelayedMessage>),
     /// An ephemeral or status frame.
-    Frame(ServerFrame),
+    Frame(Box<ServerFrame>),
     /// Close: the account logged out or the server is stopping.
     Close,
 }
@@ -102,7 +104,10 @@ impl Hub {
         let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(conns) = users.get(user) {
             for c in conns {
-                if c.tx.try_send(Push::Queued(seq, message.clone())).is_err() {
+                if c.tx
+                    .try_send(Push::Queued(seq, Box::new(message.clone())))
+                    .is_err()
+                {
                     c.missed.store(true, Ordering::Relaxed);
                 }
             }
@@ -115,7 +120,7 @@ impl Hub {
         let mut any = false;
         if let Some(conns) = users.get(user) {
             for c in conns {
-                any |= c.tx.try_send(Push::Frame(frame.clone())).is_ok();
+                any |= c.tx.try_send(Push::Frame(Box::new(frame.clone()))).is_ok();
             }
         }
         any

@@ -153,6 +153,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     });
     let mut stop_signal = stop_rx;
     let task = tokio::spawn(async move {
+        // Frames are small and latency matters: no Nagle delay.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let serve = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

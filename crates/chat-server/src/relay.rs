@@ -73,9 +73,8 @@ pub async fn send_message(state: &AppState, from: &str, m: SendMessage) -> Resul
     check_common(&m.id, &m.content, &m.message_type)?;
     validate::id(&m.to, "to")?;
     rate(state, from)?;
-    if state.store.user(&m.to).await?.is_none() {
-        return Err(ApiError::not_found("recipient"));
-    }
+    // The recipient's existence is checked inside the write job (one
+    // round trip to storage per message, not two).
     let message = NewMessage {
         id: m.id,
         from: from.to_owned(),

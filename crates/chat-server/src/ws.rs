@@ -247,7 +247,7 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, pre_auth: Option<User>
                         } else if d.caught_up && d.in_flight.len() < d.window {
                             d.cursor = seq;
                             d.in_flight.insert(m.id.clone());
-                            alive = send(&mut socket, &state, &frame_for(m)).await;
+                            alive = send(&mut socket, &state, &frame_for(*m)).await;
                         } else {
                             d.caught_up = false;
                         }

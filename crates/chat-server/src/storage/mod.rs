@@ -15,6 +15,9 @@ pub enum StoreError {
     /// A unique value (username, message id from another sender) is taken.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A referenced row (the recipient) does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
     /// The database failed.
     #[error("database error: {0}")]
     Database(String),
@@ -147,7 +150,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_prekey(&self, user_id: &str, key_id: u32) -> StoreResult<bool>;
 
     // Relay.
-    /// Durably stores a message for `recipients` (commit before return).
+    /// Durably stores a message for `recipients` (commit before return);
+    /// `NotFound("recipient")` if a 1:1 recipient does not exist.
     async fn store_message(
         &self,
         message: NewMessage,

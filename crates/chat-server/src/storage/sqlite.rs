@@ -625,6 +625,16 @@ impl Storage for SqliteStorage {
                     Err(StoreError::Conflict("message id already used"))
                 };
             }
+            if m.group_id.is_none() {
+                for r in &recipients {
+                    let known: bool = c
+                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")?
+                        .query_row([r], |row| row.get(0))?;
+                    if !known {
+                        return Err(StoreError::NotFound("recipient"));
+                    }
+                }
+            }
             c.prepare_cached(
                 "INSERT INTO messages (id, sender, group_id, content, message_type, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
