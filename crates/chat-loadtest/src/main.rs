@@ -461,12 +461,23 @@ async fn main() -> Result<(), Error> {
     if rlimit::setrlimit(rlimit::Resource::NOFILE, want, want).is_err() {
         let _ = rlimit::increase_nofile_limit(want);
     }
-    println!(
-        "open-file limit: {:?}",
-        rlimit::getrlimit(rlimit::Resource::NOFILE)?
-    );
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
+    println!("open-file limit: soft {soft}, hard {hard}");
+    // Each process needs one descriptor per connection plus spares (the
+    // server its database and listener, we /proc and the other runs).
+    let possible = usize::try_from(soft.saturating_sub(1_000)).unwrap_or(usize::MAX);
+    let connections = if args.connections > possible {
+        println!(
+            "  asked for {} connections; the open-file limit allows {possible} per process \
+             (raising the hard limit needs CAP_SYS_RESOURCE)",
+            args.connections
+        );
+        possible
+    } else {
+        args.connections
+    };
     let server = Server::start(&args.server_bin, 18787).await?;
-    idle_connections(&server, args.connections).await?;
+    idle_connections(&server, connections).await?;
     println!("  (server RSS now {} MiB)", server.rss_kib() / 1024);
     drain(&server, args.drain).await?;
     println!("  (server RSS now {} MiB)", server.rss_kib() / 1024);
