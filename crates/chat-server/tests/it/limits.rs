@@ -113,3 +113,58 @@ fn config_layers_file_then_env() {
     assert_eq!(d.listen.to_string(), "127.0.0.1:8787");
     assert_eq!(d.data_dir, std::path::PathBuf::from("data"));
 }
+
+#[tokio::test]
+async fn idle_tokens_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.token_idle_days = 0;
+    let s = TestServer::start_with(dir, config).await;
+    let a = s.register("alice").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (st, body) = s.call("GET", "/api/users", Some(&a.token), None).await;
+    assert_eq!(st, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections_and_keeps_acknowledged_messages() {
+    let mut s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let mut wa = s.connect(&a.token).await;
+    let mut sent = Vec::new();
+    for _ in 0..50 {
+        let (id, f) = message(&b.user.id, "E2EE:AQID");
+        wa.send(&f).await;
+        sent.push(id);
+    }
+    let mut acked = Vec::new();
+    while acked.len() < 50 {
+        if let ServerFrame::Ack(ack) = wa.next_frame().await {
+            acked.push(ack.id);
+        }
+    }
+    // Graceful shutdown ends the open connection.
+    s.server.take().unwrap().shutdown().await;
+    assert!(wa.try_next(Duration::from_secs(2)).await.is_none());
+    s.restart().await;
+    let (_, body) = s
+        .call(
+            "GET",
+            &format!("/api/messages/{}", a.user.id),
+            Some(&b.token),
+            None,
+        )
+        .await;
+    let stored: Vec<String> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        stored, acked,
+        "every acknowledged message survived, in order"
+    );
+}
