@@ -1,6 +1,6 @@
 //! Groups over REST and WebSocket: roles, fan-out, and who may do what.
 
-use chat_proto::ws::{ClientFrame, SendGroupMessage, ServerFrame};
+use chat_proto::ws::{ClientFrame, SendGroupMessage};
 use serde_json::json;
 
 use crate::support::{TestServer, new_id};
@@ -44,15 +44,9 @@ async fn group_lifecycle_roles_and_fan_out() {
     let mut wc = s.connect(&c.token).await;
     let (id, frame) = group_message(&gid);
     wa.send(&frame).await;
-    wa.until(|f| matches!(f, ServerFrame::Ack(_)).then_some(()))
-        .await;
+    wa.next_ack().await;
     for w in [&mut wb, &mut wc] {
-        let m = w
-            .until(|f| match f {
-                ServerFrame::GroupMessage(m) => Some(m),
-                _ => None,
-            })
-            .await;
+        let m = w.next_group_message().await;
         assert_eq!(
             (m.id.as_str(), m.group_id.as_deref()),
             (id.as_str(), Some(gid.as_str()))
@@ -64,12 +58,7 @@ async fn group_lifecycle_roles_and_fan_out() {
     let mut wd = s.connect(&d.token).await;
     let (_, frame) = group_message(&gid);
     wd.send(&frame).await;
-    let e = wd
-        .until(|f| match f {
-            ServerFrame::Error(e) => Some(e),
-            _ => None,
-        })
-        .await;
+    let e = wd.next_error().await;
     assert_eq!(e.code, chat_proto::rest::ErrorCode::NotFound);
     assert_eq!(
         s.call("GET", &format!("/api/groups/{gid}"), Some(&d.token), None)

@@ -78,8 +78,7 @@ async fn message_flood_is_rate_limited_per_user() {
     let mut wb = s.connect(&b.token).await;
     let (_, f) = message(&a.user.id, "E2EE:AQID");
     wb.send(&f).await;
-    wb.until(|f| matches!(f, ServerFrame::Ack(_)).then_some(()))
-        .await;
+    wb.next_ack().await;
 }
 
 #[test]

@@ -23,34 +23,19 @@ async fn online_message_is_acked_pushed_and_receipted() {
 
     let (id, frame) = message(&b.user.id, "E2EE:AQID");
     wa.send(&frame).await;
-    let ack = wa
-        .until(|f| match f {
-            ServerFrame::Ack(a) => Some(a),
-            _ => None,
-        })
-        .await;
+    let ack = wa.next_ack().await;
     assert_eq!(
         (ack.id.as_str(), ack.status),
         (id.as_str(), MessageStatus::Sent)
     );
 
-    let m = wb
-        .until(|f| match f {
-            ServerFrame::Message(m) => Some(m),
-            _ => None,
-        })
-        .await;
+    let m = wb.next_message().await;
     assert_eq!(m.id, id);
     assert_eq!(m.from, a.user.id, "from is the authenticated sender");
     assert_eq!(m.content, "E2EE:AQID");
 
     wb.send(&delivered(vec![id.clone()])).await;
-    let st = wa
-        .until(|f| match f {
-            ServerFrame::Status(s) => Some(s),
-            _ => None,
-        })
-        .await;
+    let st = wa.next_status().await;
     assert_eq!(
         (st.message_id.as_str(), st.status),
         (id.as_str(), MessageStatus::Delivered)
@@ -60,12 +45,7 @@ async fn online_message_is_acked_pushed_and_receipted() {
         message_ids: vec![id.clone()],
     }))
     .await;
-    let st = wa
-        .until(|f| match f {
-            ServerFrame::Status(s) => Some(s),
-            _ => None,
-        })
-        .await;
+    let st = wa.next_status().await;
     assert_eq!(st.status, MessageStatus::Read);
     assert_eq!(st.user_id.as_deref(), Some(b.user.id.as_str()));
 }
@@ -83,11 +63,7 @@ async fn offline_recipient_gets_everything_in_order_on_connect() {
         ids.push(id);
     }
     for _ in 0..600 {
-        wa.until(|f| match f {
-            ServerFrame::Ack(a) => Some(a),
-            _ => None,
-        })
-        .await;
+        wa.next_ack().await;
     }
     // The REST view shows them too.
     let (_, body) = s
@@ -104,12 +80,7 @@ async fn offline_recipient_gets_everything_in_order_on_connect() {
     let mut wb = s.connect(&b.token).await;
     let mut got = Vec::new();
     while got.len() < 600 {
-        let m = wb
-            .until(|f| match f {
-                ServerFrame::Message(m) => Some(m),
-                _ => None,
-            })
-            .await;
+        let m = wb.next_message().await;
         got.push(m.id.clone());
         if got.len() % 50 == 0 {
             wb.send(&delivered(got[got.len() - 50..].to_vec())).await;
@@ -119,8 +90,7 @@ async fn offline_recipient_gets_everything_in_order_on_connect() {
     // Alice, online, hears about every delivery.
     let mut n = 0;
     while n < 600 {
-        wa.until(|f| matches!(f, ServerFrame::Status(_)).then_some(()))
-            .await;
+        wa.next_status().await;
         n += 1;
     }
     // Every status was reported, so every `delivered` was applied: the
@@ -145,21 +115,11 @@ async fn unacknowledged_messages_come_again_on_reconnect() {
     let mut wb = s.connect(&b.token).await;
     let (id, frame) = message(&b.user.id, "E2EE:AQID");
     wa.send(&frame).await;
-    let m = wb
-        .until(|f| match f {
-            ServerFrame::Message(m) => Some(m),
-            _ => None,
-        })
-        .await;
+    let m = wb.next_message().await;
     assert_eq!(m.id, id);
     drop(wb); // crashed before acknowledging
     let mut wb = s.connect(&b.token).await;
-    let again = wb
-        .until(|f| match f {
-            ServerFrame::Message(m) => Some(m),
-            _ => None,
-        })
-        .await;
+    let again = wb.next_message().await;
     assert_eq!(again.id, id);
     wb.send(&delivered(vec![id.clone()])).await;
     drop(wb);
@@ -181,19 +141,9 @@ async fn duplicate_ids_are_a_no_op_and_foreign_ids_a_conflict() {
     let mut wa = s.connect(&a.token).await;
     let (id, frame) = message(&b.user.id, "E2EE:AQID");
     wa.send(&frame).await;
-    let first = wa
-        .until(|f| match f {
-            ServerFrame::Ack(a) => Some(a),
-            _ => None,
-        })
-        .await;
+    let first = wa.next_ack().await;
     wa.send(&frame).await;
-    let second = wa
-        .until(|f| match f {
-            ServerFrame::Ack(a) => Some(a),
-            _ => None,
-        })
-        .await;
+    let second = wa.next_ack().await;
     assert_eq!(
         first, second,
         "a resend is acknowledged with the first timestamp"
@@ -216,12 +166,7 @@ async fn duplicate_ids_are_a_no_op_and_foreign_ids_a_conflict() {
         message_type: "text".into(),
     }))
     .await;
-    let err = wc
-        .until(|f| match f {
-            ServerFrame::Error(e) => Some(e),
-            _ => None,
-        })
-        .await;
+    let err = wc.next_error().await;
     assert_eq!(err.id.as_deref(), Some(id.as_str()));
     assert_eq!(err.code, chat_proto::rest::ErrorCode::Conflict);
 }
@@ -236,11 +181,7 @@ async fn server_restart_between_send_and_delivery_loses_nothing() {
     for i in 0..20 {
         let (id, frame) = message(&b.user.id, &format!("E2EE:{i}"));
         wa.send(&frame).await;
-        wa.until(|f| match f {
-            ServerFrame::Ack(a) => Some(a),
-            _ => None,
-        })
-        .await;
+        wa.next_ack().await;
         ids.push(id);
     }
     drop(wa);
@@ -248,12 +189,7 @@ async fn server_restart_between_send_and_delivery_loses_nothing() {
     let mut wb = s.connect(&b.token).await;
     let mut got = Vec::new();
     while got.len() < 20 {
-        let m = wb
-            .until(|f| match f {
-                ServerFrame::Message(m) => Some(m),
-                _ => None,
-            })
-            .await;
+        let m = wb.next_message().await;
         got.push(m.id);
     }
     assert_eq!(got, ids);
@@ -263,8 +199,7 @@ async fn server_restart_between_send_and_delivery_loses_nothing() {
     let mut wa = s.connect(&a.token).await;
     let mut statuses = 0;
     while statuses < 20 {
-        wa.until(|f| matches!(f, ServerFrame::Status(_)).then_some(()))
-            .await;
+        wa.next_status().await;
         statuses += 1;
     }
 }
@@ -278,8 +213,7 @@ async fn nobody_acknowledges_or_reads_another_users_messages() {
     let mut wa = s.connect(&a.token).await;
     let (id, frame) = message(&b.user.id, "E2EE:AQID");
     wa.send(&frame).await;
-    wa.until(|f| matches!(f, ServerFrame::Ack(_)).then_some(()))
-        .await;
+    wa.next_ack().await;
     // Carol tries to acknowledge and read Bob's message, by WS and REST.
     let mut wc = s.connect(&c.token).await;
     wc.send(&delivered(vec![id.clone()])).await;
@@ -314,12 +248,7 @@ async fn nobody_acknowledges_or_reads_another_users_messages() {
             .is_none_or(|f| !matches!(f, ServerFrame::Status(_)))
     );
     let mut wb = s.connect(&b.token).await;
-    let m = wb
-        .until(|f| match f {
-            ServerFrame::Message(m) => Some(m),
-            _ => None,
-        })
-        .await;
+    let m = wb.next_message().await;
     assert_eq!(m.id, id);
 }
 
@@ -336,38 +265,22 @@ async fn bad_frames_get_error_frames_and_the_connection_survives() {
         r#"{"type":"typing","payload":{"typing":true}}"#,
     ] {
         wa.send_raw(bad).await;
-        let e = wa
-            .until(|f| match f {
-                ServerFrame::Error(e) => Some(e),
-                _ => None,
-            })
-            .await;
+        let e = wa.next_error().await;
         assert_eq!(e.code, chat_proto::rest::ErrorCode::BadRequest, "{bad}");
     }
     // Plaintext content, an unknown recipient.
     let (_, frame) = message(&b.user.id, "hello in the clear");
     wa.send(&frame).await;
-    let e = wa
-        .until(|f| match f {
-            ServerFrame::Error(e) => Some(e),
-            _ => None,
-        })
-        .await;
+    let e = wa.next_error().await;
     assert!(e.message.contains("E2EE"));
     let (_, frame) = message(&new_id(), "E2EE:AQID");
     wa.send(&frame).await;
-    let e = wa
-        .until(|f| match f {
-            ServerFrame::Error(e) => Some(e),
-            _ => None,
-        })
-        .await;
+    let e = wa.next_error().await;
     assert_eq!(e.code, chat_proto::rest::ErrorCode::NotFound);
     // Still alive.
     let (_, frame) = message(&b.user.id, "E2EE:AQID");
     wa.send(&frame).await;
-    wa.until(|f| matches!(f, ServerFrame::Ack(_)).then_some(()))
-        .await;
+    wa.next_ack().await;
     // An oversized frame closes the connection with an error, not a crash.
     wa.send_raw(&"x".repeat(200_000)).await;
     let mut closed = false;
@@ -422,24 +335,13 @@ async fn typing_and_presence_reach_contacts_only() {
     // Make Alice and Bob contacts.
     let (_, frame) = message(&b.user.id, "E2EE:AQID");
     wa.send(&frame).await;
-    wa.until(|f| matches!(f, ServerFrame::Ack(_)).then_some(()))
-        .await;
+    wa.next_ack().await;
     let mut wc = s.connect(&c.token).await;
     let mut wb = s.connect(&b.token).await;
-    let on = wa
-        .until(|f| match f {
-            ServerFrame::Online(o) => Some(o),
-            _ => None,
-        })
-        .await;
+    let on = wa.next_online().await;
     assert_eq!((on.user_id.as_str(), on.online), (b.user.id.as_str(), true));
     // Bob learns that Alice is online.
-    let on = wb
-        .until(|f| match f {
-            ServerFrame::Online(o) => Some(o),
-            _ => None,
-        })
-        .await;
+    let on = wb.next_online().await;
     assert_eq!(on.user_id, a.user.id);
     wb.send(&ClientFrame::Typing(TypingOut {
         to: Some(a.user.id.clone()),
@@ -447,20 +349,10 @@ async fn typing_and_presence_reach_contacts_only() {
         typing: true,
     }))
     .await;
-    let t = wa
-        .until(|f| match f {
-            ServerFrame::Typing(t) => Some(t),
-            _ => None,
-        })
-        .await;
+    let t = wa.next_typing().await;
     assert_eq!((t.from.as_str(), t.typing), (b.user.id.as_str(), true));
     drop(wb);
-    let off = wa
-        .until(|f| match f {
-            ServerFrame::Online(o) => Some(o),
-            _ => None,
-        })
-        .await;
+    let off = wa.next_online().await;
     assert_eq!(
         (off.user_id.as_str(), off.online),
         (b.user.id.as_str(), false)

@@ -160,6 +160,69 @@ impl Ws {
         }
     }
 
+    /// The next `ack`, skipping other frames.
+    pub async fn next_ack(&mut self) -> chat_proto::ws::Ack {
+        self.until(|f| match f {
+            ServerFrame::Ack(x) => Some(x),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next 1:1 `message`.
+    pub async fn next_message(&mut self) -> chat_proto::rest::RelayedMessage {
+        self.until(|f| match f {
+            ServerFrame::Message(x) => Some(x),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next `groupMessage`.
+    pub async fn next_group_message(&mut self) -> chat_proto::rest::RelayedMessage {
+        self.until(|f| match f {
+            ServerFrame::GroupMessage(x) => Some(x),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next `status`.
+    pub async fn next_status(&mut self) -> chat_proto::ws::StatusFrame {
+        self.until(|f| match f {
+            ServerFrame::Status(x) => Some(x),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next `error`.
+    pub async fn next_error(&mut self) -> chat_proto::ws::ErrorFrame {
+        self.until(|f| match f {
+            ServerFrame::Error(x) => Some(x),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next `online`.
+    pub async fn next_online(&mut self) -> chat_proto::ws::Online {
+        self.until(|f| match f {
+            ServerFrame::Online(x) => Some(x),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next `typing`.
+    pub async fn next_typing(&mut self) -> chat_proto::ws::TypingIn {
+        self.until(|f| match f {
+            ServerFrame::Typing(x) => Some(x),
+            _ => None,
+        })
+        .await
+    }
+
     /// Frames until one matches; panics after 5 s.
     pub async fn until<T>(&mut self, mut f: impl FnMut(ServerFrame) -> Option<T>) -> T {
         loop {
