@@ -251,21 +251,22 @@ fn send_frame(to: &str, content: String) -> Message {
 async fn receive(
     mut ws: Ws,
     until: Instant,
-    mut on_message: impl FnMut(u64, u64) + Send,
+    mut on_message: impl FnMut(u64, u64) -> bool + Send,
 ) -> Result<Ws, Error> {
     let mut pending = Vec::new();
-    while Instant::now() < until {
+    let mut more = true;
+    while more && Instant::now() < until {
         let next = tokio::time::timeout(Duration::from_millis(50), ws.next()).await;
         let timed_out = next.is_err();
         if let Ok(Some(Ok(Message::Text(t)))) = next {
             if let Ok(ServerFrame::Message(m)) = serde_json::from_str::<ServerFrame>(&t) {
                 if let Some((seq, intended)) = decode_payload(&m.content) {
-                    on_message(seq, intended);
+                    more = on_message(seq, intended);
                 }
                 pending.push(m.id);
             }
         }
-        if pending.len() >= 64 || (!pending.is_empty() && timed_out) {
+        if pending.len() >= 64 || (!pending.is_empty() && (timed_out || !more)) {
             let f = ClientFrame::Delivered(Delivered {
                 message_ids: std::mem::take(&mut pending),
             });
@@ -292,6 +293,7 @@ async fn throughput(server: &Server, pairs: usize, secs: u64) -> Result<(), Erro
             let ws_r = connect(addr, Ipv4Addr::LOCALHOST, &r.token).await?;
             let recv = tokio::spawn(receive(ws_r, end + Duration::from_secs(2), move |_, _| {
                 received.fetch_add(1, Ordering::Relaxed);
+                true
             }));
             let (mut sink, mut stream) = ws_s.split();
             tokio::time::sleep_until(start.into()).await;
@@ -363,6 +365,7 @@ async fn latency(server: &Server, rate: u64, secs: u64) -> Result<(), Error> {
                     if let Ok(mut l) = lat.lock() {
                         l.push(now.saturating_sub(intended));
                     }
+                    true
                 },
             ));
             let (mut sink, mut stream) = ws_s.split();
@@ -431,11 +434,13 @@ async fn drain(server: &Server, n: usize) -> Result<(), Error> {
         ws_r,
         Instant::now() + Duration::from_secs(30),
         move |_, _| {
-            if g.fetch_add(1, Ordering::Relaxed) + 1 == target {
+            let n = g.fetch_add(1, Ordering::Relaxed) + 1;
+            if n == target {
                 if let Ok(mut d) = d.lock() {
                     *d = Some(started.elapsed());
                 }
             }
+            n < target
         },
     )
     .await?;
