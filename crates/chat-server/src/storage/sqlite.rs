@@ -128,6 +128,16 @@ pub struct SqliteStorage {
     jobs: std::sync::mpsc::SyncSender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: std::path::PathBuf,
+    known: Arc<Mutex<Known>>,
+}
+
+/// Facts that never become false, remembered by the writer so the relay
+/// path does not re-check them with a statement per message: users are never
+/// deleted, and a contact pair, once recorded, stays.
+#[derive(Default)]
+struct Known {
+    users: std::collections::HashSet<String>,
+    contacts: std::collections::HashSet<(String, String)>,
 }
 
 fn open(path: &Path, sync_full: bool) -> rusqlite::Result<Connection> {
@@ -176,6 +186,7 @@ impl SqliteStorage {
             jobs: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
             path,
+            known: Arc::new(Mutex::new(Known::default())),
         })
     }
 
@@ -612,43 +623,46 @@ impl Storage for SqliteStorage {
     }
 
     async fn store_message(&self, m: NewMessage, recipients: Vec<String>) -> StoreResult<Stored> {
+        let known = self.known.clone();
         self.write(move |c| {
-            let existing = c
-                .query_row(
-                    "SELECT sender, created_at FROM messages WHERE id = ?1",
-                    [&m.id],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-                )
-                .optional()?;
-            if let Some((sender, ts)) = existing {
+            let mut known = known.lock().map_err(|_| StoreError::Closed)?;
+            if m.group_id.is_none() {
+                for r in &recipients {
+                    if known.users.contains(r) {
+                        continue;
+                    }
+                    let exists: bool = c
+                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")?
+                        .query_row([r], |row| row.get(0))?;
+                    if !exists {
+                        return Err(StoreError::NotFound("recipient"));
+                    }
+                    known.users.insert(r.clone());
+                }
+            }
+            let inserted = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO messages (id, sender, group_id, content, message_type, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    m.id,
+                    m.from,
+                    m.group_id,
+                    m.content,
+                    m.message_type,
+                    m.timestamp
+                ])?;
+            if inserted == 0 {
+                let (sender, ts): (String, i64) = c
+                    .prepare_cached("SELECT sender, created_at FROM messages WHERE id = ?1")?
+                    .query_row([&m.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 return if sender == m.from {
                     Ok(Stored::Duplicate { timestamp: ts })
                 } else {
                     Err(StoreError::Conflict("message id already used"))
                 };
             }
-            if m.group_id.is_none() {
-                for r in &recipients {
-                    let known: bool = c
-                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")?
-                        .query_row([r], |row| row.get(0))?;
-                    if !known {
-                        return Err(StoreError::NotFound("recipient"));
-                    }
-                }
-            }
-            c.prepare_cached(
-                "INSERT INTO messages (id, sender, group_id, content, message_type, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                m.id,
-                m.from,
-                m.group_id,
-                m.content,
-                m.message_type,
-                m.timestamp
-            ])?;
             let mut ins = c.prepare_cached(
                 "INSERT INTO deliveries (message_id, recipient, sender) VALUES (?1, ?2, ?3)",
             )?;
@@ -657,7 +671,11 @@ impl Storage for SqliteStorage {
                 ins.execute(params![m.id, r, m.from])?;
                 queued.push((r.clone(), c.last_insert_rowid()));
                 if m.group_id.is_none() {
-                    add_contact(c, &m.from, r)?;
+                    let pair = (m.from.clone(), r.clone());
+                    if !known.contacts.contains(&pair) {
+                        add_contact(c, &m.from, r)?;
+                        known.contacts.insert(pair);
+                    }
                 }
             }
             Ok(Stored::New {
