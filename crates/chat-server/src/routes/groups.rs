@@ -142,7 +142,7 @@ pub(super) async fn add_member(
     {
         MemberChange::Done => get_one(State(state), me, Path(group_id)).await,
         MemberChange::NoUser => Err(ApiError::not_found("user")),
-        MemberChange::NoGroup | MemberChange::Forbidden => Err(ApiError::not_found("group")),
+        MemberChange::NoGroup => Err(ApiError::not_found("group")),
     }
 }
 

@@ -107,8 +107,6 @@ pub enum MemberChange {
     Done,
     /// No such group.
     NoGroup,
-    /// The actor may not do this.
-    Forbidden,
     /// The target user does not exist or is not a member.
     NoUser,
 }
@@ -205,7 +203,7 @@ pub trait Storage: Send + Sync + 'static {
         members: Vec<String>,
         now: i64,
     ) -> StoreResult<Group>;
-    /// A group, if `viewer` is a member.
+    /// A group by id (callers check membership first).
     async fn group(&self, id: &str) -> StoreResult<Option<Group>>;
     /// The groups `user_id` belongs to.
     async fn groups_of(&self, user_id: &str) -> StoreResult<Vec<Group>>;

@@ -67,32 +67,29 @@ async fn register_login_logout_and_token_rules() {
     }
 
     // Tokens: missing, garbage, and reused after logout are all 401.
-    assert_eq!(s.call("GET", "/api/users", None, None).await.0, 401);
+    assert_eq!(s.status("GET", "/api/users", None, None).await, 401);
     assert_eq!(
-        s.call("GET", "/api/users", Some("garbage"), None).await.0,
+        s.status("GET", "/api/users", Some("garbage"), None).await,
         401
     );
     assert_eq!(
-        s.call("GET", "/api/users", Some(&alice.token), None)
-            .await
-            .0,
+        s.status("GET", "/api/users", Some(&alice.token), None)
+            .await,
         200
     );
     assert_eq!(
-        s.call("POST", "/api/auth/logout", Some(&alice.token), None)
-            .await
-            .0,
+        s.status("POST", "/api/auth/logout", Some(&alice.token), None)
+            .await,
         204
     );
     assert_eq!(
-        s.call("GET", "/api/users", Some(&alice.token), None)
-            .await
-            .0,
+        s.status("GET", "/api/users", Some(&alice.token), None)
+            .await,
         401
     );
     // The other session is untouched.
     assert_eq!(
-        s.call("GET", "/api/users", Some(&token2), None).await.0,
+        s.status("GET", "/api/users", Some(&token2), None).await,
         200
     );
 }
@@ -176,21 +173,19 @@ async fn users_list_and_lookup() {
         .await;
     assert_eq!((st, body["username"].as_str()), (200, Some("bob")));
     assert_eq!(
-        s.call("GET", "/api/users/not-a-uuid", Some(&a.token), None)
-            .await
-            .0,
+        s.status("GET", "/api/users/not-a-uuid", Some(&a.token), None)
+            .await,
         400
     );
     let missing = uuid::Uuid::new_v4();
     assert_eq!(
-        s.call(
+        s.status(
             "GET",
             &format!("/api/users/{missing}"),
             Some(&a.token),
             None
         )
-        .await
-        .0,
+        .await,
         404
     );
 }
@@ -202,14 +197,13 @@ async fn prekeys_upload_claim_status_and_delete() {
     let b = s.register("bob").await;
     // No bundle yet.
     let path = format!("/api/users/{}/prekeys", b.user.id);
-    assert_eq!(s.call("GET", &path, Some(&a.token), None).await.0, 404);
+    assert_eq!(s.status("GET", &path, Some(&a.token), None).await, 404);
     // A first upload without a signed prekey is refused.
     let mut bad = upload(1..3);
     bad.as_object_mut().unwrap().remove("signedPrekey");
     assert_eq!(
-        s.call("POST", "/api/users/prekeys", Some(&b.token), Some(bad))
-            .await
-            .0,
+        s.status("POST", "/api/users/prekeys", Some(&b.token), Some(bad))
+            .await,
         400
     );
     // Wrong key length.
@@ -249,21 +243,18 @@ async fn prekeys_upload_claim_status_and_delete() {
     assert_eq!(status["oneTimePrekeys"], 9);
     assert_eq!(status["low"], true);
     assert_eq!(
-        s.call("DELETE", "/api/users/prekeys/3", Some(&b.token), None)
-            .await
-            .0,
+        s.status("DELETE", "/api/users/prekeys/3", Some(&b.token), None)
+            .await,
         204
     );
     assert_eq!(
-        s.call("DELETE", "/api/users/prekeys/3", Some(&b.token), None)
-            .await
-            .0,
+        s.status("DELETE", "/api/users/prekeys/3", Some(&b.token), None)
+            .await,
         404
     );
     assert_eq!(
-        s.call("DELETE", "/api/users/prekeys/x", Some(&b.token), None)
-            .await
-            .0,
+        s.status("DELETE", "/api/users/prekeys/x", Some(&b.token), None)
+            .await,
         400
     );
     let (_, status) = s
@@ -346,8 +337,8 @@ async fn verify_key_records_are_per_caller() {
         )
         .await;
     assert_eq!(v["verified"], false);
-    assert_eq!(s.call("DELETE", &path, Some(&a.token), None).await.0, 204);
-    assert_eq!(s.call("DELETE", &path, Some(&a.token), None).await.0, 404);
+    assert_eq!(s.status("DELETE", &path, Some(&a.token), None).await, 204);
+    assert_eq!(s.status("DELETE", &path, Some(&a.token), None).await, 404);
 }
 
 #[tokio::test]
@@ -409,14 +400,13 @@ async fn media_round_trip_and_size_limit() {
     assert_eq!(resp.status(), 401);
     let missing = uuid::Uuid::new_v4();
     assert_eq!(
-        s.call(
+        s.status(
             "GET",
             &format!("/api/media/{missing}"),
             Some(&a.token),
             None
         )
-        .await
-        .0,
+        .await,
         404
     );
 }

@@ -61,20 +61,18 @@ async fn group_lifecycle_roles_and_fan_out() {
     let e = wd.next_error().await;
     assert_eq!(e.code, chat_proto::rest::ErrorCode::NotFound);
     assert_eq!(
-        s.call("GET", &format!("/api/groups/{gid}"), Some(&d.token), None)
-            .await
-            .0,
+        s.status("GET", &format!("/api/groups/{gid}"), Some(&d.token), None)
+            .await,
         404
     );
     assert_eq!(
-        s.call(
+        s.status(
             "GET",
             &format!("/api/groups/{gid}/messages"),
             Some(&d.token),
             None
         )
-        .await
-        .0,
+        .await,
         404
     );
 
@@ -89,25 +87,23 @@ async fn group_lifecycle_roles_and_fan_out() {
         .await;
     assert_eq!(st, 403);
     assert_eq!(
-        s.call(
+        s.status(
             "DELETE",
             &format!("/api/groups/{gid}/members/{}", c.user.id),
             Some(&b.token),
             None
         )
-        .await
-        .0,
+        .await,
         403
     );
     assert_eq!(
-        s.call(
+        s.status(
             "PUT",
             &format!("/api/groups/{gid}"),
             Some(&b.token),
             Some(json!({"name": "x"}))
         )
-        .await
-        .0,
+        .await,
         403
     );
 
@@ -133,37 +129,34 @@ async fn group_lifecycle_roles_and_fan_out() {
 
     // Owner removes Carol; Bob leaves on his own.
     assert_eq!(
-        s.call(
+        s.status(
             "DELETE",
             &format!("/api/groups/{gid}/members/{}", c.user.id),
             Some(&a.token),
             None
         )
-        .await
-        .0,
+        .await,
         204
     );
     assert_eq!(
-        s.call(
+        s.status(
             "DELETE",
             &format!("/api/groups/{gid}/members/{}", b.user.id),
             Some(&b.token),
             None
         )
-        .await
-        .0,
+        .await,
         204
     );
     // Nobody removes the owner.
     assert_eq!(
-        s.call(
+        s.status(
             "DELETE",
             &format!("/api/groups/{gid}/members/{}", a.user.id),
             Some(&a.token),
             None
         )
-        .await
-        .0,
+        .await,
         403
     );
     let (_, g) = s
@@ -190,31 +183,28 @@ async fn group_lifecycle_roles_and_fan_out() {
     let (_, list) = s.call("GET", "/api/groups", Some(&d.token), None).await;
     assert_eq!(list["groups"].as_array().unwrap().len(), 1);
     assert_eq!(
-        s.call(
+        s.status(
             "DELETE",
             &format!("/api/groups/{gid}"),
             Some(&d.token),
             None
         )
-        .await
-        .0,
+        .await,
         403
     );
     assert_eq!(
-        s.call(
+        s.status(
             "DELETE",
             &format!("/api/groups/{gid}"),
             Some(&a.token),
             None
         )
-        .await
-        .0,
+        .await,
         204
     );
     assert_eq!(
-        s.call("GET", &format!("/api/groups/{gid}"), Some(&a.token), None)
-            .await
-            .0,
+        s.status("GET", &format!("/api/groups/{gid}"), Some(&a.token), None)
+            .await,
         404
     );
 }
@@ -236,82 +226,75 @@ async fn only_the_owner_adds_admins_and_admins_manage_members() {
     let gid = g["id"].as_str().unwrap().to_owned();
     let add = |who: &str, role: &str| json!({"userId": who, "role": role});
     assert_eq!(
-        s.call(
+        s.status(
             "POST",
             &format!("/api/groups/{gid}/members"),
             Some(&a.token),
             Some(add(&b.user.id, "admin"))
         )
-        .await
-        .0,
+        .await,
         200
     );
     // An admin may add members but not admins, and not owners at all.
     assert_eq!(
-        s.call(
+        s.status(
             "POST",
             &format!("/api/groups/{gid}/members"),
             Some(&b.token),
             Some(add(&c.user.id, "admin"))
         )
-        .await
-        .0,
+        .await,
         403
     );
     assert_eq!(
-        s.call(
+        s.status(
             "POST",
             &format!("/api/groups/{gid}/members"),
             Some(&a.token),
             Some(add(&c.user.id, "owner"))
         )
-        .await
-        .0,
+        .await,
         400
     );
     assert_eq!(
-        s.call(
+        s.status(
             "POST",
             &format!("/api/groups/{gid}/members"),
             Some(&b.token),
             Some(add(&c.user.id, "member"))
         )
-        .await
-        .0,
+        .await,
         200
     );
     assert_eq!(
-        s.call(
+        s.status(
             "DELETE",
             &format!("/api/groups/{gid}/members/{}", c.user.id),
             Some(&b.token),
             None
         )
-        .await
-        .0,
+        .await,
         204
     );
     // Validation.
     assert_eq!(
-        s.call(
+        s.status(
             "POST",
             "/api/groups",
             Some(&a.token),
             Some(json!({"name": ""}))
         )
-        .await
-        .0,
+        .await,
         400
     );
     assert_eq!(
-        s.call(
+        s.status(
             "POST",
             "/api/groups",
             Some(&a.token),
             Some(json!({"name": "x", "memberIds": ["nope"]}))
         )
-        .await
-        .0,
+        .await,
         400
     );
 }

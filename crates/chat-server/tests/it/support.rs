@@ -95,6 +95,17 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Just the status code of a request.
+    pub async fn status(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> u16 {
+        self.call(method, path, token, body).await.0
+    }
+
     pub async fn register(&self, name: &str) -> AuthResponse {
         let (status, body) = self
             .call(
