@@ -10,6 +10,7 @@
 )]
 
 mod accounts;
+mod binary;
 mod groups;
 mod limits;
 mod relay;

@@ -58,6 +58,18 @@ impl TestServer {
         }
     }
 
+    /// A helper pointed at a server running elsewhere (a child process).
+    pub fn attach(dir: tempfile::TempDir, addr: std::net::SocketAddr) -> Self {
+        let config = test_config(dir.path());
+        Self {
+            server: None,
+            dir,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            config,
+        }
+    }
+
     /// Stops and starts again on the same data folder (a new port).
     pub async fn restart(&mut self) {
         if let Some(s) = self.server.take() {
