@@ -23,6 +23,22 @@ const CORE_FORBIDDEN: &[&str] = &[
     "socket2",
 ];
 
+/// Crates e2ee-store must never depend on: it does file IO only, and sits
+/// below the transport and the client.
+const STORE_FORBIDDEN: &[&str] = &[
+    "tokio",
+    "hyper",
+    "reqwest",
+    "tokio-tungstenite",
+    "tungstenite",
+    "mio",
+    "socket2",
+    "chat-proto",
+    "chat-transport",
+    "chat-client",
+    "chat-server",
+];
+
 /// The cargo-fuzz targets of e2ee-core.
 const FUZZ_TARGETS: &[&str] = &["envelope", "payload", "record", "decrypt"];
 
@@ -43,7 +59,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci              fmt, clippy, tests, docs, bench build, layering, cargo-deny\n  \
+                 ci              fmt, clippy, tests, docs, layering, cargo-deny\n  \
                  bench [filter]  criterion benchmarks, then a table of medians\n  \
                  fuzz [seconds]  run every fuzz target for SECONDS each (default 60)\n  \
                  loadtest [args] build release, start chat-server, run chat-loadtest"
@@ -133,10 +149,9 @@ fn ci() -> Result {
             .args(["doc", "--workspace", "--no-deps", "--locked"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
-    run(
-        "bench build",
-        cargo().args(["bench", "--workspace", "--no-run", "--locked"]),
-    )?;
+    // Benches are type-checked by clippy --all-targets above; building
+    // them again in the release profile would compile SQLCipher and
+    // OpenSSL a second time for nothing.
     layering()?;
     if has_cargo_tool("deny") {
         run(
@@ -152,47 +167,48 @@ fn ci() -> Result {
 
 /// Fails when e2ee-core depends at runtime on anything that does IO.
 fn layering() -> Result {
-    eprintln!("\n==> layering: e2ee-core runtime dependencies");
-    let out = cargo()
-        .args([
-            "tree",
-            "-p",
-            "e2ee-core",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--locked",
-        ])
-        .output()
-        .map_err(|e| format!("cargo tree: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cargo tree failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let tree = String::from_utf8_lossy(&out.stdout);
-    let bad = forbidden_in(&tree);
-    if bad.is_empty() {
+    for (package, forbidden, what) in [
+        ("e2ee-core", CORE_FORBIDDEN, "IO-free"),
+        (
+            "e2ee-store",
+            STORE_FORBIDDEN,
+            "free of network and higher crates",
+        ),
+    ] {
+        eprintln!("\n==> layering: {package} runtime dependencies");
+        let out = cargo()
+            .args([
+                "tree", "-p", package, "-e", "normal", "--prefix", "none", "--locked",
+            ])
+            .output()
+            .map_err(|e| format!("cargo tree: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cargo tree failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let bad = forbidden_in(&tree, forbidden);
+        if !bad.is_empty() {
+            return Err(format!(
+                "{package} must not depend on {bad:?}; see `cargo tree -p {package} -e normal -i <name>`"
+            ));
+        }
         eprintln!(
-            "    e2ee-core is IO-free ({} crates checked)",
+            "    {package} is {what} ({} crates checked)",
             tree.lines().count()
         );
-        Ok(())
-    } else {
-        Err(format!(
-            "e2ee-core must not depend on {bad:?}; see `cargo tree -p e2ee-core -e normal -i <name>`"
-        ))
     }
+    Ok(())
 }
 
 /// The forbidden crate names in `cargo tree --prefix none` output.
-fn forbidden_in(tree: &str) -> Vec<&str> {
+fn forbidden_in<'a>(tree: &'a str, forbidden: &[&str]) -> Vec<&'a str> {
     let mut bad: Vec<&str> = tree
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|name| CORE_FORBIDDEN.contains(name))
+        .filter(|name| forbidden.contains(name))
         .collect();
     bad.sort_unstable();
     bad.dedup();
@@ -200,10 +216,12 @@ fn forbidden_in(tree: &str) -> Vec<&str> {
 }
 
 fn bench(filter: &[String]) -> Result {
-    let mut cmd = cargo();
-    cmd.args(["bench", "-p", "e2ee-core", "--bench", "core", "--"]);
-    cmd.args(filter);
-    run("criterion benchmarks (e2ee-core)", &mut cmd)?;
+    for (package, bench) in [("e2ee-core", "core"), ("e2ee-store", "store")] {
+        let mut cmd = cargo();
+        cmd.args(["bench", "-p", package, "--bench", bench, "--"]);
+        cmd.args(filter);
+        run(&format!("criterion benchmarks ({package})"), &mut cmd)?;
+    }
     let dir = root().join("target/criterion");
     let mut rows = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -302,11 +320,17 @@ mod tests {
     #[test]
     fn layering_flags_io_crates_only() {
         let clean = "e2ee-core v0.1.0 (/w/crates/e2ee-core)\nsha2 v0.10.9\nzeroize v1.8.1\n";
-        assert!(forbidden_in(clean).is_empty());
+        assert!(forbidden_in(clean, CORE_FORBIDDEN).is_empty());
         let dirty = "e2ee-core v0.1.0\ngetrandom v0.2.15\ntokio v1.0.0\ngetrandom v0.2.15 (*)\n";
-        assert_eq!(forbidden_in(dirty), ["getrandom", "tokio"]);
+        assert_eq!(forbidden_in(dirty, CORE_FORBIDDEN), ["getrandom", "tokio"]);
         // A crate whose name merely contains a forbidden one is fine.
-        assert!(forbidden_in("tokio-util-free v1.0.0\n").is_empty());
+        assert!(forbidden_in("tokio-util-free v1.0.0\n", CORE_FORBIDDEN).is_empty());
+        // The store may do file IO but never networking or depend upward.
+        assert!(forbidden_in("rusqlite v0.37.0\ngetrandom v0.2.15\n", STORE_FORBIDDEN).is_empty());
+        assert_eq!(
+            forbidden_in("chat-proto v0.1.0\n", STORE_FORBIDDEN),
+            ["chat-proto"]
+        );
     }
 
     #[test]

@@ -1,0 +1,253 @@
+//! e2ee-store benchmarks: decrypt-and-store, history pages, search over
+//! 100,000 messages, the conversation list, and opening a store (Argon2id).
+//!
+//! Databases live under cargo's target tmp dir (a real disk, not tmpfs),
+//! with the production `synchronous = FULL`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use e2ee_core::{
+    IdentityKeyPair, OneTimePreKeyPair, Payload, PayloadKind, PreKeyBundle, SignedPreKeyPair,
+};
+use e2ee_store::{
+    Account, Conversation, Incoming, KdfParams, NewMessage, OpenOptions, Passphrase, Status, Store,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+fn cheap() -> OpenOptions {
+    OpenOptions {
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..OpenOptions::default()
+    }
+}
+
+fn bench_dir() -> tempfile::TempDir {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&base).unwrap();
+    tempfile::tempdir_in(base).unwrap()
+}
+
+fn uuid(id: [u8; 16]) -> String {
+    uuid::Uuid::from_bytes(id).hyphenated().to_string()
+}
+
+fn new_id(rng: &mut ChaCha20Rng) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    rng.fill_bytes(&mut id);
+    id
+}
+
+fn party(dir: &std::path::Path, name: &str, rng: &mut ChaCha20Rng) -> Store {
+    let mut s = Store::open(
+        dir.join(format!("{name}.db")),
+        &Passphrase::from("pw"),
+        cheap(),
+    )
+    .unwrap();
+    let id = IdentityKeyPair::generate(rng);
+    let spk = SignedPreKeyPair::generate(rng, &id, 1, 0);
+    let opk = OneTimePreKeyPair::generate(rng, 1);
+    s.write(|tx| {
+        tx.set_account(&Account {
+            user_id: name.into(),
+            username: name.into(),
+            server_url: "http://127.0.0.1:8787".into(),
+        })?;
+        tx.init_identity(&id)?;
+        tx.save_signed_prekey(&spk)?;
+        tx.add_one_time_prekeys(&[opk])
+    })
+    .unwrap();
+    s
+}
+
+fn decrypt_and_store(c: &mut Criterion) {
+    let dir = bench_dir();
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let mut alice = party(dir.path(), "alice", &mut rng);
+    let mut bob = party(dir.path(), "bob", &mut rng);
+    let bundle = bob
+        .read(|tx| {
+            let id = tx.identity()?.unwrap();
+            let spk = tx.current_signed_prekey()?.unwrap();
+            let opk = tx.unuploaded_one_time_prekeys()?.pop().map(|k| k.public());
+            Ok(PreKeyBundle {
+                identity: id.public(),
+                identity_signature: id.binding_signature(),
+                signed_prekey: spk.public(),
+                one_time_prekey: opk,
+            })
+        })
+        .unwrap();
+    alice.start_session(&mut rng, "bob", &bundle).unwrap();
+    let first = alice
+        .send_direct("bob", &Payload::text(new_id(&mut rng), 0, "hi"))
+        .unwrap();
+    bob.receive(
+        &mut rng,
+        &Incoming {
+            id: &first.message_id,
+            from: "alice",
+            group_id: None,
+            content: &first.content,
+            server_at_ms: 0,
+        },
+    )
+    .unwrap();
+    // Alice's side runs in memory: only Bob's store is measured.
+    let mut sessions = alice.read(|tx| tx.sessions("bob")).unwrap();
+    let text = "x".repeat(100);
+    let mut id_rng = ChaCha20Rng::seed_from_u64(3);
+
+    c.bench_function("store_decrypt_and_store_100B", |b| {
+        b.iter_batched(
+            || {
+                let id = new_id(&mut id_rng);
+                let p = Payload::text(id, 1, &text).to_padded().unwrap();
+                (uuid(id), sessions.encrypt(&p).unwrap().to_text())
+            },
+            |(id, content)| {
+                bob.receive(
+                    &mut rng,
+                    &Incoming {
+                        id: &id,
+                        from: "alice",
+                        group_id: None,
+                        content: &content,
+                        server_at_ms: 0,
+                    },
+                )
+                .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+const WORDS: &[&str] = &[
+    "meeting", "lunch", "tomorrow", "project", "deadline", "coffee", "weekend", "train", "photo",
+    "birthday", "report", "music", "garden", "holiday", "dinner", "review", "budget", "football",
+    "doctor", "movie", "invoice", "kitchen", "library", "airport", "concert", "recipe", "puzzle",
+    "bicycle", "mountain", "river", "window", "market", "pencil", "summer", "winter", "autumn",
+];
+
+/// `n` incoming messages over 50 conversations, 6–14 random words each,
+/// plus the word "zanzibar" in every 1,000th.
+fn filled(n: usize) -> (tempfile::TempDir, Store) {
+    let dir = bench_dir();
+    let mut s = Store::open(dir.path().join("big.db"), &Passphrase::from("pw"), cheap()).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    for chunk in 0..n.div_ceil(10_000) {
+        s.write(|tx| {
+            for i in chunk * 10_000..((chunk + 1) * 10_000).min(n) {
+                let len = 6 + rng.next_u32() as usize % 9;
+                let mut body: Vec<&str> = (0..len)
+                    .map(|_| WORDS[rng.next_u32() as usize % WORDS.len()])
+                    .collect();
+                if i % 1000 == 0 {
+                    body.push("zanzibar");
+                }
+                let peer = format!("user{}", i % 50);
+                tx.insert_message(&NewMessage {
+                    id: format!("msg-{i}"),
+                    conversation: Conversation::Direct(peer.clone()),
+                    sender: peer,
+                    outgoing: false,
+                    kind: PayloadKind::Text,
+                    body: Some(body.join(" ")),
+                    attachment: None,
+                    reference: None,
+                    status: Status::Delivered,
+                    recipients: 1,
+                    sent_at_ms: i as i64,
+                    server_at_ms: None,
+                })?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    (dir, s)
+}
+
+fn reads(c: &mut Criterion) {
+    let started = Instant::now();
+    let (_dir, mut s) = filled(100_000);
+    eprintln!("filled 100,000 messages in {:?}", started.elapsed());
+    let conv = Conversation::Direct("user7".into());
+
+    c.bench_function("store_history_first_page_50_of_2000", |b| {
+        b.iter(|| s.read(|tx| tx.history(&conv, None, 50)).unwrap())
+    });
+    let mid = {
+        let mut cursor = None;
+        for _ in 0..20 {
+            cursor = s.read(|tx| tx.history(&conv, cursor, 50)).unwrap().next;
+        }
+        cursor
+    };
+    c.bench_function("store_history_page_21_keyset", |b| {
+        b.iter(|| s.read(|tx| tx.history(&conv, mid, 50)).unwrap())
+    });
+    c.bench_function("store_search_100k_rare_word_top50", |b| {
+        b.iter(|| {
+            let hits = s.read(|tx| tx.search("zanzibar", None, 50)).unwrap();
+            assert_eq!(hits.len(), 50);
+            hits
+        })
+    });
+    c.bench_function("store_search_100k_two_common_words_top50", |b| {
+        b.iter(|| s.read(|tx| tx.search("coffee tomorrow", None, 50)).unwrap())
+    });
+    c.bench_function("store_search_100k_prefix_top50", |b| {
+        b.iter(|| s.read(|tx| tx.search("mou", None, 50)).unwrap())
+    });
+    c.bench_function("store_search_100k_one_conversation", |b| {
+        b.iter(|| s.read(|tx| tx.search("coffee", Some(&conv), 50)).unwrap())
+    });
+    c.bench_function("store_conversations_100k", |b| {
+        b.iter(|| s.read(|tx| tx.conversations()).unwrap())
+    });
+    // What opening costs besides Argon2id on a 100,000-message file: the
+    // default checks, and with the optional `quick_check`.
+    let path = s.path().to_owned();
+    drop(s);
+    let pass = Passphrase::from("pw");
+    c.bench_function("store_open_100k_cheap_kdf", |b| {
+        b.iter(|| Store::open(&path, &pass, cheap()).unwrap())
+    });
+    let verify = OpenOptions {
+        verify: true,
+        ..cheap()
+    };
+    c.bench_function("store_open_100k_cheap_kdf_quick_check", |b| {
+        b.iter(|| Store::open(&path, &pass, verify).unwrap())
+    });
+}
+
+fn open(c: &mut Criterion) {
+    let dir = bench_dir();
+    let path = dir.path().join("open.db");
+    let pass = Passphrase::from("correct horse battery staple");
+    drop(Store::open(&path, &pass, OpenOptions::default()).unwrap());
+    c.bench_function("store_open_argon2id_64MiB_t3_p4", |b| {
+        b.iter(|| Store::open(&path, &pass, OpenOptions::default()).unwrap())
+    });
+}
+
+criterion_group!(benches, decrypt_and_store, reads);
+criterion_group! {
+    name = slow;
+    config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(10));
+    targets = open
+}
+criterion_main!(benches, slow);

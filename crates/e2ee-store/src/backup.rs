@@ -1,0 +1,149 @@
+//! Encrypted backup (export) and restore into a fresh store.
+//!
+//! A backup is one file: `"E2EEBKP1"`, the Argon2id parameters (3 × u32 BE),
+//! a 16-byte salt, a 24-byte nonce, then XSalsa20-Poly1305 over a plain
+//! SQLite image of the whole store. The image is made in memory with
+//! `sqlcipher_export` into an attached in-memory database and never
+//! touches the disk unencrypted; restore reverses it into a new SQLCipher
+//! file under a new (or the same) passphrase.
+
+use std::path::Path;
+
+use rand_core::{OsRng, RngCore};
+use xsalsa20poly1305::aead::{Aead, KeyInit};
+use xsalsa20poly1305::{Nonce, XSalsa20Poly1305};
+use zeroize::Zeroizing;
+
+use crate::error::{Result, StoreError};
+use crate::key::{self, KdfParams, Key, Passphrase};
+use crate::schema;
+use crate::store::{OpenOptions, Store, creating_path, quiet};
+
+const MAGIC: &[u8; 8] = b"E2EEBKP1";
+const HEADER_LEN: usize = 8 + 12 + 16 + 24;
+
+impl Store {
+    /// Writes an encrypted backup of the whole store to `path` (mode 0600),
+    /// under `passphrase` with Argon2id cost `kdf`.
+    pub fn export_backup(
+        &mut self,
+        path: &Path,
+        passphrase: &Passphrase,
+        kdf: KdfParams,
+    ) -> Result<()> {
+        let image = {
+            self.conn
+                .execute_batch("ATTACH DATABASE ':memory:' AS backup_image KEY '';")?;
+            let result = (|| -> Result<Zeroizing<Vec<u8>>> {
+                self.conn
+                    .query_row("SELECT sqlcipher_export('backup_image')", [], |_| Ok(()))?;
+                let version = self.schema_version()?;
+                self.conn
+                    .pragma_update(Some("backup_image"), "user_version", version)?;
+                let data = self.conn.serialize("backup_image")?;
+                Ok(Zeroizing::new(data.to_vec()))
+            })();
+            self.conn.execute_batch("DETACH DATABASE backup_image;")?;
+            result?
+        };
+        let mut salt = [0u8; 16];
+        OsRng.fill_bytes(&mut salt);
+        let mut nonce = [0u8; 24];
+        OsRng.fill_bytes(&mut nonce);
+        let k = Key::derive(passphrase, &salt, kdf)?;
+        let cipher = XSalsa20Poly1305::new(k.0.as_ref().into());
+        let sealed = cipher
+            .encrypt(Nonce::from_slice(&nonce), image.as_slice())
+            .map_err(|_| StoreError::Invalid("backup too large to encrypt"))?;
+        let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&kdf.to_bytes());
+        out.extend_from_slice(&salt);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        key::write_private_atomic(path, &out)
+    }
+
+    /// Restores a backup into a new store at `store_path` (which must not
+    /// exist), keyed by `new_passphrase`. A wrong backup passphrase is
+    /// [`StoreError::WrongPassphrase`]; a damaged backup is
+    /// [`StoreError::Corrupt`]; either leaves nothing behind.
+    pub fn restore_backup(
+        backup: &Path,
+        backup_passphrase: &Passphrase,
+        store_path: &Path,
+        new_passphrase: &Passphrase,
+        options: OpenOptions,
+    ) -> Result<Store> {
+        if store_path.exists() {
+            return Err(StoreError::Invalid("restore target already exists"));
+        }
+        let bytes = std::fs::read(backup)?;
+        if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
+            return Err(StoreError::Corrupt("not an e2ee-store backup".into()));
+        }
+        let mut p = [0u8; 12];
+        p.copy_from_slice(&bytes[8..20]);
+        let mut salt = [0u8; 16];
+        salt.copy_from_slice(&bytes[20..36]);
+        let nonce = Nonce::clone_from_slice(&bytes[36..60]);
+        let k = Key::derive(backup_passphrase, &salt, KdfParams::from_bytes(&p))?;
+        let cipher = XSalsa20Poly1305::new(k.0.as_ref().into());
+        // The tag covers the whole image: a wrong passphrase and a damaged
+        // file look the same here, so both are reported as the passphrase
+        // when the header is intact.
+        let image = Zeroizing::new(
+            cipher
+                .decrypt(&nonce, &bytes[HEADER_LEN..])
+                .map_err(|_| StoreError::WrongPassphrase)?,
+        );
+
+        let result = (|| -> Result<Store> {
+            // The image goes into a plain in-memory database; the new store
+            // is attached to it with its key and filled by sqlcipher_export.
+            let mut plain = rusqlite::Connection::open_in_memory()?;
+            quiet(&plain);
+            plain.deserialize_read_exact("main", image.as_slice(), image.len(), true)?;
+            let version: i64 = plain.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > schema::SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    found: version,
+                    supported: schema::SCHEMA_VERSION,
+                });
+            }
+            let tmp = creating_path(store_path);
+            let _ = std::fs::remove_file(&tmp);
+            drop(key::private_file(&tmp)?);
+            let new_key = key::create(store_path, new_passphrase, options.kdf)?;
+            let path = tmp
+                .to_str()
+                .ok_or(StoreError::Invalid("store path is not UTF-8"))?
+                .replace('\'', "''");
+            plain.execute_batch(&format!(
+                "ATTACH DATABASE '{path}' AS restored KEY {};",
+                new_key.pragma_literal().as_str()
+            ))?;
+            plain.query_row("SELECT sqlcipher_export('restored')", [], |_| Ok(()))?;
+            plain.pragma_update(Some("restored"), "user_version", version)?;
+            plain.execute_batch("DETACH DATABASE restored;")?;
+            drop(plain);
+            std::fs::rename(&tmp, store_path)?;
+            Store::open(
+                store_path,
+                new_passphrase,
+                OpenOptions {
+                    create: false,
+                    ..options
+                },
+            )
+        })();
+        if result.is_err() {
+            for suffix in ["", ".salt", ".new", ".new-wal", ".new-shm"] {
+                let mut p = store_path.as_os_str().to_owned();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,338 @@
+//! The client's atomic operations: decrypt-and-store and encrypt-and-enqueue.
+//! Each runs in one transaction, so the ratchet state and the message it
+//! produced or consumed are committed together or not at all.
+
+use e2ee_core::{
+    Envelope, Payload, PayloadKind, PreKeyBundle, SenderKeyDistribution, SenderKeyReceiver,
+    SenderKeySender,
+};
+use rand_core::CryptoRngCore;
+use uuid::Uuid;
+
+use crate::error::{Result, StoreError};
+use crate::store::{
+    Conversation, IdentityCheck, Message, NewMessage, OutboxEntry, Status, Store, Tx, now_ms,
+};
+
+/// A message as the server relayed it.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The frame's message id (the sender's UUID).
+    pub id: &'a str,
+    /// The authenticated sender.
+    pub from: &'a str,
+    /// For a group message: the group.
+    pub group_id: Option<&'a str>,
+    /// The `E2EE:` envelope text.
+    pub content: &'a str,
+    /// The server's timestamp (ms).
+    pub server_at_ms: i64,
+}
+
+/// What [`Store::receive`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Received {
+    /// Already processed earlier: nothing was decrypted; acknowledge again.
+    Duplicate,
+    /// A message for the application, now stored.
+    Message {
+        /// The stored message.
+        message: Box<Message>,
+        /// Whether this message started a new session (X3DH as responder).
+        new_session: bool,
+        /// For direct messages: what the sender's identity key was.
+        identity: Option<IdentityCheck>,
+    },
+    /// A member's sender key for a group, now stored.
+    SenderKey {
+        /// The group.
+        group_id: String,
+        /// The member.
+        sender: String,
+        /// For the 1:1 session it came on.
+        identity: IdentityCheck,
+    },
+}
+
+fn uuid_string(id: &[u8; 16]) -> String {
+    Uuid::from_bytes(*id).hyphenated().to_string()
+}
+
+fn parse_uuid(s: &str) -> Result<[u8; 16]> {
+    Uuid::parse_str(s)
+        .map(Uuid::into_bytes)
+        .map_err(|_| StoreError::Invalid("not a UUID"))
+}
+
+fn new_message(
+    payload: &Payload,
+    conversation: Conversation,
+    sender: &str,
+    outgoing: bool,
+    recipients: u32,
+    server_at_ms: Option<i64>,
+) -> NewMessage {
+    NewMessage {
+        id: uuid_string(&payload.message_id),
+        conversation,
+        sender: sender.to_owned(),
+        outgoing,
+        kind: payload.kind,
+        body: (!payload.body.is_empty())
+            .then(|| String::from_utf8_lossy(&payload.body).into_owned()),
+        attachment: payload.attachment.clone(),
+        reference: payload.reference.as_ref().map(uuid_string),
+        status: if outgoing {
+            Status::Pending
+        } else {
+            Status::Delivered
+        },
+        recipients,
+        sent_at_ms: payload.timestamp_ms as i64,
+        server_at_ms,
+    }
+}
+
+impl Store {
+    /// Decrypts an incoming message and stores the result with the new
+    /// session (or sender-key) state in one transaction.
+    ///
+    /// A message id processed before is [`Received::Duplicate`] and is not
+    /// decrypted again. Any error (a tampered envelope, an unknown prekey,
+    /// a malformed payload) leaves the store exactly as it was.
+    pub fn receive(&mut self, rng: &mut impl CryptoRngCore, m: &Incoming<'_>) -> Result<Received> {
+        let outer_id = parse_uuid(m.id)?;
+        let envelope = Envelope::from_text(m.content)?;
+        self.write(|tx| {
+            if tx.seen(m.id)? {
+                return Ok(Received::Duplicate);
+            }
+            let out = match m.group_id {
+                None => receive_direct(tx, rng, m, &outer_id, &envelope)?,
+                Some(group) => receive_group(tx, m, group, &outer_id, &envelope)?,
+            };
+            tx.mark_seen(m.id, m.from)?;
+            Ok(out)
+        })
+    }
+
+    /// Verifies a peer's bundle and starts a new session with them (it
+    /// becomes current; older ones are kept for late messages).
+    pub fn start_session(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        peer: &str,
+        bundle: &PreKeyBundle,
+    ) -> Result<IdentityCheck> {
+        bundle.verify()?;
+        self.write(|tx| {
+            let identity = tx.require_identity()?;
+            let mut sessions = tx.sessions(peer)?;
+            sessions.initiate(rng, &identity, bundle)?;
+            tx.save_sessions(peer, &sessions)?;
+            tx.remember_identity(peer, &bundle.identity)
+        })
+    }
+
+    /// Encrypts a payload for a peer on the current session and, in one
+    /// transaction, saves the advanced session, stores the message (unless
+    /// it is a control payload such as a sender key) and adds the frame to
+    /// the outbox. Hand the returned entry to the transport.
+    pub fn send_direct(&mut self, to: &str, payload: &Payload) -> Result<OutboxEntry> {
+        let me = self
+            .read(|tx| tx.account())?
+            .ok_or(StoreError::Missing("account"))?;
+        let padded = payload.to_padded()?;
+        self.write(|tx| {
+            let mut sessions = tx.sessions(to)?;
+            let envelope = sessions.encrypt(&padded)?;
+            tx.save_sessions(to, &sessions)?;
+            if payload.kind != PayloadKind::SenderKey {
+                let msg = new_message(
+                    payload,
+                    Conversation::Direct(to.to_owned()),
+                    &me.user_id,
+                    true,
+                    1,
+                    None,
+                );
+                tx.insert_message(&msg)?;
+            }
+            let entry = OutboxEntry {
+                message_id: uuid_string(&payload.message_id),
+                recipient: Some(to.to_owned()),
+                group_id: None,
+                content: envelope.to_text(),
+                created_at_ms: now_ms(),
+                attempts: 0,
+            };
+            tx.enqueue(&entry)?;
+            Ok(entry)
+        })
+    }
+
+    /// Our sender key for a group, made on first use. Returns the
+    /// distribution message to send (1:1) to every member in `members` who
+    /// does not have this chain yet, and those members.
+    pub fn group_sender_key(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        group_id: &str,
+        members: &[String],
+    ) -> Result<(SenderKeyDistribution, Vec<String>)> {
+        let gid = parse_uuid(group_id)?;
+        self.write(|tx| {
+            let sender = match tx.sender_key_out(group_id)? {
+                Some(s) => s,
+                None => {
+                    let s = SenderKeySender::generate(rng, gid);
+                    tx.save_sender_key_out(group_id, &s)?;
+                    s
+                }
+            };
+            let missing = tx.sender_key_missing(group_id, sender.chain_id(), members)?;
+            Ok((sender.distribution(), missing))
+        })
+    }
+
+    /// Encrypts a group payload with our sender key and, in one transaction,
+    /// saves the advanced chain, stores the message and adds the frame to
+    /// the outbox. `recipients` is the number of other members (for the
+    /// delivered / read status). Call [`Store::group_sender_key`] first.
+    pub fn send_group(
+        &mut self,
+        group_id: &str,
+        payload: &Payload,
+        recipients: u32,
+    ) -> Result<OutboxEntry> {
+        let me = self
+            .read(|tx| tx.account())?
+            .ok_or(StoreError::Missing("account"))?;
+        let padded = payload.to_padded()?;
+        self.write(|tx| {
+            let mut sender = tx
+                .sender_key_out(group_id)?
+                .ok_or(StoreError::Missing("sender key"))?;
+            let envelope = Envelope::SenderKey(sender.encrypt(&padded)?);
+            tx.save_sender_key_out(group_id, &sender)?;
+            let msg = new_message(
+                payload,
+                Conversation::Group(group_id.to_owned()),
+                &me.user_id,
+                true,
+                recipients,
+                None,
+            );
+            tx.insert_message(&msg)?;
+            let entry = OutboxEntry {
+                message_id: uuid_string(&payload.message_id),
+                recipient: None,
+                group_id: Some(group_id.to_owned()),
+                content: envelope.to_text(),
+                created_at_ms: now_ms(),
+                attempts: 0,
+            };
+            tx.enqueue(&entry)?;
+            Ok(entry)
+        })
+    }
+}
+
+fn receive_direct(
+    tx: &Tx<'_>,
+    rng: &mut impl CryptoRngCore,
+    m: &Incoming<'_>,
+    outer_id: &[u8; 16],
+    envelope: &Envelope,
+) -> Result<Received> {
+    let identity = tx.require_identity()?;
+    let mut sessions = tx.sessions(m.from)?;
+    let prekeys = match envelope {
+        Envelope::PreKey(p) => tx.prekeys_for(p.signed_prekey_id, p.one_time_prekey_id)?,
+        _ => tx.prekeys_for(u32::MAX, None)?,
+    };
+    let d = sessions.decrypt(rng, &identity, &prekeys, envelope)?;
+    let payload = Payload::decode_checked(&d.plaintext, outer_id)?;
+    // Only now, with the message known good, does any state change.
+    tx.save_sessions(m.from, &sessions)?;
+    if let Some(id) = d.consumed_one_time_prekey {
+        tx.consume_one_time_prekey(id)?;
+    }
+    let check = tx.remember_identity(m.from, &d.remote_identity)?;
+    if payload.kind == PayloadKind::SenderKey {
+        let dist = SenderKeyDistribution::from_bytes(&payload.body)?;
+        let group_id = uuid_string(&dist.group_id);
+        let mut r = tx
+            .sender_key_in(&group_id, m.from)?
+            .unwrap_or_else(|| SenderKeyReceiver::new(dist.group_id));
+        r.add(&dist)?;
+        tx.save_sender_key_in(&group_id, m.from, &r)?;
+        return Ok(Received::SenderKey {
+            group_id,
+            sender: m.from.to_owned(),
+            identity: check,
+        });
+    }
+    let msg = new_message(
+        &payload,
+        Conversation::Direct(m.from.to_owned()),
+        m.from,
+        false,
+        1,
+        Some(m.server_at_ms),
+    );
+    let seq = tx.insert_message(&msg)?;
+    let message = tx
+        .message(&msg.id)?
+        .ok_or(StoreError::Missing("stored message"))?;
+    debug_assert_eq!(message.seq, seq);
+    Ok(Received::Message {
+        message: Box::new(message),
+        new_session: d.new_session,
+        identity: Some(check),
+    })
+}
+
+fn receive_group(
+    tx: &Tx<'_>,
+    m: &Incoming<'_>,
+    group: &str,
+    outer_id: &[u8; 16],
+    envelope: &Envelope,
+) -> Result<Received> {
+    let Envelope::SenderKey(env) = envelope else {
+        return Err(StoreError::Decrypt(
+            e2ee_core::DecryptError::WrongEnvelopeKind,
+        ));
+    };
+    if uuid_string(&env.group_id) != group {
+        return Err(StoreError::Invalid("sender-key message for another group"));
+    }
+    let mut r = tx
+        .sender_key_in(group, m.from)?
+        .ok_or(StoreError::Missing("the sender's key for this group"))?;
+    let plaintext = r.decrypt(env)?;
+    let payload = Payload::decode_checked(&plaintext, outer_id)?;
+    if payload.kind == PayloadKind::SenderKey {
+        return Err(StoreError::Invalid("sender key sent to the group"));
+    }
+    tx.save_sender_key_in(group, m.from, &r)?;
+    let msg = new_message(
+        &payload,
+        Conversation::Group(group.to_owned()),
+        m.from,
+        false,
+        1,
+        Some(m.server_at_ms),
+    );
+    tx.insert_message(&msg)?;
+    let message = tx
+        .message(&msg.id)?
+        .ok_or(StoreError::Missing("stored message"))?;
+    Ok(Received::Message {
+        message: Box::new(message),
+        new_session: false,
+        identity: None,
+    })
+}

@@ -1,0 +1,236 @@
+//! Schema versions and forward migrations. `PRAGMA user_version` holds the
+//! version; each migration runs in the opening transaction, so a store is
+//! at one version or the next, never between.
+
+use rusqlite::Connection;
+
+use crate::error::{Result, StoreError};
+
+/// Version 1: keys, peers, sessions, sender keys, groups, messages, outbox.
+const V1: &str = "
+CREATE TABLE account (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    user_id     TEXT NOT NULL,
+    username    TEXT NOT NULL,
+    server_url  TEXT NOT NULL,
+    token       TEXT
+);
+CREATE TABLE identity (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    record      BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE signed_prekeys (
+    key_id      INTEGER PRIMARY KEY,
+    record      BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+-- A used one-time prekey keeps its row (ids are never reused) but loses its
+-- secret: `record` becomes NULL in the same transaction that stores the
+-- message it opened.
+CREATE TABLE one_time_prekeys (
+    key_id      INTEGER PRIMARY KEY,
+    record      BLOB,
+    used        INTEGER NOT NULL DEFAULT 0,
+    uploaded    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE peers (
+    user_id     TEXT PRIMARY KEY,
+    identity    BLOB NOT NULL,
+    first_seen  INTEGER NOT NULL,
+    verified    INTEGER NOT NULL DEFAULT 0,
+    changed_at  INTEGER,
+    previous_identity BLOB
+);
+CREATE TABLE sessions (
+    peer        TEXT PRIMARY KEY,
+    record      BLOB NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE TABLE sender_keys_out (
+    group_id    TEXT PRIMARY KEY,
+    record      BLOB NOT NULL
+);
+-- Who has been sent our current sender key for a group (by chain id).
+CREATE TABLE sender_keys_shared (
+    group_id    TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    chain_id    INTEGER NOT NULL,
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE TABLE sender_keys_in (
+    group_id    TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    record      BLOB NOT NULL,
+    PRIMARY KEY (group_id, sender)
+);
+CREATE TABLE groups (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    left_at     INTEGER
+);
+CREATE TABLE group_members (
+    group_id    TEXT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    user_id     TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    PRIMARY KEY (group_id, user_id)
+);
+-- conv_kind: 0 direct (conv_id = the peer), 1 group (conv_id = group id).
+-- status: 0 pending, 1 sent, 2 delivered, 3 read.
+CREATE TABLE messages (
+    seq         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    conv_kind   INTEGER NOT NULL,
+    conv_id     TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    outgoing    INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    body        TEXT,
+    attachment  BLOB,
+    reference   TEXT,
+    status      INTEGER NOT NULL,
+    recipients  INTEGER NOT NULL DEFAULT 1,
+    sent_at     INTEGER NOT NULL,
+    server_at   INTEGER,
+    received_at INTEGER,
+    read_at     INTEGER,
+    read_sent   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX messages_by_conv ON messages (conv_kind, conv_id, sent_at, seq);
+CREATE INDEX messages_unread ON messages (conv_kind, conv_id)
+    WHERE outgoing = 0 AND read_at IS NULL;
+-- Per-recipient receipts for outgoing messages (one row per member in groups).
+CREATE TABLE receipts (
+    message_id  TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (message_id, user_id)
+);
+-- Sent but not yet acknowledged by the server: resent after every reconnect.
+CREATE TABLE outbox (
+    seq         INTEGER PRIMARY KEY,
+    message_id  TEXT NOT NULL UNIQUE,
+    recipient   TEXT,
+    group_id    TEXT,
+    content     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0
+);
+-- Every incoming message id already processed (stored, or applied as a
+-- control message), so a redelivery is recognised before decrypting.
+CREATE TABLE inbound (
+    message_id  TEXT PRIMARY KEY,
+    sender      TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+";
+
+/// Version 2: full-text search over message bodies (FTS5, external
+/// content), kept in step by triggers and filled from existing messages.
+const V2: &str = "
+CREATE VIRTUAL TABLE messages_fts USING fts5 (
+    body, content = 'messages', content_rowid = 'seq',
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+WHEN new.body IS NOT NULL BEGIN
+    INSERT INTO messages_fts (rowid, body) VALUES (new.seq, new.body);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+WHEN old.body IS NOT NULL BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.seq, old.body);
+END;
+CREATE TRIGGER messages_fts_update_old AFTER UPDATE OF body ON messages
+WHEN old.body IS NOT NULL BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.seq, old.body);
+END;
+CREATE TRIGGER messages_fts_update_new AFTER UPDATE OF body ON messages
+WHEN new.body IS NOT NULL BEGIN
+    INSERT INTO messages_fts (rowid, body) VALUES (new.seq, new.body);
+END;
+INSERT INTO messages_fts (rowid, body) SELECT seq, body FROM messages WHERE body IS NOT NULL;
+";
+
+/// Version 3: the conversation list kept by triggers (newest message and
+/// unread count per conversation), so listing is O(conversations) rather
+/// than a scan of every message (1.26 s at 100,000 messages before).
+const V3: &str = "
+CREATE TABLE conversations (
+    conv_kind   INTEGER NOT NULL,
+    conv_id     TEXT NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    unread      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (conv_kind, conv_id)
+);
+CREATE INDEX conversations_by_last ON conversations (last_seq);
+CREATE TRIGGER conversations_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO conversations (conv_kind, conv_id, last_seq, unread)
+    VALUES (new.conv_kind, new.conv_id, new.seq, new.outgoing = 0 AND new.read_at IS NULL)
+    ON CONFLICT (conv_kind, conv_id) DO UPDATE
+        SET last_seq = max(last_seq, excluded.last_seq), unread = unread + excluded.unread;
+END;
+CREATE TRIGGER conversations_read AFTER UPDATE OF read_at ON messages
+WHEN new.outgoing = 0 AND old.read_at IS NULL AND new.read_at IS NOT NULL BEGIN
+    UPDATE conversations SET unread = unread - 1
+    WHERE conv_kind = new.conv_kind AND conv_id = new.conv_id;
+END;
+CREATE TRIGGER conversations_delete AFTER DELETE ON messages BEGIN
+    DELETE FROM conversations WHERE conv_kind = old.conv_kind AND conv_id = old.conv_id;
+    INSERT INTO conversations (conv_kind, conv_id, last_seq, unread)
+    SELECT conv_kind, conv_id, max(seq), sum(outgoing = 0 AND read_at IS NULL) FROM messages
+    WHERE conv_kind = old.conv_kind AND conv_id = old.conv_id GROUP BY conv_kind, conv_id;
+END;
+INSERT INTO conversations (conv_kind, conv_id, last_seq, unread)
+SELECT conv_kind, conv_id, max(seq), sum(outgoing = 0 AND read_at IS NULL)
+FROM messages GROUP BY conv_kind, conv_id;
+";
+
+/// Every migration in order; index + 1 is the version it produces.
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings `conn` from its version up to `target` (at most
+/// [`SCHEMA_VERSION`]) in one transaction.
+pub(crate) fn migrate(conn: &mut Connection, target: i64) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version > found && version <= target {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", version)?;
+            tracing::debug!(version, "store schema migrated");
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_file_is_refused_and_migrating_twice_is_a_no_op() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c, SCHEMA_VERSION).unwrap();
+        migrate(&mut c, SCHEMA_VERSION).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut c, SCHEMA_VERSION),
+            Err(StoreError::NewerSchema { .. })
+        ));
+    }
+}

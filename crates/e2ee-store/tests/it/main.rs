@@ -1,0 +1,10 @@
+//! e2ee-store integration tests: every operation on real SQLCipher files.
+
+// Test helpers may unwrap: a failure is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod crash;
+mod files;
+mod migrations;
+mod ops;
+mod support;
