@@ -26,7 +26,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::hub::Push;
+use crate::hub::{Push, Registration};
 use crate::relay;
 use crate::state::AppState;
 
@@ -52,7 +52,10 @@ pub async fn upgrade(
         },
         None => None,
     };
-    ws.read_buffer_size(4 * 1024)
+    // tungstenite allocates the read buffer up front and keeps it: 1 KiB
+    // per idle connection instead of the default 128 KiB (or the 4 KiB
+    // used before). Larger frames are read in more steps.
+    ws.read_buffer_size(1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(FRAME_MAX)
         .max_frame_size(FRAME_MAX)
@@ -161,18 +164,18 @@ async fn presence(state: &AppState, user: &User, online: bool) -> Vec<String> {
     contacts
 }
 
-async fn run(state: Arc<AppState>, mut socket: WebSocket, pre_auth: Option<User>) {
+/// Authenticates, registers with the hub, exchanges presence, hands over
+/// queued statuses and sends the first window of queued messages.
+async fn open(
+    state: &AppState,
+    socket: &mut WebSocket,
+    pre_auth: Option<User>,
+) -> Option<(User, Registration, Delivery, bool)> {
     let user = match pre_auth {
         Some(u) => u,
-        None => match authenticate(&state, &mut socket).await {
-            Some(u) => u,
-            None => {
-                let _ = socket.close().await;
-                return;
-            }
-        },
+        None => authenticate(state, socket).await?,
     };
-    let mut reg = state.hub.register(&user.id);
+    let reg = state.hub.register(&user.id);
     state.metrics.connections.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(user = %user.id, conn = reg.id, "connected");
 
@@ -180,10 +183,10 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, pre_auth: Option<User>
         user_id: user.id.clone(),
         username: user.username.clone(),
     });
-    let mut alive = send(&mut socket, &state, &ready).await;
+    let mut alive = send(socket, state, &ready).await;
     // Tell this client who of its contacts is online, and them about it.
     let contacts = if reg.first {
-        presence(&state, &user, true).await
+        presence(state, &user, true).await
     } else {
         state.store.contacts(&user.id).await.unwrap_or_default()
     };
@@ -194,12 +197,12 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, pre_auth: Option<User>
                 username: u.username,
                 online: true,
             });
-            alive &= send(&mut socket, &state, &f).await;
+            alive &= send(socket, state, &f).await;
         }
     }
     if let Ok(statuses) = state.store.take_statuses(&user.id).await {
         for e in statuses {
-            alive &= send(&mut socket, &state, &relay::status_frame(&e)).await;
+            alive &= send(socket, state, &relay::status_frame(&e)).await;
         }
     }
     let mut d = Delivery {
@@ -208,7 +211,22 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, pre_auth: Option<User>
         caught_up: false,
         window: state.config.delivery_window.max(1),
     };
-    alive = alive && d.pull(&state, &mut socket, &user.id).await;
+    alive = alive && d.pull(state, socket, &user.id).await;
+    Some((user, reg, d, alive))
+}
+
+/// One connection's life. Memory matters here (an idle connection is this
+/// future plus its buffers), so the large, short-lived steps (`open`, frame
+/// handling, queue pulls, presence) run in boxed futures that exist only
+/// while they run: the future that stays resident holds just the loop's
+/// state.
+async fn run(state: Arc<AppState>, mut socket: WebSocket, pre_auth: Option<User>) {
+    let Some((user, mut reg, mut d, mut alive)) =
+        Box::pin(open(&state, &mut socket, pre_auth)).await
+    else {
+        let _ = socket.close().await;
+        return;
+    };
 
     let ping_every = Duration::from_secs(state.config.ping_interval_secs.max(1));
     let idle = Duration::from_secs(state.config.idle_timeout_secs.max(1));
@@ -222,7 +240,7 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, pre_auth: Option<User>
                 idle_deadline = Instant::now() + idle;
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
-                        alive = handle_frame(&state, &mut socket, &user, &mut d, &text).await;
+                        alive = Box::pin(handle_frame(&state, &mut socket, &user, &mut d, &text)).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         alive = send(&mut socket, &state, &relay::bad_frame("frames are JSON text")).await;
@@ -259,7 +277,7 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, pre_auth: Option<User>
                     d.caught_up = false;
                 }
                 if alive && !d.caught_up && d.in_flight.len() < d.window {
-                    alive = d.pull(&state, &mut socket, &user.id).await;
+                    alive = Box::pin(d.pull(&state, &mut socket, &user.id)).await;
                 }
             }
             _ = sleep_until(next_ping) => {
@@ -278,7 +296,7 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, pre_auth: Option<User>
     let _ = socket.close().await;
     state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
     if state.hub.unregister(&user.id, reg.id) {
-        presence(&state, &user, false).await;
+        Box::pin(presence(&state, &user, false)).await;
     }
     tracing::debug!(user = %user.id, "disconnected");
 }
