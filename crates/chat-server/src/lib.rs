@@ -152,6 +152,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         }
     });
     let mut stop_signal = stop_rx;
+    let hub_state = state.clone();
     let task = tokio::spawn(async move {
         // Frames are small and latency matters: no Nagle delay.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -163,6 +164,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         )
         .with_graceful_shutdown(async move {
             let _ = stop_signal.wait_for(|s| *s).await;
+            // Open WebSockets are told through their mailboxes (see ws.rs).
+            hub_state.hub.close_all();
         });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "server stopped with an error");
