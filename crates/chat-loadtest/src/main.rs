@@ -55,6 +55,10 @@ struct Args {
     /// Messages queued for the drain run.
     #[arg(long, default_value_t = 10_000)]
     drain: usize,
+    /// Commit with `synchronous = NORMAL` (`sync_full = false`): survives a
+    /// crash but not a power cut. The default measures the durable setting.
+    #[arg(long)]
+    sync_normal: bool,
 }
 
 struct Server {
@@ -74,7 +78,7 @@ mod tempdir {
 }
 
 impl Server {
-    async fn start(bin: &PathBuf, port: u16) -> Result<Self, Error> {
+    async fn start(bin: &PathBuf, port: u16, sync_full: bool) -> Result<Self, Error> {
         let dir = std::env::temp_dir().join(format!("chat-loadtest-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("server.toml");
@@ -82,7 +86,7 @@ impl Server {
             &config,
             format!(
                 "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_connections = 1000000\n\
-                 [limits]\nlogins_per_minute = 100000\nregistrations_per_minute = 100000\n\
+                 sync_full = {sync_full}\n[limits]\nlogins_per_minute = 100000\nregistrations_per_minute = 100000\n\
                  prekey_claims_per_minute = 100000\nmessages_per_second = 1000000\n",
                 dir.join("data").display()
             ),
@@ -481,7 +485,7 @@ async fn main() -> Result<(), Error> {
     } else {
         args.connections
     };
-    let server = Server::start(&args.server_bin, 18787).await?;
+    let server = Server::start(&args.server_bin, 18787, !args.sync_normal).await?;
     idle_connections(&server, connections).await?;
     println!("  (server RSS now {} MiB)", server.rss_kib() / 1024);
     drain(&server, args.drain).await?;

@@ -9,8 +9,11 @@
 //! means a pull.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -21,6 +24,7 @@ use chat_proto::MessageStatus;
 use chat_proto::rest::{ErrorCode, User};
 use chat_proto::validate::{self, FRAME_MAX};
 use chat_proto::ws::{ClientFrame, Online, Ready, ServerFrame, TypingIn};
+use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, sleep_until};
 
@@ -236,10 +240,31 @@ struct Start {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
+/// Most writes (1:1 messages, `delivered` batches) of one connection being
+/// committed at once.
+const MAX_PIPELINE: usize = 256;
+
+/// A write being committed; resolves to the frame to answer with, if any
+/// (an `ack` or `error` for a message; an `error` for a failed `delivered`).
+type Pending = Pin<Box<dyn Future<Output = Option<ServerFrame>> + Send>>;
+
+/// Polls a write once, which validates it and hands its job to the writer
+/// thread (so jobs reach the writer in the order frames arrived), then
+/// queues it to be answered, in that same order, when its batch commits.
+async fn pipeline_push(pipeline: &mut Option<Box<FuturesOrdered<Pending>>>, mut fut: Pending) {
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    let queue = pipeline.get_or_insert_with(|| Box::new(FuturesOrdered::new()));
+    match first {
+        Poll::Ready(frame) => queue.push_back(Box::pin(std::future::ready(frame))),
+        Poll::Pending => queue.push_back(fut),
+    }
+}
+
 /// What woke an idle connection.
 enum Event {
     Incoming(Option<Result<Message, axum::Error>>),
     Push(Push),
+    Committed(Option<ServerFrame>),
     Timer,
 }
 
@@ -252,6 +277,21 @@ struct Conn {
     idle: Duration,
     next_ping: Instant,
     idle_deadline: Instant,
+    /// 1:1 messages handed to the writer in arrival order, acknowledged
+    /// in that order as their batches commit. Created on first use and
+    /// dropped when empty: an idle connection pays nothing for it.
+    pipeline: Option<Box<FuturesOrdered<Pending>>>,
+}
+
+/// The next committed message's frame; never resolves when none is pending.
+async fn next_committed(p: &mut Option<Box<FuturesOrdered<Pending>>>) -> Option<ServerFrame> {
+    match p {
+        Some(q) => match q.next().await {
+            Some(frame) => frame,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// One connection's life. Memory matters here: an idle connection is this
@@ -282,12 +322,15 @@ async fn run(start: Box<Start>) {
         idle,
         next_ping: Instant::now() + ping_every,
         idle_deadline: Instant::now() + idle,
+        pipeline: None,
     };
     while alive {
         // One timer for both deadlines: each timer is 112 bytes of every
         // connection's future.
+        let room = c.pipeline.as_ref().is_none_or(|q| q.len() < MAX_PIPELINE);
         let event = tokio::select! {
-            m = socket.next() => Event::Incoming(m),
+            m = socket.next(), if room => Event::Incoming(m),
+            f = next_committed(&mut c.pipeline) => Event::Committed(f),
             p = c.reg.mailbox.recv() => Event::Push(p),
             _ = sleep_until(c.next_ping.min(c.idle_deadline)) => Event::Timer,
         };
@@ -302,14 +345,28 @@ async fn run(start: Box<Start>) {
 }
 
 /// Handles one event; false ends the connection.
-async fn on_event(state: &AppState, socket: &mut WebSocket, c: &mut Conn, event: Event) -> bool {
+async fn on_event(
+    state: &Arc<AppState>,
+    socket: &mut WebSocket,
+    c: &mut Conn,
+    event: Event,
+) -> bool {
     let d = &mut c.d;
     match event {
+        Event::Committed(frame) => {
+            if c.pipeline.as_ref().is_some_and(|q| q.is_empty()) {
+                c.pipeline = None;
+            }
+            match frame {
+                Some(f) => send(socket, state, &f).await,
+                None => true,
+            }
+        }
         Event::Incoming(incoming) => {
             c.idle_deadline = Instant::now() + c.idle;
             match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    handle_frame(state, socket, &c.user, d, &text).await
+                    handle_frame(state, socket, &c.user, d, &mut c.pipeline, &text).await
                 }
                 Some(Ok(Message::Binary(_))) => {
                     send(socket, state, &relay::bad_frame("frames are JSON text")).await
@@ -367,10 +424,11 @@ async fn on_event(state: &AppState, socket: &mut WebSocket, c: &mut Conn, event:
 }
 
 async fn handle_frame(
-    state: &AppState,
+    state: &Arc<AppState>,
     socket: &mut WebSocket,
     user: &User,
     d: &mut Delivery,
+    pipeline: &mut Option<Box<FuturesOrdered<Pending>>>,
     text: &str,
 ) -> bool {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
@@ -389,12 +447,20 @@ async fn handle_frame(
             send(socket, state, &relay::bad_frame("already authenticated")).await
         }
         ClientFrame::Message(m) => {
-            let id = m.id.clone();
-            let reply = match relay::send_message(state, &user.id, m).await {
-                Ok(ack) => ServerFrame::Ack(ack),
-                Err(e) => relay::error_frame(e, Some(id)),
-            };
-            send(socket, state, &reply).await
+            // Pipelined: the connection reads on while the message commits,
+            // so one client's messages share group commits instead of each
+            // waiting for the previous ack. The first poll validates and
+            // hands the job to the writer, in arrival order; acks go out in
+            // that order too.
+            let (st, from, id) = (state.clone(), user.id.clone(), m.id.clone());
+            let fut: Pending = Box::pin(async move {
+                Some(match relay::send_message(&st, &from, m).await {
+                    Ok(ack) => ServerFrame::Ack(ack),
+                    Err(e) => relay::error_frame(e, Some(id)),
+                })
+            });
+            pipeline_push(pipeline, fut).await;
+            true
         }
         ClientFrame::GroupMessage(m) => {
             let id = m.id.clone();
@@ -408,19 +474,16 @@ async fn handle_frame(
             for id in &del.message_ids {
                 d.in_flight.remove(id);
             }
-            let result = relay::set_status(
-                state,
-                &user.id,
-                del.message_ids,
-                MessageStatus::Delivered,
-                None,
-            )
-            .await;
-            if let Err(e) = result {
-                if !send(socket, state, &relay::error_frame(e, None)).await {
-                    return false;
-                }
-            }
+            // Pipelined like messages: the window refills from the cursor
+            // at once; the server's copies go when this batch commits.
+            let (st, uid) = (state.clone(), user.id.clone());
+            let fut: Pending = Box::pin(async move {
+                relay::set_status(&st, &uid, del.message_ids, MessageStatus::Delivered, None)
+                    .await
+                    .err()
+                    .map(|e| relay::error_frame(e, None))
+            });
+            pipeline_push(pipeline, fut).await;
             if !d.caught_up && d.in_flight.len() < d.window {
                 return d.pull(state, socket, &user.id).await;
             }
