@@ -31,8 +31,9 @@ pub enum Push {
 }
 
 /// One connection's pushes. A tokio `mpsc` channel allocates its first
-/// block of slots and cache-padded state up front (about 1.3 KB an idle
-/// connection, measured); this is a mutex, a deque that is empty (no
+/// block of slots and cache-padded state up front (an estimated 1.3 KB per
+/// idle connection; the step that replaced it measured 6,391 → 4,647 bytes
+/// together with other changes); this is a mutex, a deque that is empty (no
 /// allocation) while idle, and a `Notify`.
 #[derive(Debug, Default)]
 pub struct Mailbox {

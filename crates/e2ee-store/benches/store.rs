@@ -157,7 +157,7 @@ fn filled(n: usize) -> (tempfile::TempDir, Store) {
                     body.push("zanzibar");
                 }
                 let peer = format!("user{}", i % 50);
-                tx.insert_message(&NewMessage {
+                tx.insert_message(NewMessage {
                     id: format!("msg-{i}"),
                     conversation: Conversation::Direct(peer.clone()),
                     sender: peer,

@@ -138,11 +138,7 @@ impl Store {
             )
         })();
         if result.is_err() {
-            for suffix in ["", ".salt", ".new", ".new-wal", ".new-shm"] {
-                let mut p = store_path.as_os_str().to_owned();
-                p.push(suffix);
-                let _ = std::fs::remove_file(p);
-            }
+            key::remove_with_suffixes(store_path, &["", ".salt", ".new", ".new-wal", ".new-shm"]);
         }
         result
     }

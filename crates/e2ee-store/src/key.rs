@@ -125,11 +125,23 @@ impl Key {
     }
 }
 
+/// `path` with `suffix` appended to its file name (`db` → `db-wal`).
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Removes `path` and its files with each suffix, ignoring absent ones.
+pub(crate) fn remove_with_suffixes(path: &Path, suffixes: &[&str]) {
+    for suffix in suffixes {
+        let _ = std::fs::remove_file(with_suffix(path, suffix));
+    }
+}
+
 /// Where the salt of the database at `db` lives.
 pub fn salt_path(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".salt");
-    PathBuf::from(s)
+    with_suffix(db, ".salt")
 }
 
 /// Makes a new salt file for a new database and returns the key.
@@ -178,9 +190,7 @@ pub(crate) fn unlock(db: &Path, pass: &Passphrase) -> Result<Key> {
 /// Creates (or replaces) `path` with mode 0600 through a temporary file, a
 /// sync and a rename, so a crash leaves the old or the new file.
 pub(crate) fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    let tmp = with_suffix(path, ".tmp");
     {
         let mut f = private_file(&tmp)?;
         f.write_all(bytes)?;

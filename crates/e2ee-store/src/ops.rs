@@ -157,7 +157,7 @@ impl Store {
                     1,
                     None,
                 );
-                tx.insert_message(&msg)?;
+                tx.insert_message(msg)?;
             }
             let entry = OutboxEntry {
                 message_id: uuid_string(&payload.message_id),
@@ -224,7 +224,7 @@ impl Store {
                 recipients,
                 None,
             );
-            tx.insert_message(&msg)?;
+            tx.insert_message(msg)?;
             let entry = OutboxEntry {
                 message_id: uuid_string(&payload.message_id),
                 recipient: None,
@@ -282,11 +282,7 @@ fn receive_direct(
         1,
         Some(m.server_at_ms),
     );
-    let seq = tx.insert_message(&msg)?;
-    let message = tx
-        .message(&msg.id)?
-        .ok_or(StoreError::Missing("stored message"))?;
-    debug_assert_eq!(message.seq, seq);
+    let message = tx.insert_message(msg)?;
     Ok(Received::Message {
         message: Box::new(message),
         new_session: d.new_session,
@@ -326,10 +322,7 @@ fn receive_group(
         1,
         Some(m.server_at_ms),
     );
-    tx.insert_message(&msg)?;
-    let message = tx
-        .message(&msg.id)?
-        .ok_or(StoreError::Missing("stored message"))?;
+    let message = tx.insert_message(msg)?;
     Ok(Received::Message {
         message: Box::new(message),
         new_session: false,

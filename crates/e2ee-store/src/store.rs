@@ -95,9 +95,7 @@ pub(crate) fn keyed_connection(path: &Path, key: &key::Key) -> Result<Connection
 
 /// Where a new store is built before it is renamed into place.
 pub(crate) fn creating_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".new");
-    PathBuf::from(s)
+    key::with_suffix(path, ".new")
 }
 
 /// Makes a new store: the salt file first, then the database under a
@@ -105,11 +103,7 @@ pub(crate) fn creating_path(path: &Path) -> PathBuf {
 /// point leaves either no store or a complete one.
 fn create(path: &Path, passphrase: &Passphrase, kdf: KdfParams, version: i64) -> Result<()> {
     let tmp = creating_path(path);
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = tmp.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
+    key::remove_with_suffixes(&tmp, &["", "-wal", "-shm"]);
     // SQLite creates the -wal and -shm files with the main file's mode.
     drop(key::private_file(&tmp)?);
     let key = key::create(path, passphrase, kdf)?;
@@ -171,9 +165,7 @@ impl Store {
         // The header's page count (WAL included) cannot exceed what the
         // file and its WAL hold: cheap truncation detection on every open.
         let pages: u64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal_len = std::fs::metadata(PathBuf::from(wal)).map_or(0, |m| m.len());
+        let wal_len = std::fs::metadata(key::with_suffix(path, "-wal")).map_or(0, |m| m.len());
         if pages.saturating_mul(page_size) > file_len.saturating_add(wal_len) {
             return Err(StoreError::Corrupt(format!(
                 "the database file is shorter ({file_len} bytes) than its {pages} pages"
@@ -610,6 +602,19 @@ impl Tx<'_> {
         &self.tx
     }
 
+    /// The `record` blob one row of `sql` selects, zeroized when dropped.
+    fn record(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        Ok(self
+            .c()
+            .prepare_cached(sql)?
+            .query_row(params, |r| r.get::<_, Vec<u8>>(0).map(Zeroizing::new))
+            .optional()?)
+    }
+
     // ---- account and identity -------------------------------------------
 
     /// Our account, once registered or logged in.
@@ -663,12 +668,7 @@ impl Tx<'_> {
 
     /// Our identity key pair.
     pub fn identity(&self) -> Result<Option<IdentityKeyPair>> {
-        let bytes: Option<Zeroizing<Vec<u8>>> = self
-            .c()
-            .query_row("SELECT record FROM identity WHERE id = 1", [], |r| {
-                r.get::<_, Vec<u8>>(0).map(Zeroizing::new)
-            })
-            .optional()?;
+        let bytes = self.record("SELECT record FROM identity WHERE id = 1", [])?;
         match bytes {
             Some(b) => Ok(Some(IdentityKeyPair::from_record(
                 &IdentityRecord::from_bytes(&b)?,
@@ -706,11 +706,7 @@ impl Tx<'_> {
 
     /// A signed prekey by id.
     pub fn signed_prekey(&self, id: u32) -> Result<Option<SignedPreKeyPair>> {
-        let b: Option<Zeroizing<Vec<u8>>> = self
-            .c()
-            .prepare_cached("SELECT record FROM signed_prekeys WHERE key_id = ?1")?
-            .query_row([id], |r| r.get::<_, Vec<u8>>(0).map(Zeroizing::new))
-            .optional()?;
+        let b = self.record("SELECT record FROM signed_prekeys WHERE key_id = ?1", [id])?;
         b.map(|b| {
             Ok(SignedPreKeyPair::from_record(
                 &SignedPreKeyRecord::from_bytes(&b)?,
@@ -802,11 +798,10 @@ impl Tx<'_> {
     }
 
     fn one_time_prekey(&self, id: u32) -> Result<Option<OneTimePreKeyPair>> {
-        let b: Option<Zeroizing<Vec<u8>>> = self
-            .c()
-            .prepare_cached("SELECT record FROM one_time_prekeys WHERE key_id = ?1 AND used = 0")?
-            .query_row([id], |r| r.get::<_, Vec<u8>>(0).map(Zeroizing::new))
-            .optional()?;
+        let b = self.record(
+            "SELECT record FROM one_time_prekeys WHERE key_id = ?1 AND used = 0",
+            [id],
+        )?;
         Ok(b.map(|b| OneTimePreKeyRecord::from_bytes(&b))
             .transpose()?
             .map(|r| OneTimePreKeyPair::from_record(&r)))
@@ -932,11 +927,7 @@ impl Tx<'_> {
 
     /// All sessions with a peer (empty if none).
     pub fn sessions(&self, peer: &str) -> Result<PeerSessions> {
-        let b: Option<Zeroizing<Vec<u8>>> = self
-            .c()
-            .prepare_cached("SELECT record FROM sessions WHERE peer = ?1")?
-            .query_row([peer], |r| r.get::<_, Vec<u8>>(0).map(Zeroizing::new))
-            .optional()?;
+        let b = self.record("SELECT record FROM sessions WHERE peer = ?1", [peer])?;
         match b {
             Some(b) => Ok(PeerSessions::from_record(&PeerSessionsRecord::from_bytes(
                 &b,
@@ -960,11 +951,10 @@ impl Tx<'_> {
 
     /// Our sending state for a group.
     pub fn sender_key_out(&self, group_id: &str) -> Result<Option<SenderKeySender>> {
-        let b: Option<Zeroizing<Vec<u8>>> = self
-            .c()
-            .prepare_cached("SELECT record FROM sender_keys_out WHERE group_id = ?1")?
-            .query_row([group_id], |r| r.get::<_, Vec<u8>>(0).map(Zeroizing::new))
-            .optional()?;
+        let b = self.record(
+            "SELECT record FROM sender_keys_out WHERE group_id = ?1",
+            [group_id],
+        )?;
         Ok(b.map(|b| SenderKeySenderRecord::from_bytes(&b))
             .transpose()?
             .map(|r| SenderKeySender::from_record(&r)))
@@ -1031,15 +1021,10 @@ impl Tx<'_> {
 
     /// A member's sending chains as we hold them.
     pub fn sender_key_in(&self, group_id: &str, sender: &str) -> Result<Option<SenderKeyReceiver>> {
-        let b: Option<Zeroizing<Vec<u8>>> = self
-            .c()
-            .prepare_cached(
-                "SELECT record FROM sender_keys_in WHERE group_id = ?1 AND sender = ?2",
-            )?
-            .query_row([group_id, sender], |r| {
-                r.get::<_, Vec<u8>>(0).map(Zeroizing::new)
-            })
-            .optional()?;
+        let b = self.record(
+            "SELECT record FROM sender_keys_in WHERE group_id = ?1 AND sender = ?2",
+            [group_id, sender],
+        )?;
         b.map(|b| {
             Ok(SenderKeyReceiver::from_record(
                 &SenderKeyReceiverRecord::from_bytes(&b)?,
@@ -1156,8 +1141,9 @@ impl Tx<'_> {
 
     // ---- messages -----------------------------------------------------------
 
-    /// Inserts a message. An id already present is [`StoreError::IdConflict`].
-    pub fn insert_message(&self, m: &NewMessage) -> Result<i64> {
+    /// Inserts a message and returns it as stored. An id already present is
+    /// [`StoreError::IdConflict`].
+    pub fn insert_message(&self, m: NewMessage) -> Result<Message> {
         let (kind, conv) = m.conversation.parts();
         let attachment = m.attachment.as_ref().map(encode_attachment);
         let received_at = (!m.outgoing).then(now_ms);
@@ -1185,9 +1171,24 @@ impl Tx<'_> {
                 received_at,
             ])?;
         if n == 0 {
-            return Err(StoreError::IdConflict(m.id.clone()));
+            return Err(StoreError::IdConflict(m.id));
         }
-        Ok(self.c().last_insert_rowid())
+        Ok(Message {
+            seq: self.c().last_insert_rowid(),
+            id: m.id,
+            conversation: m.conversation,
+            sender: m.sender,
+            outgoing: m.outgoing,
+            kind: m.kind,
+            body: m.body,
+            attachment: m.attachment,
+            reference: m.reference,
+            status: m.status,
+            sent_at_ms: m.sent_at_ms,
+            server_at_ms: m.server_at_ms,
+            received_at_ms: received_at,
+            read_at_ms: None,
+        })
     }
 
     /// A message by id.

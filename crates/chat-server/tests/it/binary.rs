@@ -106,21 +106,7 @@ async fn sigterm_shuts_down_gracefully_and_keeps_acknowledged_messages() {
     // A new process on the same folder still holds every acked message.
     let (mut child, addr, _logs) = spawn(s.dir.path());
     let s2 = TestServer::attach(tempfile::tempdir().unwrap(), addr);
-    let (_, body) = s2
-        .call(
-            "GET",
-            &format!("/api/messages/{}", a.user.id),
-            Some(&b.token),
-            None,
-        )
-        .await;
-    let stored: Vec<String> = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(stored, acked);
+    assert_eq!(s2.stored_ids(&a.user.id, &b.token).await, acked);
     signal(&child, "INT");
     assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }

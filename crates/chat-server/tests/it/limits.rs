@@ -148,22 +148,9 @@ async fn shutdown_closes_connections_and_keeps_acknowledged_messages() {
     s.server.take().unwrap().shutdown().await;
     assert!(wa.try_next(Duration::from_secs(2)).await.is_none());
     s.restart().await;
-    let (_, body) = s
-        .call(
-            "GET",
-            &format!("/api/messages/{}", a.user.id),
-            Some(&b.token),
-            None,
-        )
-        .await;
-    let stored: Vec<String> = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect();
     assert_eq!(
-        stored, acked,
+        s.stored_ids(&a.user.id, &b.token).await,
+        acked,
         "every acknowledged message survived, in order"
     );
 }

@@ -118,6 +118,21 @@ impl TestServer {
         self.call(method, path, token, body).await.0
     }
 
+    /// The ids of the messages from `from` that the server holds for the
+    /// token's user, in queue order (`GET /api/messages/{from}`).
+    pub async fn stored_ids(&self, from: &str, token: &str) -> Vec<String> {
+        let (status, body) = self
+            .call("GET", &format!("/api/messages/{from}"), Some(token), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub async fn register(&self, name: &str) -> AuthResponse {
         let (status, body) = self
             .call(

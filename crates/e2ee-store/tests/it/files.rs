@@ -1,12 +1,9 @@
 //! The file on disk: unreadable without the passphrase, private, and a
 //! wrong key or a damaged file gives a typed error.
 
-use e2ee_core::PayloadKind;
-use e2ee_store::{
-    Conversation, NewMessage, OpenOptions, Passphrase, Status, Store, StoreError, salt_path,
-};
+use e2ee_store::{OpenOptions, Passphrase, Store, StoreError, salt_path};
 
-use crate::support::{Party, fast, pass, relay, rng, text};
+use crate::support::{Party, fast, incoming_text, pass, relay, rng, text};
 
 fn all_files(db: &std::path::Path) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -125,20 +122,12 @@ fn filled_store(dir: &std::path::Path) -> std::path::PathBuf {
     let mut s = Store::open(&path, &pass(), fast()).unwrap();
     s.write(|tx| {
         for i in 0..2_000 {
-            tx.insert_message(&NewMessage {
-                id: format!("m{i}"),
-                conversation: Conversation::Direct(format!("peer{}", i % 7)),
-                sender: format!("peer{}", i % 7),
-                outgoing: false,
-                kind: PayloadKind::Text,
-                body: Some(format!("message number {i} with some words to index")),
-                attachment: None,
-                reference: None,
-                status: Status::Delivered,
-                recipients: 1,
-                sent_at_ms: i,
-                server_at_ms: None,
-            })?;
+            tx.insert_message(incoming_text(
+                format!("m{i}"),
+                &format!("peer{}", i % 7),
+                format!("message number {i} with some words to index"),
+                i,
+            ))?;
         }
         Ok(())
     })

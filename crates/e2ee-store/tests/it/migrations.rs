@@ -1,9 +1,8 @@
 //! Every earlier schema version opens and migrates forward with its data.
 
-use e2ee_core::PayloadKind;
-use e2ee_store::{Conversation, NewMessage, SCHEMA_VERSION, Status, Store};
+use e2ee_store::{Conversation, SCHEMA_VERSION, Store};
 
-use crate::support::{fast, pass};
+use crate::support::{fast, incoming_text, pass};
 
 #[test]
 fn every_earlier_schema_version_migrates_forward() {
@@ -16,20 +15,12 @@ fn every_earlier_schema_version_migrates_forward() {
             assert_eq!(old.schema_version().unwrap(), version);
             old.write(|tx| {
                 for i in 0..100 {
-                    tx.insert_message(&NewMessage {
-                        id: format!("old-{i}"),
-                        conversation: Conversation::Direct("bob".into()),
-                        sender: "bob".into(),
-                        outgoing: false,
-                        kind: PayloadKind::Text,
-                        body: Some(format!("written by schema {version}, number {i}, aardvark")),
-                        attachment: None,
-                        reference: None,
-                        status: Status::Delivered,
-                        recipients: 1,
-                        sent_at_ms: i,
-                        server_at_ms: None,
-                    })?;
+                    tx.insert_message(incoming_text(
+                        format!("old-{i}"),
+                        "bob",
+                        format!("written by schema {version}, number {i}, aardvark"),
+                        i,
+                    ))?;
                 }
                 Ok(())
             })

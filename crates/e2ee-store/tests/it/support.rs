@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use e2ee_core::{IdentityKeyPair, OneTimePreKeyPair, Payload, PreKeyBundle, SignedPreKeyPair};
-use e2ee_store::{Account, KdfParams, OpenOptions, Passphrase, Store};
+use e2ee_store::{
+    Account, Conversation, KdfParams, NewMessage, OpenOptions, Passphrase, Status, Store,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
@@ -111,4 +113,23 @@ pub(crate) fn text(rng: &mut ChaCha20Rng, ts: u64, body: &str) -> Payload {
 
 pub(crate) fn uuid(id: &[u8; 16]) -> String {
     uuid::Uuid::from_bytes(*id).hyphenated().to_string()
+}
+
+/// An incoming, delivered text in the direct conversation with `from`, for
+/// filling a store without running the protocol.
+pub(crate) fn incoming_text(id: String, from: &str, body: String, sent_at_ms: i64) -> NewMessage {
+    NewMessage {
+        id,
+        conversation: Conversation::Direct(from.to_owned()),
+        sender: from.to_owned(),
+        outgoing: false,
+        kind: e2ee_core::PayloadKind::Text,
+        body: Some(body),
+        attachment: None,
+        reference: None,
+        status: Status::Delivered,
+        recipients: 1,
+        sent_at_ms,
+        server_at_ms: None,
+    }
 }
