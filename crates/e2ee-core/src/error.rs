@@ -223,3 +223,21 @@ pub enum FingerprintError {
     #[error("malformed QR payload")]
     MalformedQr,
 }
+
+/// An attachment could not be sealed or opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AttachmentError {
+    /// The downloaded ciphertext's SHA-256 differs from the pointer's.
+    #[error("attachment hash mismatch")]
+    HashMismatch,
+    /// The ciphertext did not authenticate under the pointer's key.
+    #[error("attachment does not decrypt")]
+    Decrypt,
+    /// The plaintext length differs from the pointer's size.
+    #[error("attachment size mismatch")]
+    SizeMismatch,
+    /// Encryption failed (the file is too large for the cipher).
+    #[error("attachment encryption failed")]
+    Encrypt,
+}

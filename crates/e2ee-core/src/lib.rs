@@ -88,6 +88,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod attachment;
 pub mod envelope;
 pub mod error;
 pub mod fingerprint;
@@ -102,8 +103,8 @@ pub mod x3dh;
 
 pub use envelope::{Envelope, Header, MessageEnvelope, PreKeyEnvelope, SenderKeyEnvelope};
 pub use error::{
-    DecodeError, DecryptError, EncryptError, FingerprintError, KeyError, PayloadError, RecordError,
-    SenderKeyError, X3dhError,
+    AttachmentError, DecodeError, DecryptError, EncryptError, FingerprintError, KeyError,
+    PayloadError, RecordError, SenderKeyError, X3dhError,
 };
 pub use fingerprint::{SafetyNumber, fingerprint, fingerprint_grouped};
 pub use keys::{

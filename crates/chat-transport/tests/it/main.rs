@@ -1,0 +1,175 @@
+//! chat-transport against the real server on 127.0.0.1.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
+use std::time::Duration;
+
+use chat_proto::rest::ErrorCode;
+use chat_proto::ws::{ClientFrame, SendMessage, ServerFrame};
+use chat_server::Config;
+use chat_server::config::Argon2Params;
+use chat_transport::{
+    BackoffConfig, ConnEvent, ConnState, Connection, ConnectionConfig, RestClient, TransportError,
+};
+use tokio::sync::mpsc;
+
+fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_owned(),
+        argon2: Argon2Params {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..Config::default()
+    };
+    c.limits.logins_per_minute = 10_000;
+    c.limits.registrations_per_minute = 10_000;
+    c
+}
+
+fn fast() -> ConnectionConfig {
+    ConnectionConfig {
+        backoff: BackoffConfig {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(400),
+        },
+        ..ConnectionConfig::default()
+    }
+}
+
+async fn next(rx: &mut mpsc::Receiver<ConnEvent>) -> ConnEvent {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("an event in time")
+        .expect("the connection is running")
+}
+
+#[tokio::test]
+async fn rest_errors_are_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = chat_server::start(config(dir.path())).await.unwrap();
+    let rest = RestClient::new(&format!("http://{}", server.addr())).unwrap();
+    assert_eq!(rest.health().await.unwrap().status, "ok");
+    let e = rest.register("al", "secret1", None).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TransportError::Api {
+                status: 400,
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(matches!(
+        rest.users(None).await,
+        Err(TransportError::NoToken)
+    ));
+    let a = rest.register("alice", "secret1", None).await.unwrap();
+    assert!(rest.has_token());
+    assert_eq!(rest.user(&a.user.id).await.unwrap().username, "alice");
+    assert_eq!(
+        rest.user_by_name("alice").await.unwrap().unwrap().id,
+        a.user.id
+    );
+    assert!(rest.user_by_name("nobody").await.unwrap().is_none());
+    let e = rest.login("alice", "wrong-password").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Unauthorized));
+    rest.logout().await.unwrap();
+    assert!(!rest.has_token());
+    server.shutdown().await;
+    let e = rest.health().await.unwrap_err();
+    assert!(
+        matches!(e, TransportError::Network(_)) && e.is_transient(),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn connects_reconnects_after_restart_and_refuses_a_bad_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let server = chat_server::start(cfg.clone()).await.unwrap();
+    let addr = server.addr();
+    let base = format!("http://{addr}");
+    let alice = RestClient::new(&base).unwrap();
+    let a = alice.register("alice", "secret1", None).await.unwrap();
+    let bob = RestClient::new(&base).unwrap();
+    let b = bob.register("bob", "secret1", None).await.unwrap();
+
+    let (conn, mut rx) = Connection::spawn(alice.ws_url().unwrap(), a.token.clone(), fast());
+    let ConnEvent::Connected(ready) = next(&mut rx).await else {
+        panic!("expected connected")
+    };
+    assert_eq!(ready.user_id, a.user.id);
+    assert_eq!(conn.state(), ConnState::Connected);
+
+    let send = |id: &str| {
+        ClientFrame::Message(SendMessage {
+            id: id.to_owned(),
+            to: b.user.id.clone(),
+            content: "E2EE:AQ==".into(),
+            message_type: "text".into(),
+        })
+    };
+    conn.send(send("8d7f3b52-3c1e-4a39-9c55-0c1f7b6d2a01"))
+        .await
+        .unwrap();
+    match next(&mut rx).await {
+        ConnEvent::Frame(ServerFrame::Ack(ack)) => {
+            assert_eq!(ack.id, "8d7f3b52-3c1e-4a39-9c55-0c1f7b6d2a01")
+        }
+        other => panic!("expected an ack, got {other:?}"),
+    }
+
+    // The server goes away: the link is reported down and sends are refused.
+    server.shutdown().await;
+    loop {
+        match next(&mut rx).await {
+            ConnEvent::Disconnected { retry_in, .. } => {
+                assert!(retry_in < Duration::from_secs(1));
+                break;
+            }
+            ConnEvent::Frame(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(matches!(
+        conn.send(send("8d7f3b52-3c1e-4a39-9c55-0c1f7b6d2a02"))
+            .await,
+        Err(TransportError::NotConnected)
+    ));
+
+    // Back on the same port: the connection comes back by itself.
+    cfg.listen = addr;
+    let server = chat_server::start(cfg).await.unwrap();
+    loop {
+        match next(&mut rx).await {
+            ConnEvent::Connected(r) => {
+                assert_eq!(r.user_id, a.user.id);
+                break;
+            }
+            ConnEvent::Disconnected { .. } | ConnEvent::Frame(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    conn.close().await;
+
+    // A revoked token is refused and the task stops instead of retrying.
+    bob.logout().await.unwrap();
+    let (conn, mut rx) = Connection::spawn(bob.ws_url().unwrap(), b.token, fast());
+    match next(&mut rx).await {
+        ConnEvent::Rejected { .. } => {}
+        other => panic!("expected rejected, got {other:?}"),
+    }
+    conn.wait_for(ConnState::Connected).await.unwrap_err();
+    assert_eq!(conn.state(), ConnState::Closed);
+    server.shutdown().await;
+}
