@@ -689,7 +689,8 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub(crate) fn require_identity(&self) -> Result<IdentityKeyPair> {
+    /// Our identity, or [`StoreError::Missing`] if none was made yet.
+    pub fn require_identity(&self) -> Result<IdentityKeyPair> {
         self.identity()?.ok_or(StoreError::Missing("identity"))
     }
 
@@ -1270,6 +1271,16 @@ impl Tx<'_> {
             )?
             .execute(params![message_id, server_at_ms])?;
         Ok(n > 0)
+    }
+
+    /// Removes an entry the server refused for good. The message stays,
+    /// with status `pending`. Returns whether there was one.
+    pub fn drop_outbox(&self, message_id: &str) -> Result<bool> {
+        Ok(self
+            .c()
+            .prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?
+            .execute([message_id])?
+            > 0)
     }
 
     /// Adds an encrypted frame to the outbox.

@@ -1,0 +1,978 @@
+//! The client: builder, account, sending, groups, verification, history.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use chat_proto::rest::{self, AddMemberRequest, CreateGroupRequest, UpdateGroupRequest, VerifyKeyRequest};
+use chat_proto::ws::{ClientFrame, SendGroupMessage, SendMessage, TypingOut};
+use chat_transport::{Connection, RestClient};
+use e2ee_core::{AttachmentPointer, Payload, PayloadKind, SafetyNumber, attachment};
+use e2ee_store::{
+    Account, Conversation, ConversationSummary, Cursor, IdentityCheck, KdfParams, Message,
+    OpenOptions, OutboxEntry, Page, Passphrase, PeerIdentity, SearchHit, Store, StoreError,
+};
+use futures_util::Stream;
+use rand_core::OsRng;
+use tokio::sync::broadcast;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::config::ClientConfig;
+use crate::error::ClientError;
+use crate::event::Event;
+use crate::{convert, keys, runtime};
+
+/// Result of client calls.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Builds a [`Client`]. See [`Client::builder`].
+#[must_use]
+pub struct ClientBuilder {
+    config: ClientConfig,
+    passphrase: Option<Passphrase>,
+    kdf: KdfParams,
+    hold_acks: bool,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// The server's base URL.
+    pub fn server(mut self, url: impl Into<String>) -> Self {
+        self.config.server_url = url.into();
+        self
+    }
+
+    /// Where the encrypted local store lives (created if missing).
+    pub fn store_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.store_path = path.into();
+        self
+    }
+
+    /// The store's passphrase (otherwise `E2EE_CHAT_PASSPHRASE`).
+    pub fn passphrase(mut self, passphrase: impl Into<Vec<u8>>) -> Self {
+        self.passphrase = Some(Passphrase::new(passphrase));
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Mark incoming messages read as soon as they are stored.
+    pub fn auto_read(mut self, on: bool) -> Self {
+        self.config.auto_read = on;
+        self
+    }
+
+    /// Argon2id cost for a new store (default 64 MiB, 3 passes).
+    pub fn store_kdf(mut self, kdf: KdfParams) -> Self {
+        self.kdf = kdf;
+        self
+    }
+
+    /// Never send `delivered`: simulates a client that dies between storing
+    /// a message and acknowledging it. For tests.
+    #[doc(hidden)]
+    pub fn hold_acks(mut self, on: bool) -> Self {
+        self.hold_acks = on;
+        self
+    }
+
+    /// Opens (or creates) the store. Does not touch the network; call
+    /// [`Client::register`], [`Client::login`] or (with a saved login)
+    /// [`Client::connect`] next.
+    pub async fn build(self) -> Result<Client> {
+        self.config.validate()?;
+        let passphrase = match self.passphrase {
+            Some(p) => p,
+            None => std::env::var("E2EE_CHAT_PASSPHRASE")
+                .map(Passphrase::new)
+                .map_err(|_| {
+                    ClientError::Config(
+                        "no store passphrase: pass one or set E2EE_CHAT_PASSPHRASE".into(),
+                    )
+                })?,
+        };
+        let rest = RestClient::with_timeout(
+            &self.config.server_url,
+            std::time::Duration::from_secs(self.config.request_timeout_secs),
+        )?;
+        let path = self.config.store_path.clone();
+        let options = OpenOptions {
+            kdf: self.kdf,
+            ..OpenOptions::default()
+        };
+        let (store, account, token) = tokio::task::spawn_blocking(move || {
+            let mut store = Store::open(&path, &passphrase, options)?;
+            let (account, token) = store.read(|tx| Ok((tx.account()?, tx.token()?)))?;
+            Ok::<_, StoreError>((store, account, token))
+        })
+        .await
+        .map_err(|_| ClientError::Closed)??;
+        rest.set_token(token);
+        let (events, _) = broadcast::channel(self.config.event_buffer);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config: self.config,
+                rest,
+                store: Arc::new(Mutex::new(store)),
+                events,
+                me: RwLock::new(account),
+                conn: tokio::sync::RwLock::new(None),
+                online: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashMap::new()),
+                session_lock: tokio::sync::Mutex::new(()),
+                keys_lock: tokio::sync::Mutex::new(()),
+                group_lock: tokio::sync::Mutex::new(()),
+                hold_acks: self.hold_acks,
+                deferred: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    pub(crate) rest: RestClient,
+    store: Arc<Mutex<Store>>,
+    pub(crate) events: broadcast::Sender<Event>,
+    me: RwLock<Option<Account>>,
+    conn: tokio::sync::RwLock<Option<Connection>>,
+    pub(crate) online: Mutex<HashMap<String, String>>,
+    /// Outbox entries sent on this connection, and when.
+    pub(crate) in_flight: Mutex<HashMap<String, Instant>>,
+    session_lock: tokio::sync::Mutex<()>,
+    pub(crate) keys_lock: tokio::sync::Mutex<()>,
+    group_lock: tokio::sync::Mutex<()>,
+    pub(crate) hold_acks: bool,
+    /// The server deferred a send (rate limit): resend on the next tick.
+    pub(crate) deferred: AtomicBool,
+}
+
+impl Inner {
+    /// Runs `f` on the store off the async threads.
+    pub(crate) async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = store
+                .lock()
+                .map_err(|_| StoreError::Invalid("store lock poisoned"))?;
+            f(&mut s)
+        })
+        .await
+        .map_err(|_| ClientError::Closed)?
+        .map_err(ClientError::from)
+    }
+
+    pub(crate) fn emit(&self, e: Event) {
+        // No subscribers is fine: everything is in the store.
+        let _ = self.events.send(e);
+    }
+
+    pub(crate) fn me(&self) -> Result<Account> {
+        self.me
+            .read()
+            .ok()
+            .and_then(|m| m.clone())
+            .ok_or(ClientError::NotLoggedIn)
+    }
+
+    /// Hands a frame to the connection. Not connected is fine for anything
+    /// durable: it is in the outbox or the store and goes on reconnect.
+    pub(crate) async fn send_frame(&self, frame: ClientFrame) -> bool {
+        match self.conn.read().await.as_ref() {
+            Some(c) => c.send(frame).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Sends an outbox entry now if connected.
+    pub(crate) async fn transmit(&self, e: &OutboxEntry) {
+        let frame = match (&e.recipient, &e.group_id) {
+            (_, Some(g)) => ClientFrame::GroupMessage(SendGroupMessage {
+                id: e.message_id.clone(),
+                group_id: g.clone(),
+                content: e.content.clone(),
+                message_type: "e2ee".into(),
+            }),
+            (Some(to), None) => ClientFrame::Message(SendMessage {
+                id: e.message_id.clone(),
+                to: to.clone(),
+                content: e.content.clone(),
+                message_type: "e2ee".into(),
+            }),
+            (None, None) => return,
+        };
+        if self.send_frame(frame).await
+            && let Ok(mut f) = self.in_flight.lock()
+        {
+            f.insert(e.message_id.clone(), Instant::now());
+        }
+    }
+
+    /// Makes sure a session with `peer` exists, fetching their bundle (X3DH)
+    /// if not.
+    pub(crate) async fn ensure_session(&self, peer: &str) -> Result<()> {
+        let p = peer.to_owned();
+        if self.db(move |s| s.read(|tx| Ok(tx.sessions(&p)?.has_session()))).await? {
+            return Ok(());
+        }
+        let _guard = self.session_lock.lock().await;
+        let p = peer.to_owned();
+        if self.db(move |s| s.read(|tx| Ok(tx.sessions(&p)?.has_session()))).await? {
+            return Ok(());
+        }
+        let wire = self.rest.prekey_bundle(peer).await.map_err(|e| match e.code() {
+            Some(rest::ErrorCode::NotFound) => ClientError::UnknownUser(peer.to_owned()),
+            _ => e.into(),
+        })?;
+        let bundle = convert::bundle(&wire)?;
+        let p = peer.to_owned();
+        let check = self
+            .db(move |s| s.start_session(&mut OsRng, &p, &bundle))
+            .await?;
+        tracing::debug!(peer, "session started");
+        self.identity_event(peer, check);
+        Ok(())
+    }
+
+    pub(crate) fn identity_event(&self, peer: &str, check: IdentityCheck) {
+        if let IdentityCheck::Changed { was_verified } = check {
+            tracing::warn!(peer, was_verified, "peer identity key changed");
+            self.emit(Event::IdentityChanged {
+                user_id: peer.to_owned(),
+                was_verified,
+            });
+        }
+    }
+
+    /// Sends a payload 1:1 (session on demand) and returns its outbox entry.
+    pub(crate) async fn send_direct(&self, to: &str, payload: Payload) -> Result<OutboxEntry> {
+        self.ensure_session(to).await?;
+        let to_owned = to.to_owned();
+        let entry = self
+            .db(move |s| s.send_direct(&to_owned, &payload))
+            .await?;
+        self.transmit(&entry).await;
+        Ok(entry)
+    }
+
+    /// Refreshes a group from the server into the store. Returns the
+    /// members who were there before and are gone now.
+    async fn refresh_group(&self, group_id: &str) -> Result<(e2ee_store::Group, Vec<String>)> {
+        let g = match self.rest.group(group_id).await {
+            Ok(g) => g,
+            Err(e) if matches!(e.code(), Some(rest::ErrorCode::NotFound | rest::ErrorCode::Forbidden)) => {
+                let gid = group_id.to_owned();
+                self.db(move |s| s.write(|tx| tx.mark_group_left(&gid))).await?;
+                return Err(ClientError::NotMember(group_id.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let fresh = store_group(&g);
+        let f = fresh.clone();
+        let (removed, changed) = self
+            .db(move |s| {
+                s.write(|tx| {
+                    let old = tx.group(&f.id)?;
+                    let removed: Vec<String> = old
+                        .as_ref()
+                        .map(|o| {
+                            o.members
+                                .iter()
+                                .filter(|(u, _)| !f.members.iter().any(|(m, _)| m == u))
+                                .map(|(u, _)| u.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let changed = old.as_ref().is_none_or(|o| o.name != f.name || o.members != f.members || o.left);
+                    if !removed.is_empty() {
+                        // Whoever left must not read what follows: a new
+                        // chain, sent to the remaining members only.
+                        tx.rotate_sender_key(&f.id)?;
+                        for u in &removed {
+                            tx.forget_sender_key_in(&f.id, u)?;
+                        }
+                    }
+                    tx.save_group(&f)?;
+                    Ok((removed, changed))
+                })
+            })
+            .await?;
+        if changed {
+            self.emit(Event::GroupChanged {
+                group_id: group_id.to_owned(),
+            });
+        }
+        Ok((fresh, removed))
+    }
+
+    async fn send_group(&self, group_id: &str, payload: Payload) -> Result<OutboxEntry> {
+        let _guard = self.group_lock.lock().await;
+        let me = self.me()?;
+        let (group, _) = self.refresh_group(group_id).await?;
+        let others: Vec<String> = group
+            .members
+            .iter()
+            .map(|(u, _)| u.clone())
+            .filter(|u| *u != me.user_id)
+            .collect();
+        let (gid, members) = (group_id.to_owned(), others.clone());
+        let (dist, missing) = self
+            .db(move |s| s.group_sender_key(&mut OsRng, &gid, &members))
+            .await?;
+        for member in missing {
+            let body = dist.to_bytes().to_vec();
+            let p = Payload {
+                message_id: *Uuid::new_v4().as_bytes(),
+                kind: PayloadKind::SenderKey,
+                timestamp_ms: now_ms() as u64,
+                body,
+                attachment: None,
+                reference: None,
+            };
+            self.send_direct(&member, p).await?;
+            let (gid, chain) = (group_id.to_owned(), dist.chain_id);
+            self.db(move |s| s.write(|tx| tx.mark_sender_key_shared(&gid, &member, chain)))
+                .await?;
+        }
+        let gid = group_id.to_owned();
+        let n = others.len() as u32;
+        let entry = self.db(move |s| s.send_group(&gid, &payload, n)).await?;
+        self.transmit(&entry).await;
+        Ok(entry)
+    }
+
+    pub(crate) async fn send_payload(&self, to: &Conversation, payload: Payload) -> Result<String> {
+        let entry = match to {
+            Conversation::Direct(u) => self.send_direct(u, payload).await?,
+            Conversation::Group(g) => self.send_group(g, payload).await?,
+        };
+        Ok(entry.message_id)
+    }
+
+    /// Marks a conversation read and sends the receipts.
+    pub(crate) async fn mark_read(&self, conv: Conversation) -> Result<usize> {
+        let receipts = self.db(move |s| s.write(|tx| tx.mark_read(&conv))).await?;
+        let n = receipts.len();
+        self.send_read_receipts(receipts).await?;
+        Ok(n)
+    }
+
+    pub(crate) async fn send_read_receipts(&self, receipts: Vec<e2ee_store::ReadReceipt>) -> Result<()> {
+        let mut by_sender: HashMap<String, Vec<String>> = HashMap::new();
+        for r in receipts {
+            by_sender.entry(r.sender).or_default().push(r.message_id);
+        }
+        for (to, ids) in by_sender {
+            for chunk in ids.chunks(100) {
+                let frame = ClientFrame::Read(chat_proto::ws::ReadReceipt {
+                    to: to.clone(),
+                    message_ids: chunk.to_vec(),
+                });
+                if self.send_frame(frame).await {
+                    let ids = chunk.to_vec();
+                    self.db(move |s| s.write(|tx| tx.mark_read_receipts_sent(&ids)))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_connection(self: &Arc<Self>) -> Result<()> {
+        let token = self.rest.token().ok_or(ClientError::NotLoggedIn)?;
+        let mut slot = self.conn.write().await;
+        if let Some(old) = slot.take() {
+            old.close().await;
+        }
+        let (conn, rx) = Connection::spawn(
+            self.rest.ws_url()?,
+            token.as_str(),
+            self.config.connection(),
+        );
+        *slot = Some(conn);
+        drop(slot);
+        tokio::spawn(runtime::run(Arc::downgrade(self), rx));
+        Ok(())
+    }
+}
+
+pub(crate) fn store_group(g: &rest::Group) -> e2ee_store::Group {
+    e2ee_store::Group {
+        id: g.id.clone(),
+        name: g.name.clone(),
+        owner: g.owner_id.clone(),
+        created_at_ms: g.created_at,
+        left: false,
+        members: g
+            .members
+            .iter()
+            .map(|m| (m.user_id.clone(), format!("{:?}", m.role).to_lowercase()))
+            .collect(),
+    }
+}
+
+/// An end-to-end-encrypted chat client. Cheap to clone; clones share one
+/// connection and store.
+///
+/// Everything that must survive a crash is written to the encrypted store
+/// before it goes on the wire: sent messages sit in the outbox until the
+/// server acknowledges them, and incoming messages are acknowledged only
+/// after they (and the ratchet state) are committed.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.inner.config.server_url)
+            .field("store", &self.inner.config.store_path)
+            .field("user", &self.inner.me().ok().map(|a| a.username))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A file to send.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// The plaintext bytes.
+    pub data: Vec<u8>,
+    /// MIME type (`image/*` is sent as an image).
+    pub mime_type: String,
+    /// The file name shown to the recipient.
+    pub file_name: String,
+    /// An optional caption.
+    pub caption: Option<String>,
+}
+
+impl Client {
+    /// A builder with the defaults (see [`ClientConfig`]).
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            config: ClientConfig::default(),
+            passphrase: None,
+            kdf: KdfParams::default(),
+            hold_acks: false,
+        }
+    }
+
+    /// Our account, once registered or logged in.
+    pub fn account(&self) -> Option<Account> {
+        self.inner.me().ok()
+    }
+
+    /// Events from now on, as a `Stream`. Subscribe before logging in to
+    /// see everything; a subscriber that falls more than `event_buffer`
+    /// events behind gets [`Event::Lagged`] (the store has it all).
+    pub fn events(&self) -> impl Stream<Item = Event> + Send + Unpin + 'static {
+        BroadcastStream::new(self.inner.events.subscribe()).map(|r| match r {
+            Ok(e) => e,
+            Err(BroadcastStreamRecvError::Lagged(missed)) => Event::Lagged { missed },
+        })
+    }
+
+    /// Calls `handler` for every event, in order, on a task of its own.
+    pub fn on_event<F, Fut>(&self, handler: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Event) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let mut events = self.events();
+        tokio::spawn(async move {
+            while let Some(e) = events.next().await {
+                handler(e).await;
+            }
+        })
+    }
+
+    /// Calls `handler` for every incoming message, in order.
+    pub fn on_message<F, Fut>(&self, handler: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Message) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        self.on_event(move |e| {
+            let fut = match e {
+                Event::Message(m) if !m.outgoing => Some(handler(*m)),
+                _ => None,
+            };
+            async move {
+                if let Some(f) = fut {
+                    f.await;
+                }
+            }
+        })
+    }
+
+    async fn adopt(&self, auth: rest::AuthResponse) -> Result<Account> {
+        let account = Account {
+            user_id: auth.user.id.clone(),
+            username: auth.user.username.clone(),
+            server_url: self.inner.config.server_url.clone(),
+        };
+        let (a, token) = (account.clone(), Zeroizing::new(auth.token));
+        self.inner
+            .db(move |s| {
+                s.write(|tx| {
+                    if let Some(old) = tx.account()?
+                        && old.user_id != a.user_id
+                    {
+                        return Err(StoreError::Invalid("store belongs to another account"));
+                    }
+                    tx.set_account(&a)?;
+                    tx.set_token(Some(token.as_str()))
+                })
+            })
+            .await?;
+        if let Ok(mut me) = self.inner.me.write() {
+            *me = Some(account.clone());
+        }
+        keys::maintain(&self.inner, true).await?;
+        self.inner.start_connection().await?;
+        Ok(account)
+    }
+
+    fn check_store_owner(&self, username: &str) -> Result<()> {
+        if let Some(a) = self.account()
+            && a.username != username
+        {
+            return Err(ClientError::WrongAccount {
+                stored: a.username,
+                requested: username.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates an account, makes and uploads our keys, and connects.
+    pub async fn register(&self, username: &str, password: &str) -> Result<Account> {
+        self.check_store_owner(username)?;
+        let auth = self.inner.rest.register(username, password, None).await?;
+        self.adopt(auth).await
+    }
+
+    /// Logs in (keys made and uploaded on first login, refilled and rotated
+    /// as needed) and connects.
+    pub async fn login(&self, username: &str, password: &str) -> Result<Account> {
+        self.check_store_owner(username)?;
+        let auth = self.inner.rest.login(username, password).await?;
+        self.adopt(auth).await
+    }
+
+    /// Connects with the login saved in the store (after a restart).
+    pub async fn connect(&self) -> Result<()> {
+        self.inner.me()?;
+        keys::maintain(&self.inner, false).await?;
+        self.inner.start_connection().await
+    }
+
+    /// Waits until the WebSocket is connected.
+    pub async fn wait_connected(&self) -> Result<()> {
+        let guard = self.inner.conn.read().await;
+        match guard.as_ref() {
+            Some(c) => Ok(c.wait_for(chat_transport::ConnState::Connected).await?),
+            None => Err(ClientError::NotLoggedIn),
+        }
+    }
+
+    /// Revokes the token on the server, forgets it locally and disconnects.
+    /// Keys, sessions and history stay in the store.
+    pub async fn logout(&self) -> Result<()> {
+        if let Some(c) = self.inner.conn.write().await.take() {
+            c.close().await;
+        }
+        let r = self.inner.rest.logout().await;
+        self.inner
+            .db(|s| s.write(|tx| tx.set_token(None)))
+            .await?;
+        Ok(r?)
+    }
+
+    /// Disconnects and stops background work. The store closes when the
+    /// last clone is dropped.
+    pub async fn close(&self) {
+        if let Some(c) = self.inner.conn.write().await.take() {
+            c.close().await;
+        }
+    }
+
+    /// Stops at once with no close handshake and no pending acks sent, as a
+    /// killed process would. For crash tests.
+    #[doc(hidden)]
+    pub async fn crash(&self) {
+        if let Some(c) = self.inner.conn.write().await.take() {
+            c.abort();
+        }
+    }
+
+    // ---- people -------------------------------------------------------------
+
+    /// Finds a user by username.
+    pub async fn user_by_name(&self, username: &str) -> Result<rest::User> {
+        self.inner
+            .rest
+            .user_by_name(username)
+            .await?
+            .ok_or_else(|| ClientError::UnknownUser(username.to_owned()))
+    }
+
+    /// All users on the server.
+    pub async fn users(&self) -> Result<Vec<rest::User>> {
+        Ok(self.inner.rest.users(None).await?)
+    }
+
+    /// Contacts online right now, as `(user id, username)`.
+    pub fn online(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .inner
+            .online
+            .lock()
+            .map(|m| m.iter().map(|(a, b)| (a.clone(), b.clone())).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    // ---- sending ------------------------------------------------------------
+
+    /// Sends a text. Returns the message id; progress arrives as
+    /// [`Event::Status`]. The message is stored and in the outbox before this
+    /// returns, so it goes out even if the link is down right now.
+    pub async fn send_text(&self, to: &Conversation, text: &str) -> Result<String> {
+        let p = Payload::text(*Uuid::new_v4().as_bytes(), now_ms() as u64, text);
+        self.inner.send_payload(to, p).await
+    }
+
+    /// Replies to a message with a text.
+    pub async fn reply(&self, to: &Conversation, reference: &str, text: &str) -> Result<String> {
+        let reference = Uuid::parse_str(reference)
+            .map_err(|_| StoreError::Invalid("reference is not a message id"))?;
+        let mut p = Payload::text(*Uuid::new_v4().as_bytes(), now_ms() as u64, text);
+        p.kind = PayloadKind::Reply;
+        p.reference = Some(*reference.as_bytes());
+        self.inner.send_payload(to, p).await
+    }
+
+    /// Encrypts a file with a fresh key, uploads the ciphertext and sends
+    /// the pointer (key, nonce, hash) inside the ratchet.
+    pub async fn send_attachment(&self, to: &Conversation, file: Attachment) -> Result<String> {
+        let limit = self.inner.config.max_attachment_bytes;
+        if file.data.len() as u64 > limit {
+            return Err(ClientError::AttachmentTooLarge {
+                size: file.data.len() as u64,
+                limit,
+            });
+        }
+        let data = file.data;
+        let sealed = tokio::task::spawn_blocking(move || attachment::seal(&mut OsRng, &data))
+            .await
+            .map_err(|_| ClientError::Closed)??;
+        let uploaded = self
+            .inner
+            .rest
+            .upload_media(sealed.ciphertext.clone())
+            .await?;
+        let pointer = sealed.pointer(uploaded.id, &file.mime_type, &file.file_name);
+        let kind = if file.mime_type.starts_with("image/") {
+            PayloadKind::Image
+        } else {
+            PayloadKind::File
+        };
+        let p = Payload {
+            message_id: *Uuid::new_v4().as_bytes(),
+            kind,
+            timestamp_ms: now_ms() as u64,
+            body: file.caption.unwrap_or_default().into_bytes(),
+            attachment: Some(pointer),
+            reference: None,
+        };
+        self.inner.send_payload(to, p).await
+    }
+
+    /// Downloads an attachment, checks its hash, decrypts it.
+    pub async fn download(&self, pointer: &AttachmentPointer) -> Result<Vec<u8>> {
+        let ciphertext = self.inner.rest.download_media(&pointer.media_id).await?;
+        let p = pointer.clone();
+        tokio::task::spawn_blocking(move || attachment::open(&p, &ciphertext))
+            .await
+            .map_err(|_| ClientError::Closed)?
+            .map_err(ClientError::from)
+    }
+
+    /// Tells the other side (or the group) we are typing, or stopped.
+    /// Ephemeral: dropped if not connected.
+    pub async fn typing(&self, conv: &Conversation, typing: bool) -> Result<()> {
+        let t = match conv {
+            Conversation::Direct(u) => TypingOut {
+                to: Some(u.clone()),
+                group_id: None,
+                typing,
+            },
+            Conversation::Group(g) => TypingOut {
+                to: None,
+                group_id: Some(g.clone()),
+                typing,
+            },
+        };
+        self.inner.send_frame(ClientFrame::Typing(t)).await;
+        Ok(())
+    }
+
+    /// Marks everything received in a conversation read and tells the
+    /// senders. Returns how many messages it marked.
+    pub async fn mark_read(&self, conv: &Conversation) -> Result<usize> {
+        self.inner.mark_read(conv.clone()).await
+    }
+
+    // ---- groups -------------------------------------------------------------
+
+    /// Creates a group with us as owner and these members.
+    pub async fn create_group(&self, name: &str, members: &[String]) -> Result<rest::Group> {
+        let g = self
+            .inner
+            .rest
+            .create_group(&CreateGroupRequest {
+                name: name.to_owned(),
+                description: None,
+                member_ids: members.to_vec(),
+            })
+            .await?;
+        let sg = store_group(&g);
+        self.inner.db(move |s| s.write(|tx| tx.save_group(&sg))).await?;
+        Ok(g)
+    }
+
+    /// Adds a member (owner or admin). They get our current chain when we
+    /// next send, never older ones.
+    pub async fn add_member(&self, group_id: &str, user_id: &str) -> Result<rest::Group> {
+        let g = self
+            .inner
+            .rest
+            .add_member(
+                group_id,
+                &AddMemberRequest {
+                    user_id: user_id.to_owned(),
+                    role: None,
+                },
+            )
+            .await?;
+        let _guard = self.inner.group_lock.lock().await;
+        self.inner.refresh_group(group_id).await?;
+        Ok(g)
+    }
+
+    /// Removes a member (owner or admin). Our sender key is replaced at
+    /// once; the others replace theirs when they notice.
+    pub async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<()> {
+        self.inner.rest.remove_member(group_id, user_id).await?;
+        let _guard = self.inner.group_lock.lock().await;
+        self.inner.refresh_group(group_id).await?;
+        Ok(())
+    }
+
+    /// Leaves a group: history stays, our keys for it are dropped.
+    pub async fn leave_group(&self, group_id: &str) -> Result<()> {
+        let me = self.inner.me()?;
+        self.inner.rest.remove_member(group_id, &me.user_id).await?;
+        let gid = group_id.to_owned();
+        self.inner
+            .db(move |s| s.write(|tx| tx.mark_group_left(&gid)))
+            .await?;
+        self.inner.emit(Event::GroupChanged {
+            group_id: group_id.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Renames a group.
+    pub async fn rename_group(&self, group_id: &str, name: &str) -> Result<rest::Group> {
+        let g = self
+            .inner
+            .rest
+            .update_group(
+                group_id,
+                &UpdateGroupRequest {
+                    name: Some(name.to_owned()),
+                    description: None,
+                },
+            )
+            .await?;
+        let _guard = self.inner.group_lock.lock().await;
+        self.inner.refresh_group(group_id).await?;
+        Ok(g)
+    }
+
+    /// Our groups, from the server.
+    pub async fn groups(&self) -> Result<Vec<rest::Group>> {
+        Ok(self.inner.rest.groups().await?)
+    }
+
+    /// One group, from the server (and refreshed in the store).
+    pub async fn group(&self, group_id: &str) -> Result<rest::Group> {
+        let g = self.inner.rest.group(group_id).await?;
+        Ok(g)
+    }
+
+    // ---- verification -------------------------------------------------------
+
+    /// Our identity fingerprint, in groups of four hex digits.
+    pub async fn fingerprint(&self) -> Result<String> {
+        let id = self
+            .inner
+            .db(|s| s.read(|tx| tx.require_identity()))
+            .await?;
+        Ok(e2ee_core::fingerprint_grouped(&id.public()))
+    }
+
+    /// What we know of a peer's identity (fetching their keys if we have
+    /// never talked).
+    pub async fn peer(&self, user_id: &str) -> Result<PeerIdentity> {
+        let u = user_id.to_owned();
+        if let Some(p) = self.inner.db(move |s| s.read(|tx| tx.peer(&u))).await? {
+            return Ok(p);
+        }
+        self.inner.ensure_session(user_id).await?;
+        let u = user_id.to_owned();
+        self.inner
+            .db(move |s| s.read(|tx| tx.peer(&u)))
+            .await?
+            .ok_or_else(|| ClientError::UnknownUser(user_id.to_owned()))
+    }
+
+    /// The safety number with a peer: 60 digits, the same on both sides.
+    pub async fn safety_number(&self, user_id: &str) -> Result<SafetyNumber> {
+        let me = self.inner.me()?;
+        let peer = self.peer(user_id).await?;
+        let ours = self
+            .inner
+            .db(|s| s.read(|tx| tx.require_identity()))
+            .await?
+            .public();
+        let peer_id = user_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            SafetyNumber::new(&ours, &me.user_id, &peer.identity, &peer_id)
+        })
+        .await
+        .map_err(|_| ClientError::Closed)
+    }
+
+    /// Marks a peer verified (after comparing safety numbers), locally and
+    /// on the server. A later key change clears it and raises
+    /// [`Event::IdentityChanged`] with `was_verified`.
+    pub async fn verify(&self, user_id: &str) -> Result<()> {
+        let peer = self.peer(user_id).await?;
+        self.inner
+            .rest
+            .verify_key(&VerifyKeyRequest {
+                user_id: user_id.to_owned(),
+                fingerprint: e2ee_core::fingerprint(&peer.identity),
+            })
+            .await?;
+        let u = user_id.to_owned();
+        self.inner
+            .db(move |s| s.write(|tx| tx.set_verified(&u, true)))
+            .await
+    }
+
+    /// Clears a peer's verification, locally and on the server.
+    pub async fn unverify(&self, user_id: &str) -> Result<()> {
+        let u = user_id.to_owned();
+        self.inner
+            .db(move |s| s.write(|tx| tx.set_verified(&u, false)))
+            .await?;
+        match self.inner.rest.delete_verification(user_id).await {
+            Err(e) if e.code() != Some(rest::ErrorCode::NotFound) => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    // ---- history ------------------------------------------------------------
+
+    /// A page of a conversation, newest first. Pass `page.next` for older.
+    pub async fn history(&self, conv: &Conversation, before: Option<Cursor>, limit: u32) -> Result<Page> {
+        let c = conv.clone();
+        self.inner
+            .db(move |s| s.read(|tx| tx.history(&c, before, limit)))
+            .await
+    }
+
+    /// Full-text search over stored messages, newest first.
+    pub async fn search(&self, text: &str, conv: Option<&Conversation>, limit: u32) -> Result<Vec<SearchHit>> {
+        let (t, c) = (text.to_owned(), conv.cloned());
+        self.inner
+            .db(move |s| s.read(|tx| tx.search(&t, c.as_ref(), limit)))
+            .await
+    }
+
+    /// Conversations with their newest message and unread count.
+    pub async fn conversations(&self) -> Result<Vec<ConversationSummary>> {
+        self.inner.db(|s| s.read(|tx| tx.conversations())).await
+    }
+
+    /// One stored message.
+    pub async fn message(&self, id: &str) -> Result<Option<Message>> {
+        let id = id.to_owned();
+        self.inner.db(move |s| s.read(|tx| tx.message(&id))).await
+    }
+
+    /// Messages not yet acknowledged by the server.
+    pub async fn outbox_len(&self) -> Result<usize> {
+        self.inner
+            .db(|s| s.read(|tx| tx.outbox().map(|o| o.len())))
+            .await
+    }
+
+    /// Writes an encrypted backup of the whole store.
+    pub async fn backup(&self, path: impl AsRef<Path>, passphrase: &str) -> Result<()> {
+        let (p, pw) = (path.as_ref().to_owned(), Passphrase::new(passphrase));
+        self.inner
+            .db(move |s| s.export_backup(&p, &pw, KdfParams::default()))
+            .await
+    }
+
+    /// Restores a backup into a new store at `store_path` (which must not
+    /// exist), protected by `store_passphrase`. Build a client on it next.
+    pub async fn restore(
+        backup: impl AsRef<Path>,
+        backup_passphrase: &str,
+        store_path: impl AsRef<Path>,
+        store_passphrase: &str,
+    ) -> Result<()> {
+        let (b, bp) = (backup.as_ref().to_owned(), Passphrase::new(backup_passphrase));
+        let (s, sp) = (store_path.as_ref().to_owned(), Passphrase::new(store_passphrase));
+        tokio::task::spawn_blocking(move || {
+            Store::restore_backup(&b, &bp, &s, &sp, OpenOptions::default()).map(drop)
+        })
+        .await
+        .map_err(|_| ClientError::Closed)?
+        .map_err(ClientError::from)
+    }
+}

@@ -1,0 +1,79 @@
+//! Between wire (base64 JSON) and protocol types.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chat_proto::rest;
+use e2ee_core::{
+    IdentityKeyPair, IdentityPublic, OneTimePreKeyPair, OneTimePreKeyPublic, PreKeyBundle,
+    PublicKey, SignedPreKeyPair, SignedPreKeyPublic,
+};
+
+use crate::error::ClientError;
+
+fn bytes<const N: usize>(s: &str, what: &str) -> Result<[u8; N], ClientError> {
+    let v = STANDARD
+        .decode(s)
+        .map_err(|_| ClientError::BadKeys(format!("{what} is not base64")))?;
+    v.try_into()
+        .map_err(|_| ClientError::BadKeys(format!("{what} must be {N} bytes")))
+}
+
+fn public_key(s: &str, what: &str) -> Result<PublicKey, ClientError> {
+    PublicKey::from_wire(bytes::<32>(s, what)?)
+        .map_err(|e| ClientError::BadKeys(format!("{what}: {e}")))
+}
+
+/// A bundle from the server, decoded (not yet verified).
+pub(crate) fn bundle(b: &rest::PreKeyBundle) -> Result<PreKeyBundle, ClientError> {
+    let identity = IdentityPublic::from_bytes(&bytes::<64>(&b.identity_key, "identityKey")?)
+        .map_err(|e| ClientError::BadKeys(format!("identityKey: {e}")))?;
+    Ok(PreKeyBundle {
+        identity,
+        identity_signature: bytes::<64>(&b.identity_signature, "identitySignature")?,
+        signed_prekey: SignedPreKeyPublic {
+            id: b.signed_prekey.key_id,
+            key: public_key(&b.signed_prekey.public_key, "signedPrekey")?,
+            signature: bytes::<64>(&b.signed_prekey.signature, "signedPrekey signature")?,
+        },
+        one_time_prekey: b
+            .one_time_prekey
+            .as_ref()
+            .map(|k| {
+                Ok::<_, ClientError>(OneTimePreKeyPublic {
+                    id: k.key_id,
+                    key: public_key(&k.public_key, "oneTimePrekey")?,
+                })
+            })
+            .transpose()?,
+    })
+}
+
+/// What we upload: identity, optionally a signed prekey, one-time prekeys.
+pub(crate) fn upload(
+    identity: &IdentityKeyPair,
+    signed: Option<&SignedPreKeyPair>,
+    one_time: &[OneTimePreKeyPair],
+) -> rest::PreKeyUpload {
+    rest::PreKeyUpload {
+        identity_key: STANDARD.encode(identity.public().to_bytes()),
+        identity_signature: STANDARD.encode(identity.binding_signature()),
+        signed_prekey: signed.map(|s| {
+            let p = s.public();
+            rest::SignedPreKey {
+                key_id: p.id,
+                public_key: STANDARD.encode(p.key.as_bytes()),
+                signature: STANDARD.encode(p.signature),
+            }
+        }),
+        one_time_prekeys: one_time
+            .iter()
+            .map(|k| {
+                let p = k.public();
+                rest::OneTimePreKey {
+                    key_id: p.id,
+                    public_key: STANDARD.encode(p.key.as_bytes()),
+                }
+            })
+            .collect(),
+    }
+}

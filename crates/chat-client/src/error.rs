@@ -1,0 +1,54 @@
+//! Typed client errors.
+
+use chat_transport::TransportError;
+use e2ee_store::StoreError;
+use thiserror::Error;
+
+/// Everything a client call can fail with.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Talking to the server failed (see [`TransportError::is_transient`]).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The local store failed (wrong passphrase, damage, a refused message).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The call needs a logged-in account.
+    #[error("not logged in")]
+    NotLoggedIn,
+    /// This store belongs to another account.
+    #[error("this store belongs to {stored}, not {requested}")]
+    WrongAccount {
+        /// The account in the store.
+        stored: String,
+        /// The account asked for.
+        requested: String,
+    },
+    /// No such user.
+    #[error("unknown user {0}")]
+    UnknownUser(String),
+    /// The server sent keys that do not decode or verify.
+    #[error("bad key material from the server: {0}")]
+    BadKeys(String),
+    /// An attachment is over the configured limit.
+    #[error("attachment of {size} bytes is over the {limit}-byte limit")]
+    AttachmentTooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A downloaded attachment failed its hash or did not decrypt.
+    #[error(transparent)]
+    Attachment(#[from] e2ee_core::AttachmentError),
+    /// We are not (or no longer) a member of this group.
+    #[error("not a member of group {0}")]
+    NotMember(String),
+    /// The client was closed.
+    #[error("client closed")]
+    Closed,
+}

@@ -1,0 +1,106 @@
+//! What the client reports to the application.
+
+use std::time::Duration;
+
+use chat_proto::rest::ErrorCode;
+use e2ee_store::{Message, Status};
+
+/// The state of the link to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// Connected and authenticated; the outbox is being resent.
+    Connected,
+    /// The link is down; the next attempt follows after `retry_in`.
+    Disconnected {
+        /// Why.
+        error: String,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// The server refused our token: log in again.
+    LoggedOut,
+}
+
+/// One thing that happened. Subscribe with [`crate::Client::events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A message arrived and is stored (text, image, file…).
+    Message(Box<Message>),
+    /// One of our messages moved to `status` (for a group: every member
+    /// reached it).
+    Status {
+        /// Our message.
+        message_id: String,
+        /// Its new status.
+        status: Status,
+    },
+    /// A recipient reported a status for one of our messages.
+    Receipt {
+        /// Our message.
+        message_id: String,
+        /// Who.
+        by: String,
+        /// What they reported.
+        status: Status,
+    },
+    /// A peer started or stopped typing.
+    Typing {
+        /// Who.
+        from: String,
+        /// In this group, or to us directly.
+        group_id: Option<String>,
+        /// Started (`true`) or stopped.
+        typing: bool,
+    },
+    /// A contact came online or went offline.
+    Presence {
+        /// Who.
+        user_id: String,
+        /// Their username.
+        username: String,
+        /// Online now?
+        online: bool,
+    },
+    /// A peer's identity key changed: the peer is now unverified.
+    /// `was_verified` means it had been verified: warn loudly.
+    IdentityChanged {
+        /// Who.
+        user_id: String,
+        /// Whether the old key had been verified.
+        was_verified: bool,
+    },
+    /// We noticed a group's name or members changed.
+    GroupChanged {
+        /// Which group.
+        group_id: String,
+    },
+    /// The server refused one of our messages for good; it left the outbox.
+    SendFailed {
+        /// Our message.
+        message_id: String,
+        /// The server's code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// An incoming message could not be decrypted or was malformed. It was
+    /// acknowledged (it would never decrypt) and dropped.
+    Undecryptable {
+        /// The message id.
+        message_id: String,
+        /// The sender.
+        from: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// The connection changed state.
+    Connection(ConnectionState),
+    /// This subscriber fell behind and missed `missed` events. Everything
+    /// is in the store: re-read history and conversations.
+    Lagged {
+        /// How many.
+        missed: u64,
+    },
+}

@@ -1,0 +1,83 @@
+//! Our keys on the server: first upload, one-time prekey refills, signed
+//! prekey rotation.
+
+use e2ee_core::{IdentityKeyPair, OneTimePreKeyPair, SignedPreKeyPair};
+use e2ee_store::StoreError;
+use rand_core::OsRng;
+
+use crate::client::{Inner, Result, now_ms};
+use crate::convert;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Brings the server's copy of our keys up to date: makes the identity on
+/// first use, replaces a signed prekey older than the configured age
+/// (keeping old ones a month for late PreKey messages), tops up one-time
+/// prekeys when the server holds fewer than the low-water mark, and uploads
+/// whatever the server lacks. `fresh_login` forces the identity and signed
+/// prekey to be (re)uploaded.
+pub(crate) async fn maintain(inner: &Inner, fresh_login: bool) -> Result<()> {
+    let _guard = inner.keys_lock.lock().await;
+    let status = inner.rest.prekey_status().await?;
+    let batch = inner.config.prekey_batch;
+    let low = inner.config.prekey_low_water;
+    let max_age_ms = i64::from(inner.config.signed_prekey_max_age_days) * DAY_MS;
+    let on_server = status.one_time_prekeys;
+    let server_spk = status.signed_prekey_id;
+    let plan = inner
+        .db(move |s| {
+            s.write(|tx| {
+                let now = now_ms();
+                let identity = match tx.identity()? {
+                    Some(i) => i,
+                    None => {
+                        let i = IdentityKeyPair::generate(&mut OsRng);
+                        tx.init_identity(&i)?;
+                        i
+                    }
+                };
+                let mut spk = tx.current_signed_prekey()?;
+                let stale = spk
+                    .as_ref()
+                    .is_none_or(|k| now - k.created_at_ms() as i64 >= max_age_ms);
+                if stale {
+                    let id = spk.as_ref().map_or(1, |k| k.id().wrapping_add(1).max(1));
+                    let k = SignedPreKeyPair::generate(&mut OsRng, &identity, id, now as u64);
+                    tx.save_signed_prekey(&k)?;
+                    tx.prune_signed_prekeys(now - 30 * DAY_MS)?;
+                    spk = Some(k);
+                }
+                let spk = spk.ok_or(StoreError::Missing("signed prekey"))?;
+                let mut unuploaded = tx.unuploaded_one_time_prekeys()?;
+                let have = on_server + unuploaded.len() as u32;
+                if have < low || (on_server == 0 && unuploaded.is_empty()) {
+                    let mut next = tx.next_one_time_prekey_id()?;
+                    let mut fresh = Vec::new();
+                    for _ in have..batch {
+                        fresh.push(OneTimePreKeyPair::generate(&mut OsRng, next));
+                        next = next.saturating_add(1);
+                    }
+                    tx.add_one_time_prekeys(&fresh)?;
+                    unuploaded.extend(fresh);
+                }
+                let spk_needed = fresh_login || stale || server_spk != Some(spk.id());
+                if !spk_needed && unuploaded.is_empty() {
+                    return Ok(None);
+                }
+                let upload =
+                    convert::upload(&identity, spk_needed.then_some(&spk), &unuploaded);
+                let ids: Vec<u32> = unuploaded.iter().map(OneTimePreKeyPair::id).collect();
+                Ok(Some((upload, ids)))
+            })
+        })
+        .await?;
+    if let Some((upload, ids)) = plan {
+        let n = ids.len();
+        inner.rest.upload_prekeys(&upload).await?;
+        inner
+            .db(move |s| s.write(|tx| tx.mark_one_time_prekeys_uploaded(&ids)))
+            .await?;
+        tracing::debug!(one_time = n, "prekeys uploaded");
+    }
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! The background task: turns connection events into store updates,
+//! acknowledgements and application events.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chat_proto::MessageStatus;
+use chat_proto::rest::{ErrorCode, RelayedMessage};
+use chat_proto::ws::{ClientFrame, Delivered, ServerFrame};
+use chat_transport::ConnEvent;
+use e2ee_store::{Conversation, Incoming, Received, Status, StoreError};
+use rand_core::OsRng;
+use tokio::sync::mpsc;
+
+use crate::client::Inner;
+use crate::event::{ConnectionState, Event};
+use crate::keys;
+
+/// Events handled before acknowledgements and status updates are flushed.
+const BATCH: usize = 256;
+
+fn status(s: MessageStatus) -> Status {
+    match s {
+        MessageStatus::Sent => Status::Sent,
+        MessageStatus::Delivered => Status::Delivered,
+        MessageStatus::Read => Status::Read,
+    }
+}
+
+/// Whether a failed receive will fail again however often it is retried
+/// (bad envelope, wrong key…), as opposed to local trouble (disk, lock)
+/// that a redelivery may get past.
+fn permanent(e: &StoreError) -> bool {
+    !matches!(e, StoreError::Sqlite(_) | StoreError::Io(_))
+}
+
+enum Update {
+    Ack { id: String, at: i64 },
+    Receipt { id: String, by: String, status: Status },
+}
+
+#[derive(Default)]
+struct State {
+    /// Group messages that arrived before their sender's key: not
+    /// acknowledged, retried when a sender key arrives.
+    parked: Vec<RelayedMessage>,
+}
+
+pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<ConnEvent>) {
+    let mut state = State::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ev = rx.recv() => {
+                let Some(ev) = ev else { break };
+                let mut batch = vec![ev];
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+                let Some(inner) = inner.upgrade() else { break };
+                handle(&inner, &mut state, batch).await;
+            }
+            _ = tick.tick() => {
+                let Some(inner) = inner.upgrade() else { break };
+                resend_stale(&inner).await;
+            }
+        }
+    }
+    tracing::debug!("client runtime stopped");
+}
+
+async fn handle(inner: &Arc<Inner>, state: &mut State, batch: Vec<ConnEvent>) {
+    let mut acks: Vec<String> = Vec::new();
+    let mut updates: Vec<Update> = Vec::new();
+    let mut read_convs: HashSet<Conversation> = HashSet::new();
+    let mut connected = false;
+    for ev in batch {
+        match ev {
+            ConnEvent::Connected(_) => {
+                connected = true;
+                if let Ok(mut f) = inner.in_flight.lock() {
+                    f.clear();
+                }
+                inner.emit(Event::Connection(ConnectionState::Connected));
+            }
+            ConnEvent::Disconnected { error, retry_in, .. } => {
+                if let Ok(mut o) = inner.online.lock() {
+                    o.clear();
+                }
+                inner.emit(Event::Connection(ConnectionState::Disconnected {
+                    error,
+                    retry_in,
+                }));
+            }
+            ConnEvent::Rejected { .. } => {
+                inner.emit(Event::Connection(ConnectionState::LoggedOut));
+            }
+            ConnEvent::Frame(frame) => match frame {
+                ServerFrame::Message(m) | ServerFrame::GroupMessage(m) => {
+                    let mut got_key = false;
+                    receive(inner, state, m, &mut acks, &mut read_convs, &mut got_key).await;
+                    if got_key && !state.parked.is_empty() {
+                        for m in std::mem::take(&mut state.parked) {
+                            let mut k = false;
+                            receive(inner, state, m, &mut acks, &mut read_convs, &mut k).await;
+                        }
+                    }
+                }
+                ServerFrame::Ack(a) => updates.push(Update::Ack {
+                    id: a.id,
+                    at: a.timestamp,
+                }),
+                ServerFrame::Status(s) => {
+                    if let Some(by) = s.user_id {
+                        updates.push(Update::Receipt {
+                            id: s.message_id,
+                            by,
+                            status: status(s.status),
+                        });
+                    }
+                }
+                ServerFrame::Online(o) => {
+                    if let Ok(mut map) = inner.online.lock() {
+                        if o.online {
+                            map.insert(o.user_id.clone(), o.username.clone());
+                        } else {
+                            map.remove(&o.user_id);
+                        }
+                    }
+                    inner.emit(Event::Presence {
+                        user_id: o.user_id,
+                        username: o.username,
+                        online: o.online,
+                    });
+                }
+                ServerFrame::Typing(t) => inner.emit(Event::Typing {
+                    from: t.from,
+                    group_id: t.group_id,
+                    typing: t.typing,
+                }),
+                ServerFrame::PrekeysLow(p) => {
+                    tracing::debug!(remaining = p.remaining, "server asks for prekeys");
+                    let i = inner.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = keys::maintain(&i, false).await {
+                            tracing::warn!(error = %e, "prekey refill failed");
+                        }
+                    });
+                }
+                ServerFrame::Error(e) => server_error(inner, e).await,
+                ServerFrame::Ready(_) => {}
+                other => tracing::debug!(?other, "frame ignored"),
+            },
+            other => tracing::debug!(?other, "connection event ignored"),
+        }
+    }
+    if !updates.is_empty() {
+        apply_updates(inner, updates).await;
+    }
+    if !acks.is_empty() && !inner.hold_acks {
+        for chunk in acks.chunks(500) {
+            inner
+                .send_frame(ClientFrame::Delivered(Delivered {
+                    message_ids: chunk.to_vec(),
+                }))
+                .await;
+        }
+    }
+    for conv in read_convs {
+        if let Err(e) = inner.mark_read(conv).await {
+            tracing::warn!(error = %e, "auto-read failed");
+        }
+    }
+    if connected {
+        on_connected(inner).await;
+    }
+}
+
+async fn receive(
+    inner: &Arc<Inner>,
+    state: &mut State,
+    m: RelayedMessage,
+    acks: &mut Vec<String>,
+    read_convs: &mut HashSet<Conversation>,
+    got_key: &mut bool,
+) {
+    let frame = m.clone();
+    let result = inner
+        .db(move |s| {
+            s.receive(
+                &mut OsRng,
+                &Incoming {
+                    id: &frame.id,
+                    from: &frame.from,
+                    group_id: frame.group_id.as_deref(),
+                    content: &frame.content,
+                    server_at_ms: frame.timestamp,
+                },
+            )
+        })
+        .await;
+    match result {
+        Ok(Received::Duplicate) => acks.push(m.id),
+        Ok(Received::Message {
+            message, identity, ..
+        }) => {
+            acks.push(m.id);
+            if let Some(check) = identity {
+                inner.identity_event(&m.from, check);
+            }
+            if inner.config.auto_read {
+                read_convs.insert(message.conversation.clone());
+            }
+            inner.emit(Event::Message(message));
+        }
+        Ok(Received::SenderKey {
+            sender, identity, ..
+        }) => {
+            acks.push(m.id);
+            *got_key = true;
+            inner.identity_event(&sender, identity);
+        }
+        Err(crate::ClientError::Store(StoreError::Missing(what)))
+            if m.group_id.is_some() && what.contains("sender") =>
+        {
+            // Its key is on the way (sent 1:1 just before): keep it, do not
+            // acknowledge, retry when a key arrives.
+            if state.parked.len() < 10_000 {
+                state.parked.push(m);
+            }
+        }
+        Err(crate::ClientError::Store(e)) if permanent(&e) => {
+            tracing::warn!(id = %m.id, from = %m.from, error = %e, "undecryptable message dropped");
+            acks.push(m.id.clone());
+            inner.emit(Event::Undecryptable {
+                message_id: m.id,
+                from: m.from,
+                error: e.to_string(),
+            });
+        }
+        Ok(other) => {
+            acks.push(m.id);
+            tracing::debug!(?other, "received");
+        }
+        Err(e) => {
+            // Not acknowledged: the server redelivers it after a reconnect.
+            tracing::error!(id = %m.id, error = %e, "could not store an incoming message");
+        }
+    }
+}
+
+async fn apply_updates(inner: &Arc<Inner>, updates: Vec<Update>) {
+    if let Ok(mut f) = inner.in_flight.lock() {
+        for u in &updates {
+            if let Update::Ack { id, .. } = u {
+                f.remove(id);
+            }
+        }
+    }
+    let result = inner
+        .db(move |s| {
+            s.write(|tx| {
+                let mut out = Vec::new();
+                for u in updates {
+                    match u {
+                        Update::Ack { id, at } => {
+                            if tx.mark_sent(&id, at)? {
+                                out.push(Event::Status {
+                                    message_id: id,
+                                    status: Status::Sent,
+                                });
+                            }
+                        }
+                        Update::Receipt { id, by, status } => {
+                            let changed = tx.apply_receipt(&id, &by, status)?;
+                            out.push(Event::Receipt {
+                                message_id: id.clone(),
+                                by,
+                                status,
+                            });
+                            if let Some(s) = changed {
+                                out.push(Event::Status {
+                                    message_id: id,
+                                    status: s,
+                                });
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            })
+        })
+        .await;
+    match result {
+        Ok(events) => {
+            for e in events {
+                inner.emit(e);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not record acks and receipts"),
+    }
+}
+
+async fn server_error(inner: &Arc<Inner>, e: chat_proto::ws::ErrorFrame) {
+    let Some(id) = e.id else {
+        tracing::warn!(code = ?e.code, message = %e.message, "server error");
+        return;
+    };
+    if let Ok(mut f) = inner.in_flight.lock() {
+        f.remove(&id);
+    }
+    if matches!(
+        e.code,
+        ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::Internal
+    ) {
+        // Stays in the outbox: resent by the timer.
+        inner.deferred.store(true, Ordering::Relaxed);
+        tracing::debug!(%id, code = ?e.code, "send deferred");
+        return;
+    }
+    let mid = id.clone();
+    let removed = inner
+        .db(move |s| s.write(|tx| tx.drop_outbox(&mid)))
+        .await
+        .unwrap_or(false);
+    if removed {
+        tracing::warn!(%id, code = ?e.code, message = %e.message, "server refused a message");
+        inner.emit(Event::SendFailed {
+            message_id: id,
+            code: e.code,
+            message: e.message,
+        });
+    }
+}
+
+/// After (re)connecting: resend the outbox and unsent read receipts, and
+/// bring our keys up to date.
+async fn on_connected(inner: &Arc<Inner>) {
+    match inner.db(|s| s.read(|tx| tx.outbox())).await {
+        Ok(outbox) => {
+            if !outbox.is_empty() {
+                tracing::debug!(n = outbox.len(), "resending outbox");
+            }
+            for e in &outbox {
+                inner.transmit(e).await;
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not read the outbox"),
+    }
+    match inner.db(|s| s.read(|tx| tx.unsent_read_receipts())).await {
+        Ok(r) if !r.is_empty() => {
+            if let Err(e) = inner.send_read_receipts(r).await {
+                tracing::warn!(error = %e, "could not resend read receipts");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "could not read pending receipts"),
+    }
+}
+
+/// Resends outbox entries the server has not acknowledged in time, and
+/// those it deferred (rate limits). The server treats a repeated id as the
+/// same message.
+async fn resend_stale(inner: &Arc<Inner>) {
+    let after = Duration::from_secs(inner.config.resend_after_secs);
+    let (stale, in_flight): (HashSet<String>, HashSet<String>) = match inner.in_flight.lock() {
+        Ok(f) => (
+            f.iter()
+                .filter(|(_, t)| t.elapsed() >= after)
+                .map(|(id, _)| id.clone())
+                .collect(),
+            f.keys().cloned().collect(),
+        ),
+        Err(_) => return,
+    };
+    let deferred = inner.deferred.swap(false, Ordering::Relaxed);
+    if stale.is_empty() && !deferred {
+        return;
+    }
+    let Ok(outbox) = inner.db(|s| s.read(|tx| tx.outbox())).await else {
+        return;
+    };
+    for e in outbox {
+        if stale.contains(&e.message_id) || (deferred && !in_flight.contains(&e.message_id)) {
+            inner.transmit(&e).await;
+        }
+    }
+}
