@@ -6,7 +6,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use chat_proto::rest::{self, AddMemberRequest, CreateGroupRequest, UpdateGroupRequest, VerifyKeyRequest};
+use chat_proto::rest::{
+    self, AddMemberRequest, CreateGroupRequest, UpdateGroupRequest, VerifyKeyRequest,
+};
 use chat_proto::ws::{ClientFrame, SendGroupMessage, SendMessage, TypingOut};
 use chat_transport::{Connection, RestClient};
 use e2ee_core::{AttachmentPointer, Payload, PayloadKind, SafetyNumber, attachment};
@@ -239,18 +241,28 @@ impl Inner {
     /// if not.
     pub(crate) async fn ensure_session(&self, peer: &str) -> Result<()> {
         let p = peer.to_owned();
-        if self.db(move |s| s.read(|tx| Ok(tx.sessions(&p)?.has_session()))).await? {
+        if self
+            .db(move |s| s.read(|tx| Ok(tx.sessions(&p)?.has_session())))
+            .await?
+        {
             return Ok(());
         }
         let _guard = self.session_lock.lock().await;
         let p = peer.to_owned();
-        if self.db(move |s| s.read(|tx| Ok(tx.sessions(&p)?.has_session()))).await? {
+        if self
+            .db(move |s| s.read(|tx| Ok(tx.sessions(&p)?.has_session())))
+            .await?
+        {
             return Ok(());
         }
-        let wire = self.rest.prekey_bundle(peer).await.map_err(|e| match e.code() {
-            Some(rest::ErrorCode::NotFound) => ClientError::UnknownUser(peer.to_owned()),
-            _ => e.into(),
-        })?;
+        let wire = self
+            .rest
+            .prekey_bundle(peer)
+            .await
+            .map_err(|e| match e.code() {
+                Some(rest::ErrorCode::NotFound) => ClientError::UnknownUser(peer.to_owned()),
+                _ => e.into(),
+            })?;
         let bundle = convert::bundle(&wire)?;
         let p = peer.to_owned();
         let check = self
@@ -275,9 +287,7 @@ impl Inner {
     pub(crate) async fn send_direct(&self, to: &str, payload: Payload) -> Result<OutboxEntry> {
         self.ensure_session(to).await?;
         let to_owned = to.to_owned();
-        let entry = self
-            .db(move |s| s.send_direct(&to_owned, &payload))
-            .await?;
+        let entry = self.db(move |s| s.send_direct(&to_owned, &payload)).await?;
         self.transmit(&entry).await;
         Ok(entry)
     }
@@ -287,9 +297,15 @@ impl Inner {
     async fn refresh_group(&self, group_id: &str) -> Result<(e2ee_store::Group, Vec<String>)> {
         let g = match self.rest.group(group_id).await {
             Ok(g) => g,
-            Err(e) if matches!(e.code(), Some(rest::ErrorCode::NotFound | rest::ErrorCode::Forbidden)) => {
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(rest::ErrorCode::NotFound | rest::ErrorCode::Forbidden)
+                ) =>
+            {
                 let gid = group_id.to_owned();
-                self.db(move |s| s.write(|tx| tx.mark_group_left(&gid))).await?;
+                self.db(move |s| s.write(|tx| tx.mark_group_left(&gid)))
+                    .await?;
                 return Err(ClientError::NotMember(group_id.to_owned()));
             }
             Err(e) => return Err(e.into()),
@@ -310,7 +326,9 @@ impl Inner {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    let changed = old.as_ref().is_none_or(|o| o.name != f.name || o.members != f.members || o.left);
+                    let changed = old
+                        .as_ref()
+                        .is_none_or(|o| o.name != f.name || o.members != f.members || o.left);
                     if !removed.is_empty() {
                         // Whoever left must not read what follows: a new
                         // chain, sent to the remaining members only.
@@ -384,7 +402,10 @@ impl Inner {
         Ok(n)
     }
 
-    pub(crate) async fn send_read_receipts(&self, receipts: Vec<e2ee_store::ReadReceipt>) -> Result<()> {
+    pub(crate) async fn send_read_receipts(
+        &self,
+        receipts: Vec<e2ee_store::ReadReceipt>,
+    ) -> Result<()> {
         let mut by_sender: HashMap<String, Vec<String>> = HashMap::new();
         for r in receipts {
             by_sender.entry(r.sender).or_default().push(r.message_id);
@@ -610,9 +631,7 @@ impl Client {
             c.close().await;
         }
         let r = self.inner.rest.logout().await;
-        self.inner
-            .db(|s| s.write(|tx| tx.set_token(None)))
-            .await?;
+        self.inner.db(|s| s.write(|tx| tx.set_token(None))).await?;
         Ok(r?)
     }
 
@@ -766,7 +785,9 @@ impl Client {
             })
             .await?;
         let sg = store_group(&g);
-        self.inner.db(move |s| s.write(|tx| tx.save_group(&sg))).await?;
+        self.inner
+            .db(move |s| s.write(|tx| tx.save_group(&sg)))
+            .await?;
         Ok(g)
     }
 
@@ -917,7 +938,12 @@ impl Client {
     // ---- history ------------------------------------------------------------
 
     /// A page of a conversation, newest first. Pass `page.next` for older.
-    pub async fn history(&self, conv: &Conversation, before: Option<Cursor>, limit: u32) -> Result<Page> {
+    pub async fn history(
+        &self,
+        conv: &Conversation,
+        before: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Page> {
         let c = conv.clone();
         self.inner
             .db(move |s| s.read(|tx| tx.history(&c, before, limit)))
@@ -925,7 +951,12 @@ impl Client {
     }
 
     /// Full-text search over stored messages, newest first.
-    pub async fn search(&self, text: &str, conv: Option<&Conversation>, limit: u32) -> Result<Vec<SearchHit>> {
+    pub async fn search(
+        &self,
+        text: &str,
+        conv: Option<&Conversation>,
+        limit: u32,
+    ) -> Result<Vec<SearchHit>> {
         let (t, c) = (text.to_owned(), conv.cloned());
         self.inner
             .db(move |s| s.read(|tx| tx.search(&t, c.as_ref(), limit)))
@@ -966,8 +997,14 @@ impl Client {
         store_path: impl AsRef<Path>,
         store_passphrase: &str,
     ) -> Result<()> {
-        let (b, bp) = (backup.as_ref().to_owned(), Passphrase::new(backup_passphrase));
-        let (s, sp) = (store_path.as_ref().to_owned(), Passphrase::new(store_passphrase));
+        let (b, bp) = (
+            backup.as_ref().to_owned(),
+            Passphrase::new(backup_passphrase),
+        );
+        let (s, sp) = (
+            store_path.as_ref().to_owned(),
+            Passphrase::new(store_passphrase),
+        );
         tokio::task::spawn_blocking(move || {
             Store::restore_backup(&b, &bp, &s, &sp, OpenOptions::default()).map(drop)
         })

@@ -125,13 +125,22 @@ impl ClientConfig {
             self.store_path = v.into();
         }
         env_parse("E2EE_CHAT_AUTO_READ", &mut self.auto_read)?;
-        env_parse("E2EE_CHAT_REQUEST_TIMEOUT_SECS", &mut self.request_timeout_secs)?;
+        env_parse(
+            "E2EE_CHAT_REQUEST_TIMEOUT_SECS",
+            &mut self.request_timeout_secs,
+        )?;
         env_parse("E2EE_CHAT_KEEPALIVE_SECS", &mut self.keepalive_secs)?;
         env_parse("E2EE_CHAT_DEAD_AFTER_SECS", &mut self.dead_after_secs)?;
-        env_parse("E2EE_CHAT_RECONNECT_INITIAL_MS", &mut self.reconnect_initial_ms)?;
+        env_parse(
+            "E2EE_CHAT_RECONNECT_INITIAL_MS",
+            &mut self.reconnect_initial_ms,
+        )?;
         env_parse("E2EE_CHAT_RECONNECT_MAX_SECS", &mut self.reconnect_max_secs)?;
         env_parse("E2EE_CHAT_RESEND_AFTER_SECS", &mut self.resend_after_secs)?;
-        env_parse("E2EE_CHAT_MAX_ATTACHMENT_BYTES", &mut self.max_attachment_bytes)?;
+        env_parse(
+            "E2EE_CHAT_MAX_ATTACHMENT_BYTES",
+            &mut self.max_attachment_bytes,
+        )?;
         Ok(())
     }
 
@@ -175,14 +184,21 @@ mod tests {
     fn file_overrides_defaults_and_refuses_typos() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "server_url = \"https://chat.example\"\nauto_read = true\n").unwrap();
+        std::fs::write(
+            &p,
+            "server_url = \"https://chat.example\"\nauto_read = true\n",
+        )
+        .unwrap();
         let c = ClientConfig::from_file(&p).unwrap();
         assert_eq!(c.server_url, "https://chat.example");
         assert!(c.auto_read);
         assert_eq!(c.keepalive_secs, 20);
         c.validate().unwrap();
         std::fs::write(&p, "auto_raed = true\n").unwrap();
-        assert!(matches!(ClientConfig::from_file(&p), Err(ClientError::Config(_))));
+        assert!(matches!(
+            ClientConfig::from_file(&p),
+            Err(ClientError::Config(_))
+        ));
         let bad = ClientConfig {
             dead_after_secs: 5,
             keepalive_secs: 10,

@@ -64,8 +64,7 @@ pub(crate) async fn maintain(inner: &Inner, fresh_login: bool) -> Result<()> {
                 if !spk_needed && unuploaded.is_empty() {
                     return Ok(None);
                 }
-                let upload =
-                    convert::upload(&identity, spk_needed.then_some(&spk), &unuploaded);
+                let upload = convert::upload(&identity, spk_needed.then_some(&spk), &unuploaded);
                 let ids: Vec<u32> = unuploaded.iter().map(OneTimePreKeyPair::id).collect();
                 Ok(Some((upload, ids)))
             })

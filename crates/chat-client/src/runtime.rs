@@ -37,8 +37,15 @@ fn permanent(e: &StoreError) -> bool {
 }
 
 enum Update {
-    Ack { id: String, at: i64 },
-    Receipt { id: String, by: String, status: Status },
+    Ack {
+        id: String,
+        at: i64,
+    },
+    Receipt {
+        id: String,
+        by: String,
+        status: Status,
+    },
 }
 
 #[derive(Default)]
@@ -89,7 +96,9 @@ async fn handle(inner: &Arc<Inner>, state: &mut State, batch: Vec<ConnEvent>) {
                 }
                 inner.emit(Event::Connection(ConnectionState::Connected));
             }
-            ConnEvent::Disconnected { error, retry_in, .. } => {
+            ConnEvent::Disconnected {
+                error, retry_in, ..
+            } => {
                 if let Ok(mut o) = inner.online.lock() {
                     o.clear();
                 }
@@ -155,7 +164,6 @@ async fn handle(inner: &Arc<Inner>, state: &mut State, batch: Vec<ConnEvent>) {
                 }
                 ServerFrame::Error(e) => server_error(inner, e).await,
                 ServerFrame::Ready(_) => {}
-                other => tracing::debug!(?other, "frame ignored"),
             },
             other => tracing::debug!(?other, "connection event ignored"),
         }

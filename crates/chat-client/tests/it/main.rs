@@ -1,0 +1,12 @@
+//! End to end: the real server on 127.0.0.1:0 and several clients, each
+//! with its own encrypted store, in one process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
+mod direct;
+mod groups;
+mod support;

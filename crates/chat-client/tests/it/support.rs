@@ -1,0 +1,234 @@
+//! A real server on 127.0.0.1 and clients, each with its own store.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_client::{Client, ClientConfig, Event, KdfParams, Message};
+use chat_server::config::Argon2Params;
+use chat_server::{Config, RunningServer};
+use futures_util::{Stream, StreamExt};
+
+pub type Events = std::pin::Pin<Box<dyn Stream<Item = Event> + Send>>;
+
+pub struct Net {
+    pub server: Option<RunningServer>,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub url: String,
+}
+
+impl Net {
+    pub async fn start() -> Net {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("server"),
+            argon2: Argon2Params {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..Config::default()
+        };
+        config.limits.logins_per_minute = 10_000;
+        config.limits.registrations_per_minute = 10_000;
+        config.limits.prekey_claims_per_minute = 100_000;
+        config.limits.messages_per_second = 100_000;
+        let server = chat_server::start(config.clone()).await.unwrap();
+        config.listen = server.addr();
+        let url = format!("http://{}", server.addr());
+        Net {
+            server: Some(server),
+            dir,
+            config,
+            url,
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    /// Starts again on the same port and data folder.
+    pub async fn start_again(&mut self) {
+        self.server = Some(chat_server::start(self.config.clone()).await.unwrap());
+    }
+
+    /// The server's database, read directly (the server may be running).
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.config.data_dir.join("chat.db")).unwrap()
+    }
+
+    pub fn store_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.db"))
+    }
+
+    pub async fn client(&self, name: &str) -> Client {
+        self.client_with(name, |b| b).await
+    }
+
+    pub async fn client_with(
+        &self,
+        name: &str,
+        f: impl FnOnce(chat_client::ClientBuilder) -> chat_client::ClientBuilder,
+    ) -> Client {
+        let config = ClientConfig {
+            server_url: self.url.clone(),
+            store_path: self.store_path(name),
+            reconnect_initial_ms: 50,
+            reconnect_max_secs: 1,
+            resend_after_secs: 2,
+            ..ClientConfig::default()
+        };
+        let b = Client::builder()
+            .config(config)
+            .passphrase(format!("{name} local passphrase"))
+            .store_kdf(KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            });
+        f(b).build().await.unwrap()
+    }
+}
+
+/// A registered, connected user with an event stream.
+pub struct Party {
+    pub client: Client,
+    pub events: Events,
+    pub id: String,
+    pub name: String,
+}
+
+impl Party {
+    pub async fn register(net: &Net, name: &str) -> Party {
+        let client = net.client(name).await;
+        let events: Events = Box::pin(client.events());
+        let a = client.register(name, "password1").await.unwrap();
+        client.wait_connected().await.unwrap();
+        Party {
+            client,
+            events,
+            id: a.user_id,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Reopens a user's store with a fresh client and connects.
+    pub async fn reopen(net: &Net, name: &str) -> Party {
+        Self::reopen_with(net, name, |b| b).await
+    }
+
+    pub async fn reopen_with(
+        net: &Net,
+        name: &str,
+        f: impl FnOnce(chat_client::ClientBuilder) -> chat_client::ClientBuilder,
+    ) -> Party {
+        let client = net.client_with(name, f).await;
+        let events: Events = Box::pin(client.events());
+        client.connect().await.unwrap();
+        client.wait_connected().await.unwrap();
+        let id = client.account().unwrap().user_id;
+        Party {
+            client,
+            events,
+            id,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn dm(&self) -> chat_client::Conversation {
+        chat_client::Conversation::Direct(self.id.clone())
+    }
+
+    /// The next event matching `f`, within 10 s.
+    pub async fn wait<T>(&mut self, mut f: impl FnMut(Event) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = tokio::time::timeout_at(deadline, self.events.next())
+                .await
+                .unwrap_or_else(|_| panic!("{}: timed out waiting for an event", self.name))
+                .expect("event stream open");
+            if let Some(t) = f(e) {
+                return t;
+            }
+        }
+    }
+
+    pub async fn next_message(&mut self) -> Message {
+        self.wait(|e| match e {
+            Event::Message(m) => Some(*m),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Collects `n` messages.
+    pub async fn messages(&mut self, n: usize) -> Vec<Message> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            out.push(self.next_message().await);
+        }
+        out
+    }
+
+    /// No message event for `ms` milliseconds.
+    pub async fn no_message_for(&mut self, ms: u64) {
+        let end = tokio::time::Instant::now() + Duration::from_millis(ms);
+        while let Ok(Some(e)) = tokio::time::timeout_at(end, self.events.next()).await {
+            if let Event::Message(m) = e {
+                panic!("{}: unexpected message {m:?}", self.name);
+            }
+        }
+    }
+}
+
+pub fn body(m: &Message) -> &str {
+    m.body.as_deref().unwrap_or("")
+}
+
+/// Polls `f` until it is true, for up to 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out: {what}");
+}
+
+/// Every ciphertext the server holds or held, as text: message contents,
+/// plus the raw database and media files.
+pub fn server_bytes(net: &Net) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in walk(&net.config.data_dir) {
+        all.extend(std::fs::read(entry).unwrap_or_default());
+    }
+    all
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
