@@ -39,6 +39,20 @@ const STORE_FORBIDDEN: &[&str] = &[
     "chat-server",
 ];
 
+/// Crates chat-transport must never depend on: it is the network only,
+/// below the store and the client, and knows nothing of keys.
+const TRANSPORT_FORBIDDEN: &[&str] = &[
+    "e2ee-core",
+    "e2ee-store",
+    "rusqlite",
+    "chat-client",
+    "chat-server",
+];
+
+/// Crates chat-client must never depend on at runtime (the server is a
+/// dev-dependency for its end-to-end tests only).
+const CLIENT_FORBIDDEN: &[&str] = &["chat-server", "axum"];
+
 /// The cargo-fuzz targets of e2ee-core.
 const FUZZ_TARGETS: &[&str] = &["envelope", "payload", "record", "decrypt"];
 
@@ -165,7 +179,8 @@ fn ci() -> Result {
     Ok(())
 }
 
-/// Fails when e2ee-core depends at runtime on anything that does IO.
+/// Fails when a crate depends at runtime on a crate above it (or, for
+/// e2ee-core, on anything that does IO).
 fn layering() -> Result {
     for (package, forbidden, what) in [
         ("e2ee-core", CORE_FORBIDDEN, "IO-free"),
@@ -174,6 +189,12 @@ fn layering() -> Result {
             STORE_FORBIDDEN,
             "free of network and higher crates",
         ),
+        (
+            "chat-transport",
+            TRANSPORT_FORBIDDEN,
+            "free of crypto, storage and higher crates",
+        ),
+        ("chat-client", CLIENT_FORBIDDEN, "free of server code"),
     ] {
         eprintln!("\n==> layering: {package} runtime dependencies");
         let out = cargo()
@@ -239,6 +260,14 @@ fn bench(filter: &[String]) -> Result {
     println!("\n{:<40} {:>14}", "benchmark", "median");
     for (name, ns) in rows {
         println!("{name:<40} {:>11.2} µs", ns / 1000.0);
+    }
+    if filter.is_empty() {
+        // End to end through a real server: not criterion (one long run,
+        // its own figures). E2E_MESSAGES sets the message count.
+        run(
+            "end-to-end benchmark (chat-client)",
+            cargo().args(["bench", "-p", "chat-client", "--bench", "e2e"]),
+        )?;
     }
     Ok(())
 }

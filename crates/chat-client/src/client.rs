@@ -230,10 +230,14 @@ impl Inner {
             }),
             (None, None) => return,
         };
-        if self.send_frame(frame).await
+        // Recorded first: the ack can be processed before `send` returns.
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.insert(e.message_id.clone(), Instant::now());
+        }
+        if !self.send_frame(frame).await
             && let Ok(mut f) = self.in_flight.lock()
         {
-            f.insert(e.message_id.clone(), Instant::now());
+            f.remove(&e.message_id);
         }
     }
 

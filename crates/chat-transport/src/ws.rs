@@ -347,9 +347,8 @@ async fn session(
                 match msg {
                     Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerFrame>(t.as_str()) {
                         Ok(frame) => {
-                            if events.send(ConnEvent::Frame(frame)).await.is_err() {
-                                let _ = ws.close(None).await;
-                                return Failure::Stop;
+                            if let Some(f) = deliver(&mut ws, ConnEvent::Frame(frame), cmd, events).await {
+                                return f;
                             }
                         }
                         // A frame type from a newer server: skip it.
@@ -363,47 +362,11 @@ async fn session(
                     None => return Failure::Retry("connection ended".into()),
                 }
             }
-            c = cmd.recv() => match c {
-                None | Some(Cmd::Close) => {
-                    let _ = ws.close(None).await;
-                    return Failure::Stop;
+            c = cmd.recv() => {
+                if let Some(f) = command(&mut ws, c, cmd).await {
+                    return f;
                 }
-                Some(Cmd::Reconnect) => {
-                    let _ = ws.close(None).await;
-                    return Failure::Retry("reconnect requested".into());
-                }
-                Some(Cmd::Send(frame)) => {
-                    // Feed everything queued, then flush once.
-                    let mut next = Some(frame);
-                    let mut after: Option<Cmd> = None;
-                    while let Some(f) = next.take() {
-                        if let Some(m) = encode(&f)
-                            && let Err(e) = ws.feed(m).await
-                        {
-                            return Failure::Retry(format!("write: {e}"));
-                        }
-                        match cmd.try_recv() {
-                            Ok(Cmd::Send(f)) => next = Some(f),
-                            Ok(other) => after = Some(other),
-                            Err(_) => {}
-                        }
-                    }
-                    if let Err(e) = ws.flush().await {
-                        return Failure::Retry(format!("write: {e}"));
-                    }
-                    match after {
-                        Some(Cmd::Close) => {
-                            let _ = ws.close(None).await;
-                            return Failure::Stop;
-                        }
-                        Some(Cmd::Reconnect) => {
-                            let _ = ws.close(None).await;
-                            return Failure::Retry("reconnect requested".into());
-                        }
-                        _ => {}
-                    }
-                }
-            },
+            }
             _ = ping.tick() => {
                 if last_seen.elapsed() >= config.dead_after {
                     return Failure::Retry(format!(
@@ -414,6 +377,81 @@ async fn session(
                 if let Err(e) = ws.send(Message::Ping(Default::default())).await {
                     return Failure::Retry(format!("ping: {e}"));
                 }
+            }
+        }
+    }
+}
+
+/// Hands an event to the owner. While the owner's queue is full, commands
+/// keep being served: the owner may itself be waiting to queue a frame
+/// (an acknowledgement, say), and waiting on each other would deadlock.
+async fn deliver(
+    ws: &mut Socket,
+    event: ConnEvent,
+    cmd: &mut mpsc::Receiver<Cmd>,
+    events: &mpsc::Sender<ConnEvent>,
+) -> Option<Failure> {
+    loop {
+        tokio::select! {
+            permit = events.reserve() => {
+                return match permit {
+                    Ok(p) => {
+                        p.send(event);
+                        None
+                    }
+                    Err(_) => {
+                        let _ = ws.close(None).await;
+                        Some(Failure::Stop)
+                    }
+                };
+            }
+            c = cmd.recv() => {
+                if let Some(f) = command(ws, c, cmd).await {
+                    return Some(f);
+                }
+            }
+        }
+    }
+}
+
+/// Serves one command (and any sends queued behind it). `Some` ends the
+/// session.
+async fn command(
+    ws: &mut Socket,
+    c: Option<Cmd>,
+    cmd: &mut mpsc::Receiver<Cmd>,
+) -> Option<Failure> {
+    let mut c = c;
+    loop {
+        match c.take() {
+            None | Some(Cmd::Close) => {
+                let _ = ws.close(None).await;
+                return Some(Failure::Stop);
+            }
+            Some(Cmd::Reconnect) => {
+                let _ = ws.close(None).await;
+                return Some(Failure::Retry("reconnect requested".into()));
+            }
+            Some(Cmd::Send(frame)) => {
+                // Feed everything queued, then flush once.
+                let mut next = Some(frame);
+                while let Some(f) = next.take() {
+                    if let Some(m) = encode(&f)
+                        && let Err(e) = ws.feed(m).await
+                    {
+                        return Some(Failure::Retry(format!("write: {e}")));
+                    }
+                    match cmd.try_recv() {
+                        Ok(Cmd::Send(f)) => next = Some(f),
+                        Ok(other) => c = Some(other),
+                        Err(_) => {}
+                    }
+                }
+                if let Err(e) = ws.flush().await {
+                    return Some(Failure::Retry(format!("write: {e}")));
+                }
+                // Done unless a close or reconnect was queued behind.
+                c.as_ref()?;
             }
         }
     }

@@ -173,3 +173,49 @@ async fn connects_reconnects_after_restart_and_refuses_a_bad_token() {
     assert_eq!(conn.state(), ConnState::Closed);
     server.shutdown().await;
 }
+
+/// The owner may be busy queueing frames while it is not reading events
+/// (a client acknowledging a burst does exactly that). The connection must
+/// keep writing while its event queue is full, or the two wait on each
+/// other forever.
+#[tokio::test]
+async fn a_full_event_queue_does_not_block_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.messages_per_second = 100_000;
+    let server = chat_server::start(cfg).await.unwrap();
+    let base = format!("http://{}", server.addr());
+    let alice = RestClient::new(&base).unwrap();
+    let a = alice.register("alice", "secret1", None).await.unwrap();
+    let bob = RestClient::new(&base).unwrap();
+    let b = bob.register("bob", "secret1", None).await.unwrap();
+    let small = ConnectionConfig {
+        event_buffer: 1,
+        ..fast()
+    };
+    let (conn, mut rx) = Connection::spawn(alice.ws_url().unwrap(), a.token, small);
+    assert!(matches!(next(&mut rx).await, ConnEvent::Connected(_)));
+    let n = 1500;
+    let sending = async {
+        for i in 0..n {
+            let frame = ClientFrame::Message(SendMessage {
+                id: format!("8d7f3b52-3c1e-4a39-9c55-{i:012}"),
+                to: b.user.id.clone(),
+                content: "E2EE:AQ==".into(),
+                message_type: "text".into(),
+            });
+            conn.send(frame).await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), sending)
+        .await
+        .expect("sends must not wait for the event reader");
+    let mut acks = 0;
+    while acks < n {
+        if let ConnEvent::Frame(ServerFrame::Ack(_)) = next(&mut rx).await {
+            acks += 1;
+        }
+    }
+    conn.close().await;
+    server.shutdown().await;
+}
