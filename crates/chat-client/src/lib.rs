@@ -60,3 +60,9 @@ pub use e2ee_store::{
     Account, Conversation, ConversationSummary, Cursor, KdfParams, Message, Page, PeerIdentity,
     SearchHit, Status,
 };
+
+/// The workspace README's Rust examples, compiled (and the protocol one
+/// run) as doctests so the README stays true to the code.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -10,6 +10,7 @@ use chat_proto::MessageStatus;
 use chat_proto::rest::{ErrorCode, RelayedMessage};
 use chat_proto::ws::{ClientFrame, Delivered, ServerFrame};
 use chat_transport::ConnEvent;
+use e2ee_core::SenderKeyError;
 use e2ee_store::{Conversation, Incoming, Received, Status, StoreError};
 use rand_core::OsRng;
 use tokio::sync::mpsc;
@@ -34,6 +35,15 @@ fn status(s: MessageStatus) -> Status {
 /// that a redelivery may get past.
 fn permanent(e: &StoreError) -> bool {
     !matches!(e, StoreError::Sqlite(_) | StoreError::Io(_))
+}
+
+/// A group message on a chain we do not hold yet: the sender sent it to us
+/// 1:1 just before, and it may arrive after the message.
+fn awaiting_key(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Missing(_) | StoreError::SenderKey(SenderKeyError::UnknownChain(_))
+    )
 }
 
 enum Update {
@@ -234,9 +244,7 @@ async fn receive(
             *got_key = true;
             inner.identity_event(&sender, identity);
         }
-        Err(crate::ClientError::Store(StoreError::Missing(what)))
-            if m.group_id.is_some() && what.contains("sender") =>
-        {
+        Err(crate::ClientError::Store(e)) if m.group_id.is_some() && awaiting_key(&e) => {
             // Its key is on the way (sent 1:1 just before): keep it, do not
             // acknowledge, retry when a key arrives.
             if state.parked.len() < 10_000 {

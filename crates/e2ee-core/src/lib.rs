@@ -116,9 +116,3 @@ pub use ratchet::{MAX_RECEIVING_CHAINS, MAX_SKIP, MAX_SKIPPED_KEYS};
 pub use record::Record;
 pub use sender_key::{GroupId, SenderKeyDistribution, SenderKeyReceiver, SenderKeySender};
 pub use session::{Decrypted, MAX_PREVIOUS_SESSIONS, PeerSessions, PreKeySource, Session};
-
-/// The workspace README's Rust examples, compiled and run as doctests so the
-/// README stays true to the code.
-#[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;
