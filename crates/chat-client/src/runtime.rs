@@ -86,6 +86,11 @@ pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<ConnEvent>) {
             _ = tick.tick() => {
                 let Some(inner) = inner.upgrade() else { break };
                 resend_stale(&inner).await;
+                if !state.parked.is_empty() {
+                    // A key may have come in a way that did not trigger a
+                    // retry (a redelivered distribution): try again.
+                    handle(&inner, &mut state, Vec::new()).await;
+                }
             }
         }
     }
@@ -97,6 +102,12 @@ async fn handle(inner: &Arc<Inner>, state: &mut State, batch: Vec<ConnEvent>) {
     let mut updates: Vec<Update> = Vec::new();
     let mut read_convs: HashSet<Conversation> = HashSet::new();
     let mut connected = false;
+    if batch.is_empty() {
+        for m in std::mem::take(&mut state.parked) {
+            let mut k = false;
+            receive(inner, state, m, &mut acks, &mut read_convs, &mut k).await;
+        }
+    }
     for ev in batch {
         match ev {
             ConnEvent::Connected(_) => {

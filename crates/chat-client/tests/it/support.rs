@@ -150,9 +150,10 @@ impl Party {
         chat_client::Conversation::Direct(self.id.clone())
     }
 
-    /// The next event matching `f`, within 10 s.
+    /// The next event matching `f`, within 30 s.
     pub async fn wait<T>(&mut self, mut f: impl FnMut(Event) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // Generous: CI machines are small and run tests in parallel.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let e = tokio::time::timeout_at(deadline, self.events.next())
                 .await
