@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chat_client::{Client, ClientConfig, Conversation, Event, KdfParams};
-use chat_server::config::Argon2Params;
 use futures_util::StreamExt;
 
 const CHILD: &str = "E2E_RSS_CHILD_STORE";
@@ -93,16 +92,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let dir = tempfile::tempdir().unwrap();
-    let mut config = chat_server::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("server"),
-        argon2: Argon2Params {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..chat_server::Config::default()
-    };
+    let mut config = chat_server::Config::for_tests(&dir.path().join("server"));
     config.limits.messages_per_second = 1_000_000;
     let server = chat_server::start(config).await.unwrap();
     let url = format!("http://{}", server.addr());

@@ -860,10 +860,9 @@ impl Client {
         Ok(self.inner.rest.groups().await?)
     }
 
-    /// One group, from the server (and refreshed in the store).
+    /// One group with its members, from the server.
     pub async fn group(&self, group_id: &str) -> Result<rest::Group> {
-        let g = self.inner.rest.group(group_id).await?;
-        Ok(g)
+        Ok(self.inner.rest.group(group_id).await?)
     }
 
     // ---- verification -------------------------------------------------------

@@ -89,7 +89,10 @@ pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<ConnEvent>) {
                 if !state.parked.is_empty() {
                     // A key may have come in a way that did not trigger a
                     // retry (a redelivered distribution): try again.
-                    handle(&inner, &mut state, Vec::new()).await;
+                    let mut acks = Vec::new();
+                    let mut read_convs = HashSet::new();
+                    retry_parked(&inner, &mut state, &mut acks, &mut read_convs).await;
+                    finish(&inner, acks, read_convs).await;
                 }
             }
         }
@@ -102,12 +105,6 @@ async fn handle(inner: &Arc<Inner>, state: &mut State, batch: Vec<ConnEvent>) {
     let mut updates: Vec<Update> = Vec::new();
     let mut read_convs: HashSet<Conversation> = HashSet::new();
     let mut connected = false;
-    if batch.is_empty() {
-        for m in std::mem::take(&mut state.parked) {
-            let mut k = false;
-            receive(inner, state, m, &mut acks, &mut read_convs, &mut k).await;
-        }
-    }
     for ev in batch {
         match ev {
             ConnEvent::Connected(_) => {
@@ -135,11 +132,8 @@ async fn handle(inner: &Arc<Inner>, state: &mut State, batch: Vec<ConnEvent>) {
                 ServerFrame::Message(m) | ServerFrame::GroupMessage(m) => {
                     let mut got_key = false;
                     receive(inner, state, m, &mut acks, &mut read_convs, &mut got_key).await;
-                    if got_key && !state.parked.is_empty() {
-                        for m in std::mem::take(&mut state.parked) {
-                            let mut k = false;
-                            receive(inner, state, m, &mut acks, &mut read_convs, &mut k).await;
-                        }
+                    if got_key {
+                        retry_parked(inner, state, &mut acks, &mut read_convs).await;
                     }
                 }
                 ServerFrame::Ack(a) => updates.push(Update::Ack {
@@ -192,6 +186,14 @@ async fn handle(inner: &Arc<Inner>, state: &mut State, batch: Vec<ConnEvent>) {
     if !updates.is_empty() {
         apply_updates(inner, updates).await;
     }
+    finish(inner, acks, read_convs).await;
+    if connected {
+        on_connected(inner).await;
+    }
+}
+
+/// Sends the acknowledgements of a batch and the automatic read receipts.
+async fn finish(inner: &Arc<Inner>, acks: Vec<String>, read_convs: HashSet<Conversation>) {
     if !acks.is_empty() && !inner.hold_acks {
         for chunk in acks.chunks(500) {
             inner
@@ -206,8 +208,19 @@ async fn handle(inner: &Arc<Inner>, state: &mut State, batch: Vec<ConnEvent>) {
             tracing::warn!(error = %e, "auto-read failed");
         }
     }
-    if connected {
-        on_connected(inner).await;
+}
+
+/// Tries every parked group message again; those still without a key
+/// are parked again.
+async fn retry_parked(
+    inner: &Arc<Inner>,
+    state: &mut State,
+    acks: &mut Vec<String>,
+    read_convs: &mut HashSet<Conversation>,
+) {
+    for m in std::mem::take(&mut state.parked) {
+        let mut got_key = false;
+        receive(inner, state, m, acks, read_convs, &mut got_key).await;
     }
 }
 

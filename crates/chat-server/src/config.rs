@@ -66,6 +66,30 @@ pub struct Argon2Params {
     pub parallelism: u32,
 }
 
+impl Config {
+    /// A server on `127.0.0.1:0` in `data_dir` with cheap password hashing
+    /// and rate limits out of the way: for tests and benchmarks on
+    /// loopback, never for production.
+    #[doc(hidden)]
+    pub fn for_tests(data_dir: &std::path::Path) -> Config {
+        let mut c = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_owned(),
+            argon2: Argon2Params {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..Config::default()
+        };
+        c.limits.logins_per_minute = 10_000;
+        c.limits.registrations_per_minute = 10_000;
+        c.limits.prekey_claims_per_minute = 100_000;
+        c.limits.messages_per_second = 100_000;
+        c
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {

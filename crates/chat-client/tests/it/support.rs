@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_client::{Client, ClientConfig, Event, KdfParams, Message};
-use chat_server::config::Argon2Params;
 use chat_server::{Config, RunningServer};
 use futures_util::{Stream, StreamExt};
 
@@ -27,20 +26,7 @@ impl Net {
             )
             .try_init();
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("server"),
-            argon2: Argon2Params {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..Config::default()
-        };
-        config.limits.logins_per_minute = 10_000;
-        config.limits.registrations_per_minute = 10_000;
-        config.limits.prekey_claims_per_minute = 100_000;
-        config.limits.messages_per_second = 100_000;
+        let mut config = Config::for_tests(&dir.path().join("server"));
         let server = chat_server::start(config.clone()).await.unwrap();
         config.listen = server.addr();
         let url = format!("http://{}", server.addr());

@@ -11,26 +11,13 @@ use std::time::Duration;
 use chat_proto::rest::ErrorCode;
 use chat_proto::ws::{ClientFrame, SendMessage, ServerFrame};
 use chat_server::Config;
-use chat_server::config::Argon2Params;
 use chat_transport::{
     BackoffConfig, ConnEvent, ConnState, Connection, ConnectionConfig, RestClient, TransportError,
 };
 use tokio::sync::mpsc;
 
 fn config(dir: &std::path::Path) -> Config {
-    let mut c = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_owned(),
-        argon2: Argon2Params {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..Config::default()
-    };
-    c.limits.logins_per_minute = 10_000;
-    c.limits.registrations_per_minute = 10_000;
-    c
+    Config::for_tests(dir)
 }
 
 fn fast() -> ConnectionConfig {
@@ -181,8 +168,7 @@ async fn connects_reconnects_after_restart_and_refuses_a_bad_token() {
 #[tokio::test]
 async fn a_full_event_queue_does_not_block_sending() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.limits.messages_per_second = 100_000;
+    let cfg = config(dir.path());
     let server = chat_server::start(cfg).await.unwrap();
     let base = format!("http://{}", server.addr());
     let alice = RestClient::new(&base).unwrap();
