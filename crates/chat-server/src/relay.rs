@@ -2,6 +2,7 @@
 //! paths: store durably, then acknowledge, then push; report `delivered` and
 //! `read` back to senders, queued when they are offline.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chat_proto::rest::{ErrorCode, RelayedMessage};
@@ -12,7 +13,7 @@ use chat_proto::{MessageStatus, Role};
 use crate::auth::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::storage::{NewMessage, StatusEvent, Stored};
+use crate::storage::{NewMessage, OnCommit, StatusEvent, Stored};
 
 fn check_common(id: &str, content: &str, message_type: &str) -> Result<(), ApiError> {
     validate::id(id, "id")?;
@@ -30,7 +31,7 @@ fn rate(state: &AppState, user: &str) -> Result<(), ApiError> {
 }
 
 async fn store_and_push(
-    state: &AppState,
+    state: &Arc<AppState>,
     message: NewMessage,
     recipients: Vec<String>,
 ) -> Result<Ack, ApiError> {
@@ -45,21 +46,29 @@ async fn store_and_push(
         message_type: message.message_type.clone(),
         group_id: message.group_id.clone(),
     };
-    let stored = state.store.store_message(message, recipients).await?;
-    let timestamp = match stored {
-        Stored::Duplicate { timestamp } => timestamp,
-        Stored::New { timestamp, queued } => {
-            state
-                .metrics
-                .messages_relayed
-                .fetch_add(1, Ordering::Relaxed);
+    // Pushed from the commit hook, not after `store_message` returns: the
+    // hooks run in commit order, so every recipient's mailbox gets its
+    // messages in queue order. Pushed from here, two senders' tasks could
+    // push seq 6 before seq 5, and a connection that had sent 6 would take
+    // 5 for already sent (a message a live recipient never got until it
+    // reconnected).
+    let st = state.clone();
+    let on_commit: OnCommit = Box::new(move |stored: &Stored| {
+        if let Stored::New { queued, .. } = stored {
+            st.metrics.messages_relayed.fetch_add(1, Ordering::Relaxed);
             for (recipient, seq) in queued {
                 let mut m = template.clone();
                 m.to = recipient.clone();
-                state.hub.push_queued(&recipient, seq, &m);
+                st.hub.push_queued(recipient, *seq, &m);
             }
-            timestamp
         }
+    });
+    let timestamp = match state
+        .store
+        .store_message(message, recipients, on_commit)
+        .await?
+    {
+        Stored::Duplicate { timestamp } | Stored::New { timestamp, .. } => timestamp,
     };
     Ok(Ack {
         id,
@@ -69,7 +78,11 @@ async fn store_and_push(
 }
 
 /// A 1:1 message from `from` (the authenticated user).
-pub async fn send_message(state: &AppState, from: &str, m: SendMessage) -> Result<Ack, ApiError> {
+pub async fn send_message(
+    state: &Arc<AppState>,
+    from: &str,
+    m: SendMessage,
+) -> Result<Ack, ApiError> {
     check_common(&m.id, &m.content, &m.message_type)?;
     validate::id(&m.to, "to")?;
     rate(state, from)?;
@@ -88,7 +101,7 @@ pub async fn send_message(state: &AppState, from: &str, m: SendMessage) -> Resul
 
 /// A group message: only members may send; every other member gets a copy.
 pub async fn send_group_message(
-    state: &AppState,
+    state: &Arc<AppState>,
     from: &str,
     m: SendGroupMessage,
 ) -> Result<Ack, ApiError> {

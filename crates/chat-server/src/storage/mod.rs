@@ -78,6 +78,10 @@ pub enum Stored {
     },
 }
 
+/// Runs after a message commits, in commit order (see
+/// [`Storage::store_message`]). Keep it short: it runs on the writer.
+pub type OnCommit = Box<dyn FnOnce(&Stored) + Send + 'static>;
+
 /// A queued message for one recipient, with its place in the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {
@@ -150,10 +154,17 @@ pub trait Storage: Send + Sync + 'static {
     // Relay.
     /// Durably stores a message for `recipients` (commit before return);
     /// `NotFound("recipient")` if a 1:1 recipient does not exist.
+    ///
+    /// `on_commit` runs once the message is durable, and hooks run in
+    /// commit order: every hook of an earlier commit has returned before a
+    /// later one starts. Pushes made from it therefore reach each recipient
+    /// in queue (`seq`) order, which the connection's delivery cursor relies
+    /// on. It does not run when storing fails.
     async fn store_message(
         &self,
         message: NewMessage,
         recipients: Vec<String>,
+        on_commit: OnCommit,
     ) -> StoreResult<Stored>;
     /// The recipient's pending messages after `after_seq`, oldest first.
     async fn pending(

@@ -21,8 +21,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Account, MemberChange, NewMessage, Queued, StatusEvent, Storage, StoreError, StoreResult,
-    Stored,
+    Account, MemberChange, NewMessage, OnCommit, Queued, StatusEvent, Storage, StoreError,
+    StoreResult, Stored,
 };
 use crate::metrics::Metrics;
 
@@ -195,6 +195,17 @@ impl SqliteStorage {
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     ) -> StoreResult<R> {
+        self.write_then(f, |_| {}).await
+    }
+
+    /// [`Self::write`], and runs `after` on the writer thread once the
+    /// batch committed, before any later batch's completions: in commit
+    /// order.
+    async fn write_then<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        after: impl FnOnce(&R) + Send + 'static,
+    ) -> StoreResult<R> {
         let (tx, rx) = oneshot::channel::<StoreResult<R>>();
         let job: Job = Box::new(move |conn: &Connection| {
             let result = savepoint(conn, f);
@@ -203,6 +214,9 @@ impl SqliteStorage {
                     Ok(()) => result,
                     Err(e) => Err(StoreError::Database(e)),
                 };
+                if let Ok(r) = &outcome {
+                    after(r);
+                }
                 let _ = tx.send(outcome);
             })
         });
@@ -622,9 +636,14 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn store_message(&self, m: NewMessage, recipients: Vec<String>) -> StoreResult<Stored> {
+    async fn store_message(
+        &self,
+        m: NewMessage,
+        recipients: Vec<String>,
+        on_commit: OnCommit,
+    ) -> StoreResult<Stored> {
         let known = self.known.clone();
-        self.write(move |c| {
+        self.write_then(move |c| {
             let mut known = known.lock().map_err(|_| StoreError::Closed)?;
             if m.group_id.is_none() {
                 for r in &recipients {
@@ -682,7 +701,7 @@ impl Storage for SqliteStorage {
                 timestamp: m.timestamp,
                 queued,
             })
-        })
+        }, on_commit)
         .await
     }
 

@@ -298,3 +298,61 @@ async fn only_the_owner_adds_admins_and_admins_manage_members() {
         400
     );
 }
+
+/// The client's pattern when a member joins: a 1:1 sender-key message and
+/// then the group message, back to back on one connection. The 1:1 write is
+/// pipelined and the group write is not, so both can commit in one batch
+/// and be pushed from different places; a connected recipient must still
+/// get both, in queue order, without reconnecting. (Pushes made after
+/// `store_message` returned could reach the mailbox as seq N+1 before N, and
+/// the connection then took N for already sent.)
+#[tokio::test]
+async fn interleaved_direct_and_group_messages_reach_a_live_member_in_order() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let (st, g) = s
+        .call(
+            "POST",
+            "/api/groups",
+            Some(&a.token),
+            Some(json!({"name": "pairs", "memberIds": [b.user.id]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{g}");
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let mut wa = s.connect(&a.token).await;
+    let mut wb = s.connect(&b.token).await;
+
+    const PAIRS: usize = 50;
+    let mut sent = Vec::new();
+    for _ in 0..PAIRS {
+        let (one, frame) = crate::support::message(&b.user.id, "E2EE:AQID");
+        wa.send(&frame).await;
+        let (two, frame) = group_message(&gid);
+        wa.send(&frame).await;
+        sent.push(one);
+        sent.push(two);
+    }
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        match wb.next_frame().await {
+            chat_proto::ws::ServerFrame::Message(m)
+            | chat_proto::ws::ServerFrame::GroupMessage(m) => {
+                wb.send(&ClientFrame::Delivered(chat_proto::ws::Delivered {
+                    message_ids: vec![m.id.clone()],
+                }))
+                .await;
+                got.push(m.id);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(got, sent, "every message, in the order it was sent");
+    // Alice got an ack for each.
+    let mut acks = 0;
+    while acks < sent.len() {
+        wa.next_ack().await;
+        acks += 1;
+    }
+}
