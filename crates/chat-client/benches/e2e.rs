@@ -33,14 +33,6 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn cheap_kdf() -> KdfParams {
-    KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    }
-}
-
 async fn client(url: &str, store: &std::path::Path) -> Client {
     Client::builder()
         .config(ClientConfig {
@@ -49,7 +41,7 @@ async fn client(url: &str, store: &std::path::Path) -> Client {
             ..ClientConfig::default()
         })
         .passphrase("bench passphrase")
-        .store_kdf(cheap_kdf())
+        .store_kdf(KdfParams::for_tests())
         .build()
         .await
         .unwrap()

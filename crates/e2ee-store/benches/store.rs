@@ -21,11 +21,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 fn cheap() -> OpenOptions {
     OpenOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
+        kdf: KdfParams::for_tests(),
         ..OpenOptions::default()
     }
 }

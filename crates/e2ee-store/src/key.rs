@@ -71,6 +71,17 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
+    /// The cheapest parameters Argon2 accepts: for tests and benchmarks
+    /// only, never for a real store (a stolen file would fall to guessing).
+    #[doc(hidden)]
+    pub const fn for_tests() -> Self {
+        Self {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
     pub(crate) fn to_bytes(self) -> [u8; 12] {
         let mut out = [0u8; 12];
         out[..4].copy_from_slice(&self.memory_kib.to_be_bytes());

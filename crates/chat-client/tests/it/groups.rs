@@ -25,11 +25,7 @@ fn try_decrypt(net: &Net, name: &str, id: &str, group: &str, copy: &(String, Str
         net.store_path(name),
         &Passphrase::new(format!("{name} local passphrase")),
         OpenOptions {
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
+            kdf: KdfParams::for_tests(),
             ..OpenOptions::default()
         },
     )

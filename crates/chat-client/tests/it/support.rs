@@ -78,11 +78,7 @@ impl Net {
         let b = Client::builder()
             .config(config)
             .passphrase(format!("{name} local passphrase"))
-            .store_kdf(KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            });
+            .store_kdf(KdfParams::for_tests());
         f(b).build().await.unwrap()
     }
 }

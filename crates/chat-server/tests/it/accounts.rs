@@ -344,7 +344,7 @@ async fn verify_key_records_are_per_caller() {
 #[tokio::test]
 async fn media_round_trip_and_size_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = crate::support::test_config(dir.path());
+    let mut config = chat_server::Config::for_tests(dir.path());
     config.media_max_bytes = 100_000;
     let s = TestServer::start_with(dir, config).await;
     let a = s.register("alice").await;
@@ -443,7 +443,7 @@ async fn health_metrics_and_unknown_routes() {
 #[tokio::test]
 async fn login_is_rate_limited_per_address() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = crate::support::test_config(dir.path());
+    let mut config = chat_server::Config::for_tests(dir.path());
     config.limits.logins_per_minute = 3;
     let s = TestServer::start_with(dir, config).await;
     s.register("alice").await;

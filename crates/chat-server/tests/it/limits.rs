@@ -5,12 +5,12 @@ use std::time::Duration;
 use chat_proto::ws::ServerFrame;
 use chat_server::Config;
 
-use crate::support::{TestServer, message, test_config};
+use crate::support::{TestServer, message};
 
 #[tokio::test]
 async fn idle_connections_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
+    let mut config = Config::for_tests(dir.path());
     config.idle_timeout_secs = 1;
     config.ping_interval_secs = 60;
     let s = TestServer::start_with(dir, config).await;
@@ -31,7 +31,7 @@ async fn idle_connections_are_dropped() {
 #[tokio::test]
 async fn connection_limit_refuses_with_503() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
+    let mut config = Config::for_tests(dir.path());
     config.max_connections = 2;
     let s = TestServer::start_with(dir, config).await;
     let a = s.register("alice").await;
@@ -53,7 +53,7 @@ async fn connection_limit_refuses_with_503() {
 #[tokio::test]
 async fn message_flood_is_rate_limited_per_user() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
+    let mut config = Config::for_tests(dir.path());
     config.limits.messages_per_second = 5;
     let s = TestServer::start_with(dir, config).await;
     let a = s.register("alice").await;
@@ -116,7 +116,7 @@ fn config_layers_file_then_env() {
 #[tokio::test]
 async fn idle_tokens_expire() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
+    let mut config = Config::for_tests(dir.path());
     config.token_idle_days = 0;
     let s = TestServer::start_with(dir, config).await;
     let a = s.register("alice").await;

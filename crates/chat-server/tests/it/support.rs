@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use chat_proto::rest::AuthResponse;
 use chat_proto::ws::{ClientFrame, ServerFrame};
-use chat_server::config::Argon2Params;
 use chat_server::{Config, RunningServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -20,29 +19,10 @@ pub struct TestServer {
     pub config: Config,
 }
 
-pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut c = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_owned(),
-        // Cheap hashes keep the suite fast; production uses the defaults.
-        argon2: Argon2Params {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..Config::default()
-    };
-    c.limits.logins_per_minute = 10_000;
-    c.limits.registrations_per_minute = 10_000;
-    c.limits.prekey_claims_per_minute = 100_000;
-    c.limits.messages_per_second = 100_000;
-    c
-}
-
 impl TestServer {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = test_config(dir.path());
+        let config = Config::for_tests(dir.path());
         Self::start_with(dir, config).await
     }
 
@@ -60,7 +40,7 @@ impl TestServer {
 
     /// A helper pointed at a server running elsewhere (a child process).
     pub fn attach(dir: tempfile::TempDir, addr: std::net::SocketAddr) -> Self {
-        let config = test_config(dir.path());
+        let config = Config::for_tests(dir.path());
         Self {
             server: None,
             dir,

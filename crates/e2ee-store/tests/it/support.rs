@@ -12,11 +12,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 pub(crate) fn fast() -> OpenOptions {
     OpenOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
+        kdf: KdfParams::for_tests(),
         ..OpenOptions::default()
     }
 }
