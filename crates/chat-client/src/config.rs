@@ -14,7 +14,7 @@ use crate::error::ClientError;
 /// In TOML (all keys optional but the server and the store):
 ///
 /// ```toml
-/// server_url = "http://127.0.0.1:8080"
+/// server_url = "http://127.0.0.1:8787"
 /// store_path = "alice.db"
 /// auto_read = false
 /// request_timeout_secs = 30
@@ -68,7 +68,7 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            server_url: "http://127.0.0.1:8080".into(),
+            server_url: "http://127.0.0.1:8787".into(),
             store_path: PathBuf::from("e2ee-chat.db"),
             auto_read: false,
             request_timeout_secs: 30,

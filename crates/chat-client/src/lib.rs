@@ -11,7 +11,7 @@
 //!
 //! # async fn demo() -> Result<(), chat_client::ClientError> {
 //! let client = Client::builder()
-//!     .server("http://127.0.0.1:8080")
+//!     .server("http://127.0.0.1:8787")
 //!     .store_path("alice.db")
 //!     .passphrase("a long local passphrase")
 //!     .build()
@@ -54,11 +54,13 @@ pub use config::ClientConfig;
 pub use error::ClientError;
 pub use event::{ConnectionState, Event};
 
-pub use chat_proto::rest::{Group, GroupMember, User};
+pub use chat_proto::Role;
+pub use chat_proto::rest::{ErrorCode, Group, GroupMember, User};
+pub use chat_transport::TransportError;
 pub use e2ee_core::{AttachmentPointer, PayloadKind, SafetyNumber};
 pub use e2ee_store::{
     Account, Conversation, ConversationSummary, Cursor, KdfParams, Message, Page, PeerIdentity,
-    SearchHit, Status,
+    SearchHit, Status, StoreError,
 };
 
 /// The workspace README's Rust examples, compiled (and the protocol one

@@ -162,6 +162,18 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The defaults, then `file` (TOML) if given, then the `CHAT_*`
+    /// environment variables: what both the `chat-server` and the
+    /// `chat server` commands start from before applying their flags.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(std::env::vars())?;
+        Ok(config)
+    }
+
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

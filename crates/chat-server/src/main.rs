@@ -56,20 +56,13 @@ async fn run() -> ExitCode {
         )
         .init();
     let args = Args::parse();
-    let mut config = match &args.config {
-        Some(path) => match Config::from_file(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("chat-server: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    let mut config = match Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chat-server: {e}");
+            return ExitCode::from(2);
+        }
     };
-    if let Err(e) = config.apply_env(std::env::vars()) {
-        eprintln!("chat-server: {e}");
-        return ExitCode::from(2);
-    }
     if let Some(l) = args.listen {
         config.listen = l;
     }

@@ -1,0 +1,287 @@
+//! The command line, as clap sees it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// End-to-end-encrypted chat: the relay server and the client in one command.
+///
+/// Each account lives in a profile (`--profile`, default `default`) with its
+/// own encrypted store. The store passphrase comes from --passphrase-file,
+/// E2EE_CHAT_PASSPHRASE, or a prompt; account passwords from
+/// --password-file, E2EE_CHAT_PASSWORD, or a prompt.
+///
+/// Try `chat demo` first: a server and three clients in one process.
+#[derive(Debug, Parser)]
+#[command(name = "chat", version, about, long_about)]
+pub struct Cli {
+    /// Folder holding the profiles [default: $XDG_DATA_HOME/e2ee-chat or
+    /// ~/.local/share/e2ee-chat].
+    #[arg(long, global = true, env = "E2EE_CHAT_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// The profile (account) to use.
+    #[arg(
+        long,
+        short = 'P',
+        global = true,
+        env = "E2EE_CHAT_PROFILE",
+        default_value = "default"
+    )]
+    pub profile: String,
+    /// The server URL [default: the profile's, else http://127.0.0.1:8787].
+    #[arg(long, short = 's', global = true, env = "E2EE_CHAT_SERVER")]
+    pub server: Option<String>,
+    /// Read the store passphrase from this file (first line).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// One JSON object per line on stdout, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug; RUST_LOG overrides).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the relay server (127.0.0.1:8787, SQLite in ./data by default).
+    Server(ServerArgs),
+    /// Create an account on the server and upload this device's keys.
+    Register(AccountArgs),
+    /// Log in to an existing account (on a new or restored profile).
+    Login(AccountArgs),
+    /// Revoke this profile's login on the server (history stays local).
+    Logout,
+    /// Show this profile's account, server, fingerprint and outbox.
+    Whoami,
+    /// List the profiles on this machine.
+    Profiles,
+    /// Send a text, a file or an image to a user or a group.
+    Send(SendArgs),
+    /// Print incoming messages, receipts, typing and presence as they come.
+    Listen(ListenArgs),
+    /// Fetch messages queued on the server, store them, and exit.
+    Sync,
+    /// Show a conversation, oldest first.
+    History(HistoryArgs),
+    /// Search stored messages.
+    Search(SearchArgs),
+    /// Create and manage groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// List the users on the server and who is online.
+    Contacts,
+    /// Show the safety number to compare with a contact.
+    SafetyNumber(UserArg),
+    /// Mark a contact verified after comparing safety numbers.
+    Verify(VerifyArgs),
+    /// Clear a contact's verification.
+    Unverify(UserArg),
+    /// Write an encrypted backup of this profile's store.
+    Backup(BackupArgs),
+    /// Restore a backup into a new profile.
+    Restore(BackupArgs),
+    /// A server and three clients in one process, step by step.
+    Demo,
+}
+
+/// `chat server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML configuration file (see README).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Data folder.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `chat register` / `chat login`.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// The username (3-100 characters).
+    pub username: String,
+    /// Read the account password from this file (first line).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `chat send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Send to this group (name or id) instead of a user.
+    #[arg(long, short)]
+    pub group: Option<String>,
+    /// Send this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "image")]
+    pub file: Option<PathBuf>,
+    /// Send this image.
+    #[arg(long, value_name = "PATH")]
+    pub image: Option<PathBuf>,
+    /// Return once stored locally, without waiting for the server's ack.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds to wait for the server's ack.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// USER then the text (or, with --group, just the text). With --file or
+    /// --image the text is the caption. A text of `-` is read from stdin.
+    #[arg(value_name = "USER TEXT", trailing_var_arg = true)]
+    pub words: Vec<String>,
+}
+
+/// `chat listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Exit after this many messages.
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Exit after this many seconds (with --count: fail if fewer arrived).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Save received files and images in this folder.
+    #[arg(long, value_name = "DIR")]
+    pub download: Option<PathBuf>,
+    /// Do not send read receipts for what is printed.
+    #[arg(long)]
+    pub no_read: bool,
+    /// Do not print unread messages stored before this run.
+    #[arg(long)]
+    pub no_backlog: bool,
+}
+
+/// `chat history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The other user.
+    #[arg(required_unless_present = "group")]
+    pub user: Option<String>,
+    /// A group (name or id) instead.
+    #[arg(long, short, conflicts_with = "user")]
+    pub group: Option<String>,
+    /// How many of the newest messages.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: u32,
+    /// Do not fetch queued messages from the server first.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `chat search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Words to find.
+    pub text: String,
+    /// Only in the conversation with this user.
+    #[arg(long, value_name = "USER")]
+    pub with: Option<String>,
+    /// Only in this group.
+    #[arg(long, short, conflicts_with = "with")]
+    pub group: Option<String>,
+    /// Most results.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: u32,
+    /// Do not fetch queued messages from the server first.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `chat group ...`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group with these members (you are its owner).
+    Create {
+        /// Its name.
+        name: String,
+        /// Usernames to add.
+        members: Vec<String>,
+    },
+    /// Add members (owner and admins).
+    Add {
+        /// The group (name or id).
+        group: String,
+        /// Usernames.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Remove members (owner and admins); the group's keys are rotated.
+    Remove {
+        /// The group (name or id).
+        group: String,
+        /// Usernames.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Leave a group.
+    Leave {
+        /// The group (name or id).
+        group: String,
+    },
+    /// Your groups and their members.
+    List,
+}
+
+/// One user.
+#[derive(Debug, Args)]
+pub struct UserArg {
+    /// The username.
+    pub user: String,
+}
+
+/// `chat verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The username.
+    pub user: String,
+    /// The 60 digits the contact sees (spaces ignored); verified only if equal.
+    #[arg(long, conflicts_with = "yes")]
+    pub number: Option<String>,
+    /// Do not ask: you have compared the numbers.
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+/// `chat backup` / `chat restore`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file.
+    pub file: PathBuf,
+    /// Read the backup passphrase from this file (else
+    /// E2EE_CHAT_BACKUP_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub backup_passphrase_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn send_takes_the_user_then_the_text() {
+        let cli = Cli::try_parse_from(["chat", "send", "bob", "hello", "there"]);
+        let Ok(Cli {
+            command: Command::Send(s),
+            ..
+        }) = cli
+        else {
+            panic!("did not parse: {cli:?}");
+        };
+        assert_eq!(s.words, ["bob", "hello", "there"]);
+        assert!(Cli::try_parse_from(["chat", "send", "--file", "a", "--image", "b"]).is_err());
+        assert!(Cli::try_parse_from(["chat", "history"]).is_err());
+    }
+}

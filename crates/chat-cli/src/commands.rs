@@ -1,0 +1,959 @@
+//! Each command, start to finish.
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chat_client::{
+    Attachment, Client, ConnectionState, Conversation, Event, Message, Status,
+};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::cli::{
+    AccountArgs, BackupArgs, Cli, Command, GroupCommand, HistoryArgs, ListenArgs, SearchArgs,
+    SendArgs, ServerArgs, VerifyArgs,
+};
+use crate::error::{CliError, Result};
+use crate::output::{self, Names, print_json, status_name};
+use crate::profile::{self, SecretSource};
+use crate::session::{Ctx, Session};
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Server(a) => return server(a).await,
+        Command::Demo => return crate::demo::run().await,
+        Command::Profiles => return profiles(&cli),
+        _ => {}
+    }
+    let ctx = Ctx::new(&cli)?;
+    match cli.command {
+        Command::Register(a) => account(&ctx, &a, true).await,
+        Command::Login(a) => account(&ctx, &a, false).await,
+        Command::Logout => logout(&ctx).await,
+        Command::Whoami => whoami(&ctx).await,
+        Command::Send(a) => send(&ctx, a).await,
+        Command::Listen(a) => listen(&ctx, &a).await,
+        Command::Sync => sync(&ctx).await,
+        Command::History(a) => history(&ctx, &a).await,
+        Command::Search(a) => search(&ctx, &a).await,
+        Command::Group(g) => group(&ctx, g).await,
+        Command::Contacts => contacts(&ctx).await,
+        Command::SafetyNumber(u) => safety_number(&ctx, &u.user).await,
+        Command::Verify(a) => verify(&ctx, &a).await,
+        Command::Unverify(u) => unverify(&ctx, &u.user).await,
+        Command::Backup(a) => backup(&ctx, &a).await,
+        Command::Restore(a) => restore(&ctx, &a).await,
+        Command::Server(_) | Command::Demo | Command::Profiles => Ok(()),
+    }
+}
+
+async fn server(a: &ServerArgs) -> Result<()> {
+    let mut config =
+        chat_server::Config::load(a.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(l) = a.listen {
+        config.listen = l;
+    }
+    if let Some(d) = &a.data_dir {
+        config.data_dir = d.clone();
+    }
+    chat_server::serve_until_signal(config)
+        .await
+        .map_err(|e| CliError::Server(e.to_string()))
+}
+
+fn profiles(cli: &Cli) -> Result<()> {
+    let home = profile::home(cli.home.as_deref())?;
+    for name in profile::list(&home)? {
+        let p = profile::Profile::new(&home, &name)?;
+        let server = p.server_url(None)?;
+        if cli.json {
+            print_json(&json!({"event": "profile", "name": name, "server": server,
+                "hasAccount": p.has_store()}));
+        } else {
+            let mark = if name == cli.profile { "*" } else { " " };
+            println!("{mark} {name:<20} {server}");
+        }
+    }
+    Ok(())
+}
+
+fn password_source(file: Option<&Path>) -> SecretSource<'_> {
+    SecretSource {
+        what: "account password",
+        file,
+        env: "E2EE_CHAT_PASSWORD",
+        flag: "--password-file",
+    }
+}
+
+async fn account(ctx: &Ctx, a: &AccountArgs, new: bool) -> Result<()> {
+    let s = ctx.open(true).await?;
+    let password = password_source(a.password_file.as_deref()).read(new)?;
+    let pb = output::spinner(
+        ctx.json,
+        if new {
+            "registering and uploading keys"
+        } else {
+            "logging in"
+        },
+    );
+    let r = if new {
+        s.client.register(&a.username, &password).await
+    } else {
+        s.client.login(&a.username, &password).await
+    };
+    pb.finish_and_clear();
+    let acct = r?;
+    s.save_server()?;
+    let fp = s.client.fingerprint().await?;
+    if ctx.json {
+        print_json(&json!({"event": if new {"registered"} else {"loggedIn"},
+            "userId": acct.user_id, "username": acct.username,
+            "server": acct.server_url, "fingerprint": fp, "profile": ctx.profile.name}));
+    } else {
+        println!(
+            "{} {} on {} (profile {})",
+            if new { "registered" } else { "logged in as" },
+            acct.username,
+            acct.server_url,
+            ctx.profile.name
+        );
+        println!("your fingerprint: {fp}");
+    }
+    s.finish().await
+}
+
+async fn logout(ctx: &Ctx) -> Result<()> {
+    let s = ctx.open(false).await?;
+    let acct = s.client.account().ok_or(chat_client::ClientError::NotLoggedIn)?;
+    s.client.logout().await?;
+    if ctx.json {
+        print_json(&json!({"event": "loggedOut", "username": acct.username}));
+    } else {
+        println!("logged out {} (history stays in profile {})", acct.username, ctx.profile.name);
+    }
+    Ok(())
+}
+
+async fn whoami(ctx: &Ctx) -> Result<()> {
+    let s = ctx.open(false).await?;
+    let acct = s.client.account().ok_or(chat_client::ClientError::NotLoggedIn)?;
+    let fp = s.client.fingerprint().await?;
+    let outbox = s.client.outbox_len().await?;
+    if ctx.json {
+        print_json(&json!({"event": "account", "userId": acct.user_id,
+            "username": acct.username, "server": acct.server_url, "fingerprint": fp,
+            "profile": ctx.profile.name, "store": ctx.profile.store_path(), "outbox": outbox}));
+    } else {
+        println!("{} ({})", acct.username, acct.user_id);
+        println!("server:      {}", acct.server_url);
+        println!("profile:     {} ({})", ctx.profile.name, ctx.profile.dir.display());
+        println!("fingerprint: {fp}");
+        println!("outbox:      {outbox} message(s) waiting for the server");
+    }
+    s.client.close().await;
+    Ok(())
+}
+
+/// A MIME type from a file name's extension.
+fn mime_for(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "svg" => "image/svg+xml",
+        "pdf" => "application/pdf",
+        "txt" | "md" | "log" => "text/plain",
+        "json" => "application/json",
+        "zip" => "application/zip",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "mp4" => "video/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Reads a file with a progress bar.
+fn read_file(path: &Path, json: bool) -> Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path).map_err(|e| CliError::io(path, e))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let pb = output::bytes_bar(json, len, "reading");
+    let mut data = Vec::with_capacity(len as usize);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| CliError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        pb.inc(n as u64);
+    }
+    pb.finish_and_clear();
+    Ok(data)
+}
+
+async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let mut words = a.words.into_iter();
+    let user = match &a.group {
+        Some(_) => None,
+        None => Some(words.next().ok_or_else(|| {
+            CliError::Usage("whom to? `chat send USER TEXT` or `chat send --group GROUP TEXT`".into())
+        })?),
+    };
+    let mut text = words.collect::<Vec<_>>().join(" ");
+    if text == "-" {
+        text.clear();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::io("stdin", e))?;
+        text = text.trim_end_matches('\n').to_owned();
+    }
+    let conv = s.conversation(user.as_deref(), a.group.as_deref()).await?;
+    let label = s.conversation_label(&conv).await;
+    if !a.no_wait {
+        s.connect().await?;
+    }
+    let file = a.image.as_ref().map(|p| (p, true)).or(a.file.as_ref().map(|p| (p, false)));
+    let id = match file {
+        Some((path, image)) => {
+            let mime = mime_for(path);
+            if image && !mime.starts_with("image/") {
+                return Err(CliError::Usage(format!(
+                    "{} does not look like an image (png, jpg, gif, webp, heic, svg); send it with --file",
+                    path.display()
+                )));
+            }
+            let data = read_file(path, ctx.json)?;
+            let file_name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into());
+            let pb = output::spinner(
+                ctx.json,
+                format!("encrypting and uploading {file_name} ({})", output::size(data.len() as u64)),
+            );
+            let r = s
+                .client
+                .send_attachment(
+                    &conv,
+                    Attachment {
+                        data,
+                        mime_type: mime.to_owned(),
+                        file_name,
+                        caption: (!text.is_empty()).then_some(text),
+                    },
+                )
+                .await;
+            pb.finish_and_clear();
+            r?
+        }
+        None if text.is_empty() => {
+            return Err(CliError::Usage("nothing to send: give a text, --file or --image".into()));
+        }
+        None => s.client.send_text(&conv, &text).await?,
+    };
+    if a.no_wait {
+        s.client.close().await;
+        return report_sent(ctx, &id, &label, Status::Pending);
+    }
+    let status = wait_acked(&mut s, &id, Duration::from_secs(a.timeout)).await?;
+    s.finish().await?;
+    report_sent(ctx, &id, &label, status)
+}
+
+fn report_sent(ctx: &Ctx, id: &str, label: &str, status: Status) -> Result<()> {
+    if ctx.json {
+        print_json(&json!({"event": "sent", "id": id, "to": label, "status": status_name(status)}));
+    } else {
+        println!("{} to {label} ({id})", status_name(status));
+    }
+    Ok(())
+}
+
+/// Waits for the server's `ack` (or a later status) of our message.
+async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Result<Status> {
+    let deadline = Instant::now() + limit;
+    loop {
+        // The store is the truth; events only wake us up.
+        if let Some(m) = s.client.message(id).await?
+            && m.status != Status::Pending
+        {
+            return Ok(m.status);
+        }
+        let wake = (Instant::now() + Duration::from_millis(200)).min(deadline);
+        match tokio::time::timeout_at(wake, s.events.next()).await {
+            Ok(Some(Event::SendFailed {
+                message_id,
+                message,
+                ..
+            })) if message_id == id => {
+                return Err(CliError::Client(chat_client::ClientError::Transport(
+                    chat_client::TransportError::Api {
+                        status: 400,
+                        code: chat_client::ErrorCode::BadRequest,
+                        message,
+                    },
+                )));
+            }
+            Ok(Some(Event::Connection(ConnectionState::LoggedOut))) => {
+                return Err(CliError::Auth(
+                    "the server no longer accepts this login: run `chat login NAME`".into(),
+                ));
+            }
+            _ if Instant::now() >= deadline => {
+                s.client.close().await;
+                return Err(CliError::Timeout(format!(
+                    "the server did not acknowledge {id} within {} s; it stays in the outbox \
+                     and goes out with the next `chat` command that connects",
+                    limit.as_secs()
+                )));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A file name from a sender, made safe to write in `dir`.
+fn safe_path(dir: &Path, file_name: &str, id: &str) -> PathBuf {
+    let base: String = Path::new(file_name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_control() || c == '/' || c == '\\' { '_' } else { c })
+        .collect();
+    let base = match base.trim_start_matches('.') {
+        "" => "attachment".to_owned(),
+        b => b.to_owned(),
+    };
+    let plain = dir.join(&base);
+    if plain.exists() {
+        dir.join(format!("{}-{base}", id.get(..8).unwrap_or(id)))
+    } else {
+        plain
+    }
+}
+
+async fn print_message(s: &mut Session, m: &Message, download: Option<&Path>) -> Result<()> {
+    let mut saved = None;
+    if let (Some(dir), Some(a)) = (download, &m.attachment) {
+        std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
+        let pb = output::spinner(
+            s.ctx.json,
+            format!("downloading {} ({})", a.file_name, output::size(a.size)),
+        );
+        let r = s.client.download(a).await;
+        pb.finish_and_clear();
+        let path = safe_path(dir, &a.file_name, &m.id);
+        std::fs::write(&path, r?).map_err(|e| CliError::io(&path, e))?;
+        saved = Some(path);
+    }
+    let sender = s.name_of(&m.sender).await;
+    let conversation = s.conversation_label(&m.conversation).await;
+    let names = Names {
+        sender: &sender,
+        conversation: &conversation,
+    };
+    if s.ctx.json {
+        print_json(&output::message_json(m, &names, saved.as_deref()));
+    } else {
+        println!("{}", output::message_line(m, &names, saved.as_deref()));
+    }
+    Ok(())
+}
+
+/// Prints anything but a message. Returns an error for a revoked login.
+async fn print_event(s: &mut Session, e: Event) -> Result<()> {
+    let json = s.ctx.json;
+    match e {
+        Event::Message(_) => {}
+        Event::Status { message_id, status } => {
+            if json {
+                print_json(&json!({"event": "status", "messageId": message_id,
+                    "status": status_name(status)}));
+            } else {
+                println!("  your message {message_id} is {}", status_name(status));
+            }
+        }
+        Event::Receipt {
+            message_id,
+            by,
+            status,
+        } => {
+            if json {
+                let name = s.name_of(&by).await;
+                print_json(&json!({"event": "receipt", "messageId": message_id, "by": by,
+                    "byName": name, "status": status_name(status)}));
+            }
+        }
+        Event::Typing {
+            from,
+            group_id,
+            typing,
+        } => {
+            let who = s.name_of(&from).await;
+            let place = match &group_id {
+                Some(g) => format!(" in #{}", s.group_name(g).await),
+                None => String::new(),
+            };
+            if json {
+                print_json(&json!({"event": "typing", "from": from, "fromName": who,
+                    "groupId": group_id, "typing": typing}));
+            } else if typing {
+                println!("  {who} is typing{place}…");
+            } else {
+                println!("  {who} stopped typing{place}");
+            }
+        }
+        Event::Presence {
+            user_id,
+            username,
+            online,
+        } => {
+            if json {
+                print_json(&json!({"event": "presence", "userId": user_id,
+                    "username": username, "online": online}));
+            } else {
+                println!("  {username} is {}", if online { "online" } else { "offline" });
+            }
+        }
+        Event::IdentityChanged {
+            user_id,
+            was_verified,
+        } => {
+            let who = s.name_of(&user_id).await;
+            if json {
+                print_json(&json!({"event": "identityChanged", "userId": user_id,
+                    "username": who, "wasVerified": was_verified}));
+            } else {
+                println!(
+                    "  WARNING: {who}'s identity key changed{}. Compare safety numbers again: chat safety-number {who}",
+                    if was_verified { " (it was verified!)" } else { "" }
+                );
+            }
+        }
+        Event::GroupChanged { group_id } => {
+            let name = s.group_name(&group_id).await;
+            if json {
+                print_json(&json!({"event": "groupChanged", "groupId": group_id, "name": name}));
+            } else {
+                println!("  #{name} changed");
+            }
+        }
+        Event::SendFailed {
+            message_id,
+            message,
+            ..
+        } => {
+            if json {
+                print_json(&json!({"event": "sendFailed", "messageId": message_id,
+                    "message": message}));
+            } else {
+                println!("  the server refused your message {message_id}: {message}");
+            }
+        }
+        Event::Undecryptable {
+            message_id,
+            from,
+            error,
+        } => {
+            let who = s.name_of(&from).await;
+            if json {
+                print_json(&json!({"event": "undecryptable", "messageId": message_id,
+                    "from": from, "fromName": who, "error": error}));
+            } else {
+                println!("  a message from {who} could not be decrypted: {error}");
+            }
+        }
+        Event::Connection(state) => match state {
+            ConnectionState::LoggedOut => {
+                return Err(CliError::Auth(
+                    "the server no longer accepts this login: run `chat login NAME`".into(),
+                ));
+            }
+            ConnectionState::Connected => {
+                if json {
+                    print_json(&json!({"event": "connection", "state": "connected"}));
+                } else {
+                    eprintln!("  connected");
+                }
+            }
+            ConnectionState::Disconnected { error, retry_in } => {
+                if json {
+                    print_json(&json!({"event": "connection", "state": "disconnected",
+                        "error": error, "retryInMs": retry_in.as_millis() as u64}));
+                } else {
+                    eprintln!(
+                        "  connection lost ({error}); retrying in {:.1} s",
+                        retry_in.as_secs_f64()
+                    );
+                }
+            }
+            _ => {}
+        },
+        Event::Lagged { missed } => {
+            if json {
+                print_json(&json!({"event": "lagged", "missed": missed}));
+            } else {
+                eprintln!("  fell behind by {missed} events (everything is stored: see `chat history`)");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Unread incoming messages already in the store, oldest first.
+async fn backlog(client: &Client) -> Result<Vec<Message>> {
+    let mut out = Vec::new();
+    for c in client.conversations().await? {
+        if c.unread == 0 {
+            continue;
+        }
+        let limit = u32::try_from(c.unread).unwrap_or(u32::MAX).min(1000);
+        let page = client.history(&c.conversation, None, limit).await?;
+        out.extend(
+            page.messages
+                .into_iter()
+                .filter(|m| !m.outgoing && m.status != Status::Read),
+        );
+    }
+    out.sort_by_key(|m| m.seq);
+    Ok(out)
+}
+
+async fn listen(ctx: &Ctx, a: &ListenArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let acct = s.client.account().ok_or(chat_client::ClientError::NotLoggedIn)?;
+    let old = if a.no_backlog {
+        Vec::new()
+    } else {
+        backlog(&s.client).await?
+    };
+    s.connect().await?;
+    if !ctx.json {
+        eprintln!(
+            "listening as {} on {} (Ctrl-C to stop)",
+            acct.username, acct.server_url
+        );
+    }
+    let download = a.download.as_deref();
+    let mut count = 0u64;
+    let mut read_convs: Vec<Conversation> = Vec::new();
+    for m in &old {
+        print_message(&mut s, m, download).await?;
+        count += 1;
+        if !read_convs.contains(&m.conversation) {
+            read_convs.push(m.conversation.clone());
+        }
+    }
+    if !a.no_read {
+        for c in &read_convs {
+            s.client.mark_read(c).await?;
+        }
+    }
+    let done = |count: u64| a.count.is_some_and(|n| count >= n);
+    let deadline = a.timeout.map(|t| Instant::now() + Duration::from_secs(t));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    while !done(count) {
+        let next = async {
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, s.events.next()).await.ok(),
+                None => Some(s.events.next().await),
+            }
+        };
+        let ev = tokio::select! {
+            _ = &mut ctrl_c => break,
+            ev = next => ev,
+        };
+        match ev {
+            None => {
+                if let (Some(n), Some(t)) = (a.count, a.timeout) {
+                    s.client.close().await;
+                    return Err(CliError::Timeout(format!(
+                        "{count} of {n} message(s) arrived within {t} s"
+                    )));
+                }
+                break;
+            }
+            Some(None) => break,
+            Some(Some(Event::Message(m))) => {
+                print_message(&mut s, &m, download).await?;
+                count += 1;
+                if !a.no_read {
+                    s.client.mark_read(&m.conversation).await?;
+                }
+            }
+            Some(Some(e)) => print_event(&mut s, e).await?,
+        }
+        std::io::stdout().flush().ok();
+    }
+    s.finish().await
+}
+
+async fn sync(ctx: &Ctx) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let seen = s.sync().await?;
+    let n = seen.iter().filter(|e| matches!(e, Event::Message(_))).count();
+    if ctx.json {
+        print_json(&json!({"event": "synced", "messages": n}));
+    } else {
+        println!("{n} new message(s)");
+    }
+    s.finish().await
+}
+
+async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    if !a.offline {
+        s.sync().await?;
+    }
+    let conv = s.conversation(a.user.as_deref(), a.group.as_deref()).await?;
+    let page = s.client.history(&conv, None, a.limit).await?;
+    for m in page.messages.iter().rev() {
+        print_message(&mut s, m, None).await?;
+    }
+    if page.messages.is_empty() && !ctx.json {
+        eprintln!("no messages yet");
+    }
+    close(s, a.offline).await
+}
+
+/// Closes: offline, at once; after connecting, once the outbox is flushed.
+async fn close(s: Session, offline: bool) -> Result<()> {
+    if offline {
+        s.client.close().await;
+        Ok(())
+    } else {
+        s.finish().await
+    }
+}
+
+async fn search(ctx: &Ctx, a: &SearchArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    if !a.offline {
+        s.sync().await?;
+    }
+    let conv = match (&a.with, &a.group) {
+        (None, None) => None,
+        (u, g) => Some(s.conversation(u.as_deref(), g.as_deref()).await?),
+    };
+    let hits = s.client.search(&a.text, conv.as_ref(), a.limit).await?;
+    for h in &hits {
+        let sender = s.name_of(&h.message.sender).await;
+        let place = s.conversation_label(&h.message.conversation).await;
+        if ctx.json {
+            let names = Names {
+                sender: &sender,
+                conversation: &place,
+            };
+            let mut v = output::message_json(&h.message, &names, None);
+            v["event"] = "hit".into();
+            v["snippet"] = h.snippet.clone().into();
+            print_json(&v);
+        } else {
+            let when = output::clock(h.message.server_at_ms.unwrap_or(h.message.sent_at_ms));
+            println!("[{when}] {place} {sender}: {}", h.snippet);
+        }
+    }
+    if hits.is_empty() && !ctx.json {
+        eprintln!("nothing found");
+    }
+    close(s, a.offline).await
+}
+
+async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    match g {
+        GroupCommand::List => {
+            let groups = s.client.groups().await?;
+            for g in &groups {
+                if ctx.json {
+                    let members: Vec<_> = g
+                        .members
+                        .iter()
+                        .map(|m| json!({"userId": m.user_id, "username": m.username,
+                            "role": format!("{:?}", m.role).to_lowercase()}))
+                        .collect();
+                    print_json(&json!({"event": "group", "id": g.id, "name": g.name,
+                        "ownerId": g.owner_id, "members": members}));
+                } else {
+                    let members: Vec<String> = g
+                        .members
+                        .iter()
+                        .map(|m| match m.role {
+                            chat_client::Role::Member => m.username.clone(),
+                            r => format!("{} ({})", m.username, format!("{r:?}").to_lowercase()),
+                        })
+                        .collect();
+                    println!("#{} ({}): {}", g.name, g.id, members.join(", "));
+                }
+            }
+            if groups.is_empty() && !ctx.json {
+                eprintln!("no groups yet: `chat group create NAME USER...`");
+            }
+            s.client.close().await;
+            return Ok(());
+        }
+        GroupCommand::Create { name, members } => {
+            let mut ids = Vec::new();
+            for m in &members {
+                ids.push(s.user_id(m).await?);
+            }
+            s.connect().await?;
+            let g = s.client.create_group(&name, &ids).await?;
+            if ctx.json {
+                print_json(&json!({"event": "groupCreated", "id": g.id, "name": g.name}));
+            } else {
+                println!("created #{} ({}) with {} member(s)", g.name, g.id, g.members.len());
+            }
+        }
+        GroupCommand::Add { group, users } => {
+            let g = s.group(&group).await?;
+            s.connect().await?;
+            for u in &users {
+                let id = s.user_id(u).await?;
+                s.client.add_member(&g.id, &id).await?;
+                report_member(ctx, "added", u, &g.name);
+            }
+        }
+        GroupCommand::Remove { group, users } => {
+            let g = s.group(&group).await?;
+            s.connect().await?;
+            for u in &users {
+                let id = s.user_id(u).await?;
+                s.client.remove_member(&g.id, &id).await?;
+                report_member(ctx, "removed", u, &g.name);
+            }
+        }
+        GroupCommand::Leave { group } => {
+            let g = s.group(&group).await?;
+            s.connect().await?;
+            s.client.leave_group(&g.id).await?;
+            if ctx.json {
+                print_json(&json!({"event": "left", "groupId": g.id, "name": g.name}));
+            } else {
+                println!("left #{}", g.name);
+            }
+        }
+    }
+    s.finish().await
+}
+
+fn report_member(ctx: &Ctx, what: &str, user: &str, group: &str) {
+    if ctx.json {
+        print_json(&json!({"event": what, "username": user, "group": group}));
+    } else {
+        println!("{what} {user} {} #{group}", if what == "added" { "to" } else { "from" });
+    }
+}
+
+async fn contacts(ctx: &Ctx) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    s.sync().await?;
+    let me = s.client.account().map(|a| a.user_id).unwrap_or_default();
+    let online: BTreeSet<String> = s.client.online().into_iter().map(|(id, _)| id).collect();
+    let mut users = s.client.users().await?;
+    users.sort_by(|a, b| a.username.cmp(&b.username));
+    for u in users.iter().filter(|u| u.id != me) {
+        let on = online.contains(&u.id);
+        if ctx.json {
+            print_json(&json!({"event": "user", "id": u.id, "username": u.username, "online": on}));
+        } else {
+            println!("{} {:<24} {}", if on { "●" } else { "○" }, u.username, if on { "online" } else { "" });
+        }
+    }
+    s.finish().await
+}
+
+/// Only the digits of a safety number someone typed or pasted.
+fn digits_only(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+async fn safety_number(ctx: &Ctx, user: &str) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let id = s.user_id(user).await?;
+    let sn = s.client.safety_number(&id).await?;
+    let peer = s.client.peer(&id).await?;
+    let ours = s.client.fingerprint().await?;
+    if ctx.json {
+        print_json(&json!({"event": "safetyNumber", "user": user, "userId": id,
+            "safetyNumber": sn.digits(), "verified": peer.verified, "yourFingerprint": ours}));
+    } else {
+        println!("safety number with {user}:\n");
+        for line in sn.display().lines() {
+            println!("    {line}");
+        }
+        println!(
+            "\nCompare it with what {user} sees (in person or on a call). If it matches: chat verify {user}"
+        );
+        println!("verified: {}", if peer.verified { "yes" } else { "no" });
+        println!("your fingerprint: {ours}");
+    }
+    s.finish().await
+}
+
+async fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let id = s.user_id(&a.user).await?;
+    let sn = s.client.safety_number(&id).await?;
+    let confirmed = match (&a.number, a.yes) {
+        (Some(given), _) => {
+            if digits_only(given) != sn.digits() {
+                s.client.close().await;
+                return Err(CliError::Mismatch(format!(
+                    "the safety number you gave does not match ours with {}: NOT verified. \
+                     Someone may be in the middle; do not trust this contact until you know why",
+                    a.user
+                )));
+            }
+            true
+        }
+        (None, true) => true,
+        (None, false) => {
+            if !std::io::stdin().is_terminal() {
+                s.client.close().await;
+                return Err(CliError::Usage(
+                    "pass --number DIGITS (what the contact sees) or --yes when there is no terminal"
+                        .into(),
+                ));
+            }
+            println!("safety number with {}:\n\n{}\n", a.user, sn.display());
+            print!("Does {} see exactly this number? [y/N] ", a.user);
+            std::io::stdout().flush().ok();
+            let mut answer = String::new();
+            std::io::stdin()
+                .read_line(&mut answer)
+                .map_err(|e| CliError::io("stdin", e))?;
+            matches!(answer.trim(), "y" | "Y" | "yes")
+        }
+    };
+    if !confirmed {
+        s.client.close().await;
+        println!("not verified");
+        return Ok(());
+    }
+    s.client.verify(&id).await?;
+    if ctx.json {
+        print_json(&json!({"event": "verified", "user": a.user, "userId": id}));
+    } else {
+        println!("{} is verified", a.user);
+    }
+    s.finish().await
+}
+
+async fn unverify(ctx: &Ctx, user: &str) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let id = s.user_id(user).await?;
+    s.client.unverify(&id).await?;
+    if ctx.json {
+        print_json(&json!({"event": "unverified", "user": user, "userId": id}));
+    } else {
+        println!("{user} is no longer verified");
+    }
+    s.finish().await
+}
+
+fn backup_source(file: Option<&Path>) -> SecretSource<'_> {
+    SecretSource {
+        what: "backup passphrase",
+        file,
+        env: "E2EE_CHAT_BACKUP_PASSPHRASE",
+        flag: "--backup-passphrase-file",
+    }
+}
+
+async fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<()> {
+    let s = ctx.open(false).await?;
+    let pw = backup_source(a.backup_passphrase_file.as_deref()).read(true)?;
+    let pb = output::spinner(ctx.json, format!("writing {}", a.file.display()));
+    let r = s.client.backup(&a.file, &pw).await;
+    pb.finish_and_clear();
+    s.client.close().await;
+    r?;
+    let len = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
+    if ctx.json {
+        print_json(&json!({"event": "backup", "file": a.file, "bytes": len}));
+    } else {
+        println!("wrote {} ({}), encrypted with the backup passphrase", a.file.display(), output::size(len));
+    }
+    Ok(())
+}
+
+async fn restore(ctx: &Ctx, a: &BackupArgs) -> Result<()> {
+    let p = &ctx.profile;
+    if p.has_store() {
+        return Err(CliError::Store(format!(
+            "profile {:?} already has a store; restore into a new one with --profile NAME",
+            p.name
+        )));
+    }
+    if !a.file.exists() {
+        return Err(CliError::NotFound(format!("no backup at {}", a.file.display())));
+    }
+    let backup_pw = backup_source(a.backup_passphrase_file.as_deref()).read(false)?;
+    let store_pw: Zeroizing<String> = ctx.passphrase_source().read(true)?;
+    p.create_dir()?;
+    let pb = output::spinner(ctx.json, format!("restoring {}", a.file.display()));
+    let r = Client::restore(&a.file, &backup_pw, p.store_path(), &store_pw).await;
+    pb.finish_and_clear();
+    r?;
+    let s = ctx.open_with(store_pw).await?;
+    s.save_server()?;
+    let acct = s.client.account();
+    s.client.close().await;
+    let name = acct.as_ref().map(|a| a.username.as_str()).unwrap_or("(no account)");
+    if ctx.json {
+        print_json(&json!({"event": "restored", "username": name, "profile": p.name}));
+    } else {
+        println!("restored {name} into profile {}; `chat listen` catches up", p.name);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn received_file_names_cannot_escape_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        for evil in ["../../etc/passwd", "/etc/shadow", "..", "", ".bashrc", "a\nb"] {
+            let p = safe_path(dir.path(), evil, "12345678-abcd");
+            assert_eq!(p.parent(), Some(dir.path()), "{evil:?} gave {p:?}");
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(!name.starts_with('.') && !name.contains('\n'), "{name:?}");
+        }
+        std::fs::write(dir.path().join("x.txt"), b"taken").unwrap();
+        let p = safe_path(dir.path(), "x.txt", "12345678-abcd");
+        assert_eq!(p.file_name().unwrap(), "12345678-x.txt");
+    }
+
+    #[test]
+    fn mime_types_follow_the_extension() {
+        assert_eq!(mime_for(Path::new("a/b.PNG")), "image/png");
+        assert_eq!(mime_for(Path::new("report.pdf")), "application/pdf");
+        assert_eq!(mime_for(Path::new("noext")), "application/octet-stream");
+    }
+
+    #[test]
+    fn safety_numbers_compare_on_digits_only() {
+        assert_eq!(digits_only("12345 67890\n 11111"), "123456789011111");
+    }
+}

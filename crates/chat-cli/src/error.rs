@@ -1,0 +1,193 @@
+//! What can go wrong, worded for a person, with an exit code a script can
+//! test. The codes are listed in `docs/CLI.md`.
+
+use std::path::PathBuf;
+
+use chat_client::{ClientError, ErrorCode, TransportError};
+use thiserror::Error;
+
+/// Exit codes. 2 is also what clap uses for a command line it cannot parse.
+pub mod code {
+    /// Anything not listed below (a bug, an unexpected server answer).
+    pub const OTHER: u8 = 1;
+    /// The command line or a configuration value is wrong, or an input
+    /// (passphrase, password) is missing where nobody can be asked.
+    pub const USAGE: u8 = 2;
+    /// Not logged in, wrong username or password, or the token was revoked.
+    pub const AUTH: u8 = 3;
+    /// No such user, group, message or file.
+    pub const NOT_FOUND: u8 = 4;
+    /// The server could not be reached or did not answer in time.
+    pub const UNREACHABLE: u8 = 5;
+    /// The local store: wrong passphrase, damaged, or already there.
+    pub const STORE: u8 = 6;
+    /// The server refused: taken username, not allowed, too large, slow down.
+    pub const REFUSED: u8 = 7;
+    /// A safety number did not match the one given.
+    pub const MISMATCH: u8 = 8;
+}
+
+/// A failed command.
+#[derive(Debug, Error)]
+pub enum CliError {
+    /// Bad arguments or configuration.
+    #[error("{0}")]
+    Usage(String),
+    /// Not logged in (or the login was revoked).
+    #[error("{0}")]
+    Auth(String),
+    /// Something named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A wait ran out.
+    #[error("{0}")]
+    Timeout(String),
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A store-level problem found by the CLI itself.
+    #[error("{0}")]
+    Store(String),
+    /// The safety numbers differ.
+    #[error("{0}")]
+    Mismatch(String),
+    /// The client library failed.
+    #[error("{}", describe(.0))]
+    Client(#[from] ClientError),
+    /// The server could not start.
+    #[error("cannot start the server: {0}")]
+    Server(String),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => code::USAGE,
+            CliError::Auth(_) => code::AUTH,
+            CliError::NotFound(_) => code::NOT_FOUND,
+            CliError::Timeout(_) => code::UNREACHABLE,
+            CliError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                code::NOT_FOUND
+            }
+            CliError::Io { .. } | CliError::Server(_) => code::OTHER,
+            CliError::Store(_) => code::STORE,
+            CliError::Mismatch(_) => code::MISMATCH,
+            CliError::Client(e) => client_code(e),
+        }
+    }
+
+    /// A line of advice to print under the error, when there is one.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            CliError::Client(ClientError::NotLoggedIn) => {
+                Some("run `chat register NAME` or `chat login NAME` first")
+            }
+            CliError::Client(ClientError::Store(chat_client::StoreError::WrongPassphrase)) => {
+                Some("the store passphrase comes from --passphrase-file, E2EE_CHAT_PASSPHRASE or the prompt")
+            }
+            CliError::Client(ClientError::Transport(t)) if t.is_transient() => {
+                Some("is the server running? `chat server` starts one on 127.0.0.1:8787")
+            }
+            _ => None,
+        }
+    }
+
+    /// An IO error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        CliError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+fn client_code(e: &ClientError) -> u8 {
+    match e {
+        ClientError::Transport(t) => transport_code(t),
+        ClientError::Store(_) => code::STORE,
+        ClientError::Config(_) => code::USAGE,
+        ClientError::NotLoggedIn | ClientError::WrongAccount { .. } => code::AUTH,
+        ClientError::UnknownUser(_) => code::NOT_FOUND,
+        ClientError::AttachmentTooLarge { .. } | ClientError::NotMember(_) => code::REFUSED,
+        _ => code::OTHER,
+    }
+}
+
+fn transport_code(t: &TransportError) -> u8 {
+    match t {
+        TransportError::Api { code: c, .. } => match c {
+            ErrorCode::Unauthorized => code::AUTH,
+            ErrorCode::NotFound => code::NOT_FOUND,
+            ErrorCode::Unavailable => code::UNREACHABLE,
+            ErrorCode::Internal => code::OTHER,
+            _ => code::REFUSED,
+        },
+        TransportError::Network(_) | TransportError::NotConnected | TransportError::Closed => {
+            code::UNREACHABLE
+        }
+        TransportError::Url(_) => code::USAGE,
+        TransportError::NoToken => code::AUTH,
+        _ => code::OTHER,
+    }
+}
+
+/// The client error as a sentence: the server's own message where it sent
+/// one, without the HTTP details a person does not need.
+fn describe(e: &ClientError) -> String {
+    match e {
+        ClientError::Transport(TransportError::Api { message, code, .. }) => match code {
+            ErrorCode::Unauthorized => format!("the server refused the login: {message}"),
+            ErrorCode::RateLimited => format!("the server asks us to slow down: {message}"),
+            _ => format!("the server refused: {message}"),
+        },
+        ClientError::Transport(TransportError::Network(m)) => {
+            format!("cannot reach the server: {m}")
+        }
+        ClientError::Store(chat_client::StoreError::WrongPassphrase) => {
+            "wrong passphrase for the local store".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Shorthand.
+pub type Result<T, E = CliError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_kind_of_failure() {
+        let api = |c| {
+            CliError::Client(ClientError::Transport(TransportError::Api {
+                status: 400,
+                code: c,
+                message: "m".into(),
+            }))
+        };
+        assert_eq!(api(ErrorCode::Unauthorized).exit_code(), code::AUTH);
+        assert_eq!(api(ErrorCode::Conflict).exit_code(), code::REFUSED);
+        assert_eq!(api(ErrorCode::NotFound).exit_code(), code::NOT_FOUND);
+        let net = CliError::Client(ClientError::Transport(TransportError::Network(
+            "refused".into(),
+        )));
+        assert_eq!(net.exit_code(), code::UNREACHABLE);
+        assert!(net.hint().is_some());
+        let pw = CliError::Client(ClientError::Store(
+            chat_client::StoreError::WrongPassphrase,
+        ));
+        assert_eq!(pw.exit_code(), code::STORE);
+        assert_eq!(pw.to_string(), "wrong passphrase for the local store");
+        assert_eq!(
+            CliError::Client(ClientError::NotLoggedIn).exit_code(),
+            code::AUTH
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! The `chat` command's library: the command line ([`cli`]), the commands
+//! ([`commands::run`]), profiles and secrets ([`profile`]), output
+//! ([`output`]) and the one-command demo ([`demo`]). The binary is a thin
+//! `main` around [`commands::run`]; see `docs/CLI.md` for the user's guide.
+
+pub mod cli;
+pub mod commands;
+pub mod demo;
+pub mod error;
+pub mod output;
+pub mod profile;
+pub mod session;

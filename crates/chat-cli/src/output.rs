@@ -1,0 +1,232 @@
+//! How things look: one line for a person, or one JSON object a line for a
+//! script. The JSON field names are documented in `docs/CLI.md`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chat_client::{Conversation, Message, PayloadKind, Status};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+/// `pending`, `sent`, `delivered`, `read`.
+pub fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Pending => "pending",
+        Status::Sent => "sent",
+        Status::Delivered => "delivered",
+        Status::Read => "read",
+    }
+}
+
+/// The ticks a messenger shows for an outgoing message.
+fn ticks(s: Status) -> &'static str {
+    match s {
+        Status::Pending => "…",
+        Status::Sent => "✓",
+        Status::Delivered => "✓✓",
+        Status::Read => "✓✓ read",
+    }
+}
+
+/// `text`, `image`, `file`, ...
+pub fn kind_name(k: PayloadKind) -> &'static str {
+    match k {
+        PayloadKind::Text => "text",
+        PayloadKind::Image => "image",
+        PayloadKind::File => "file",
+        PayloadKind::Reply => "reply",
+        PayloadKind::Reaction => "reaction",
+        PayloadKind::Edit => "edit",
+        PayloadKind::Delete => "delete",
+        _ => "other",
+    }
+}
+
+/// `HH:MM:SS` (UTC) of a time in ms since the epoch.
+pub fn clock(ms: i64) -> String {
+    let s = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// A size for people: `512 B`, `12.3 KiB`, `4.0 MiB`.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// Who and where a message is, resolved to names by the caller.
+pub struct Names<'a> {
+    /// The sender's username ("you" for ours).
+    pub sender: &'a str,
+    /// "bob" or "#team".
+    pub conversation: &'a str,
+}
+
+/// A stored message as one line.
+pub fn message_line(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> String {
+    let when = clock(m.server_at_ms.unwrap_or(m.sent_at_ms));
+    let place = match m.conversation {
+        Conversation::Group(_) => format!("{} ", names.conversation),
+        Conversation::Direct(_) if m.outgoing => format!("to {} ", names.conversation),
+        Conversation::Direct(_) => String::new(),
+    };
+    let mut line = format!("[{when}] {place}{}: ", names.sender);
+    if let Some(a) = &m.attachment {
+        line.push_str(&format!(
+            "[{} {} ({}, {})]",
+            kind_name(m.kind),
+            a.file_name,
+            a.mime_type,
+            size(a.size)
+        ));
+        if let Some(p) = saved {
+            line.push_str(&format!(" saved to {}", p.display()));
+        }
+        if let Some(b) = m.body.as_deref().filter(|b| !b.is_empty()) {
+            line.push(' ');
+            line.push_str(b);
+        }
+    } else {
+        line.push_str(m.body.as_deref().unwrap_or(""));
+    }
+    if m.outgoing {
+        line.push_str(&format!("  {}", ticks(m.status)));
+    }
+    line
+}
+
+/// A stored message as a JSON object.
+pub fn message_json(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> Value {
+    let (conv_kind, conv_id) = match &m.conversation {
+        Conversation::Direct(u) => ("direct", u),
+        Conversation::Group(g) => ("group", g),
+    };
+    let attachment = m.attachment.as_ref().map(|a| {
+        json!({
+            "fileName": a.file_name,
+            "mimeType": a.mime_type,
+            "size": a.size,
+            "savedTo": saved.map(|p| p.display().to_string()),
+        })
+    });
+    json!({
+        "event": "message",
+        "id": m.id,
+        "conversation": { "type": conv_kind, "id": conv_id, "name": names.conversation },
+        "from": m.sender,
+        "fromName": names.sender,
+        "outgoing": m.outgoing,
+        "kind": kind_name(m.kind),
+        "body": m.body,
+        "attachment": attachment,
+        "reference": m.reference,
+        "status": status_name(m.status),
+        "sentAt": m.sent_at_ms,
+        "serverAt": m.server_at_ms,
+    })
+}
+
+/// Prints one JSON object on its own line.
+pub fn print_json(v: &Value) {
+    println!("{v}");
+}
+
+/// A spinner on stderr for work of unknown length (hidden when stderr is
+/// not a terminal, or with `--json`).
+pub fn spinner(json: bool, message: impl Into<String>) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        pb.set_style(style);
+    }
+    pb.set_message(message.into());
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}
+
+/// A byte-count progress bar on stderr (hidden as [`spinner`] is).
+pub fn bytes_bar(json: bool, len: u64, message: impl Into<String>) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(message.into());
+    pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(outgoing: bool, status: Status) -> Message {
+        Message {
+            seq: 1,
+            id: "m1".into(),
+            conversation: Conversation::Direct("u-bob".into()),
+            sender: if outgoing { "u-me" } else { "u-bob" }.into(),
+            outgoing,
+            kind: PayloadKind::Text,
+            body: Some("hi there".into()),
+            attachment: None,
+            reference: None,
+            status,
+            sent_at_ms: 3_723_000,
+            server_at_ms: None,
+            received_at_ms: None,
+            read_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn lines_show_time_sender_text_and_ticks() {
+        let n = Names {
+            sender: "bob",
+            conversation: "bob",
+        };
+        assert_eq!(
+            message_line(&msg(false, Status::Delivered), &n, None),
+            "[01:02:03] bob: hi there"
+        );
+        let n = Names {
+            sender: "you",
+            conversation: "bob",
+        };
+        assert_eq!(
+            message_line(&msg(true, Status::Read), &n, None),
+            "[01:02:03] to bob you: hi there  ✓✓ read"
+        );
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let n = Names {
+            sender: "bob",
+            conversation: "bob",
+        };
+        let v = message_json(&msg(false, Status::Delivered), &n, None);
+        assert_eq!(v["event"], "message");
+        assert_eq!(v["fromName"], "bob");
+        assert_eq!(v["body"], "hi there");
+        assert_eq!(v["conversation"]["type"], "direct");
+        assert_eq!(v["status"], "delivered");
+        assert_eq!(v.to_string().lines().count(), 1);
+    }
+
+    #[test]
+    fn sizes_and_clocks_read_well() {
+        assert_eq!(size(10), "10 B");
+        assert_eq!(size(2048), "2.0 KiB");
+        assert_eq!(size(5 << 20), "5.0 MiB");
+        assert_eq!(clock(86_399_000), "23:59:59");
+    }
+}

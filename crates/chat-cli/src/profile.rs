@@ -1,0 +1,272 @@
+//! Profiles (one account each, several per machine) and where secrets come
+//! from.
+//!
+//! A profile is a folder `<home>/profiles/<name>/` holding the encrypted
+//! store (`store.db` and its `store.db.salt`) and `profile.toml` (the
+//! server URL). `<home>` is `--home`, else `E2EE_CHAT_HOME`, else
+//! `$XDG_DATA_HOME/e2ee-chat`, else `~/.local/share/e2ee-chat`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::{CliError, Result};
+
+/// The server a new profile talks to: `chat server`'s own default address.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
+
+/// What `profile.toml` holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    /// The server's base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_url: Option<String>,
+}
+
+/// One profile on disk.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Its name.
+    pub name: String,
+    /// Its folder.
+    pub dir: PathBuf,
+}
+
+/// The folder profiles live in.
+pub fn home(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p.to_owned());
+    }
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(p) = env("E2EE_CHAT_HOME") {
+        return Ok(p.into());
+    }
+    if let Some(p) = env("XDG_DATA_HOME") {
+        return Ok(PathBuf::from(p).join("e2ee-chat"));
+    }
+    if let Some(p) = env("HOME") {
+        return Ok(PathBuf::from(p).join(".local/share/e2ee-chat"));
+    }
+    Err(CliError::Usage(
+        "no home folder: pass --home DIR or set E2EE_CHAT_HOME".into(),
+    ))
+}
+
+/// Checks a profile name: letters, digits, `-`, `_`, `.` (not leading), 1-64.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "bad profile name {name:?}: use letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+impl Profile {
+    /// The profile `name` under `home` (it need not exist yet).
+    pub fn new(home: &Path, name: &str) -> Result<Profile> {
+        check_name(name)?;
+        Ok(Profile {
+            name: name.to_owned(),
+            dir: home.join("profiles").join(name),
+        })
+    }
+
+    /// The encrypted store.
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.join("store.db")
+    }
+
+    /// Whether the store has been created.
+    pub fn has_store(&self) -> bool {
+        self.store_path().exists()
+    }
+
+    fn file_path(&self) -> PathBuf {
+        self.dir.join("profile.toml")
+    }
+
+    /// Reads `profile.toml` (empty when missing).
+    pub fn load(&self) -> Result<ProfileFile> {
+        let path = self.file_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ProfileFile::default()),
+            Err(e) => Err(CliError::io(path, e)),
+        }
+    }
+
+    /// Writes `profile.toml`, creating the folder (private to the user).
+    pub fn save(&self, file: &ProfileFile) -> Result<()> {
+        self.create_dir()?;
+        let path = self.file_path();
+        let text = toml::to_string(file).map_err(|e| CliError::Usage(e.to_string()))?;
+        std::fs::write(&path, text).map_err(|e| CliError::io(path, e))
+    }
+
+    /// Creates the profile folder, readable by the user only.
+    pub fn create_dir(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| CliError::io(&self.dir, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| CliError::io(&self.dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// The server URL: the flag or `E2EE_CHAT_SERVER` (clap fills both into
+    /// `flag`), else the profile's, else [`DEFAULT_SERVER`].
+    pub fn server_url(&self, flag: Option<&str>) -> Result<String> {
+        if let Some(s) = flag {
+            return Ok(s.to_owned());
+        }
+        Ok(self
+            .load()?
+            .server_url
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned()))
+    }
+}
+
+/// Every profile under `home`, by name.
+pub fn list(home: &Path) -> Result<Vec<String>> {
+    let dir = home.join("profiles");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CliError::io(dir, e)),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Where a secret comes from, in order: a file, an environment variable,
+/// then a prompt on the terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretSource<'a> {
+    /// What it is, for messages ("store passphrase").
+    pub what: &'a str,
+    /// A file holding it (its first line).
+    pub file: Option<&'a Path>,
+    /// The environment variable.
+    pub env: &'a str,
+    /// The flag naming the file, for messages.
+    pub flag: &'a str,
+}
+
+impl SecretSource<'_> {
+    /// Reads the secret. `confirm` asks twice at a prompt (a new secret).
+    pub fn read(&self, confirm: bool) -> Result<Zeroizing<String>> {
+        if let Some(path) = self.file {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?,
+            );
+            let line = text.lines().next().unwrap_or("");
+            return self.nonempty(Zeroizing::new(line.to_owned()));
+        }
+        if let Ok(v) = std::env::var(self.env) {
+            return self.nonempty(Zeroizing::new(v));
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::Usage(format!(
+                "no {what}: pass {flag} FILE or set {env} (there is no terminal to ask on)",
+                what = self.what,
+                flag = self.flag,
+                env = self.env,
+            )));
+        }
+        let ask = |prompt: String| {
+            rpassword::prompt_password(prompt)
+                .map(Zeroizing::new)
+                .map_err(|e| CliError::io("/dev/tty", e))
+        };
+        let first = ask(format!("{}: ", capitalise(self.what)))?;
+        if confirm {
+            let again = ask(format!("{} again: ", capitalise(self.what)))?;
+            if *again != *first {
+                return Err(CliError::Usage(format!("the two {}s differ", self.what)));
+            }
+        }
+        self.nonempty(first)
+    }
+
+    fn nonempty(&self, v: Zeroizing<String>) -> Result<Zeroizing<String>> {
+        if v.is_empty() {
+            Err(CliError::Usage(format!("the {} is empty", self.what)))
+        } else {
+            Ok(v)
+        }
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn profiles_live_apart_and_remember_their_server() {
+        let home = tempfile::tempdir().unwrap();
+        let a = Profile::new(home.path(), "alice").unwrap();
+        let b = Profile::new(home.path(), "bob").unwrap();
+        assert_ne!(a.store_path(), b.store_path());
+        assert_eq!(a.server_url(None).unwrap(), DEFAULT_SERVER);
+        a.save(&ProfileFile {
+            server_url: Some("http://10.0.0.1:9000".into()),
+        })
+        .unwrap();
+        assert_eq!(a.server_url(None).unwrap(), "http://10.0.0.1:9000");
+        assert_eq!(a.server_url(Some("http://x")).unwrap(), "http://x");
+        assert_eq!(b.server_url(None).unwrap(), DEFAULT_SERVER);
+        assert_eq!(list(home.path()).unwrap(), vec!["alice".to_owned()]);
+    }
+
+    #[test]
+    fn bad_profile_names_are_refused() {
+        for bad in ["", "../x", ".hidden", "a/b", "sp ace"] {
+            assert!(matches!(check_name(bad), Err(CliError::Usage(_))), "{bad}");
+        }
+        check_name("work-2.bot_1").unwrap();
+    }
+
+    #[test]
+    fn a_secret_file_gives_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "correct horse\nignored\n").unwrap();
+        let src = SecretSource {
+            what: "store passphrase",
+            file: Some(&f),
+            env: "E2EE_CHAT_TEST_UNSET_VARIABLE",
+            flag: "--passphrase-file",
+        };
+        assert_eq!(&*src.read(false).unwrap(), "correct horse");
+        std::fs::write(&f, "\n").unwrap();
+        assert!(matches!(src.read(false), Err(CliError::Usage(_))));
+    }
+}
