@@ -134,7 +134,7 @@ pub struct SendArgs {
     pub timeout: u64,
     /// USER then the text (or, with --group, just the text). With --file or
     /// --image the text is the caption. A text of `-` is read from stdin.
-    #[arg(value_name = "USER TEXT", trailing_var_arg = true)]
+    #[arg(value_name = "USER TEXT")]
     pub words: Vec<String>,
 }
 
@@ -281,6 +281,16 @@ mod tests {
             panic!("did not parse: {cli:?}");
         };
         assert_eq!(s.words, ["bob", "hello", "there"]);
+        let cli = Cli::try_parse_from(["chat", "send", "bob", "--file", "f.pdf", "the", "report"]);
+        let Ok(Cli {
+            command: Command::Send(s),
+            ..
+        }) = cli
+        else {
+            panic!("did not parse: {cli:?}");
+        };
+        assert_eq!(s.words, ["bob", "the", "report"]);
+        assert_eq!(s.file.as_deref(), Some(std::path::Path::new("f.pdf")));
         assert!(Cli::try_parse_from(["chat", "send", "--file", "a", "--image", "b"]).is_err());
         assert!(Cli::try_parse_from(["chat", "history"]).is_err());
     }

@@ -5,9 +5,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chat_client::{
-    Attachment, Client, ConnectionState, Conversation, Event, Message, Status,
-};
+use chat_client::{Attachment, Client, ConnectionState, Conversation, Event, Message, Status};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::time::Instant;
@@ -53,8 +51,8 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn server(a: &ServerArgs) -> Result<()> {
-    let mut config =
-        chat_server::Config::load(a.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut config = chat_server::Config::load(a.config.as_deref())
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     if let Some(l) = a.listen {
         config.listen = l;
     }
@@ -130,19 +128,28 @@ async fn account(ctx: &Ctx, a: &AccountArgs, new: bool) -> Result<()> {
 
 async fn logout(ctx: &Ctx) -> Result<()> {
     let s = ctx.open(false).await?;
-    let acct = s.client.account().ok_or(chat_client::ClientError::NotLoggedIn)?;
+    let acct = s
+        .client
+        .account()
+        .ok_or(chat_client::ClientError::NotLoggedIn)?;
     s.client.logout().await?;
     if ctx.json {
         print_json(&json!({"event": "loggedOut", "username": acct.username}));
     } else {
-        println!("logged out {} (history stays in profile {})", acct.username, ctx.profile.name);
+        println!(
+            "logged out {} (history stays in profile {})",
+            acct.username, ctx.profile.name
+        );
     }
     Ok(())
 }
 
 async fn whoami(ctx: &Ctx) -> Result<()> {
     let s = ctx.open(false).await?;
-    let acct = s.client.account().ok_or(chat_client::ClientError::NotLoggedIn)?;
+    let acct = s
+        .client
+        .account()
+        .ok_or(chat_client::ClientError::NotLoggedIn)?;
     let fp = s.client.fingerprint().await?;
     let outbox = s.client.outbox_len().await?;
     if ctx.json {
@@ -152,7 +159,11 @@ async fn whoami(ctx: &Ctx) -> Result<()> {
     } else {
         println!("{} ({})", acct.username, acct.user_id);
         println!("server:      {}", acct.server_url);
-        println!("profile:     {} ({})", ctx.profile.name, ctx.profile.dir.display());
+        println!(
+            "profile:     {} ({})",
+            ctx.profile.name,
+            ctx.profile.dir.display()
+        );
         println!("fingerprint: {fp}");
         println!("outbox:      {outbox} message(s) waiting for the server");
     }
@@ -210,7 +221,9 @@ async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
     let user = match &a.group {
         Some(_) => None,
         None => Some(words.next().ok_or_else(|| {
-            CliError::Usage("whom to? `chat send USER TEXT` or `chat send --group GROUP TEXT`".into())
+            CliError::Usage(
+                "whom to? `chat send USER TEXT` or `chat send --group GROUP TEXT`".into(),
+            )
         })?),
     };
     let mut text = words.collect::<Vec<_>>().join(" ");
@@ -226,7 +239,11 @@ async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
     if !a.no_wait {
         s.connect().await?;
     }
-    let file = a.image.as_ref().map(|p| (p, true)).or(a.file.as_ref().map(|p| (p, false)));
+    let file = a
+        .image
+        .as_ref()
+        .map(|p| (p, true))
+        .or(a.file.as_ref().map(|p| (p, false)));
     let id = match file {
         Some((path, image)) => {
             let mime = mime_for(path);
@@ -243,7 +260,10 @@ async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
                 .unwrap_or_else(|| "file".into());
             let pb = output::spinner(
                 ctx.json,
-                format!("encrypting and uploading {file_name} ({})", output::size(data.len() as u64)),
+                format!(
+                    "encrypting and uploading {file_name} ({})",
+                    output::size(data.len() as u64)
+                ),
             );
             let r = s
                 .client
@@ -261,7 +281,9 @@ async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
             r?
         }
         None if text.is_empty() => {
-            return Err(CliError::Usage("nothing to send: give a text, --file or --image".into()));
+            return Err(CliError::Usage(
+                "nothing to send: give a text, --file or --image".into(),
+            ));
         }
         None => s.client.send_text(&conv, &text).await?,
     };
@@ -333,7 +355,13 @@ fn safe_path(dir: &Path, file_name: &str, id: &str) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
         .chars()
-        .map(|c| if c.is_control() || c == '/' || c == '\\' { '_' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '/' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let base = match base.trim_start_matches('.') {
         "" => "attachment".to_owned(),
@@ -388,16 +416,17 @@ async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 println!("  your message {message_id} is {}", status_name(status));
             }
         }
+        // Per-member receipts are for scripts; people see `Status`.
         Event::Receipt {
             message_id,
             by,
             status,
-        } => {
-            if json {
-                let name = s.name_of(&by).await;
-                print_json(&json!({"event": "receipt", "messageId": message_id, "by": by,
-                    "byName": name, "status": status_name(status)}));
-            }
+        } if json => {
+            let name = s.name_of(&by).await;
+            print_json(
+                &json!({"event": "receipt", "messageId": message_id, "by": by,
+                "byName": name, "status": status_name(status)}),
+            );
         }
         Event::Typing {
             from,
@@ -427,7 +456,10 @@ async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "presence", "userId": user_id,
                     "username": username, "online": online}));
             } else {
-                println!("  {username} is {}", if online { "online" } else { "offline" });
+                println!(
+                    "  {username} is {}",
+                    if online { "online" } else { "offline" }
+                );
             }
         }
         Event::IdentityChanged {
@@ -441,7 +473,11 @@ async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             } else {
                 println!(
                     "  WARNING: {who}'s identity key changed{}. Compare safety numbers again: chat safety-number {who}",
-                    if was_verified { " (it was verified!)" } else { "" }
+                    if was_verified {
+                        " (it was verified!)"
+                    } else {
+                        ""
+                    }
                 );
             }
         }
@@ -508,7 +544,9 @@ async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             if json {
                 print_json(&json!({"event": "lagged", "missed": missed}));
             } else {
-                eprintln!("  fell behind by {missed} events (everything is stored: see `chat history`)");
+                eprintln!(
+                    "  fell behind by {missed} events (everything is stored: see `chat history`)"
+                );
             }
         }
         _ => {}
@@ -537,7 +575,10 @@ async fn backlog(client: &Client) -> Result<Vec<Message>> {
 
 async fn listen(ctx: &Ctx, a: &ListenArgs) -> Result<()> {
     let mut s = ctx.open(false).await?;
-    let acct = s.client.account().ok_or(chat_client::ClientError::NotLoggedIn)?;
+    let acct = s
+        .client
+        .account()
+        .ok_or(chat_client::ClientError::NotLoggedIn)?;
     let old = if a.no_backlog {
         Vec::new()
     } else {
@@ -608,7 +649,10 @@ async fn listen(ctx: &Ctx, a: &ListenArgs) -> Result<()> {
 async fn sync(ctx: &Ctx) -> Result<()> {
     let mut s = ctx.open(false).await?;
     let seen = s.sync().await?;
-    let n = seen.iter().filter(|e| matches!(e, Event::Message(_))).count();
+    let n = seen
+        .iter()
+        .filter(|e| matches!(e, Event::Message(_)))
+        .count();
     if ctx.json {
         print_json(&json!({"event": "synced", "messages": n}));
     } else {
@@ -622,7 +666,9 @@ async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
     if !a.offline {
         s.sync().await?;
     }
-    let conv = s.conversation(a.user.as_deref(), a.group.as_deref()).await?;
+    let conv = s
+        .conversation(a.user.as_deref(), a.group.as_deref())
+        .await?;
     let page = s.client.history(&conv, None, a.limit).await?;
     for m in page.messages.iter().rev() {
         print_message(&mut s, m, None).await?;
@@ -656,18 +702,20 @@ async fn search(ctx: &Ctx, a: &SearchArgs) -> Result<()> {
     for h in &hits {
         let sender = s.name_of(&h.message.sender).await;
         let place = s.conversation_label(&h.message.conversation).await;
+        let names = Names {
+            sender: &sender,
+            conversation: &place,
+        };
         if ctx.json {
-            let names = Names {
-                sender: &sender,
-                conversation: &place,
-            };
             let mut v = output::message_json(&h.message, &names, None);
             v["event"] = "hit".into();
             v["snippet"] = h.snippet.clone().into();
             print_json(&v);
         } else {
-            let when = output::clock(h.message.server_at_ms.unwrap_or(h.message.sent_at_ms));
-            println!("[{when}] {place} {sender}: {}", h.snippet);
+            let mut m = h.message.clone();
+            m.body = Some(h.snippet.clone());
+            m.attachment = None;
+            println!("{}", output::message_line(&m, &names, None));
         }
     }
     if hits.is_empty() && !ctx.json {
@@ -686,8 +734,10 @@ async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
                     let members: Vec<_> = g
                         .members
                         .iter()
-                        .map(|m| json!({"userId": m.user_id, "username": m.username,
-                            "role": format!("{:?}", m.role).to_lowercase()}))
+                        .map(|m| {
+                            json!({"userId": m.user_id, "username": m.username,
+                            "role": format!("{:?}", m.role).to_lowercase()})
+                        })
                         .collect();
                     print_json(&json!({"event": "group", "id": g.id, "name": g.name,
                         "ownerId": g.owner_id, "members": members}));
@@ -719,7 +769,12 @@ async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
             if ctx.json {
                 print_json(&json!({"event": "groupCreated", "id": g.id, "name": g.name}));
             } else {
-                println!("created #{} ({}) with {} member(s)", g.name, g.id, g.members.len());
+                println!(
+                    "created #{} ({}) with {} member(s)",
+                    g.name,
+                    g.id,
+                    g.members.len()
+                );
             }
         }
         GroupCommand::Add { group, users } => {
@@ -758,7 +813,10 @@ fn report_member(ctx: &Ctx, what: &str, user: &str, group: &str) {
     if ctx.json {
         print_json(&json!({"event": what, "username": user, "group": group}));
     } else {
-        println!("{what} {user} {} #{group}", if what == "added" { "to" } else { "from" });
+        println!(
+            "{what} {user} {} #{group}",
+            if what == "added" { "to" } else { "from" }
+        );
     }
 }
 
@@ -774,7 +832,12 @@ async fn contacts(ctx: &Ctx) -> Result<()> {
         if ctx.json {
             print_json(&json!({"event": "user", "id": u.id, "username": u.username, "online": on}));
         } else {
-            println!("{} {:<24} {}", if on { "●" } else { "○" }, u.username, if on { "online" } else { "" });
+            println!(
+                "{} {:<24} {}",
+                if on { "●" } else { "○" },
+                u.username,
+                if on { "online" } else { "" }
+            );
         }
     }
     s.finish().await
@@ -890,7 +953,11 @@ async fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<()> {
     if ctx.json {
         print_json(&json!({"event": "backup", "file": a.file, "bytes": len}));
     } else {
-        println!("wrote {} ({}), encrypted with the backup passphrase", a.file.display(), output::size(len));
+        println!(
+            "wrote {} ({}), encrypted with the backup passphrase",
+            a.file.display(),
+            output::size(len)
+        );
     }
     Ok(())
 }
@@ -904,7 +971,10 @@ async fn restore(ctx: &Ctx, a: &BackupArgs) -> Result<()> {
         )));
     }
     if !a.file.exists() {
-        return Err(CliError::NotFound(format!("no backup at {}", a.file.display())));
+        return Err(CliError::NotFound(format!(
+            "no backup at {}",
+            a.file.display()
+        )));
     }
     let backup_pw = backup_source(a.backup_passphrase_file.as_deref()).read(false)?;
     let store_pw: Zeroizing<String> = ctx.passphrase_source().read(true)?;
@@ -917,11 +987,17 @@ async fn restore(ctx: &Ctx, a: &BackupArgs) -> Result<()> {
     s.save_server()?;
     let acct = s.client.account();
     s.client.close().await;
-    let name = acct.as_ref().map(|a| a.username.as_str()).unwrap_or("(no account)");
+    let name = acct
+        .as_ref()
+        .map(|a| a.username.as_str())
+        .unwrap_or("(no account)");
     if ctx.json {
         print_json(&json!({"event": "restored", "username": name, "profile": p.name}));
     } else {
-        println!("restored {name} into profile {}; `chat listen` catches up", p.name);
+        println!(
+            "restored {name} into profile {}; `chat listen` catches up",
+            p.name
+        );
     }
     Ok(())
 }
@@ -934,7 +1010,14 @@ mod tests {
     #[test]
     fn received_file_names_cannot_escape_the_folder() {
         let dir = tempfile::tempdir().unwrap();
-        for evil in ["../../etc/passwd", "/etc/shadow", "..", "", ".bashrc", "a\nb"] {
+        for evil in [
+            "../../etc/passwd",
+            "/etc/shadow",
+            "..",
+            "",
+            ".bashrc",
+            "a\nb",
+        ] {
             let p = safe_path(dir.path(), evil, "12345678-abcd");
             assert_eq!(p.parent(), Some(dir.path()), "{evil:?} gave {p:?}");
             let name = p.file_name().unwrap().to_string_lossy().into_owned();

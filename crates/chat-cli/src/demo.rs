@@ -115,16 +115,23 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     println!("Everything runs on 127.0.0.1 in a temporary folder deleted at the end.");
 
     step(1, "Starting the relay server");
-    let mut config = chat_server::Config::default();
-    config.listen = ([127, 0, 0, 1], 0).into();
-    config.data_dir = dir.join("server");
+    let config = chat_server::Config {
+        listen: ([127, 0, 0, 1], 0).into(),
+        data_dir: dir.join("server"),
+        ..Default::default()
+    };
     let server = chat_server::start(config)
         .await
         .map_err(|e| CliError::Server(e.to_string()))?;
     let url = format!("http://{}", server.addr());
-    say(format!("listening on {url} (SQLite and media files in its data folder)"));
+    say(format!(
+        "listening on {url} (SQLite and media files in its data folder)"
+    ));
 
-    step(2, "Registration: each client makes its keys and uploads the public half");
+    step(
+        2,
+        "Registration: each client makes its keys and uploads the public half",
+    );
     let mut people = Vec::new();
     for name in ["alice", "bob", "carol"] {
         let client = Client::builder()
@@ -137,7 +144,10 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
         let account = client.register(name, &format!("{name}-password-1")).await?;
         client.wait_connected().await?;
         let fp = client.fingerprint().await?;
-        say(format!("{name:<5} registered; identity fingerprint {}…", &fp[..19.min(fp.len())]));
+        say(format!(
+            "{name:<5} registered; identity fingerprint {}…",
+            &fp[..19.min(fp.len())]
+        ));
         people.push(Person {
             name,
             id: account.user_id,
@@ -151,7 +161,10 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     let mut bob = people.pop().ok_or_else(|| CliError::Usage("demo".into()))?;
     let mut alice = people.pop().ok_or_else(|| CliError::Usage("demo".into()))?;
 
-    step(3, "Safety numbers: Alice and Bob compare, as they would in person");
+    step(
+        3,
+        "Safety numbers: Alice and Bob compare, as they would in person",
+    );
     let sn_a = alice.client.safety_number(&bob.id).await?;
     let sn_b = bob.client.safety_number(&alice.id).await?;
     say("Alice sees:");
@@ -162,12 +175,18 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     for l in sn_b.display().lines() {
         say(format!("    {l}"));
     }
-    check(sn_a.digits() == sn_b.digits(), "the two safety numbers differ")?;
+    check(
+        sn_a.digits() == sn_b.digits(),
+        "the two safety numbers differ",
+    )?;
     alice.client.verify(&bob.id).await?;
     bob.client.verify(&alice.id).await?;
     say("identical (60 digits): both mark each other verified");
 
-    step(4, "An encrypted conversation with typing, delivered and read receipts");
+    step(
+        4,
+        "An encrypted conversation with typing, delivered and read receipts",
+    );
     let to_bob = Conversation::Direct(bob.id.clone());
     let to_alice = Conversation::Direct(alice.id.clone());
     alice.client.typing(&to_bob, true).await?;
@@ -184,7 +203,10 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     say(format!("Alice sends {text:?}  ✓ (the server stored it)"));
     let m = bob.expect_message("Alice's message").await?;
     check(m.body.as_deref() == Some(text), "Bob got a different text")?;
-    say(format!("Bob decrypts: {:?}", m.body.as_deref().unwrap_or("")));
+    say(format!(
+        "Bob decrypts: {:?}",
+        m.body.as_deref().unwrap_or("")
+    ));
     alice.expect_status(&id, Status::Delivered).await?;
     say("Alice sees  ✓✓ delivered (Bob's client stored it, then acknowledged)");
     bob.client.mark_read(&to_alice).await?;
@@ -193,7 +215,10 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     let reply = "Hi Alice, verified and encrypted. 👍";
     bob.client.send_text(&to_alice, reply).await?;
     let m = alice.expect_message("Bob's reply").await?;
-    check(m.body.as_deref() == Some(reply), "Alice got a different reply")?;
+    check(
+        m.body.as_deref() == Some(reply),
+        "Alice got a different reply",
+    )?;
     say(format!("Bob replies; Alice decrypts: {reply:?}"));
 
     step(5, "A group: Alice, Bob and Carol; then Carol is removed");
@@ -218,7 +243,10 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     let secret = "Carol has left; only Bob and I can read this.";
     alice.client.send_text(&in_group, secret).await?;
     let b = bob.expect_message("the message after Carol left").await?;
-    check(b.body.as_deref() == Some(secret), "Bob got a different text")?;
+    check(
+        b.body.as_deref() == Some(secret),
+        "Bob got a different text",
+    )?;
     say(format!("Bob decrypts {secret:?}"));
     let carol_got = carol
         .expect_within(QUIET_CHECK, "anything more", |e| match e {
@@ -226,13 +254,19 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
             _ => None,
         })
         .await;
-    check(carol_got.is_err(), "Carol read a message sent after she was removed")?;
+    check(
+        carol_got.is_err(),
+        "Carol read a message sent after she was removed",
+    )?;
     say(format!(
         "Carol got nothing in {} s: she is no longer a member",
         QUIET_CHECK.as_secs()
     ));
 
-    step(6, "A file, encrypted with its own key and checked on arrival");
+    step(
+        6,
+        "A file, encrypted with its own key and checked on arrival",
+    );
     let mut data = vec![0u8; 256 * 1024];
     OsRng.fill_bytes(&mut data);
     let digest = hex::encode(Sha256::digest(&data));
@@ -248,7 +282,10 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
             },
         )
         .await?;
-    say(format!("Alice sends holiday-plans.bin (256 KiB, SHA-256 {}…)", &digest[..16]));
+    say(format!(
+        "Alice sends holiday-plans.bin (256 KiB, SHA-256 {}…)",
+        &digest[..16]
+    ));
     let m = bob.expect_message("the file").await?;
     let pointer = m
         .attachment
@@ -256,7 +293,10 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     let got = bob.client.download(&pointer).await?;
     let got_digest = hex::encode(Sha256::digest(&got));
     check(got_digest == digest, "the downloaded file differs")?;
-    say(format!("Bob downloads, checks and decrypts it: SHA-256 {}…  identical", &got_digest[..16]));
+    say(format!(
+        "Bob downloads, checks and decrypts it: SHA-256 {}…  identical",
+        &got_digest[..16]
+    ));
 
     step(7, "What the server stored");
     bob.client.close().await;
@@ -273,7 +313,9 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
         .iter()
         .find(|q| q.id == oid)
         .ok_or_else(|| CliError::Mismatch("demo: the server did not queue the message".into()))?;
-    say(format!("Alice writes to Bob while he is offline: {offline:?}"));
+    say(format!(
+        "Alice writes to Bob while he is offline: {offline:?}"
+    ));
     say("the server's queue holds, for Bob:");
     let content = &row.content;
     say(format!(
@@ -281,7 +323,15 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
         &content[..content.len().min(72)],
         content.len()
     ));
-    let texts = [text, reply, hello, secret, offline, "the plans", "holiday-plans.bin"];
+    let texts = [
+        text,
+        reply,
+        hello,
+        secret,
+        offline,
+        "the plans",
+        "holiday-plans.bin",
+    ];
     let (files, bytes, found) = scan(&dir.join("server"), &texts, &data[..64])?;
     say(format!(
         "searched all {files} server files ({bytes} bytes, database and media) for the {} texts \
@@ -299,7 +349,10 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     bob.events = Box::pin(bob.client.events());
     bob.client.connect().await?;
     let m = bob.expect_message("the queued message").await?;
-    check(m.body.as_deref() == Some(offline), "Bob got a different queued text")?;
+    check(
+        m.body.as_deref() == Some(offline),
+        "Bob got a different queued text",
+    )?;
     alice.expect_status(&oid, Status::Delivered).await?;
     let left = server
         .state()

@@ -85,12 +85,13 @@ impl CliError {
     /// A line of advice to print under the error, when there is one.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            CliError::Client(ClientError::NotLoggedIn) => {
-                Some("run `chat register NAME` or `chat login NAME` first")
-            }
-            CliError::Client(ClientError::Store(chat_client::StoreError::WrongPassphrase)) => {
-                Some("the store passphrase comes from --passphrase-file, E2EE_CHAT_PASSPHRASE or the prompt")
-            }
+            CliError::Auth(_)
+            | CliError::Client(
+                ClientError::NotLoggedIn | ClientError::Transport(TransportError::NoToken),
+            ) => Some("run `chat register NAME` or `chat login NAME` first"),
+            CliError::Client(ClientError::Store(chat_client::StoreError::WrongPassphrase)) => Some(
+                "the store passphrase comes from --passphrase-file, E2EE_CHAT_PASSPHRASE or the prompt",
+            ),
             CliError::Client(ClientError::Transport(t)) if t.is_transient() => {
                 Some("is the server running? `chat server` starts one on 127.0.0.1:8787")
             }
@@ -180,9 +181,7 @@ mod tests {
         )));
         assert_eq!(net.exit_code(), code::UNREACHABLE);
         assert!(net.hint().is_some());
-        let pw = CliError::Client(ClientError::Store(
-            chat_client::StoreError::WrongPassphrase,
-        ));
+        let pw = CliError::Client(ClientError::Store(chat_client::StoreError::WrongPassphrase));
         assert_eq!(pw.exit_code(), code::STORE);
         assert_eq!(pw.to_string(), "wrong passphrase for the local store");
         assert_eq!(

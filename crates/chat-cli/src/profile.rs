@@ -175,9 +175,8 @@ impl SecretSource<'_> {
     /// Reads the secret. `confirm` asks twice at a prompt (a new secret).
     pub fn read(&self, confirm: bool) -> Result<Zeroizing<String>> {
         if let Some(path) = self.file {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?,
-            );
+            let text =
+                Zeroizing::new(std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?);
             let line = text.lines().next().unwrap_or("");
             return self.nonempty(Zeroizing::new(line.to_owned()));
         }

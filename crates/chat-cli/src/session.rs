@@ -240,7 +240,10 @@ impl Session {
             many => Err(CliError::Usage(format!(
                 "{} groups are named {name_or_id:?}; use the id: {}",
                 many.len(),
-                many.iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|g| g.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
