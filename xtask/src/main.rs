@@ -3,6 +3,8 @@
 //! - `ci`: every check CI runs, in order, stopping at the first failure.
 //! - `bench`: the criterion benchmarks, then a table of medians.
 //! - `fuzz [seconds]`: each cargo-fuzz target for a bounded time.
+//! - `loadtest [args]`: release build, then the server under load on loopback.
+//! - `demo`: `chat demo` from a release build.
 //!
 //! Deliberately dependency-free so it builds in seconds.
 
@@ -65,10 +67,18 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("loadtest") => loadtest(&args[1..]),
-        Some("demo") => Err(format!(
-            "`cargo xtask {}` is not built yet: it arrives with the chat-cli issue",
-            args[0]
-        )),
+        Some("demo") => run(
+            "chat demo (release build)",
+            cargo().args([
+                "run",
+                "--release",
+                "--locked",
+                "-p",
+                "chat-cli",
+                "--",
+                "demo",
+            ]),
+        ),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -76,6 +86,7 @@ fn main() -> ExitCode {
                  ci              fmt, clippy, tests, docs, layering, cargo-deny\n  \
                  bench [filter]  criterion benchmarks, then a table of medians\n  \
                  fuzz [seconds]  run every fuzz target for SECONDS each (default 60)\n  \
+                 demo            build and run `chat demo`: a server and three clients\n  \
                  loadtest [args] build release, start chat-server, run chat-loadtest"
             );
             return ExitCode::from(2);

@@ -891,6 +891,15 @@ impl Client {
             .ok_or_else(|| ClientError::UnknownUser(user_id.to_owned()))
     }
 
+    /// A peer's identity fingerprint as we know it, in groups of four hex
+    /// digits (what they see as their own [`Client::fingerprint`] unless
+    /// someone is in the middle).
+    pub async fn peer_fingerprint(&self, user_id: &str) -> Result<String> {
+        Ok(e2ee_core::fingerprint_grouped(
+            &self.peer(user_id).await?.identity,
+        ))
+    }
+
     /// The safety number with a peer: 60 digits, the same on both sides.
     pub async fn safety_number(&self, user_id: &str) -> Result<SafetyNumber> {
         let me = self.inner.me()?;

@@ -262,13 +262,13 @@ async fn receive(
     while more && Instant::now() < until {
         let next = tokio::time::timeout(Duration::from_millis(50), ws.next()).await;
         let timed_out = next.is_err();
-        if let Ok(Some(Ok(Message::Text(t)))) = next {
-            if let Ok(ServerFrame::Message(m)) = serde_json::from_str::<ServerFrame>(&t) {
-                if let Some((seq, intended)) = decode_payload(&m.content) {
-                    more = on_message(seq, intended);
-                }
-                pending.push(m.id);
+        if let Ok(Some(Ok(Message::Text(t)))) = next
+            && let Ok(ServerFrame::Message(m)) = serde_json::from_str::<ServerFrame>(&t)
+        {
+            if let Some((seq, intended)) = decode_payload(&m.content) {
+                more = on_message(seq, intended);
             }
+            pending.push(m.id);
         }
         if pending.len() >= 64 || (!pending.is_empty() && (timed_out || !more)) {
             let f = ClientFrame::Delivered(Delivered {
@@ -422,10 +422,9 @@ async fn drain(server: &Server, n: usize) -> Result<(), Error> {
         }
         if let Ok(Some(Ok(Message::Text(t)))) =
             tokio::time::timeout(Duration::from_secs(5), stream.next()).await
+            && t.contains("\"ack\"")
         {
-            if t.contains("\"ack\"") {
-                acked += 1;
-            }
+            acked += 1;
         }
     }
     let started = Instant::now();
@@ -439,10 +438,10 @@ async fn drain(server: &Server, n: usize) -> Result<(), Error> {
         Instant::now() + Duration::from_secs(30),
         move |_, _| {
             let n = g.fetch_add(1, Ordering::Relaxed) + 1;
-            if n == target {
-                if let Ok(mut d) = d.lock() {
-                    *d = Some(started.elapsed());
-                }
+            if n == target
+                && let Ok(mut d) = d.lock()
+            {
+                *d = Some(started.elapsed());
             }
             n < target
         },

@@ -40,7 +40,7 @@ pub fn pad(data: &[u8]) -> Vec<u8> {
 
 /// Removes [`pad`]'s padding; a typed error if it is malformed.
 pub fn unpad(padded: &[u8]) -> Result<&[u8], PayloadError> {
-    if padded.is_empty() || padded.len() % PAD_BLOCK != 0 {
+    if padded.is_empty() || !padded.len().is_multiple_of(PAD_BLOCK) {
         return Err(PayloadError::InvalidPadding);
     }
     let end = padded

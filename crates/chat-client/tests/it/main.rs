@@ -8,5 +8,6 @@
 )]
 
 mod direct;
+mod echo_bot;
 mod groups;
 mod support;

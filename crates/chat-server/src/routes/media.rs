@@ -39,10 +39,9 @@ pub(super) async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        && len > max
     {
-        if len > max {
-            return Err(too_large(max));
-        }
+        return Err(too_large(max));
     }
     let id = uuid::Uuid::new_v4().to_string();
     let final_path = state.media_dir.join(&id);

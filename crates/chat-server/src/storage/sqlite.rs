@@ -250,10 +250,10 @@ impl SqliteStorage {
                 None => open(&path, false)?,
             };
             let result = f(&conn);
-            if let Ok(mut pool) = readers.lock() {
-                if pool.len() < 16 {
-                    pool.push(conn);
-                }
+            if let Ok(mut pool) = readers.lock()
+                && pool.len() < 16
+            {
+                pool.push(conn);
             }
             result
         })
