@@ -68,12 +68,14 @@ pub struct Names<'a> {
 /// A stored message as one line.
 pub fn message_line(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> String {
     let when = clock(m.server_at_ms.unwrap_or(m.sent_at_ms));
-    let place = match m.conversation {
-        Conversation::Group(_) => format!("{} ", names.conversation),
-        Conversation::Direct(_) if m.outgoing => format!("to {} ", names.conversation),
-        Conversation::Direct(_) => String::new(),
+    let who = match m.conversation {
+        Conversation::Group(_) => format!("{} {}", names.conversation, names.sender),
+        Conversation::Direct(_) if m.outgoing => {
+            format!("{} → {}", names.sender, names.conversation)
+        }
+        Conversation::Direct(_) => names.sender.to_owned(),
     };
-    let mut line = format!("[{when}] {place}{}: ", names.sender);
+    let mut line = format!("[{when}] {who}: ");
     if let Some(a) = &m.attachment {
         line.push_str(&format!(
             "[{} {} ({}, {})]",
@@ -203,7 +205,7 @@ mod tests {
         };
         assert_eq!(
             message_line(&msg(true, Status::Read), &n, None),
-            "[01:02:03] to bob you: hi there  ✓✓ read"
+            "[01:02:03] you → bob: hi there  ✓✓ read"
         );
     }
 

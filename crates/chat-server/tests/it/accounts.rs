@@ -13,7 +13,7 @@ fn b64(n: usize, fill: u8) -> String {
     STANDARD.encode(vec![fill; n])
 }
 
-fn upload(opks: std::ops::Range<u32>) -> Value {
+pub fn upload(opks: std::ops::Range<u32>) -> Value {
     json!({
         "identityKey": b64(64, 1),
         "identitySignature": b64(64, 2),

@@ -21,9 +21,28 @@ impl Drop for Proc {
 /// Starts the binary on a free port and returns it with its address, read
 /// from the `listening` line of its log (stderr).
 fn spawn(dir: &std::path::Path) -> (Proc, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    spawn_limited(dir, None)
+}
+
+/// [`spawn`], with every file the server writes limited to `max_file_kib`
+/// (RLIMIT_FSIZE, with SIGXFSZ ignored): writes past it fail as they do on
+/// a full disk.
+fn spawn_limited(
+    dir: &std::path::Path,
+    max_file_kib: Option<u64>,
+) -> (Proc, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = match max_file_kib {
+        None => Command::new(env!("CARGO_BIN_EXE_chat-server")),
+        Some(kib) => {
+            let mut c = Command::new("bash");
+            c.arg("-c")
+                .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_chat-server"));
+            c
+        }
+    };
     let mut child = Proc(
-        Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -108,5 +127,80 @@ async fn sigterm_shuts_down_gracefully_and_keeps_acknowledged_messages() {
     let s2 = TestServer::attach(tempfile::tempdir().unwrap(), addr);
     assert_eq!(s2.stored_ids(&a.user.id, &b.token).await, acked);
     signal(&child, "INT");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
+/// The disk fills up (every file capped, as `ulimit -f` does): sends get a
+/// clear `unavailable` error instead of an ack, uploads a 503, the process
+/// stays up; after a restart with room again, every acknowledged message
+/// is there, the database is intact, and sending works.
+#[tokio::test]
+async fn a_full_disk_is_a_clear_error_and_corrupts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, logs) = spawn_limited(dir.path(), Some(1024));
+    let s = TestServer::attach(tempfile::tempdir().unwrap(), addr);
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let mut wa = s.connect(&a.token).await;
+    let body = format!("E2EE:{}", "Q".repeat(4000));
+    let mut acked = Vec::new();
+    let mut refusal = None;
+    for _ in 0..2000 {
+        let (id, f) = message(&b.user.id, &body);
+        wa.send(&f).await;
+        match wa.try_next(Duration::from_secs(10)).await {
+            Some(chat_proto::ws::ServerFrame::Ack(ack)) => {
+                assert_eq!(ack.id, id);
+                acked.push(id);
+            }
+            Some(chat_proto::ws::ServerFrame::Error(e)) => {
+                refusal = Some(e);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let refusal = refusal.expect("the disk never filled");
+    assert_eq!(
+        refusal.code,
+        chat_proto::rest::ErrorCode::Unavailable,
+        "{refusal:?}"
+    );
+    assert!(refusal.message.contains("storage"), "{refusal:?}");
+    assert!(acked.len() > 10, "only {} acked", acked.len());
+    // An upload bigger than the room left: a clear 503, not a crash.
+    let status = s
+        .http
+        .post(format!("{}/api/media", s.base))
+        .bearer_auth(&a.token)
+        .body(vec![7u8; 2 << 20])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 503);
+    assert!(child.0.try_wait().unwrap().is_none(), "the server died");
+    assert_eq!(s.status("GET", "/health", None, None).await, 200);
+    let said: Vec<String> = logs.try_iter().collect();
+    assert!(!said.iter().any(|l| l.contains("panicked")), "{said:?}");
+
+    // Restarted with room: everything acknowledged is there, once.
+    signal(&child, "KILL");
+    wait_exit(&mut child, Duration::from_secs(15));
+    let (mut child, addr, _logs) = spawn(dir.path());
+    let s2 = TestServer::attach(tempfile::tempdir().unwrap(), addr);
+    let stored = s2.stored_ids(&a.user.id, &b.token).await;
+    assert_eq!(stored, acked);
+    let db = rusqlite::Connection::open(dir.path().join("chat.db")).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let mut wa = s2.connect(&a.token).await;
+    let (id, f) = message(&b.user.id, "E2EE:AQID");
+    wa.send(&f).await;
+    assert_eq!(wa.next_ack().await.id, id);
+    signal(&child, "TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }

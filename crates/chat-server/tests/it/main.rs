@@ -12,6 +12,7 @@
 mod accounts;
 mod binary;
 mod groups;
+mod hostile;
 mod limits;
 mod relay;
 mod support;

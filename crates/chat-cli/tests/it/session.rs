@@ -1,26 +1,24 @@
 //! Drives the `chat` binary as a process, the way a person or a script
 //! does, through a whole session against a real server on loopback.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
 
-struct World {
-    home: PathBuf,
-    server: String,
+pub struct World {
+    pub home: PathBuf,
+    pub server: String,
     _dir: tempfile::TempDir,
 }
 
 impl World {
     /// Runs `chat -P <profile> <args>` with the test's home and server.
-    fn chat(&self, profile: &str, args: &[&str]) -> Output {
+    pub fn chat(&self, profile: &str, args: &[&str]) -> Output {
         self.chat_env(profile, args, &[])
     }
 
-    fn chat_env(&self, profile: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub fn chat_env(&self, profile: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = assert_cmd::Command::cargo_bin("chat").unwrap();
         cmd.env_clear()
             .env("E2EE_CHAT_HOME", &self.home)
@@ -41,7 +39,7 @@ impl World {
     }
 
     /// Runs and requires success; returns stdout.
-    fn ok(&self, profile: &str, args: &[&str]) -> String {
+    pub fn ok(&self, profile: &str, args: &[&str]) -> String {
         let out = self.chat(profile, args);
         assert!(
             out.status.success(),
@@ -54,7 +52,7 @@ impl World {
     }
 
     /// Runs with `--json`; returns the objects printed, one per line.
-    fn json(&self, profile: &str, args: &[&str]) -> Vec<Value> {
+    pub fn json(&self, profile: &str, args: &[&str]) -> Vec<Value> {
         let mut a = vec!["--json"];
         a.extend_from_slice(args);
         self.ok(profile, &a)
@@ -64,7 +62,7 @@ impl World {
     }
 
     /// Runs, requires failure with `code`; returns stderr.
-    fn fails(&self, profile: &str, args: &[&str], code: i32) -> String {
+    pub fn fails(&self, profile: &str, args: &[&str], code: i32) -> String {
         let out = self.chat(profile, args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(
@@ -77,11 +75,11 @@ impl World {
     }
 }
 
-fn messages(events: &[Value]) -> Vec<&Value> {
+pub fn messages(events: &[Value]) -> Vec<&Value> {
     events.iter().filter(|e| e["event"] == "message").collect()
 }
 
-async fn world() -> (World, chat_server::RunningServer) {
+pub async fn world() -> (World, chat_server::RunningServer) {
     let dir = tempfile::tempdir().unwrap();
     let server = chat_server::start(chat_server::Config::for_tests(&dir.path().join("server")))
         .await
@@ -94,7 +92,7 @@ async fn world() -> (World, chat_server::RunningServer) {
     (w, server)
 }
 
-fn body(m: &Value) -> &str {
+pub fn body(m: &Value) -> &str {
     m["body"].as_str().unwrap_or("")
 }
 
@@ -146,7 +144,7 @@ fn session(w: &World) {
     assert_eq!(status, "read");
     // Human output: one line per message, with the read ticks.
     let text = w.ok("alice", &["history", "bob", "--offline"]);
-    assert!(text.contains("you: hello bob  ✓✓ read"), "{text}");
+    assert!(text.contains("you → bob: hello bob  ✓✓ read"), "{text}");
 
     // Safety numbers agree; verification needs the right one.
     let a = w.json("alice", &["safety-number", "bob"]);
