@@ -80,6 +80,13 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => Self::new(ErrorCode::Conflict, what),
             StoreError::NotFound(what) => Self::not_found(what),
             StoreError::Closed => Self::new(ErrorCode::Unavailable, "the server is shutting down"),
+            StoreError::Unwritable(detail) => {
+                tracing::error!(%detail, "storage cannot be written");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the server cannot write to its storage (disk full?); try again later",
+                )
+            }
             StoreError::Database(detail) => {
                 tracing::error!(%detail, "storage failure");
                 Self::new(ErrorCode::Internal, "internal error")

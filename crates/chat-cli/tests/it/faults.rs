@@ -123,7 +123,7 @@ async fn client(dir: &Path, url: &str, name: &str) -> Client {
 }
 
 const SENDERS: [&str; 3] = ["alice", "bob", "carol"];
-const PER_SENDER: usize = 200;
+const PER_SENDER: usize = 600;
 const KILLS: usize = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,13 +191,29 @@ async fn a_server_killed_with_sigkill_under_load_loses_and_repeats_nothing() {
         senders.push(c);
     }
 
-    // Kill the server while they send, restart it on the same port.
+    // Kill the server while they send (once a random number more have
+    // been acknowledged), restart it on the same port.
     let mut acked_at_kill = Vec::new();
+    let mut threshold = 0;
     for _ in 0..KILLS {
-        tokio::time::sleep(rng.millis(100, 600)).await;
+        threshold += 100 + rng.below(500) as usize;
+        let wait = Instant::now() + Duration::from_secs(60);
+        while acked.lock().unwrap().len() < threshold {
+            assert!(
+                Instant::now() < wait,
+                "the load never reached {threshold} acks"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         server.0.kill().unwrap(); // SIGKILL
         server.0.wait().unwrap();
-        acked_at_kill.push(acked.lock().unwrap().clone());
+        let a = acked.lock().unwrap().clone();
+        let in_flight = sent.lock().unwrap().difference(&a).count();
+        eprintln!(
+            "killed with {} acknowledged and {in_flight} stored by senders but not acknowledged",
+            a.len()
+        );
+        acked_at_kill.push(a);
         tokio::time::sleep(rng.millis(50, 400)).await;
         server = start_server(&dir.path().join("server"), port);
     }

@@ -10,4 +10,5 @@
 mod direct;
 mod echo_bot;
 mod groups;
+mod hostile;
 mod support;

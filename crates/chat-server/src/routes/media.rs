@@ -25,7 +25,13 @@ fn too_large(max: u64) -> ApiError {
 
 fn io_error(e: std::io::Error) -> ApiError {
     tracing::error!(error = %e, "media io");
-    ApiError::new(ErrorCode::Internal, "could not store the upload")
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge => ApiError::new(
+            ErrorCode::Unavailable,
+            "the server's storage is full; try again later",
+        ),
+        _ => ApiError::new(ErrorCode::Internal, "could not store the upload"),
+    }
 }
 
 pub(super) async fn upload(

@@ -10,7 +10,7 @@ use chat_proto::rest::{Group, PreKeyBundle, PreKeyStatus, PreKeyUpload, RelayedM
 use chat_proto::{MessageStatus, Role};
 
 /// A storage failure. Handlers map it to a 500 unless a variant says more.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A unique value (username, message id from another sender) is taken.
     #[error("conflict: {0}")]
@@ -21,6 +21,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(String),
+    /// Nothing can be written: the disk is full (or a file hit its size
+    /// limit) or writing failed. Nothing of the failed work was kept.
+    #[error("storage cannot be written: {0}")]
+    Unwritable(String),
     /// The storage is shutting down.
     #[error("storage is closed")]
     Closed,
@@ -28,7 +32,12 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure) => {
+                StoreError::Unwritable(e.to_string())
+            }
+            _ => StoreError::Database(e.to_string()),
+        }
     }
 }
 

@@ -120,8 +120,11 @@ CREATE TABLE IF NOT EXISTS media (
 );
 "#;
 
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// Told how the batch's COMMIT went.
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// Runs in the batch's transaction; `None` when the transaction could not
+/// begin (the job then does nothing and its completion gets the error).
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
 
 /// The SQLite backend.
 pub struct SqliteStorage {
@@ -207,12 +210,14 @@ impl SqliteStorage {
         after: impl FnOnce(&R) + Send + 'static,
     ) -> StoreResult<R> {
         let (tx, rx) = oneshot::channel::<StoreResult<R>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let result = savepoint(conn, f);
-            Box::new(move |commit: Result<(), String>| {
-                let outcome = match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(StoreError::Database(e)),
+        let job: Job = Box::new(move |conn: Option<&Connection>| {
+            let result = conn.map(|c| savepoint(c, f));
+            Box::new(move |commit: Result<(), StoreError>| {
+                let outcome = match (commit, result) {
+                    (Ok(()), Some(r)) => r,
+                    (Err(e), _) => Err(e),
+                    // A batch that never began cannot commit.
+                    (Ok(()), None) => Err(StoreError::Closed),
                 };
                 if let Ok(r) = &outcome {
                     after(r);
@@ -289,12 +294,10 @@ fn writer_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>, metrics: Ar
         let started = Instant::now();
         let begin = conn
             .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| e.to_string());
-        let completions: Vec<Completion> = match &begin {
-            Ok(()) => batch.into_iter().map(|job| job(&conn)).collect(),
-            Err(_) => Vec::new(),
-        };
-        let commit = begin.and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
+            .map_err(StoreError::from);
+        let tx = begin.as_ref().ok().map(|()| &conn);
+        let completions: Vec<Completion> = batch.into_iter().map(|job| job(tx)).collect();
+        let commit = begin.and_then(|()| conn.execute_batch("COMMIT").map_err(StoreError::from));
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!(error = ?commit, "batch commit failed");

@@ -161,6 +161,10 @@ async fn a_full_disk_is_a_clear_error_and_corrupts_nothing() {
         }
     }
     let refusal = refusal.expect("the disk never filled");
+    eprintln!(
+        "{} messages acknowledged before the disk was full",
+        acked.len()
+    );
     assert_eq!(
         refusal.code,
         chat_proto::rest::ErrorCode::Unavailable,

@@ -91,6 +91,8 @@ async fn random_frames_never_crash_the_server_or_hurt_anyone_else() {
     let a = s.register("alice").await;
     let b = s.register("bob").await;
     let m = s.register("mallory").await;
+    // The probes go to someone offline, so they only queue.
+    let sink = s.register("sink").await;
     let mut wm = s.connect(&m.token).await;
     let mut wb = s.connect(&b.token).await;
     let mut internal = 0;
@@ -107,7 +109,7 @@ async fn random_frames_never_crash_the_server_or_hurt_anyone_else() {
         }
         // A real message as a probe: its ack proves the connection handled
         // the random frame (frames are handled in order) and lives on.
-        let (probe, f) = message(&b.user.id, "E2EE:AQID");
+        let (probe, f) = message(&sink.user.id, "E2EE:AQID");
         wm.send(&f).await;
         loop {
             match wm.try_next(Duration::from_secs(5)).await {
@@ -128,15 +130,29 @@ async fn random_frames_never_crash_the_server_or_hurt_anyone_else() {
         "only {errors} refusals: the generator is broken"
     );
     assert_eq!(internal, 0, "internal errors for hostile frames");
-    // Everyone else is fine, and so is Mallory's connection.
+    // Everyone else is fine (Bob gets Alice's message after the probes),
+    // and so is Mallory's connection.
     let mut wa = s.connect(&a.token).await;
     let (id, f) = message(&b.user.id, "E2EE:AQID");
     wa.send(&f).await;
     assert_eq!(wa.next_ack().await.id, id);
-    assert_eq!(wb.next_message().await.id, id);
+    let got = wb.next_message().await;
+    assert_eq!((got.id, got.from), (id, a.user.id.clone()));
     let (id, f) = message(&b.user.id, "E2EE:AQID");
     wm.send(&f).await;
     assert_eq!(wm.next_ack().await.id, id);
+    let got = wb.next_message().await;
+    assert_eq!((got.id, got.from), (id, m.user.id.clone()));
+    // Every probe was stored for the sink, in spite of the noise between.
+    let (_, queued) = s
+        .call(
+            "GET",
+            &format!("/api/messages/{}", m.user.id),
+            Some(&sink.token),
+            None,
+        )
+        .await;
+    assert!(queued["messages"].as_array().unwrap().len() >= 300);
     assert_eq!(s.status("GET", "/health", None, None).await, 200);
 }
 
@@ -273,6 +289,7 @@ async fn unauthenticated_connections_are_cut_off() {
     let mut wb = s.connect(&b.token).await;
     let (id, f) = message(&b.user.id, "E2EE:AQID");
     wa.send(&f).await;
+    assert_eq!(wa.next_ack().await.id, id);
     assert_eq!(wb.next_message().await.id, id);
     let started = tokio::time::Instant::now();
     for ws in &mut silent {
@@ -355,4 +372,38 @@ async fn a_forged_from_is_never_believed() {
         other => panic!("unexpected {other:?}"),
     }
     assert!(!s.stored_ids(&a.user.id, &b.token).await.contains(&id));
+}
+
+/// The hand-kept corpus of hostile frames (`tests/corpus/bad_frames.txt`):
+/// each is refused with an `error` frame that is not `internal`, or
+/// handled without one, and the connection goes on.
+#[tokio::test]
+async fn the_bad_frame_corpus_is_refused_cleanly() {
+    let corpus = include_str!("../corpus/bad_frames.txt");
+    let s = TestServer::start().await;
+    let m = s.register("mallory").await;
+    let sink = s.register("sink").await;
+    let mut wm = s.connect(&m.token).await;
+    let mut replayed = 0;
+    for (n, line) in corpus.lines().enumerate() {
+        if line.starts_with('#') {
+            continue;
+        }
+        wm.send_raw(line).await;
+        replayed += 1;
+        let (probe, f) = message(&sink.user.id, "E2EE:AQID");
+        wm.send(&f).await;
+        loop {
+            match wm.try_next(Duration::from_secs(5)).await {
+                Some(ServerFrame::Ack(ack)) if ack.id == probe => break,
+                Some(ServerFrame::Error(e)) => {
+                    assert_ne!(e.code, ErrorCode::Internal, "line {}: {e:?}", n + 1)
+                }
+                Some(_) => {}
+                None => panic!("the connection died at line {}", n + 1),
+            }
+        }
+    }
+    assert!(replayed >= 40, "{replayed}");
+    assert_eq!(s.status("GET", "/health", None, None).await, 200);
 }
