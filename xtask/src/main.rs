@@ -5,6 +5,8 @@
 //! - `fuzz [seconds]`: each cargo-fuzz target for a bounded time.
 //! - `loadtest [args]`: release build, then the server under load on loopback.
 //! - `demo`: `chat demo` from a release build.
+//! - `chaos [rounds] [soak-secs]`: the crash-fault and hostile-input tests
+//!   repeated with fresh seeds, then a long soak (`docs/RELIABILITY.md`).
 //!
 //! Deliberately dependency-free so it builds in seconds.
 
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("loadtest") => loadtest(&args[1..]),
+        Some("chaos") => chaos(&args[1..]),
         Some("demo") => run(
             "chat demo (release build)",
             cargo().args([
@@ -87,6 +90,8 @@ fn main() -> ExitCode {
                  bench [filter]  criterion benchmarks, then a table of medians\n  \
                  fuzz [seconds]  run every fuzz target for SECONDS each (default 60)\n  \
                  demo            build and run `chat demo`: a server and three clients\n  \
+                 chaos [rounds] [soak-secs]  the crash-fault tests ROUNDS times with new seeds\n                 \
+                 (default 10), the hostile-input tests, then the soak (default 300 s)\n  \
                  loadtest [args] build release, start chat-server, run chat-loadtest"
             );
             return ExitCode::from(2);
@@ -318,6 +323,68 @@ fn loadtest(args: &[String]) -> Result {
         .arg(target.join("chat-server"))
         .args(args);
     run("chat-loadtest", &mut cmd)
+}
+
+fn chaos(args: &[String]) -> Result {
+    let number = |i: usize, default: u64| -> Result<u64> {
+        match args.get(i) {
+            Some(s) => s
+                .parse()
+                .map_err(|_| format!("chaos: `{s}` is not a number")),
+            None => Ok(default),
+        }
+    };
+    let (rounds, soak) = (number(0, 10)?, number(1, 300)?);
+    for round in 1..=rounds {
+        run(
+            &format!("crash faults, round {round} of {rounds} (fresh seeds)"),
+            cargo().args([
+                "test",
+                "--locked",
+                "-p",
+                "chat-cli",
+                "--test",
+                "it",
+                "faults",
+                "--",
+                "--nocapture",
+            ]),
+        )?;
+        run(
+            &format!("hostile input and full disk, round {round} of {rounds}"),
+            cargo().args([
+                "test",
+                "--locked",
+                "-p",
+                "chat-server",
+                "--test",
+                "it",
+                "--",
+                "hostile",
+                "full_disk",
+            ]),
+        )?;
+    }
+    run(
+        &format!("soak for {soak} s"),
+        cargo()
+            .args([
+                "test",
+                "--locked",
+                "-p",
+                "chat-cli",
+                "--test",
+                "it",
+                "soak",
+                "--",
+                "--nocapture",
+            ])
+            .env("SOAK_SECS", soak.to_string()),
+    )?;
+    eprintln!(
+        "\nxtask chaos: {rounds} rounds of faults and hostile input, and a {soak} s soak, held"
+    );
+    Ok(())
 }
 
 fn fuzz(args: &[String]) -> Result {

@@ -17,7 +17,7 @@ use rand_core::{OsRng, RngCore};
 use crate::session::{World, world};
 
 /// A child process killed and reaped when dropped.
-struct Proc(Child);
+pub struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -27,10 +27,10 @@ impl Drop for Proc {
 }
 
 /// A small deterministic generator (xorshift) from a printed seed.
-struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    fn new(what: &str) -> Rng {
+    pub fn new(what: &str) -> Rng {
         let seed = std::env::var("FAULT_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -39,19 +39,19 @@ impl Rng {
         Rng(seed)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % n
     }
 
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
+    pub fn millis(&mut self, from: u64, to: u64) -> Duration {
         Duration::from_millis(from + self.below(to - from))
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -74,7 +74,7 @@ parallelism = 1
 "#;
 
 /// `chat server` on `port`, with its data in `dir`; returns once it accepts.
-fn start_server(dir: &Path, port: u16) -> Proc {
+pub fn start_server(dir: &Path, port: u16) -> Proc {
     let config = dir.join("server.toml");
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(&config, SERVER_TOML).unwrap();
@@ -105,7 +105,7 @@ fn start_server(dir: &Path, port: u16) -> Proc {
     proc
 }
 
-async fn client(dir: &Path, url: &str, name: &str) -> Client {
+pub async fn client(dir: &Path, url: &str, name: &str) -> Client {
     Client::builder()
         .config(ClientConfig {
             server_url: url.to_owned(),

@@ -9,3 +9,4 @@
 
 mod faults;
 mod session;
+mod soak;

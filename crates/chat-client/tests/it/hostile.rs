@@ -41,7 +41,7 @@ fn content() -> impl Strategy<Value = String> {
         prop::collection::vec(any::<u8>(), 40..200).prop_map(|mut b| {
             use base64::Engine as _;
             b[0] = 1;
-            b[1] = b[1] % 3;
+            b[1] %= 3;
             format!(
                 "E2EE:{}",
                 base64::engine::general_purpose::STANDARD.encode(b)
