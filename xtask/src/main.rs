@@ -335,51 +335,27 @@ fn chaos(args: &[String]) -> Result {
         }
     };
     let (rounds, soak) = (number(0, 10)?, number(1, 300)?);
+    // `cargo test -p <package> --test it -- <filters> --nocapture`.
+    let it = |package: &str, filters: &[&str]| {
+        let mut c = cargo();
+        c.args(["test", "--locked", "-p", package, "--test", "it", "--"])
+            .args(filters)
+            .arg("--nocapture");
+        c
+    };
     for round in 1..=rounds {
         run(
             &format!("crash faults, round {round} of {rounds} (fresh seeds)"),
-            cargo().args([
-                "test",
-                "--locked",
-                "-p",
-                "chat-cli",
-                "--test",
-                "it",
-                "faults",
-                "--",
-                "--nocapture",
-            ]),
+            &mut it("chat-cli", &["faults"]),
         )?;
         run(
             &format!("hostile input and full disk, round {round} of {rounds}"),
-            cargo().args([
-                "test",
-                "--locked",
-                "-p",
-                "chat-server",
-                "--test",
-                "it",
-                "--",
-                "hostile",
-                "full_disk",
-            ]),
+            &mut it("chat-server", &["hostile", "full_disk"]),
         )?;
     }
     run(
         &format!("soak for {soak} s"),
-        cargo()
-            .args([
-                "test",
-                "--locked",
-                "-p",
-                "chat-cli",
-                "--test",
-                "it",
-                "soak",
-                "--",
-                "--nocapture",
-            ])
-            .env("SOAK_SECS", soak.to_string()),
+        it("chat-cli", &["soak"]).env("SOAK_SECS", soak.to_string()),
     )?;
     eprintln!(
         "\nxtask chaos: {rounds} rounds of faults and hostile input, and a {soak} s soak, held"

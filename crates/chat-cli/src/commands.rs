@@ -299,6 +299,10 @@ async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
 fn report_sent(ctx: &Ctx, id: &str, label: &str, status: Status) -> Result<()> {
     if ctx.json {
         print_json(&json!({"event": "sent", "id": id, "to": label, "status": status_name(status)}));
+    } else if status == Status::Pending {
+        println!(
+            "queued for {label} ({id}); it goes out with the next `chat` command that connects"
+        );
     } else {
         println!("{} to {label} ({id})", status_name(status));
     }
@@ -322,13 +326,8 @@ async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Result<Status
                 message,
                 ..
             })) if message_id == id => {
-                return Err(CliError::Client(chat_client::ClientError::Transport(
-                    chat_client::TransportError::Api {
-                        status: 400,
-                        code: chat_client::ErrorCode::BadRequest,
-                        message,
-                    },
-                )));
+                s.client.close().await;
+                return Err(CliError::Refused(message));
             }
             Ok(Some(Event::Connection(ConnectionState::LoggedOut))) => {
                 return Err(CliError::Auth(

@@ -56,6 +56,9 @@ pub enum CliError {
     /// The safety numbers differ.
     #[error("{0}")]
     Mismatch(String),
+    /// The server refused something for good (a message it will not take).
+    #[error("the server refused: {0}")]
+    Refused(String),
     /// The client library failed.
     #[error("{}", describe(.0))]
     Client(#[from] ClientError),
@@ -78,6 +81,7 @@ impl CliError {
             CliError::Io { .. } | CliError::Server(_) => code::OTHER,
             CliError::Store(_) => code::STORE,
             CliError::Mismatch(_) => code::MISMATCH,
+            CliError::Refused(_) => code::REFUSED,
             CliError::Client(e) => client_code(e),
         }
     }

@@ -284,6 +284,15 @@ fn session(w: &World) {
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     w.fails("alice", &["send"], 2);
 
+    // --no-wait stores and queues; the next command that connects sends it.
+    let q = w.json("alice", &["send", "--no-wait", "bob", "queued", "for", "later"]);
+    assert_eq!(q[0]["status"], "pending");
+    assert_eq!(w.json("alice", &["whoami"])[0]["outbox"], 1);
+    w.ok("alice", &["sync"]);
+    assert_eq!(w.json("alice", &["whoami"])[0]["outbox"], 0);
+    let got = w.json("bob", &["listen", "-n", "1", "--timeout", "60"]);
+    assert_eq!(body(messages(&got)[0]), "queued for later");
+
     // Logout revokes the token: sending fails until the next login.
     w.ok("alice", &["logout"]);
     w.fails("alice", &["send", "bob", "after logout"], 3);
