@@ -285,7 +285,10 @@ fn session(w: &World) {
     w.fails("alice", &["send"], 2);
 
     // --no-wait stores and queues; the next command that connects sends it.
-    let q = w.json("alice", &["send", "--no-wait", "bob", "queued", "for", "later"]);
+    let q = w.json(
+        "alice",
+        &["send", "--no-wait", "bob", "queued", "for", "later"],
+    );
     assert_eq!(q[0]["status"], "pending");
     assert_eq!(w.json("alice", &["whoami"])[0]["outbox"], 1);
     w.ok("alice", &["sync"]);
