@@ -330,9 +330,7 @@ async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Result<Status
                 return Err(CliError::Refused(message));
             }
             Ok(Some(Event::Connection(ConnectionState::LoggedOut))) => {
-                return Err(CliError::Auth(
-                    "the server no longer accepts this login: run `chat login NAME`".into(),
-                ));
+                return Err(CliError::login_revoked());
             }
             _ if Instant::now() >= deadline => {
                 s.client.close().await;
@@ -515,9 +513,7 @@ async fn print_event(s: &mut Session, e: Event) -> Result<()> {
         }
         Event::Connection(state) => match state {
             ConnectionState::LoggedOut => {
-                return Err(CliError::Auth(
-                    "the server no longer accepts this login: run `chat login NAME`".into(),
-                ));
+                return Err(CliError::login_revoked());
             }
             ConnectionState::Connected => {
                 if json {

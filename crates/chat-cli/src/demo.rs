@@ -82,6 +82,60 @@ impl Person {
         })
         .await
     }
+
+    /// Waits for a message and checks its text is `text`.
+    async fn expect_text(&mut self, what: &str, text: &str) -> Result<()> {
+        let m = self.expect_message(what).await?;
+        check(
+            m.body.as_deref() == Some(text),
+            &format!("{} got a different text for {what}", self.name),
+        )
+    }
+}
+
+/// A client on `name`'s store in the demo folder.
+async fn open(url: &str, dir: &Path, name: &str) -> Result<Client> {
+    Ok(Client::builder()
+        .server(url)
+        .store_path(dir.join(format!("{name}.db")))
+        .passphrase(format!("{name}'s local store passphrase"))
+        .build()
+        .await?)
+}
+
+/// Registers `name` (keys made and uploaded) and waits for the connection.
+async fn register(url: &str, dir: &Path, name: &'static str) -> Result<Person> {
+    let client = open(url, dir, name).await?;
+    let events: Events = Box::pin(client.events());
+    let account = client.register(name, &format!("{name}-password-1")).await?;
+    client.wait_connected().await?;
+    let fp = client.fingerprint().await?;
+    say(format!(
+        "{name:<5} registered; identity fingerprint {}…",
+        &fp[..19.min(fp.len())]
+    ));
+    Ok(Person {
+        name,
+        id: account.user_id,
+        client,
+        events,
+    })
+}
+
+/// What the server holds for `to` from `from`, undelivered, as
+/// `(id, content)`.
+async fn queued(
+    server: &chat_server::RunningServer,
+    to: &str,
+    from: &str,
+) -> Result<Vec<(String, String)>> {
+    let held = server
+        .state()
+        .store
+        .pending_from(to, from)
+        .await
+        .map_err(|e| CliError::Server(e.to_string()))?;
+    Ok(held.into_iter().map(|m| (m.id, m.content)).collect())
 }
 
 fn step(n: u32, title: &str) {
@@ -132,34 +186,11 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
         2,
         "Registration: each client makes its keys and uploads the public half",
     );
-    let mut people = Vec::new();
-    for name in ["alice", "bob", "carol"] {
-        let client = Client::builder()
-            .server(&url)
-            .store_path(dir.join(format!("{name}.db")))
-            .passphrase(format!("{name}'s local store passphrase"))
-            .build()
-            .await?;
-        let events: Events = Box::pin(client.events());
-        let account = client.register(name, &format!("{name}-password-1")).await?;
-        client.wait_connected().await?;
-        let fp = client.fingerprint().await?;
-        say(format!(
-            "{name:<5} registered; identity fingerprint {}…",
-            &fp[..19.min(fp.len())]
-        ));
-        people.push(Person {
-            name,
-            id: account.user_id,
-            client,
-            events,
-        });
-    }
+    let mut alice = register(&url, dir, "alice").await?;
+    let mut bob = register(&url, dir, "bob").await?;
+    let mut carol = register(&url, dir, "carol").await?;
     say("each uploaded an identity key, a signed prekey and 100 one-time prekeys;");
     say("the private keys never leave the client's encrypted store");
-    let mut carol = people.pop().ok_or_else(|| CliError::Usage("demo".into()))?;
-    let mut bob = people.pop().ok_or_else(|| CliError::Usage("demo".into()))?;
-    let mut alice = people.pop().ok_or_else(|| CliError::Usage("demo".into()))?;
 
     step(
         3,
@@ -201,12 +232,8 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     let id = alice.client.send_text(&to_bob, text).await?;
     alice.expect_status(&id, Status::Sent).await?;
     say(format!("Alice sends {text:?}  ✓ (the server stored it)"));
-    let m = bob.expect_message("Alice's message").await?;
-    check(m.body.as_deref() == Some(text), "Bob got a different text")?;
-    say(format!(
-        "Bob decrypts: {:?}",
-        m.body.as_deref().unwrap_or("")
-    ));
+    bob.expect_text("Alice's message", text).await?;
+    say(format!("Bob decrypts: {text:?}"));
     alice.expect_status(&id, Status::Delivered).await?;
     say("Alice sees  ✓✓ delivered (Bob's client stored it, then acknowledged)");
     bob.client.mark_read(&to_alice).await?;
@@ -214,11 +241,7 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     say("Bob opens the chat; Alice sees  ✓✓ read");
     let reply = "Hi Alice, verified and encrypted. 👍";
     bob.client.send_text(&to_alice, reply).await?;
-    let m = alice.expect_message("Bob's reply").await?;
-    check(
-        m.body.as_deref() == Some(reply),
-        "Alice got a different reply",
-    )?;
+    alice.expect_text("Bob's reply", reply).await?;
     say(format!("Bob replies; Alice decrypts: {reply:?}"));
 
     step(5, "A group: Alice, Bob and Carol; then Carol is removed");
@@ -229,12 +252,8 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     let in_group = Conversation::Group(group.id.clone());
     let hello = "Hello team! (sender keys: encrypted once for everyone)";
     let gid = alice.client.send_text(&in_group, hello).await?;
-    let b = bob.expect_message("the group message").await?;
-    let c = carol.expect_message("the group message").await?;
-    check(
-        b.body.as_deref() == Some(hello) && c.body.as_deref() == Some(hello),
-        "a member got a different group message",
-    )?;
+    bob.expect_text("the group message", hello).await?;
+    carol.expect_text("the group message", hello).await?;
     alice.expect_status(&gid, Status::Delivered).await?;
     say(format!("Alice in #demo team: {hello:?}"));
     say("Bob and Carol both decrypt it; Alice sees ✓✓ once every member has it");
@@ -242,11 +261,8 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     say("Alice removes Carol: the group's sender keys are replaced");
     let secret = "Carol has left; only Bob and I can read this.";
     alice.client.send_text(&in_group, secret).await?;
-    let b = bob.expect_message("the message after Carol left").await?;
-    check(
-        b.body.as_deref() == Some(secret),
-        "Bob got a different text",
-    )?;
+    bob.expect_text("the message after Carol left", secret)
+        .await?;
     say(format!("Bob decrypts {secret:?}"));
     let carol_got = carol
         .expect_within(QUIET_CHECK, "anything more", |e| match e {
@@ -303,21 +319,15 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     let offline = "Bob is offline: the server keeps only this ciphertext for him.";
     let oid = alice.client.send_text(&to_bob, offline).await?;
     alice.expect_status(&oid, Status::Sent).await?;
-    let queued = server
-        .state()
-        .store
-        .pending_from(&bob.id, &alice.id)
-        .await
-        .map_err(|e| CliError::Server(e.to_string()))?;
-    let row = queued
+    let held = queued(&server, &bob.id, &alice.id).await?;
+    let (_, content) = held
         .iter()
-        .find(|q| q.id == oid)
+        .find(|(id, _)| *id == oid)
         .ok_or_else(|| CliError::Mismatch("demo: the server did not queue the message".into()))?;
     say(format!(
         "Alice writes to Bob while he is offline: {offline:?}"
     ));
     say("the server's queue holds, for Bob:");
-    let content = &row.content;
     say(format!(
         "    {}… ({} characters)",
         &content[..content.len().min(72)],
@@ -340,26 +350,12 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     ));
     check(found == 0, "plaintext found in the server's files")?;
 
-    bob.client = Client::builder()
-        .server(&url)
-        .store_path(dir.join("bob.db"))
-        .passphrase("bob's local store passphrase")
-        .build()
-        .await?;
+    bob.client = open(&url, dir, "bob").await?;
     bob.events = Box::pin(bob.client.events());
     bob.client.connect().await?;
-    let m = bob.expect_message("the queued message").await?;
-    check(
-        m.body.as_deref() == Some(offline),
-        "Bob got a different queued text",
-    )?;
+    bob.expect_text("the queued message", offline).await?;
     alice.expect_status(&oid, Status::Delivered).await?;
-    let left = server
-        .state()
-        .store
-        .pending_from(&bob.id, &alice.id)
-        .await
-        .map_err(|e| CliError::Server(e.to_string()))?;
+    let left = queued(&server, &bob.id, &alice.id).await?;
     check(left.is_empty(), "the server kept a delivered message")?;
     say("Bob comes back: the message is delivered, and the server deletes its copy");
 

@@ -103,6 +103,11 @@ impl CliError {
         }
     }
 
+    /// The server refused our saved login (revoked or expired).
+    pub fn login_revoked() -> Self {
+        CliError::Auth("the server no longer accepts this login: run `chat login NAME`".into())
+    }
+
     /// An IO error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         CliError::Io {

@@ -131,9 +131,7 @@ impl Session {
             match timeout_at(deadline, self.events.next()).await {
                 Ok(Some(Event::Connection(ConnectionState::Connected))) => return Ok(()),
                 Ok(Some(Event::Connection(ConnectionState::LoggedOut))) => {
-                    return Err(CliError::Auth(
-                        "the server no longer accepts this login: run `chat login NAME`".into(),
-                    ));
+                    return Err(CliError::login_revoked());
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => return Err(CliError::Timeout("the client stopped".into())),

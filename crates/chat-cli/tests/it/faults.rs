@@ -258,11 +258,8 @@ async fn a_server_killed_with_sigkill_under_load_loses_and_repeats_nothing() {
     }
     // And in Dave's store, once each.
     let mut stored = 0;
-    for name in SENDERS {
-        let peer = senders[SENDERS.iter().position(|n| *n == name).unwrap()]
-            .account()
-            .unwrap()
-            .user_id;
+    for sender in &senders {
+        let peer = sender.account().unwrap().user_id;
         let page = dave
             .history(&Conversation::Direct(peer), None, 10_000)
             .await
