@@ -10,7 +10,6 @@ use chat_proto::MessageStatus;
 use chat_proto::rest::{ErrorCode, RelayedMessage};
 use chat_proto::ws::{ClientFrame, Delivered, ServerFrame};
 use chat_transport::ConnEvent;
-use e2ee_core::SenderKeyError;
 use e2ee_store::{Conversation, Incoming, Received, Status, StoreError};
 use rand_core::OsRng;
 use tokio::sync::mpsc;
@@ -37,15 +36,6 @@ fn permanent(e: &StoreError) -> bool {
     !matches!(e, StoreError::Sqlite(_) | StoreError::Io(_))
 }
 
-/// A group message on a chain we do not hold yet: the sender sent it to us
-/// 1:1 just before, and it may arrive after the message.
-fn awaiting_key(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::Missing(_) | StoreError::SenderKey(SenderKeyError::UnknownChain(_))
-    )
-}
-
 enum Update {
     Ack {
         id: String,
@@ -58,16 +48,13 @@ enum Update {
     },
 }
 
-#[derive(Default)]
-struct State {
-    /// Group messages that arrived before their sender's key: not
-    /// acknowledged, retried when a sender key arrives.
-    parked: Vec<RelayedMessage>,
-}
+/// How often parked group messages are checked for expiry.
+const EXPIRE_PARKED_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<ConnEvent>) {
-    let mut state = State::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut expiry = tokio::time::interval(EXPIRE_PARKED_EVERY);
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -81,26 +68,22 @@ pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<ConnEvent>) {
                     }
                 }
                 let Some(inner) = inner.upgrade() else { break };
-                handle(&inner, &mut state, batch).await;
+                handle(&inner, batch).await;
             }
             _ = tick.tick() => {
                 let Some(inner) = inner.upgrade() else { break };
                 resend_stale(&inner).await;
-                if !state.parked.is_empty() {
-                    // A key may have come in a way that did not trigger a
-                    // retry (a redelivered distribution): try again.
-                    let mut acks = Vec::new();
-                    let mut read_convs = HashSet::new();
-                    retry_parked(&inner, &mut state, &mut acks, &mut read_convs).await;
-                    finish(&inner, acks, read_convs).await;
-                }
+            }
+            _ = expiry.tick() => {
+                let Some(inner) = inner.upgrade() else { break };
+                expire_parked(&inner).await;
             }
         }
     }
     tracing::debug!("client runtime stopped");
 }
 
-async fn handle(inner: &Arc<Inner>, state: &mut State, batch: Vec<ConnEvent>) {
+async fn handle(inner: &Arc<Inner>, batch: Vec<ConnEvent>) {
     let mut acks: Vec<String> = Vec::new();
     let mut updates: Vec<Update> = Vec::new();
     let mut read_convs: HashSet<Conversation> = HashSet::new();
@@ -130,11 +113,7 @@ async fn handle(inner: &Arc<Inner>, state: &mut State, batch: Vec<ConnEvent>) {
             }
             ConnEvent::Frame(frame) => match frame {
                 ServerFrame::Message(m) | ServerFrame::GroupMessage(m) => {
-                    let mut got_key = false;
-                    receive(inner, state, m, &mut acks, &mut read_convs, &mut got_key).await;
-                    if got_key {
-                        retry_parked(inner, state, &mut acks, &mut read_convs).await;
-                    }
+                    receive(inner, m, &mut acks, &mut read_convs).await;
                 }
                 ServerFrame::Ack(a) => updates.push(Update::Ack {
                     id: a.id,
@@ -210,27 +189,33 @@ async fn finish(inner: &Arc<Inner>, acks: Vec<String>, read_convs: HashSet<Conve
     }
 }
 
-/// Tries every parked group message again; those still without a key
-/// are parked again.
-async fn retry_parked(
-    inner: &Arc<Inner>,
-    state: &mut State,
-    acks: &mut Vec<String>,
-    read_convs: &mut HashSet<Conversation>,
-) {
-    for m in std::mem::take(&mut state.parked) {
-        let mut got_key = false;
-        receive(inner, state, m, acks, read_convs, &mut got_key).await;
+/// Raises the parked group messages whose key never came as
+/// undecryptable (they were acknowledged when parked).
+async fn expire_parked(inner: &Arc<Inner>) {
+    let before = crate::client::now_ms() - e2ee_store::PARKED_MAX_AGE_MS;
+    match inner
+        .db(move |s| s.write(|tx| tx.expire_parked(before)))
+        .await
+    {
+        Ok(expired) => {
+            for p in expired {
+                tracing::warn!(id = %p.message_id, from = %p.sender, "parked group message expired");
+                inner.emit(Event::Undecryptable {
+                    message_id: p.message_id,
+                    from: p.sender,
+                    error: "the sender's key for this group never arrived".into(),
+                });
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not expire parked messages"),
     }
 }
 
 async fn receive(
     inner: &Arc<Inner>,
-    state: &mut State,
     m: RelayedMessage,
     acks: &mut Vec<String>,
     read_convs: &mut HashSet<Conversation>,
-    got_key: &mut bool,
 ) {
     let frame = m.clone();
     let result = inner
@@ -262,18 +247,33 @@ async fn receive(
             inner.emit(Event::Message(message));
         }
         Ok(Received::SenderKey {
-            sender, identity, ..
+            sender,
+            identity,
+            unparked,
+            ..
         }) => {
             acks.push(m.id);
-            *got_key = true;
             inner.identity_event(&sender, identity);
-        }
-        Err(crate::ClientError::Store(e)) if m.group_id.is_some() && awaiting_key(&e) => {
-            // Its key is on the way (sent 1:1 just before): keep it, do not
-            // acknowledge, retry when a key arrives.
-            if state.parked.len() < 10_000 {
-                state.parked.push(m);
+            for message in unparked.delivered {
+                if inner.config.auto_read {
+                    read_convs.insert(message.conversation.clone());
+                }
+                inner.emit(Event::Message(Box::new(message)));
             }
+            for d in unparked.dropped {
+                tracing::warn!(id = %d.message_id, from = %d.sender, error = %d.reason, "parked message dropped");
+                inner.emit(Event::Undecryptable {
+                    message_id: d.message_id,
+                    from: d.sender,
+                    error: d.reason,
+                });
+            }
+        }
+        Ok(Received::Parked) => {
+            // Stored until its key arrives: acknowledged now, so it cannot
+            // hold the server's delivery window.
+            tracing::debug!(id = %m.id, from = %m.from, "group message parked until its key arrives");
+            acks.push(m.id);
         }
         Err(crate::ClientError::Store(e)) if permanent(&e) => {
             tracing::warn!(id = %m.id, from = %m.from, error = %e, "undecryptable message dropped");

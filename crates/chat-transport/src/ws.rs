@@ -31,6 +31,11 @@ pub struct ConnectionConfig {
     pub connect_timeout: Duration,
     /// Reconnect delays.
     pub backoff: BackoffConfig,
+    /// A connection must stay up this long before the reconnect delay goes
+    /// back to its first step: a server that accepts and then closes every
+    /// connection (a frame it refuses, an overload) sees the retries slow
+    /// down to the cap instead of a storm.
+    pub stable_after: Duration,
     /// Largest frame accepted from the server.
     pub max_frame_bytes: usize,
     /// Events buffered for the application before reading pauses.
@@ -44,6 +49,7 @@ impl Default for ConnectionConfig {
             dead_after: Duration::from_secs(50),
             connect_timeout: Duration::from_secs(10),
             backoff: BackoffConfig::default(),
+            stable_after: Duration::from_secs(10),
             max_frame_bytes: 4 << 20,
             event_buffer: 1024,
         }
@@ -215,14 +221,18 @@ async fn run(
         state.send_replace(ConnState::Connecting);
         let failure = match connect(&url, &token, &config).await {
             Ok((ws, ready)) => {
-                backoff.reset();
+                let since = Instant::now();
                 state.send_replace(ConnState::Connected);
                 tracing::debug!(user = %ready.user_id, "connected");
-                if events.send(ConnEvent::Connected(ready)).await.is_err() {
+                let f = if events.send(ConnEvent::Connected(ready)).await.is_err() {
                     Failure::Stop
                 } else {
                     session(ws, &config, &mut cmd, &events).await
+                };
+                if since.elapsed() >= config.stable_after {
+                    backoff.reset();
                 }
+                f
             }
             Err(f) => f,
         };

@@ -54,12 +54,16 @@ mod backup;
 mod error;
 mod key;
 mod ops;
+mod parked;
 mod schema;
 mod store;
 
 pub use error::{Result, StoreError};
 pub use key::{KdfParams, Passphrase, salt_path};
 pub use ops::{Incoming, Received};
+pub use parked::{
+    PARKED_MAX, PARKED_MAX_AGE_MS, PARKED_PER_SENDER, ParkedMessage, ParkedOutcome, Unparked,
+};
 pub use schema::SCHEMA_VERSION;
 pub use store::{
     Account, Conversation, ConversationSummary, Cursor, Group, IdentityCheck, Message, NewMessage,

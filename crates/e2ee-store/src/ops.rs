@@ -3,13 +3,14 @@
 //! produced or consumed are committed together or not at all.
 
 use e2ee_core::{
-    Envelope, Payload, PayloadKind, PreKeyBundle, SenderKeyDistribution, SenderKeyReceiver,
-    SenderKeySender,
+    Envelope, Payload, PayloadKind, PreKeyBundle, SenderKeyDistribution, SenderKeyEnvelope,
+    SenderKeyError, SenderKeyReceiver, SenderKeySender,
 };
 use rand_core::CryptoRngCore;
 use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
+use crate::parked::{ParkedMessage, ParkedOutcome, Unparked};
 use crate::store::{
     Conversation, IdentityCheck, Message, NewMessage, OutboxEntry, Status, Store, Tx, now_ms,
 };
@@ -44,7 +45,8 @@ pub enum Received {
         /// For direct messages: what the sender's identity key was.
         identity: Option<IdentityCheck>,
     },
-    /// A member's sender key for a group, now stored.
+    /// A member's sender key for a group, now stored, and what it
+    /// unlocked of the messages parked for it.
     SenderKey {
         /// The group.
         group_id: String,
@@ -52,7 +54,13 @@ pub enum Received {
         sender: String,
         /// For the 1:1 session it came on.
         identity: IdentityCheck,
+        /// Parked messages of this sender in this group, tried again.
+        unparked: ParkedOutcome,
     },
+    /// A group message on a chain we do not hold yet: parked in the store
+    /// until the sender's key arrives (see [`crate::ParkedMessage`]).
+    /// Acknowledge it.
+    Parked,
 }
 
 fn uuid_string(id: &[u8; 16]) -> String {
@@ -110,7 +118,27 @@ impl Store {
             }
             let out = match m.group_id {
                 None => receive_direct(tx, rng, m, &outer_id, &envelope)?,
-                Some(group) => receive_group(tx, m, group, &outer_id, &envelope)?,
+                Some(group) => {
+                    match receive_group(tx, m.from, group, m.id, &envelope, m.server_at_ms) {
+                        Err(e) if awaiting_key(&e) => {
+                            if !tx.parking_room(group, m.from)? {
+                                return Err(StoreError::Invalid(
+                                    "too many messages waiting for this sender's key",
+                                ));
+                            }
+                            tx.park(&ParkedMessage {
+                                message_id: m.id.to_owned(),
+                                group_id: group.to_owned(),
+                                sender: m.from.to_owned(),
+                                content: m.content.to_owned(),
+                                server_at_ms: m.server_at_ms,
+                                parked_at_ms: now_ms(),
+                            })?;
+                            Received::Parked
+                        }
+                        other => other?,
+                    }
+                }
             };
             tx.mark_seen(m.id, m.from)?;
             Ok(out)
@@ -268,10 +296,12 @@ fn receive_direct(
             .unwrap_or_else(|| SenderKeyReceiver::new(dist.group_id));
         r.add(&dist)?;
         tx.save_sender_key_in(&group_id, m.from, &r)?;
+        let unparked = retry_parked(tx, &group_id, m.from)?;
         return Ok(Received::SenderKey {
             group_id,
             sender: m.from.to_owned(),
             identity: check,
+            unparked,
         });
     }
     let msg = new_message(
@@ -290,37 +320,87 @@ fn receive_direct(
     })
 }
 
+/// A group message on a chain we do not hold (yet).
+fn awaiting_key(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Missing(_) | StoreError::SenderKey(SenderKeyError::UnknownChain(_))
+    )
+}
+
+/// Tries the parked messages of `sender` in `group` again, after their key
+/// arrived. Runs in the caller's transaction.
+fn retry_parked(tx: &Tx<'_>, group: &str, sender: &str) -> Result<ParkedOutcome> {
+    let mut out = ParkedOutcome::default();
+    for p in tx.parked_from(group, sender)? {
+        let result = Envelope::from_text(&p.content)
+            .map_err(StoreError::from)
+            .and_then(|env| receive_group(tx, sender, group, &p.message_id, &env, p.server_at_ms));
+        match result {
+            Err(e) if awaiting_key(&e) => continue,
+            Ok(Received::Message { message, .. }) => {
+                tx.unpark(&p.message_id)?;
+                out.delivered.push(*message);
+            }
+            Ok(_) => tx.unpark(&p.message_id)?,
+            Err(StoreError::Sqlite(e)) => return Err(StoreError::Sqlite(e)),
+            Err(e) => {
+                tx.unpark(&p.message_id)?;
+                out.dropped.push(Unparked {
+                    message_id: p.message_id,
+                    sender: p.sender,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn receive_group(
     tx: &Tx<'_>,
-    m: &Incoming<'_>,
+    from: &str,
     group: &str,
-    outer_id: &[u8; 16],
+    id: &str,
     envelope: &Envelope,
+    server_at_ms: i64,
 ) -> Result<Received> {
     let Envelope::SenderKey(env) = envelope else {
         return Err(StoreError::Decrypt(
             e2ee_core::DecryptError::WrongEnvelopeKind,
         ));
     };
+    let outer_id = parse_uuid(id)?;
+    receive_sender_key_message(tx, from, group, &outer_id, env, server_at_ms)
+}
+
+fn receive_sender_key_message(
+    tx: &Tx<'_>,
+    from: &str,
+    group: &str,
+    outer_id: &[u8; 16],
+    env: &SenderKeyEnvelope,
+    server_at_ms: i64,
+) -> Result<Received> {
     if uuid_string(&env.group_id) != group {
         return Err(StoreError::Invalid("sender-key message for another group"));
     }
     let mut r = tx
-        .sender_key_in(group, m.from)?
+        .sender_key_in(group, from)?
         .ok_or(StoreError::Missing("the sender's key for this group"))?;
     let plaintext = r.decrypt(env)?;
     let payload = Payload::decode_checked(&plaintext, outer_id)?;
     if payload.kind == PayloadKind::SenderKey {
         return Err(StoreError::Invalid("sender key sent to the group"));
     }
-    tx.save_sender_key_in(group, m.from, &r)?;
+    tx.save_sender_key_in(group, from, &r)?;
     let msg = new_message(
         &payload,
         Conversation::Group(group.to_owned()),
-        m.from,
+        from,
         false,
         1,
-        Some(m.server_at_ms),
+        Some(server_at_ms),
     );
     let message = tx.insert_message(msg)?;
     Ok(Received::Message {

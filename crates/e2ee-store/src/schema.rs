@@ -188,8 +188,25 @@ SELECT conv_kind, conv_id, max(seq), sum(outgoing = 0 AND read_at IS NULL)
 FROM messages GROUP BY conv_kind, conv_id;
 ";
 
+/// Version 4: group messages parked until their sender's key arrives
+/// (see `parked.rs`), so they can be acknowledged at once. Message status 4
+/// (`failed`) is new too: an outgoing message the server refused for good.
+const V4: &str = "
+CREATE TABLE parked (
+    seq         INTEGER PRIMARY KEY,
+    message_id  TEXT NOT NULL UNIQUE,
+    group_id    TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    content     TEXT NOT NULL,
+    server_at   INTEGER NOT NULL,
+    parked_at   INTEGER NOT NULL
+);
+CREATE INDEX parked_by_sender ON parked (group_id, sender, seq);
+CREATE INDEX parked_by_age ON parked (parked_at);
+";
+
 /// Every migration in order; index + 1 is the version it produces.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -598,7 +598,7 @@ fn fts_query(input: &str) -> Option<String> {
 }
 
 impl Tx<'_> {
-    fn c(&self) -> &Connection {
+    pub(crate) fn c(&self) -> &Connection {
         &self.tx
     }
 
@@ -1371,7 +1371,16 @@ impl Tx<'_> {
                 snippet: r.get(15)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        // The query is built so it cannot be a syntax error: a plain SQLite
+        // error from FTS5 here means a damaged index page (FTS5 reports a
+        // page that fails its HMAC as SQLITE_ERROR, not SQLITE_CORRUPT).
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::Unknown) => {
+                    StoreError::Corrupt(format!("search index: {e}"))
+                }
+                _ => StoreError::from(e),
+            })
     }
 
     /// Every conversation with its newest message and unread count, the

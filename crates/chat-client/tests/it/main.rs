@@ -11,4 +11,5 @@ mod direct;
 mod echo_bot;
 mod groups;
 mod hostile;
+mod parking;
 mod support;

@@ -205,3 +205,66 @@ async fn a_full_event_queue_does_not_block_sending() {
     conn.close().await;
     server.shutdown().await;
 }
+
+/// A server that authenticates every connection and closes it at once
+/// (what a server refusing one of our frames on connect looks like).
+async fn closes_at_once() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicU32::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let _auth = ws.next().await;
+                let ready = ServerFrame::Ready(chat_proto::ws::Ready {
+                    user_id: "u".into(),
+                    username: "u".into(),
+                });
+                let _ = ws
+                    .send(Message::text(serde_json::to_string(&ready).unwrap()))
+                    .await;
+                let _ = ws.close(None).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_server_that_closes_every_connection_sees_retries_slow_to_the_cap() {
+    let (addr, accepted) = closes_at_once().await;
+    let config = ConnectionConfig {
+        backoff: BackoffConfig {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(800),
+        },
+        ..ConnectionConfig::default()
+    };
+    let url = format!("ws://{addr}/ws").parse().unwrap();
+    let (conn, mut rx) = Connection::spawn(url, "token", config);
+    let mut delays = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        if let ConnEvent::Disconnected { retry_in, .. } = ev {
+            delays.push(retry_in);
+        }
+    }
+    conn.close().await;
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    // Reset after every handshake, the delay would stay at 25-50 ms (about
+    // 100 connections in 4 s); growing to the 800 ms cap it is about 10.
+    assert!(n <= 16, "{n} connections in 4 s: {delays:?}");
+    let last = *delays.last().unwrap();
+    assert!(last >= Duration::from_millis(400), "{delays:?}");
+}

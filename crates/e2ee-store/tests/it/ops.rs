@@ -361,15 +361,21 @@ fn group_messages_with_sender_keys_and_rotation() {
         .unwrap();
     assert_eq!(st(&mut alice.store), Status::Delivered);
 
-    // A group message with no key for the sender is a typed error.
+    // A group message with no key for the sender is parked (and seen:
+    // a redelivery is a duplicate).
     let stranger = alice
         .store
         .send_group(&group, &text(&mut r, 21, "x"), 2)
         .unwrap();
     assert!(matches!(
         bob.store.receive(&mut r, &relay("carol", &stranger, 0)),
-        Err(StoreError::Missing(_))
+        Ok(Received::Parked)
     ));
+    assert!(matches!(
+        bob.store.receive(&mut r, &relay("carol", &stranger, 0)),
+        Ok(Received::Duplicate)
+    ));
+    assert_eq!(bob.store.read(|tx| tx.parked()).unwrap().len(), 1);
 
     // Carol is removed: rotate; the new chain reaches only Bob.
     alice
@@ -399,7 +405,11 @@ fn group_messages_with_sender_keys_and_rotation() {
             .as_deref(),
         Some("after carol")
     );
-    assert!(carol.store.receive(&mut r, &relay("alice", &e, 0)).is_err());
+    // Carol cannot read it: it waits for a key she will never get.
+    assert!(matches!(
+        carol.store.receive(&mut r, &relay("alice", &e, 0)),
+        Ok(Received::Parked)
+    ));
     carol.store.write(|tx| tx.mark_group_left(&group)).unwrap();
     assert!(
         carol
@@ -409,6 +419,86 @@ fn group_messages_with_sender_keys_and_rotation() {
             .unwrap()
             .left
     );
+}
+
+#[test]
+fn parked_group_messages_open_when_the_key_arrives_and_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(5);
+    let mut alice = Party::new(dir.path(), "alice", &mut r);
+    let mut bob = Party::new(dir.path(), "bob", &mut r);
+    let b = bob.bundle();
+    alice.store.start_session(&mut r, "bob", &b).unwrap();
+    let group = uuid(&crate::support::new_id(&mut r));
+    let (dist, _) = alice
+        .store
+        .group_sender_key(&mut r, &group, &["bob".to_owned()])
+        .unwrap();
+    // Two group messages arrive before the key: parked, not errors.
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let e = alice
+            .store
+            .send_group(&group, &text(&mut r, 40 + i, &format!("early {i}")), 1)
+            .unwrap();
+        assert_eq!(
+            bob.store.receive(&mut r, &relay("alice", &e, 0)).unwrap(),
+            Received::Parked
+        );
+        ids.push(e.message_id);
+    }
+    // The key arrives (1:1): both open, in order, in the same transaction.
+    let p = Payload {
+        kind: PayloadKind::SenderKey,
+        body: dist.to_bytes().to_vec(),
+        ..text(&mut r, 50, "")
+    };
+    let e = alice.store.send_direct("bob", &p).unwrap();
+    let Received::SenderKey { unparked, .. } =
+        bob.store.receive(&mut r, &relay("alice", &e, 0)).unwrap()
+    else {
+        panic!("expected a sender key");
+    };
+    let got: Vec<_> = unparked.delivered.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(got, ids);
+    assert!(unparked.dropped.is_empty());
+    assert!(bob.store.read(|tx| tx.parked()).unwrap().is_empty());
+    // Each is stored once; a redelivery is a duplicate.
+    for id in &ids {
+        assert!(bob.store.read(|tx| tx.message(id)).unwrap().is_some());
+    }
+
+    // Bounds: one sender may park at most PARKED_PER_SENDER in a group;
+    // past that, a typed error (the client acknowledges and reports it).
+    let gid = crate::support::new_id(&mut r);
+    let stranger_group = uuid(&gid);
+    let mut sk = e2ee_core::SenderKeySender::generate(&mut r, gid);
+    let mut refused = 0;
+    for i in 0..(e2ee_store::PARKED_PER_SENDER + 3) {
+        let pid = crate::support::new_id(&mut r);
+        let id = uuid(&pid);
+        let pl = Payload::text(pid, 1, &format!("spam {i}"));
+        let env = e2ee_core::Envelope::SenderKey(sk.encrypt(&pl.to_padded().unwrap()).unwrap());
+        let content = env.to_text();
+        let m = e2ee_store::Incoming {
+            id: &id,
+            from: "mallory",
+            group_id: Some(&stranger_group),
+            content: &content,
+            server_at_ms: 0,
+        };
+        match bob.store.receive(&mut r, &m) {
+            Ok(Received::Parked) => {}
+            Err(StoreError::Invalid(_)) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(refused, 3);
+    // Age: everything parked before a cut-off is returned and removed.
+    let expired = bob.store.write(|tx| tx.expire_parked(i64::MAX)).unwrap();
+    assert_eq!(expired.len(), e2ee_store::PARKED_PER_SENDER as usize);
+    assert!(expired.iter().all(|p| p.sender == "mallory"));
+    assert!(bob.store.read(|tx| tx.parked()).unwrap().is_empty());
 }
 
 #[test]
