@@ -67,6 +67,8 @@ pub enum Command {
     Listen(ListenArgs),
     /// Fetch messages queued on the server, store them, and exit.
     Sync,
+    /// List what waits for the server's acknowledgement, or drop an entry.
+    Outbox(OutboxArgs),
     /// Show a conversation, oldest first.
     History(HistoryArgs),
     /// Search stored messages.
@@ -247,6 +249,14 @@ pub struct VerifyArgs {
     /// Do not ask: you have compared the numbers.
     #[arg(long, short)]
     pub yes: bool,
+}
+
+/// `chat outbox`.
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// Give up on this message: it leaves the outbox and shows as failed.
+    #[arg(long, value_name = "ID")]
+    pub drop: Option<String>,
 }
 
 /// `chat backup` / `chat restore`.

@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Send(a) => send(&ctx, a).await,
         Command::Listen(a) => listen(&ctx, &a).await,
         Command::Sync => sync(&ctx).await,
+        Command::Outbox(a) => crate::manage::outbox(&ctx, a).await,
         Command::History(a) => history(&ctx, &a).await,
         Command::Search(a) => search(&ctx, &a).await,
         Command::Group(g) => group(&ctx, g).await,
@@ -439,9 +440,17 @@ async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "typing", "from": from, "fromName": who,
                     "groupId": group_id, "typing": typing}));
             } else if typing {
-                println!("  {who} is typing{place}…");
+                println!(
+                    "  {} is typing{}…",
+                    output::sanitize(&who),
+                    output::sanitize(&place)
+                );
             } else {
-                println!("  {who} stopped typing{place}");
+                println!(
+                    "  {} stopped typing{}",
+                    output::sanitize(&who),
+                    output::sanitize(&place)
+                );
             }
         }
         Event::Presence {
@@ -483,7 +492,7 @@ async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             if json {
                 print_json(&json!({"event": "groupChanged", "groupId": group_id, "name": name}));
             } else {
-                println!("  #{name} changed");
+                println!("  #{} changed", output::sanitize(&name));
             }
         }
         Event::SendFailed {
@@ -495,7 +504,10 @@ async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "sendFailed", "messageId": message_id,
                     "message": message}));
             } else {
-                println!("  the server refused your message {message_id}: {message}");
+                println!(
+                    "  the server refused your message {message_id}: {}",
+                    output::sanitize(&message)
+                );
             }
         }
         Event::Undecryptable {
@@ -508,7 +520,10 @@ async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "undecryptable", "messageId": message_id,
                     "from": from, "fromName": who, "error": error}));
             } else {
-                println!("  a message from {who} could not be decrypted: {error}");
+                println!(
+                    "  a message from {who} could not be decrypted: {}",
+                    output::sanitize(&error)
+                );
             }
         }
         Event::Connection(state) => match state {
@@ -745,7 +760,12 @@ async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
                             r => format!("{} ({})", m.username, format!("{r:?}").to_lowercase()),
                         })
                         .collect();
-                    println!("#{} ({}): {}", g.name, g.id, members.join(", "));
+                    println!(
+                        "#{} ({}): {}",
+                        output::sanitize(&g.name),
+                        g.id,
+                        members.join(", ")
+                    );
                 }
             }
             if groups.is_empty() && !ctx.json {

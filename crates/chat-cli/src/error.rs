@@ -96,6 +96,9 @@ impl CliError {
             CliError::Client(ClientError::Store(chat_client::StoreError::WrongPassphrase)) => Some(
                 "the store passphrase comes from --passphrase-file, E2EE_CHAT_PASSPHRASE or the prompt",
             ),
+            CliError::Client(ClientError::MessageTooLarge { .. }) => {
+                Some("send long text as a file: `chat send USER --file notes.txt`")
+            }
             CliError::Client(ClientError::Transport(t)) if t.is_transient() => {
                 Some("is the server running? `chat server` starts one on 127.0.0.1:8787")
             }
@@ -124,7 +127,9 @@ fn client_code(e: &ClientError) -> u8 {
         ClientError::Config(_) => code::USAGE,
         ClientError::NotLoggedIn | ClientError::WrongAccount { .. } => code::AUTH,
         ClientError::UnknownUser(_) => code::NOT_FOUND,
-        ClientError::AttachmentTooLarge { .. } | ClientError::NotMember(_) => code::REFUSED,
+        ClientError::AttachmentTooLarge { .. }
+        | ClientError::MessageTooLarge { .. }
+        | ClientError::NotMember(_) => code::REFUSED,
         _ => code::OTHER,
     }
 }

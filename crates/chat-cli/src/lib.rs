@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod demo;
 pub mod error;
+pub mod manage;
 pub mod output;
 pub mod profile;
 pub mod session;

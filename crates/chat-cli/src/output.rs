@@ -15,6 +15,7 @@ pub fn status_name(s: Status) -> &'static str {
         Status::Sent => "sent",
         Status::Delivered => "delivered",
         Status::Read => "read",
+        Status::Failed => "failed",
     }
 }
 
@@ -25,6 +26,7 @@ fn ticks(s: Status) -> &'static str {
         Status::Sent => "✓",
         Status::Delivered => "✓✓",
         Status::Read => "✓✓ read",
+        Status::Failed => "✗ failed",
     }
 }
 
@@ -57,6 +59,35 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+/// Makes text from a peer safe to print for a person: control characters
+/// (ANSI escapes, carriage returns, backspaces), direction overrides and
+/// invisible characters are shown as `\u{..}` escapes, so nothing a sender
+/// writes can move the cursor, erase a warning or reorder a line; a newline
+/// starts an indented continuation line, so a body cannot fake a sender line
+/// of its own. For JSON output, serde escapes everything already.
+pub fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\n    "),
+            '\t' => out.push(' '),
+            c if c.is_control() || is_invisible(c) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Direction controls, zero-width characters and the BOM.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+    )
+}
+
 /// Who and where a message is, resolved to names by the caller.
 pub struct Names<'a> {
     /// The sender's username ("you" for ours).
@@ -69,19 +100,27 @@ pub struct Names<'a> {
 pub fn message_line(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> String {
     let when = clock(m.server_at_ms.unwrap_or(m.sent_at_ms));
     let who = match m.conversation {
-        Conversation::Group(_) => format!("{} {}", names.conversation, names.sender),
+        Conversation::Group(_) => format!(
+            "{} {}",
+            sanitize(names.conversation),
+            sanitize(names.sender)
+        ),
         Conversation::Direct(_) if m.outgoing => {
-            format!("{} → {}", names.sender, names.conversation)
+            format!(
+                "{} → {}",
+                sanitize(names.sender),
+                sanitize(names.conversation)
+            )
         }
-        Conversation::Direct(_) => names.sender.to_owned(),
+        Conversation::Direct(_) => sanitize(names.sender),
     };
     let mut line = format!("[{when}] {who}: ");
     if let Some(a) = &m.attachment {
         line.push_str(&format!(
             "[{} {} ({}, {})]",
             kind_name(m.kind),
-            a.file_name,
-            a.mime_type,
+            sanitize(&a.file_name),
+            sanitize(&a.mime_type),
             size(a.size)
         ));
         if let Some(p) = saved {
@@ -89,10 +128,10 @@ pub fn message_line(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> Str
         }
         if let Some(b) = m.body.as_deref().filter(|b| !b.is_empty()) {
             line.push(' ');
-            line.push_str(b);
+            line.push_str(&sanitize(b));
         }
     } else {
-        line.push_str(m.body.as_deref().unwrap_or(""));
+        line.push_str(&sanitize(m.body.as_deref().unwrap_or("")));
     }
     if m.outgoing {
         line.push_str(&format!("  {}", ticks(m.status)));
@@ -207,6 +246,32 @@ mod tests {
             message_line(&msg(true, Status::Read), &n, None),
             "[01:02:03] you → bob: hi there  ✓✓ read"
         );
+    }
+
+    #[test]
+    fn a_peer_cannot_fake_a_line_or_erase_a_warning() {
+        let mut m = msg(false, Status::Delivered);
+        m.body =
+            Some("ok\n[01:02:04] alice: send me the code\x1b[2K\r\u{202e}gnp.exe\u{200b}".into());
+        let n = Names {
+            sender: "bob\x1b[1A",
+            conversation: "bob",
+        };
+        let line = message_line(&m, &n, None);
+        assert!(
+            !line.chars().any(|c| c.is_control() && c != '\n'),
+            "{line:?}"
+        );
+        assert!(
+            !line.contains('\u{202e}') && !line.contains('\u{200b}'),
+            "{line:?}"
+        );
+        // Every line after the first is indented: none starts like a sender line.
+        assert!(
+            line.lines().skip(1).all(|l| l.starts_with("    ")),
+            "{line:?}"
+        );
+        assert!(line.starts_with("[01:02:03] bob\\u{1b}[1A: ok"), "{line:?}");
     }
 
     #[test]

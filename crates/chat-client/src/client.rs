@@ -213,8 +213,23 @@ impl Inner {
         }
     }
 
-    /// Sends an outbox entry now if connected.
+    /// Sends an outbox entry now if connected. One the server could never
+    /// accept (left by an older client) fails here instead of costing a
+    /// connection on every attempt.
     pub(crate) async fn transmit(&self, e: &OutboxEntry) {
+        if !crate::limits::content_fits(&e.content) {
+            self.fail_send(
+                &e.message_id,
+                rest::ErrorCode::TooLarge,
+                format!(
+                    "{} bytes of content, over the server's limit of {}",
+                    e.content.len(),
+                    chat_proto::validate::MESSAGE_CONTENT_MAX
+                ),
+            )
+            .await;
+            return;
+        }
         let frame = match (&e.recipient, &e.group_id) {
             (_, Some(g)) => ClientFrame::GroupMessage(SendGroupMessage {
                 id: e.message_id.clone(),
@@ -238,6 +253,30 @@ impl Inner {
             && let Ok(mut f) = self.in_flight.lock()
         {
             f.remove(&e.message_id);
+        }
+    }
+
+    /// Takes a message out of the outbox as failed for good, and says so.
+    pub(crate) async fn fail_send(&self, id: &str, code: rest::ErrorCode, message: String) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.remove(id);
+        }
+        let mid = id.to_owned();
+        let removed = self
+            .db(move |s| s.write(|tx| tx.drop_outbox(&mid)))
+            .await
+            .unwrap_or(false);
+        if removed {
+            tracing::warn!(%id, ?code, %message, "message failed for good");
+            self.emit(Event::Status {
+                message_id: id.to_owned(),
+                status: e2ee_store::Status::Failed,
+            });
+            self.emit(Event::SendFailed {
+                message_id: id.to_owned(),
+                code,
+                message,
+            });
         }
     }
 
@@ -391,6 +430,7 @@ impl Inner {
     }
 
     pub(crate) async fn send_payload(&self, to: &Conversation, payload: Payload) -> Result<String> {
+        crate::limits::check(&payload)?;
         let entry = match to {
             Conversation::Direct(u) => self.send_direct(u, payload).await?,
             Conversation::Group(g) => self.send_group(g, payload).await?,
@@ -991,6 +1031,33 @@ impl Client {
         self.inner
             .db(|s| s.read(|tx| tx.outbox().map(|o| o.len())))
             .await
+    }
+
+    /// What waits for the server's acknowledgement, oldest first (message
+    /// id, recipient or group, size, attempts).
+    pub async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        self.inner.db(|s| s.read(|tx| tx.outbox())).await
+    }
+
+    /// Gives up on an outbox entry: it is not sent again, and its message
+    /// becomes [`e2ee_store::Status::Failed`]. If it was already on the wire
+    /// the server may still deliver it. Returns whether there was one.
+    pub async fn drop_outbox(&self, message_id: &str) -> Result<bool> {
+        if let Ok(mut f) = self.inner.in_flight.lock() {
+            f.remove(message_id);
+        }
+        let id = message_id.to_owned();
+        let removed = self
+            .inner
+            .db(move |s| s.write(|tx| tx.drop_outbox(&id)))
+            .await?;
+        if removed {
+            self.inner.emit(Event::Status {
+                message_id: message_id.to_owned(),
+                status: e2ee_store::Status::Failed,
+            });
+        }
+        Ok(removed)
     }
 
     /// Writes an encrypted backup of the whole store.

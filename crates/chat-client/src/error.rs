@@ -42,6 +42,17 @@ pub enum ClientError {
         /// The limit.
         limit: u64,
     },
+    /// A message is over the largest one the server relays: nothing was
+    /// stored or queued. Send long text as a file.
+    #[error(
+        "message of {size} bytes is over the {limit}-byte limit of one message: send it as a file instead"
+    )]
+    MessageTooLarge {
+        /// Its encoded size (text, caption and attachment pointer).
+        size: usize,
+        /// The largest that fits.
+        limit: usize,
+    },
     /// A downloaded attachment failed its hash or did not decrypt.
     #[error(transparent)]
     Attachment(#[from] e2ee_core::AttachmentError),

@@ -47,20 +47,22 @@ mod convert;
 mod error;
 mod event;
 mod keys;
+mod limits;
 mod runtime;
 
 pub use client::{Attachment, Client, ClientBuilder, Result};
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use event::{ConnectionState, Event};
+pub use limits::{MAX_PADDED_PAYLOAD, MAX_TEXT_BYTES};
 
 pub use chat_proto::Role;
 pub use chat_proto::rest::{ErrorCode, Group, GroupMember, User};
 pub use chat_transport::TransportError;
 pub use e2ee_core::{AttachmentPointer, PayloadKind, SafetyNumber};
 pub use e2ee_store::{
-    Account, Conversation, ConversationSummary, Cursor, KdfParams, Message, Page, PeerIdentity,
-    SearchHit, Status, StoreError,
+    Account, Conversation, ConversationSummary, Cursor, KdfParams, Message, OutboxEntry, Page,
+    PeerIdentity, SearchHit, Status, StoreError,
 };
 
 /// The workspace README's Rust examples, compiled (and the protocol one

@@ -364,19 +364,7 @@ async fn server_error(inner: &Arc<Inner>, e: chat_proto::ws::ErrorFrame) {
         tracing::debug!(%id, code = ?e.code, "send deferred");
         return;
     }
-    let mid = id.clone();
-    let removed = inner
-        .db(move |s| s.write(|tx| tx.drop_outbox(&mid)))
-        .await
-        .unwrap_or(false);
-    if removed {
-        tracing::warn!(%id, code = ?e.code, message = %e.message, "server refused a message");
-        inner.emit(Event::SendFailed {
-            message_id: id,
-            code: e.code,
-            message: e.message,
-        });
-    }
+    inner.fail_send(&id, e.code, e.message).await;
 }
 
 /// After (re)connecting: resend the outbox and unsent read receipts, and

@@ -78,7 +78,7 @@ CREATE TABLE group_members (
     PRIMARY KEY (group_id, user_id)
 );
 -- conv_kind: 0 direct (conv_id = the peer), 1 group (conv_id = group id).
--- status: 0 pending, 1 sent, 2 delivered, 3 read.
+-- status: 0 pending, 1 sent, 2 delivered, 3 read (4 failed, from version 4).
 CREATE TABLE messages (
     seq         INTEGER PRIMARY KEY,
     id          TEXT NOT NULL UNIQUE,

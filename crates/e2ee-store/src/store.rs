@@ -272,6 +272,10 @@ pub enum Status {
     Delivered = 2,
     /// The recipient (every member, in a group) read it.
     Read = 3,
+    /// The server refused it for good (too large, invalid, unknown
+    /// recipient) or the user dropped it from the outbox: it was never
+    /// delivered and will not be retried.
+    Failed = 4,
 }
 
 impl Status {
@@ -280,6 +284,7 @@ impl Status {
             1 => Status::Sent,
             2 => Status::Delivered,
             3 => Status::Read,
+            4 => Status::Failed,
             _ => Status::Pending,
         }
     }
@@ -1273,14 +1278,22 @@ impl Tx<'_> {
         Ok(n > 0)
     }
 
-    /// Removes an entry the server refused for good. The message stays,
-    /// with status `pending`. Returns whether there was one.
+    /// Removes an entry the server refused for good (or the user gave up
+    /// on): out of the outbox, and its message, if one is stored, gets
+    /// status [`Status::Failed`]. Returns whether there was an entry.
     pub fn drop_outbox(&self, message_id: &str) -> Result<bool> {
-        Ok(self
+        let n = self
             .c()
             .prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?
-            .execute([message_id])?
-            > 0)
+            .execute([message_id])?;
+        if n > 0 {
+            self.c()
+                .prepare_cached(
+                    "UPDATE messages SET status = 4 WHERE id = ?1 AND outgoing = 1 AND status = 0",
+                )?
+                .execute([message_id])?;
+        }
+        Ok(n > 0)
     }
 
     /// Adds an encrypted frame to the outbox.

@@ -8,5 +8,6 @@
 )]
 
 mod faults;
+mod hardening;
 mod session;
 mod soak;

@@ -19,6 +19,21 @@ impl World {
     }
 
     pub fn chat_env(&self, profile: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.chat_full(profile, args, env, None)
+    }
+
+    /// With `input` on standard input.
+    pub fn chat_stdin(&self, profile: &str, args: &[&str], input: &str) -> Output {
+        self.chat_full(profile, args, &[], Some(input))
+    }
+
+    fn chat_full(
+        &self,
+        profile: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        input: Option<&str>,
+    ) -> Output {
         let mut cmd = assert_cmd::Command::cargo_bin("chat").unwrap();
         cmd.env_clear()
             .env("E2EE_CHAT_HOME", &self.home)
@@ -34,6 +49,9 @@ impl World {
             .timeout(std::time::Duration::from_secs(120));
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(i) = input {
+            cmd.write_stdin(i.as_bytes().to_vec());
         }
         cmd.output().unwrap()
     }

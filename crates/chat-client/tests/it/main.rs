@@ -11,5 +11,6 @@ mod direct;
 mod echo_bot;
 mod groups;
 mod hostile;
+mod outbox;
 mod parking;
 mod support;

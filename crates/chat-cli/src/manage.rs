@@ -1,0 +1,56 @@
+//! Looking after a profile's state: the outbox.
+
+use serde_json::json;
+
+use crate::cli::OutboxArgs;
+use crate::error::{CliError, Result};
+use crate::output::{self, print_json};
+use crate::session::Ctx;
+
+/// `chat outbox [--drop ID]`: works offline (nothing is sent).
+pub async fn outbox(ctx: &Ctx, a: OutboxArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    if let Some(id) = a.drop {
+        let dropped = s.client.drop_outbox(&id).await?;
+        s.client.close().await;
+        if !dropped {
+            return Err(CliError::NotFound(format!(
+                "no message {id} in the outbox (see `chat outbox`)"
+            )));
+        }
+        if ctx.json {
+            print_json(&json!({"event": "dropped", "id": id}));
+        } else {
+            println!("dropped {id}: it will not be sent again and shows as failed");
+        }
+        return Ok(());
+    }
+    let entries = s.client.outbox().await?;
+    for e in &entries {
+        let to = match (&e.recipient, &e.group_id) {
+            (_, Some(g)) => {
+                s.conversation_label(&chat_client::Conversation::Group(g.clone()))
+                    .await
+            }
+            (Some(u), None) => s.name_of(u).await,
+            (None, None) => "?".into(),
+        };
+        if ctx.json {
+            print_json(&json!({"event": "outbox", "id": e.message_id, "to": to,
+                "bytes": e.content.len(), "attempts": e.attempts, "queuedAt": e.created_at_ms}));
+        } else {
+            println!(
+                "{}  {}  to {}  {}",
+                output::clock(e.created_at_ms),
+                e.message_id,
+                output::sanitize(&to),
+                output::size(e.content.len() as u64),
+            );
+        }
+    }
+    if !ctx.json && entries.is_empty() {
+        println!("the outbox is empty: the server has acknowledged everything");
+    }
+    s.client.close().await;
+    Ok(())
+}
