@@ -90,7 +90,24 @@ fn password_source(file: Option<&Path>) -> SecretSource<'_> {
     }
 }
 
+/// `register` / `login`. A profile that has no store yet is built in a
+/// staging folder and moved into place only on success.
 async fn account(ctx: &Ctx, a: &AccountArgs, new: bool) -> Result<()> {
+    if ctx.profile.has_store() {
+        return account_in(ctx, a, new).await;
+    }
+    let staged = ctx.staged();
+    staged.profile.discard();
+    match account_in(&staged, a, new).await {
+        Ok(()) => ctx.profile.adopt(&staged.profile),
+        Err(e) => {
+            staged.profile.discard();
+            Err(e)
+        }
+    }
+}
+
+async fn account_in(ctx: &Ctx, a: &AccountArgs, new: bool) -> Result<()> {
     let s = ctx.open(true).await?;
     let password = password_source(a.password_file.as_deref()).read(new)?;
     let pb = output::spinner(
@@ -926,7 +943,8 @@ async fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<()> {
         println!("not verified");
         return Ok(());
     }
-    s.client.verify(&id).await?;
+    // The key the user compared, not whatever is current now.
+    s.client.verify(&id, &sn).await?;
     if ctx.json {
         print_json(&json!({"event": "verified", "user": a.user, "userId": id}));
     } else {
@@ -993,15 +1011,38 @@ async fn restore(ctx: &Ctx, a: &BackupArgs) -> Result<()> {
     }
     let backup_pw = backup_source(a.backup_passphrase_file.as_deref()).read(false)?;
     let store_pw: Zeroizing<String> = ctx.passphrase_source().read(true)?;
-    p.create_dir()?;
+    // Built aside, moved into place on success: a failure leaves no
+    // half-made profile.
+    let staged = ctx.staged();
+    staged.profile.discard();
+    staged.profile.create_dir()?;
     let pb = output::spinner(ctx.json, format!("restoring {}", a.file.display()));
-    let r = Client::restore(&a.file, &backup_pw, p.store_path(), &store_pw).await;
+    let r = Client::restore(&a.file, &backup_pw, staged.profile.store_path(), &store_pw).await;
     pb.finish_and_clear();
-    r?;
-    let s = ctx.open_with(store_pw).await?;
-    s.save_server()?;
-    let acct = s.client.account();
-    s.client.close().await;
+    let acct = match r {
+        Ok(()) => {
+            async {
+                let s = staged.open_with(store_pw).await?;
+                s.save_server()?;
+                let acct = s.client.account();
+                s.client.close().await;
+                Ok::<_, CliError>(acct)
+            }
+            .await
+        }
+        Err(chat_client::ClientError::Store(chat_client::StoreError::WrongPassphrase)) => {
+            Err(CliError::BackupPassphrase)
+        }
+        Err(e) => Err(e.into()),
+    };
+    let acct = match acct {
+        Ok(a) => a,
+        Err(e) => {
+            staged.profile.discard();
+            return Err(e);
+        }
+    };
+    p.adopt(&staged.profile)?;
     let name = acct
         .as_ref()
         .map(|a| a.username.as_str())

@@ -210,8 +210,8 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
         sn_a.digits() == sn_b.digits(),
         "the two safety numbers differ",
     )?;
-    alice.client.verify(&bob.id).await?;
-    bob.client.verify(&alice.id).await?;
+    alice.client.verify(&bob.id, &sn_a).await?;
+    bob.client.verify(&alice.id, &sn_b).await?;
     say("identical (60 digits): both mark each other verified");
 
     step(

@@ -53,6 +53,9 @@ pub enum CliError {
     /// A store-level problem found by the CLI itself.
     #[error("{0}")]
     Store(String),
+    /// The backup did not open with the passphrase given.
+    #[error("wrong backup passphrase (or a damaged backup file)")]
+    BackupPassphrase,
     /// The safety numbers differ.
     #[error("{0}")]
     Mismatch(String),
@@ -79,7 +82,7 @@ impl CliError {
                 code::NOT_FOUND
             }
             CliError::Io { .. } | CliError::Server(_) => code::OTHER,
-            CliError::Store(_) => code::STORE,
+            CliError::Store(_) | CliError::BackupPassphrase => code::STORE,
             CliError::Mismatch(_) => code::MISMATCH,
             CliError::Refused(_) => code::REFUSED,
             CliError::Client(e) => client_code(e),
@@ -95,6 +98,9 @@ impl CliError {
             ) => Some("run `chat register NAME` or `chat login NAME` first"),
             CliError::Client(ClientError::Store(chat_client::StoreError::WrongPassphrase)) => Some(
                 "the store passphrase comes from --passphrase-file, E2EE_CHAT_PASSPHRASE or the prompt",
+            ),
+            CliError::BackupPassphrase => Some(
+                "the backup passphrase comes from --backup-passphrase-file, E2EE_CHAT_BACKUP_PASSPHRASE or the prompt",
             ),
             CliError::Client(ClientError::MessageTooLarge { .. }) => {
                 Some("send long text as a file: `chat send USER --file notes.txt`")

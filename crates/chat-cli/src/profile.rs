@@ -82,6 +82,40 @@ impl Profile {
         })
     }
 
+    /// Where a new profile is built (`register`, `login`, `restore`) before
+    /// it is moved into place on success, so a failure leaves nothing half
+    /// made. Its name starts with a dot: never a profile name.
+    pub fn staging(&self) -> Profile {
+        let dir = self
+            .dir
+            .with_file_name(format!(".{}.new-{}", self.name, std::process::id()));
+        Profile {
+            name: self.name.clone(),
+            dir,
+        }
+    }
+
+    /// Moves a finished staging folder into place. A folder already there
+    /// without a store (a `profile.toml` alone) is replaced.
+    pub fn adopt(&self, staging: &Profile) -> Result<()> {
+        if self.has_store() {
+            return Err(CliError::Store(format!(
+                "profile {:?} got a store meanwhile; the new one is left in {}",
+                self.name,
+                staging.dir.display()
+            )));
+        }
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir).map_err(|e| CliError::io(&self.dir, e))?;
+        }
+        std::fs::rename(&staging.dir, &self.dir).map_err(|e| CliError::io(&self.dir, e))
+    }
+
+    /// Removes a staging folder after a failure.
+    pub fn discard(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
     /// The encrypted store.
     pub fn store_path(&self) -> PathBuf {
         self.dir.join("store.db")
@@ -152,6 +186,7 @@ pub fn list(home: &Path) -> Result<Vec<String>> {
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
         .collect();
     names.sort();
     Ok(names)

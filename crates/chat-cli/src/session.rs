@@ -48,6 +48,15 @@ impl Ctx {
         })
     }
 
+    /// The same options on the profile's staging folder (see
+    /// [`crate::profile::Profile::staging`]).
+    pub fn staged(&self) -> Ctx {
+        Ctx {
+            profile: self.profile.staging(),
+            ..self.clone()
+        }
+    }
+
     /// Where the store passphrase comes from.
     pub fn passphrase_source(&self) -> SecretSource<'_> {
         SecretSource {

@@ -122,12 +122,14 @@ impl ClientBuilder {
             std::time::Duration::from_secs(self.config.request_timeout_secs),
         )?;
         let path = self.config.store_path.clone();
+        let trust = self.config.trust_new_identities;
         let options = OpenOptions {
             kdf: self.kdf,
             ..OpenOptions::default()
         };
         let (store, account, token) = tokio::task::spawn_blocking(move || {
             let mut store = Store::open(&path, &passphrase, options)?;
+            store.set_trust_policy(trust);
             let (account, token) = store.read(|tx| Ok((tx.account()?, tx.token()?)))?;
             Ok::<_, StoreError>((store, account, token))
         })
@@ -326,9 +328,36 @@ impl Inner {
         }
     }
 
+    /// Refuses to go on if any of `peers` we know has an untrusted key.
+    pub(crate) async fn require_trusted(&self, peers: Vec<String>) -> Result<()> {
+        let untrusted = self
+            .db(move |s| {
+                s.read(|tx| {
+                    for p in &peers {
+                        if let Some(id) = tx.peer(p)?
+                            && !id.trusted
+                        {
+                            return Ok(Some(id));
+                        }
+                    }
+                    Ok(None)
+                })
+            })
+            .await?;
+        match untrusted {
+            Some(p) => Err(ClientError::UntrustedIdentity {
+                changed: p.changed_at_ms.is_some(),
+                user_id: p.user_id,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Sends a payload 1:1 (session on demand) and returns its outbox entry.
+    /// Refused for a peer whose key is not trusted.
     pub(crate) async fn send_direct(&self, to: &str, payload: Payload) -> Result<OutboxEntry> {
         self.ensure_session(to).await?;
+        self.require_trusted(vec![to.to_owned()]).await?;
         let to_owned = to.to_owned();
         let entry = self.db(move |s| s.send_direct(&to_owned, &payload)).await?;
         self.transmit(&entry).await;
@@ -403,6 +432,9 @@ impl Inner {
             .map(|(u, _)| u.clone())
             .filter(|u| *u != me.user_id)
             .collect();
+        // No member whose key changed untrusted gets this message, nor a
+        // new sender key.
+        self.require_trusted(others.clone()).await?;
         let (gid, members) = (group_id.to_owned(), others.clone());
         let (dist, missing) = self
             .db(move |s| s.group_sender_key(&mut OsRng, &gid, &members))
@@ -957,11 +989,18 @@ impl Client {
         .map_err(|_| ClientError::Closed)
     }
 
-    /// Marks a peer verified (after comparing safety numbers), locally and
-    /// on the server. A later key change clears it and raises
-    /// [`Event::IdentityChanged`] with `was_verified`.
-    pub async fn verify(&self, user_id: &str) -> Result<()> {
+    /// Marks a peer verified after the user compared `compared` (the
+    /// safety number they were shown) with the peer's, locally and on the
+    /// server; it also makes the key trusted. If the peer's key changed
+    /// since `compared` was computed, nothing is marked and the error is
+    /// [`StoreError::IdentityChanged`]: the user compared another key. A
+    /// later key change clears it and raises [`Event::IdentityChanged`] with
+    /// `was_verified`.
+    pub async fn verify(&self, user_id: &str, compared: &SafetyNumber) -> Result<()> {
         let peer = self.peer(user_id).await?;
+        if self.safety_number(user_id).await? != *compared {
+            return Err(StoreError::IdentityChanged(user_id.to_owned()).into());
+        }
         self.inner
             .rest
             .verify_key(&VerifyKeyRequest {
@@ -969,9 +1008,31 @@ impl Client {
                 fingerprint: e2ee_core::fingerprint(&peer.identity),
             })
             .await?;
-        let u = user_id.to_owned();
+        let (u, key) = (user_id.to_owned(), peer.identity);
         self.inner
-            .db(move |s| s.write(|tx| tx.set_verified(&u, true)))
+            .db(move |s| s.write(|tx| tx.verify_identity(&u, &key)))
+            .await
+    }
+
+    /// Trusts a peer's current key without verifying it (the user accepts
+    /// a changed safety number), so sending to them works again. `seen` is
+    /// the fingerprint the user was shown ([`Client::peer_fingerprint`]); if
+    /// the key changed since, nothing is trusted
+    /// ([`StoreError::IdentityChanged`]).
+    pub async fn trust_identity(&self, user_id: &str, seen: &str) -> Result<()> {
+        let peer = self.peer(user_id).await?;
+        let fingerprint = e2ee_core::fingerprint_grouped(&peer.identity);
+        let digits = |s: &str| {
+            s.chars()
+                .filter(char::is_ascii_hexdigit)
+                .collect::<String>()
+        };
+        if digits(&fingerprint) != digits(seen).to_ascii_lowercase() {
+            return Err(StoreError::IdentityChanged(user_id.to_owned()).into());
+        }
+        let (u, key) = (user_id.to_owned(), peer.identity);
+        self.inner
+            .db(move |s| s.write(|tx| tx.trust_identity(&u, &key)))
             .await
     }
 

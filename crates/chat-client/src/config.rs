@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chat_transport::{BackoffConfig, ConnectionConfig};
+use e2ee_store::TrustPolicy;
 use serde::Deserialize;
 
 use crate::error::ClientError;
@@ -28,6 +29,7 @@ use crate::error::ClientError;
 /// signed_prekey_max_age_days = 7
 /// max_attachment_bytes = 16777216
 /// event_buffer = 4096
+/// trust_new_identities = "on-first-use"   # or "always", "never"
 /// ```
 ///
 /// The store passphrase is never read from a file: pass it to the builder
@@ -63,6 +65,36 @@ pub struct ClientConfig {
     pub max_attachment_bytes: u64,
     /// Events kept for a slow subscriber before it sees [`crate::Event::Lagged`].
     pub event_buffer: usize,
+    /// What to do with identity keys not verified: `on-first-use` (the
+    /// default: trust a peer's first key, refuse to send to a changed one
+    /// until [`crate::Client::trust_identity`]), `always`, `never`. A key
+    /// that replaces a verified one is always refused until trusted.
+    #[serde(with = "trust_policy")]
+    pub trust_new_identities: TrustPolicy,
+}
+
+/// `TrustPolicy` as `"on-first-use"`, `"always"` or `"never"`.
+mod trust_policy {
+    use e2ee_store::TrustPolicy;
+    use serde::{Deserialize, Deserializer};
+
+    pub(crate) fn parse(s: &str) -> Option<TrustPolicy> {
+        match s.trim() {
+            "on-first-use" => Some(TrustPolicy::OnFirstUse),
+            "always" => Some(TrustPolicy::Always),
+            "never" => Some(TrustPolicy::Never),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TrustPolicy, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "trust_new_identities must be on-first-use, always or never, not {s:?}"
+            ))
+        })
+    }
 }
 
 impl Default for ClientConfig {
@@ -82,6 +114,7 @@ impl Default for ClientConfig {
             signed_prekey_max_age_days: 7,
             max_attachment_bytes: 16 << 20,
             event_buffer: 4096,
+            trust_new_identities: TrustPolicy::OnFirstUse,
         }
     }
 }
@@ -109,7 +142,8 @@ impl ClientConfig {
     /// The defaults overridden by `E2EE_CHAT_*` environment variables:
     /// `SERVER`, `STORE`, `AUTO_READ`, `REQUEST_TIMEOUT_SECS`,
     /// `KEEPALIVE_SECS`, `DEAD_AFTER_SECS`, `RECONNECT_INITIAL_MS`,
-    /// `RECONNECT_MAX_SECS`, `RESEND_AFTER_SECS`, `MAX_ATTACHMENT_BYTES`.
+    /// `RECONNECT_MAX_SECS`, `RESEND_AFTER_SECS`, `MAX_ATTACHMENT_BYTES`,
+    /// `TRUST_NEW_IDENTITIES`.
     pub fn from_env() -> Result<Self, ClientError> {
         let mut c = Self::default();
         c.apply_env()?;
@@ -141,6 +175,13 @@ impl ClientConfig {
             "E2EE_CHAT_MAX_ATTACHMENT_BYTES",
             &mut self.max_attachment_bytes,
         )?;
+        if let Ok(v) = std::env::var("E2EE_CHAT_TRUST_NEW_IDENTITIES") {
+            self.trust_new_identities = trust_policy::parse(&v).ok_or_else(|| {
+                ClientError::Config(format!(
+                    "E2EE_CHAT_TRUST_NEW_IDENTITIES={v:?}: use on-first-use, always or never"
+                ))
+            })?;
+        }
         Ok(())
     }
 

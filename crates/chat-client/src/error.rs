@@ -28,6 +28,21 @@ pub enum ClientError {
         /// The account asked for.
         requested: String,
     },
+    /// The peer's identity key is not trusted: it changed since the user
+    /// verified (or trusted) the old one, or the trust policy does not
+    /// trust new keys. Nothing was sent. Compare safety numbers again, then
+    /// [`crate::Client::verify`] or [`crate::Client::trust_identity`].
+    #[error(
+        "{user_id}'s identity key {}: nothing was sent; compare safety numbers, then verify or trust the new key",
+        if *.changed { "changed and the new one is not trusted" } else { "is not trusted" }
+    )]
+    UntrustedIdentity {
+        /// The peer.
+        user_id: String,
+        /// Whether the key changed (rather than being new under the
+        /// `never` policy).
+        changed: bool,
+    },
     /// No such user.
     #[error("unknown user {0}")]
     UnknownUser(String),

@@ -10,6 +10,35 @@ use crate::convert;
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Deletes from the server the one-time prekeys whose secrets a restore
+/// dropped: a peer that claimed one would send a PreKey message we could
+/// not open.
+async fn delete_stale(inner: &Inner) -> Result<()> {
+    let stale = inner.db(|s| s.read(|tx| tx.stale_prekeys())).await?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let mut done = Vec::with_capacity(stale.len());
+    for id in stale {
+        match inner.rest.delete_prekey(id).await {
+            Ok(()) => done.push(id),
+            Err(e) if e.code() == Some(chat_proto::rest::ErrorCode::NotFound) => done.push(id),
+            Err(e) => {
+                // Tried again at the next upkeep.
+                tracing::warn!(error = %e, "could not delete a stale prekey");
+                break;
+            }
+        }
+    }
+    tracing::debug!(
+        n = done.len(),
+        "stale one-time prekeys deleted from the server"
+    );
+    inner
+        .db(move |s| s.write(|tx| tx.clear_stale_prekeys(&done)))
+        .await
+}
+
 /// Brings the server's copy of our keys up to date: makes the identity on
 /// first use, replaces a signed prekey older than the configured age
 /// (keeping old ones a month for late PreKey messages), tops up one-time
@@ -18,6 +47,7 @@ const DAY_MS: i64 = 86_400_000;
 /// prekey to be (re)uploaded.
 pub(crate) async fn maintain(inner: &Inner, fresh_login: bool) -> Result<()> {
     let _guard = inner.keys_lock.lock().await;
+    delete_stale(inner).await?;
     let status = inner.rest.prekey_status().await?;
     let batch = inner.config.prekey_batch;
     let low = inner.config.prekey_low_water;

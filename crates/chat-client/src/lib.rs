@@ -62,7 +62,7 @@ pub use chat_transport::TransportError;
 pub use e2ee_core::{AttachmentPointer, PayloadKind, SafetyNumber};
 pub use e2ee_store::{
     Account, Conversation, ConversationSummary, Cursor, KdfParams, Message, OutboxEntry, Page,
-    PeerIdentity, SearchHit, Status, StoreError,
+    PeerIdentity, SearchHit, Status, StoreError, TrustPolicy,
 };
 
 /// The workspace README's Rust examples, compiled (and the protocol one

@@ -23,6 +23,57 @@ const MAGIC: &[u8; 8] = b"E2EEBKP1";
 const HEADER_LEN: usize = 8 + 12 + 16 + 24;
 
 impl Store {
+    /// Makes a restored store safe to send from. The backup holds the
+    /// ratchet state of the moment it was made; the original device has
+    /// since sent with those chain keys, so sending from it again would put
+    /// two plaintexts under one key and nonce. In one transaction: every
+    /// 1:1 session goes (the next send starts a new one with X3DH, from the
+    /// same identity, so peers see no identity change); our own sender-key
+    /// chains go, with the record of who has them (the next group send
+    /// starts a new chain and distributes it); the signed prekey is replaced
+    /// by a fresh one with the next id; every one-time prekey secret is
+    /// dropped (ids stay reserved) and the ones that may still be on the
+    /// server are listed in `stale_prekeys` for the client to delete there;
+    /// the outbox (ciphertext of the old sessions) is dropped and those
+    /// messages marked failed. Identity, contacts, verification, history,
+    /// groups and the peers' sender-key chains (receive-only: nothing is
+    /// ever encrypted with them) stay.
+    pub(crate) fn forget_ratchet_state(&mut self) -> Result<()> {
+        self.write(|tx| {
+            let identity = tx.require_identity()?;
+            let next_spk = tx
+                .c()
+                .query_row(
+                    "SELECT coalesce(max(key_id), 0) FROM signed_prekeys",
+                    [],
+                    |r| r.get::<_, u32>(0),
+                )?
+                .wrapping_add(1)
+                .max(1);
+            tx.c().execute_batch(
+                "DELETE FROM sessions;
+                 DELETE FROM sender_keys_out;
+                 DELETE FROM sender_keys_shared;
+                 DELETE FROM signed_prekeys;
+                 INSERT OR IGNORE INTO stale_prekeys (key_id)
+                     SELECT key_id FROM one_time_prekeys WHERE used = 0 AND uploaded = 1;
+                 UPDATE one_time_prekeys SET record = NULL, used = 1;
+                 UPDATE messages SET status = 4
+                     WHERE outgoing = 1 AND status = 0
+                     AND id IN (SELECT message_id FROM outbox);
+                 DELETE FROM outbox;",
+            )?;
+            let now = crate::store::now_ms();
+            let spk = e2ee_core::SignedPreKeyPair::generate(
+                &mut OsRng,
+                &identity,
+                next_spk,
+                u64::try_from(now).unwrap_or(0),
+            );
+            tx.save_signed_prekey(&spk)
+        })
+    }
+
     /// Writes an encrypted backup of the whole store to `path` (mode 0600),
     /// under `passphrase` with Argon2id cost `kdf`.
     pub fn export_backup(
@@ -128,14 +179,16 @@ impl Store {
             plain.execute_batch("DETACH DATABASE restored;")?;
             drop(plain);
             std::fs::rename(&tmp, store_path)?;
-            Store::open(
+            let mut store = Store::open(
                 store_path,
                 new_passphrase,
                 OpenOptions {
                     create: false,
                     ..options
                 },
-            )
+            )?;
+            store.forget_ratchet_state()?;
+            Ok(store)
         })();
         if result.is_err() {
             key::remove_with_suffixes(store_path, &["", ".salt", ".new", ".new-wal", ".new-shm"]);

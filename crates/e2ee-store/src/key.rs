@@ -70,7 +70,24 @@ impl Default for KdfParams {
     }
 }
 
+/// The most Argon2id memory a salt file or backup header may ask for
+/// (1 GiB): read from a file, the parameters are untrusted, and
+/// `memory_kib = 0xFFFFFFFF` would try to allocate 4 TiB and abort.
+pub const KDF_MAX_MEMORY_KIB: u32 = 1 << 20;
+/// The most Argon2id passes a file may ask for.
+pub const KDF_MAX_ITERATIONS: u32 = 64;
+/// The most Argon2id lanes a file may ask for.
+pub const KDF_MAX_PARALLELISM: u32 = 64;
+
 impl KdfParams {
+    /// Whether these are within the bounds a store accepts (see
+    /// [`KDF_MAX_MEMORY_KIB`]).
+    pub fn in_bounds(&self) -> bool {
+        self.memory_kib <= KDF_MAX_MEMORY_KIB
+            && (1..=KDF_MAX_ITERATIONS).contains(&self.iterations)
+            && (1..=KDF_MAX_PARALLELISM).contains(&self.parallelism)
+    }
+
     /// The cheapest parameters Argon2 accepts: for tests and benchmarks
     /// only, never for a real store (a stolen file would fall to guessing).
     #[doc(hidden)]
@@ -105,6 +122,11 @@ pub(crate) struct Key(pub(crate) Zeroizing<[u8; 32]>);
 
 impl Key {
     pub(crate) fn derive(pass: &Passphrase, salt: &[u8; 16], params: KdfParams) -> Result<Key> {
+        if !params.in_bounds() {
+            return Err(StoreError::BadKeyFile(
+                "Argon2 parameters over the bounds this build accepts",
+            ));
+        }
         let p = argon2::Params::new(
             params.memory_kib,
             params.iterations,

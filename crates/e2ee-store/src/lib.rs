@@ -55,17 +55,21 @@ mod error;
 mod key;
 mod ops;
 mod parked;
+mod peers;
 mod schema;
 mod store;
 
 pub use error::{Result, StoreError};
-pub use key::{KdfParams, Passphrase, salt_path};
+pub use key::{
+    KDF_MAX_ITERATIONS, KDF_MAX_MEMORY_KIB, KDF_MAX_PARALLELISM, KdfParams, Passphrase, salt_path,
+};
 pub use ops::{Incoming, Received};
 pub use parked::{
     PARKED_MAX, PARKED_MAX_AGE_MS, PARKED_PER_SENDER, ParkedMessage, ParkedOutcome, Unparked,
 };
+pub use peers::{IdentityCheck, PeerIdentity, TrustPolicy};
 pub use schema::SCHEMA_VERSION;
 pub use store::{
-    Account, Conversation, ConversationSummary, Cursor, Group, IdentityCheck, Message, NewMessage,
-    OpenOptions, OutboxEntry, Page, PeerIdentity, ReadReceipt, SearchHit, Status, Store, Tx,
+    Account, Conversation, ConversationSummary, Cursor, Group, Message, NewMessage, OpenOptions,
+    OutboxEntry, Page, ReadReceipt, SearchHit, Status, Store, Tx,
 };

@@ -11,9 +11,8 @@ use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
 use crate::parked::{ParkedMessage, ParkedOutcome, Unparked};
-use crate::store::{
-    Conversation, IdentityCheck, Message, NewMessage, OutboxEntry, Status, Store, Tx, now_ms,
-};
+use crate::peers::IdentityCheck;
+use crate::store::{Conversation, Message, NewMessage, OutboxEntry, Status, Store, Tx, now_ms};
 
 /// A message as the server relayed it.
 #[derive(Debug, Clone, Copy)]

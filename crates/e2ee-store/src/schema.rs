@@ -189,9 +189,16 @@ FROM messages GROUP BY conv_kind, conv_id;
 ";
 
 /// Version 4: group messages parked until their sender's key arrives
-/// (see `parked.rs`), so they can be acknowledged at once. Message status 4
-/// (`failed`) is new too: an outgoing message the server refused for good.
+/// (see `parked.rs`), so they can be acknowledged at once; one-time prekeys
+/// whose secrets a restore dropped, to delete from the server; whether we
+/// may send to a peer's key (`peers.trusted`, existing peers trusted). Message
+/// status 4 (`failed`) is new too: an outgoing message the server refused
+/// for good.
 const V4: &str = "
+ALTER TABLE peers ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE stale_prekeys (
+    key_id      INTEGER PRIMARY KEY
+);
 CREATE TABLE parked (
     seq         INTEGER PRIMARY KEY,
     message_id  TEXT NOT NULL UNIQUE,

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use e2ee_core::{
-    AttachmentPointer, IdentityKeyPair, IdentityPublic, OneTimePreKeyPair, PayloadKind,
-    PeerSessions, PreKeySource, Record, SenderKeyReceiver, SenderKeySender, SignedPreKeyPair,
+    AttachmentPointer, IdentityKeyPair, OneTimePreKeyPair, PayloadKind, PeerSessions, PreKeySource,
+    Record, SenderKeyReceiver, SenderKeySender, SignedPreKeyPair,
     record::{
         IdentityRecord, OneTimePreKeyRecord, PeerSessionsRecord, SenderKeyReceiverRecord,
         SenderKeySenderRecord, SignedPreKeyRecord,
@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
 use crate::key::{self, KdfParams, Passphrase};
+use crate::peers::TrustPolicy;
 use crate::schema;
 
 /// How to open a store.
@@ -48,6 +49,7 @@ impl Default for OpenOptions {
 pub struct Store {
     pub(crate) conn: Connection,
     path: PathBuf,
+    trust: TrustPolicy,
 }
 
 impl std::fmt::Debug for Store {
@@ -181,7 +183,14 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            trust: TrustPolicy::default(),
         })
+    }
+
+    /// What to do with identity keys the user has not verified (see
+    /// [`TrustPolicy`]); applies to this handle's transactions from now on.
+    pub fn set_trust_policy(&mut self, policy: TrustPolicy) {
+        self.trust = policy;
     }
 
     /// The database file.
@@ -202,7 +211,10 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let t = Tx { tx };
+        let t = Tx {
+            tx,
+            trust: self.trust,
+        };
         let out = f(&t)?;
         t.tx.commit()?;
         Ok(out)
@@ -211,7 +223,10 @@ impl Store {
     /// Runs `f` on one consistent snapshot.
     pub fn read<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let tx = self.conn.transaction()?;
-        let t = Tx { tx };
+        let t = Tx {
+            tx,
+            trust: self.trust,
+        };
         f(&t)
     }
 
@@ -299,38 +314,6 @@ pub struct Account {
     pub username: String,
     /// The server's base URL.
     pub server_url: String,
-}
-
-/// What we know of a peer's identity key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerIdentity {
-    /// The user id.
-    pub user_id: String,
-    /// The identity key currently trusted.
-    pub identity: IdentityPublic,
-    /// When it was first seen (ms).
-    pub first_seen_ms: i64,
-    /// Verified by comparing safety numbers; cleared when the key changes.
-    pub verified: bool,
-    /// When the key last changed, if it ever did.
-    pub changed_at_ms: Option<i64>,
-    /// The key before the last change.
-    pub previous: Option<IdentityPublic>,
-}
-
-/// What remembering a peer's identity found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityCheck {
-    /// First time we see this peer.
-    New,
-    /// The same key as before.
-    Same,
-    /// A different key: the session may be with someone else. The new key
-    /// is now the trusted one and `verified` is cleared.
-    Changed {
-        /// Whether the old key had been verified (warn loudly if so).
-        was_verified: bool,
-    },
 }
 
 /// A stored message.
@@ -494,6 +477,7 @@ impl PreKeySource for LoadedPreKeys {
 /// One transaction. Obtained from [`Store::write`] or [`Store::read`].
 pub struct Tx<'a> {
     pub(crate) tx: rusqlite::Transaction<'a>,
+    pub(crate) trust: TrustPolicy,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -710,6 +694,28 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// One-time prekey ids whose secrets a restore dropped and that may
+    /// still be on the server: delete them there, then
+    /// [`Tx::clear_stale_prekeys`].
+    pub fn stale_prekeys(&self) -> Result<Vec<u32>> {
+        let mut stmt = self
+            .c()
+            .prepare_cached("SELECT key_id FROM stale_prekeys ORDER BY key_id")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Forgets stale prekey ids once the server no longer has them.
+    pub fn clear_stale_prekeys(&self, ids: &[u32]) -> Result<()> {
+        let mut stmt = self
+            .c()
+            .prepare_cached("DELETE FROM stale_prekeys WHERE key_id = ?1")?;
+        for id in ids {
+            stmt.execute([id])?;
+        }
+        Ok(())
+    }
+
     /// A signed prekey by id.
     pub fn signed_prekey(&self, id: u32) -> Result<Option<SignedPreKeyPair>> {
         let b = self.record("SELECT record FROM signed_prekeys WHERE key_id = ?1", [id])?;
@@ -833,103 +839,6 @@ impl Tx<'_> {
     }
 
     // ---- peers and sessions ---------------------------------------------------
-
-    /// What we know of a peer's identity.
-    pub fn peer(&self, user_id: &str) -> Result<Option<PeerIdentity>> {
-        let row = self
-            .c()
-            .prepare_cached(
-                "SELECT identity, first_seen, verified, changed_at, previous_identity
-                 FROM peers WHERE user_id = ?1",
-            )?
-            .query_row([user_id], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, Option<Vec<u8>>>(4)?,
-                ))
-            })
-            .optional()?;
-        let Some((id, first_seen_ms, verified, changed_at_ms, prev)) = row else {
-            return Ok(None);
-        };
-        let key = |b: &[u8]| {
-            IdentityPublic::from_slice(b).map_err(|_| StoreError::Corrupt("peer identity".into()))
-        };
-        Ok(Some(PeerIdentity {
-            user_id: user_id.to_owned(),
-            identity: key(&id)?,
-            first_seen_ms,
-            verified,
-            changed_at_ms,
-            previous: prev.as_deref().map(key).transpose()?,
-        }))
-    }
-
-    /// Every known peer.
-    pub fn peers(&self) -> Result<Vec<PeerIdentity>> {
-        let ids: Vec<String> = self
-            .c()
-            .prepare("SELECT user_id FROM peers ORDER BY user_id")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(p) = self.peer(&id)? {
-                out.push(p);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Records the identity a peer presented (trust on first use); a change
-    /// replaces the trusted key, keeps the old one and clears `verified`.
-    pub fn remember_identity(
-        &self,
-        user_id: &str,
-        identity: &IdentityPublic,
-    ) -> Result<IdentityCheck> {
-        let now = now_ms();
-        match self.peer(user_id)? {
-            None => {
-                self.c().execute(
-                    "INSERT INTO peers (user_id, identity, first_seen) VALUES (?1, ?2, ?3)",
-                    params![user_id, identity.to_bytes().as_slice(), now],
-                )?;
-                Ok(IdentityCheck::New)
-            }
-            Some(p) if p.identity == *identity => Ok(IdentityCheck::Same),
-            Some(p) => {
-                self.c().execute(
-                    "UPDATE peers SET identity = ?2, previous_identity = ?3, changed_at = ?4,
-                         verified = 0 WHERE user_id = ?1",
-                    params![
-                        user_id,
-                        identity.to_bytes().as_slice(),
-                        p.identity.to_bytes().as_slice(),
-                        now
-                    ],
-                )?;
-                Ok(IdentityCheck::Changed {
-                    was_verified: p.verified,
-                })
-            }
-        }
-    }
-
-    /// Marks a peer verified (or not). The peer must be known.
-    pub fn set_verified(&self, user_id: &str, verified: bool) -> Result<()> {
-        let n = self.c().execute(
-            "UPDATE peers SET verified = ?2 WHERE user_id = ?1",
-            params![user_id, verified],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Missing("peer"));
-        }
-        Ok(())
-    }
 
     /// All sessions with a peer (empty if none).
     pub fn sessions(&self, peer: &str) -> Result<PeerSessions> {

@@ -52,3 +52,41 @@ async fn the_outbox_is_listed_and_an_entry_dropped() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_register_or_restore_leaves_no_half_made_profile() {
+    in_blocking(|w| {
+        w.ok("alice", &["register", "alice"]);
+        // The name is taken: refused, and profile "x" does not exist after.
+        w.fails("x", &["register", "alice"], 7);
+        let profiles = w.ok("alice", &["profiles"]);
+        assert!(!profiles.contains(" x "), "{profiles}");
+        assert!(!w.home.join("profiles/x").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(w.home.join("profiles"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+        w.fails("x", &["whoami"], 3);
+        // The same profile registers another name normally afterwards.
+        w.ok("x", &["register", "xavier"]);
+        assert_eq!(w.json("x", &["whoami"])[0]["username"], "xavier");
+
+        // A wrong backup passphrase is named as such and leaves nothing.
+        let backup = w.home.join("alice.backup");
+        let b = backup.to_str().unwrap();
+        w.ok("alice", &["backup", b]);
+        let out = w.chat_env(
+            "y",
+            &["restore", b],
+            &[("E2EE_CHAT_BACKUP_PASSPHRASE", "not the words")],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "{stderr}");
+        assert!(stderr.contains("wrong backup passphrase"), "{stderr}");
+        assert!(!w.home.join("profiles/y").exists());
+        w.ok("y", &["restore", b]);
+        assert_eq!(w.json("y", &["whoami"])[0]["username"], "alice");
+    })
+    .await;
+}

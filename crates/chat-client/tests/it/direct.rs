@@ -1,6 +1,8 @@
 //! One-to-one conversations through the real server.
 
-use chat_client::{Attachment, ClientError, ConnectionState, Event, PayloadKind, Status};
+use chat_client::{
+    Attachment, ClientError, ConnectionState, Conversation, Event, PayloadKind, Status,
+};
 use sha2::{Digest, Sha256};
 
 use crate::support::{Net, Party, body, contains, eventually, server_bytes};
@@ -382,9 +384,9 @@ async fn typing_presence_and_attachment_limits() {
     assert!(matches!(e, ClientError::AttachmentTooLarge { .. }), "{e:?}");
 }
 
-fn bob_dm_id(c: &chat_client::Conversation) -> &str {
+fn bob_dm_id(c: &Conversation) -> &str {
     match c {
-        chat_client::Conversation::Direct(u) | chat_client::Conversation::Group(u) => u,
+        Conversation::Direct(u) | Conversation::Group(u) => u,
     }
 }
 
@@ -400,7 +402,7 @@ async fn a_changed_identity_key_raises_the_event_and_clears_verification() {
     let sb = bob.client.safety_number(&alice.id).await.unwrap();
     assert_eq!(sa.digits(), sb.digits());
     assert_eq!(sa.digits().len(), 60);
-    alice.client.verify(&bob.id).await.unwrap();
+    alice.client.verify(&bob.id, &sa).await.unwrap();
     assert!(alice.client.peer(&bob.id).await.unwrap().verified);
 
     // Bob reinstalls: new store, new identity key.
@@ -433,4 +435,27 @@ async fn a_changed_identity_key_raises_the_event_and_clears_verification() {
     assert!(peer.previous.is_some());
     let s2 = alice.client.safety_number(&who).await.unwrap();
     assert_ne!(s2.digits(), sa.digits());
+
+    // Alice had verified Bob: nothing goes to the new key until she says so.
+    let to_bob = Conversation::Direct(who.clone());
+    match alice.client.send_text(&to_bob, "who is this?").await {
+        Err(ClientError::UntrustedIdentity { user_id, changed }) => {
+            assert_eq!(user_id, who);
+            assert!(changed);
+        }
+        other => panic!("expected UntrustedIdentity, got {other:?}"),
+    }
+    assert_eq!(alice.client.outbox_len().await.unwrap(), 0);
+    // Verifying with the number compared before the change marks nothing.
+    assert!(matches!(
+        alice.client.verify(&who, &sa).await,
+        Err(ClientError::Store(e2ee_store::StoreError::IdentityChanged(
+            _
+        )))
+    ));
+    assert!(!alice.client.peer(&who).await.unwrap().verified);
+    // Trusting the key she was shown lets her write again.
+    let shown = alice.client.peer_fingerprint(&who).await.unwrap();
+    alice.client.trust_identity(&who, &shown).await.unwrap();
+    alice.client.send_text(&to_bob, "ok, hello").await.unwrap();
 }

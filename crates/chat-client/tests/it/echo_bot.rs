@@ -49,7 +49,8 @@ async fn the_echo_bot_answers_echo_and_info_and_nothing_else() {
         format!("Your fingerprint: {mine}\nVerified: false")
     );
 
-    bot_client.verify(&alice.id).await.unwrap();
+    let sn = bot_client.safety_number(&alice.id).await.unwrap();
+    bot_client.verify(&alice.id, &sn).await.unwrap();
     alice.client.send_text(&to_bot, "/info").await.unwrap();
     assert!(body(&alice.next_message().await).ends_with("Verified: true"));
 

@@ -13,4 +13,5 @@ mod groups;
 mod hostile;
 mod outbox;
 mod parking;
+mod restore;
 mod support;

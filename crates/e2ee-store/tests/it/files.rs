@@ -231,3 +231,40 @@ fn files_are_private() {
         0o600
     );
 }
+
+#[test]
+fn argon2_parameters_read_from_a_file_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(21);
+    let path = dir.path().join("s.db");
+    drop(Store::open(&path, &pass(), fast()).unwrap());
+    // memory_kib = 0xFFFFFFFF would try to allocate 4 TiB and abort.
+    let mut salt = std::fs::read(salt_path(&path)).unwrap();
+    salt[9..13].copy_from_slice(&u32::MAX.to_be_bytes());
+    std::fs::write(salt_path(&path), &salt).unwrap();
+    assert!(matches!(
+        Store::open(&path, &pass(), fast()),
+        Err(StoreError::BadKeyFile(_))
+    ));
+    // The same in a backup header, and absurd pass and lane counts.
+    let mut alice = Party::new(dir.path(), "alice", &mut r);
+    let backup = dir.path().join("a.backup");
+    let bpass = Passphrase::from("backup words");
+    alice
+        .store
+        .export_backup(&backup, &bpass, fast().kdf)
+        .unwrap();
+    let good = std::fs::read(&backup).unwrap();
+    for (at, value) in [(8, u32::MAX), (12, u32::MAX), (16, 0), (16, u32::MAX)] {
+        let mut bad = good.clone();
+        bad[at..at + 4].copy_from_slice(&value.to_be_bytes());
+        std::fs::write(&backup, &bad).unwrap();
+        let target = dir.path().join("restored.db");
+        let res = Store::restore_backup(&backup, &bpass, &target, &pass(), fast());
+        assert!(
+            matches!(res, Err(StoreError::BadKeyFile(_))),
+            "byte {at} = {value}: {res:?}"
+        );
+        assert!(!target.exists());
+    }
+}

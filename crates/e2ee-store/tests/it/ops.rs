@@ -628,6 +628,18 @@ fn backup_restores_into_a_fresh_store_that_keeps_working() {
             .unwrap();
         bob.store.receive(&mut r, &relay("alice", &e, 0)).unwrap();
     }
+    // Bob's one-time prekeys are all on the (pretend) server.
+    let ids: Vec<u32> = bob
+        .store
+        .read(|tx| tx.unuploaded_one_time_prekeys())
+        .unwrap()
+        .iter()
+        .map(|k| k.id())
+        .collect();
+    assert!(!ids.is_empty());
+    bob.store
+        .write(|tx| tx.mark_one_time_prekeys_uploaded(&ids))
+        .unwrap();
     let backup = dir.path().join("bob.backup");
     let bpass = e2ee_store::Passphrase::from("backup words");
     bob.store
@@ -662,13 +674,42 @@ fn backup_restores_into_a_fresh_store_that_keeps_working() {
             .len(),
         20
     );
-    // The ratchet came along: the next message decrypts in the restored store.
+    // The ratchet did not come along: sending from it again would reuse
+    // the original's message keys. A message on the old session is refused
+    // and changes nothing; the identity and a fresh signed prekey remain.
+    assert!(
+        !restored
+            .read(|tx| tx.sessions("alice"))
+            .unwrap()
+            .has_session()
+    );
     let e = alice
         .store
-        .send_direct("bob", &text(&mut r, 99, "after restore"))
+        .send_direct("bob", &text(&mut r, 99, "on the old session"))
         .unwrap();
-    let m = stored(restored.receive(&mut r, &relay("alice", &e, 0)).unwrap());
-    assert_eq!(m.body.as_deref(), Some("after restore"));
+    assert!(restored.receive(&mut r, &relay("alice", &e, 0)).is_err());
+    let old_spk = bob
+        .store
+        .read(|tx| tx.current_signed_prekey())
+        .unwrap()
+        .unwrap();
+    let new_spk = restored
+        .read(|tx| tx.current_signed_prekey())
+        .unwrap()
+        .unwrap();
+    assert_eq!(new_spk.id(), old_spk.id() + 1);
+    assert_ne!(new_spk.public(), old_spk.public());
+    assert_eq!(
+        restored.read(|tx| tx.require_identity()).unwrap().public(),
+        bob.store.read(|tx| tx.require_identity()).unwrap().public()
+    );
+    assert_eq!(restored.read(|tx| tx.unused_one_time_prekeys()).unwrap(), 0);
+    let uploaded_unused = bob.store.read(|tx| tx.unused_one_time_prekeys()).unwrap();
+    assert_eq!(
+        restored.read(|tx| tx.stale_prekeys()).unwrap().len() as u32,
+        uploaded_unused,
+        "every one-time prekey the server may still hand out is listed"
+    );
     assert!(matches!(
         Store::restore_backup(&backup, &bpass, &target, &pass(), fast()),
         Err(StoreError::Invalid(_))

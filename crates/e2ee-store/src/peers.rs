@@ -1,0 +1,207 @@
+//! Peers' identity keys: what we saw, what the user verified, and whether
+//! we may send to them.
+//!
+//! A key is *trusted* when we may encrypt to it. Whether a key we have not
+//! verified is trusted is the [`TrustPolicy`]'s call, made in the same
+//! transaction that records the key; a key that replaces a *verified* one is
+//! never trusted until the user verifies it or says to trust it
+//! ([`Tx::trust_identity`], [`Tx::verify_identity`]). Both name the key the
+//! user looked at, so a key that changed in between is not the one marked.
+
+use e2ee_core::IdentityPublic;
+use rusqlite::{OptionalExtension, params};
+
+use crate::error::{Result, StoreError};
+use crate::store::{Tx, now_ms};
+
+/// What to do with an identity key the user has not verified, as in
+/// signal-cli's `--trust-new-identities`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TrustPolicy {
+    /// Trust the first key seen for a peer; a later key is untrusted until
+    /// the user trusts or verifies it. The default.
+    #[default]
+    OnFirstUse,
+    /// Trust every key of a peer the user has not verified (a changed key
+    /// still raises the change; a key replacing a verified one is still
+    /// untrusted).
+    Always,
+    /// Trust no key until the user trusts or verifies it, the first one
+    /// included.
+    Never,
+}
+
+/// What we know of a peer's identity key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The user id.
+    pub user_id: String,
+    /// The identity key we have now (the one sessions are with).
+    pub identity: IdentityPublic,
+    /// When it was first seen (ms).
+    pub first_seen_ms: i64,
+    /// Verified by comparing safety numbers; cleared when the key changes.
+    pub verified: bool,
+    /// Whether we may send to this key (see the module docs).
+    pub trusted: bool,
+    /// When the key last changed, if it ever did.
+    pub changed_at_ms: Option<i64>,
+    /// The key before the last change.
+    pub previous: Option<IdentityPublic>,
+}
+
+/// What remembering a peer's identity found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityCheck {
+    /// First time we see this peer.
+    New,
+    /// The same key as before.
+    Same,
+    /// A different key: the session may be with someone else. The new key
+    /// replaces the old one, `verified` is cleared, and whether it is
+    /// trusted follows the [`TrustPolicy`] (never, if the old one was
+    /// verified).
+    Changed {
+        /// Whether the old key had been verified (warn loudly if so).
+        was_verified: bool,
+    },
+}
+
+fn key(b: &[u8]) -> Result<IdentityPublic> {
+    IdentityPublic::from_slice(b).map_err(|_| StoreError::Corrupt("peer identity".into()))
+}
+
+impl Tx<'_> {
+    /// What we know of a peer's identity.
+    pub fn peer(&self, user_id: &str) -> Result<Option<PeerIdentity>> {
+        let row = self
+            .c()
+            .prepare_cached(
+                "SELECT identity, first_seen, verified, changed_at, previous_identity, trusted
+                 FROM peers WHERE user_id = ?1",
+            )?
+            .query_row([user_id], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<Vec<u8>>>(4)?,
+                    r.get::<_, bool>(5)?,
+                ))
+            })
+            .optional()?;
+        let Some((id, first_seen_ms, verified, changed_at_ms, prev, trusted)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(PeerIdentity {
+            user_id: user_id.to_owned(),
+            identity: key(&id)?,
+            first_seen_ms,
+            verified,
+            trusted,
+            changed_at_ms,
+            previous: prev.as_deref().map(key).transpose()?,
+        }))
+    }
+
+    /// Every known peer.
+    pub fn peers(&self) -> Result<Vec<PeerIdentity>> {
+        let ids: Vec<String> = self
+            .c()
+            .prepare("SELECT user_id FROM peers ORDER BY user_id")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(p) = self.peer(&id)? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records the identity a peer presented. A change replaces the key,
+    /// keeps the old one, clears `verified` and sets `trusted` by the
+    /// policy (see the module docs).
+    pub fn remember_identity(
+        &self,
+        user_id: &str,
+        identity: &IdentityPublic,
+    ) -> Result<IdentityCheck> {
+        let now = now_ms();
+        match self.peer(user_id)? {
+            None => {
+                self.c().execute(
+                    "INSERT INTO peers (user_id, identity, first_seen, trusted)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        user_id,
+                        identity.to_bytes().as_slice(),
+                        now,
+                        self.trust != TrustPolicy::Never
+                    ],
+                )?;
+                Ok(IdentityCheck::New)
+            }
+            Some(p) if p.identity == *identity => Ok(IdentityCheck::Same),
+            Some(p) => {
+                let trusted = !p.verified && self.trust == TrustPolicy::Always;
+                self.c().execute(
+                    "UPDATE peers SET identity = ?2, previous_identity = ?3, changed_at = ?4,
+                         verified = 0, trusted = ?5 WHERE user_id = ?1",
+                    params![
+                        user_id,
+                        identity.to_bytes().as_slice(),
+                        p.identity.to_bytes().as_slice(),
+                        now,
+                        trusted
+                    ],
+                )?;
+                Ok(IdentityCheck::Changed {
+                    was_verified: p.verified,
+                })
+            }
+        }
+    }
+
+    /// Marks a peer verified (or not). The peer must be known. Prefer
+    /// [`Tx::verify_identity`], which names the key the user compared.
+    pub fn set_verified(&self, user_id: &str, verified: bool) -> Result<()> {
+        let n = self.c().execute(
+            "UPDATE peers SET verified = ?2, trusted = trusted OR ?2 WHERE user_id = ?1",
+            params![user_id, verified],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("peer"));
+        }
+        Ok(())
+    }
+
+    /// Marks `identity` verified and trusted, if it is still the peer's
+    /// key. [`StoreError::IdentityChanged`] if the key changed since the
+    /// user compared it; [`StoreError::Missing`] for an unknown peer.
+    pub fn verify_identity(&self, user_id: &str, identity: &IdentityPublic) -> Result<()> {
+        self.mark(user_id, identity, "verified = 1, trusted = 1")
+    }
+
+    /// Trusts `identity` without verifying it (the user accepts the key),
+    /// if it is still the peer's key; errors as [`Tx::verify_identity`].
+    pub fn trust_identity(&self, user_id: &str, identity: &IdentityPublic) -> Result<()> {
+        self.mark(user_id, identity, "trusted = 1")
+    }
+
+    fn mark(&self, user_id: &str, identity: &IdentityPublic, set: &str) -> Result<()> {
+        let n = self.c().execute(
+            &format!("UPDATE peers SET {set} WHERE user_id = ?1 AND identity = ?2"),
+            params![user_id, identity.to_bytes().as_slice()],
+        )?;
+        if n == 1 {
+            return Ok(());
+        }
+        match self.peer(user_id)? {
+            None => Err(StoreError::Missing("peer")),
+            Some(_) => Err(StoreError::IdentityChanged(user_id.to_owned())),
+        }
+    }
+}
