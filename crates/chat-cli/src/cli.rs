@@ -38,6 +38,17 @@ pub struct Cli {
     /// One JSON object per line on stdout, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
+    /// What to do with identity keys you have not verified: on-first-use
+    /// (trust a contact's first key; refuse to send to a changed one until
+    /// `chat trust`), always, or never [default: on-first-use].
+    #[arg(
+        long,
+        global = true,
+        value_name = "POLICY",
+        env = "E2EE_CHAT_TRUST_NEW_IDENTITIES",
+        value_parser = ["on-first-use", "always", "never"]
+    )]
+    pub trust_new_identities: Option<String>,
     /// More log output on stderr (-v info, -vv debug; RUST_LOG overrides).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -82,6 +93,9 @@ pub enum Command {
     SafetyNumber(UserArg),
     /// Mark a contact verified after comparing safety numbers.
     Verify(VerifyArgs),
+    /// Accept a contact's changed key without verifying it (sending to them
+    /// works again); prints the fingerprint accepted.
+    Trust(UserArg),
     /// Clear a contact's verification.
     Unverify(UserArg),
     /// Write an encrypted backup of this profile's store.
@@ -114,6 +128,11 @@ pub struct AccountArgs {
     /// Read the account password from this file (first line).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// `login` only: replace the account's keys with this profile's when
+    /// they belong to another store (you lost it). That store's logins are
+    /// revoked and your contacts see a new safety number.
+    #[arg(long)]
+    pub replace_keys: bool,
 }
 
 /// `chat send`.

@@ -45,6 +45,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::SafetyNumber(u) => safety_number(&ctx, &u.user).await,
         Command::Verify(a) => verify(&ctx, &a).await,
         Command::Unverify(u) => unverify(&ctx, &u.user).await,
+        Command::Trust(u) => crate::manage::trust(&ctx, &u.user).await,
         Command::Backup(a) => backup(&ctx, &a).await,
         Command::Restore(a) => restore(&ctx, &a).await,
         Command::Server(_) | Command::Demo | Command::Profiles => Ok(()),
@@ -108,6 +109,11 @@ async fn account(ctx: &Ctx, a: &AccountArgs, new: bool) -> Result<()> {
 }
 
 async fn account_in(ctx: &Ctx, a: &AccountArgs, new: bool) -> Result<()> {
+    if new && a.replace_keys {
+        return Err(CliError::Usage(
+            "--replace-keys is for `chat login`: a new account has no keys to replace".into(),
+        ));
+    }
     let s = ctx.open(true).await?;
     let password = password_source(a.password_file.as_deref()).read(new)?;
     let pb = output::spinner(
@@ -121,7 +127,11 @@ async fn account_in(ctx: &Ctx, a: &AccountArgs, new: bool) -> Result<()> {
     let r = if new {
         s.client.register(&a.username, &password).await
     } else {
-        s.client.login(&a.username, &password).await
+        if a.replace_keys {
+            s.client.login_replacing_keys(&a.username, &password).await
+        } else {
+            s.client.login(&a.username, &password).await
+        }
     };
     pb.finish_and_clear();
     let acct = r?;
@@ -391,6 +401,9 @@ fn safe_path(dir: &Path, file_name: &str, id: &str) -> PathBuf {
 }
 
 async fn print_message(s: &mut Session, m: &Message, download: Option<&Path>) -> Result<()> {
+    if !m.outgoing && matches!(m.conversation, Conversation::Direct(_)) {
+        s.warn_if_untrusted(&m.sender).await;
+    }
     let mut saved = None;
     if let (Some(dir), Some(a)) = (download, &m.attachment) {
         std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
@@ -697,7 +710,22 @@ async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
         .conversation(a.user.as_deref(), a.group.as_deref())
         .await?;
     let page = s.client.history(&conv, None, a.limit).await?;
+    // Where the peer's key changed, a line says so.
+    let mut change = match &conv {
+        Conversation::Direct(u) => s
+            .client
+            .known_peer(u)
+            .await?
+            .and_then(|p| p.changed_at_ms.map(|at| (u.clone(), at))),
+        Conversation::Group(_) => None,
+    };
     for m in page.messages.iter().rev() {
+        if let Some((u, at)) = &change
+            && m.received_at_ms.unwrap_or(m.sent_at_ms) >= *at
+        {
+            crate::manage::print_key_change(&mut s, u, *at).await;
+            change = None;
+        }
         print_message(&mut s, m, None).await?;
     }
     if page.messages.is_empty() && !ctx.json {

@@ -102,6 +102,12 @@ impl CliError {
             CliError::BackupPassphrase => Some(
                 "the backup passphrase comes from --backup-passphrase-file, E2EE_CHAT_BACKUP_PASSPHRASE or the prompt",
             ),
+            CliError::Client(ClientError::KeysOnAnotherStore { .. }) => Some(
+                "use the profile that account lives in; if that store is lost: chat login NAME --replace-keys (your contacts will see a new safety number)",
+            ),
+            CliError::Client(ClientError::UntrustedIdentity { .. }) => Some(
+                "compare safety numbers again (chat safety-number USER), then chat verify USER, or chat trust USER to accept the key",
+            ),
             CliError::Client(ClientError::MessageTooLarge { .. }) => {
                 Some("send long text as a file: `chat send USER --file notes.txt`")
             }
@@ -129,12 +135,16 @@ impl CliError {
 fn client_code(e: &ClientError) -> u8 {
     match e {
         ClientError::Transport(t) => transport_code(t),
+        ClientError::Store(chat_client::StoreError::IdentityChanged(_)) => code::MISMATCH,
         ClientError::Store(_) => code::STORE,
         ClientError::Config(_) => code::USAGE,
-        ClientError::NotLoggedIn | ClientError::WrongAccount { .. } => code::AUTH,
+        ClientError::NotLoggedIn
+        | ClientError::WrongAccount { .. }
+        | ClientError::KeysOnAnotherStore { .. } => code::AUTH,
         ClientError::UnknownUser(_) => code::NOT_FOUND,
         ClientError::AttachmentTooLarge { .. }
         | ClientError::MessageTooLarge { .. }
+        | ClientError::UntrustedIdentity { .. }
         | ClientError::NotMember(_) => code::REFUSED,
         _ => code::OTHER,
     }

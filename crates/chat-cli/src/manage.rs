@@ -1,11 +1,11 @@
-//! Looking after a profile's state: the outbox.
+//! Looking after a profile's state: the outbox, trust in a contact's key.
 
 use serde_json::json;
 
 use crate::cli::OutboxArgs;
 use crate::error::{CliError, Result};
 use crate::output::{self, print_json};
-use crate::session::Ctx;
+use crate::session::{Ctx, Session};
 
 /// `chat outbox [--drop ID]`: works offline (nothing is sent).
 pub async fn outbox(ctx: &Ctx, a: OutboxArgs) -> Result<()> {
@@ -53,4 +53,37 @@ pub async fn outbox(ctx: &Ctx, a: OutboxArgs) -> Result<()> {
     }
     s.client.close().await;
     Ok(())
+}
+
+/// `chat trust USER`: accepts the key shown, without verifying it.
+pub async fn trust(ctx: &Ctx, user: &str) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let id = s.user_id(user).await?;
+    let fingerprint = s.client.peer_fingerprint(&id).await?;
+    s.client.trust_identity(&id, &fingerprint).await?;
+    if ctx.json {
+        print_json(&json!({"event": "trusted", "user": user, "userId": id,
+            "fingerprint": fingerprint}));
+    } else {
+        println!(
+            "trusted {user}'s key {fingerprint} (not verified: compare safety numbers to verify)"
+        );
+    }
+    s.finish().await
+}
+
+/// The line `history` prints where a contact's key changed.
+pub async fn print_key_change(s: &mut Session, user_id: &str, at: i64) {
+    let name = output::sanitize(&s.name_of(user_id).await);
+    if s.ctx.json {
+        print_json(
+            &json!({"event": "identityChanged", "userId": user_id, "username": name,
+            "at": at}),
+        );
+    } else {
+        println!(
+            "  ── {name}'s safety number changed at {} UTC: the messages below came with the new key ──",
+            output::clock(at)
+        );
+    }
 }

@@ -34,6 +34,8 @@ pub struct Ctx {
     pub passphrase_file: Option<PathBuf>,
     /// `--json`.
     pub json: bool,
+    /// `--trust-new-identities` / `E2EE_CHAT_TRUST_NEW_IDENTITIES`.
+    pub trust: Option<String>,
 }
 
 impl Ctx {
@@ -45,6 +47,7 @@ impl Ctx {
             server_flag: cli.server.clone(),
             passphrase_file: cli.passphrase_file.clone(),
             json: cli.json,
+            trust: cli.trust_new_identities.clone(),
         })
     }
 
@@ -93,6 +96,11 @@ impl Ctx {
         config.apply_env()?;
         config.server_url = p.server_url(self.server_flag.as_deref())?;
         config.store_path = p.store_path();
+        if let Some(t) = &self.trust {
+            config.trust_new_identities = t
+                .parse()
+                .map_err(|_| CliError::Usage(format!("bad trust policy {t:?}")))?;
+        }
         let client = Client::builder()
             .config(config)
             .passphrase(passphrase.as_bytes())
@@ -104,6 +112,7 @@ impl Ctx {
             ctx: self.clone(),
             names: HashMap::new(),
             groups: HashMap::new(),
+            warned: std::collections::HashSet::new(),
         })
     }
 }
@@ -119,6 +128,7 @@ pub struct Session {
     pub ctx: Ctx,
     names: HashMap<String, String>,
     groups: HashMap<String, String>,
+    warned: std::collections::HashSet<String>,
 }
 
 impl Session {
@@ -281,9 +291,38 @@ impl Session {
     ) -> Result<Conversation> {
         match (user, group) {
             (_, Some(g)) => Ok(Conversation::Group(self.group(g).await?.id)),
-            (Some(u), None) => Ok(Conversation::Direct(self.user_id(u).await?)),
+            (Some(u), None) => {
+                let id = self.user_id(u).await?;
+                self.warn_if_untrusted(&id).await;
+                Ok(Conversation::Direct(id))
+            }
             (None, None) => Err(CliError::Usage("name a user or --group".into())),
         }
+    }
+
+    /// One line on stderr (once per peer and command) when a peer's key
+    /// changed and is not trusted: nothing is sent to them until the user
+    /// compares safety numbers again.
+    pub async fn warn_if_untrusted(&mut self, user_id: &str) {
+        let Ok(Some(p)) = self.client.known_peer(user_id).await else {
+            return;
+        };
+        if p.trusted || !self.warned.insert(user_id.to_owned()) {
+            return;
+        }
+        let name = crate::output::sanitize(&self.name_of(user_id).await);
+        let profile = &self.ctx.profile.name;
+        let what = match p.changed_at_ms {
+            Some(at) => format!(
+                "{name}'s safety number changed at {} UTC",
+                crate::output::clock(at)
+            ),
+            None => format!("{name}'s key is not trusted yet"),
+        };
+        eprintln!(
+            "warning: {what}; nothing is sent to {name} until you compare it again: \
+             chat -P {profile} safety-number {name}, then chat -P {profile} verify {name} (or trust {name})"
+        );
     }
 
     /// "bob" or "#team" for display.

@@ -629,7 +629,8 @@ impl Client {
         })
     }
 
-    async fn adopt(&self, auth: rest::AuthResponse) -> Result<Account> {
+    async fn adopt(&self, auth: rest::AuthResponse, replace_keys: bool) -> Result<Account> {
+        self.check_keys_are_ours(&auth, replace_keys).await?;
         let account = Account {
             user_id: auth.user.id.clone(),
             username: auth.user.username.clone(),
@@ -657,6 +658,38 @@ impl Client {
         Ok(account)
     }
 
+    /// Until linked devices exist, one account is one store: logging in
+    /// from a store whose identity is not the one on the server would
+    /// replace the other store's keys (it could no longer decrypt). Refused,
+    /// unless `replace_keys`; the token just issued is revoked again.
+    async fn check_keys_are_ours(
+        &self,
+        auth: &rest::AuthResponse,
+        replace_keys: bool,
+    ) -> Result<()> {
+        if replace_keys {
+            return Ok(());
+        }
+        let status = self.inner.rest.prekey_status().await?;
+        let Some(theirs) = status.identity_key else {
+            return Ok(());
+        };
+        let ours = self
+            .inner
+            .db(|s| s.read(|tx| tx.identity()))
+            .await?
+            .map(|i| convert::identity_b64(&i));
+        if ours.as_deref() == Some(theirs.as_str()) {
+            return Ok(());
+        }
+        let _ = self.inner.rest.logout().await;
+        let saved = self.inner.db(|s| s.read(|tx| tx.token())).await?;
+        self.inner.rest.set_token(saved);
+        Err(ClientError::KeysOnAnotherStore {
+            username: auth.user.username.clone(),
+        })
+    }
+
     fn check_store_owner(&self, username: &str) -> Result<()> {
         if let Some(a) = self.account()
             && a.username != username
@@ -673,15 +706,28 @@ impl Client {
     pub async fn register(&self, username: &str, password: &str) -> Result<Account> {
         self.check_store_owner(username)?;
         let auth = self.inner.rest.register(username, password, None).await?;
-        self.adopt(auth).await
+        self.adopt(auth, false).await
     }
 
     /// Logs in (keys made and uploaded on first login, refilled and rotated
-    /// as needed) and connects.
+    /// as needed) and connects. An account whose keys on the server are not
+    /// this store's (it is in use from another store) is refused with
+    /// [`ClientError::KeysOnAnotherStore`]: see
+    /// [`Client::login_replacing_keys`].
     pub async fn login(&self, username: &str, password: &str) -> Result<Account> {
         self.check_store_owner(username)?;
         let auth = self.inner.rest.login(username, password).await?;
-        self.adopt(auth).await
+        self.adopt(auth, false).await
+    }
+
+    /// Logs in and replaces the account's keys on the server with this
+    /// store's: for a user who lost the store the account was used from.
+    /// The server revokes every other login of the account (that store
+    /// stops working), and peers see an identity change.
+    pub async fn login_replacing_keys(&self, username: &str, password: &str) -> Result<Account> {
+        self.check_store_owner(username)?;
+        let auth = self.inner.rest.login(username, password).await?;
+        self.adopt(auth, true).await
     }
 
     /// Connects with the login saved in the store (after a restart).
@@ -961,6 +1007,13 @@ impl Client {
             .db(move |s| s.read(|tx| tx.peer(&u)))
             .await?
             .ok_or_else(|| ClientError::UnknownUser(user_id.to_owned()))
+    }
+
+    /// What the store knows of a peer's identity, without asking the
+    /// server (`None` if we never talked).
+    pub async fn known_peer(&self, user_id: &str) -> Result<Option<PeerIdentity>> {
+        let u = user_id.to_owned();
+        self.inner.db(move |s| s.read(|tx| tx.peer(&u))).await
     }
 
     /// A peer's identity fingerprint as we know it, in groups of four hex

@@ -78,18 +78,9 @@ mod trust_policy {
     use e2ee_store::TrustPolicy;
     use serde::{Deserialize, Deserializer};
 
-    pub(crate) fn parse(s: &str) -> Option<TrustPolicy> {
-        match s.trim() {
-            "on-first-use" => Some(TrustPolicy::OnFirstUse),
-            "always" => Some(TrustPolicy::Always),
-            "never" => Some(TrustPolicy::Never),
-            _ => None,
-        }
-    }
-
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TrustPolicy, D::Error> {
         let s = String::deserialize(d)?;
-        parse(&s).ok_or_else(|| {
+        s.parse().map_err(|_| {
             serde::de::Error::custom(format!(
                 "trust_new_identities must be on-first-use, always or never, not {s:?}"
             ))
@@ -175,13 +166,10 @@ impl ClientConfig {
             "E2EE_CHAT_MAX_ATTACHMENT_BYTES",
             &mut self.max_attachment_bytes,
         )?;
-        if let Ok(v) = std::env::var("E2EE_CHAT_TRUST_NEW_IDENTITIES") {
-            self.trust_new_identities = trust_policy::parse(&v).ok_or_else(|| {
-                ClientError::Config(format!(
-                    "E2EE_CHAT_TRUST_NEW_IDENTITIES={v:?}: use on-first-use, always or never"
-                ))
-            })?;
-        }
+        env_parse(
+            "E2EE_CHAT_TRUST_NEW_IDENTITIES",
+            &mut self.trust_new_identities,
+        )?;
         Ok(())
     }
 

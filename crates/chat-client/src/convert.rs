@@ -55,7 +55,7 @@ pub(crate) fn upload(
     one_time: &[OneTimePreKeyPair],
 ) -> rest::PreKeyUpload {
     rest::PreKeyUpload {
-        identity_key: STANDARD.encode(identity.public().to_bytes()),
+        identity_key: identity_b64(identity),
         identity_signature: STANDARD.encode(identity.binding_signature()),
         signed_prekey: signed.map(|s| {
             let p = s.public();
@@ -76,4 +76,9 @@ pub(crate) fn upload(
             })
             .collect(),
     }
+}
+
+/// Our identity key as the server holds it (base64 `IDPUB`).
+pub(crate) fn identity_b64(identity: &IdentityKeyPair) -> String {
+    STANDARD.encode(identity.public().to_bytes())
 }

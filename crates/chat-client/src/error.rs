@@ -43,6 +43,16 @@ pub enum ClientError {
         /// `never` policy).
         changed: bool,
     },
+    /// The account's keys on the server belong to another store (the
+    /// account is in use elsewhere): logging in here would replace them and
+    /// that store could no longer decrypt. Nothing was changed.
+    #[error(
+        "{username} is in use from another store (its keys are on the server): logging in here would replace them"
+    )]
+    KeysOnAnotherStore {
+        /// The account.
+        username: String,
+    },
     /// No such user.
     #[error("unknown user {0}")]
     UnknownUser(String),

@@ -128,6 +128,11 @@ pub struct PreKeyStatus {
     pub signed_prekey_uploaded_at: Option<i64>,
     /// Whether the caller should upload more one-time prekeys.
     pub low: bool,
+    /// The identity key on the server for this account (base64 `IDPUB`),
+    /// if one was uploaded: a client logging in from a new store compares
+    /// it with its own before uploading (which would replace it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_key: Option<String>,
 }
 
 /// `POST /api/verify-key`: record that the caller verified a peer's key.

@@ -31,6 +31,32 @@ pub enum TrustPolicy {
     Never,
 }
 
+impl std::str::FromStr for TrustPolicy {
+    type Err = StoreError;
+
+    /// `on-first-use`, `always` or `never`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "on-first-use" => Ok(TrustPolicy::OnFirstUse),
+            "always" => Ok(TrustPolicy::Always),
+            "never" => Ok(TrustPolicy::Never),
+            _ => Err(StoreError::Invalid(
+                "a trust policy is on-first-use, always or never",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for TrustPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrustPolicy::OnFirstUse => "on-first-use",
+            TrustPolicy::Always => "always",
+            TrustPolicy::Never => "never",
+        })
+    }
+}
+
 /// What we know of a peer's identity key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity {

@@ -90,3 +90,56 @@ async fn a_failed_register_or_restore_leaves_no_half_made_profile() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_key_is_never_sent_to_silently() {
+    in_blocking(|w| {
+        w.ok("alice", &["register", "alice"]);
+        w.ok("bob", &["register", "bob"]);
+        w.ok("alice", &["send", "bob", "hello bob"]);
+        w.ok("alice", &["verify", "bob", "--yes"]);
+
+        // A second profile cannot quietly take Bob's account over.
+        let bobs_password = [("E2EE_CHAT_PASSWORD", "bob-password")];
+        let out = w.chat_env("bob2", &["login", "bob"], &bobs_password);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("--replace-keys"), "{stderr}");
+        assert!(!w.home.join("profiles/bob2").exists());
+        // Asked for: Bob's keys are replaced, the old profile is logged out.
+        let out = w.chat_env("bob2", &["login", "bob", "--replace-keys"], &bobs_password);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        w.fails("bob", &["send", "alice", "from the old store"], 3);
+        w.ok("bob2", &["send", "alice", "new phone, same bob"]);
+
+        // Alice had verified Bob: history shows where the key changed and
+        // warns; sending is refused until she decides.
+        let out = w.chat("alice", &["history", "bob"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("warning: bob's safety number changed"),
+            "{stderr}"
+        );
+        let marker = stdout.find("safety number changed").expect("a marker line");
+        let new = stdout.find("new phone, same bob").expect("the new message");
+        assert!(
+            marker < new && stdout.find("hello bob").unwrap() < marker,
+            "{stdout}"
+        );
+        let stderr = w.fails("alice", &["send", "bob", "are you bob?"], 7);
+        assert!(stderr.contains("safety number"), "{stderr}");
+        // Trusting the key (not verifying it) lets her write again.
+        w.ok("alice", &["trust", "bob"]);
+        let sent = w.json("alice", &["send", "bob", "welcome back"]);
+        assert_eq!(sent[0]["status"], "sent");
+        let sn = w.json("alice", &["safety-number", "bob"]);
+        assert_eq!(sn[0]["verified"], false);
+    })
+    .await;
+}

@@ -411,7 +411,10 @@ async fn a_changed_identity_key_raises_the_event_and_clears_verification() {
     std::fs::remove_file(net.store_path("bob")).unwrap();
     std::fs::remove_file(e2ee_store::salt_path(&net.store_path("bob"))).unwrap();
     let client = net.client("bob").await;
-    client.login("bob", "password1").await.unwrap();
+    client
+        .login_replacing_keys("bob", "password1")
+        .await
+        .unwrap();
     client.wait_connected().await.unwrap();
     client
         .send_text(&alice.dm(), "it is still me")
@@ -458,4 +461,37 @@ async fn a_changed_identity_key_raises_the_event_and_clears_verification() {
     let shown = alice.client.peer_fingerprint(&who).await.unwrap();
     alice.client.trust_identity(&who, &shown).await.unwrap();
     alice.client.send_text(&to_bob, "ok, hello").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_store_cannot_silently_take_over_an_account() {
+    let net = Net::start().await;
+    let mut alice = Party::register(&net, "alice").await;
+    let bob = Party::register(&net, "bob").await;
+    // The README's example run again against the same account, from a new
+    // store: refused, and Bob's running client keeps its keys.
+    let intruder = net.client("bob-second").await;
+    match intruder.login("bob", "password1").await {
+        Err(ClientError::KeysOnAnotherStore { username }) => assert_eq!(username, "bob"),
+        other => panic!("expected KeysOnAnotherStore, got {other:?}"),
+    }
+    assert!(intruder.account().is_none(), "nothing was adopted");
+    bob.client
+        .send_text(&alice.dm(), "still mine")
+        .await
+        .unwrap();
+    assert_eq!(body(&alice.next_message().await), "still mine");
+    alice.client.send_text(&bob.dm(), "and back").await.unwrap();
+    let mut bob = bob;
+    assert_eq!(body(&bob.next_message().await), "and back");
+
+    // Asked for explicitly: the keys are replaced and the old store's
+    // logins are revoked.
+    intruder
+        .login_replacing_keys("bob", "password1")
+        .await
+        .unwrap();
+    intruder.wait_connected().await.unwrap();
+    bob.wait(|e| matches!(e, Event::Connection(ConnectionState::LoggedOut)).then_some(()))
+        .await;
 }

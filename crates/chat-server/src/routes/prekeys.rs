@@ -48,6 +48,14 @@ pub(super) async fn upload(
     Json(req): Json<PreKeyUpload>,
 ) -> ApiResult<axum::Json<PreKeyStatus>> {
     check(&req)?;
+    if state
+        .store
+        .revoke_others_on_new_identity(&me.user.id, &req.identity_key, me.token_hash.clone())
+        .await?
+    {
+        // The old device's connections go with its tokens.
+        state.hub.close_user(&me.user.id);
+    }
     state
         .store
         .upload_prekeys(&me.user.id, req, now_ms())

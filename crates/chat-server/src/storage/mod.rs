@@ -152,6 +152,16 @@ pub trait Storage: Send + Sync + 'static {
         upload: PreKeyUpload,
         now: i64,
     ) -> StoreResult<u32>;
+    /// Before an upload: if the account has an identity and `identity_key`
+    /// is another one (the user replaces the keys of a lost device),
+    /// revokes every token of the account but `keep` (the caller's), so
+    /// the old device's logins stop working. Returns whether it did.
+    async fn revoke_others_on_new_identity(
+        &self,
+        user_id: &str,
+        identity_key: &str,
+        keep: Vec<u8>,
+    ) -> StoreResult<bool>;
     /// Hands out a bundle, claiming one one-time prekey atomically; also
     /// returns how many are left.
     async fn claim_bundle(&self, user_id: &str) -> StoreResult<Option<(PreKeyBundle, u32)>>;

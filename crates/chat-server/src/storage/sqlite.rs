@@ -541,6 +541,36 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn revoke_others_on_new_identity(
+        &self,
+        user_id: &str,
+        identity_key: &str,
+        keep: Vec<u8>,
+    ) -> StoreResult<bool> {
+        let user = user_id.to_owned();
+        let new_key = identity_key.to_owned();
+        let replaced = self
+            .write(move |c| {
+                let current: Option<String> = c
+                    .query_row(
+                        "SELECT identity_key FROM identities WHERE user_id = ?1",
+                        [&user],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let replaced = current.is_some_and(|k| k != new_key);
+                if replaced {
+                    c.execute(
+                        "DELETE FROM tokens WHERE user_id = ?1 AND hash != ?2",
+                        params![user, keep],
+                    )?;
+                }
+                Ok(replaced)
+            })
+            .await?;
+        Ok(replaced)
+    }
+
     async fn claim_bundle(&self, user_id: &str) -> StoreResult<Option<(PreKeyBundle, u32)>> {
         let user = user_id.to_owned();
         // A write job: the claim (select + delete) is one atomic step, so
@@ -612,17 +642,24 @@ impl Storage for SqliteStorage {
             )?;
             let spk = c
                 .query_row(
-                    "SELECT spk_id, spk_uploaded_at FROM identities WHERE user_id = ?1",
+                    "SELECT spk_id, spk_uploaded_at, identity_key FROM identities WHERE user_id = ?1",
                     [&user],
-                    |r| Ok((r.get::<_, Option<u32>>(0)?, r.get::<_, Option<i64>>(1)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, Option<u32>>(0)?,
+                            r.get::<_, Option<i64>>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                        ))
+                    },
                 )
                 .optional()?
-                .unwrap_or((None, None));
+                .unwrap_or((None, None, None));
             Ok(PreKeyStatus {
                 one_time_prekeys: n,
                 signed_prekey_id: spk.0,
                 signed_prekey_uploaded_at: spk.1,
                 low: n < PREKEYS_LOW,
+                identity_key: spk.2,
             })
         })
         .await

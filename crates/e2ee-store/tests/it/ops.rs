@@ -715,3 +715,68 @@ fn backup_restores_into_a_fresh_store_that_keeps_working() {
         Err(StoreError::Invalid(_))
     ));
 }
+
+#[test]
+fn the_trust_policy_decides_for_keys_not_verified() {
+    use e2ee_core::IdentityKeyPair;
+    use e2ee_store::TrustPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(7);
+    let mut alice = Party::new(dir.path(), "alice", &mut r);
+    let k1 = IdentityKeyPair::generate(&mut r).public();
+    let k2 = IdentityKeyPair::generate(&mut r).public();
+    let k3 = IdentityKeyPair::generate(&mut r).public();
+    let trusted = |s: &mut Store, p: &str| s.read(|tx| tx.peer(p)).unwrap().unwrap().trusted;
+    // (policy, first key trusted, changed key trusted)
+    for (policy, first, changed) in [
+        (TrustPolicy::OnFirstUse, true, false),
+        (TrustPolicy::Always, true, true),
+        (TrustPolicy::Never, false, false),
+    ] {
+        let peer = format!("{policy}");
+        alice.store.set_trust_policy(policy);
+        alice
+            .store
+            .write(|tx| tx.remember_identity(&peer, &k1))
+            .unwrap();
+        assert_eq!(trusted(&mut alice.store, &peer), first, "{policy}: first");
+        alice
+            .store
+            .write(|tx| tx.remember_identity(&peer, &k2))
+            .unwrap();
+        assert_eq!(
+            trusted(&mut alice.store, &peer),
+            changed,
+            "{policy}: changed"
+        );
+        // Trusting names the key: a stale one is refused, the current works.
+        assert!(matches!(
+            alice.store.write(|tx| tx.trust_identity(&peer, &k1)),
+            Err(StoreError::IdentityChanged(_))
+        ));
+        alice
+            .store
+            .write(|tx| tx.trust_identity(&peer, &k2))
+            .unwrap();
+        assert!(trusted(&mut alice.store, &peer));
+        // A key replacing a verified one is never trusted, whatever the policy.
+        alice
+            .store
+            .write(|tx| tx.verify_identity(&peer, &k2))
+            .unwrap();
+        alice
+            .store
+            .write(|tx| tx.remember_identity(&peer, &k3))
+            .unwrap();
+        assert!(
+            !trusted(&mut alice.store, &peer),
+            "{policy}: after verified"
+        );
+    }
+    assert!(alice.store.read(|tx| tx.peer("nobody")).unwrap().is_none());
+    assert!(matches!(
+        alice.store.write(|tx| tx.trust_identity("nobody", &k1)),
+        Err(StoreError::Missing(_))
+    ));
+    assert!("sometimes".parse::<TrustPolicy>().is_err());
+}
