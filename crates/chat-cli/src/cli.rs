@@ -106,6 +106,41 @@ pub enum Command {
     Demo,
 }
 
+impl Command {
+    /// The command's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Server(_) => "server",
+            Command::Register(_) => "register",
+            Command::Login(_) => "login",
+            Command::Logout => "logout",
+            Command::Whoami => "whoami",
+            Command::Profiles => "profiles",
+            Command::Send(_) => "send",
+            Command::Listen(_) => "listen",
+            Command::Sync => "sync",
+            Command::Outbox(_) => "outbox",
+            Command::History(_) => "history",
+            Command::Search(_) => "search",
+            Command::Group(_) => "group",
+            Command::Contacts => "contacts",
+            Command::SafetyNumber(_) => "safety-number",
+            Command::Verify(_) => "verify",
+            Command::Trust(_) => "trust",
+            Command::Unverify(_) => "unverify",
+            Command::Backup(_) => "backup",
+            Command::Restore(_) => "restore",
+            Command::Demo => "demo",
+        }
+    }
+
+    /// Whether the command exists to take in messages: it needs to be the
+    /// profile's only receiver.
+    pub fn receives(&self) -> bool {
+        matches!(self, Command::Listen(_) | Command::Sync)
+    }
+}
+
 /// `chat server`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {

@@ -53,6 +53,16 @@ pub enum CliError {
     /// A store-level problem found by the CLI itself.
     #[error("{0}")]
     Store(String),
+    /// Another process receives for this profile.
+    #[error("profile {profile} is in use by process {pid} (chat {command})")]
+    InUse {
+        /// The profile.
+        profile: String,
+        /// The holder's process id.
+        pid: String,
+        /// The holder's command.
+        command: String,
+    },
     /// The backup did not open with the passphrase given.
     #[error("wrong backup passphrase (or a damaged backup file)")]
     BackupPassphrase,
@@ -82,7 +92,7 @@ impl CliError {
                 code::NOT_FOUND
             }
             CliError::Io { .. } | CliError::Server(_) => code::OTHER,
-            CliError::Store(_) | CliError::BackupPassphrase => code::STORE,
+            CliError::Store(_) | CliError::BackupPassphrase | CliError::InUse { .. } => code::STORE,
             CliError::Mismatch(_) => code::MISMATCH,
             CliError::Refused(_) => code::REFUSED,
             CliError::Client(e) => client_code(e),
@@ -98,6 +108,9 @@ impl CliError {
             ) => Some("run `chat register NAME` or `chat login NAME` first"),
             CliError::Client(ClientError::Store(chat_client::StoreError::WrongPassphrase)) => Some(
                 "the store passphrase comes from --passphrase-file, E2EE_CHAT_PASSPHRASE or the prompt",
+            ),
+            CliError::InUse { .. } => Some(
+                "one process receives for a profile at a time; send, history and search work beside it",
             ),
             CliError::BackupPassphrase => Some(
                 "the backup passphrase comes from --backup-passphrase-file, E2EE_CHAT_BACKUP_PASSPHRASE or the prompt",

@@ -11,6 +11,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::cli::Cli;
 use crate::error::{CliError, Result};
+use crate::lock;
 use crate::profile::{self, Profile, ProfileFile, SecretSource};
 use zeroize::Zeroizing;
 
@@ -36,6 +37,10 @@ pub struct Ctx {
     pub json: bool,
     /// `--trust-new-identities` / `E2EE_CHAT_TRUST_NEW_IDENTITIES`.
     pub trust: Option<String>,
+    /// The command's name (written into the profile lock).
+    pub command: &'static str,
+    /// Whether the command needs to be the profile's receiver.
+    pub receiver: bool,
 }
 
 impl Ctx {
@@ -48,6 +53,8 @@ impl Ctx {
             passphrase_file: cli.passphrase_file.clone(),
             json: cli.json,
             trust: cli.trust_new_identities.clone(),
+            command: cli.command.name(),
+            receiver: cli.command.receives(),
         })
     }
 
@@ -101,12 +108,22 @@ impl Ctx {
                 .parse()
                 .map_err(|_| CliError::Usage(format!("bad trust policy {t:?}")))?;
         }
+        // One receiver per profile (see `lock`): a receiving command takes
+        // the lock or fails; any other runs without taking in messages
+        // while another process holds it.
+        let lock = if self.receiver {
+            Some(lock::take_for_receiving(p, self.command).await?)
+        } else {
+            lock::try_take(p, self.command)?.ok()
+        };
         let client = Client::builder()
             .config(config)
             .passphrase(passphrase.as_bytes())
+            .receive(lock.is_some())
             .build()
             .await?;
         Ok(Session {
+            _lock: lock,
             events: Box::pin(client.events()),
             client,
             ctx: self.clone(),
@@ -129,6 +146,8 @@ pub struct Session {
     names: HashMap<String, String>,
     groups: HashMap<String, String>,
     warned: std::collections::HashSet<String>,
+    /// The profile's receive lock, when this process holds it.
+    _lock: Option<lock::ProfileLock>,
 }
 
 impl Session {
@@ -176,6 +195,11 @@ impl Session {
     /// (and `delivered` sent); the events are returned for printing.
     pub async fn sync(&mut self) -> Result<Vec<Event>> {
         self.connect().await?;
+        if self._lock.is_none() {
+            // Another process receives for this profile and stores what
+            // arrives: nothing to catch up on here.
+            return Ok(Vec::new());
+        }
         let hard = Instant::now() + SYNC_MAX;
         let mut seen = Vec::new();
         loop {

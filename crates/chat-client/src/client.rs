@@ -47,6 +47,7 @@ pub struct ClientBuilder {
     passphrase: Option<Passphrase>,
     kdf: KdfParams,
     hold_acks: bool,
+    receive: bool,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -91,6 +92,16 @@ impl ClientBuilder {
     /// Argon2id cost for a new store (default 64 MiB, 3 passes).
     pub fn store_kdf(mut self, kdf: KdfParams) -> Self {
         self.kdf = kdf;
+        self
+    }
+
+    /// Whether this client takes in messages (default `true`). Turn it off
+    /// when another process receives for the same store (a `chat listen`):
+    /// this one then sends, reads history and gets receipts, but leaves
+    /// every incoming message to the receiver, which stores, shows and
+    /// acknowledges it.
+    pub fn receive(mut self, on: bool) -> Self {
+        self.receive = on;
         self
     }
 
@@ -151,6 +162,7 @@ impl ClientBuilder {
                 keys_lock: tokio::sync::Mutex::new(()),
                 group_lock: tokio::sync::Mutex::new(()),
                 hold_acks: self.hold_acks,
+                receive: self.receive,
                 deferred: AtomicBool::new(false),
             }),
         })
@@ -171,6 +183,8 @@ pub(crate) struct Inner {
     pub(crate) keys_lock: tokio::sync::Mutex<()>,
     group_lock: tokio::sync::Mutex<()>,
     pub(crate) hold_acks: bool,
+    /// Takes in messages (see [`ClientBuilder::receive`]).
+    pub(crate) receive: bool,
     /// The server deferred a send (rate limit): resend on the next tick.
     pub(crate) deferred: AtomicBool,
 }
@@ -578,6 +592,7 @@ impl Client {
             passphrase: None,
             kdf: KdfParams::default(),
             hold_acks: false,
+            receive: true,
         }
     }
 

@@ -113,7 +113,9 @@ async fn handle(inner: &Arc<Inner>, batch: Vec<ConnEvent>) {
             }
             ConnEvent::Frame(frame) => match frame {
                 ServerFrame::Message(m) | ServerFrame::GroupMessage(m) => {
-                    receive(inner, m, &mut acks, &mut read_convs).await;
+                    if inner.receive {
+                        receive(inner, m, &mut acks, &mut read_convs).await;
+                    }
                 }
                 ServerFrame::Ack(a) => updates.push(Update::Ack {
                     id: a.id,

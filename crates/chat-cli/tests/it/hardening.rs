@@ -143,3 +143,69 @@ async fn a_changed_key_is_never_sent_to_silently() {
     })
     .await;
 }
+
+/// Polls `f` for up to 20 s.
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(std::time::Instant::now() < end, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_receives_for_a_profile_and_others_work_beside_it() {
+    in_blocking(|w| {
+        w.ok("alice", &["register", "alice"]);
+        w.ok("bob", &["register", "bob"]);
+        w.ok("alice", &["send", "bob", "first"]);
+        let out = w.home.join("listen.out");
+        let mut listener = w.spawn(
+            "bob",
+            &["--json", "listen", "--no-backlog", "--timeout", "60"],
+            std::fs::File::create(&out).unwrap(),
+        );
+        let pid = listener.id().to_string();
+        let lock = w.home.join("profiles/bob/receive.lock");
+        until("the listener holds the lock", || {
+            std::fs::read_to_string(&lock).is_ok_and(|t| t.starts_with(&pid))
+        });
+        std::thread::sleep(std::time::Duration::from_millis(500));
+
+        // A second receiver is refused, naming the first.
+        let stderr = w.fails("bob", &["listen", "--timeout", "1"], 6);
+        assert!(
+            stderr.contains(&format!("profile bob is in use by process {pid}")),
+            "{stderr}"
+        );
+        // Sending and reading history work beside it, and nothing is lost:
+        // what arrives meanwhile is the listener's to show.
+        w.ok("bob", &["send", "alice", "sent while listening"]);
+        w.ok("alice", &["send", "bob", "for the listener"]);
+        let history = w.json("bob", &["history", "alice"]);
+        assert!(history.iter().any(|m| m["body"] == "first"));
+        w.ok("alice", &["send", "bob", "after the history"]);
+        until("the listener shows both", || {
+            let t = std::fs::read_to_string(&out).unwrap_or_default();
+            t.contains("for the listener") && t.contains("after the history")
+        });
+        // Killed, it leaves the lock behind for the kernel to release.
+        listener.kill().unwrap();
+        listener.wait().unwrap();
+        w.ok("bob", &["sync"]);
+        let history = w.json("bob", &["history", "--offline", "alice"]);
+        for text in [
+            "first",
+            "sent while listening",
+            "for the listener",
+            "after the history",
+        ] {
+            assert_eq!(
+                history.iter().filter(|m| m["body"] == text).count(),
+                1,
+                "{text}"
+            );
+        }
+    })
+    .await;
+}

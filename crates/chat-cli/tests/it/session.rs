@@ -56,6 +56,25 @@ impl World {
         cmd.output().unwrap()
     }
 
+    /// Starts `chat -P <profile> <args>` in the background, stdout to `out`.
+    pub fn spawn(&self, profile: &str, args: &[&str], out: std::fs::File) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
+            .env_clear()
+            .env("E2EE_CHAT_HOME", &self.home)
+            .env("E2EE_CHAT_SERVER", &self.server)
+            .env(
+                "E2EE_CHAT_PASSPHRASE",
+                format!("{profile} store passphrase"),
+            )
+            .args(["--profile", profile])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Runs and requires success; returns stdout.
     pub fn ok(&self, profile: &str, args: &[&str]) -> String {
         let out = self.chat(profile, args);
