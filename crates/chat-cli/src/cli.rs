@@ -80,6 +80,8 @@ pub enum Command {
     Sync,
     /// List what waits for the server's acknowledgement, or drop an entry.
     Outbox(OutboxArgs),
+    /// Fetch, check and save the file of a received message.
+    Download(DownloadArgs),
     /// Show a conversation, oldest first.
     History(HistoryArgs),
     /// Search stored messages.
@@ -120,6 +122,7 @@ impl Command {
             Command::Listen(_) => "listen",
             Command::Sync => "sync",
             Command::Outbox(_) => "outbox",
+            Command::Download(_) => "download",
             Command::History(_) => "history",
             Command::Search(_) => "search",
             Command::Group(_) => "group",
@@ -303,6 +306,16 @@ pub struct VerifyArgs {
     /// Do not ask: you have compared the numbers.
     #[arg(long, short)]
     pub yes: bool,
+}
+
+/// `chat download`.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The message id (from `history --json` or `listen`).
+    pub id: String,
+    /// Where to save it.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
 }
 
 /// `chat outbox`.

@@ -38,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Listen(a) => listen(&ctx, &a).await,
         Command::Sync => sync(&ctx).await,
         Command::Outbox(a) => crate::manage::outbox(&ctx, a).await,
+        Command::Download(a) => crate::manage::download(&ctx, &a.id, &a.dir).await,
         Command::History(a) => history(&ctx, &a).await,
         Command::Search(a) => search(&ctx, &a).await,
         Command::Group(g) => group(&ctx, g).await,
@@ -405,17 +406,16 @@ async fn print_message(s: &mut Session, m: &Message, download: Option<&Path>) ->
         s.warn_if_untrusted(&m.sender).await;
     }
     let mut saved = None;
+    let mut refused = None;
     if let (Some(dir), Some(a)) = (download, &m.attachment) {
-        std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
-        let pb = output::spinner(
-            s.ctx.json,
-            format!("downloading {} ({})", a.file_name, output::size(a.size)),
-        );
-        let r = s.client.download(a).await;
-        pb.finish_and_clear();
-        let path = safe_path(dir, &a.file_name, &m.id);
-        std::fs::write(&path, r?).map_err(|e| CliError::io(&path, e))?;
-        saved = Some(path);
+        // A file a peer (or the server) spoiled is reported with the
+        // message, never the end of `listen`: the message is still shown
+        // and marked read, and `chat download ID` can try again.
+        match save_attachment(s, &m.id, a, dir).await {
+            Ok(path) => saved = Some(path),
+            Err(CliError::Client(e)) => refused = Some(e.to_string()),
+            Err(e) => return Err(e),
+        }
     }
     let sender = s.name_of(&m.sender).await;
     let conversation = s.conversation_label(&m.conversation).await;
@@ -424,11 +424,49 @@ async fn print_message(s: &mut Session, m: &Message, download: Option<&Path>) ->
         conversation: &conversation,
     };
     if s.ctx.json {
-        print_json(&output::message_json(m, &names, saved.as_deref()));
+        let mut v = output::message_json(m, &names, saved.as_deref());
+        if let Some(r) = &refused {
+            v["attachment"]["refused"] = json!(r);
+        }
+        print_json(&v);
     } else {
-        println!("{}", output::message_line(m, &names, saved.as_deref()));
+        let mut line = output::message_line(m, &names, saved.as_deref());
+        if let Some(r) = &refused {
+            line.push_str(&format!(
+                "  [file not saved: {}; `chat download {}` tries again]",
+                output::sanitize(r),
+                m.id
+            ));
+        }
+        println!("{line}");
     }
     Ok(())
+}
+
+/// Downloads, checks and decrypts an attachment into `dir` under a safe
+/// name. A refused file is a [`CliError::Client`]; a local write failure an
+/// [`CliError::Io`].
+pub(crate) async fn save_attachment(
+    s: &mut Session,
+    id: &str,
+    a: &chat_client::AttachmentPointer,
+    dir: &Path,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
+    let pb = output::spinner(
+        s.ctx.json,
+        format!(
+            "downloading {} ({})",
+            output::sanitize(&a.file_name),
+            output::size(a.size)
+        ),
+    );
+    let r = s.client.download(a).await;
+    pb.finish_and_clear();
+    let data = r?;
+    let path = safe_path(dir, &a.file_name, id);
+    std::fs::write(&path, data).map_err(|e| CliError::io(&path, e))?;
+    Ok(path)
 }
 
 /// Prints anything but a message. Returns an error for a revoked login.

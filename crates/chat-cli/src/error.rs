@@ -25,6 +25,9 @@ pub mod code {
     pub const REFUSED: u8 = 7;
     /// A safety number did not match the one given.
     pub const MISMATCH: u8 = 8;
+    /// The server handed out keys that do not verify (a bad bundle
+    /// signature): someone may be in the middle.
+    pub const BAD_KEYS: u8 = 9;
 }
 
 /// A failed command.
@@ -149,6 +152,9 @@ fn client_code(e: &ClientError) -> u8 {
     match e {
         ClientError::Transport(t) => transport_code(t),
         ClientError::Store(chat_client::StoreError::IdentityChanged(_)) => code::MISMATCH,
+        ClientError::Store(chat_client::StoreError::X3dh(_)) | ClientError::BadKeys(_) => {
+            code::BAD_KEYS
+        }
         ClientError::Store(_) => code::STORE,
         ClientError::Config(_) => code::USAGE,
         ClientError::NotLoggedIn
@@ -158,6 +164,7 @@ fn client_code(e: &ClientError) -> u8 {
         ClientError::AttachmentTooLarge { .. }
         | ClientError::MessageTooLarge { .. }
         | ClientError::UntrustedIdentity { .. }
+        | ClientError::Attachment(_)
         | ClientError::NotMember(_) => code::REFUSED,
         _ => code::OTHER,
     }
@@ -177,6 +184,7 @@ fn transport_code(t: &TransportError) -> u8 {
         }
         TransportError::Url(_) => code::USAGE,
         TransportError::NoToken => code::AUTH,
+        TransportError::TooLong { .. } => code::REFUSED,
         _ => code::OTHER,
     }
 }
@@ -231,5 +239,18 @@ mod tests {
             CliError::Client(ClientError::NotLoggedIn).exit_code(),
             code::AUTH
         );
+        // A bundle that does not verify is not a local-store problem.
+        let bad = CliError::Client(ClientError::BadKeys("signature".into()));
+        assert_eq!(bad.exit_code(), code::BAD_KEYS);
+        let stale = CliError::Client(ClientError::Store(
+            chat_client::StoreError::IdentityChanged("bob".into()),
+        ));
+        assert_eq!(stale.exit_code(), code::MISMATCH);
+        let untrusted = CliError::Client(ClientError::UntrustedIdentity {
+            user_id: "bob".into(),
+            changed: true,
+        });
+        assert_eq!(untrusted.exit_code(), code::REFUSED);
+        assert!(untrusted.hint().is_some());
     }
 }

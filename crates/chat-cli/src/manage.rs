@@ -1,4 +1,5 @@
-//! Looking after a profile's state: the outbox, trust in a contact's key.
+//! Looking after a profile's state: the outbox, trust in a contact's key,
+//! files fetched later.
 
 use serde_json::json;
 
@@ -86,4 +87,34 @@ pub async fn print_key_change(s: &mut Session, user_id: &str, at: i64) {
             output::clock(at)
         );
     }
+}
+
+/// `chat download MESSAGE_ID [DIR]`: fetches, checks and saves a message's
+/// file (one `listen --download` refused, or one not downloaded then).
+pub async fn download(ctx: &Ctx, id: &str, dir: &std::path::Path) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let m = s
+        .client
+        .message(id)
+        .await?
+        .ok_or_else(|| CliError::NotFound(format!("no message {id} in this profile")))?;
+    let a = m
+        .attachment
+        .clone()
+        .ok_or_else(|| CliError::NotFound(format!("message {id} has no file")))?;
+    let path = crate::commands::save_attachment(&mut s, &m.id, &a, dir).await;
+    s.client.close().await;
+    let path = path?;
+    if ctx.json {
+        print_json(&json!({"event": "downloaded", "id": id, "savedTo": path,
+            "size": a.size, "mimeType": a.mime_type}));
+    } else {
+        println!(
+            "saved {} ({}) to {}",
+            output::sanitize(&a.file_name),
+            output::size(a.size),
+            path.display()
+        );
+    }
+    Ok(())
 }

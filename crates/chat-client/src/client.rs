@@ -454,7 +454,8 @@ impl Inner {
             .db(move |s| s.group_sender_key(&mut OsRng, &gid, &members))
             .await?;
         for member in missing {
-            let body = dist.to_bytes().to_vec();
+            // Stays in its wiped buffer: the chain key is in there.
+            let body = dist.to_bytes();
             let p = Payload {
                 message_id: *Uuid::new_v4().as_bytes(),
                 kind: PayloadKind::SenderKey,
@@ -570,6 +571,9 @@ impl std::fmt::Debug for Client {
             .finish_non_exhaustive()
     }
 }
+
+/// What sealing adds to a file: the Poly1305 tag.
+const ATTACHMENT_TAG: u64 = 16;
 
 /// A file to send.
 #[derive(Debug, Clone)]
@@ -866,16 +870,30 @@ impl Client {
             message_id: *Uuid::new_v4().as_bytes(),
             kind,
             timestamp_ms: now_ms() as u64,
-            body: file.caption.unwrap_or_default().into_bytes(),
+            body: Zeroizing::new(file.caption.unwrap_or_default().into_bytes()),
             attachment: Some(pointer),
             reference: None,
         };
         self.inner.send_payload(to, p).await
     }
 
-    /// Downloads an attachment, checks its hash, decrypts it.
+    /// Downloads an attachment, checks its hash, decrypts it. At most the
+    /// pointer's `size` plus the 16-byte tag is read from the server (and
+    /// never more than `max_attachment_bytes` plus the tag, whatever the
+    /// pointer claims): a larger answer is refused unread.
     pub async fn download(&self, pointer: &AttachmentPointer) -> Result<Vec<u8>> {
-        let ciphertext = self.inner.rest.download_media(&pointer.media_id).await?;
+        let limit = self.inner.config.max_attachment_bytes;
+        if pointer.size > limit {
+            return Err(ClientError::AttachmentTooLarge {
+                size: pointer.size,
+                limit,
+            });
+        }
+        let ciphertext = self
+            .inner
+            .rest
+            .download_media(&pointer.media_id, pointer.size + ATTACHMENT_TAG)
+            .await?;
         let p = pointer.clone();
         tokio::task::spawn_blocking(move || attachment::open(&p, &ciphertext))
             .await

@@ -42,6 +42,13 @@ pub enum TransportError {
     /// The request needs a token and none is set.
     #[error("not logged in")]
     NoToken,
+    /// The server sent more than the caller allowed (a download longer
+    /// than its pointer says): the rest was not read.
+    #[error("the server sent more than the {limit} bytes expected")]
+    TooLong {
+        /// The most the caller accepted.
+        limit: u64,
+    },
 }
 
 impl TransportError {

@@ -406,15 +406,33 @@ impl RestClient {
         Self::json(req).await
     }
 
-    /// Downloads an attachment's ciphertext.
-    pub async fn download_media(&self, media_id: &str) -> Result<Vec<u8>, TransportError> {
+    /// Downloads an attachment's ciphertext, reading at most `limit`
+    /// bytes: the body is read chunk by chunk and the download stops with
+    /// [`TransportError::TooLong`] as soon as it (or its announced length)
+    /// goes past the limit, so a server cannot make the client buffer more
+    /// than it expects.
+    pub async fn download_media(
+        &self,
+        media_id: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, TransportError> {
         let req = self.request(
             Method::GET,
             &format!("/api/media/{}", path_segment(media_id)),
             true,
         )?;
-        let resp = Self::send(req).await?;
-        Ok(resp.bytes().await?.to_vec())
+        let mut resp = Self::send(req).await?;
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(TransportError::TooLong { limit });
+        }
+        let mut out = Vec::with_capacity(usize::try_from(limit.min(1 << 20)).unwrap_or(0));
+        while let Some(chunk) = resp.chunk().await? {
+            if out.len() as u64 + chunk.len() as u64 > limit {
+                return Err(TransportError::TooLong { limit });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
     }
 
     // ---- service ----------------------------------------------------------

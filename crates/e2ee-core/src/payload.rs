@@ -15,7 +15,7 @@
 //! The whole is then padded: `0x80`, then zero bytes up to a multiple of
 //! [`PAD_BLOCK`] bytes, so ciphertext lengths reveal only a size class.
 
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::envelope::Reader;
 use crate::error::{DecodeError, PayloadError};
@@ -143,8 +143,10 @@ impl std::fmt::Debug for AttachmentPointer {
     }
 }
 
-/// The plaintext of one message before padding and encryption.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The plaintext of one message before padding and encryption. The body
+/// (which may hold a sender key's chain key) is wiped on drop and not
+/// printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Payload {
     /// Must equal the id on the outer frame; checked by [`Payload::decode_checked`].
     pub message_id: MessageId,
@@ -153,11 +155,24 @@ pub struct Payload {
     /// The sender's clock, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
     /// Text, caption, emoji or sender-key bytes, by kind.
-    pub body: Vec<u8>,
+    pub body: Zeroizing<Vec<u8>>,
     /// For images and files.
     pub attachment: Option<AttachmentPointer>,
     /// The message a reaction, edit, delete or reply refers to.
     pub reference: Option<MessageId>,
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field("message_id", &self.message_id)
+            .field("kind", &self.kind)
+            .field("timestamp_ms", &self.timestamp_ms)
+            .field("body_len", &self.body.len())
+            .field("attachment", &self.attachment)
+            .field("reference", &self.reference)
+            .finish()
+    }
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str, field: &'static str) -> Result<(), PayloadError> {
@@ -180,7 +195,7 @@ impl Payload {
             message_id,
             kind: PayloadKind::Text,
             timestamp_ms,
-            body: text.as_bytes().to_vec(),
+            body: Zeroizing::new(text.as_bytes().to_vec()),
             attachment: None,
             reference: None,
         }
@@ -191,9 +206,13 @@ impl Payload {
         std::str::from_utf8(&self.body).ok()
     }
 
-    /// Encodes without padding.
-    pub fn encode(&self) -> Result<Vec<u8>, PayloadError> {
-        let mut out = Vec::with_capacity(32 + self.body.len());
+    /// Encodes without padding (wiped on drop, like the body).
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, PayloadError> {
+        // Sized up front: a reallocation would leave a copy unwiped.
+        let attachment = self.attachment.as_ref().map_or(0, |a| {
+            2 + a.media_id.len() + 32 + 24 + 32 + 8 + 2 + a.mime_type.len() + 2 + a.file_name.len()
+        });
+        let mut out = Zeroizing::new(Vec::with_capacity(31 + self.body.len() + attachment + 16));
         out.push(PAYLOAD_VERSION);
         out.push(self.kind.to_byte());
         out.extend_from_slice(&self.message_id);
@@ -224,9 +243,10 @@ impl Payload {
         Ok(out)
     }
 
-    /// Encodes and pads: the bytes to hand to [`crate::Session::encrypt`].
-    pub fn to_padded(&self) -> Result<Vec<u8>, PayloadError> {
-        Ok(pad(&self.encode()?))
+    /// Encodes and pads: the bytes to hand to [`crate::Session::encrypt`]
+    /// (wiped on drop).
+    pub fn to_padded(&self) -> Result<Zeroizing<Vec<u8>>, PayloadError> {
+        Ok(Zeroizing::new(pad(&self.encode()?)))
     }
 
     /// Decodes unpadded bytes.
@@ -244,7 +264,7 @@ impl Payload {
             return Err(DecodeError::InvalidField("flags").into());
         }
         let body_len = r.u32()? as usize;
-        let body = r.take(body_len)?.to_vec();
+        let body = Zeroizing::new(r.take(body_len)?.to_vec());
         let attachment = if flags & FLAG_ATTACHMENT != 0 {
             Some(AttachmentPointer {
                 media_id: get_str(&mut r, "media_id")?,

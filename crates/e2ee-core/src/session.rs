@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use rand_core::CryptoRngCore;
+use zeroize::Zeroizing;
 
 use crate::envelope::{Envelope, MessageEnvelope, PreKeyEnvelope};
 use crate::error::{DecryptError, EncryptError, KeyError, X3dhError};
@@ -202,17 +203,30 @@ pub trait PreKeySource {
     fn one_time_prekey(&self, id: u32) -> Option<&OneTimePreKeyPair>;
 }
 
-/// The outcome of a successful [`PeerSessions::decrypt`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The outcome of a successful [`PeerSessions::decrypt`]. The plaintext
+/// (which may carry a sender key) is wiped on drop and not printed by
+/// `Debug`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Decrypted {
     /// The plaintext (still padded).
-    pub plaintext: Vec<u8>,
+    pub plaintext: Zeroizing<Vec<u8>>,
     /// The peer identity of the session that decrypted it.
     pub remote_identity: IdentityPublic,
     /// Whether a new session was created (X3DH ran as responder).
     pub new_session: bool,
     /// The one-time prekey this consumed: delete it when storing the result.
     pub consumed_one_time_prekey: Option<u32>,
+}
+
+impl std::fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("plaintext_len", &self.plaintext.len())
+            .field("remote_identity", &self.remote_identity)
+            .field("new_session", &self.new_session)
+            .field("consumed_one_time_prekey", &self.consumed_one_time_prekey)
+            .finish()
+    }
 }
 
 /// All sessions with one peer: the current one and up to
@@ -310,7 +324,7 @@ impl PeerSessions {
                 let remote_identity = session.remote_identity;
                 self.promote(session);
                 Ok(Decrypted {
-                    plaintext,
+                    plaintext: Zeroizing::new(plaintext),
                     remote_identity,
                     new_session: true,
                     consumed_one_time_prekey: p.one_time_prekey_id,
@@ -330,7 +344,7 @@ impl PeerSessions {
             match cur.decrypt(rng, message) {
                 Ok(plaintext) => {
                     return Ok(Decrypted {
-                        plaintext,
+                        plaintext: Zeroizing::new(plaintext),
                         remote_identity: cur.remote_identity,
                         new_session: false,
                         consumed_one_time_prekey: None,
@@ -351,7 +365,7 @@ impl PeerSessions {
                     let remote_identity = session.remote_identity;
                     self.promote(session);
                     return Ok(Decrypted {
-                        plaintext,
+                        plaintext: Zeroizing::new(plaintext),
                         remote_identity,
                         new_session: false,
                         consumed_one_time_prekey: None,

@@ -170,10 +170,9 @@ impl Store {
                 .to_str()
                 .ok_or(StoreError::Invalid("store path is not UTF-8"))?
                 .replace('\'', "''");
-            plain.execute_batch(&format!(
-                "ATTACH DATABASE '{path}' AS restored KEY {};",
-                new_key.pragma_literal().as_str()
-            ))?;
+            plain.execute_batch(
+                &new_key.sql_with_key(&format!("ATTACH DATABASE '{path}' AS restored KEY "), ";"),
+            )?;
             plain.query_row("SELECT sqlcipher_export('restored')", [], |_| Ok(()))?;
             plain.pragma_update(Some("restored"), "user_version", version)?;
             plain.execute_batch("DETACH DATABASE restored;")?;

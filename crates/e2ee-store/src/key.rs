@@ -153,8 +153,31 @@ impl Key {
     }
 
     /// The SQLCipher raw-key literal, `x'<64 hex digits>'`.
+    /// Built in a wiped buffer of its final size: no plain `String` (and
+    /// no reallocation) ever holds the key's hex.
     pub(crate) fn pragma_literal(&self) -> Zeroizing<String> {
-        Zeroizing::new(format!("\"x'{}'\"", hex::encode(self.0.as_ref())))
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = Zeroizing::new(String::with_capacity(4 + 64 + 2));
+        out.push_str("\"x'");
+        for b in self.0.iter() {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        out.push_str("'\"");
+        out
+    }
+
+    /// `prefix || literal || suffix` in a wiped buffer of its final size:
+    /// the SQL that carries the key never sits in a plain `String`.
+    pub(crate) fn sql_with_key(&self, prefix: &str, suffix: &str) -> Zeroizing<String> {
+        let lit = self.pragma_literal();
+        let mut out = Zeroizing::new(String::with_capacity(
+            prefix.len() + lit.len() + suffix.len(),
+        ));
+        out.push_str(prefix);
+        out.push_str(&lit);
+        out.push_str(suffix);
+        out
     }
 }
 

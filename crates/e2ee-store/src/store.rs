@@ -79,7 +79,7 @@ pub(crate) fn quiet(conn: &Connection) {
 pub(crate) fn keyed_connection(path: &Path, key: &key::Key) -> Result<Connection> {
     let conn = Connection::open(path)?;
     quiet(&conn);
-    conn.execute_batch(&format!("PRAGMA key = {};", key.pragma_literal().as_str()))?;
+    conn.execute_batch(&key.sql_with_key("PRAGMA key = ", ";"))?;
     // The first read decrypts page 1: a wrong key or a foreign file fails here.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)

@@ -209,3 +209,67 @@ async fn one_process_receives_for_a_profile_and_others_work_beside_it() {
     })
     .await;
 }
+
+/// The server's media files, newest last.
+fn media_files(w: &World) -> Vec<std::path::PathBuf> {
+    let dir = w.home.parent().unwrap().join("server/media");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoiled_file_is_reported_and_listening_goes_on() {
+    in_blocking(|w| {
+        w.ok("alice", &["register", "alice"]);
+        w.ok("bob", &["register", "bob"]);
+        let src = w.home.join("report.txt");
+        std::fs::write(&src, "the quarterly numbers\n".repeat(200)).unwrap();
+        let src = src.to_str().unwrap();
+        // Three files: one altered on the server, one deleted there, one intact.
+        let mut ids = Vec::new();
+        for caption in ["altered", "gone", "intact"] {
+            let sent = w.json("alice", &["send", "bob", "--file", src, caption]);
+            ids.push(sent[0]["id"].as_str().unwrap().to_owned());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let media = media_files(w);
+        assert_eq!(media.len(), 3);
+        let mut bytes = std::fs::read(&media[0]).unwrap();
+        bytes[10] ^= 1;
+        std::fs::write(&media[0], bytes).unwrap();
+        std::fs::remove_file(&media[1]).unwrap();
+        w.ok("alice", &["send", "bob", "after the files"]);
+
+        let dir = w.home.join("downloads");
+        let d = dir.to_str().unwrap();
+        let got = w.json(
+            "bob",
+            &["listen", "--download", d, "--count", "4", "--timeout", "30"],
+        );
+        let msgs: Vec<_> = got.iter().filter(|e| e["event"] == "message").collect();
+        assert_eq!(msgs.len(), 4, "{got:?}");
+        let by_body = |b: &str| *msgs.iter().find(|m| m["body"] == b).unwrap();
+        assert!(by_body("altered")["attachment"]["refused"].is_string());
+        assert!(by_body("gone")["attachment"]["refused"].is_string());
+        assert!(by_body("intact")["attachment"]["refused"].is_null());
+        assert!(by_body("intact")["attachment"]["savedTo"].is_string());
+        // Read: the next listen does not trip on them again.
+        let again = w.json("bob", &["listen", "--download", d, "--timeout", "2"]);
+        assert!(again.iter().all(|e| e["event"] != "message"), "{again:?}");
+
+        // `chat download` fetches later, and refuses a spoiled one.
+        let later = w.home.join("later");
+        let l = later.to_str().unwrap();
+        let ok = w.json("bob", &["download", &ids[2], l]);
+        let saved = ok[0]["savedTo"].as_str().unwrap();
+        assert_eq!(std::fs::read(saved).unwrap(), std::fs::read(src).unwrap());
+        let stderr = w.fails("bob", &["download", &ids[0], l], 7);
+        assert!(stderr.contains("hash"), "{stderr}");
+        w.fails("bob", &["download", "no-such-id", l], 4);
+    })
+    .await;
+}

@@ -317,6 +317,18 @@ async fn an_image_round_trips_with_its_hash_checked() {
         ),
         "{e:?}"
     );
+    assert_eq!(
+        stored.len() as u64,
+        pointer.size + 16,
+        "size is the plaintext length"
+    );
+    // A pointer claiming more than the client accepts is refused up front.
+    let mut huge = pointer.clone();
+    huge.size = 1 << 40;
+    assert!(matches!(
+        bob.client.download(&huge).await,
+        Err(ClientError::AttachmentTooLarge { .. })
+    ));
 }
 
 #[tokio::test]

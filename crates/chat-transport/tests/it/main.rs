@@ -268,3 +268,54 @@ async fn a_server_that_closes_every_connection_sees_retries_slow_to_the_cap() {
     let last = *delays.last().unwrap();
     assert!(last >= Duration::from_millis(400), "{delays:?}");
 }
+
+/// An HTTP server that answers every request with `body_len` bytes, with
+/// or without announcing the length.
+async fn oversized_media(body_len: usize, announce: bool) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let head = if announce {
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {body_len}\r\n\r\n")
+                } else {
+                    "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_owned()
+                };
+                let _ = tcp.write_all(head.as_bytes()).await;
+                let chunk = vec![0u8; 64 * 1024];
+                let mut left = body_len;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if tcp.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_download_longer_than_expected_is_cut_off() {
+    for announce in [true, false] {
+        let addr = oversized_media(8 << 20, announce).await;
+        let rest = RestClient::new(&format!("http://{addr}")).unwrap();
+        rest.set_token(Some(zeroize::Zeroizing::new("t".into())));
+        let e = rest.download_media("m", 1000).await.unwrap_err();
+        assert!(
+            matches!(e, TransportError::TooLong { limit: 1000 }),
+            "announce {announce}: {e:?}"
+        );
+    }
+    // Within the limit it is read whole.
+    let addr = oversized_media(1000, false).await;
+    let rest = RestClient::new(&format!("http://{addr}")).unwrap();
+    rest.set_token(Some(zeroize::Zeroizing::new("t".into())));
+    assert_eq!(rest.download_media("m", 1000).await.unwrap().len(), 1000);
+}

@@ -58,14 +58,14 @@ impl Pair {
             .b
             .decrypt(&mut self.rng, &self.bob.identity, &self.bob, env)?;
         self.bob.consume(d.consumed_one_time_prekey);
-        Ok(d.plaintext)
+        Ok(d.plaintext.to_vec())
     }
 
     fn a_recv(&mut self, env: &Envelope) -> Result<Vec<u8>, DecryptError> {
         let d = self
             .a
             .decrypt(&mut self.rng, &self.alice.identity, &self.alice, env)?;
-        Ok(d.plaintext)
+        Ok(d.plaintext.to_vec())
     }
 
     /// Both sides have sent and received: the session is established.
@@ -439,17 +439,17 @@ fn simultaneous_initiation_converges_and_both_keep_talking() {
     let from_b = b.encrypt(b"from bob").unwrap();
     let d = b.decrypt(&mut r, &bob.identity, &bob, &from_a).unwrap();
     bob.consume(d.consumed_one_time_prekey);
-    assert_eq!(d.plaintext, b"from alice");
+    assert_eq!(d.plaintext.as_slice(), b"from alice");
     let d = a.decrypt(&mut r, &alice.identity, &alice, &from_b).unwrap();
     alice.consume(d.consumed_one_time_prekey);
-    assert_eq!(d.plaintext, b"from bob");
+    assert_eq!(d.plaintext.as_slice(), b"from bob");
     for i in 0..10 {
         let m = a.encrypt(format!("a{i}").as_bytes()).unwrap();
         let got = b.decrypt(&mut r, &bob.identity, &bob, &m).unwrap();
-        assert_eq!(got.plaintext, format!("a{i}").as_bytes());
+        assert_eq!(got.plaintext.as_slice(), format!("a{i}").as_bytes());
         let m = b.encrypt(format!("b{i}").as_bytes()).unwrap();
         let got = a.decrypt(&mut r, &alice.identity, &alice, &m).unwrap();
-        assert_eq!(got.plaintext, format!("b{i}").as_bytes());
+        assert_eq!(got.plaintext.as_slice(), format!("b{i}").as_bytes());
     }
     // Converged: both sides' current sessions are the same session.
     assert_eq!(
@@ -493,7 +493,7 @@ fn session_without_one_time_prekey_works() {
     assert_eq!(pk.one_time_prekey_id, None);
     let mut b = PeerSessions::new();
     let d = b.decrypt(&mut r, &bob.identity, &bob, &m).unwrap();
-    assert_eq!(d.plaintext, b"no opk");
+    assert_eq!(d.plaintext.as_slice(), b"no opk");
     assert_eq!(d.consumed_one_time_prekey, None);
 }
 

@@ -60,11 +60,15 @@ fn seed_corpora_are_present() {
         seeds.push(("decrypt", format!("seed-{i}"), s.clone()));
     }
     let payload = e2ee_core::Payload::text([7; 16], 1, "seed");
-    seeds.push(("payload", "seed-text".into(), payload.encode().unwrap()));
+    seeds.push((
+        "payload",
+        "seed-text".into(),
+        payload.encode().unwrap().to_vec(),
+    ));
     seeds.push((
         "payload",
         "seed-padded".into(),
-        payload.to_padded().unwrap(),
+        payload.to_padded().unwrap().to_vec(),
     ));
     use e2ee_core::Record;
     seeds.push((

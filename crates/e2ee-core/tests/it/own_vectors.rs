@@ -168,7 +168,7 @@ pub fn generate() -> Value {
                 } else {
                     b.decrypt(&mut rng, &bob, &keys, &parsed).unwrap()
                 };
-                assert_eq!(got.plaintext, pt);
+                assert_eq!(*got.plaintext, pt);
                 let mut step =
                     json!({"op": op, "envelope": hex::encode(env), "plaintext": hex::encode(&pt)});
                 let drawn = rng.take();
@@ -203,7 +203,7 @@ pub fn generate() -> Value {
         message_id: [0x11; 16],
         kind: PayloadKind::Image,
         timestamp_ms: 1_763_769_600_000,
-        body: b"a cat".to_vec(),
+        body: b"a cat".to_vec().into(),
         attachment: Some(AttachmentPointer {
             media_id: "3b0e4a9c-6a3f-4e44-9a54-0f0c2b3c4d5e".into(),
             key: seeded(8),

@@ -111,7 +111,7 @@ impl World {
                     prop_assert!(result.is_err(), "duplicate decrypted twice");
                 } else {
                     let d = result.map_err(|e| TestCaseError::fail(format!("{e}")))?;
-                    prop_assert_eq!(&d.plaintext, &text);
+                    prop_assert_eq!(&*d.plaintext, &text);
                     party.consume(d.consumed_one_time_prekey);
                     delivered.insert(text);
                 }

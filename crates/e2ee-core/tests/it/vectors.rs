@@ -202,7 +202,7 @@ pub fn run_conversation(v: &Value) {
                     b.decrypt(&mut rng, &bob, &keys, &env)
                 }
                 .unwrap();
-                assert_eq!(got.plaintext, h(&step["plaintext"]), "step {i}: {op}");
+                assert_eq!(*got.plaintext, h(&step["plaintext"]), "step {i}: {op}");
             }
             other => panic!("unknown op {other}"),
         }

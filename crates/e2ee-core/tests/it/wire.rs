@@ -220,7 +220,7 @@ fn payloads_of_every_kind_round_trip() {
     }
     cases.push(Payload {
         kind: PayloadKind::SenderKey,
-        body: vec![0; 89],
+        body: vec![0; 89].into(),
         ..Payload::text(id, 3, "")
     });
     cases.push(Payload {
@@ -310,4 +310,23 @@ fn safety_numbers_agree_differ_and_scan() {
     assert!(ab.matches_scanned(&wrong_version).is_err());
     let fp = fingerprint_grouped(&a);
     assert_eq!(fp.len(), 64 + 15);
+}
+
+#[test]
+fn debug_never_prints_a_payload_body_or_a_plaintext() {
+    // A sender-key distribution's body holds the chain key.
+    let secret = [0xC7u8; 89];
+    let p = Payload {
+        kind: PayloadKind::SenderKey,
+        body: secret.to_vec().into(),
+        ..Payload::text([1; 16], 3, "")
+    };
+    let shown = format!("{p:?}");
+    assert!(shown.contains("body_len: 89"), "{shown}");
+    assert!(
+        !shown.contains("199"),
+        "the bytes (0xC7 = 199) leak: {shown}"
+    );
+    let text = format!("{:?}", Payload::text([1; 16], 3, "the secret words"));
+    assert!(!text.contains("115, 101, 99"), "{text}");
 }

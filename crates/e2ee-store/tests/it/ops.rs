@@ -292,7 +292,7 @@ fn group_messages_with_sender_keys_and_rotation() {
     for (name, peer) in [("bob", &mut bob), ("carol", &mut carol)] {
         let p = Payload {
             kind: PayloadKind::SenderKey,
-            body: dist.to_bytes().to_vec(),
+            body: dist.to_bytes(),
             ..text(&mut r, 10, "")
         };
         let e = alice.store.send_direct(name, &p).unwrap();
@@ -390,7 +390,7 @@ fn group_messages_with_sender_keys_and_rotation() {
     assert_eq!(missing, vec!["bob".to_owned()]);
     let p = Payload {
         kind: PayloadKind::SenderKey,
-        body: dist2.to_bytes().to_vec(),
+        body: dist2.to_bytes(),
         ..text(&mut r, 30, "")
     };
     let e = alice.store.send_direct("bob", &p).unwrap();
@@ -450,7 +450,7 @@ fn parked_group_messages_open_when_the_key_arrives_and_are_bounded() {
     // The key arrives (1:1): both open, in order, in the same transaction.
     let p = Payload {
         kind: PayloadKind::SenderKey,
-        body: dist.to_bytes().to_vec(),
+        body: dist.to_bytes(),
         ..text(&mut r, 50, "")
     };
     let e = alice.store.send_direct("bob", &p).unwrap();
