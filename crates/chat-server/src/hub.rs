@@ -92,6 +92,9 @@ impl Mailbox {
 #[derive(Debug)]
 struct Conn {
     id: u64,
+    /// The hash of the token the connection authenticated with (logout
+    /// closes only that token's connections).
+    token: Vec<u8>,
     mailbox: Arc<Mailbox>,
 }
 
@@ -114,8 +117,9 @@ pub struct Registration {
 }
 
 impl Hub {
-    /// Registers a connection for `user`.
-    pub fn register(&self, user: &str) -> Registration {
+    /// Registers a connection for `user`, opened with the token whose hash
+    /// is `token`.
+    pub fn register(&self, user: &str, token: Vec<u8>) -> Registration {
         let mailbox = Arc::new(Mailbox::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
@@ -123,6 +127,7 @@ impl Hub {
         let first = conns.is_empty();
         conns.push(Conn {
             id,
+            token,
             mailbox: mailbox.clone(),
         });
         Registration { id, mailbox, first }
@@ -179,9 +184,26 @@ impl Hub {
 
     /// Tells every connection of `user` to close (logout).
     pub fn close_user(&self, user: &str) {
+        self.close_where(user, |_| true);
+    }
+
+    /// Tells the connections of `user` opened with the token hashed
+    /// `token` to close (that token was logged out); the user's other
+    /// logins stay connected.
+    pub fn close_token(&self, user: &str, token: &[u8]) {
+        self.close_where(user, |c| c.token == token);
+    }
+
+    /// Tells every connection of `user` but those opened with `keep` to
+    /// close (the other tokens were revoked).
+    pub fn close_others(&self, user: &str, keep: &[u8]) {
+        self.close_where(user, |c| c.token != keep);
+    }
+
+    fn close_where(&self, user: &str, f: impl Fn(&Conn) -> bool) {
         let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(conns) = users.get(user) {
-            for c in conns {
+            for c in conns.iter().filter(|c| f(c)) {
                 c.mailbox.close();
             }
         }
@@ -220,9 +242,9 @@ mod tests {
     #[tokio::test]
     async fn mailbox_keeps_early_pushes_wakes_bounds_and_shrinks() {
         let hub = Hub::default();
-        let reg = hub.register("alice");
+        let reg = hub.register("alice", Vec::new());
         assert!(reg.first);
-        let second = hub.register("alice");
+        let second = hub.register("alice", Vec::new());
         assert!(!second.first);
         assert!(!hub.unregister("alice", second.id));
         // A push before anyone waits is not lost.

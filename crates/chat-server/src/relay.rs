@@ -15,11 +15,18 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::{NewMessage, OnCommit, StatusEvent, Stored};
 
-fn check_common(id: &str, content: &str, message_type: &str) -> Result<(), ApiError> {
+/// Checks a message's fields and returns its id in canonical form
+/// (lowercase hyphenated): one id in two spellings (upper case, braces,
+/// `urn:uuid:`) is one message, stored and relayed once.
+fn check_common(id: &str, content: &str, message_type: &str) -> Result<String, ApiError> {
     validate::id(id, "id")?;
     validate::content(content)?;
     validate::text(message_type, "messageType", MESSAGE_TYPE_MAX)?;
-    Ok(())
+    let canonical = uuid::Uuid::parse_str(id)
+        .map_err(|_| ApiError::bad_request("id is not a valid id"))?
+        .hyphenated()
+        .to_string();
+    Ok(canonical)
 }
 
 fn rate(state: &AppState, user: &str) -> Result<(), ApiError> {
@@ -83,13 +90,13 @@ pub async fn send_message(
     from: &str,
     m: SendMessage,
 ) -> Result<Ack, ApiError> {
-    check_common(&m.id, &m.content, &m.message_type)?;
+    let id = check_common(&m.id, &m.content, &m.message_type)?;
     validate::id(&m.to, "to")?;
     rate(state, from)?;
     // The recipient's existence is checked inside the write job (one
     // round trip to storage per message, not two).
     let message = NewMessage {
-        id: m.id,
+        id,
         from: from.to_owned(),
         group_id: None,
         content: m.content,
@@ -105,7 +112,7 @@ pub async fn send_group_message(
     from: &str,
     m: SendGroupMessage,
 ) -> Result<Ack, ApiError> {
-    check_common(&m.id, &m.content, &m.message_type)?;
+    let id = check_common(&m.id, &m.content, &m.message_type)?;
     validate::id(&m.group_id, "groupId")?;
     rate(state, from)?;
     member_role(state, &m.group_id, from).await?;
@@ -117,7 +124,7 @@ pub async fn send_group_message(
         .filter(|u| u != from)
         .collect();
     let message = NewMessage {
-        id: m.id,
+        id,
         from: from.to_owned(),
         group_id: Some(m.group_id),
         content: m.content,

@@ -50,7 +50,7 @@ pub async fn upgrade(
     };
     let pre_auth = match auth::bearer(&headers).map(str::to_owned) {
         Some(token) => match auth::user_for_token(&state, &token).await {
-            Ok(Some(user)) => Some(user),
+            Ok(Some(user)) => Some((user, auth::token_hash(&token))),
             Ok(None) => return ApiError::unauthorized().into_response(),
             Err(e) => return e.into_response(),
         },
@@ -82,7 +82,7 @@ async fn send(socket: &mut WebSocket, state: &AppState, frame: &ServerFrame) -> 
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 
-async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Option<User> {
+async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Option<(User, Vec<u8>)> {
     let deadline = Duration::from_secs(state.config.auth_timeout_secs);
     let first = tokio::time::timeout(deadline, socket.next()).await;
     let text = match first {
@@ -98,7 +98,11 @@ async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Option<User> 
         }
     };
     let user = match serde_json::from_str::<ClientFrame>(&text) {
-        Ok(ClientFrame::Auth(a)) => auth::user_for_token(state, &a.token).await.ok().flatten(),
+        Ok(ClientFrame::Auth(a)) => auth::user_for_token(state, &a.token)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| (u, auth::token_hash(&a.token))),
         _ => None,
     };
     if user.is_none() {
@@ -178,13 +182,13 @@ async fn presence(state: &AppState, user: &User, online: bool) -> Vec<String> {
 async fn open(
     state: &AppState,
     socket: &mut WebSocket,
-    pre_auth: Option<User>,
+    pre_auth: Option<(User, Vec<u8>)>,
 ) -> Option<(User, Registration, Delivery, bool)> {
-    let user = match pre_auth {
+    let (user, token) = match pre_auth {
         Some(u) => u,
         None => authenticate(state, socket).await?,
     };
-    let reg = state.hub.register(&user.id);
+    let reg = state.hub.register(&user.id, token);
     state.metrics.connections.fetch_add(1, Ordering::Relaxed);
     // Shutdown sets the flag, then closes every registered mailbox: a
     // connection registered after that sees the flag here.
@@ -235,7 +239,7 @@ async fn open(
 struct Start {
     state: Arc<AppState>,
     socket: WebSocket,
-    pre_auth: Option<User>,
+    pre_auth: Option<(User, Vec<u8>)>,
     /// Held for the connection's life: the connection limit.
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -374,7 +378,12 @@ async fn on_event(
                 Some(Ok(Message::Close(_))) | None => false,
                 Some(Ok(_)) => true, // ping / pong
                 Some(Err(e)) => {
-                    let too_big = e.to_string().to_lowercase().contains("size");
+                    // The variant, not the text: tungstenite's message
+                    // says "Message too long", never "size".
+                    let too_big = matches!(
+                        e.into_inner().downcast_ref::<tungstenite::Error>(),
+                        Some(tungstenite::Error::Capacity(_))
+                    );
                     if too_big {
                         let err = ApiError::new(
                             ErrorCode::TooLarge,
@@ -423,6 +432,17 @@ async fn on_event(
     }
 }
 
+/// `payload.id` of a `message` or `groupMessage` frame that did not parse,
+/// if it is a string.
+fn readable_id(text: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    if !matches!(v.get("type")?.as_str()?, "message" | "groupMessage") {
+        return None;
+    }
+    let id = v.get("payload")?.get("id")?.as_str()?;
+    (id.len() <= 64).then(|| id.to_owned())
+}
+
 async fn handle_frame(
     state: &Arc<AppState>,
     socket: &mut WebSocket,
@@ -434,12 +454,11 @@ async fn handle_frame(
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(f) => f,
         Err(e) => {
-            return send(
-                socket,
-                state,
-                &relay::bad_frame(format!("invalid frame: {e}")),
-            )
-            .await;
+            // A `message` that fails its schema still names the message
+            // it was, when its id can be read: the sender's outbox needs it.
+            let id = readable_id(text);
+            let err = ApiError::bad_request(format!("invalid frame: {e}"));
+            return send(socket, state, &relay::error_frame(err, id)).await;
         }
     };
     match frame {

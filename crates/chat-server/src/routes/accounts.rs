@@ -92,8 +92,9 @@ pub(super) async fn logout(
     State(state): State<Arc<AppState>>,
     me: AuthUser,
 ) -> ApiResult<StatusCode> {
-    state.store.delete_token(me.token_hash).await?;
-    state.hub.close_user(&me.user.id);
+    state.store.delete_token(me.token_hash.clone()).await?;
+    // Only this login's connections: the user's other devices stay on.
+    state.hub.close_token(&me.user.id, &me.token_hash);
     Ok(StatusCode::NO_CONTENT)
 }
 

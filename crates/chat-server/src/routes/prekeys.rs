@@ -54,7 +54,7 @@ pub(super) async fn upload(
         .await?
     {
         // The old device's connections go with its tokens.
-        state.hub.close_user(&me.user.id);
+        state.hub.close_others(&me.user.id, &me.token_hash);
     }
     state
         .store

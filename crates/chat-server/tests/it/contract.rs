@@ -1,0 +1,106 @@
+//! The error contract docs/API.md promises, as a strict client checks it.
+
+use std::time::Duration;
+
+use chat_proto::rest::ErrorCode;
+use chat_proto::ws::{ClientFrame, SendMessage, ServerFrame};
+use serde_json::json;
+
+use crate::support::{TestServer, new_id};
+
+#[tokio::test]
+async fn a_frame_over_the_limit_gets_a_too_large_error_before_the_close() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let mut wa = s.connect(&a.token).await;
+    wa.send_raw(&"x".repeat(chat_proto::validate::FRAME_MAX + 1))
+        .await;
+    match wa.try_next(Duration::from_secs(5)).await {
+        Some(ServerFrame::Error(e)) => assert_eq!(e.code, ErrorCode::TooLarge, "{e:?}"),
+        other => panic!("expected a tooLarge error, got {other:?}"),
+    }
+    assert!(
+        wa.try_next(Duration::from_secs(5)).await.is_none(),
+        "then closed"
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_fails_its_schema_is_answered_with_its_id() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let mut wa = s.connect(&a.token).await;
+    let id = new_id();
+    // An unknown field, and a number where a string belongs.
+    for payload in [
+        json!({"id": id, "to": new_id(), "content": "E2EE:AQ", "messageType": "e2ee", "extra": 1}),
+        json!({"id": id, "to": 7, "content": "E2EE:AQ", "messageType": "e2ee"}),
+    ] {
+        wa.send_raw(&json!({"type": "message", "payload": payload}).to_string())
+            .await;
+        let e = wa.next_error().await;
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert_eq!(e.id.as_deref(), Some(id.as_str()), "{e:?}");
+    }
+    // No readable id: an error without one, and the connection lives.
+    wa.send_raw(r#"{"type":"message","payload":{"id":5}}"#)
+        .await;
+    assert_eq!(wa.next_error().await.id, None);
+}
+
+#[tokio::test]
+async fn one_message_id_in_two_spellings_is_one_message() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let mut wa = s.connect(&a.token).await;
+    let id = new_id();
+    for spelling in [id.to_uppercase(), format!("{{{id}}}"), id.clone()] {
+        wa.send(&ClientFrame::Message(SendMessage {
+            id: spelling,
+            to: b.user.id.clone(),
+            content: "E2EE:AQID".into(),
+            message_type: "e2ee".into(),
+        }))
+        .await;
+        assert_eq!(wa.next_ack().await.id, id, "acknowledged in canonical form");
+    }
+    let mut wb = s.connect(&b.token).await;
+    let m = wb.next_message().await;
+    assert_eq!(m.id, id);
+    assert!(
+        wb.try_next(Duration::from_millis(500))
+            .await
+            .is_none_or(|f| !matches!(f, ServerFrame::Message(_))),
+        "delivered once"
+    );
+}
+
+#[tokio::test]
+async fn logging_out_one_token_closes_only_its_connections() {
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let (_, second) = s
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "alice", "password": "secret-pw"})),
+        )
+        .await;
+    let second = second["token"].as_str().unwrap().to_owned();
+    let mut first_ws = s.connect(&a.token).await;
+    let mut second_ws = s.connect(&second).await;
+    let (status, _) = s
+        .call("POST", "/api/auth/logout", Some(&a.token), None)
+        .await;
+    assert_eq!(status, 204);
+    assert!(
+        first_ws.try_next(Duration::from_secs(5)).await.is_none(),
+        "the logged-out token's connection closes"
+    );
+    // The other login is untouched: it still sends and gets acks.
+    let (_, frame) = crate::support::message(&a.user.id, "E2EE:AQID");
+    second_ws.send(&frame).await;
+    second_ws.next_ack().await;
+}
