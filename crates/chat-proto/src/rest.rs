@@ -331,6 +331,8 @@ pub enum ErrorCode {
     Conflict,
     /// Body, frame or upload over its limit.
     TooLarge,
+    /// The path exists, the method does not (HTTP 405).
+    MethodNotAllowed,
     /// Slow down.
     RateLimited,
     /// The server is at capacity or shutting down.

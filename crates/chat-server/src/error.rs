@@ -16,6 +16,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// For people; never contains secrets.
     pub message: String,
+    /// For `rate_limited`: when to try again (the `Retry-After` header).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -47,9 +50,13 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, format!("{what} not found"))
     }
 
-    /// 429.
-    pub fn rate_limited() -> Self {
-        Self::new(ErrorCode::RateLimited, "too many requests; slow down")
+    /// 429, to be tried again after `wait` (rounded up to whole seconds,
+    /// at least one, in `Retry-After`).
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..Self::new(ErrorCode::RateLimited, "too many requests; slow down")
+        }
     }
 
     /// The HTTP status for the code.
@@ -61,6 +68,7 @@ impl ApiError {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,13 +106,24 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry = self
+            .retry_after
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .map(|s| s.max(1));
         let body = ErrorBody {
             error: ErrorInfo {
                 code: self.code,
                 message: self.message,
             },
         };
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = retry
+            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        resp
     }
 }
 

@@ -144,6 +144,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             let c = &purge_state.config;
             let cutoff = now - i64::from(c.retention_days) * 86_400_000;
             let token_cutoff = now - i64::from(c.token_idle_days) * 86_400_000;
+            purge_state.limits.prune();
             match purge_state.store.purge(cutoff, token_cutoff).await {
                 Ok(n) if n > 0 => tracing::info!(expired = n, "purged undelivered messages"),
                 Ok(_) => {}

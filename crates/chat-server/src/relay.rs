@@ -30,11 +30,7 @@ fn check_common(id: &str, content: &str, message_type: &str) -> Result<String, A
 }
 
 fn rate(state: &AppState, user: &str) -> Result<(), ApiError> {
-    if state.limits.messages.check_key(&user.to_owned()).is_err() {
-        state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-        return Err(ApiError::rate_limited());
-    }
-    Ok(())
+    state.limit(&state.limits.messages, &user.to_owned())
 }
 
 async fn store_and_push(

@@ -23,6 +23,9 @@ pub struct Limiters {
     pub prekey_claims: DefaultKeyedRateLimiter<String>,
     /// Messages per user.
     pub messages: DefaultKeyedRateLimiter<String>,
+    /// Failed logins per account (whatever the address): guessing one
+    /// account's password from many addresses is as slow as from one.
+    pub login_failures: DefaultKeyedRateLimiter<String>,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -39,7 +42,60 @@ impl Limiters {
                 .limits
                 .prekey_claims_per_minute))),
             messages: RateLimiter::keyed(Quota::per_second(nz(c.limits.messages_per_second))),
+            login_failures: RateLimiter::keyed(Quota::per_minute(nz(c
+                .limits
+                .failed_logins_per_account_per_minute))),
         }
+    }
+
+    /// Forgets every key whose budget is full again, so the tables do not
+    /// grow with every address and user ever seen. Run periodically.
+    pub fn prune(&self) {
+        self.login.retain_recent();
+        self.register.retain_recent();
+        self.prekey_claims.retain_recent();
+        self.messages.retain_recent();
+        self.login_failures.retain_recent();
+        self.login.shrink_to_fit();
+        self.register.shrink_to_fit();
+        self.prekey_claims.shrink_to_fit();
+        self.messages.shrink_to_fit();
+        self.login_failures.shrink_to_fit();
+    }
+
+    /// Keys held across the tables (for the prune test and metrics).
+    pub fn len(&self) -> usize {
+        self.login.len()
+            + self.register.len()
+            + self.prekey_claims.len()
+            + self.messages.len()
+            + self.login_failures.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl AppState {
+    /// One request against `limiter` for `key`: refused with a
+    /// `rate_limited` error saying when to try again (and counted).
+    pub fn limit<K>(
+        &self,
+        limiter: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+    ) -> Result<(), crate::error::ApiError>
+    where
+        K: Clone + std::hash::Hash + Eq,
+    {
+        use governor::clock::Clock;
+        limiter.check_key(key).map_err(|not_until| {
+            self.metrics
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::error::ApiError::rate_limited(not_until.wait_time_from(limiter.clock().now()))
+        })
     }
 }
 
@@ -61,4 +117,26 @@ pub struct AppState {
     pub connections: Arc<Semaphore>,
     /// Flips to true when the server begins shutting down.
     pub shutdown: watch::Receiver<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn pruning_forgets_keys_whose_budget_is_full_again() {
+        let mut c = Config::for_tests(std::path::Path::new("unused"));
+        c.limits.messages_per_second = 50;
+        let l = Limiters::new(&c);
+        for i in 0..1000 {
+            let _ = l.messages.check_key(&format!("user-{i}"));
+        }
+        assert_eq!(l.len(), 1000);
+        l.prune();
+        assert_eq!(l.len(), 1000, "still spending");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        l.prune();
+        assert!(l.is_empty(), "{} keys kept", l.len());
+    }
 }

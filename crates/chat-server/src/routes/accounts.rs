@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use chat_proto::rest::{
     AuthResponse, ErrorCode, LoginRequest, RegisterRequest, User, UsersResponse, VerifyKeyRequest,
@@ -12,23 +12,11 @@ use chat_proto::rest::{
 use chat_proto::validate;
 use serde::Deserialize;
 
-use super::Json;
+use super::{Json, Path};
 use crate::auth::{self, AuthUser, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::storage::Account;
-
-fn limited(state: &AppState, ok: bool) -> ApiResult<()> {
-    if ok {
-        Ok(())
-    } else {
-        state
-            .metrics
-            .rate_limited
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Err(ApiError::rate_limited())
-    }
-}
 
 async fn issue_token(state: &AppState, user: User) -> ApiResult<axum::Json<AuthResponse>> {
     let token = auth::new_token();
@@ -44,7 +32,7 @@ pub(super) async fn register(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<AuthResponse>)> {
-    limited(&state, state.limits.register.check_key(&peer.ip()).is_ok())?;
+    state.limit(&state.limits.register, &peer.ip())?;
     validate::username(&req.username)?;
     validate::password(&req.password)?;
     if let Some(url) = &req.avatar_url {
@@ -72,10 +60,17 @@ pub(super) async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<axum::Json<AuthResponse>> {
-    limited(&state, state.limits.login.check_key(&peer.ip()).is_ok())?;
+    state.limit(&state.limits.login, &peer.ip())?;
     if req.password.len() > validate::PASSWORD_MAX_BYTES {
         return Err(validate::ValidationError::PasswordTooLong.into());
     }
+    // Per account too, whatever the address: many addresses guessing one
+    // password go no faster than one. Keyed by the name as the uniqueness
+    // check sees it (ASCII case folded), known account or not.
+    state.limit(
+        &state.limits.login_failures,
+        &req.username.to_ascii_lowercase(),
+    )?;
     let account = state.store.account_by_name(&req.username).await?;
     let hash = account.as_ref().map(|a| a.password_hash.clone());
     let ok = auth::verify_password(req.password, hash, state.config.argon2.clone()).await;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chat_proto::Role;
 use chat_proto::rest::{
@@ -13,7 +13,7 @@ use chat_proto::rest::{
 };
 use chat_proto::validate::{self, GROUP_DESCRIPTION_MAX, GROUP_NAME_MAX, IDS_PER_BATCH_MAX};
 
-use super::Json;
+use super::{Json, Path};
 use crate::auth::{AuthUser, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::relay::member_role;

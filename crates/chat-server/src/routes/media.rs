@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chat_proto::rest::{ErrorCode, MediaUploaded};
@@ -12,6 +12,7 @@ use chat_proto::validate;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::Path;
 use crate::auth::{AuthUser, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

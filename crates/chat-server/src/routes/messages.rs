@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chat_proto::MessageStatus;
 use chat_proto::rest::{MessagesResponse, StatusBatch, StatusBatchResult};
 use chat_proto::validate::{self, IDS_PER_BATCH_MAX, ValidationError};
 
-use super::Json;
+use super::{Json, Path};
 use crate::auth::AuthUser;
 use crate::error::ApiResult;
 use crate::relay;

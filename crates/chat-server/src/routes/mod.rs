@@ -43,6 +43,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
+/// Path parameters whose rejection (a segment that is not UTF-8, a missing
+/// one) is our JSON error body, not axum's plain text.
+pub struct Path<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "bad path: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
 /// The whole HTTP surface.
 pub fn router(state: Arc<AppState>) -> Router {
     let media_limit = usize::try_from(state.config.media_max_bytes).unwrap_or(usize::MAX);
@@ -88,6 +113,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/ws", get(crate::ws::upgrade))
         .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                chat_proto::rest::ErrorCode::MethodNotAllowed,
+                "method not allowed on this path",
+            )
+        })
         .with_state(state)
 }
 

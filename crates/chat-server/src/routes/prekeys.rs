@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -10,7 +10,7 @@ use chat_proto::rest::{PreKeyBundle, PreKeyStatus, PreKeyUpload};
 use chat_proto::validate::{self, PREKEYS_PER_UPLOAD_MAX, ValidationError};
 use chat_proto::ws::{PrekeysLow, ServerFrame};
 
-use super::Json;
+use super::{Json, Path};
 use crate::auth::{AuthUser, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -75,13 +75,7 @@ pub(super) async fn claim(
     Path(user_id): Path<String>,
 ) -> ApiResult<axum::Json<PreKeyBundle>> {
     validate::id(&user_id, "userId")?;
-    if state.limits.prekey_claims.check_key(&me.user.id).is_err() {
-        state
-            .metrics
-            .rate_limited
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(ApiError::rate_limited());
-    }
+    state.limit(&state.limits.prekey_claims, &me.user.id)?;
     let (bundle, left) = state
         .store
         .claim_bundle(&user_id)

@@ -104,3 +104,113 @@ async fn logging_out_one_token_closes_only_its_connections() {
     second_ws.send(&frame).await;
     second_ws.next_ack().await;
 }
+
+#[tokio::test]
+async fn every_error_is_the_json_error_body() {
+    let s = TestServer::start().await;
+    // A known path with the wrong method: 405, with the body.
+    let (status, body) = s.call("PUT", "/api/auth/login", None, None).await;
+    assert_eq!(status, 405);
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    // A path segment that is not UTF-8.
+    let a = s.register("alice").await;
+    let resp = s
+        .http
+        .get(format!("{}/api/users/%FF%FE", s.base))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("application/json"), "{ct}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+}
+
+fn login_body(user: &str, password: &str) -> serde_json::Value {
+    json!({"username": user, "password": password})
+}
+
+#[tokio::test]
+async fn a_rate_limit_says_when_to_try_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chat_server::Config::for_tests(dir.path());
+    config.limits.logins_per_minute = 2;
+    let s = TestServer::start_with(dir, config).await;
+    s.register("alice").await;
+    let mut retry = None;
+    for _ in 0..3 {
+        let resp = s
+            .http
+            .post(format!("{}/api/auth/login", s.base))
+            .json(&login_body("alice", "secret-pw"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status().as_u16() == 429 {
+            retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited");
+        }
+    }
+    let secs: u64 = retry
+        .expect("the third login is limited, with Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&secs), "{secs}");
+}
+
+#[tokio::test]
+async fn guessing_one_account_is_throttled_whatever_the_address_and_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chat_server::Config::for_tests(dir.path());
+    // One attempt earned back every 2 s; per-address limits stay wide open
+    // (as for an attacker with many addresses).
+    config.limits.failed_logins_per_account_per_minute = 30;
+    let s = TestServer::start_with(dir, config).await;
+    s.register("alice").await;
+    s.register("bob").await;
+    let mut limited = None;
+    for i in 0..40 {
+        let (status, _) = s
+            .call(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(login_body("alice", &format!("guess-{i}"))),
+            )
+            .await;
+        if status == 429 {
+            limited = Some(i);
+            break;
+        }
+        assert_eq!(status, 401);
+    }
+    let at = limited.expect("guessing is throttled");
+    assert!(at >= 29, "limited after {at} attempts");
+    // Another account is not affected.
+    let (status, _) = s
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(login_body("bob", "secret-pw")),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Not a lockout: once the attacker stops, the owner gets in after the wait.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, _) = s
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(login_body("alice", "secret-pw")),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
