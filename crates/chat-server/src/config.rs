@@ -52,11 +52,12 @@ pub struct RateLimits {
     pub prekey_claims_per_minute: u32,
     /// Messages per second per user.
     pub messages_per_second: u32,
-    /// Failed logins per minute per account, from all addresses together.
-    /// When spent, logins to that account wait (`Retry-After`) until one
-    /// attempt is earned back: 60 / this many seconds. The account's
-    /// existing logins are not affected.
-    pub failed_logins_per_account_per_minute: u32,
+    /// Login attempts per minute per account, from all addresses together
+    /// (right or wrong: the budget is spent before the password is
+    /// checked). When spent, logins to that account wait (`Retry-After`)
+    /// until one attempt is earned back: 60 / this many seconds. The
+    /// account's existing logins are not affected.
+    pub logins_per_account_per_minute: u32,
 }
 
 /// Argon2id parameters (RFC 9106 names).
@@ -91,7 +92,7 @@ impl Config {
         c.limits.registrations_per_minute = 10_000;
         c.limits.prekey_claims_per_minute = 100_000;
         c.limits.messages_per_second = 100_000;
-        c.limits.failed_logins_per_account_per_minute = 10_000;
+        c.limits.logins_per_account_per_minute = 10_000;
         c
     }
 }
@@ -123,7 +124,7 @@ impl Default for RateLimits {
             registrations_per_minute: 5,
             prekey_claims_per_minute: 60,
             messages_per_second: 100,
-            failed_logins_per_account_per_minute: 10,
+            logins_per_account_per_minute: 10,
         }
     }
 }

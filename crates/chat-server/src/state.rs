@@ -23,9 +23,9 @@ pub struct Limiters {
     pub prekey_claims: DefaultKeyedRateLimiter<String>,
     /// Messages per user.
     pub messages: DefaultKeyedRateLimiter<String>,
-    /// Failed logins per account (whatever the address): guessing one
+    /// Logins per account (whatever the address): guessing one
     /// account's password from many addresses is as slow as from one.
-    pub login_failures: DefaultKeyedRateLimiter<String>,
+    pub login_per_account: DefaultKeyedRateLimiter<String>,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -42,9 +42,9 @@ impl Limiters {
                 .limits
                 .prekey_claims_per_minute))),
             messages: RateLimiter::keyed(Quota::per_second(nz(c.limits.messages_per_second))),
-            login_failures: RateLimiter::keyed(Quota::per_minute(nz(c
+            login_per_account: RateLimiter::keyed(Quota::per_minute(nz(c
                 .limits
-                .failed_logins_per_account_per_minute))),
+                .logins_per_account_per_minute))),
         }
     }
 
@@ -55,12 +55,12 @@ impl Limiters {
         self.register.retain_recent();
         self.prekey_claims.retain_recent();
         self.messages.retain_recent();
-        self.login_failures.retain_recent();
+        self.login_per_account.retain_recent();
         self.login.shrink_to_fit();
         self.register.shrink_to_fit();
         self.prekey_claims.shrink_to_fit();
         self.messages.shrink_to_fit();
-        self.login_failures.shrink_to_fit();
+        self.login_per_account.shrink_to_fit();
     }
 
     /// Keys held across the tables (for the prune test and metrics).
@@ -69,7 +69,7 @@ impl Limiters {
             + self.register.len()
             + self.prekey_claims.len()
             + self.messages.len()
-            + self.login_failures.len()
+            + self.login_per_account.len()
     }
 
     /// Whether no key is held.

@@ -68,7 +68,7 @@ pub(super) async fn login(
     // password go no faster than one. Keyed by the name as the uniqueness
     // check sees it (ASCII case folded), known account or not.
     state.limit(
-        &state.limits.login_failures,
+        &state.limits.login_per_account,
         &req.username.to_ascii_lowercase(),
     )?;
     let account = state.store.account_by_name(&req.username).await?;

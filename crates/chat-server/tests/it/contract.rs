@@ -170,7 +170,7 @@ async fn guessing_one_account_is_throttled_whatever_the_address_and_ends() {
     let mut config = chat_server::Config::for_tests(dir.path());
     // One attempt earned back every 2 s; per-address limits stay wide open
     // (as for an attacker with many addresses).
-    config.limits.failed_logins_per_account_per_minute = 30;
+    config.limits.logins_per_account_per_minute = 30;
     let s = TestServer::start_with(dir, config).await;
     s.register("alice").await;
     s.register("bob").await;
