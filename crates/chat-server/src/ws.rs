@@ -165,7 +165,11 @@ fn frame_for(m: chat_proto::rest::RelayedMessage) -> ServerFrame {
 }
 
 async fn presence(state: &AppState, user: &User, online: bool) -> Vec<String> {
-    let contacts = state.store.contacts(&user.id).await.unwrap_or_default();
+    let contacts = state
+        .store
+        .presence_watchers(&user.id)
+        .await
+        .unwrap_or_default();
     let frame = ServerFrame::Online(Online {
         user_id: user.id.clone(),
         username: user.username.clone(),
@@ -202,13 +206,17 @@ async fn open(
         username: user.username.clone(),
     });
     let mut alive = send(socket, state, &ready).await;
-    // Tell this client who of its contacts is online, and them about it.
-    let contacts = if reg.first {
-        presence(state, &user, true).await
-    } else {
-        state.store.contacts(&user.id).await.unwrap_or_default()
-    };
-    for c in state.hub.online_among(&contacts) {
+    // Tell those who may see this user that they are online, and this
+    // client who of those it may see is online.
+    if reg.first {
+        presence(state, &user, true).await;
+    }
+    let visible = state
+        .store
+        .presence_visible(&user.id)
+        .await
+        .unwrap_or_default();
+    for c in state.hub.online_among(&visible) {
         if let Ok(Some(u)) = state.store.user(c).await {
             let f = ServerFrame::Online(Online {
                 user_id: u.id,

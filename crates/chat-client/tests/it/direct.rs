@@ -338,6 +338,9 @@ async fn typing_presence_and_attachment_limits() {
     let mut bob = Party::register(&net, "bob").await;
     alice.client.send_text(&bob.dm(), "hi").await.unwrap();
     bob.next_message().await;
+    // Presence goes to those one wrote to: Bob writes back.
+    bob.client.send_text(&alice.dm(), "hi back").await.unwrap();
+    alice.next_message().await;
 
     bob.client.typing(&alice.dm(), true).await.unwrap();
     let from = alice
@@ -352,7 +355,7 @@ async fn typing_presence_and_attachment_limits() {
         .await;
     assert_eq!(from, bob.id);
 
-    // Contacts now: Bob going away and coming back is seen by Alice.
+    // Bob wrote to Alice: his going away and coming back is seen by her.
     let bob_dm = bob.dm();
     bob.client.close().await;
     drop(bob);

@@ -215,7 +215,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Takes (and deletes) the queued status events for a user.
     async fn take_statuses(&self, user_id: &str) -> StoreResult<Vec<StatusEvent>>;
     /// Users who share a chat or a group with `user_id`.
-    async fn contacts(&self, user_id: &str) -> StoreResult<Vec<String>>;
+    /// Who sees `user_id`'s presence: those they wrote to 1:1, and the
+    /// members of groups they posted in (while they are a member).
+    async fn presence_watchers(&self, user_id: &str) -> StoreResult<Vec<String>>;
+    /// Whose presence `user_id` sees: the other side of
+    /// [`Storage::presence_watchers`].
+    async fn presence_visible(&self, user_id: &str) -> StoreResult<Vec<String>>;
     /// Pending deliveries across all users.
     async fn queue_depth(&self) -> StoreResult<u64>;
     /// Drops undelivered messages older than `cutoff` and tokens idle since

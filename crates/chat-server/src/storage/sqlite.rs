@@ -85,10 +85,20 @@ CREATE TABLE IF NOT EXISTS status_queue (
     by_user TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS status_queue_user ON status_queue (user_id, seq);
+-- (a, b): a wrote to b 1:1, so a's presence goes to b (never the other
+-- way round until b writes back).
 CREATE TABLE IF NOT EXISTS contacts (
     a TEXT NOT NULL,
     b TEXT NOT NULL,
     PRIMARY KEY (a, b)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS contacts_by_b ON contacts (b, a);
+-- A user posted in a group: their presence goes to its members while they
+-- are one.
+CREATE TABLE IF NOT EXISTS group_posters (
+    group_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, user_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS groups (
     id TEXT PRIMARY KEY,
@@ -141,6 +151,7 @@ pub struct SqliteStorage {
 struct Known {
     users: std::collections::HashSet<String>,
     contacts: std::collections::HashSet<(String, String)>,
+    posters: std::collections::HashSet<(String, String)>,
 }
 
 fn open(path: &Path, sync_full: bool) -> rusqlite::Result<Connection> {
@@ -180,6 +191,7 @@ impl SqliteStorage {
         let path = dir.join("chat.db");
         let writer = open(&path, sync_full)?;
         writer.execute_batch(SCHEMA)?;
+        migrate(&writer)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(65_536);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -366,10 +378,42 @@ fn load_group(conn: &Connection, id: &str) -> StoreResult<Option<Group>> {
     Ok(Some(g))
 }
 
+/// Version 1: presence follows who wrote to whom. Databases from before
+/// recorded contacts both ways on any 1:1 message and let every group
+/// member see every other's presence; the directed pairs are rebuilt from
+/// the delivery records still held (older pairs are dropped: the safe
+/// direction), and the group posters from the messages.
+const PRESENCE_V1: &str = "
+BEGIN IMMEDIATE;
+DELETE FROM contacts;
+INSERT OR IGNORE INTO contacts (a, b)
+    SELECT d.sender, d.recipient FROM deliveries d JOIN messages m ON m.id = d.message_id
+    WHERE m.group_id IS NULL;
+INSERT OR IGNORE INTO group_posters (group_id, user_id)
+    SELECT DISTINCT group_id, sender FROM messages WHERE group_id IS NOT NULL;
+PRAGMA user_version = 1;
+COMMIT;
+";
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        conn.execute_batch(PRESENCE_V1)?;
+    }
+    Ok(())
+}
+
+/// `a` wrote to `b`: `a`'s presence goes to `b`.
 fn add_contact(conn: &Connection, a: &str, b: &str) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached("INSERT OR IGNORE INTO contacts (a, b) VALUES (?1, ?2)")?;
-    stmt.execute([a, b])?;
-    stmt.execute([b, a])?;
+    conn.prepare_cached("INSERT OR IGNORE INTO contacts (a, b) VALUES (?1, ?2)")?
+        .execute([a, b])?;
+    Ok(())
+}
+
+/// `user` posted in `group`: their presence goes to its members.
+fn add_poster(conn: &Connection, group: &str, user: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO group_posters (group_id, user_id) VALUES (?1, ?2)")?
+        .execute([group, user])?;
     Ok(())
 }
 
@@ -726,6 +770,13 @@ impl Storage for SqliteStorage {
                 "INSERT INTO deliveries (message_id, recipient, sender) VALUES (?1, ?2, ?3)",
             )?;
             let mut queued = Vec::with_capacity(recipients.len());
+            if let Some(g) = &m.group_id {
+                let pair = (g.clone(), m.from.clone());
+                if !known.posters.contains(&pair) {
+                    add_poster(c, g, &m.from)?;
+                    known.posters.insert(pair);
+                }
+            }
             for r in &recipients {
                 ins.execute(params![m.id, r, m.from])?;
                 queued.push((r.clone(), c.last_insert_rowid()));
@@ -875,14 +926,32 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn contacts(&self, user_id: &str) -> StoreResult<Vec<String>> {
+    async fn presence_watchers(&self, user_id: &str) -> StoreResult<Vec<String>> {
         let user = user_id.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT b FROM contacts WHERE a = ?1
-                 UNION SELECT m2.user_id FROM group_members m1
-                 JOIN group_members m2 ON m2.group_id = m1.group_id
-                 WHERE m1.user_id = ?1 AND m2.user_id != ?1",
+                 UNION SELECT m.user_id FROM group_posters p
+                 JOIN group_members me ON me.group_id = p.group_id AND me.user_id = ?1
+                 JOIN group_members m ON m.group_id = p.group_id
+                 WHERE p.user_id = ?1 AND m.user_id != ?1",
+            )?;
+            Ok(stmt
+                .query_map([user], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn presence_visible(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let user = user_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT a FROM contacts WHERE b = ?1
+                 UNION SELECT p.user_id FROM group_members me
+                 JOIN group_posters p ON p.group_id = me.group_id
+                 JOIN group_members them ON them.group_id = p.group_id AND them.user_id = p.user_id
+                 WHERE me.user_id = ?1 AND p.user_id != ?1",
             )?;
             Ok(stmt
                 .query_map([user], |r| r.get(0))?

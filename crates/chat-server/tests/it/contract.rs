@@ -214,3 +214,67 @@ async fn guessing_one_account_is_throttled_whatever_the_address_and_ends() {
         .await;
     assert_eq!(status, 200);
 }
+
+/// Frames of kind `online` about `user` within `wait`.
+async fn presence_of(ws: &mut crate::support::Ws, user: &str, wait: Duration) -> usize {
+    let mut n = 0;
+    let end = tokio::time::Instant::now() + wait;
+    while let Some(f) = ws
+        .try_next(end.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        if let ServerFrame::Online(o) = f
+            && o.user_id == user
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test]
+async fn presence_goes_only_to_those_the_user_wrote_to() {
+    let s = TestServer::start().await;
+    let victim = s.register("victim").await;
+    let stalker = s.register("stalker").await;
+    let friend = s.register("friend").await;
+    // The stalker writes to the victim and puts her in a group, without her
+    // consent: neither lets him see when she is online.
+    let mut ws = s.connect(&stalker.token).await;
+    let (_, frame) = crate::support::message(&victim.user.id, "E2EE:AQID");
+    ws.send(&frame).await;
+    ws.next_ack().await;
+    let (status, _) = s
+        .call(
+            "POST",
+            "/api/groups",
+            Some(&stalker.token),
+            Some(json!({"name": "watch", "memberIds": [victim.user.id]})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // She writes to a friend only.
+    let mut wf = s.connect(&friend.token).await;
+    {
+        let mut wv = s.connect(&victim.token).await;
+        let (_, frame) = crate::support::message(&friend.user.id, "E2EE:AQID");
+        wv.send(&frame).await;
+        wv.next_ack().await;
+        assert_eq!(
+            presence_of(&mut wf, &victim.user.id, Duration::from_millis(300)).await,
+            0
+        );
+    }
+    let _ = presence_of(&mut ws, &victim.user.id, Duration::from_millis(300)).await;
+    let _ = presence_of(&mut wf, &victim.user.id, Duration::from_millis(300)).await;
+    // She comes online: the friend is told, the stalker is not.
+    let _wv = s.connect(&victim.token).await;
+    assert_eq!(
+        presence_of(&mut wf, &victim.user.id, Duration::from_secs(2)).await,
+        1
+    );
+    assert_eq!(
+        presence_of(&mut ws, &victim.user.id, Duration::from_millis(500)).await,
+        0
+    );
+}

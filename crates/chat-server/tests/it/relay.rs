@@ -325,10 +325,18 @@ async fn typing_and_presence_reach_contacts_only() {
     let b = s.register("bob").await;
     let c = s.register("carol").await;
     let mut wa = s.connect(&a.token).await;
-    // Make Alice and Bob contacts.
+    // Alice and Bob write to each other: each sees the other's presence.
     let (_, frame) = message(&b.user.id, "E2EE:AQID");
     wa.send(&frame).await;
     wa.next_ack().await;
+    {
+        let mut wb = s.connect(&b.token).await;
+        let (_, frame) = message(&a.user.id, "E2EE:AQID");
+        wb.send(&frame).await;
+        wb.next_ack().await;
+    }
+    // (Bob's brief connection came and went.)
+    while wa.try_next(Duration::from_millis(300)).await.is_some() {}
     let mut wc = s.connect(&c.token).await;
     let mut wb = s.connect(&b.token).await;
     let on = wa.next_online().await;
