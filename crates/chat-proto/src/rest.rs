@@ -255,6 +255,15 @@ pub struct AddMemberRequest {
     pub role: Option<Role>,
 }
 
+/// `PUT /api/groups/{groupId}/members/{userId}`: the owner changes a
+/// member's role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetRoleRequest {
+    /// `admin` or `member`.
+    pub role: Role,
+}
+
 /// One member of a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -19,6 +19,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Largest media upload, in bytes.
     pub media_max_bytes: u64,
+    /// Most members in one group, the owner included.
+    pub max_group_members: usize,
     /// Days an undelivered message is kept.
     pub retention_days: u32,
     /// Days a token may sit unused before it expires.
@@ -58,6 +60,11 @@ pub struct RateLimits {
     /// until one attempt is earned back: 60 / this many seconds. The
     /// account's existing logins are not affected.
     pub logins_per_account_per_minute: u32,
+    /// Groups a user may create per hour.
+    pub groups_per_hour: u32,
+    /// Member additions and removals a user may make per minute (leaving
+    /// a group is never limited).
+    pub membership_changes_per_minute: u32,
 }
 
 /// Argon2id parameters (RFC 9106 names).
@@ -93,6 +100,8 @@ impl Config {
         c.limits.prekey_claims_per_minute = 100_000;
         c.limits.messages_per_second = 100_000;
         c.limits.logins_per_account_per_minute = 10_000;
+        c.limits.groups_per_hour = 100_000;
+        c.limits.membership_changes_per_minute = 100_000;
         c
     }
 }
@@ -104,6 +113,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             max_connections: 200_000,
             media_max_bytes: 16 * 1024 * 1024,
+            max_group_members: 1000,
             retention_days: 30,
             token_idle_days: 30,
             ping_interval_secs: 30,
@@ -125,6 +135,8 @@ impl Default for RateLimits {
             prekey_claims_per_minute: 60,
             messages_per_second: 100,
             logins_per_account_per_minute: 10,
+            groups_per_hour: 20,
+            membership_changes_per_minute: 60,
         }
     }
 }
@@ -212,6 +224,7 @@ impl Config {
                 "CHAT_DATA_DIR" => self.data_dir = PathBuf::from(&value),
                 "CHAT_MAX_CONNECTIONS" => self.max_connections = parse(&name, &value)?,
                 "CHAT_MEDIA_MAX_BYTES" => self.media_max_bytes = parse(&name, &value)?,
+                "CHAT_MAX_GROUP_MEMBERS" => self.max_group_members = parse(&name, &value)?,
                 "CHAT_RETENTION_DAYS" => self.retention_days = parse(&name, &value)?,
                 _ => {}
             }

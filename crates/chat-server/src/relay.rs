@@ -29,10 +29,6 @@ fn check_common(id: &str, content: &str, message_type: &str) -> Result<String, A
     Ok(canonical)
 }
 
-fn rate(state: &AppState, user: &str) -> Result<(), ApiError> {
-    state.limit(&state.limits.messages, &user.to_owned())
-}
-
 async fn store_and_push(
     state: &Arc<AppState>,
     message: NewMessage,
@@ -88,7 +84,7 @@ pub async fn send_message(
 ) -> Result<Ack, ApiError> {
     let id = check_common(&m.id, &m.content, &m.message_type)?;
     validate::id(&m.to, "to")?;
-    rate(state, from)?;
+    state.limit_messages(from, 1)?;
     // The recipient's existence is checked inside the write job (one
     // round trip to storage per message, not two).
     let message = NewMessage {
@@ -110,7 +106,7 @@ pub async fn send_group_message(
 ) -> Result<Ack, ApiError> {
     let id = check_common(&m.id, &m.content, &m.message_type)?;
     validate::id(&m.group_id, "groupId")?;
-    rate(state, from)?;
+    state.limit_messages(from, 1)?;
     member_role(state, &m.group_id, from).await?;
     let recipients: Vec<String> = state
         .store
@@ -119,6 +115,10 @@ pub async fn send_group_message(
         .into_iter()
         .filter(|u| u != from)
         .collect();
+    // Fan-out is what costs: one per recipient (the first was counted).
+    if recipients.len() > 1 {
+        state.limit_messages(from, recipients.len() - 1)?;
+    }
     let message = NewMessage {
         id,
         from: from.to_owned(),

@@ -26,6 +26,10 @@ pub struct Limiters {
     /// Logins per account (whatever the address): guessing one
     /// account's password from many addresses is as slow as from one.
     pub login_per_account: DefaultKeyedRateLimiter<String>,
+    /// Group creations per user.
+    pub groups: DefaultKeyedRateLimiter<String>,
+    /// Membership changes per user.
+    pub membership: DefaultKeyedRateLimiter<String>,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -45,6 +49,10 @@ impl Limiters {
             login_per_account: RateLimiter::keyed(Quota::per_minute(nz(c
                 .limits
                 .logins_per_account_per_minute))),
+            groups: RateLimiter::keyed(Quota::per_hour(nz(c.limits.groups_per_hour))),
+            membership: RateLimiter::keyed(Quota::per_minute(nz(c
+                .limits
+                .membership_changes_per_minute))),
         }
     }
 
@@ -56,11 +64,15 @@ impl Limiters {
         self.prekey_claims.retain_recent();
         self.messages.retain_recent();
         self.login_per_account.retain_recent();
+        self.groups.retain_recent();
+        self.membership.retain_recent();
         self.login.shrink_to_fit();
         self.register.shrink_to_fit();
         self.prekey_claims.shrink_to_fit();
         self.messages.shrink_to_fit();
         self.login_per_account.shrink_to_fit();
+        self.groups.shrink_to_fit();
+        self.membership.shrink_to_fit();
     }
 
     /// Keys held across the tables (for the prune test and metrics).
@@ -70,6 +82,8 @@ impl Limiters {
             + self.prekey_claims.len()
             + self.messages.len()
             + self.login_per_account.len()
+            + self.groups.len()
+            + self.membership.len()
     }
 
     /// Whether no key is held.
@@ -96,6 +110,39 @@ impl AppState {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             crate::error::ApiError::rate_limited(not_until.wait_time_from(limiter.clock().now()))
         })
+    }
+
+    /// A message from `user` to `recipients` people: it counts once per
+    /// recipient against the message budget (a group of 200 costs 200), at
+    /// most the budget's burst, so a large group can still send, at the
+    /// slowest rate.
+    pub fn limit_messages(
+        &self,
+        user: &str,
+        recipients: usize,
+    ) -> Result<(), crate::error::ApiError> {
+        use governor::clock::Clock;
+        let burst = self.config.limits.messages_per_second.max(1);
+        let n = u32::try_from(recipients)
+            .unwrap_or(u32::MAX)
+            .clamp(1, burst);
+        let cells = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let limiter = &self.limits.messages;
+        match limiter.check_key_n(&user.to_owned(), cells) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                self.metrics
+                    .rate_limited
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(crate::error::ApiError::rate_limited(
+                    not_until.wait_time_from(limiter.clock().now()),
+                ))
+            }
+            // Cannot happen: `cells` is at most the burst.
+            Err(_) => Err(crate::error::ApiError::rate_limited(
+                std::time::Duration::from_secs(1),
+            )),
+        }
     }
 }
 

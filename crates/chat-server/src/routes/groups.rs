@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chat_proto::Role;
 use chat_proto::rest::{
-    AddMemberRequest, CreateGroupRequest, Group, GroupsResponse, MessagesResponse,
-    UpdateGroupRequest,
+    AddMemberRequest, CreateGroupRequest, ErrorCode, Group, GroupsResponse, MessagesResponse,
+    SetRoleRequest, UpdateGroupRequest,
 };
 use chat_proto::validate::{self, GROUP_DESCRIPTION_MAX, GROUP_NAME_MAX, IDS_PER_BATCH_MAX};
 
@@ -32,6 +32,17 @@ pub(super) async fn create(
     validate::id_batch(&req.member_ids, "memberIds")?;
     if req.member_ids.len() > IDS_PER_BATCH_MAX {
         return Err(ApiError::bad_request("too many members"));
+    }
+    state.limit(&state.limits.groups, &me.user.id)?;
+    let mut distinct: Vec<&String> = req
+        .member_ids
+        .iter()
+        .filter(|u| **u != me.user.id)
+        .collect();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() + 1 > state.config.max_group_members {
+        return Err(too_many(&state));
     }
     let id = uuid::Uuid::new_v4().to_string();
     let group = state
@@ -135,6 +146,24 @@ pub(super) async fn add_member(
         }
         _ => {}
     }
+    state.limit(&state.limits.membership, &me.user.id)?;
+    match state.store.role(&group_id, &req.user_id).await? {
+        // Adding again is idempotent; a different role is not a silent no-op.
+        Some(r) if r == role => return get_one(State(state), me, Path(group_id)).await,
+        Some(r) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "already a member ({}); change roles with PUT /api/groups/{group_id}/members/{{userId}}",
+                    r.as_str()
+                ),
+            ));
+        }
+        None => {}
+    }
+    if state.store.member_ids(&group_id).await?.len() >= state.config.max_group_members {
+        return Err(too_many(&state));
+    }
     match state
         .store
         .add_member(&group_id, &req.user_id, role, now_ms())
@@ -160,6 +189,9 @@ pub(super) async fn remove_member(
             "only the owner and admins may remove members",
         ));
     }
+    if !leaving {
+        state.limit(&state.limits.membership, &me.user.id)?;
+    }
     let target = state.store.role(&group_id, &user_id).await?;
     match target {
         None => return Err(ApiError::not_found("member")),
@@ -177,6 +209,42 @@ pub(super) async fn remove_member(
         MemberChange::Done => Ok(StatusCode::NO_CONTENT),
         _ => Err(ApiError::not_found("member")),
     }
+}
+
+/// `PUT /api/groups/{id}/members/{userId}` `{"role": "admin" | "member"}`:
+/// the owner promotes or demotes a member; answers the group as it is now.
+pub(super) async fn set_role(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path((group_id, user_id)): Path<(String, String)>,
+    Json(req): Json<SetRoleRequest>,
+) -> ApiResult<axum::Json<Group>> {
+    validate::id(&group_id, "groupId")?;
+    validate::id(&user_id, "userId")?;
+    if member_role(&state, &group_id, &me.user.id).await? != Role::Owner {
+        return Err(ApiError::forbidden("only the owner may change roles"));
+    }
+    if req.role == Role::Owner {
+        return Err(ApiError::bad_request("a group has one owner"));
+    }
+    if user_id == me.user.id {
+        return Err(ApiError::bad_request("the owner stays the owner"));
+    }
+    state.limit(&state.limits.membership, &me.user.id)?;
+    match state.store.set_role(&group_id, &user_id, req.role).await? {
+        MemberChange::Done => get_one(State(state), me, Path(group_id)).await,
+        _ => Err(ApiError::not_found("member")),
+    }
+}
+
+fn too_many(state: &AppState) -> ApiError {
+    ApiError::new(
+        ErrorCode::TooLarge,
+        format!(
+            "a group has at most {} members",
+            state.config.max_group_members
+        ),
+    )
 }
 
 pub(super) async fn pending(

@@ -98,7 +98,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/groups/{group_id}/members", post(groups::add_member))
         .route(
             "/api/groups/{group_id}/members/{user_id}",
-            delete(groups::remove_member),
+            delete(groups::remove_member).put(groups::set_role),
         )
         .route("/api/groups/{group_id}/messages", get(groups::pending))
         .layer(DefaultBodyLimit::max(JSON_BODY_MAX));

@@ -265,6 +265,14 @@ pub trait Storage: Send + Sync + 'static {
     async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<MemberChange>;
     /// Member ids of a group.
     async fn member_ids(&self, group_id: &str) -> StoreResult<Vec<String>>;
+    /// Changes a member's role (never to or from owner: the caller checks).
+    /// `NoUser` when they are not a member.
+    async fn set_role(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        role: Role,
+    ) -> StoreResult<MemberChange>;
 
     // Verification records.
     /// Records that `user_id` verified `target`'s key.

@@ -1088,6 +1088,27 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn set_role(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        role: Role,
+    ) -> StoreResult<MemberChange> {
+        let (g, u) = (group_id.to_owned(), user_id.to_owned());
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE group_members SET role = ?3 WHERE group_id = ?1 AND user_id = ?2",
+                params![g, u, role.as_str()],
+            )?;
+            Ok(if n > 0 {
+                MemberChange::Done
+            } else {
+                MemberChange::NoUser
+            })
+        })
+        .await
+    }
+
     async fn add_member(
         &self,
         group_id: &str,

@@ -278,3 +278,187 @@ async fn presence_goes_only_to_those_the_user_wrote_to() {
         0
     );
 }
+
+async fn server_with(f: impl FnOnce(&mut chat_server::Config)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chat_server::Config::for_tests(dir.path());
+    f(&mut config);
+    TestServer::start_with(dir, config).await
+}
+
+async fn create_group(s: &TestServer, token: &str, members: &[&str]) -> (u16, serde_json::Value) {
+    s.call(
+        "POST",
+        "/api/groups",
+        Some(token),
+        Some(json!({"name": "g", "memberIds": members})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn groups_have_a_member_cap_and_their_changes_a_rate() {
+    let s = server_with(|c| {
+        c.max_group_members = 3;
+        c.limits.groups_per_hour = 3;
+        c.limits.membership_changes_per_minute = 2;
+    })
+    .await;
+    let owner = s.register("owner").await;
+    let mut others = Vec::new();
+    for i in 0..4 {
+        others.push(s.register(&format!("user{i}")).await.user.id);
+    }
+    let ids: Vec<&str> = others.iter().map(String::as_str).collect();
+    // Four strangers plus the owner is over the cap of 3.
+    let (status, body) = create_group(&s, &owner.token, &ids).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "too_large");
+    let (status, g) = create_group(&s, &owner.token, &ids[..2]).await;
+    assert_eq!(status, 201);
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let members = format!("/api/groups/{gid}/members");
+    let (status, _) = s
+        .call(
+            "POST",
+            &members,
+            Some(&owner.token),
+            Some(json!({"userId": ids[2]})),
+        )
+        .await;
+    assert_eq!(status, 413, "the group is full");
+    // Membership changes are limited (2 a minute here: that attempt was
+    // one); leaving is not.
+    let (status, _) = s
+        .call(
+            "DELETE",
+            &format!("{members}/{}", ids[0]),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = s
+        .call(
+            "POST",
+            &members,
+            Some(&owner.token),
+            Some(json!({"userId": ids[2]})),
+        )
+        .await;
+    assert_eq!(status, 429, "the third change in a minute");
+    let leaver = s
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "user1", "password": "secret-pw"})),
+        )
+        .await
+        .1;
+    let (status, _) = s
+        .call(
+            "DELETE",
+            &format!("{members}/{}", ids[1]),
+            Some(leaver["token"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "leaving is never limited");
+    // Group creation is limited too (3 an hour here: two used above).
+    let (status, _) = create_group(&s, &owner.token, &ids[..1]).await;
+    assert_eq!(status, 201);
+    let (status, _) = create_group(&s, &owner.token, &ids[..1]).await;
+    assert_eq!(status, 429);
+}
+
+#[tokio::test]
+async fn the_owner_changes_roles_and_adding_again_is_never_a_silent_no_op() {
+    let s = TestServer::start().await;
+    let owner = s.register("owner").await;
+    let member = s.register("member").await;
+    let (_, g) = create_group(&s, &owner.token, &[&member.user.id]).await;
+    let gid = g["id"].as_str().unwrap();
+    let path = format!("/api/groups/{gid}/members/{}", member.user.id);
+    // POST with another role for an existing member: said, not ignored.
+    let (status, body) = s
+        .call(
+            "POST",
+            &format!("/api/groups/{gid}/members"),
+            Some(&owner.token),
+            Some(json!({"userId": member.user.id, "role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    // The member cannot promote themself; the owner can.
+    let (status, _) = s
+        .call(
+            "PUT",
+            &path,
+            Some(&member.token),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, g) = s
+        .call(
+            "PUT",
+            &path,
+            Some(&owner.token),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{g}");
+    let role = g["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["userId"] == member.user.id.as_str())
+        .unwrap()["role"]
+        .clone();
+    assert_eq!(role, "admin");
+    let (status, _) = s
+        .call(
+            "PUT",
+            &path,
+            Some(&owner.token),
+            Some(json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_group_message_counts_once_per_recipient() {
+    let s = server_with(|c| c.limits.messages_per_second = 10).await;
+    let spammer = s.register("spammer").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(s.register(&format!("recipient{i}")).await.user.id);
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (_, g) = create_group(&s, &spammer.token, &refs).await;
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let mut ws = s.connect(&spammer.token).await;
+    let mut acked = 0;
+    let mut limited = 0;
+    for _ in 0..4 {
+        ws.send(&ClientFrame::GroupMessage(
+            chat_proto::ws::SendGroupMessage {
+                id: new_id(),
+                group_id: gid.clone(),
+                content: "E2EE:AQID".into(),
+                message_type: "e2ee".into(),
+            },
+        ))
+        .await;
+        match ws.next_frame().await {
+            ServerFrame::Ack(_) => acked += 1,
+            ServerFrame::Error(e) if e.code == ErrorCode::RateLimited => limited += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    // Ten a second, five recipients each: two go through, then the budget
+    // is spent (it counted once per message before: all four went).
+    assert_eq!((acked, limited), (2, 2));
+}
