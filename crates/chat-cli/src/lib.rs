@@ -12,3 +12,4 @@ pub mod manage;
 pub mod output;
 pub mod profile;
 pub mod session;
+pub mod show;

@@ -102,7 +102,7 @@ pub async fn download(ctx: &Ctx, id: &str, dir: &std::path::Path) -> Result<()> 
         .attachment
         .clone()
         .ok_or_else(|| CliError::NotFound(format!("message {id} has no file")))?;
-    let path = crate::commands::save_attachment(&mut s, &m.id, &a, dir).await;
+    let path = crate::show::save_attachment(&mut s, &m.id, &a, dir).await;
     s.client.close().await;
     let path = path?;
     if ctx.json {

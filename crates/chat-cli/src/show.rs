@@ -1,0 +1,300 @@
+//! Showing what arrives: a message (and its file), and every other event,
+//! as a line for a person or a JSON object for a script.
+
+use std::path::{Path, PathBuf};
+
+use chat_client::{ConnectionState, Conversation, Event, Message};
+use serde_json::json;
+
+use crate::error::{CliError, Result};
+use crate::output::{self, Names, print_json, status_name};
+use crate::session::Session;
+
+/// A file name from a sender, made safe to write in `dir`.
+pub(crate) fn safe_path(dir: &Path, file_name: &str, id: &str) -> PathBuf {
+    let base: String = Path::new(file_name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '/' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let base = match base.trim_start_matches('.') {
+        "" => "attachment".to_owned(),
+        b => b.to_owned(),
+    };
+    let plain = dir.join(&base);
+    if plain.exists() {
+        dir.join(format!("{}-{base}", id.get(..8).unwrap_or(id)))
+    } else {
+        plain
+    }
+}
+
+pub(crate) async fn print_message(
+    s: &mut Session,
+    m: &Message,
+    download: Option<&Path>,
+) -> Result<()> {
+    if !m.outgoing && matches!(m.conversation, Conversation::Direct(_)) {
+        s.warn_if_untrusted(&m.sender).await;
+    }
+    let mut saved = None;
+    let mut refused = None;
+    if let (Some(dir), Some(a)) = (download, &m.attachment) {
+        // A file a peer (or the server) spoiled is reported with the
+        // message, never the end of `listen`: the message is still shown
+        // and marked read, and `chat download ID` can try again.
+        match save_attachment(s, &m.id, a, dir).await {
+            Ok(path) => saved = Some(path),
+            Err(CliError::Client(e)) => refused = Some(e.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    let sender = s.name_of(&m.sender).await;
+    let conversation = s.conversation_label(&m.conversation).await;
+    let names = Names {
+        sender: &sender,
+        conversation: &conversation,
+    };
+    if s.ctx.json {
+        let mut v = output::message_json(m, &names, saved.as_deref());
+        if let Some(r) = &refused {
+            v["attachment"]["refused"] = json!(r);
+        }
+        print_json(&v);
+    } else {
+        let mut line = output::message_line(m, &names, saved.as_deref());
+        if let Some(r) = &refused {
+            line.push_str(&format!(
+                "  [file not saved: {}; `chat download {}` tries again]",
+                output::sanitize(r),
+                m.id
+            ));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Downloads, checks and decrypts an attachment into `dir` under a safe
+/// name. A refused file is a [`CliError::Client`]; a local write failure an
+/// [`CliError::Io`].
+pub(crate) async fn save_attachment(
+    s: &mut Session,
+    id: &str,
+    a: &chat_client::AttachmentPointer,
+    dir: &Path,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
+    let pb = output::spinner(
+        s.ctx.json,
+        format!(
+            "downloading {} ({})",
+            output::sanitize(&a.file_name),
+            output::size(a.size)
+        ),
+    );
+    let r = s.client.download(a).await;
+    pb.finish_and_clear();
+    let data = r?;
+    let path = safe_path(dir, &a.file_name, id);
+    std::fs::write(&path, data).map_err(|e| CliError::io(&path, e))?;
+    Ok(path)
+}
+
+/// Prints anything but a message. Returns an error for a revoked login.
+pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
+    let json = s.ctx.json;
+    match e {
+        Event::Message(_) => {}
+        Event::Status { message_id, status } => {
+            if json {
+                print_json(&json!({"event": "status", "messageId": message_id,
+                    "status": status_name(status)}));
+            } else {
+                println!("  your message {message_id} is {}", status_name(status));
+            }
+        }
+        // Per-member receipts are for scripts; people see `Status`.
+        Event::Receipt {
+            message_id,
+            by,
+            status,
+        } if json => {
+            let name = s.name_of(&by).await;
+            print_json(
+                &json!({"event": "receipt", "messageId": message_id, "by": by,
+                "byName": name, "status": status_name(status)}),
+            );
+        }
+        Event::Typing {
+            from,
+            group_id,
+            typing,
+        } => {
+            let who = s.name_of(&from).await;
+            let place = match &group_id {
+                Some(g) => format!(" in #{}", s.group_name(g).await),
+                None => String::new(),
+            };
+            if json {
+                print_json(&json!({"event": "typing", "from": from, "fromName": who,
+                    "groupId": group_id, "typing": typing}));
+            } else if typing {
+                println!(
+                    "  {} is typing{}…",
+                    output::sanitize(&who),
+                    output::sanitize(&place)
+                );
+            } else {
+                println!(
+                    "  {} stopped typing{}",
+                    output::sanitize(&who),
+                    output::sanitize(&place)
+                );
+            }
+        }
+        Event::Presence {
+            user_id,
+            username,
+            online,
+        } => {
+            if json {
+                print_json(&json!({"event": "presence", "userId": user_id,
+                    "username": username, "online": online}));
+            } else {
+                println!(
+                    "  {username} is {}",
+                    if online { "online" } else { "offline" }
+                );
+            }
+        }
+        Event::IdentityChanged {
+            user_id,
+            was_verified,
+        } => {
+            let who = s.name_of(&user_id).await;
+            if json {
+                print_json(&json!({"event": "identityChanged", "userId": user_id,
+                    "username": who, "wasVerified": was_verified}));
+            } else {
+                println!(
+                    "  WARNING: {who}'s identity key changed{}. Compare safety numbers again: chat safety-number {who}",
+                    if was_verified {
+                        " (it was verified!)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        Event::GroupChanged { group_id } => {
+            let name = s.group_name(&group_id).await;
+            if json {
+                print_json(&json!({"event": "groupChanged", "groupId": group_id, "name": name}));
+            } else {
+                println!("  #{} changed", output::sanitize(&name));
+            }
+        }
+        Event::SendFailed {
+            message_id,
+            message,
+            ..
+        } => {
+            if json {
+                print_json(&json!({"event": "sendFailed", "messageId": message_id,
+                    "message": message}));
+            } else {
+                println!(
+                    "  the server refused your message {message_id}: {}",
+                    output::sanitize(&message)
+                );
+            }
+        }
+        Event::Undecryptable {
+            message_id,
+            from,
+            error,
+        } => {
+            let who = s.name_of(&from).await;
+            if json {
+                print_json(&json!({"event": "undecryptable", "messageId": message_id,
+                    "from": from, "fromName": who, "error": error}));
+            } else {
+                println!(
+                    "  a message from {who} could not be decrypted: {}",
+                    output::sanitize(&error)
+                );
+            }
+        }
+        Event::Connection(state) => match state {
+            ConnectionState::LoggedOut => {
+                return Err(CliError::login_revoked());
+            }
+            ConnectionState::Connected => {
+                if json {
+                    print_json(&json!({"event": "connection", "state": "connected"}));
+                } else {
+                    eprintln!("  connected");
+                }
+            }
+            ConnectionState::Disconnected { error, retry_in } => {
+                if json {
+                    print_json(&json!({"event": "connection", "state": "disconnected",
+                        "error": error, "retryInMs": retry_in.as_millis() as u64}));
+                } else {
+                    eprintln!(
+                        "  connection lost ({error}); retrying in {:.1} s",
+                        retry_in.as_secs_f64()
+                    );
+                }
+            }
+            _ => {}
+        },
+        Event::Lagged { missed } => {
+            if json {
+                print_json(&json!({"event": "lagged", "missed": missed}));
+            } else {
+                eprintln!(
+                    "  fell behind by {missed} events (everything is stored: see `chat history`)"
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn received_file_names_cannot_escape_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        for evil in [
+            "../../etc/passwd",
+            "/etc/shadow",
+            "..",
+            "",
+            ".bashrc",
+            "a\nb",
+        ] {
+            let p = safe_path(dir.path(), evil, "12345678-abcd");
+            assert_eq!(p.parent(), Some(dir.path()), "{evil:?} gave {p:?}");
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(!name.starts_with('.') && !name.contains('\n'), "{name:?}");
+        }
+        std::fs::write(dir.path().join("x.txt"), b"taken").unwrap();
+        let p = safe_path(dir.path(), "x.txt", "12345678-abcd");
+        assert_eq!(p.file_name().unwrap(), "12345678-x.txt");
+    }
+}
