@@ -1,7 +1,7 @@
 //! Groups with Sender Keys through the real server.
 
 use chat_client::{Conversation, Event};
-use e2ee_store::{Incoming, KdfParams, OpenOptions, Passphrase, Received, Store};
+use e2ee_store::{Incoming, Received};
 use rand_core::OsRng;
 
 use crate::support::{Net, Party, body};
@@ -21,15 +21,7 @@ fn server_copy(net: &Net, id: &str) -> (String, String) {
 /// someone's store directly.
 fn try_decrypt(net: &Net, name: &str, id: &str, group: &str, copy: &(String, String)) -> bool {
     let (from, content) = copy;
-    let mut store = Store::open(
-        net.store_path(name),
-        &Passphrase::new(format!("{name} local passphrase")),
-        OpenOptions {
-            kdf: KdfParams::for_tests(),
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let mut store = net.open_store(name);
     store
         .receive(
             &mut OsRng,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chat_client::{ClientError, ConnectionState, ErrorCode, Event, Status};
-use e2ee_store::{KdfParams, NewMessage, OpenOptions, OutboxEntry, Passphrase, Store};
+use e2ee_store::{NewMessage, OutboxEntry};
 
 use crate::support::{Net, Party, body};
 
@@ -35,15 +35,7 @@ async fn a_text_over_the_limit_is_refused_before_anything_is_queued() {
 /// Puts an entry into a closed client's outbox, with its message, as an
 /// older client (or a bug) could have left it.
 fn inject(net: &Net, name: &str, entry: &OutboxEntry) {
-    let mut store = Store::open(
-        net.store_path(name),
-        &Passphrase::new(format!("{name} local passphrase")),
-        OpenOptions {
-            kdf: KdfParams::for_tests(),
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let mut store = net.open_store(name);
     let me = store.read(|tx| tx.account()).unwrap().unwrap();
     store
         .write(|tx| {

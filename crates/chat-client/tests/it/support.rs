@@ -58,6 +58,19 @@ impl Net {
         self.dir.path().join(format!("{name}.db"))
     }
 
+    /// A (closed) client's store, opened directly.
+    pub fn open_store(&self, name: &str) -> e2ee_store::Store {
+        e2ee_store::Store::open(
+            self.store_path(name),
+            &e2ee_store::Passphrase::new(format!("{name} local passphrase")),
+            e2ee_store::OpenOptions {
+                kdf: KdfParams::for_tests(),
+                ..e2ee_store::OpenOptions::default()
+            },
+        )
+        .unwrap()
+    }
+
     pub async fn client(&self, name: &str) -> Client {
         self.client_with(name, |b| b).await
     }

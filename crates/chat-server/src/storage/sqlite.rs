@@ -205,6 +205,18 @@ impl SqliteStorage {
         })
     }
 
+    /// The user ids one query with the user id as `?1` selects.
+    async fn user_ids(&self, sql: &'static str, user_id: &str) -> StoreResult<Vec<String>> {
+        let user = user_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(sql)?;
+            Ok(stmt
+                .query_map([user], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     /// Runs `f` in the next batch; resolves after the batch committed.
     async fn write<R: Send + 'static>(
         &self,
@@ -402,6 +414,21 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+/// Who sees `?1`'s presence: those it wrote to, and the members of groups it
+/// posted in while it is a member.
+const PRESENCE_WATCHERS: &str = "SELECT b FROM contacts WHERE a = ?1
+     UNION SELECT m.user_id FROM group_posters p
+     JOIN group_members me ON me.group_id = p.group_id AND me.user_id = ?1
+     JOIN group_members m ON m.group_id = p.group_id
+     WHERE p.user_id = ?1 AND m.user_id != ?1";
+
+/// Whose presence `?1` sees: the other side of [`PRESENCE_WATCHERS`].
+const PRESENCE_VISIBLE: &str = "SELECT a FROM contacts WHERE b = ?1
+     UNION SELECT p.user_id FROM group_members me
+     JOIN group_posters p ON p.group_id = me.group_id
+     JOIN group_members them ON them.group_id = p.group_id AND them.user_id = p.user_id
+     WHERE me.user_id = ?1 AND p.user_id != ?1";
 
 /// `a` wrote to `b`: `a`'s presence goes to `b`.
 fn add_contact(conn: &Connection, a: &str, b: &str) -> rusqlite::Result<()> {
@@ -927,37 +954,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn presence_watchers(&self, user_id: &str) -> StoreResult<Vec<String>> {
-        let user = user_id.to_owned();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT b FROM contacts WHERE a = ?1
-                 UNION SELECT m.user_id FROM group_posters p
-                 JOIN group_members me ON me.group_id = p.group_id AND me.user_id = ?1
-                 JOIN group_members m ON m.group_id = p.group_id
-                 WHERE p.user_id = ?1 AND m.user_id != ?1",
-            )?;
-            Ok(stmt
-                .query_map([user], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?)
-        })
-        .await
+        self.user_ids(PRESENCE_WATCHERS, user_id).await
     }
 
     async fn presence_visible(&self, user_id: &str) -> StoreResult<Vec<String>> {
-        let user = user_id.to_owned();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT a FROM contacts WHERE b = ?1
-                 UNION SELECT p.user_id FROM group_members me
-                 JOIN group_posters p ON p.group_id = me.group_id
-                 JOIN group_members them ON them.group_id = p.group_id AND them.user_id = p.user_id
-                 WHERE me.user_id = ?1 AND p.user_id != ?1",
-            )?;
-            Ok(stmt
-                .query_map([user], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?)
-        })
-        .await
+        self.user_ids(PRESENCE_VISIBLE, user_id).await
     }
 
     async fn queue_depth(&self) -> StoreResult<u64> {

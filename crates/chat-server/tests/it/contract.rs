@@ -132,6 +132,18 @@ fn login_body(user: &str, password: &str) -> serde_json::Value {
     json!({"username": user, "password": password})
 }
 
+/// `POST /api/auth/login`'s status.
+async fn login_status(s: &TestServer, user: &str, password: &str) -> u16 {
+    s.call(
+        "POST",
+        "/api/auth/login",
+        None,
+        Some(login_body(user, password)),
+    )
+    .await
+    .0
+}
+
 #[tokio::test]
 async fn a_rate_limit_says_when_to_try_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -176,14 +188,7 @@ async fn guessing_one_account_is_throttled_whatever_the_address_and_ends() {
     s.register("bob").await;
     let mut limited = None;
     for i in 0..40 {
-        let (status, _) = s
-            .call(
-                "POST",
-                "/api/auth/login",
-                None,
-                Some(login_body("alice", &format!("guess-{i}"))),
-            )
-            .await;
+        let status = login_status(&s, "alice", &format!("guess-{i}")).await;
         if status == 429 {
             limited = Some(i);
             break;
@@ -193,26 +198,10 @@ async fn guessing_one_account_is_throttled_whatever_the_address_and_ends() {
     let at = limited.expect("guessing is throttled");
     assert!(at >= 29, "limited after {at} attempts");
     // Another account is not affected.
-    let (status, _) = s
-        .call(
-            "POST",
-            "/api/auth/login",
-            None,
-            Some(login_body("bob", "secret-pw")),
-        )
-        .await;
-    assert_eq!(status, 200);
+    assert_eq!(login_status(&s, "bob", "secret-pw").await, 200);
     // Not a lockout: once the attacker stops, the owner gets in after the wait.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, _) = s
-        .call(
-            "POST",
-            "/api/auth/login",
-            None,
-            Some(login_body("alice", "secret-pw")),
-        )
-        .await;
-    assert_eq!(status, 200);
+    assert_eq!(login_status(&s, "alice", "secret-pw").await, 200);
 }
 
 /// Frames of kind `online` about `user` within `wait`.
