@@ -79,10 +79,48 @@ pub fn username(name: &str) -> Result<(), ValidationError> {
     if !(USERNAME_MIN..=USERNAME_MAX).contains(&n) {
         return Err(ValidationError::UsernameLength);
     }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || invisible(c))
+    {
         return Err(ValidationError::UsernameCharacters);
     }
     Ok(())
+}
+
+/// Characters that show as nothing or change the direction of what
+/// follows: zero-width and joiners, bidi embeddings, overrides and
+/// isolates, word joiners and invisible operators, the BOM, the soft hyphen,
+/// the Mongolian vowel separator and the Hangul fillers. A name with one
+/// could pass for another on screen.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{034f}'
+            | '\u{061c}'
+            | '\u{115f}'
+            | '\u{1160}'
+            | '\u{17b4}'
+            | '\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+    )
+}
+
+/// The form two usernames are compared in: NFKC_Casefold (normalise
+/// compatibility forms, fold case fully, normalise again), so `Ωmega`,
+/// `ωmega` and `ΩMEGA`, or `ﬁsh` and `FISH`, are one name.
+pub fn canonical_username(name: &str) -> String {
+    use caseless::Caseless;
+    use unicode_normalization::UnicodeNormalization;
+    name.nfkc().default_case_fold().nfkc().collect()
 }
 
 /// Checks the password rules: at least 6 characters, at most 1024 bytes.

@@ -66,10 +66,10 @@ pub(super) async fn login(
     }
     // Per account too, whatever the address: many addresses guessing one
     // password go no faster than one. Keyed by the name as the uniqueness
-    // check sees it (ASCII case folded), known account or not.
+    // check sees it, known account or not.
     state.limit(
         &state.limits.login_per_account,
-        &req.username.to_ascii_lowercase(),
+        &validate::canonical_username(&req.username),
     )?;
     let account = state.store.account_by_name(&req.username).await?;
     let hash = account.as_ref().map(|a| a.password_hash.clone());

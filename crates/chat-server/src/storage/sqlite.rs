@@ -412,7 +412,44 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     if version < 1 {
         conn.execute_batch(PRESENCE_V1)?;
     }
+    if version < 2 {
+        usernames_v2(conn)?;
+    }
     Ok(())
+}
+
+/// Version 2: usernames are unique in NFKC_Casefold form
+/// (`chat_proto::validate::canonical_username`), not ASCII case only. Each
+/// existing account gets its canonical name; where two older accounts fold
+/// to one name, the later keeps none (it still logs in by its exact name,
+/// and nobody can register a third).
+fn usernames_v2(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE; ALTER TABLE users ADD COLUMN canonical TEXT;")?;
+    let done = (|| {
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT id, username FROM users ORDER BY created_at, id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut seen = std::collections::HashSet::new();
+        let mut set = conn.prepare("UPDATE users SET canonical = ?2 WHERE id = ?1")?;
+        for (id, name) in rows {
+            let canonical = chat_proto::validate::canonical_username(&name);
+            if seen.insert(canonical.clone()) {
+                set.execute(params![id, canonical])?;
+            }
+        }
+        conn.execute_batch(
+            "CREATE UNIQUE INDEX users_canonical ON users (canonical);
+             PRAGMA user_version = 2;",
+        )
+    })();
+    match done {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 /// Who sees `?1`'s presence: those it wrote to, and the members of groups it
@@ -449,13 +486,14 @@ impl Storage for SqliteStorage {
     async fn create_user(&self, a: Account) -> StoreResult<()> {
         self.write(move |c| {
             let r = c.execute(
-                "INSERT INTO users (id, username, password_hash, avatar_url, created_at)
-                 VALUES (?1, ?2, ?3, ?4, strftime('%s','now') * 1000)",
+                "INSERT INTO users (id, username, password_hash, avatar_url, created_at, canonical)
+                 VALUES (?1, ?2, ?3, ?4, strftime('%s','now') * 1000, ?5)",
                 params![
                     a.user.id,
                     a.user.username,
                     a.password_hash,
-                    a.user.avatar_url
+                    a.user.avatar_url,
+                    chat_proto::validate::canonical_username(&a.user.username)
                 ],
             );
             match r {
@@ -473,10 +511,13 @@ impl Storage for SqliteStorage {
 
     async fn account_by_name(&self, username: &str) -> StoreResult<Option<Account>> {
         let name = username.to_owned();
+        let canonical = chat_proto::validate::canonical_username(username);
         self.read(move |c| {
             Ok(c.query_row(
-                "SELECT id, username, avatar_url, password_hash FROM users WHERE username = ?1",
-                [name],
+                "SELECT id, username, avatar_url, password_hash FROM users
+                 WHERE canonical = ?2 OR username = ?1
+                 ORDER BY canonical = ?2 DESC LIMIT 1",
+                [name, canonical],
                 |r| {
                     Ok(Account {
                         user: user_from(r)?,
@@ -504,13 +545,14 @@ impl Storage for SqliteStorage {
 
     async fn users(&self, username: Option<&str>) -> StoreResult<Vec<User>> {
         let name = username.map(str::to_owned);
+        let canonical = username.map(chat_proto::validate::canonical_username);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, username, avatar_url FROM users
-                 WHERE ?1 IS NULL OR username = ?1 ORDER BY username",
+                 WHERE ?1 IS NULL OR username = ?1 OR canonical = ?2 ORDER BY username",
             )?;
             Ok(stmt
-                .query_map([name], user_from)?
+                .query_map([name, canonical], user_from)?
                 .collect::<rusqlite::Result<_>>()?)
         })
         .await

@@ -451,3 +451,48 @@ async fn a_group_message_counts_once_per_recipient() {
     // is spent (it counted once per message before: all four went).
     assert_eq!((acked, limited), (2, 2));
 }
+
+async fn register_status(s: &TestServer, name: &str) -> u16 {
+    s.call(
+        "POST",
+        "/api/auth/register",
+        None,
+        Some(json!({"username": name, "password": "secret-pw"})),
+    )
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn usernames_are_unique_beyond_ascii_case_and_invisible_characters_are_refused() {
+    let s = TestServer::start().await;
+    assert_eq!(register_status(&s, "Ωmega").await, 201);
+    // Other cases and compatibility forms of the same name are taken.
+    for same in ["ωmega", "ΩMEGA", "Ωｍｅｇａ"] {
+        assert_eq!(register_status(&s, same).await, 409, "{same}");
+    }
+    assert_eq!(register_status(&s, "ﬁsh").await, 201);
+    assert_eq!(register_status(&s, "FISH").await, 409);
+    // Names that look like another on screen are refused outright.
+    for hidden in [
+        "bob\u{200b}by",
+        "\u{202e}evil",
+        "zoe\u{feff}",
+        "ann\u{2066}a",
+        "soft\u{ad}y",
+    ] {
+        assert_eq!(register_status(&s, hidden).await, 400, "{hidden:?}");
+    }
+    // Login and lookup find the account by any spelling of its name.
+    assert_eq!(login_status(&s, "ωMEGA", "secret-pw").await, 200);
+    let me = s.register("lookup").await;
+    let (_, found) = s
+        .call(
+            "GET",
+            "/api/users?username=%CF%89mega",
+            Some(&me.token),
+            None,
+        )
+        .await;
+    assert_eq!(found["users"][0]["username"], "Ωmega", "{found}");
+}
