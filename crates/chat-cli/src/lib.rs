@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod demo;
 pub mod error;
+pub mod groups;
 pub mod lock;
 pub mod manage;
 pub mod output;

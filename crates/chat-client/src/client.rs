@@ -1,20 +1,18 @@
 //! The client: builder, account, sending, groups, verification, history.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use chat_proto::rest::{
-    self, AddMemberRequest, CreateGroupRequest, UpdateGroupRequest, VerifyKeyRequest,
-};
+use chat_proto::rest;
 use chat_proto::ws::{ClientFrame, SendGroupMessage, SendMessage, TypingOut};
 use chat_transport::{Connection, RestClient};
-use e2ee_core::{AttachmentPointer, Payload, PayloadKind, SafetyNumber, attachment};
+use e2ee_core::{AttachmentPointer, Payload, PayloadKind, attachment};
 use e2ee_store::{
-    Account, Conversation, ConversationSummary, Cursor, IdentityCheck, KdfParams, Message,
-    OpenOptions, OutboxEntry, Page, Passphrase, PeerIdentity, SearchHit, Store, StoreError,
+    Account, Conversation, IdentityCheck, KdfParams, Message, OpenOptions, OutboxEntry, Passphrase,
+    Store, StoreError,
 };
 use futures_util::Stream;
 use rand_core::OsRng;
@@ -29,6 +27,12 @@ use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::event::Event;
 use crate::{convert, keys, runtime};
+
+mod groups;
+mod history;
+mod verification;
+
+pub(crate) use groups::store_group;
 
 /// Result of client calls.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -535,21 +539,6 @@ impl Inner {
     }
 }
 
-pub(crate) fn store_group(g: &rest::Group) -> e2ee_store::Group {
-    e2ee_store::Group {
-        id: g.id.clone(),
-        name: g.name.clone(),
-        owner: g.owner_id.clone(),
-        created_at_ms: g.created_at,
-        left: false,
-        members: g
-            .members
-            .iter()
-            .map(|m| (m.user_id.clone(), format!("{:?}", m.role).to_lowercase()))
-            .collect(),
-    }
-}
-
 /// An end-to-end-encrypted chat client. Cheap to clone; clones share one
 /// connection and store.
 ///
@@ -924,318 +913,5 @@ impl Client {
     /// senders. Returns how many messages it marked.
     pub async fn mark_read(&self, conv: &Conversation) -> Result<usize> {
         self.inner.mark_read(conv.clone()).await
-    }
-
-    // ---- groups -------------------------------------------------------------
-
-    /// Creates a group with us as owner and these members.
-    pub async fn create_group(&self, name: &str, members: &[String]) -> Result<rest::Group> {
-        let g = self
-            .inner
-            .rest
-            .create_group(&CreateGroupRequest {
-                name: name.to_owned(),
-                description: None,
-                member_ids: members.to_vec(),
-            })
-            .await?;
-        let sg = store_group(&g);
-        self.inner
-            .db(move |s| s.write(|tx| tx.save_group(&sg)))
-            .await?;
-        Ok(g)
-    }
-
-    /// Adds a member (owner or admin). They get our current chain when we
-    /// next send, never older ones.
-    pub async fn add_member(&self, group_id: &str, user_id: &str) -> Result<rest::Group> {
-        let g = self
-            .inner
-            .rest
-            .add_member(
-                group_id,
-                &AddMemberRequest {
-                    user_id: user_id.to_owned(),
-                    role: None,
-                },
-            )
-            .await?;
-        let _guard = self.inner.group_lock.lock().await;
-        self.inner.refresh_group(group_id).await?;
-        Ok(g)
-    }
-
-    /// Removes a member (owner or admin). Our sender key is replaced at
-    /// once; the others replace theirs when they notice.
-    pub async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<()> {
-        self.inner.rest.remove_member(group_id, user_id).await?;
-        let _guard = self.inner.group_lock.lock().await;
-        self.inner.refresh_group(group_id).await?;
-        Ok(())
-    }
-
-    /// Leaves a group: history stays, our keys for it are dropped.
-    pub async fn leave_group(&self, group_id: &str) -> Result<()> {
-        let me = self.inner.me()?;
-        self.inner.rest.remove_member(group_id, &me.user_id).await?;
-        let gid = group_id.to_owned();
-        self.inner
-            .db(move |s| s.write(|tx| tx.mark_group_left(&gid)))
-            .await?;
-        self.inner.emit(Event::GroupChanged {
-            group_id: group_id.to_owned(),
-        });
-        Ok(())
-    }
-
-    /// Renames a group.
-    pub async fn rename_group(&self, group_id: &str, name: &str) -> Result<rest::Group> {
-        let g = self
-            .inner
-            .rest
-            .update_group(
-                group_id,
-                &UpdateGroupRequest {
-                    name: Some(name.to_owned()),
-                    description: None,
-                },
-            )
-            .await?;
-        let _guard = self.inner.group_lock.lock().await;
-        self.inner.refresh_group(group_id).await?;
-        Ok(g)
-    }
-
-    /// Our groups, from the server.
-    pub async fn groups(&self) -> Result<Vec<rest::Group>> {
-        Ok(self.inner.rest.groups().await?)
-    }
-
-    /// One group with its members, from the server.
-    pub async fn group(&self, group_id: &str) -> Result<rest::Group> {
-        Ok(self.inner.rest.group(group_id).await?)
-    }
-
-    // ---- verification -------------------------------------------------------
-
-    /// Our identity fingerprint, in groups of four hex digits.
-    pub async fn fingerprint(&self) -> Result<String> {
-        let id = self
-            .inner
-            .db(|s| s.read(|tx| tx.require_identity()))
-            .await?;
-        Ok(e2ee_core::fingerprint_grouped(&id.public()))
-    }
-
-    /// What we know of a peer's identity (fetching their keys if we have
-    /// never talked).
-    pub async fn peer(&self, user_id: &str) -> Result<PeerIdentity> {
-        let u = user_id.to_owned();
-        if let Some(p) = self.inner.db(move |s| s.read(|tx| tx.peer(&u))).await? {
-            return Ok(p);
-        }
-        self.inner.ensure_session(user_id).await?;
-        let u = user_id.to_owned();
-        self.inner
-            .db(move |s| s.read(|tx| tx.peer(&u)))
-            .await?
-            .ok_or_else(|| ClientError::UnknownUser(user_id.to_owned()))
-    }
-
-    /// What the store knows of a peer's identity, without asking the
-    /// server (`None` if we never talked).
-    pub async fn known_peer(&self, user_id: &str) -> Result<Option<PeerIdentity>> {
-        let u = user_id.to_owned();
-        self.inner.db(move |s| s.read(|tx| tx.peer(&u))).await
-    }
-
-    /// A peer's identity fingerprint as we know it, in groups of four hex
-    /// digits (what they see as their own [`Client::fingerprint`] unless
-    /// someone is in the middle).
-    pub async fn peer_fingerprint(&self, user_id: &str) -> Result<String> {
-        Ok(e2ee_core::fingerprint_grouped(
-            &self.peer(user_id).await?.identity,
-        ))
-    }
-
-    /// The safety number with a peer: 60 digits, the same on both sides.
-    pub async fn safety_number(&self, user_id: &str) -> Result<SafetyNumber> {
-        let me = self.inner.me()?;
-        let peer = self.peer(user_id).await?;
-        let ours = self
-            .inner
-            .db(|s| s.read(|tx| tx.require_identity()))
-            .await?
-            .public();
-        let peer_id = user_id.to_owned();
-        tokio::task::spawn_blocking(move || {
-            SafetyNumber::new(&ours, &me.user_id, &peer.identity, &peer_id)
-        })
-        .await
-        .map_err(|_| ClientError::Closed)
-    }
-
-    /// Marks a peer verified after the user compared `compared` (the
-    /// safety number they were shown) with the peer's, locally and on the
-    /// server; it also makes the key trusted. If the peer's key changed
-    /// since `compared` was computed, nothing is marked and the error is
-    /// [`StoreError::IdentityChanged`]: the user compared another key. A
-    /// later key change clears it and raises [`Event::IdentityChanged`] with
-    /// `was_verified`.
-    pub async fn verify(&self, user_id: &str, compared: &SafetyNumber) -> Result<()> {
-        let peer = self.peer(user_id).await?;
-        if self.safety_number(user_id).await? != *compared {
-            return Err(StoreError::IdentityChanged(user_id.to_owned()).into());
-        }
-        self.inner
-            .rest
-            .verify_key(&VerifyKeyRequest {
-                user_id: user_id.to_owned(),
-                fingerprint: e2ee_core::fingerprint(&peer.identity),
-            })
-            .await?;
-        let (u, key) = (user_id.to_owned(), peer.identity);
-        self.inner
-            .db(move |s| s.write(|tx| tx.verify_identity(&u, &key)))
-            .await
-    }
-
-    /// Trusts a peer's current key without verifying it (the user accepts
-    /// a changed safety number), so sending to them works again. `seen` is
-    /// the fingerprint the user was shown ([`Client::peer_fingerprint`]); if
-    /// the key changed since, nothing is trusted
-    /// ([`StoreError::IdentityChanged`]).
-    pub async fn trust_identity(&self, user_id: &str, seen: &str) -> Result<()> {
-        let peer = self.peer(user_id).await?;
-        let fingerprint = e2ee_core::fingerprint_grouped(&peer.identity);
-        let digits = |s: &str| {
-            s.chars()
-                .filter(char::is_ascii_hexdigit)
-                .collect::<String>()
-        };
-        if digits(&fingerprint) != digits(seen).to_ascii_lowercase() {
-            return Err(StoreError::IdentityChanged(user_id.to_owned()).into());
-        }
-        let (u, key) = (user_id.to_owned(), peer.identity);
-        self.inner
-            .db(move |s| s.write(|tx| tx.trust_identity(&u, &key)))
-            .await
-    }
-
-    /// Clears a peer's verification, locally and on the server.
-    pub async fn unverify(&self, user_id: &str) -> Result<()> {
-        let u = user_id.to_owned();
-        self.inner
-            .db(move |s| s.write(|tx| tx.set_verified(&u, false)))
-            .await?;
-        match self.inner.rest.delete_verification(user_id).await {
-            Err(e) if e.code() != Some(rest::ErrorCode::NotFound) => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
-
-    // ---- history ------------------------------------------------------------
-
-    /// A page of a conversation, newest first. Pass `page.next` for older.
-    pub async fn history(
-        &self,
-        conv: &Conversation,
-        before: Option<Cursor>,
-        limit: u32,
-    ) -> Result<Page> {
-        let c = conv.clone();
-        self.inner
-            .db(move |s| s.read(|tx| tx.history(&c, before, limit)))
-            .await
-    }
-
-    /// Full-text search over stored messages, newest first.
-    pub async fn search(
-        &self,
-        text: &str,
-        conv: Option<&Conversation>,
-        limit: u32,
-    ) -> Result<Vec<SearchHit>> {
-        let (t, c) = (text.to_owned(), conv.cloned());
-        self.inner
-            .db(move |s| s.read(|tx| tx.search(&t, c.as_ref(), limit)))
-            .await
-    }
-
-    /// Conversations with their newest message and unread count.
-    pub async fn conversations(&self) -> Result<Vec<ConversationSummary>> {
-        self.inner.db(|s| s.read(|tx| tx.conversations())).await
-    }
-
-    /// One stored message.
-    pub async fn message(&self, id: &str) -> Result<Option<Message>> {
-        let id = id.to_owned();
-        self.inner.db(move |s| s.read(|tx| tx.message(&id))).await
-    }
-
-    /// Messages not yet acknowledged by the server.
-    pub async fn outbox_len(&self) -> Result<usize> {
-        self.inner
-            .db(|s| s.read(|tx| tx.outbox().map(|o| o.len())))
-            .await
-    }
-
-    /// What waits for the server's acknowledgement, oldest first (message
-    /// id, recipient or group, size, attempts).
-    pub async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
-        self.inner.db(|s| s.read(|tx| tx.outbox())).await
-    }
-
-    /// Gives up on an outbox entry: it is not sent again, and its message
-    /// becomes [`e2ee_store::Status::Failed`]. If it was already on the wire
-    /// the server may still deliver it. Returns whether there was one.
-    pub async fn drop_outbox(&self, message_id: &str) -> Result<bool> {
-        if let Ok(mut f) = self.inner.in_flight.lock() {
-            f.remove(message_id);
-        }
-        let id = message_id.to_owned();
-        let removed = self
-            .inner
-            .db(move |s| s.write(|tx| tx.drop_outbox(&id)))
-            .await?;
-        if removed {
-            self.inner.emit(Event::Status {
-                message_id: message_id.to_owned(),
-                status: e2ee_store::Status::Failed,
-            });
-        }
-        Ok(removed)
-    }
-
-    /// Writes an encrypted backup of the whole store.
-    pub async fn backup(&self, path: impl AsRef<Path>, passphrase: &str) -> Result<()> {
-        let (p, pw) = (path.as_ref().to_owned(), Passphrase::new(passphrase));
-        self.inner
-            .db(move |s| s.export_backup(&p, &pw, KdfParams::default()))
-            .await
-    }
-
-    /// Restores a backup into a new store at `store_path` (which must not
-    /// exist), protected by `store_passphrase`. Build a client on it next.
-    pub async fn restore(
-        backup: impl AsRef<Path>,
-        backup_passphrase: &str,
-        store_path: impl AsRef<Path>,
-        store_passphrase: &str,
-    ) -> Result<()> {
-        let (b, bp) = (
-            backup.as_ref().to_owned(),
-            Passphrase::new(backup_passphrase),
-        );
-        let (s, sp) = (
-            store_path.as_ref().to_owned(),
-            Passphrase::new(store_passphrase),
-        );
-        tokio::task::spawn_blocking(move || {
-            Store::restore_backup(&b, &bp, &s, &sp, OpenOptions::default()).map(drop)
-        })
-        .await
-        .map_err(|_| ClientError::Closed)?
-        .map_err(ClientError::from)
     }
 }

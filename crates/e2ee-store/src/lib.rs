@@ -52,10 +52,13 @@
 
 mod backup;
 mod error;
+mod groups;
+mod history;
 mod key;
 mod ops;
 mod parked;
 mod peers;
+mod prekeys;
 mod schema;
 mod store;
 

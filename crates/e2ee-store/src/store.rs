@@ -5,11 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use e2ee_core::{
     AttachmentPointer, IdentityKeyPair, OneTimePreKeyPair, PayloadKind, PeerSessions, PreKeySource,
-    Record, SenderKeyReceiver, SenderKeySender, SignedPreKeyPair,
-    record::{
-        IdentityRecord, OneTimePreKeyRecord, PeerSessionsRecord, SenderKeyReceiverRecord,
-        SenderKeySenderRecord, SignedPreKeyRecord,
-    },
+    Record, SignedPreKeyPair,
+    record::{IdentityRecord, PeerSessionsRecord},
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
@@ -260,14 +257,14 @@ pub enum Conversation {
 }
 
 impl Conversation {
-    fn parts(&self) -> (i64, &str) {
+    pub(crate) fn parts(&self) -> (i64, &str) {
         match self {
             Conversation::Direct(u) => (0, u),
             Conversation::Group(g) => (1, g),
         }
     }
 
-    fn from_parts(kind: i64, id: String) -> Self {
+    pub(crate) fn from_parts(kind: i64, id: String) -> Self {
         if kind == 1 {
             Conversation::Group(id)
         } else {
@@ -382,8 +379,8 @@ pub struct NewMessage {
 /// The keyset pagination cursor: pass it back for the next (older) page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
-    sent_at: i64,
-    seq: i64,
+    pub(crate) sent_at: i64,
+    pub(crate) seq: i64,
 }
 
 /// One page of history, newest first.
@@ -486,10 +483,10 @@ impl std::fmt::Debug for Tx<'_> {
     }
 }
 
-const MESSAGE_COLUMNS: &str = "m.seq, m.id, m.conv_kind, m.conv_id, m.sender, m.outgoing, m.kind, m.body, \
+pub(crate) const MESSAGE_COLUMNS: &str = "m.seq, m.id, m.conv_kind, m.conv_id, m.sender, m.outgoing, m.kind, m.body, \
      m.attachment, m.reference, m.status, m.sent_at, m.server_at, m.received_at, m.read_at";
 
-fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+pub(crate) fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let attachment: Option<Vec<u8>> = r.get(8)?;
     Ok(Message {
         seq: r.get(0)?,
@@ -562,37 +559,13 @@ fn decode_attachment(b: &[u8]) -> Option<AttachmentPointer> {
     })
 }
 
-/// Turns what a person typed into an FTS5 query that cannot be a syntax
-/// error: every word quoted, all words required, the last one a prefix.
-fn fts_query(input: &str) -> Option<String> {
-    let words: Vec<String> = input
-        .split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
-    let last = words.len().checked_sub(1)?;
-    Some(
-        words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                if i == last {
-                    format!("{w}*")
-                } else {
-                    w.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
-}
-
 impl Tx<'_> {
     pub(crate) fn c(&self) -> &Connection {
         &self.tx
     }
 
     /// The `record` blob one row of `sql` selects, zeroized when dropped.
-    fn record(
+    pub(crate) fn record(
         &self,
         sql: &str,
         params: impl rusqlite::Params,
@@ -683,161 +656,6 @@ impl Tx<'_> {
         self.identity()?.ok_or(StoreError::Missing("identity"))
     }
 
-    // ---- prekeys ----------------------------------------------------------
-
-    /// Keeps a signed prekey (the newest is the current one).
-    pub fn save_signed_prekey(&self, k: &SignedPreKeyPair) -> Result<()> {
-        self.c().execute(
-            "INSERT OR REPLACE INTO signed_prekeys (key_id, record, created_at) VALUES (?1, ?2, ?3)",
-            params![k.id(), k.to_record().to_bytes().as_slice(), k.created_at_ms() as i64],
-        )?;
-        Ok(())
-    }
-
-    /// One-time prekey ids whose secrets a restore dropped and that may
-    /// still be on the server: delete them there, then
-    /// [`Tx::clear_stale_prekeys`].
-    pub fn stale_prekeys(&self) -> Result<Vec<u32>> {
-        let mut stmt = self
-            .c()
-            .prepare_cached("SELECT key_id FROM stale_prekeys ORDER BY key_id")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Forgets stale prekey ids once the server no longer has them.
-    pub fn clear_stale_prekeys(&self, ids: &[u32]) -> Result<()> {
-        let mut stmt = self
-            .c()
-            .prepare_cached("DELETE FROM stale_prekeys WHERE key_id = ?1")?;
-        for id in ids {
-            stmt.execute([id])?;
-        }
-        Ok(())
-    }
-
-    /// A signed prekey by id.
-    pub fn signed_prekey(&self, id: u32) -> Result<Option<SignedPreKeyPair>> {
-        let b = self.record("SELECT record FROM signed_prekeys WHERE key_id = ?1", [id])?;
-        b.map(|b| {
-            Ok(SignedPreKeyPair::from_record(
-                &SignedPreKeyRecord::from_bytes(&b)?,
-            )?)
-        })
-        .transpose()
-    }
-
-    /// The newest signed prekey.
-    pub fn current_signed_prekey(&self) -> Result<Option<SignedPreKeyPair>> {
-        let id: Option<u32> = self
-            .c()
-            .query_row(
-                "SELECT key_id FROM signed_prekeys ORDER BY created_at DESC, key_id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        id.map(|id| self.signed_prekey(id))
-            .transpose()
-            .map(Option::flatten)
-    }
-
-    /// Deletes signed prekeys created before `before_ms`, never the newest.
-    pub fn prune_signed_prekeys(&self, before_ms: i64) -> Result<usize> {
-        Ok(self.c().execute(
-            "DELETE FROM signed_prekeys WHERE created_at < ?1 AND key_id <>
-             (SELECT key_id FROM signed_prekeys ORDER BY created_at DESC, key_id DESC LIMIT 1)",
-            [before_ms],
-        )?)
-    }
-
-    /// Adds fresh one-time prekeys (not yet uploaded).
-    pub fn add_one_time_prekeys(&self, keys: &[OneTimePreKeyPair]) -> Result<()> {
-        let mut stmt = self
-            .c()
-            .prepare_cached("INSERT INTO one_time_prekeys (key_id, record) VALUES (?1, ?2)")?;
-        for k in keys {
-            stmt.execute(params![k.id(), k.to_record().to_bytes().as_slice()])?;
-        }
-        Ok(())
-    }
-
-    /// The id to give the next one-time prekey (ids are never reused).
-    pub fn next_one_time_prekey_id(&self) -> Result<u32> {
-        let max: Option<u32> =
-            self.c()
-                .query_row("SELECT max(key_id) FROM one_time_prekeys", [], |r| r.get(0))?;
-        let next = max.map_or(1, |m| m.saturating_add(1));
-        if next == e2ee_core::keys::NO_ONE_TIME_PREKEY {
-            return Err(StoreError::Invalid("one-time prekey ids exhausted"));
-        }
-        Ok(next)
-    }
-
-    /// How many one-time prekeys are still unused.
-    pub fn unused_one_time_prekeys(&self) -> Result<u32> {
-        Ok(self.c().query_row(
-            "SELECT count(*) FROM one_time_prekeys WHERE used = 0",
-            [],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// Unused one-time prekeys not uploaded yet.
-    pub fn unuploaded_one_time_prekeys(&self) -> Result<Vec<OneTimePreKeyPair>> {
-        let mut stmt = self.c().prepare_cached(
-            "SELECT record FROM one_time_prekeys WHERE used = 0 AND uploaded = 0 ORDER BY key_id",
-        )?;
-        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0).map(Zeroizing::new))?;
-        let mut out = Vec::new();
-        for b in rows {
-            out.push(OneTimePreKeyPair::from_record(
-                &OneTimePreKeyRecord::from_bytes(&b?)?,
-            ));
-        }
-        Ok(out)
-    }
-
-    /// Marks one-time prekeys as uploaded to the server.
-    pub fn mark_one_time_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
-        let mut stmt = self
-            .c()
-            .prepare_cached("UPDATE one_time_prekeys SET uploaded = 1 WHERE key_id = ?1")?;
-        for id in ids {
-            stmt.execute([id])?;
-        }
-        Ok(())
-    }
-
-    fn one_time_prekey(&self, id: u32) -> Result<Option<OneTimePreKeyPair>> {
-        let b = self.record(
-            "SELECT record FROM one_time_prekeys WHERE key_id = ?1 AND used = 0",
-            [id],
-        )?;
-        Ok(b.map(|b| OneTimePreKeyRecord::from_bytes(&b))
-            .transpose()?
-            .map(|r| OneTimePreKeyPair::from_record(&r)))
-    }
-
-    /// Marks a one-time prekey used and erases its secret.
-    pub fn consume_one_time_prekey(&self, id: u32) -> Result<()> {
-        self.c().execute(
-            "UPDATE one_time_prekeys SET used = 1, record = NULL WHERE key_id = ?1",
-            [id],
-        )?;
-        Ok(())
-    }
-
-    pub(crate) fn prekeys_for(&self, spk: u32, opk: Option<u32>) -> Result<LoadedPreKeys> {
-        Ok(LoadedPreKeys {
-            signed: self.signed_prekey(spk)?,
-            one_time: opk
-                .map(|id| self.one_time_prekey(id))
-                .transpose()?
-                .flatten(),
-        })
-    }
-
     // ---- peers and sessions ---------------------------------------------------
 
     /// All sessions with a peer (empty if none).
@@ -860,198 +678,6 @@ impl Tx<'_> {
             )?
             .execute(params![peer, s.to_record().to_bytes().as_slice(), now_ms()])?;
         Ok(())
-    }
-
-    // ---- sender keys ---------------------------------------------------------
-
-    /// Our sending state for a group.
-    pub fn sender_key_out(&self, group_id: &str) -> Result<Option<SenderKeySender>> {
-        let b = self.record(
-            "SELECT record FROM sender_keys_out WHERE group_id = ?1",
-            [group_id],
-        )?;
-        Ok(b.map(|b| SenderKeySenderRecord::from_bytes(&b))
-            .transpose()?
-            .map(|r| SenderKeySender::from_record(&r)))
-    }
-
-    /// Saves our sending state for a group.
-    pub fn save_sender_key_out(&self, group_id: &str, s: &SenderKeySender) -> Result<()> {
-        self.c()
-            .prepare_cached(
-                "INSERT INTO sender_keys_out (group_id, record) VALUES (?1, ?2)
-                 ON CONFLICT (group_id) DO UPDATE SET record = ?2",
-            )?
-            .execute(params![group_id, s.to_record().to_bytes().as_slice()])?;
-        Ok(())
-    }
-
-    /// Forgets our sending state and who had it: the next group message
-    /// starts a new chain (after a member is removed or leaves).
-    pub fn rotate_sender_key(&self, group_id: &str) -> Result<()> {
-        self.c().execute(
-            "DELETE FROM sender_keys_out WHERE group_id = ?1",
-            [group_id],
-        )?;
-        self.c().execute(
-            "DELETE FROM sender_keys_shared WHERE group_id = ?1",
-            [group_id],
-        )?;
-        Ok(())
-    }
-
-    /// Records that `user_id` was sent our chain `chain_id` for the group.
-    pub fn mark_sender_key_shared(
-        &self,
-        group_id: &str,
-        user_id: &str,
-        chain_id: u32,
-    ) -> Result<()> {
-        self.c().execute(
-            "INSERT INTO sender_keys_shared (group_id, user_id, chain_id) VALUES (?1, ?2, ?3)
-             ON CONFLICT (group_id, user_id) DO UPDATE SET chain_id = ?3",
-            params![group_id, user_id, chain_id],
-        )?;
-        Ok(())
-    }
-
-    /// Which of `members` do not have our chain `chain_id` yet.
-    pub fn sender_key_missing(
-        &self,
-        group_id: &str,
-        chain_id: u32,
-        members: &[String],
-    ) -> Result<Vec<String>> {
-        let mut stmt = self.c().prepare_cached(
-            "SELECT 1 FROM sender_keys_shared WHERE group_id = ?1 AND user_id = ?2 AND chain_id = ?3",
-        )?;
-        let mut out = Vec::new();
-        for m in members {
-            if !stmt.exists(params![group_id, m, chain_id])? {
-                out.push(m.clone());
-            }
-        }
-        Ok(out)
-    }
-
-    /// A member's sending chains as we hold them.
-    pub fn sender_key_in(&self, group_id: &str, sender: &str) -> Result<Option<SenderKeyReceiver>> {
-        let b = self.record(
-            "SELECT record FROM sender_keys_in WHERE group_id = ?1 AND sender = ?2",
-            [group_id, sender],
-        )?;
-        b.map(|b| {
-            Ok(SenderKeyReceiver::from_record(
-                &SenderKeyReceiverRecord::from_bytes(&b)?,
-            )?)
-        })
-        .transpose()
-    }
-
-    /// Saves a member's sending chains.
-    pub fn save_sender_key_in(
-        &self,
-        group_id: &str,
-        sender: &str,
-        r: &SenderKeyReceiver,
-    ) -> Result<()> {
-        self.c()
-            .prepare_cached(
-                "INSERT INTO sender_keys_in (group_id, sender, record) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (group_id, sender) DO UPDATE SET record = ?3",
-            )?
-            .execute(params![
-                group_id,
-                sender,
-                r.to_record().to_bytes().as_slice()
-            ])?;
-        Ok(())
-    }
-
-    /// Forgets a member's chains (they left or were removed).
-    pub fn forget_sender_key_in(&self, group_id: &str, sender: &str) -> Result<()> {
-        self.c().execute(
-            "DELETE FROM sender_keys_in WHERE group_id = ?1 AND sender = ?2",
-            [group_id, sender],
-        )?;
-        Ok(())
-    }
-
-    // ---- groups -----------------------------------------------------------
-
-    /// Inserts or updates a group and replaces its member list.
-    pub fn save_group(&self, g: &Group) -> Result<()> {
-        self.c().execute(
-            "INSERT INTO groups (id, name, owner, created_at, left_at) VALUES (?1, ?2, ?3, ?4, NULL)
-             ON CONFLICT (id) DO UPDATE SET name = ?2, owner = ?3, left_at = NULL",
-            params![g.id, g.name, g.owner, g.created_at_ms],
-        )?;
-        self.c()
-            .execute("DELETE FROM group_members WHERE group_id = ?1", [&g.id])?;
-        let mut ins = self.c().prepare_cached(
-            "INSERT INTO group_members (group_id, user_id, role) VALUES (?1, ?2, ?3)",
-        )?;
-        for (user, role) in &g.members {
-            ins.execute(params![g.id, user, role])?;
-        }
-        Ok(())
-    }
-
-    /// Marks a group left (we left or were removed): history stays.
-    pub fn mark_group_left(&self, group_id: &str) -> Result<()> {
-        self.c().execute(
-            "UPDATE groups SET left_at = ?2 WHERE id = ?1",
-            params![group_id, now_ms()],
-        )?;
-        self.c()
-            .execute("DELETE FROM group_members WHERE group_id = ?1", [group_id])?;
-        self.rotate_sender_key(group_id)
-    }
-
-    /// One group.
-    pub fn group(&self, group_id: &str) -> Result<Option<Group>> {
-        let row = self
-            .c()
-            .query_row(
-                "SELECT id, name, owner, created_at, left_at IS NOT NULL FROM groups WHERE id = ?1",
-                [group_id],
-                |r| {
-                    Ok(Group {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        owner: r.get(2)?,
-                        created_at_ms: r.get(3)?,
-                        left: r.get(4)?,
-                        members: Vec::new(),
-                    })
-                },
-            )
-            .optional()?;
-        let Some(mut g) = row else { return Ok(None) };
-        g.members = self
-            .c()
-            .prepare_cached(
-                "SELECT user_id, role FROM group_members WHERE group_id = ?1 ORDER BY user_id",
-            )?
-            .query_map([group_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(Some(g))
-    }
-
-    /// Every group, by name.
-    pub fn groups(&self) -> Result<Vec<Group>> {
-        let ids: Vec<String> = self
-            .c()
-            .prepare("SELECT id FROM groups ORDER BY name, id")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(g) = self.group(&id)? {
-                out.push(g);
-            }
-        }
-        Ok(out)
     }
 
     // ---- messages -----------------------------------------------------------
@@ -1248,153 +874,11 @@ impl Tx<'_> {
         )?;
         Ok(())
     }
-
-    /// A page of a conversation, newest first, starting before `before`.
-    pub fn history(&self, conv: &Conversation, before: Option<Cursor>, limit: u32) -> Result<Page> {
-        let (kind, id) = conv.parts();
-        let (at, seq) = before.map_or((i64::MAX, i64::MAX), |c| (c.sent_at, c.seq));
-        let mut stmt = self.c().prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m
-             WHERE m.conv_kind = ?1 AND m.conv_id = ?2 AND (m.sent_at, m.seq) < (?3, ?4)
-             ORDER BY m.sent_at DESC, m.seq DESC LIMIT ?5"
-        ))?;
-        let messages: Vec<Message> = stmt
-            .query_map(params![kind, id, at, seq, limit], message_from_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        let next = (messages.len() as u32 == limit && limit > 0)
-            .then(|| messages.last())
-            .flatten()
-            .map(|m| Cursor {
-                sent_at: m.sent_at_ms,
-                seq: m.seq,
-            });
-        Ok(Page { messages, next })
-    }
-
-    /// Full-text search, newest first, optionally in one conversation.
-    /// Every word must match; the last one may be a prefix.
-    pub fn search(
-        &self,
-        text: &str,
-        conv: Option<&Conversation>,
-        limit: u32,
-    ) -> Result<Vec<SearchHit>> {
-        let query = fts_query(text).ok_or(StoreError::Invalid("empty search"))?;
-        let (kind, id) = conv.map_or((-1, ""), Conversation::parts);
-        let mut stmt = self.c().prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS}, snippet(messages_fts, 0, '[', ']', '…', 12)
-             FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid
-             WHERE messages_fts MATCH ?1 AND (?2 = -1 OR (m.conv_kind = ?2 AND m.conv_id = ?3))
-             ORDER BY messages_fts.rowid DESC LIMIT ?4"
-        ))?;
-        let rows = stmt.query_map(params![query, kind, id, limit], |r| {
-            Ok(SearchHit {
-                message: message_from_row(r)?,
-                snippet: r.get(15)?,
-            })
-        })?;
-        // The query is built so it cannot be a syntax error: a plain SQLite
-        // error from FTS5 here means a damaged index page (FTS5 reports a
-        // page that fails its HMAC as SQLITE_ERROR, not SQLITE_CORRUPT).
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::Unknown) => {
-                    StoreError::Corrupt(format!("search index: {e}"))
-                }
-                _ => StoreError::from(e),
-            })
-    }
-
-    /// Every conversation with its newest message and unread count, the
-    /// most recent first.
-    pub fn conversations(&self) -> Result<Vec<ConversationSummary>> {
-        let mut stmt = self.c().prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS}, c.unread FROM conversations c
-             JOIN messages m ON m.seq = c.last_seq ORDER BY c.last_seq DESC"
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            let last = message_from_row(r)?;
-            Ok(ConversationSummary {
-                conversation: last.conversation.clone(),
-                last,
-                unread: r.get(15)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Unread incoming messages in one conversation.
-    pub fn unread(&self, conv: &Conversation) -> Result<u64> {
-        let (kind, id) = conv.parts();
-        Ok(self
-            .c()
-            .query_row(
-                "SELECT unread FROM conversations WHERE conv_kind = ?1 AND conv_id = ?2",
-                params![kind, id],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0))
-    }
-
-    /// Marks every unread incoming message of a conversation read and
-    /// returns the receipts to send.
-    pub fn mark_read(&self, conv: &Conversation) -> Result<Vec<ReadReceipt>> {
-        let (kind, id) = conv.parts();
-        let mut stmt = self.c().prepare_cached(
-            "UPDATE messages SET read_at = ?3, status = 3
-             WHERE conv_kind = ?1 AND conv_id = ?2 AND outgoing = 0 AND read_at IS NULL
-             RETURNING id, sender",
-        )?;
-        let rows = stmt.query_map(params![kind, id, now_ms()], |r| {
-            Ok(ReadReceipt {
-                message_id: r.get(0)?,
-                sender: r.get(1)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Read receipts not yet handed to the server (after a reconnect).
-    pub fn unsent_read_receipts(&self) -> Result<Vec<ReadReceipt>> {
-        let mut stmt = self.c().prepare_cached(
-            "SELECT id, sender FROM messages WHERE outgoing = 0 AND read_at IS NOT NULL AND read_sent = 0
-             ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ReadReceipt {
-                message_id: r.get(0)?,
-                sender: r.get(1)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// The server took these read receipts.
-    pub fn mark_read_receipts_sent(&self, ids: &[String]) -> Result<()> {
-        let mut stmt = self
-            .c()
-            .prepare_cached("UPDATE messages SET read_sent = 1 WHERE id = ?1")?;
-        for id in ids {
-            stmt.execute([id])?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fts_query_quotes_everything() {
-        assert_eq!(fts_query("  "), None);
-        assert_eq!(fts_query("hello").as_deref(), Some("\"hello\"*"));
-        assert_eq!(
-            fts_query("say \"hi\" OR").as_deref(),
-            Some("\"say\" \"\"\"hi\"\"\" \"OR\"*")
-        );
-    }
 
     #[test]
     fn attachment_encoding_round_trips_and_refuses_junk() {

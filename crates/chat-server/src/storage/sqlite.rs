@@ -26,109 +26,12 @@ use super::{
 };
 use crate::metrics::Metrics;
 
+use super::sqlite_schema::{SCHEMA, migrate};
+
 /// Most jobs in one commit: bounds the latency one batch adds.
 const MAX_BATCH: usize = 1024;
 /// Below this many one-time prekeys a client is asked for more.
 pub const PREKEYS_LOW: u32 = 10;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS users (
-    id TEXT PRIMARY KEY,
-    username TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    password_hash TEXT NOT NULL,
-    avatar_url TEXT,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    hash BLOB PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    last_used INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS identities (
-    user_id TEXT PRIMARY KEY,
-    identity_key TEXT NOT NULL,
-    identity_signature TEXT NOT NULL,
-    spk_id INTEGER,
-    spk_key TEXT,
-    spk_signature TEXT,
-    spk_uploaded_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS one_time_prekeys (
-    user_id TEXT NOT NULL,
-    key_id INTEGER NOT NULL,
-    public_key TEXT NOT NULL,
-    PRIMARY KEY (user_id, key_id)
-);
-CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY,
-    sender TEXT NOT NULL,
-    group_id TEXT,
-    content TEXT,
-    message_type TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_id TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    state INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (message_id, recipient)
-);
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (recipient, seq) WHERE state = 0;
-CREATE TABLE IF NOT EXISTS status_queue (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    user_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    by_user TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS status_queue_user ON status_queue (user_id, seq);
--- (a, b): a wrote to b 1:1, so a's presence goes to b (never the other
--- way round until b writes back).
-CREATE TABLE IF NOT EXISTS contacts (
-    a TEXT NOT NULL,
-    b TEXT NOT NULL,
-    PRIMARY KEY (a, b)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS contacts_by_b ON contacts (b, a);
--- A user posted in a group: their presence goes to its members while they
--- are one.
-CREATE TABLE IF NOT EXISTS group_posters (
-    group_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    PRIMARY KEY (group_id, user_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS groups (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    description TEXT,
-    owner_id TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS group_members (
-    group_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    role TEXT NOT NULL,
-    joined_at INTEGER NOT NULL,
-    PRIMARY KEY (group_id, user_id)
-);
-CREATE INDEX IF NOT EXISTS group_members_user ON group_members (user_id);
-CREATE TABLE IF NOT EXISTS verifications (
-    user_id TEXT NOT NULL,
-    target_id TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    verified_at INTEGER NOT NULL,
-    PRIMARY KEY (user_id, target_id)
-);
-CREATE TABLE IF NOT EXISTS media (
-    id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
-);
-"#;
 
 /// Told how the batch's COMMIT went.
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -388,68 +291,6 @@ fn load_group(conn: &Connection, id: &str) -> StoreResult<Option<Group>> {
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(Some(g))
-}
-
-/// Version 1: presence follows who wrote to whom. Databases from before
-/// recorded contacts both ways on any 1:1 message and let every group
-/// member see every other's presence; the directed pairs are rebuilt from
-/// the delivery records still held (older pairs are dropped: the safe
-/// direction), and the group posters from the messages.
-const PRESENCE_V1: &str = "
-BEGIN IMMEDIATE;
-DELETE FROM contacts;
-INSERT OR IGNORE INTO contacts (a, b)
-    SELECT d.sender, d.recipient FROM deliveries d JOIN messages m ON m.id = d.message_id
-    WHERE m.group_id IS NULL;
-INSERT OR IGNORE INTO group_posters (group_id, user_id)
-    SELECT DISTINCT group_id, sender FROM messages WHERE group_id IS NOT NULL;
-PRAGMA user_version = 1;
-COMMIT;
-";
-
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < 1 {
-        conn.execute_batch(PRESENCE_V1)?;
-    }
-    if version < 2 {
-        usernames_v2(conn)?;
-    }
-    Ok(())
-}
-
-/// Version 2: usernames are unique in NFKC_Casefold form
-/// (`chat_proto::validate::canonical_username`), not ASCII case only. Each
-/// existing account gets its canonical name; where two older accounts fold
-/// to one name, the later keeps none (it still logs in by its exact name,
-/// and nobody can register a third).
-fn usernames_v2(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE; ALTER TABLE users ADD COLUMN canonical TEXT;")?;
-    let done = (|| {
-        let rows: Vec<(String, String)> = conn
-            .prepare("SELECT id, username FROM users ORDER BY created_at, id")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut seen = std::collections::HashSet::new();
-        let mut set = conn.prepare("UPDATE users SET canonical = ?2 WHERE id = ?1")?;
-        for (id, name) in rows {
-            let canonical = chat_proto::validate::canonical_username(&name);
-            if seen.insert(canonical.clone()) {
-                set.execute(params![id, canonical])?;
-            }
-        }
-        conn.execute_batch(
-            "CREATE UNIQUE INDEX users_canonical ON users (canonical);
-             PRAGMA user_version = 2;",
-        )
-    })();
-    match done {
-        Ok(()) => conn.execute_batch("COMMIT"),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
 }
 
 /// Who sees `?1`'s presence: those it wrote to, and the members of groups it
