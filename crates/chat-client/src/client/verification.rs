@@ -70,7 +70,7 @@ impl Client {
     /// server; it also makes the key trusted. If the peer's key changed
     /// since `compared` was computed, nothing is marked and the error is
     /// [`StoreError::IdentityChanged`]: the user compared another key. A
-    /// later key change clears it and raises [`Event::IdentityChanged`] with
+    /// later key change clears it and raises [`crate::Event::IdentityChanged`] with
     /// `was_verified`.
     pub async fn verify(&self, user_id: &str, compared: &SafetyNumber) -> Result<()> {
         let peer = self.peer(user_id).await?;

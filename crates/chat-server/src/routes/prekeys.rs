@@ -50,16 +50,12 @@ pub(super) async fn upload(
     check(&req)?;
     if state
         .store
-        .revoke_others_on_new_identity(&me.user.id, &req.identity_key, me.token_hash.clone())
+        .upload_prekeys(&me.user.id, req, me.token_hash.clone(), now_ms())
         .await?
     {
         // The old device's connections go with its tokens.
         state.hub.close_others(&me.user.id, &me.token_hash);
     }
-    state
-        .store
-        .upload_prekeys(&me.user.id, req, now_ms())
-        .await?;
     let status = state.store.prekey_status(&me.user.id).await?;
     if status.signed_prekey_id.is_none() {
         return Err(ApiError::bad_request(

@@ -146,22 +146,18 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()>;
 
     // Prekeys.
-    /// Applies an upload (already validated); returns one-time prekeys left.
+    /// Applies an upload (already validated) for the caller, whose token
+    /// hash is `keep`. An upload that replaces the account's identity (the
+    /// user replaces the keys of a lost device) drops the old one-time
+    /// prekeys and, in the same transaction, revokes every token of the
+    /// account but `keep`, so the old device's logins stop working. Returns
+    /// whether an identity was replaced.
     async fn upload_prekeys(
         &self,
         user_id: &str,
         upload: PreKeyUpload,
-        now: i64,
-    ) -> StoreResult<u32>;
-    /// Before an upload: if the account has an identity and `identity_key`
-    /// is another one (the user replaces the keys of a lost device),
-    /// revokes every token of the account but `keep` (the caller's), so
-    /// the old device's logins stop working. Returns whether it did.
-    async fn revoke_others_on_new_identity(
-        &self,
-        user_id: &str,
-        identity_key: &str,
         keep: Vec<u8>,
+        now: i64,
     ) -> StoreResult<bool>;
     /// Hands out a bundle, claiming one one-time prekey atomically; also
     /// returns how many are left.

@@ -453,7 +453,13 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn upload_prekeys(&self, user_id: &str, u: PreKeyUpload, now: i64) -> StoreResult<u32> {
+    async fn upload_prekeys(
+        &self,
+        user_id: &str,
+        u: PreKeyUpload,
+        keep: Vec<u8>,
+        now: i64,
+    ) -> StoreResult<bool> {
         let user = user_id.to_owned();
         self.write(move |c| {
             let current: Option<String> = c
@@ -463,6 +469,15 @@ impl Storage for SqliteStorage {
                     |r| r.get(0),
                 )
                 .optional()?;
+            let replaced = current
+                .as_deref()
+                .is_some_and(|k| k != u.identity_key.as_str());
+            if replaced {
+                c.execute(
+                    "DELETE FROM tokens WHERE user_id = ?1 AND hash != ?2",
+                    params![user, keep],
+                )?;
+            }
             if current.as_deref() != Some(u.identity_key.as_str()) {
                 // A new identity (reinstall): old prekeys belong to the old one.
                 c.execute("DELETE FROM one_time_prekeys WHERE user_id = ?1", [&user])?;
@@ -486,43 +501,9 @@ impl Storage for SqliteStorage {
             for k in &u.one_time_prekeys {
                 ins.execute(params![user, k.key_id, k.public_key])?;
             }
-            Ok(c.query_row(
-                "SELECT COUNT(*) FROM one_time_prekeys WHERE user_id = ?1",
-                [&user],
-                |r| r.get(0),
-            )?)
+            Ok(replaced)
         })
         .await
-    }
-
-    async fn revoke_others_on_new_identity(
-        &self,
-        user_id: &str,
-        identity_key: &str,
-        keep: Vec<u8>,
-    ) -> StoreResult<bool> {
-        let user = user_id.to_owned();
-        let new_key = identity_key.to_owned();
-        let replaced = self
-            .write(move |c| {
-                let current: Option<String> = c
-                    .query_row(
-                        "SELECT identity_key FROM identities WHERE user_id = ?1",
-                        [&user],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                let replaced = current.is_some_and(|k| k != new_key);
-                if replaced {
-                    c.execute(
-                        "DELETE FROM tokens WHERE user_id = ?1 AND hash != ?2",
-                        params![user, keep],
-                    )?;
-                }
-                Ok(replaced)
-            })
-            .await?;
-        Ok(replaced)
     }
 
     async fn claim_bundle(&self, user_id: &str) -> StoreResult<Option<(PreKeyBundle, u32)>> {

@@ -146,10 +146,7 @@ async fn login_status(s: &TestServer, user: &str, password: &str) -> u16 {
 
 #[tokio::test]
 async fn a_rate_limit_says_when_to_try_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = chat_server::Config::for_tests(dir.path());
-    config.limits.logins_per_minute = 2;
-    let s = TestServer::start_with(dir, config).await;
+    let s = server_with(|c| c.limits.logins_per_minute = 2).await;
     s.register("alice").await;
     let mut retry = None;
     for _ in 0..3 {
@@ -178,12 +175,9 @@ async fn a_rate_limit_says_when_to_try_again() {
 
 #[tokio::test]
 async fn guessing_one_account_is_throttled_whatever_the_address_and_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = chat_server::Config::for_tests(dir.path());
     // One attempt earned back every 2 s; per-address limits stay wide open
     // (as for an attacker with many addresses).
-    config.limits.logins_per_account_per_minute = 30;
-    let s = TestServer::start_with(dir, config).await;
+    let s = server_with(|c| c.limits.logins_per_account_per_minute = 30).await;
     s.register("alice").await;
     s.register("bob").await;
     let mut limited = None;
@@ -285,6 +279,20 @@ async fn create_group(s: &TestServer, token: &str, members: &[&str]) -> (u16, se
     .await
 }
 
+/// `POST /api/groups/{gid}/members` as `token`: the status.
+async fn add_status(s: &TestServer, token: &str, gid: &str, user: &str) -> u16 {
+    let path = format!("/api/groups/{gid}/members");
+    s.call("POST", &path, Some(token), Some(json!({"userId": user})))
+        .await
+        .0
+}
+
+/// `DELETE /api/groups/{gid}/members/{user}` as `token`: the status.
+async fn remove_status(s: &TestServer, token: &str, gid: &str, user: &str) -> u16 {
+    let path = format!("/api/groups/{gid}/members/{user}");
+    s.call("DELETE", &path, Some(token), None).await.0
+}
+
 #[tokio::test]
 async fn groups_have_a_member_cap_and_their_changes_a_rate() {
     let s = server_with(|c| {
@@ -306,53 +314,29 @@ async fn groups_have_a_member_cap_and_their_changes_a_rate() {
     let (status, g) = create_group(&s, &owner.token, &ids[..2]).await;
     assert_eq!(status, 201);
     let gid = g["id"].as_str().unwrap().to_owned();
-    let members = format!("/api/groups/{gid}/members");
-    let (status, _) = s
-        .call(
-            "POST",
-            &members,
-            Some(&owner.token),
-            Some(json!({"userId": ids[2]})),
-        )
-        .await;
-    assert_eq!(status, 413, "the group is full");
+    let t = &owner.token;
+    assert_eq!(
+        add_status(&s, t, &gid, ids[2]).await,
+        413,
+        "the group is full"
+    );
     // Membership changes are limited (2 a minute here: that attempt was
     // one); leaving is not.
-    let (status, _) = s
-        .call(
-            "DELETE",
-            &format!("{members}/{}", ids[0]),
-            Some(&owner.token),
-            None,
-        )
-        .await;
-    assert_eq!(status, 204);
-    let (status, _) = s
-        .call(
-            "POST",
-            &members,
-            Some(&owner.token),
-            Some(json!({"userId": ids[2]})),
-        )
-        .await;
-    assert_eq!(status, 429, "the third change in a minute");
-    let leaver = s
+    assert_eq!(remove_status(&s, t, &gid, ids[0]).await, 204);
+    assert_eq!(
+        add_status(&s, t, &gid, ids[2]).await,
+        429,
+        "the third change in a minute"
+    );
+    let (_, leaver) = s
         .call(
             "POST",
             "/api/auth/login",
             None,
-            Some(json!({"username": "user1", "password": "secret-pw"})),
-        )
-        .await
-        .1;
-    let (status, _) = s
-        .call(
-            "DELETE",
-            &format!("{members}/{}", ids[1]),
-            Some(leaver["token"].as_str().unwrap()),
-            None,
+            Some(login_body("user1", "secret-pw")),
         )
         .await;
+    let status = remove_status(&s, leaver["token"].as_str().unwrap(), &gid, ids[1]).await;
     assert_eq!(status, 204, "leaving is never limited");
     // Group creation is limited too (3 an hour here: two used above).
     let (status, _) = create_group(&s, &owner.token, &ids[..1]).await;
