@@ -175,7 +175,7 @@ fn transport_code(t: &TransportError) -> u8 {
         TransportError::Api { code: c, .. } => match c {
             ErrorCode::Unauthorized => code::AUTH,
             ErrorCode::NotFound => code::NOT_FOUND,
-            ErrorCode::Unavailable => code::UNREACHABLE,
+            ErrorCode::Unavailable | ErrorCode::Timeout => code::UNREACHABLE,
             ErrorCode::Internal => code::OTHER,
             _ => code::REFUSED,
         },

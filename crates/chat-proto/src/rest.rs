@@ -344,6 +344,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// Slow down.
     RateLimited,
+    /// The request, or its body, took longer than the server waits
+    /// (HTTP 408); sending it again is safe.
+    Timeout,
     /// The server is at capacity or shutting down.
     Unavailable,
     /// A server fault; nothing the caller did.

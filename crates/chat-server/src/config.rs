@@ -15,8 +15,21 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Folder for the database and media files.
     pub data_dir: PathBuf,
-    /// Most WebSocket connections at once; more are refused with 503.
+    /// Most connections at once, counted from the moment a TCP connection
+    /// is accepted (REST, idle keep-alive and WebSocket alike); more get a
+    /// 503 and are closed.
     pub max_connections: usize,
+    /// Seconds a client has to send a whole request head; also how long an
+    /// idle keep-alive connection waits for its next request.
+    pub header_timeout_secs: u64,
+    /// Seconds a REST request (its body included) has to be answered
+    /// (media uploads have `upload_timeout_secs` instead); then 408.
+    pub request_timeout_secs: u64,
+    /// Seconds a request body may send nothing before the request fails
+    /// (408).
+    pub body_idle_timeout_secs: u64,
+    /// Seconds a whole media upload may take (408 after that).
+    pub upload_timeout_secs: u64,
     /// Largest media upload, in bytes.
     pub media_max_bytes: u64,
     /// Most members in one group, the owner included.
@@ -112,6 +125,10 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             data_dir: PathBuf::from("data"),
             max_connections: 200_000,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
+            body_idle_timeout_secs: 10,
+            upload_timeout_secs: 300,
             media_max_bytes: 16 * 1024 * 1024,
             max_group_members: 1000,
             retention_days: 30,

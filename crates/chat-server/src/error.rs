@@ -59,6 +59,11 @@ impl ApiError {
         }
     }
 
+    /// 408: the request or its body was too slow.
+    pub fn timeout(what: &str) -> Self {
+        Self::new(ErrorCode::Timeout, format!("{what} took too long"))
+    }
+
     /// The HTTP status for the code.
     pub fn status(&self) -> StatusCode {
         match self.code {
@@ -70,6 +75,7 @@ impl ApiError {
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -20,7 +20,8 @@
 //!
 //! Layout: `routes/` (REST handlers), `ws.rs` (one connection), `relay.rs`
 //! (the delivery rules), `hub.rs` (live connections), `storage/` (the
-//! `Storage` trait and its SQLite backend), `config.rs`, `metrics.rs`.
+//! `Storage` trait and its SQLite backend), `serve.rs` (the accept loop,
+//! connection count and deadlines), `config.rs`, `metrics.rs`.
 
 pub mod auth;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod hub;
 pub mod metrics;
 pub mod relay;
 pub mod routes;
+pub mod serve;
 pub mod state;
 pub mod storage;
 pub mod ws;
@@ -62,6 +64,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The metrics registry refused a series (a bad name: a bug).
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// The media folder could not be made.
     #[error("media folder: {0}")]
     Media(std::io::Error),
@@ -102,7 +107,7 @@ impl RunningServer {
 
 /// Opens storage, binds `config.listen` and serves in the background.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);
     let store: Arc<dyn Storage> = Arc::new(SqliteStorage::open(
         &config.data_dir,
         config.sync_full,
@@ -152,26 +157,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             }
         }
     });
-    let mut stop_signal = stop_rx;
     let hub_state = state.clone();
-    let task = tokio::spawn(async move {
-        // Frames are small and latency matters: no Nagle delay.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop_signal.wait_for(|s| *s).await;
-            // Open WebSockets are told through their mailboxes (see ws.rs).
-            hub_state.hub.close_all();
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "server stopped with an error");
-        }
+    let mut hub_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        let _ = hub_stop.wait_for(|s| *s).await;
+        // Open WebSockets are told through their mailboxes (see ws.rs).
+        hub_state.hub.close_all();
     });
+    let task = tokio::spawn(serve::run(listener, app, state.clone(), stop_rx));
     tracing::info!(%addr, "listening");
     Ok(RunningServer {
         addr,

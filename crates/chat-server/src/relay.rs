@@ -3,7 +3,6 @@
 //! `read` back to senders, queued when they are offline.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use chat_proto::rest::{ErrorCode, RelayedMessage};
 use chat_proto::validate::{self, MESSAGE_TYPE_MAX};
@@ -54,7 +53,7 @@ async fn store_and_push(
     let st = state.clone();
     let on_commit: OnCommit = Box::new(move |stored: &Stored| {
         if let Stored::New { queued, .. } = stored {
-            st.metrics.messages_relayed.fetch_add(1, Ordering::Relaxed);
+            st.metrics.messages_relayed.inc();
             for (recipient, seq) in queued {
                 let mut m = template.clone();
                 m.to = recipient.clone();

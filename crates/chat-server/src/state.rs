@@ -105,9 +105,7 @@ impl AppState {
     {
         use governor::clock::Clock;
         limiter.check_key(key).map_err(|not_until| {
-            self.metrics
-                .rate_limited
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.rate_limited.inc();
             crate::error::ApiError::rate_limited(not_until.wait_time_from(limiter.clock().now()))
         })
     }
@@ -131,9 +129,7 @@ impl AppState {
         match limiter.check_key_n(&user.to_owned(), cells) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
-                self.metrics
-                    .rate_limited
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.rate_limited.inc();
                 Err(crate::error::ApiError::rate_limited(
                     not_until.wait_time_from(limiter.clock().now()),
                 ))

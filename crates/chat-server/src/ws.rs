@@ -12,7 +12,6 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -39,15 +38,12 @@ use crate::state::AppState;
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    slot: Option<axum::Extension<crate::serve::ConnectionSlot>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let permit = match state.connections.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => {
-            return ApiError::new(ErrorCode::Unavailable, "connection limit reached")
-                .into_response();
-        }
-    };
+    // The connection's place under `max_connections` (taken when it was
+    // accepted) goes with the WebSocket.
+    let permit = slot.map(|axum::Extension(s)| s);
     let pre_auth = match auth::bearer(&headers).map(str::to_owned) {
         Some(token) => match auth::user_for_token(&state, &token).await {
             Ok(Some(user)) => Some((user, auth::token_hash(&token))),
@@ -78,7 +74,7 @@ async fn send(socket: &mut WebSocket, state: &AppState, frame: &ServerFrame) -> 
     let Ok(text) = serde_json::to_string(frame) else {
         return false;
     };
-    state.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
+    state.metrics.frames_sent.inc();
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 
@@ -193,7 +189,7 @@ async fn open(
         None => authenticate(state, socket).await?,
     };
     let reg = state.hub.register(&user.id, token);
-    state.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    state.metrics.connections.inc();
     // Shutdown sets the flag, then closes every registered mailbox: a
     // connection registered after that sees the flag here.
     if *state.shutdown.borrow() {
@@ -249,7 +245,7 @@ struct Start {
     socket: WebSocket,
     pre_auth: Option<(User, Vec<u8>)>,
     /// Held for the connection's life: the connection limit.
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _permit: Option<crate::serve::ConnectionSlot>,
 }
 
 /// Most writes (1:1 messages, `delivered` batches) of one connection being
@@ -349,7 +345,7 @@ async fn run(start: Box<Start>) {
         alive = Box::pin(on_event(&state, &mut socket, &mut c, event)).await;
     }
     let _ = socket.close().await;
-    state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    state.metrics.connections.dec();
     if state.hub.unregister(&c.user.id, c.reg.id) {
         Box::pin(presence(&state, &c.user, false)).await;
     }

@@ -67,9 +67,12 @@ impl TransportError {
             TransportError::Network(_) | TransportError::NotConnected => true,
             TransportError::Api { code, .. } => matches!(
                 code,
-                ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::Internal
+                ErrorCode::RateLimited
+                    | ErrorCode::Timeout
+                    | ErrorCode::Unavailable
+                    | ErrorCode::Internal
             ),
-            TransportError::Status { status } => *status >= 500 || *status == 429,
+            TransportError::Status { status } => *status >= 500 || *status == 429 || *status == 408,
             _ => false,
         }
     }

@@ -2,6 +2,7 @@
 //! memory), bounded by `media_max_bytes`; downloads stream the file back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -54,24 +55,21 @@ pub(super) async fn upload(
     let final_path = state.media_dir.join(&id);
     let tmp_path = state.media_dir.join(format!("{id}.part"));
     let mut file = tokio::fs::File::create(&tmp_path).await.map_err(io_error)?;
-    let mut size: u64 = 0;
-    let mut stream = req.into_body().into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(_) => {
-                let _ = tokio::fs::remove_file(&tmp_path).await;
-                return Err(too_large(max));
-            }
-        };
-        size += chunk.len() as u64;
-        if size > max {
+    let deadline = Duration::from_secs(state.config.upload_timeout_secs.max(1));
+    let written = tokio::time::timeout(deadline, receive(req, &mut file, max)).await;
+    let size = match written {
+        Ok(Ok(size)) => size,
+        Ok(Err(e)) => {
             drop(file);
             let _ = tokio::fs::remove_file(&tmp_path).await;
-            return Err(too_large(max));
+            return Err(e);
         }
-        file.write_all(&chunk).await.map_err(io_error)?;
-    }
+        Err(_) => {
+            drop(file);
+            let _ = tokio::fs::remove_file(&tmp_path).await;
+            return Err(ApiError::timeout("the upload"));
+        }
+    };
     if size == 0 {
         let _ = tokio::fs::remove_file(&tmp_path).await;
         return Err(ApiError::bad_request("empty upload"));
@@ -86,6 +84,41 @@ pub(super) async fn upload(
         .insert_media(&id, &me.user.id, size, now_ms())
         .await?;
     Ok((StatusCode::CREATED, axum::Json(MediaUploaded { id, size })))
+}
+
+/// Streams the body into `file`: its size, or why it stopped.
+async fn receive(req: Request, file: &mut tokio::fs::File, max: u64) -> ApiResult<u64> {
+    let mut size: u64 = 0;
+    let mut stream = req.into_body().into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            if super::body_timed_out(&e) {
+                ApiError::timeout("the upload body")
+            } else if is_length_limit(&e) {
+                too_large(max)
+            } else {
+                ApiError::bad_request("the upload was interrupted")
+            }
+        })?;
+        size += chunk.len() as u64;
+        if size > max {
+            return Err(too_large(max));
+        }
+        file.write_all(&chunk).await.map_err(io_error)?;
+    }
+    Ok(size)
+}
+
+/// Whether the body stopped at `DefaultBodyLimit`.
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 pub(super) async fn download(

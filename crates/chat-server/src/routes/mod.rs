@@ -9,8 +9,13 @@ mod prekeys;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::response::IntoResponse;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use tower_http::timeout::TimeoutBody;
 use axum::routing::{delete, get, post, put};
 use chat_proto::rest::Health;
 use chat_proto::validate::JSON_BODY_MAX;
@@ -30,7 +35,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(e) => {
                 let status = e.status();
-                if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                if body_timed_out(&e) {
+                    Err(ApiError::timeout("the request body"))
+                } else if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                     Err(ApiError::new(
                         chat_proto::rest::ErrorCode::TooLarge,
                         "request body too large",
@@ -40,6 +47,49 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 }
             }
         }
+    }
+}
+
+/// Whether `e` (or what caused it) is the body idle deadline.
+pub(crate) fn body_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Every request: its body fails after `body_idle_timeout_secs` without a
+/// byte, and it is recorded in the latency histogram by route.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let idle = Duration::from_secs(state.config.body_idle_timeout_secs.max(1));
+    let req = req.map(|b| Body::new(TimeoutBody::new(idle, b)));
+    let resp = next.run(req).await;
+    state.metrics.observe_request(
+        method.as_str(),
+        &route,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
+    resp
+}
+
+/// REST requests (not uploads) are answered within
+/// `request_timeout_secs`, body included, or get 408 `timeout`.
+async fn deadline(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = Duration::from_secs(state.config.request_timeout_secs.max(1));
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::timeout("the request").into_response(),
     }
 }
 
@@ -101,7 +151,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             delete(groups::remove_member).put(groups::set_role),
         )
         .route("/api/groups/{group_id}/messages", get(groups::pending))
-        .layer(DefaultBodyLimit::max(JSON_BODY_MAX));
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/ws", get(crate::ws::upgrade))
+        .layer(DefaultBodyLimit::max(JSON_BODY_MAX))
+        .layer(from_fn_with_state(state.clone(), deadline));
     let media = Router::new()
         .route("/api/media", post(media::upload))
         .route("/api/media/{media_id}", get(media::download))
@@ -109,9 +163,6 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(api)
         .merge(media)
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/ws", get(crate::ws::upgrade))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -119,6 +170,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "method not allowed on this path",
             )
         })
+        .layer(from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 

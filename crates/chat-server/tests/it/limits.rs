@@ -32,7 +32,9 @@ async fn idle_connections_are_dropped() {
 async fn connection_limit_refuses_with_503() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_tests(dir.path());
-    config.max_connections = 2;
+    // Every accepted connection counts: the test client's pooled REST
+    // connection (from `register`) and two WebSockets fill three places.
+    config.max_connections = 3;
     let s = TestServer::start_with(dir, config).await;
     let a = s.register("alice").await;
     let _w1 = s.connect(&a.token).await;

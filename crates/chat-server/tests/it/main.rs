@@ -16,4 +16,5 @@ mod groups;
 mod hostile;
 mod limits;
 mod relay;
+mod slow;
 mod support;
