@@ -359,10 +359,7 @@ async fn server_error(inner: &Arc<Inner>, e: chat_proto::ws::ErrorFrame) {
     }
     if matches!(
         e.code,
-        ErrorCode::RateLimited
-                    | ErrorCode::Timeout
-                    | ErrorCode::Unavailable
-                    | ErrorCode::Internal
+        ErrorCode::RateLimited | ErrorCode::Timeout | ErrorCode::Unavailable | ErrorCode::Internal
     ) {
         // Stays in the outbox: resent by the timer.
         inner.deferred.store(true, Ordering::Relaxed);

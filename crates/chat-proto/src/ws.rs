@@ -196,3 +196,79 @@ pub struct ErrorFrame {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
+
+/// Why the server closed a WebSocket: the close frame's code and reason.
+/// Codes below 4000 are RFC 6455's; 4000–4003 are this protocol's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// 1001 `server shutting down`: reconnect later (with backoff).
+    GoingAway,
+    /// 1002 `protocol error`: the client broke WebSocket framing.
+    ProtocolError,
+    /// 1009 `too large`: a frame over 96 KiB (an `error` frame
+    /// `too_large` comes first).
+    TooLarge,
+    /// 4000 `idle timeout`: nothing, not even a pong, for
+    /// `idle_timeout_secs`.
+    IdleTimeout,
+    /// 4001 `auth failed`: the token is unknown, revoked or expired, or
+    /// the first frame was not `auth` (an `error` frame `unauthorized`
+    /// comes first). Log in again; reconnecting with the same token fails
+    /// again.
+    AuthFailed,
+    /// 4002 `auth timeout`: no `auth` frame within `auth_timeout_secs`.
+    AuthTimeout,
+    /// 4003 `logged out`: the token this connection used was logged out or
+    /// revoked (a login that replaced the account's keys). Do not
+    /// reconnect with it.
+    LoggedOut,
+}
+
+impl CloseReason {
+    /// Every reason, for tests and documentation.
+    pub const ALL: [CloseReason; 7] = [
+        CloseReason::GoingAway,
+        CloseReason::ProtocolError,
+        CloseReason::TooLarge,
+        CloseReason::IdleTimeout,
+        CloseReason::AuthFailed,
+        CloseReason::AuthTimeout,
+        CloseReason::LoggedOut,
+    ];
+
+    /// The close code.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::GoingAway => 1001,
+            CloseReason::ProtocolError => 1002,
+            CloseReason::TooLarge => 1009,
+            CloseReason::IdleTimeout => 4000,
+            CloseReason::AuthFailed => 4001,
+            CloseReason::AuthTimeout => 4002,
+            CloseReason::LoggedOut => 4003,
+        }
+    }
+
+    /// The close reason text.
+    pub fn reason(self) -> &'static str {
+        match self {
+            CloseReason::GoingAway => "server shutting down",
+            CloseReason::ProtocolError => "protocol error",
+            CloseReason::TooLarge => "too large",
+            CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::AuthFailed => "auth failed",
+            CloseReason::AuthTimeout => "auth timeout",
+            CloseReason::LoggedOut => "logged out",
+        }
+    }
+
+    /// The reason a close code stands for, if it is one of these.
+    pub fn from_code(code: u16) -> Option<CloseReason> {
+        CloseReason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// Whether reconnecting with the same token is pointless.
+    pub fn token_is_dead(self) -> bool {
+        matches!(self, CloseReason::AuthFailed | CloseReason::LoggedOut)
+    }
+}

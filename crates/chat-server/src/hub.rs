@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chat_proto::rest::RelayedMessage;
-use chat_proto::ws::ServerFrame;
+use chat_proto::ws::{CloseReason, ServerFrame};
 use tokio::sync::Notify;
 
 /// Most pushes waiting for one connection; beyond it queued messages are
@@ -26,8 +26,9 @@ pub enum Push {
     Queued(i64, Box<RelayedMessage>),
     /// An ephemeral or status frame.
     Frame(Box<ServerFrame>),
-    /// Close: the account logged out or the server is stopping.
-    Close,
+    /// Close, for this reason (the token was logged out, the server is
+    /// stopping).
+    Close(CloseReason),
 }
 
 /// One connection's pushes. A tokio `mpsc` channel allocates its first
@@ -76,9 +77,9 @@ impl Mailbox {
     }
 
     /// Queues a close past the capacity check: a close always arrives.
-    pub fn close(&self) {
+    pub fn close(&self, reason: CloseReason) {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.push_back(Push::Close);
+        q.push_back(Push::Close(reason));
         drop(q);
         self.notify.notify_one();
     }
@@ -204,7 +205,7 @@ impl Hub {
         let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(conns) = users.get(user) {
             for c in conns.iter().filter(|c| f(c)) {
-                c.mailbox.close();
+                c.mailbox.close(CloseReason::LoggedOut);
             }
         }
     }
@@ -213,7 +214,7 @@ impl Hub {
     pub fn close_all(&self) {
         let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         for c in users.values().flatten() {
-            c.mailbox.close();
+            c.mailbox.close(CloseReason::GoingAway);
         }
     }
 
@@ -255,10 +256,10 @@ mod tests {
         let waiter = tokio::spawn(async move { mb.recv().await });
         tokio::task::yield_now().await;
         hub.close_user("alice");
-        assert!(matches!(waiter.await.unwrap(), Push::Close));
+        assert!(matches!(waiter.await.unwrap(), Push::Close(_)));
         // Bounded: queued messages beyond the capacity set `missed`.
         for _ in 0..PUSH_CAPACITY {
-            assert!(reg.mailbox.try_push(Push::Close));
+            assert!(reg.mailbox.try_push(Push::Close(CloseReason::GoingAway)));
         }
         assert!(!hub.send("alice", &frame()));
         assert!(!reg.mailbox.take_missed());

@@ -70,7 +70,10 @@ impl Metrics {
         Ok(Self {
             connections: reg(
                 &r,
-                IntGauge::new("chat_connections", "Open authenticated WebSocket connections.")?,
+                IntGauge::new(
+                    "chat_connections",
+                    "Open authenticated WebSocket connections.",
+                )?,
             )?,
             messages_relayed: reg(
                 &r,

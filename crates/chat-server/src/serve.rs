@@ -114,10 +114,7 @@ pub(crate) async fn run(
     drop(listener);
     // In-flight requests finish (each is bounded by its own deadline);
     // what is still open after that is dropped.
-    let _ = tokio::time::timeout(drain, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await;
     conns.abort_all();
 }
 

@@ -16,13 +16,13 @@ use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chat_proto::MessageStatus;
 use chat_proto::rest::{ErrorCode, User};
 use chat_proto::validate::{self, FRAME_MAX};
-use chat_proto::ws::{ClientFrame, Online, Ready, ServerFrame, TypingIn};
+use chat_proto::ws::{ClientFrame, CloseReason, Online, Ready, ServerFrame, TypingIn};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, sleep_until};
@@ -75,33 +75,33 @@ async fn send(socket: &mut WebSocket, state: &AppState, frame: &ServerFrame) -> 
         return false;
     };
     state.metrics.frames_sent.inc();
+    if let ServerFrame::Error(e) = frame {
+        state.metrics.frame_refused(e.code);
+    }
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 
-async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Option<(User, Vec<u8>)> {
+/// Reads the `auth` frame: the user and token hash, or why not.
+async fn authenticate(
+    state: &AppState,
+    socket: &mut WebSocket,
+) -> Result<(User, Vec<u8>), CloseReason> {
     let deadline = Duration::from_secs(state.config.auth_timeout_secs);
     let first = tokio::time::timeout(deadline, socket.next()).await;
-    let text = match first {
-        Ok(Some(Ok(Message::Text(t)))) => t,
-        Ok(_) | Err(_) => {
-            let _ = send(
-                socket,
-                state,
-                &relay::error_frame(ApiError::unauthorized(), None),
-            )
-            .await;
-            return None;
-        }
+    let user = match first {
+        Err(_) => Err(CloseReason::AuthTimeout),
+        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientFrame>(&text) {
+            Ok(ClientFrame::Auth(a)) => auth::user_for_token(state, &a.token)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| (u, auth::token_hash(&a.token)))
+                .ok_or(CloseReason::AuthFailed),
+            _ => Err(CloseReason::AuthFailed),
+        },
+        Ok(_) => Err(CloseReason::AuthFailed),
     };
-    let user = match serde_json::from_str::<ClientFrame>(&text) {
-        Ok(ClientFrame::Auth(a)) => auth::user_for_token(state, &a.token)
-            .await
-            .ok()
-            .flatten()
-            .map(|u| (u, auth::token_hash(&a.token))),
-        _ => None,
-    };
-    if user.is_none() {
+    if user.is_err() {
         let _ = send(
             socket,
             state,
@@ -110,6 +110,16 @@ async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Option<(User,
         .await;
     }
     user
+}
+
+/// Closes with `reason`'s code and text (and counts it).
+async fn close_with(socket: &mut WebSocket, state: &AppState, reason: CloseReason) {
+    state.metrics.connection_closed(reason.reason());
+    let frame = CloseFrame {
+        code: reason.code(),
+        reason: reason.reason().into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 /// Per-connection delivery state.
@@ -183,7 +193,7 @@ async fn open(
     state: &AppState,
     socket: &mut WebSocket,
     pre_auth: Option<(User, Vec<u8>)>,
-) -> Option<(User, Registration, Delivery, bool)> {
+) -> Result<(User, Registration, Delivery, bool), CloseReason> {
     let (user, token) = match pre_auth {
         Some(u) => u,
         None => authenticate(state, socket).await?,
@@ -193,7 +203,7 @@ async fn open(
     // Shutdown sets the flag, then closes every registered mailbox: a
     // connection registered after that sees the flag here.
     if *state.shutdown.borrow() {
-        reg.mailbox.close();
+        reg.mailbox.close(CloseReason::GoingAway);
     }
     tracing::debug!(user = %user.id, conn = reg.id, "connected");
 
@@ -234,7 +244,7 @@ async fn open(
         window: state.config.delivery_window.max(1),
     };
     alive = alive && d.pull(state, socket, &user.id).await;
-    Some((user, reg, d, alive))
+    Ok((user, reg, d, alive))
 }
 
 /// What a connection task starts with. Passed boxed: an async fn keeps its
@@ -289,6 +299,9 @@ struct Conn {
     /// in that order as their batches commit. Created on first use and
     /// dropped when empty: an idle connection pays nothing for it.
     pipeline: Option<Box<FuturesOrdered<Pending>>>,
+    /// Why the server ends the connection, when it does (a client that
+    /// closes or vanishes leaves this `None`).
+    close: Option<CloseReason>,
 }
 
 /// The next committed message's frame; never resolves when none is pending.
@@ -315,10 +328,12 @@ async fn run(start: Box<Start>) {
         pre_auth,
         _permit,
     } = *start;
-    let Some((user, reg, d, mut alive)) = Box::pin(open(&state, &mut socket, pre_auth)).await
-    else {
-        let _ = socket.close().await;
-        return;
+    let (user, reg, d, mut alive) = match Box::pin(open(&state, &mut socket, pre_auth)).await {
+        Ok(opened) => opened,
+        Err(reason) => {
+            close_with(&mut socket, &state, reason).await;
+            return;
+        }
     };
     let ping_every = Duration::from_secs(state.config.ping_interval_secs.max(1));
     let idle = Duration::from_secs(state.config.idle_timeout_secs.max(1));
@@ -331,6 +346,7 @@ async fn run(start: Box<Start>) {
         next_ping: Instant::now() + ping_every,
         idle_deadline: Instant::now() + idle,
         pipeline: None,
+        close: None,
     };
     while alive {
         // One timer for both deadlines: each timer is 112 bytes of every
@@ -344,7 +360,12 @@ async fn run(start: Box<Start>) {
         };
         alive = Box::pin(on_event(&state, &mut socket, &mut c, event)).await;
     }
-    let _ = socket.close().await;
+    match c.close {
+        Some(reason) => close_with(&mut socket, &state, reason).await,
+        None => {
+            let _ = socket.close().await;
+        }
+    }
     state.metrics.connections.dec();
     if state.hub.unregister(&c.user.id, c.reg.id) {
         Box::pin(presence(&state, &c.user, false)).await;
@@ -384,16 +405,20 @@ async fn on_event(
                 Some(Err(e)) => {
                     // The variant, not the text: tungstenite's message
                     // says "Message too long", never "size".
-                    let too_big = matches!(
-                        e.into_inner().downcast_ref::<tungstenite::Error>(),
-                        Some(tungstenite::Error::Capacity(_))
-                    );
-                    if too_big {
-                        let err = ApiError::new(
-                            ErrorCode::TooLarge,
-                            format!("frame larger than {FRAME_MAX} bytes"),
-                        );
-                        let _ = send(socket, state, &relay::error_frame(err, None)).await;
+                    match e.into_inner().downcast_ref::<tungstenite::Error>() {
+                        Some(tungstenite::Error::Capacity(_)) => {
+                            let err = ApiError::new(
+                                ErrorCode::TooLarge,
+                                format!("frame larger than {FRAME_MAX} bytes"),
+                            );
+                            let _ = send(socket, state, &relay::error_frame(err, None)).await;
+                            c.close = Some(CloseReason::TooLarge);
+                        }
+                        Some(tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_)) => {
+                            c.close = Some(CloseReason::ProtocolError);
+                        }
+                        // The connection itself failed: nobody to tell.
+                        _ => {}
                     }
                     false
                 }
@@ -414,7 +439,10 @@ async fn on_event(
                     }
                 }
                 Push::Frame(f) => send(socket, state, &f).await,
-                Push::Close => false,
+                Push::Close(reason) => {
+                    c.close = Some(reason);
+                    false
+                }
             };
             if alive && c.reg.mailbox.take_missed() {
                 d.caught_up = false;
@@ -427,6 +455,7 @@ async fn on_event(
         Event::Timer => {
             if Instant::now() >= c.idle_deadline {
                 tracing::debug!(user = %c.user.id, "idle timeout");
+                c.close = Some(CloseReason::IdleTimeout);
                 false
             } else {
                 c.next_ping = Instant::now() + c.ping_every;

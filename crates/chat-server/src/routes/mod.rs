@@ -15,11 +15,11 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use tower_http::timeout::TimeoutBody;
 use axum::routing::{delete, get, post, put};
 use chat_proto::rest::Health;
 use chat_proto::validate::JSON_BODY_MAX;
 use serde::de::DeserializeOwned;
+use tower_http::timeout::TimeoutBody;
 
 use crate::error::ApiError;
 use crate::state::AppState;

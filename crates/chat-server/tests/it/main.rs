@@ -11,6 +11,7 @@
 
 mod accounts;
 mod binary;
+mod closes;
 mod contract;
 mod groups;
 mod hostile;

@@ -140,7 +140,12 @@ async fn two_thousand_trickling_sockets_are_closed_while_others_are_served() {
 }
 
 /// A request head, then part of the body, then silence.
-async fn stalled_request(addr: std::net::SocketAddr, path: &str, sent: &[u8], len: usize) -> TcpStream {
+async fn stalled_request(
+    addr: std::net::SocketAddr,
+    path: &str,
+    sent: &[u8],
+    len: usize,
+) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
@@ -212,7 +217,10 @@ async fn a_slow_upload_hits_the_upload_deadline_and_leaves_no_file() {
             Ok(_) => panic!("closed without an answer"),
             Err(_) => {}
         }
-        assert!(started.elapsed() < Duration::from_secs(8), "no upload deadline");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "no upload deadline"
+        );
     };
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(body_json(&answer)["error"]["code"], "timeout", "{answer}");
