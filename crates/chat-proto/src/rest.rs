@@ -344,6 +344,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// Slow down.
     RateLimited,
+    /// A quota is used up (media per day): HTTP 429 with `Retry-After`
+    /// saying when room frees up. Not worth retrying at once.
+    QuotaExceeded,
     /// The request, or its body, took longer than the server waits
     /// (HTTP 408); sending it again is safe.
     Timeout,

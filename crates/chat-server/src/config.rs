@@ -32,6 +32,13 @@ pub struct Config {
     pub upload_timeout_secs: u64,
     /// Largest media upload, in bytes.
     pub media_max_bytes: u64,
+    /// Bytes of media one account may upload in any 24 hours.
+    pub media_quota_bytes_per_day: u64,
+    /// Media files one account may upload in any 24 hours.
+    pub media_quota_files_per_day: u64,
+    /// Days a media file is kept after its upload (then deleted, whether
+    /// downloaded or not).
+    pub media_retention_days: u32,
     /// Most members in one group, the owner included.
     pub max_group_members: usize,
     /// Days an undelivered message is kept.
@@ -78,6 +85,8 @@ pub struct RateLimits {
     /// Member additions and removals a user may make per minute (leaving
     /// a group is never limited).
     pub membership_changes_per_minute: u32,
+    /// Media uploads a user may start per minute.
+    pub media_uploads_per_minute: u32,
 }
 
 /// Argon2id parameters (RFC 9106 names).
@@ -115,6 +124,7 @@ impl Config {
         c.limits.logins_per_account_per_minute = 10_000;
         c.limits.groups_per_hour = 100_000;
         c.limits.membership_changes_per_minute = 100_000;
+        c.limits.media_uploads_per_minute = 100_000;
         c
     }
 }
@@ -130,6 +140,9 @@ impl Default for Config {
             body_idle_timeout_secs: 10,
             upload_timeout_secs: 300,
             media_max_bytes: 16 * 1024 * 1024,
+            media_quota_bytes_per_day: 1024 * 1024 * 1024,
+            media_quota_files_per_day: 1000,
+            media_retention_days: 30,
             max_group_members: 1000,
             retention_days: 30,
             token_idle_days: 30,
@@ -154,6 +167,7 @@ impl Default for RateLimits {
             logins_per_account_per_minute: 10,
             groups_per_hour: 20,
             membership_changes_per_minute: 60,
+            media_uploads_per_minute: 30,
         }
     }
 }

@@ -115,6 +115,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     )?);
     let media_dir = config.data_dir.join("media");
     std::fs::create_dir_all(&media_dir).map_err(StartError::Media)?;
+    remove_partial_uploads(&media_dir);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -135,6 +136,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         metrics,
         media_dir,
         shutdown: stop_rx.clone(),
+        uploads_in_flight: Default::default(),
+        quota_gate: Default::default(),
     });
     let app = routes::router(state.clone());
     let purge_state = state.clone();
@@ -145,16 +148,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
                 _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
                 _ = purge_stop.changed() => return,
             }
-            let now = auth::now_ms();
-            let c = &purge_state.config;
-            let cutoff = now - i64::from(c.retention_days) * 86_400_000;
-            let token_cutoff = now - i64::from(c.token_idle_days) * 86_400_000;
-            purge_state.limits.prune();
-            match purge_state.store.purge(cutoff, token_cutoff).await {
-                Ok(n) if n > 0 => tracing::info!(expired = n, "purged undelivered messages"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "purge failed"),
-            }
+            purge_expired(&purge_state, auth::now_ms()).await;
         }
     });
     let hub_state = state.clone();
@@ -172,6 +166,53 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         task,
         state,
     })
+}
+
+/// The hourly clean-up, as of `now` (ms): undelivered messages past
+/// `retention_days`, tokens idle past `token_idle_days`, media past
+/// `media_retention_days` (rows and files), and rate-limit keys whose
+/// budget is full again.
+pub async fn purge_expired(state: &AppState, now: i64) {
+    let c = &state.config;
+    let day = 86_400_000;
+    let cutoff = now - i64::from(c.retention_days) * day;
+    let token_cutoff = now - i64::from(c.token_idle_days) * day;
+    state.limits.prune();
+    match state.store.purge(cutoff, token_cutoff).await {
+        Ok(n) if n > 0 => tracing::info!(expired = n, "purged undelivered messages"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "purge failed"),
+    }
+    let media_cutoff = now - i64::from(c.media_retention_days) * day;
+    match state.store.purge_media(media_cutoff).await {
+        Ok(ids) => {
+            for id in &ids {
+                // The row is gone first: a download never finds a row
+                // without its file for long, and a missing file is a 404.
+                if let Err(e) = tokio::fs::remove_file(state.media_dir.join(id)).await
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(error = %e, media = %id, "media file not deleted");
+                }
+            }
+            if !ids.is_empty() {
+                tracing::info!(deleted = ids.len(), "purged old media");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "media purge failed"),
+    }
+}
+
+/// Deletes uploads a crash left half-written (`*.part`).
+fn remove_partial_uploads(media_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(media_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.path().extension().is_some_and(|x| x == "part") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.

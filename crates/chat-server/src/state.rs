@@ -30,6 +30,8 @@ pub struct Limiters {
     pub groups: DefaultKeyedRateLimiter<String>,
     /// Membership changes per user.
     pub membership: DefaultKeyedRateLimiter<String>,
+    /// Media uploads per user.
+    pub uploads: DefaultKeyedRateLimiter<String>,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -53,6 +55,7 @@ impl Limiters {
             membership: RateLimiter::keyed(Quota::per_minute(nz(c
                 .limits
                 .membership_changes_per_minute))),
+            uploads: RateLimiter::keyed(Quota::per_minute(nz(c.limits.media_uploads_per_minute))),
         }
     }
 
@@ -66,6 +69,7 @@ impl Limiters {
         self.login_per_account.retain_recent();
         self.groups.retain_recent();
         self.membership.retain_recent();
+        self.uploads.retain_recent();
         self.login.shrink_to_fit();
         self.register.shrink_to_fit();
         self.prekey_claims.shrink_to_fit();
@@ -73,6 +77,7 @@ impl Limiters {
         self.login_per_account.shrink_to_fit();
         self.groups.shrink_to_fit();
         self.membership.shrink_to_fit();
+        self.uploads.shrink_to_fit();
     }
 
     /// Keys held across the tables (for the prune test and metrics).
@@ -84,6 +89,7 @@ impl Limiters {
             + self.login_per_account.len()
             + self.groups.len()
             + self.membership.len()
+            + self.uploads.len()
     }
 
     /// Whether no key is held.
@@ -160,6 +166,12 @@ pub struct AppState {
     pub connections: Arc<Semaphore>,
     /// Flips to true when the server begins shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Uploads under way, by user: (bytes reserved, files). A quota check
+    /// counts them with what is stored, so parallel uploads cannot pass
+    /// the quota together.
+    pub uploads_in_flight: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
+    /// Held by one quota check at a time (across its usage query).
+    pub quota_gate: tokio::sync::Mutex<()>,
 }
 
 #[cfg(test)]

@@ -42,15 +42,16 @@ pub(super) async fn upload(
     req: Request,
 ) -> ApiResult<(StatusCode, axum::Json<MediaUploaded>)> {
     let max = state.config.media_max_bytes;
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > max
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
         return Err(too_large(max));
     }
+    state.limit(&state.limits.uploads, &me.user.id)?;
+    let _place = Reservation::take(&state, &me.user.id, declared.unwrap_or(max)).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let final_path = state.media_dir.join(&id);
     let tmp_path = state.media_dir.join(format!("{id}.part"));
@@ -84,6 +85,74 @@ pub(super) async fn upload(
         .insert_media(&id, &me.user.id, size, now_ms())
         .await?;
     Ok((StatusCode::CREATED, axum::Json(MediaUploaded { id, size })))
+}
+
+/// A place under the account's daily media quota, held while its upload
+/// runs (and until its row is committed, so the usage query sees it).
+struct Reservation<'a> {
+    state: &'a AppState,
+    user: String,
+    bytes: u64,
+}
+
+impl<'a> Reservation<'a> {
+    /// Checks the quota (the last 24 hours' uploads plus those under way)
+    /// and reserves `bytes` and one file, or says when room frees up.
+    async fn take(state: &'a AppState, user: &str, bytes: u64) -> ApiResult<Reservation<'a>> {
+        let c = &state.config;
+        let day = 86_400_000;
+        let now = now_ms();
+        let _gate = state.quota_gate.lock().await;
+        // Those under way first, then the stored ones: an upload that
+        // commits in between is counted twice (safe), never not at all.
+        let (busy_bytes, busy_files) = state
+            .uploads_in_flight
+            .lock()
+            .map(|m| m.get(user).copied().unwrap_or_default())
+            .unwrap_or_default();
+        let used = state.store.media_usage(user, now - day).await?;
+        let over_files = used.files + busy_files + 1 > c.media_quota_files_per_day;
+        let over_bytes = used.bytes + busy_bytes + bytes > c.media_quota_bytes_per_day;
+        if over_files || over_bytes {
+            let wait_ms = used.oldest.map_or(60_000, |t| (t + day - now).max(1_000));
+            let what = if over_files {
+                format!("{} files", c.media_quota_files_per_day)
+            } else {
+                format!("{} bytes", c.media_quota_bytes_per_day)
+            };
+            return Err(ApiError {
+                retry_after: Some(Duration::from_millis(wait_ms as u64)),
+                ..ApiError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!("media quota reached: at most {what} a day"),
+                )
+            });
+        }
+        if let Ok(mut m) = state.uploads_in_flight.lock() {
+            let e = m.entry(user.to_owned()).or_default();
+            e.0 += bytes;
+            e.1 += 1;
+        }
+        Ok(Reservation {
+            state,
+            user: user.to_owned(),
+            bytes,
+        })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.state.uploads_in_flight.lock()
+            && let Some(e) = m.get_mut(&self.user)
+        {
+            e.0 = e.0.saturating_sub(self.bytes);
+            e.1 = e.1.saturating_sub(1);
+            if e.1 == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// Streams the body into `file`: its size, or why it stopped.

@@ -291,4 +291,21 @@ pub trait Storage: Send + Sync + 'static {
     async fn insert_media(&self, id: &str, owner: &str, size: u64, now: i64) -> StoreResult<()>;
     /// The size of a media file, if it exists.
     async fn media_size(&self, id: &str) -> StoreResult<Option<u64>>;
+    /// What `owner` uploaded at or after `since`: bytes, files, and when
+    /// the oldest of them was uploaded.
+    async fn media_usage(&self, owner: &str, since: i64) -> StoreResult<MediaUsage>;
+    /// Forgets media uploaded before `cutoff`; their ids (the caller
+    /// deletes the files).
+    async fn purge_media(&self, cutoff: i64) -> StoreResult<Vec<String>>;
+}
+
+/// One account's uploads over a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaUsage {
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// Files uploaded.
+    pub files: u64,
+    /// When the oldest of them was uploaded (ms), if any.
+    pub oldest: Option<i64>,
 }

@@ -21,8 +21,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Account, MemberChange, NewMessage, OnCommit, Queued, StatusEvent, Storage, StoreError,
-    StoreResult, Stored,
+    Account, MediaUsage, MemberChange, NewMessage, OnCommit, Queued, StatusEvent, Storage,
+    StoreError, StoreResult, Stored,
 };
 use crate::metrics::Metrics;
 
@@ -1112,6 +1112,37 @@ impl Storage for SqliteStorage {
                 .optional()?
                 .map(|s| s as u64),
             )
+        })
+        .await
+    }
+
+    async fn media_usage(&self, owner: &str, since: i64) -> StoreResult<MediaUsage> {
+        let owner = owner.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT COALESCE(SUM(size), 0), COUNT(*), MIN(created_at) FROM media
+                 WHERE owner = ?1 AND created_at >= ?2",
+                params![owner, since],
+                |r| {
+                    Ok(MediaUsage {
+                        bytes: r.get::<_, i64>(0)?.max(0) as u64,
+                        files: r.get::<_, i64>(1)?.max(0) as u64,
+                        oldest: r.get(2)?,
+                    })
+                },
+            )?)
+        })
+        .await
+    }
+
+    async fn purge_media(&self, cutoff: i64) -> StoreResult<Vec<String>> {
+        self.write(move |c| {
+            let ids: Vec<String> = c
+                .prepare("SELECT id FROM media WHERE created_at < ?1")?
+                .query_map([cutoff], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            c.execute("DELETE FROM media WHERE created_at < ?1", [cutoff])?;
+            Ok(ids)
         })
         .await
     }

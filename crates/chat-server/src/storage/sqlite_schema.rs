@@ -119,6 +119,16 @@ PRAGMA user_version = 1;
 COMMIT;
 ";
 
+/// Version 3: media quotas count an owner's uploads of the last day, and
+/// the purge finds media past retention, without a table scan.
+const MEDIA_V3: &str = "
+BEGIN IMMEDIATE;
+CREATE INDEX IF NOT EXISTS media_owner_time ON media (owner, created_at);
+CREATE INDEX IF NOT EXISTS media_time ON media (created_at);
+PRAGMA user_version = 3;
+COMMIT;
+";
+
 /// Brings a database up to the newest version.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -127,6 +137,9 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 2 {
         usernames_v2(conn)?;
+    }
+    if version < 3 {
+        conn.execute_batch(MEDIA_V3)?;
     }
     Ok(())
 }

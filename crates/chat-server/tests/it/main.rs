@@ -16,6 +16,7 @@ mod contract;
 mod groups;
 mod hostile;
 mod limits;
+mod media;
 mod relay;
 mod slow;
 mod support;
