@@ -1,8 +1,8 @@
 //! The client: builder, account, sending, groups, verification, history.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -165,6 +165,8 @@ impl ClientBuilder {
                 session_lock: tokio::sync::Mutex::new(()),
                 keys_lock: tokio::sync::Mutex::new(()),
                 group_lock: tokio::sync::Mutex::new(()),
+                group_push: AtomicBool::new(false),
+                fresh_groups: Mutex::new(HashSet::new()),
                 hold_acks: self.hold_acks,
                 receive: self.receive,
                 deferred: AtomicBool::new(false),
@@ -185,7 +187,12 @@ pub(crate) struct Inner {
     pub(crate) in_flight: Mutex<HashMap<String, Instant>>,
     session_lock: tokio::sync::Mutex<()>,
     pub(crate) keys_lock: tokio::sync::Mutex<()>,
-    group_lock: tokio::sync::Mutex<()>,
+    pub(crate) group_lock: tokio::sync::Mutex<()>,
+    /// The server pushes `groupChanged` (its `ready` said so): a group
+    /// reloaded since the last change notice can be sent to as stored.
+    pub(crate) group_push: AtomicBool,
+    /// Groups reloaded on this connection with no change notice since.
+    pub(crate) fresh_groups: Mutex<HashSet<String>>,
     pub(crate) hold_acks: bool,
     /// Takes in messages (see [`ClientBuilder::receive`]).
     pub(crate) receive: bool,
@@ -440,10 +447,53 @@ impl Inner {
         Ok((fresh, removed))
     }
 
+    /// The group as it is now: from the store when the server pushes
+    /// changes and none came since the last reload on this connection,
+    /// otherwise reloaded from the server (one REST round trip).
+    async fn group_for_send(&self, group_id: &str) -> Result<e2ee_store::Group> {
+        let fresh = self.group_push.load(Ordering::Relaxed)
+            && self.fresh_groups.lock().is_ok_and(|f| f.contains(group_id));
+        if fresh {
+            let gid = group_id.to_owned();
+            if let Some(g) = self.db(move |s| s.read(|tx| tx.group(&gid))).await?
+                && !g.left
+            {
+                return Ok(g);
+            }
+        }
+        let (group, _) = self.refresh_group(group_id).await?;
+        if let Ok(mut f) = self.fresh_groups.lock() {
+            f.insert(group_id.to_owned());
+        }
+        Ok(group)
+    }
+
+    /// A `groupChanged` notice: the group is reloaded now (a member removed
+    /// gets no later message: our sender key is replaced at once), and
+    /// reloaded again before the next send if that fails.
+    pub(crate) async fn on_group_changed(&self, group_id: &str) {
+        if let Ok(mut f) = self.fresh_groups.lock() {
+            f.remove(group_id);
+        }
+        let _guard = self.group_lock.lock().await;
+        match self.refresh_group(group_id).await {
+            Ok(_) => {
+                if let Ok(mut f) = self.fresh_groups.lock() {
+                    f.insert(group_id.to_owned());
+                }
+            }
+            // We were removed, or the group was deleted: it is marked left.
+            Err(ClientError::NotMember(_)) => self.emit(Event::GroupChanged {
+                group_id: group_id.to_owned(),
+            }),
+            Err(e) => tracing::debug!(error = %e, group = %group_id, "group reload failed"),
+        }
+    }
+
     async fn send_group(&self, group_id: &str, payload: Payload) -> Result<OutboxEntry> {
         let _guard = self.group_lock.lock().await;
         let me = self.me()?;
-        let (group, _) = self.refresh_group(group_id).await?;
+        let group = self.group_for_send(group_id).await?;
         let others: Vec<String> = group
             .members
             .iter()

@@ -90,9 +90,17 @@ async fn handle(inner: &Arc<Inner>, batch: Vec<ConnEvent>) {
     let mut connected = false;
     for ev in batch {
         match ev {
-            ConnEvent::Connected(_) => {
+            ConnEvent::Connected(ready) => {
                 connected = true;
                 if let Ok(mut f) = inner.in_flight.lock() {
+                    f.clear();
+                }
+                // Notices may have been missed while away (older servers
+                // send none): every group is reloaded before its next send.
+                inner
+                    .group_push
+                    .store(ready.group_events, Ordering::Relaxed);
+                if let Ok(mut f) = inner.fresh_groups.lock() {
                     f.clear();
                 }
                 inner.emit(Event::Connection(ConnectionState::Connected));
@@ -157,6 +165,10 @@ async fn handle(inner: &Arc<Inner>, batch: Vec<ConnEvent>) {
                             tracing::warn!(error = %e, "prekey refill failed");
                         }
                     });
+                }
+                ServerFrame::GroupChanged(g) => {
+                    let i = inner.clone();
+                    tokio::spawn(async move { i.on_group_changed(&g.group_id).await });
                 }
                 ServerFrame::Error(e) => server_error(inner, e).await,
                 ServerFrame::Ready(_) => {}

@@ -112,6 +112,8 @@ pub enum ServerFrame {
     Typing(TypingIn),
     /// Few one-time prekeys remain: upload more.
     PrekeysLow(PrekeysLow),
+    /// A group we are (or were) in changed: reload it.
+    GroupChanged(GroupChanged),
     /// Something went wrong with a frame.
     Error(ErrorFrame),
 }
@@ -124,6 +126,46 @@ pub struct Ready {
     pub user_id: String,
     /// Their name.
     pub username: String,
+    /// The server pushes `groupChanged` frames (servers from before leave
+    /// it out: then a client reloads a group before each send).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group_events: bool,
+}
+
+/// `groupChanged`: sent to every member after a change (and to a member
+/// removed, and to all members of a deleted group). Queued for members
+/// who are offline, one per group: a later change replaces an earlier
+/// one not yet delivered, so a client reloads the group on any of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupChanged {
+    /// The group.
+    pub group_id: String,
+    /// What happened.
+    pub change: GroupChange,
+    /// The member it happened to (added, removed, role changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Who did it (the member itself when it left).
+    pub by: String,
+}
+
+/// What changed in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GroupChange {
+    /// The group was created with us in it.
+    Created,
+    /// `userId` was added.
+    MemberAdded,
+    /// `userId` was removed, or left (`by` = `userId`).
+    MemberRemoved,
+    /// `userId`'s role changed.
+    RoleChanged,
+    /// The name or description changed.
+    Updated,
+    /// The group was deleted.
+    Deleted,
 }
 
 /// `ack`.

@@ -172,6 +172,34 @@ pub async fn report(state: &AppState, events: Vec<StatusEvent>) -> Result<(), Ap
     Ok(())
 }
 
+/// Tells `recipients` that a group changed: pushed to those online,
+/// queued (one per user and group) for the others. Called after the change
+/// is committed and before it is answered, so a change the caller saw
+/// succeed has its notices stored.
+pub async fn group_changed(
+    state: &AppState,
+    recipients: &[String],
+    change: chat_proto::ws::GroupChanged,
+) -> Result<(), ApiError> {
+    let group_id = change.group_id.clone();
+    let frame = ServerFrame::GroupChanged(change);
+    let offline: Vec<&String> = recipients
+        .iter()
+        .filter(|r| !state.hub.send(r, &frame))
+        .collect();
+    if offline.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_string(&frame)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let rows = offline
+        .into_iter()
+        .map(|r| (r.clone(), group_id.clone(), json.clone()))
+        .collect();
+    state.store.queue_group_events(rows).await?;
+    Ok(())
+}
+
 /// The `status` frame for an event.
 pub fn status_frame(e: &StatusEvent) -> ServerFrame {
     ServerFrame::Status(StatusFrame {

@@ -210,6 +210,7 @@ async fn open(
     let ready = ServerFrame::Ready(Ready {
         user_id: user.id.clone(),
         username: user.username.clone(),
+        group_events: true,
     });
     let mut alive = send(socket, state, &ready).await;
     // Tell those who may see this user that they are online, and this
@@ -230,6 +231,12 @@ async fn open(
                 online: true,
             });
             alive &= send(socket, state, &f).await;
+        }
+    }
+    if let Ok(events) = state.store.take_group_events(&user.id).await {
+        for json in events {
+            state.metrics.frames_sent.inc();
+            alive &= socket.send(Message::Text(json.into())).await.is_ok();
         }
     }
     if let Ok(statuses) = state.store.take_statuses(&user.id).await {

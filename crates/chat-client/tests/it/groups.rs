@@ -4,7 +4,7 @@ use chat_client::{Conversation, Event};
 use e2ee_store::{Incoming, Received};
 use rand_core::OsRng;
 
-use crate::support::{Net, Party, body};
+use crate::support::{Net, Party, body, eventually};
 
 /// The server's copy of a message: (from, content).
 fn server_copy(net: &Net, id: &str) -> (String, String) {
@@ -176,4 +176,73 @@ async fn group_typing_rename_and_leave() {
     assert!(groups.iter().all(|x| x.id != g.id));
     let e = c.client.send_text(&conv, "still here?").await.unwrap_err();
     assert!(matches!(e, chat_client::ClientError::NotMember(_)), "{e:?}");
+}
+
+/// How many times the server answered `GET /api/groups/{id}`.
+fn group_reloads(net: &Net) -> u64 {
+    let text = net.server.as_ref().unwrap().state().metrics.render(0);
+    text.lines()
+        .filter(|l| {
+            l.starts_with("chat_request_seconds_count{")
+                && l.contains("method=\"GET\"")
+                && l.contains("route=\"/api/groups/{group_id}\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn group_sends_follow_pushed_changes_instead_of_reloading_each_time() {
+    let net = Net::start().await;
+    let mut a = Party::register(&net, "anna").await;
+    let mut b = Party::register(&net, "ben").await;
+    let mut c = Party::register(&net, "cleo").await;
+    let g = a
+        .client
+        .create_group("pushed", &[b.id.clone(), c.id.clone()])
+        .await
+        .unwrap();
+    let conv = Conversation::Group(g.id.clone());
+    // Ben learns of the group from the server's notice, not a send.
+    b.wait(|e| matches!(e, Event::GroupChanged { group_id } if group_id == g.id).then_some(()))
+        .await;
+
+    let before = group_reloads(&net);
+    for i in 0..10 {
+        b.client.send_text(&conv, &format!("m{i}")).await.unwrap();
+    }
+    for i in 0..10 {
+        expect(&mut a, &format!("m{i}")).await;
+        expect(&mut c, &format!("m{i}")).await;
+    }
+    let reloads = group_reloads(&net) - before;
+    assert!(reloads <= 1, "{reloads} group reloads for 10 sends");
+
+    // Anna removes Cleo. Ben's client hears of it and replaces its chain
+    // before his next message, with no reload of its own on that send.
+    a.client.remove_member(&g.id, &c.id).await.unwrap();
+    b.wait(|e| matches!(e, Event::GroupChanged { group_id } if group_id == g.id).then_some(()))
+        .await;
+    c.client.close().await;
+    drop(c);
+    a.client.close().await;
+    drop(a);
+    let id = b.client.send_text(&conv, "after cleo").await.unwrap();
+    eventually("the server holds the message", || {
+        let held = net
+            .db()
+            .query_row("SELECT COUNT(*) FROM messages WHERE id = ?1", [&id], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap();
+        async move { held == 1 }
+    })
+    .await;
+    let copy = server_copy(&net, &id);
+    assert!(
+        !try_decrypt(&net, "cleo", &id, &g.id, &copy),
+        "a removed member read a message sent after the notice"
+    );
+    let mut a = Party::reopen(&net, "anna").await;
+    expect(&mut a, "after cleo").await;
 }

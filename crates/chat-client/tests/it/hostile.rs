@@ -8,7 +8,8 @@ use chat_client::{Conversation, Event};
 use chat_proto::MessageStatus;
 use chat_proto::rest::{ErrorCode, RelayedMessage};
 use chat_proto::ws::{
-    Ack, ErrorFrame, Online, PrekeysLow, Ready, ServerFrame, StatusFrame, TypingIn,
+    Ack, ErrorFrame, GroupChange, GroupChanged, Online, PrekeysLow, Ready, ServerFrame,
+    StatusFrame, TypingIn,
 };
 use futures_util::StreamExt;
 use proptest::prelude::*;
@@ -124,8 +125,21 @@ fn frame(known: Vec<String>) -> impl Strategy<Value = ServerFrame> {
                 id,
             })
         }),
-        1 => (id(k.clone()), ".{0,20}")
-            .prop_map(|(user_id, username)| ServerFrame::Ready(Ready { user_id, username })),
+        1 => (id(k.clone()), ".{0,20}", any::<bool>()).prop_map(|(user_id, username, group_events)| {
+            ServerFrame::Ready(Ready {
+                user_id,
+                username,
+                group_events,
+            })
+        }),
+        1 => (id(k.clone()), id(k.clone()), proptest::option::of(id(k.clone()))).prop_map(
+            |(group_id, by, user_id)| ServerFrame::GroupChanged(GroupChanged {
+                group_id,
+                change: GroupChange::MemberRemoved,
+                user_id,
+                by,
+            })
+        ),
     ]
 }
 

@@ -12,6 +12,7 @@ use chat_proto::rest::{
     SetRoleRequest, UpdateGroupRequest,
 };
 use chat_proto::validate::{self, GROUP_DESCRIPTION_MAX, GROUP_NAME_MAX, IDS_PER_BATCH_MAX};
+use chat_proto::ws::{GroupChange, GroupChanged};
 
 use super::{Json, Path};
 use crate::auth::{AuthUser, now_ms};
@@ -56,6 +57,8 @@ pub(super) async fn create(
             now_ms(),
         )
         .await?;
+    let members: Vec<String> = group.members.iter().map(|m| m.user_id.clone()).collect();
+    notify(&state, &members, &group.id, GroupChange::Created, None, &me).await?;
     Ok((StatusCode::CREATED, axum::Json(group)))
 }
 
@@ -108,7 +111,7 @@ pub(super) async fn update(
         .store
         .update_group(&group_id, req.name, req.description)
         .await?;
-    get_one(State(state), me, Path(group_id)).await
+    changed(state, me, group_id, GroupChange::Updated, None).await
 }
 
 pub(super) async fn delete_group(
@@ -120,7 +123,9 @@ pub(super) async fn delete_group(
     if member_role(&state, &group_id, &me.user.id).await? != Role::Owner {
         return Err(ApiError::forbidden("only the owner may delete the group"));
     }
+    let members = state.store.member_ids(&group_id).await?;
     state.store.delete_group(&group_id).await?;
+    notify(&state, &members, &group_id, GroupChange::Deleted, None, &me).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -169,7 +174,10 @@ pub(super) async fn add_member(
         .add_member(&group_id, &req.user_id, role, now_ms())
         .await?
     {
-        MemberChange::Done => get_one(State(state), me, Path(group_id)).await,
+        MemberChange::Done => {
+            let who = Some(req.user_id.clone());
+            changed(state, me, group_id, GroupChange::MemberAdded, who).await
+        }
         MemberChange::NoUser => Err(ApiError::not_found("user")),
         MemberChange::NoGroup => Err(ApiError::not_found("group")),
     }
@@ -205,8 +213,14 @@ pub(super) async fn remove_member(
         }
         _ => {}
     }
+    // Those before the change: the member removed learns of it too.
+    let members = state.store.member_ids(&group_id).await?;
     match state.store.remove_member(&group_id, &user_id).await? {
-        MemberChange::Done => Ok(StatusCode::NO_CONTENT),
+        MemberChange::Done => {
+            let change = GroupChange::MemberRemoved;
+            notify(&state, &members, &group_id, change, Some(user_id), &me).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
         _ => Err(ApiError::not_found("member")),
     }
 }
@@ -232,9 +246,47 @@ pub(super) async fn set_role(
     }
     state.limit(&state.limits.membership, &me.user.id)?;
     match state.store.set_role(&group_id, &user_id, req.role).await? {
-        MemberChange::Done => get_one(State(state), me, Path(group_id)).await,
+        MemberChange::Done => {
+            changed(state, me, group_id, GroupChange::RoleChanged, Some(user_id)).await
+        }
         _ => Err(ApiError::not_found("member")),
     }
+}
+
+/// Tells `members` what `me` changed in the group.
+async fn notify(
+    state: &AppState,
+    members: &[String],
+    group_id: &str,
+    change: GroupChange,
+    user_id: Option<String>,
+    me: &AuthUser,
+) -> ApiResult<()> {
+    let frame = GroupChanged {
+        group_id: group_id.to_owned(),
+        change,
+        user_id,
+        by: me.user.id.clone(),
+    };
+    crate::relay::group_changed(state, members, frame).await
+}
+
+/// After a change that keeps the group: tells its members, answers it.
+async fn changed(
+    state: Arc<AppState>,
+    me: AuthUser,
+    group_id: String,
+    change: GroupChange,
+    user_id: Option<String>,
+) -> ApiResult<axum::Json<Group>> {
+    let group = state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("group"))?;
+    let members: Vec<String> = group.members.iter().map(|m| m.user_id.clone()).collect();
+    notify(&state, &members, &group_id, change, user_id, &me).await?;
+    Ok(axum::Json(group))
 }
 
 fn too_many(state: &AppState) -> ApiError {

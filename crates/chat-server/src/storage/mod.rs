@@ -211,6 +211,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn queue_status(&self, events: Vec<StatusEvent>) -> StoreResult<()>;
     /// Takes (and deletes) the queued status events for a user.
     async fn take_statuses(&self, user_id: &str) -> StoreResult<Vec<StatusEvent>>;
+    /// Queues `groupChanged` frames (as JSON) for offline members: `(user,
+    /// group, payload)`, replacing one still queued for that user and group.
+    async fn queue_group_events(&self, events: Vec<(String, String, String)>) -> StoreResult<()>;
+    /// Takes the user's queued `groupChanged` frames (JSON), oldest first.
+    async fn take_group_events(&self, user_id: &str) -> StoreResult<Vec<String>>;
     /// Users who share a chat or a group with `user_id`.
     /// Who sees `user_id`'s presence: those they wrote to 1:1, and the
     /// members of groups they posted in (while they are a member).

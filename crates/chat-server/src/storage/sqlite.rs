@@ -792,6 +792,35 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn queue_group_events(&self, events: Vec<(String, String, String)>) -> StoreResult<()> {
+        self.write(move |c| {
+            // REPLACE deletes the older row: the new one gets a later rowid.
+            let mut ins = c.prepare_cached(
+                "INSERT OR REPLACE INTO group_event_queue (user_id, group_id, payload) VALUES (?1, ?2, ?3)",
+            )?;
+            for (user, group, payload) in events {
+                ins.execute(params![user, group, payload])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_group_events(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let user = user_id.to_owned();
+        self.write(move |c| {
+            let mut rows: Vec<(i64, String)> = c
+                .prepare_cached(
+                    "DELETE FROM group_event_queue WHERE user_id = ?1 RETURNING rowid, payload",
+                )?
+                .query_map([&user], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.sort_by_key(|(rowid, _)| *rowid);
+            Ok(rows.into_iter().map(|(_, p)| p).collect())
+        })
+        .await
+    }
+
     async fn take_statuses(&self, user_id: &str) -> StoreResult<Vec<StatusEvent>> {
         let user = user_id.to_owned();
         self.write(move |c| {

@@ -94,6 +94,14 @@ CREATE TABLE IF NOT EXISTS verifications (
     verified_at INTEGER NOT NULL,
     PRIMARY KEY (user_id, target_id)
 );
+-- groupChanged frames for members who were offline: one per (user, group),
+-- a later change replacing an earlier one; `payload` is the frame's JSON.
+CREATE TABLE IF NOT EXISTS group_event_queue (
+    user_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (user_id, group_id)
+);
 CREATE TABLE IF NOT EXISTS media (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,

@@ -230,6 +230,7 @@ async fn closes_at_once() -> (
                 let ready = ServerFrame::Ready(chat_proto::ws::Ready {
                     user_id: "u".into(),
                     username: "u".into(),
+                    group_events: false,
                 });
                 let _ = ws
                     .send(Message::text(serde_json::to_string(&ready).unwrap()))
