@@ -55,6 +55,12 @@ pub struct Config {
     pub delivery_window: usize,
     /// `synchronous=FULL` (true) survives power loss; `NORMAL` only a crash.
     pub sync_full: bool,
+    /// Serve `GET /metrics` on `listen` (turn off when the public address
+    /// should not show it; see `admin_listen`).
+    pub metrics_public: bool,
+    /// A second address serving only `GET /metrics` and `GET /health`, for
+    /// monitoring on a private interface. None: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
     /// Rate limits.
     pub limits: RateLimits,
     /// Argon2id cost for password hashes.
@@ -151,6 +157,8 @@ impl Default for Config {
             auth_timeout_secs: 10,
             delivery_window: 256,
             sync_full: true,
+            metrics_public: true,
+            admin_listen: None,
             limits: RateLimits::default(),
             argon2: Argon2Params::default(),
         }
@@ -238,7 +246,8 @@ impl Config {
     }
 
     /// Applies `CHAT_LISTEN`, `CHAT_DATA_DIR`, `CHAT_MAX_CONNECTIONS`,
-    /// `CHAT_MEDIA_MAX_BYTES`, `CHAT_RETENTION_DAYS` from `vars`.
+    /// `CHAT_MEDIA_MAX_BYTES`, `CHAT_MAX_GROUP_MEMBERS`, `CHAT_RETENTION_DAYS`,
+    /// `CHAT_ADMIN_LISTEN`, `CHAT_METRICS_PUBLIC` from `vars`.
     pub fn apply_env(
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -257,6 +266,8 @@ impl Config {
                 "CHAT_MEDIA_MAX_BYTES" => self.media_max_bytes = parse(&name, &value)?,
                 "CHAT_MAX_GROUP_MEMBERS" => self.max_group_members = parse(&name, &value)?,
                 "CHAT_RETENTION_DAYS" => self.retention_days = parse(&name, &value)?,
+                "CHAT_ADMIN_LISTEN" => self.admin_listen = Some(parse(&name, &value)?),
+                "CHAT_METRICS_PUBLIC" => self.metrics_public = parse(&name, &value)?,
                 _ => {}
             }
         }

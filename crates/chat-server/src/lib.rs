@@ -75,6 +75,7 @@ pub enum StartError {
 /// A running server.
 pub struct RunningServer {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     state: Arc<AppState>,
@@ -84,6 +85,11 @@ impl RunningServer {
     /// The bound address (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin listener's address, when one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The shared state (tests inspect the store through it).
@@ -126,6 +132,18 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         addr: config.listen,
         source,
     })?;
+    let admin = match config.admin_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|source| StartError::Bind { addr: a, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr: a, source })?;
+            Some((l, bound))
+        }
+        None => None,
+    };
     let (stop, stop_rx) = watch::channel(false);
     let state = Arc::new(AppState {
         limits: Limiters::new(&config),
@@ -158,10 +176,24 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         // Open WebSockets are told through their mailboxes (see ws.rs).
         hub_state.hub.close_all();
     });
+    let admin_addr = admin.as_ref().map(|(_, a)| *a);
+    if let Some((l, _)) = admin {
+        let admin_app = routes::admin_router(state.clone());
+        let mut admin_stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let serve = axum::serve(l, admin_app).with_graceful_shutdown(async move {
+                let _ = admin_stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "admin listener stopped with an error");
+            }
+        });
+    }
     let task = tokio::spawn(serve::run(listener, app, state.clone(), stop_rx));
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, ?admin_addr, "listening");
     Ok(RunningServer {
         addr,
+        admin_addr,
         stop,
         task,
         state,

@@ -152,7 +152,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/groups/{group_id}/messages", get(groups::pending))
         .route("/health", get(health))
-        .route("/metrics", get(metrics))
         .route("/ws", get(crate::ws::upgrade))
         .layer(DefaultBodyLimit::max(JSON_BODY_MAX))
         .layer(from_fn_with_state(state.clone(), deadline));
@@ -160,6 +159,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/media", post(media::upload))
         .route("/api/media/{media_id}", get(media::download))
         .layer(DefaultBodyLimit::max(media_limit));
+    let api = if state.config.metrics_public {
+        api.route("/metrics", get(metrics))
+    } else {
+        api
+    };
     Router::new()
         .merge(api)
         .merge(media)
@@ -171,6 +175,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// The admin listener: `/metrics` and `/health` only.
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
 }
 

@@ -18,6 +18,7 @@ mod groups;
 mod hostile;
 mod limits;
 mod media;
+mod metrics;
 mod relay;
 mod slow;
 mod support;

@@ -130,6 +130,7 @@ async fn two_thousand_trickling_sockets_are_closed_while_others_are_served() {
         slowest < Duration::from_secs(8),
         "closed after {slowest:?} (deadline 3 s; opening took {opened_all:?})"
     );
+    eprintln!("{SOCKETS} sockets opened in {opened_all:?}; the slowest closed after {slowest:?}");
     let m = s.server.as_ref().unwrap().state().metrics.clone();
     assert!(m.closed_count("header_timeout") >= SOCKETS as u64);
     // The conversation's connections are still up.
