@@ -19,6 +19,10 @@ pub enum KeyError {
         /// The length that was given.
         actual: usize,
     },
+    /// An ML-KEM-1024 encapsulation key fails FIPS 203's check (a
+    /// coefficient not reduced modulo q).
+    #[error("invalid ML-KEM-1024 encapsulation key")]
+    InvalidKemKey,
     /// An X25519 public key is not in canonical form (high bit set, or not
     /// reduced modulo 2^255 - 19).
     #[error("non-canonical X25519 public key")]

@@ -95,6 +95,7 @@ pub mod fingerprint;
 pub mod kdf;
 pub mod keys;
 pub mod payload;
+pub mod pq;
 pub mod ratchet;
 pub mod record;
 pub mod sender_key;

@@ -9,6 +9,7 @@
 
 mod behaviour;
 mod corpus;
+mod kem;
 mod own_vectors;
 mod props;
 mod sender_keys;
