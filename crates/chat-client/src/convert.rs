@@ -4,8 +4,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chat_proto::rest;
 use e2ee_core::{
-    IdentityKeyPair, IdentityPublic, OneTimePreKeyPair, OneTimePreKeyPublic, PreKeyBundle,
-    PublicKey, SignedPreKeyPair, SignedPreKeyPublic,
+    IdentityKeyPair, IdentityPublic, KemPublicKey, OneTimePreKeyPair, OneTimePreKeyPublic,
+    PqPreKeyPair, PqPreKeyPublic, PreKeyBundle, PublicKey, SignedPreKeyPair, SignedPreKeyPublic,
 };
 
 use crate::error::ClientError;
@@ -45,14 +45,40 @@ pub(crate) fn bundle(b: &rest::PreKeyBundle) -> Result<PreKeyBundle, ClientError
                 })
             })
             .transpose()?,
+        pq_prekey: b.pq_prekey.as_ref().map(pq_prekey).transpose()?,
     })
 }
 
-/// What we upload: identity, optionally a signed prekey, one-time prekeys.
+/// A PQ prekey from the server: length and FIPS 203 form checked here, the
+/// signature when the bundle is verified.
+fn pq_prekey(k: &rest::PqPreKey) -> Result<PqPreKeyPublic, ClientError> {
+    let key = STANDARD
+        .decode(&k.public_key)
+        .map_err(|_| ClientError::BadKeys("pqPrekey is not base64".into()))?;
+    Ok(PqPreKeyPublic {
+        id: k.key_id,
+        key: KemPublicKey::from_bytes(&key)
+            .map_err(|e| ClientError::BadKeys(format!("pqPrekey: {e}")))?,
+        signature: bytes::<64>(&k.signature, "pqPrekey signature")?,
+    })
+}
+
+fn pq_upload(k: &PqPreKeyPair) -> rest::PqPreKey {
+    rest::PqPreKey {
+        key_id: k.id(),
+        public_key: STANDARD.encode(k.public().key.as_bytes()),
+        signature: STANDARD.encode(k.signature()),
+    }
+}
+
+/// What we upload: identity, optionally a signed prekey, one-time prekeys,
+/// optionally a last-resort PQ prekey, one-time PQ prekeys.
 pub(crate) fn upload(
     identity: &IdentityKeyPair,
     signed: Option<&SignedPreKeyPair>,
     one_time: &[OneTimePreKeyPair],
+    pq_last_resort: Option<&PqPreKeyPair>,
+    pq_one_time: &[PqPreKeyPair],
 ) -> rest::PreKeyUpload {
     rest::PreKeyUpload {
         identity_key: identity_b64(identity),
@@ -75,6 +101,8 @@ pub(crate) fn upload(
                 }
             })
             .collect(),
+        pq_last_resort_prekey: pq_last_resort.map(pq_upload),
+        pq_one_time_prekeys: pq_one_time.iter().map(pq_upload).collect(),
     }
 }
 

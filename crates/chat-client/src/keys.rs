@@ -1,7 +1,8 @@
-//! Our keys on the server: first upload, one-time prekey refills, signed
-//! prekey rotation.
+//! Our keys on the server: first upload, one-time prekey refills (X25519
+//! and post-quantum), signed and last-resort PQ prekey rotation.
 
-use e2ee_core::{IdentityKeyPair, OneTimePreKeyPair, SignedPreKeyPair};
+use chat_proto::validate::PQ_PREKEYS_PER_UPLOAD_MAX;
+use e2ee_core::{IdentityKeyPair, OneTimePreKeyPair, PqPreKeyPair, SignedPreKeyPair};
 use e2ee_store::StoreError;
 use rand_core::OsRng;
 
@@ -54,6 +55,8 @@ pub(crate) async fn maintain(inner: &Inner, fresh_login: bool) -> Result<()> {
     let max_age_ms = i64::from(inner.config.signed_prekey_max_age_days) * DAY_MS;
     let on_server = status.one_time_prekeys;
     let server_spk = status.signed_prekey_id;
+    let pq_on_server = status.pq_one_time_prekeys;
+    let server_last_resort = status.pq_last_resort_prekey_id;
     let plan = inner
         .db(move |s| {
             s.write(|tx| {
@@ -91,22 +94,75 @@ pub(crate) async fn maintain(inner: &Inner, fresh_login: bool) -> Result<()> {
                     unuploaded.extend(fresh);
                 }
                 let spk_needed = fresh_login || stale || server_spk != Some(spk.id());
-                if !spk_needed && unuploaded.is_empty() {
+
+                // The last-resort PQ prekey: made on first use, replaced as
+                // often as the signed prekey (old ones kept a month for
+                // late PreKey messages).
+                let mut last = tx.current_last_resort_pq_prekey()?;
+                let last_stale = last.as_ref().is_none_or(|(_, at)| now - *at >= max_age_ms);
+                if last_stale {
+                    let k = PqPreKeyPair::generate(&mut OsRng, &identity, tx.next_pq_prekey_id()?);
+                    tx.add_pq_prekeys(std::slice::from_ref(&k), true, now)?;
+                    tx.prune_last_resort_pq_prekeys(now - 30 * DAY_MS)?;
+                    last = Some((k, now));
+                }
+                let (last, _) = last.ok_or(StoreError::Missing("last-resort PQ prekey"))?;
+                let last_needed =
+                    fresh_login || last_stale || server_last_resort != Some(last.id());
+
+                // One-time PQ prekeys, topped up like the X25519 ones.
+                let mut pq_unuploaded: Vec<PqPreKeyPair> = tx
+                    .unuploaded_pq_prekeys()?
+                    .into_iter()
+                    .filter(|(_, last_resort)| !last_resort)
+                    .map(|(k, _)| k)
+                    .collect();
+                let pq_have = pq_on_server + pq_unuploaded.len() as u32;
+                if pq_have < low || (pq_on_server == 0 && pq_unuploaded.is_empty()) {
+                    let mut next = tx.next_pq_prekey_id()?;
+                    let want = batch.min(PQ_PREKEYS_PER_UPLOAD_MAX as u32);
+                    let mut fresh = Vec::new();
+                    for _ in pq_have..want {
+                        fresh.push(PqPreKeyPair::generate(&mut OsRng, &identity, next));
+                        next = next.saturating_add(1);
+                    }
+                    tx.add_pq_prekeys(&fresh, false, now)?;
+                    pq_unuploaded.extend(fresh);
+                }
+                pq_unuploaded.truncate(PQ_PREKEYS_PER_UPLOAD_MAX);
+
+                if !spk_needed && !last_needed && unuploaded.is_empty() && pq_unuploaded.is_empty()
+                {
                     return Ok(None);
                 }
-                let upload = convert::upload(&identity, spk_needed.then_some(&spk), &unuploaded);
+                let upload = convert::upload(
+                    &identity,
+                    spk_needed.then_some(&spk),
+                    &unuploaded,
+                    last_needed.then_some(&last),
+                    &pq_unuploaded,
+                );
                 let ids: Vec<u32> = unuploaded.iter().map(OneTimePreKeyPair::id).collect();
-                Ok(Some((upload, ids)))
+                let mut pq_ids: Vec<u32> = pq_unuploaded.iter().map(PqPreKeyPair::id).collect();
+                if last_needed {
+                    pq_ids.push(last.id());
+                }
+                Ok(Some((upload, ids, pq_ids)))
             })
         })
         .await?;
-    if let Some((upload, ids)) = plan {
-        let n = ids.len();
+    if let Some((upload, ids, pq_ids)) = plan {
+        let (n, pq_n) = (ids.len(), pq_ids.len());
         inner.rest.upload_prekeys(&upload).await?;
         inner
-            .db(move |s| s.write(|tx| tx.mark_one_time_prekeys_uploaded(&ids)))
+            .db(move |s| {
+                s.write(|tx| {
+                    tx.mark_one_time_prekeys_uploaded(&ids)?;
+                    tx.mark_pq_prekeys_uploaded(&pq_ids)
+                })
+            })
             .await?;
-        tracing::debug!(one_time = n, "prekeys uploaded");
+        tracing::debug!(one_time = n, pq = pq_n, "prekeys uploaded");
     }
     Ok(())
 }

@@ -8,11 +8,11 @@ use e2ee_core::{Payload, envelope::TEXT_PREFIX};
 
 use crate::error::ClientError;
 
-/// The most an envelope adds to its padded payload: a PreKey message's
-/// kind, identity (64), base key (32), prekey ids (8), then the message's
-/// kind, header (41) and tag (16) is 163 bytes; a sender-key message adds
-/// 105. Rounded up for headroom.
-const ENVELOPE_OVERHEAD: usize = 192;
+/// The most an envelope adds to its padded payload: a PQXDH PreKey
+/// message's kind, identity (64), base key (32), prekey ids (12), KEM
+/// ciphertext (1568), then the message's kind, header (41) and tag (16) is
+/// 1735 bytes; a sender-key message adds 105. Rounded up for headroom.
+const ENVELOPE_OVERHEAD: usize = 1792;
 
 /// The largest padded payload whose envelope, in base64 after `E2EE:`,
 /// fits the server's `content` limit.
@@ -60,8 +60,8 @@ mod tests {
         let p = Payload::text([7; 16], 1, &"x".repeat(MAX_TEXT_BYTES));
         let padded = check(&p).unwrap();
         assert_eq!(padded, MAX_PADDED_PAYLOAD);
-        // The biggest envelope (PreKey) around it, as text.
-        let envelope = padded + 163;
+        // The biggest envelope (a PQXDH PreKey message) around it, as text.
+        let envelope = padded + 1735;
         let text = TEXT_PREFIX.len() + envelope.div_ceil(3) * 4;
         assert!(text <= MESSAGE_CONTENT_MAX, "{text}");
         let p = Payload::text([7; 16], 1, &"x".repeat(MAX_TEXT_BYTES + 1));
@@ -72,5 +72,9 @@ mod tests {
                 ..
             })
         ));
+        assert_eq!(
+            MAX_TEXT_BYTES, 47_264,
+            "docs/CLI.md and docs/API.md quote it"
+        );
     }
 }

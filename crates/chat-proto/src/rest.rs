@@ -82,6 +82,19 @@ pub struct OneTimePreKey {
     pub public_key: String,
 }
 
+/// A signed post-quantum (ML-KEM-1024) prekey as published (protocol
+/// version 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PqPreKey {
+    /// Prekey id.
+    pub key_id: u32,
+    /// 1568-byte ML-KEM-1024 encapsulation key, base64.
+    pub public_key: String,
+    /// 64-byte signature over `"E2EEChat PQ prekey v2" || keyId || publicKey`, base64.
+    pub signature: String,
+}
+
 /// `POST /api/users/prekeys`: first upload, refill, or signed-prekey rotation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -97,6 +110,12 @@ pub struct PreKeyUpload {
     /// One-time prekeys to add.
     #[serde(default)]
     pub one_time_prekeys: Vec<OneTimePreKey>,
+    /// A new last-resort PQ prekey (replaces the one the server holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pq_last_resort_prekey: Option<PqPreKey>,
+    /// One-time PQ prekeys to add.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pq_one_time_prekeys: Vec<PqPreKey>,
 }
 
 /// `GET /api/users/{userId}/prekeys`: one bundle; the one-time prekey in it
@@ -114,6 +133,11 @@ pub struct PreKeyBundle {
     pub signed_prekey: SignedPreKey,
     /// A one-time prekey, if any were left.
     pub one_time_prekey: Option<OneTimePreKey>,
+    /// A PQ prekey: a one-time one (handed out to nobody else), or the
+    /// last-resort one when none is left; absent if the owner uploaded none
+    /// (a client from before version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pq_prekey: Option<PqPreKey>,
 }
 
 /// `GET /api/users/prekeys/status`.
@@ -133,6 +157,18 @@ pub struct PreKeyStatus {
     /// it with its own before uploading (which would replace it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_key: Option<String>,
+    /// One-time PQ prekeys not yet handed out.
+    #[serde(default)]
+    pub pq_one_time_prekeys: u32,
+    /// The last-resort PQ prekey's id, if one was uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pq_last_resort_prekey_id: Option<u32>,
+    /// When it was uploaded (ms since the epoch, server clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pq_last_resort_uploaded_at: Option<i64>,
+    /// Whether the caller should upload more one-time PQ prekeys.
+    #[serde(default)]
+    pub pq_low: bool,
 }
 
 /// `POST /api/verify-key`: record that the caller verified a peer's key.

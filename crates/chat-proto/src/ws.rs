@@ -224,6 +224,10 @@ pub struct TypingIn {
 pub struct PrekeysLow {
     /// One-time prekeys left.
     pub remaining: u32,
+    /// One-time PQ prekeys left (servers from before version 2 leave it
+    /// out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pq_remaining: Option<u32>,
 }
 
 /// `error`.

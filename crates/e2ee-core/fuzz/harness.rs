@@ -7,12 +7,12 @@ use std::sync::OnceLock;
 
 use e2ee_core::payload::unpad;
 use e2ee_core::record::{
-    IdentityRecord, OneTimePreKeyRecord, PeerSessionsRecord, SenderKeyReceiverRecord,
-    SenderKeySenderRecord, SessionRecord, SignedPreKeyRecord,
+    IdentityRecord, OneTimePreKeyRecord, PeerSessionsRecord, PqPreKeyRecord,
+    SenderKeyReceiverRecord, SenderKeySenderRecord, SessionRecord, SignedPreKeyRecord,
 };
 use e2ee_core::{
-    Envelope, Header, IdentityKeyPair, OneTimePreKeyPair, Payload, PeerSessions, PreKeyBundle,
-    PreKeySource, Record, SenderKeyDistribution, SenderKeyReceiver, SenderKeySender,
+    Envelope, Header, IdentityKeyPair, OneTimePreKeyPair, Payload, PeerSessions, PqPreKeyPair,
+    PreKeyBundle, PreKeySource, Record, SenderKeyDistribution, SenderKeyReceiver, SenderKeySender,
     SignedPreKeyPair,
 };
 use rand_chacha::ChaCha20Rng;
@@ -59,6 +59,13 @@ pub fn record(data: &[u8]) {
     if let Ok(r) = OneTimePreKeyRecord::from_bytes(data) {
         let _ = OneTimePreKeyPair::from_record(&r);
     }
+    if let Ok(r) = PqPreKeyRecord::from_bytes(data) {
+        let _ = PqPreKeyPair::from_record(&r);
+    }
+    // The new decoders of PQXDH: encapsulation keys (FIPS 203 check) and
+    // ciphertexts, from any bytes.
+    let _ = e2ee_core::KemPublicKey::from_bytes(data);
+    let _ = e2ee_core::KemCiphertext::from_bytes(data);
     if let Ok(r) = SessionRecord::from_bytes(data) {
         let _ = e2ee_core::Session::from_record(&r);
     }
@@ -79,6 +86,7 @@ pub struct Fixture {
     bob: IdentityKeyPair,
     spk: SignedPreKeyPair,
     opk: OneTimePreKeyPair,
+    pqpk: PqPreKeyPair,
     /// Bob's sessions with Alice: one PreKey message received.
     pub sessions: PeerSessions,
     /// Bob's receiver for Alice's group chain.
@@ -94,6 +102,9 @@ impl PreKeySource for Fixture {
     fn one_time_prekey(&self, id: u32) -> Option<&OneTimePreKeyPair> {
         (self.opk.id() == id).then_some(&self.opk)
     }
+    fn pq_prekey(&self, id: u32) -> Option<&PqPreKeyPair> {
+        (self.pqpk.id() == id).then_some(&self.pqpk)
+    }
 }
 
 /// The shared fixture (built on first use).
@@ -105,11 +116,13 @@ pub fn fixture() -> &'static Fixture {
         let bob = IdentityKeyPair::generate(&mut rng);
         let spk = SignedPreKeyPair::generate(&mut rng, &bob, 1, 0);
         let opk = OneTimePreKeyPair::generate(&mut rng, 1);
+        let pqpk = PqPreKeyPair::generate(&mut rng, &bob, 1);
         let bundle = PreKeyBundle {
             identity: bob.public(),
             identity_signature: bob.binding_signature(),
             signed_prekey: spk.public(),
             one_time_prekey: Some(opk.public()),
+            pq_prekey: Some(pqpk.public()),
         };
         let mut a = PeerSessions::new();
         a.initiate(&mut rng, &alice, &bundle).unwrap();
@@ -118,6 +131,7 @@ pub fn fixture() -> &'static Fixture {
             bob,
             spk,
             opk,
+            pqpk,
             sessions: PeerSessions::new(),
             group: SenderKeyReceiver::new([1; 16]),
             samples: Vec::new(),

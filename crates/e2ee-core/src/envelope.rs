@@ -4,6 +4,9 @@
 //! 0x01 Message        : 0x01 || header (41) || body
 //! 0x02 PreKey message : 0x02 || IDPUB_A (64) || EK_A.pub (32) || spk_id (u32)
 //!                       || opk_id (u32, 0xFFFFFFFF = none) || Message
+//! 0x04 PQXDH PreKey   : 0x04 || IDPUB_A (64) || EK_A.pub (32) || spk_id (u32)
+//!                       || opk_id (u32, 0xFFFFFFFF = none) || pqpk_id (u32)
+//!                       || CT (1568) || Message
 //! 0x03 Sender-key     : 0x03 || group_id (16) || chain_id (u32) || iteration (u32)
 //!                       || body || signature (64)
 //! header              : version (u8 = 1) || dh_pub (32) || pn (u32) || n (u32)
@@ -18,6 +21,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use crate::error::DecodeError;
 use crate::kdf::TAG_LENGTH;
 use crate::keys::{IdentityPublic, NO_ONE_TIME_PREKEY, PublicKey};
+use crate::pq::{KEM_CIPHERTEXT_LENGTH, KemCiphertext};
 
 /// Envelope kind byte of a plain ratchet message.
 pub const KIND_MESSAGE: u8 = 0x01;
@@ -25,6 +29,8 @@ pub const KIND_MESSAGE: u8 = 0x01;
 pub const KIND_PREKEY: u8 = 0x02;
 /// Envelope kind byte of a sender-key (group) message.
 pub const KIND_SENDER_KEY: u8 = 0x03;
+/// Envelope kind byte of a PQXDH PreKey message (protocol version 2).
+pub const KIND_PQ_PREKEY: u8 = 0x04;
 /// Protocol version carried in every ratchet header.
 pub const HEADER_VERSION: u8 = 1;
 /// The prefix of an envelope's text form in JSON.
@@ -176,8 +182,20 @@ pub struct PreKeyEnvelope {
     pub signed_prekey_id: u32,
     /// The responder's one-time prekey id used, if any.
     pub one_time_prekey_id: Option<u32>,
+    /// PQXDH: the responder's PQ prekey id and the KEM ciphertext (kind
+    /// `0x04`); `None` for an X3DH PreKey message of version 1 (`0x02`).
+    pub pq: Option<PqPreKeyUse>,
     /// The ratchet message.
     pub message: MessageEnvelope,
+}
+
+/// The post-quantum part of a PQXDH PreKey message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PqPreKeyUse {
+    /// The responder's PQ prekey id encapsulated to.
+    pub prekey_id: u32,
+    /// `CT`.
+    pub ciphertext: KemCiphertext,
 }
 
 /// A sender-key (group) message.
@@ -220,7 +238,7 @@ impl SenderKeyEnvelope {
 pub enum Envelope {
     /// `0x01`: a ratchet message on an established session.
     Message(MessageEnvelope),
-    /// `0x02`: a ratchet message with the X3DH data.
+    /// `0x02` / `0x04`: a ratchet message with the X3DH or PQXDH data.
     PreKey(PreKeyEnvelope),
     /// `0x03`: a group message under a sender key.
     SenderKey(SenderKeyEnvelope),
@@ -236,8 +254,21 @@ impl Envelope {
                 m.write(&mut out);
             }
             Envelope::PreKey(p) => {
-                out.reserve(1 + 64 + 32 + 8 + 1 + Header::LENGTH + p.message.body.len());
-                out.push(KIND_PREKEY);
+                out.reserve(
+                    1 + 64
+                        + 32
+                        + 8
+                        + 4
+                        + KEM_CIPHERTEXT_LENGTH
+                        + 1
+                        + Header::LENGTH
+                        + p.message.body.len(),
+                );
+                out.push(if p.pq.is_some() {
+                    KIND_PQ_PREKEY
+                } else {
+                    KIND_PREKEY
+                });
                 out.extend_from_slice(&p.identity.to_bytes());
                 out.extend_from_slice(p.base_key.as_bytes());
                 out.extend_from_slice(&p.signed_prekey_id.to_be_bytes());
@@ -246,6 +277,10 @@ impl Envelope {
                         .unwrap_or(NO_ONE_TIME_PREKEY)
                         .to_be_bytes(),
                 );
+                if let Some(pq) = &p.pq {
+                    out.extend_from_slice(&pq.prekey_id.to_be_bytes());
+                    out.extend_from_slice(pq.ciphertext.as_bytes());
+                }
                 p.message.write(&mut out);
             }
             Envelope::SenderKey(s) => {
@@ -264,7 +299,7 @@ impl Envelope {
         let mut r = Reader::new(bytes);
         match kind {
             KIND_MESSAGE => Ok(Envelope::Message(MessageEnvelope::read(&mut r)?)),
-            KIND_PREKEY => {
+            KIND_PREKEY | KIND_PQ_PREKEY => {
                 r.u8()?;
                 let identity = IdentityPublic::from_bytes(&r.array::<64>()?)
                     .map_err(|_| DecodeError::InvalidIdentityKey)?;
@@ -272,12 +307,24 @@ impl Envelope {
                     PublicKey::from_wire(r.array()?).map_err(|_| DecodeError::NonCanonicalKey)?;
                 let signed_prekey_id = r.u32()?;
                 let opk = r.u32()?;
+                let pq = if kind == KIND_PQ_PREKEY {
+                    let prekey_id = r.u32()?;
+                    let ciphertext = KemCiphertext::from_bytes(r.take(KEM_CIPHERTEXT_LENGTH)?)
+                        .map_err(|_| DecodeError::Truncated { needed: 0 })?;
+                    Some(PqPreKeyUse {
+                        prekey_id,
+                        ciphertext,
+                    })
+                } else {
+                    None
+                };
                 let message = MessageEnvelope::read(&mut r)?;
                 Ok(Envelope::PreKey(PreKeyEnvelope {
                     identity,
                     base_key,
                     signed_prekey_id,
                     one_time_prekey_id: (opk != NO_ONE_TIME_PREKEY).then_some(opk),
+                    pq,
                     message,
                 }))
             }

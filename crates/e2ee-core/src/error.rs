@@ -48,6 +48,15 @@ pub enum X3dhError {
     /// One of the DH computations gave an all-zero result.
     #[error("non-contributory Diffie-Hellman output (low-order public key)")]
     NonContributoryKey,
+    /// The bundle has no post-quantum prekey: version 2 needs one (PQXDH).
+    #[error("the bundle has no post-quantum prekey")]
+    MissingPqPreKey,
+    /// The PQ prekey's signature does not verify under the identity's `SIG` key.
+    #[error("the post-quantum prekey signature does not verify")]
+    InvalidPqPreKeySignature,
+    /// The PQ prekey's encapsulation key fails FIPS 203's check.
+    #[error("invalid ML-KEM-1024 encapsulation key")]
+    InvalidKemKey,
 }
 
 /// Encrypting a 1:1 or sender-key message failed.
@@ -98,6 +107,9 @@ pub enum DecryptError {
     /// A PreKey message names a one-time prekey we do not have (already used or never made).
     #[error("unknown one-time prekey {0}")]
     UnknownOneTimePreKey(u32),
+    /// The PQXDH PreKey message names a PQ prekey we do not have.
+    #[error("unknown post-quantum prekey {0}")]
+    UnknownPqPreKey(u32),
     /// A sender-key envelope was handed to a 1:1 session.
     #[error("not a 1:1 message envelope")]
     WrongEnvelopeKind,

@@ -11,6 +11,7 @@ use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
 use crate::error::{KeyError, X3dhError};
+use crate::pq::PqPreKeyPublic;
 
 /// Domain label signed, with `IK.pub`, by the identity signing key.
 pub const IDENTITY_BINDING_LABEL: &[u8] = b"E2EEChat identity v1";
@@ -453,7 +454,7 @@ pub struct OneTimePreKeyPublic {
 }
 
 /// What the server hands out for starting a session with a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreKeyBundle {
     /// The user's `IDPUB`.
     pub identity: IdentityPublic,
@@ -463,11 +464,15 @@ pub struct PreKeyBundle {
     pub signed_prekey: SignedPreKeyPublic,
     /// A one-time prekey, if the server had one left.
     pub one_time_prekey: Option<OneTimePreKeyPublic>,
+    /// A signed post-quantum prekey: a one-time one, or the last-resort one
+    /// when none is left. Required for PQXDH (version 2).
+    pub pq_prekey: Option<PqPreKeyPublic>,
 }
 
 impl PreKeyBundle {
-    /// Checks the identity binding, then the signed prekey signature.
-    /// X3DH runs no DH before this succeeds.
+    /// Checks the identity binding, then the signed prekey signature, then
+    /// the PQ prekey's signature. X3DH / PQXDH run no DH and no
+    /// encapsulation before this succeeds.
     pub fn verify(&self) -> Result<(), X3dhError> {
         self.identity
             .verify_binding(&self.identity_signature)
@@ -478,6 +483,11 @@ impl PreKeyBundle {
                 &self.signed_prekey.key,
                 &self.signed_prekey.signature,
             )
-            .map_err(|_| X3dhError::InvalidSignedPreKeySignature)
+            .map_err(|_| X3dhError::InvalidSignedPreKeySignature)?;
+        if let Some(pq) = &self.pq_prekey {
+            pq.verify(&self.identity)
+                .map_err(|_| X3dhError::InvalidPqPreKeySignature)?;
+        }
+        Ok(())
     }
 }

@@ -102,7 +102,9 @@ pub mod sender_key;
 pub mod session;
 pub mod x3dh;
 
-pub use envelope::{Envelope, Header, MessageEnvelope, PreKeyEnvelope, SenderKeyEnvelope};
+pub use envelope::{
+    Envelope, Header, MessageEnvelope, PqPreKeyUse, PreKeyEnvelope, SenderKeyEnvelope,
+};
 pub use error::{
     AttachmentError, DecodeError, DecryptError, EncryptError, FingerprintError, KeyError,
     PayloadError, RecordError, SenderKeyError, X3dhError,
@@ -113,6 +115,7 @@ pub use keys::{
     PublicKey, SignedPreKeyPair, SignedPreKeyPublic,
 };
 pub use payload::{AttachmentPointer, MessageId, Payload, PayloadKind};
+pub use pq::{KemCiphertext, KemKeyPair, KemPublicKey, PqPreKeyPair, PqPreKeyPublic};
 pub use ratchet::{MAX_RECEIVING_CHAINS, MAX_SKIP, MAX_SKIPPED_KEYS};
 pub use record::Record;
 pub use sender_key::{GroupId, SenderKeyDistribution, SenderKeyReceiver, SenderKeySender};

@@ -19,17 +19,21 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::envelope::PqPreKeyUse;
 use crate::error::{KeyError, RecordError};
 use crate::kdf::{ChainKey, MessageKey, RootKey};
 use crate::keys::{
     IdentityKeyPair, IdentityPublic, KeyPair, OneTimePreKeyPair, PublicKey, SignedPreKeyPair,
 };
+use crate::pq::{KEM_SEED_LENGTH, KemCiphertext, PqPreKeyPair};
 use crate::ratchet::{Ratchet, ReceivingChain, SendingChain, SkippedKey};
 use crate::sender_key::{ReceiverChain, SenderKeyReceiver, SenderKeySender};
 use crate::session::{PeerSessions, PendingPreKey, Session};
 
-/// The record format version this code writes and reads.
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+/// The record format version this code writes. Version 1 (before PQXDH)
+/// is still read: only session records differ, and they gain the pending
+/// PQ prekey use.
+pub const RECORD_FORMAT_VERSION: u8 = 2;
 
 /// A persistable record with a kind byte and a versioned byte form.
 pub trait Record: Serialize + DeserializeOwned {
@@ -52,22 +56,32 @@ pub trait Record: Serialize + DeserializeOwned {
         let [version, kind, body @ ..] = bytes else {
             return Err(RecordError::TooShort);
         };
-        if *version != RECORD_FORMAT_VERSION {
-            return Err(RecordError::UnsupportedVersion(*version));
-        }
         if *kind != Self::KIND {
             return Err(RecordError::WrongKind {
                 expected: Self::KIND,
                 found: *kind,
             });
         }
-        let (value, rest) =
-            postcard::take_from_bytes::<Self>(body).map_err(|_| RecordError::Malformed)?;
-        if !rest.is_empty() {
-            return Err(RecordError::Malformed);
+        match *version {
+            RECORD_FORMAT_VERSION => parse_body(body),
+            1 => Self::read_v1(body),
+            other => Err(RecordError::UnsupportedVersion(other)),
         }
-        Ok(value)
     }
+
+    /// Reads a version-1 body (the same layout, unless a type says not).
+    fn read_v1(body: &[u8]) -> Result<Self, RecordError> {
+        parse_body(body)
+    }
+}
+
+/// A whole postcard body, nothing left over.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, RecordError> {
+    let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|_| RecordError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(RecordError::Malformed);
+    }
+    Ok(value)
 }
 
 macro_rules! redacted_debug {
@@ -161,6 +175,44 @@ impl SignedPreKeyPair {
     }
 }
 
+/// A signed post-quantum prekey with its seed (format version 2).
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct PqPreKeyRecord {
+    /// Prekey id.
+    pub id: u32,
+    /// The 64-byte ML-KEM seed `d || z`.
+    pub seed: Vec<u8>,
+    /// 64-byte signature.
+    pub signature: Vec<u8>,
+}
+
+impl Record for PqPreKeyRecord {
+    const KIND: u8 = 8;
+}
+
+impl PqPreKeyPair {
+    /// The persistable record.
+    pub fn to_record(&self) -> PqPreKeyRecord {
+        PqPreKeyRecord {
+            id: self.id(),
+            seed: self.key_pair().seed().to_vec(),
+            signature: self.signature().to_vec(),
+        }
+    }
+
+    /// Rebuilds from a record.
+    pub fn from_record(r: &PqPreKeyRecord) -> Result<Self, RecordError> {
+        let seed: Zeroizing<[u8; KEM_SEED_LENGTH]> =
+            Zeroizing::new(r.seed.as_slice().try_into().map_err(|_| {
+                RecordError::InvalidKey(KeyError::InvalidLength {
+                    expected: KEM_SEED_LENGTH,
+                    actual: r.seed.len(),
+                })
+            })?);
+        Ok(Self::from_parts(r.id, &seed, signature_from(&r.signature)?))
+    }
+}
+
 /// A one-time prekey with its secret.
 #[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct OneTimePreKeyRecord {
@@ -240,10 +292,73 @@ pub struct SessionRecord {
     pub receiving: Vec<ReceivingChainRecord>,
     /// Oldest first.
     pub skipped: Vec<SkippedKeyRecord>,
+    /// While PQXDH PreKey messages are sent: the PQ prekey id (version 2).
+    pub pending_pq_prekey_id: Option<u32>,
+    /// While PQXDH PreKey messages are sent: the KEM ciphertext (1568
+    /// bytes; version 2).
+    pub pending_pq_ciphertext: Option<Vec<u8>>,
+    /// Set up with PQXDH (version 2; false for records of version 1).
+    pub pqxdh: bool,
+}
+
+/// [`SessionRecord`] as format version 1 wrote it (no PQ fields).
+#[derive(Deserialize)]
+struct SessionRecordV1 {
+    local_identity: Vec<u8>,
+    remote_identity: Vec<u8>,
+    base_key: [u8; 32],
+    initiator: bool,
+    pending_signed_prekey_id: Option<u32>,
+    pending_one_time_prekey_id: Option<u32>,
+    root_key: [u8; 32],
+    ratchet_secret: [u8; 32],
+    sending_chain_key: Option<[u8; 32]>,
+    sending_n: u32,
+    previous_n: u32,
+    receiving: Vec<ReceivingChainRecord>,
+    skipped: Vec<SkippedKeyRecord>,
+}
+
+impl From<SessionRecordV1> for SessionRecord {
+    fn from(v: SessionRecordV1) -> Self {
+        let v = Zeroizing::new(v);
+        SessionRecord {
+            local_identity: v.local_identity.clone(),
+            remote_identity: v.remote_identity.clone(),
+            base_key: v.base_key,
+            initiator: v.initiator,
+            pending_signed_prekey_id: v.pending_signed_prekey_id,
+            pending_one_time_prekey_id: v.pending_one_time_prekey_id,
+            root_key: v.root_key,
+            ratchet_secret: v.ratchet_secret,
+            sending_chain_key: v.sending_chain_key,
+            sending_n: v.sending_n,
+            previous_n: v.previous_n,
+            receiving: v.receiving.clone(),
+            skipped: v.skipped.clone(),
+            pending_pq_prekey_id: None,
+            pending_pq_ciphertext: None,
+            pqxdh: false,
+        }
+    }
+}
+
+impl Zeroize for SessionRecordV1 {
+    fn zeroize(&mut self) {
+        self.root_key.zeroize();
+        self.ratchet_secret.zeroize();
+        self.sending_chain_key.zeroize();
+        self.receiving.zeroize();
+        self.skipped.zeroize();
+    }
 }
 
 impl Record for SessionRecord {
     const KIND: u8 = 4;
+
+    fn read_v1(body: &[u8]) -> Result<Self, RecordError> {
+        Ok(parse_body::<SessionRecordV1>(body)?.into())
+    }
 }
 
 impl Session {
@@ -255,8 +370,19 @@ impl Session {
             remote_identity: self.remote_identity.to_bytes().to_vec(),
             base_key: self.base_key.to_bytes(),
             initiator: self.initiator,
-            pending_signed_prekey_id: self.pending.map(|p| p.signed_prekey_id),
-            pending_one_time_prekey_id: self.pending.and_then(|p| p.one_time_prekey_id),
+            pending_signed_prekey_id: self.pending.as_ref().map(|p| p.signed_prekey_id),
+            pending_one_time_prekey_id: self.pending.as_ref().and_then(|p| p.one_time_prekey_id),
+            pending_pq_prekey_id: self
+                .pending
+                .as_ref()
+                .and_then(|p| p.pq.as_ref())
+                .map(|q| q.prekey_id),
+            pending_pq_ciphertext: self
+                .pending
+                .as_ref()
+                .and_then(|p| p.pq.as_ref())
+                .map(|q| q.ciphertext.as_bytes().to_vec()),
+            pqxdh: self.pqxdh,
             root_key: *r.root_key.as_bytes(),
             ratchet_secret: *r.ratchet_key.secret_bytes(),
             sending_chain_key: r.sending.as_ref().map(|s| *s.chain_key.as_bytes()),
@@ -318,10 +444,21 @@ impl Session {
             remote_identity: identity_from(&r.remote_identity)?,
             base_key: PublicKey::from_bytes(r.base_key),
             initiator: r.initiator,
-            pending: r.pending_signed_prekey_id.map(|id| PendingPreKey {
-                signed_prekey_id: id,
-                one_time_prekey_id: r.pending_one_time_prekey_id,
-            }),
+            pqxdh: r.pqxdh,
+            pending: match r.pending_signed_prekey_id {
+                None => None,
+                Some(id) => Some(PendingPreKey {
+                    signed_prekey_id: id,
+                    one_time_prekey_id: r.pending_one_time_prekey_id,
+                    pq: match (r.pending_pq_prekey_id, &r.pending_pq_ciphertext) {
+                        (Some(prekey_id), Some(ct)) => Some(PqPreKeyUse {
+                            prekey_id,
+                            ciphertext: KemCiphertext::from_bytes(ct)?,
+                        }),
+                        _ => None,
+                    },
+                }),
+            },
         })
     }
 }
@@ -335,8 +472,23 @@ pub struct PeerSessionsRecord {
     pub previous: Vec<SessionRecord>,
 }
 
+/// [`PeerSessionsRecord`] as format version 1 wrote it.
+#[derive(Deserialize)]
+struct PeerSessionsRecordV1 {
+    current: Option<SessionRecordV1>,
+    previous: Vec<SessionRecordV1>,
+}
+
 impl Record for PeerSessionsRecord {
     const KIND: u8 = 5;
+
+    fn read_v1(body: &[u8]) -> Result<Self, RecordError> {
+        let v = parse_body::<PeerSessionsRecordV1>(body)?;
+        Ok(PeerSessionsRecord {
+            current: v.current.map(Into::into),
+            previous: v.previous.into_iter().map(Into::into).collect(),
+        })
+    }
 }
 
 impl PeerSessions {

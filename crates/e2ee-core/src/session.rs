@@ -6,12 +6,13 @@ use std::collections::VecDeque;
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
-use crate::envelope::{Envelope, MessageEnvelope, PreKeyEnvelope};
+use crate::envelope::{Envelope, MessageEnvelope, PqPreKeyUse, PreKeyEnvelope};
 use crate::error::{DecryptError, EncryptError, KeyError, X3dhError};
 use crate::keys::{
     IdentityKeyPair, IdentityPublic, KeyPair, OneTimePreKeyPair, PreKeyBundle, PublicKey,
     SignedPreKeyPair,
 };
+use crate::pq::{PqPreKeyPair, PqPreKeyPublic};
 use crate::ratchet::Ratchet;
 use crate::x3dh::{self, AssociatedData};
 
@@ -20,11 +21,14 @@ use crate::x3dh::{self, AssociatedData};
 /// session at the same moment converge on one.
 pub const MAX_PREVIOUS_SESSIONS: usize = 10;
 
-/// The X3DH data an initiator repeats in every message until the first reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The X3DH / PQXDH data an initiator repeats in every message until the
+/// first reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PendingPreKey {
     pub(crate) signed_prekey_id: u32,
     pub(crate) one_time_prekey_id: Option<u32>,
+    /// PQXDH: the PQ prekey id and `CT`.
+    pub(crate) pq: Option<PqPreKeyUse>,
 }
 
 /// One Double Ratchet session with one peer.
@@ -39,6 +43,8 @@ pub struct Session {
     pub(crate) initiator: bool,
     /// Set until an initiator has received a reply: messages are PreKey messages.
     pub(crate) pending: Option<PendingPreKey>,
+    /// Set up with PQXDH (protocol version 2), not X3DH.
+    pub(crate) pqxdh: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -48,6 +54,7 @@ impl std::fmt::Debug for Session {
             .field("base_key", &self.base_key)
             .field("initiator", &self.initiator)
             .field("pending_prekey", &self.pending.is_some())
+            .field("pqxdh", &self.pqxdh)
             .finish_non_exhaustive()
     }
 }
@@ -57,24 +64,64 @@ fn x3dh_key_err(_: KeyError) -> X3dhError {
 }
 
 impl Session {
-    /// Starts a session with the owner of `bundle` (X3DH, initiator side).
+    /// Starts a session with the owner of `bundle` (PQXDH, initiator side;
+    /// DESIGN.md section 9).
     ///
-    /// The bundle's identity binding and signed-prekey signature are verified
-    /// before any DH. Draws the ephemeral key and then the first ratchet key
-    /// from `rng`.
+    /// The bundle's identity binding, signed-prekey signature and PQ prekey
+    /// signature are verified before any DH or encapsulation; a bundle
+    /// without a PQ prekey is refused ([`X3dhError::MissingPqPreKey`]).
+    /// Draws the ephemeral key, the KEM message and then the first ratchet
+    /// key from `rng`.
     pub fn initiate(
         rng: &mut impl CryptoRngCore,
         identity: &IdentityKeyPair,
         bundle: &PreKeyBundle,
     ) -> Result<Self, X3dhError> {
         bundle.verify()?;
+        let pq = bundle
+            .pq_prekey
+            .as_ref()
+            .ok_or(X3dhError::MissingPqPreKey)?;
+        Self::start(rng, identity, bundle, Some(pq))
+    }
+
+    /// Starts an X3DH session of protocol version 1, without a PQ prekey:
+    /// only for known-answer tests of version 1 and tests of migration. A
+    /// client of version 2 never calls it.
+    #[doc(hidden)]
+    pub fn initiate_x3dh_v1(
+        rng: &mut impl CryptoRngCore,
+        identity: &IdentityKeyPair,
+        bundle: &PreKeyBundle,
+    ) -> Result<Self, X3dhError> {
+        bundle.verify()?;
+        Self::start(rng, identity, bundle, None)
+    }
+
+    fn start(
+        rng: &mut impl CryptoRngCore,
+        identity: &IdentityKeyPair,
+        bundle: &PreKeyBundle,
+        pq: Option<&PqPreKeyPublic>,
+    ) -> Result<Self, X3dhError> {
         let ephemeral = KeyPair::generate(rng);
+        let encapsulated = match pq {
+            Some(pq) => {
+                let (ct, ss) = pq
+                    .key
+                    .encapsulate(rng)
+                    .map_err(|_| X3dhError::InvalidKemKey)?;
+                Some((pq.id, ct, ss))
+            }
+            None => None,
+        };
         let sk = x3dh::initiator_secret(
             identity,
             &ephemeral,
             &bundle.identity.dh_key(),
             &bundle.signed_prekey.key,
             bundle.one_time_prekey.as_ref().map(|k| &k.key),
+            encapsulated.as_ref().map(|(_, _, ss)| &**ss),
         )
         .map_err(x3dh_key_err)?;
         let ratchet_key = KeyPair::generate(rng);
@@ -86,9 +133,14 @@ impl Session {
             remote_identity: bundle.identity,
             base_key: ephemeral.public(),
             initiator: true,
+            pqxdh: encapsulated.is_some(),
             pending: Some(PendingPreKey {
                 signed_prekey_id: bundle.signed_prekey.id,
                 one_time_prekey_id: bundle.one_time_prekey.map(|k| k.id),
+                pq: encapsulated.map(|(prekey_id, ciphertext, _)| PqPreKeyUse {
+                    prekey_id,
+                    ciphertext,
+                }),
             }),
         })
     }
@@ -96,13 +148,16 @@ impl Session {
     /// Answers a PreKey message (X3DH, responder side) and decrypts it.
     ///
     /// Returns the new session only if the message authenticates. The caller
-    /// looks up `signed_prekey` and `one_time_prekey` by the ids in `message`
-    /// and deletes the one-time prekey once the result is stored.
+    /// looks up `signed_prekey`, `one_time_prekey` and `pq_prekey` by the
+    /// ids in `message` and deletes the one-time prekeys once the result is
+    /// stored. A PQXDH message (`message.pq`) needs `pq_prekey`; a version-1
+    /// X3DH message (from a client before PQXDH) has none.
     pub fn respond(
         rng: &mut impl CryptoRngCore,
         identity: &IdentityKeyPair,
         signed_prekey: &SignedPreKeyPair,
         one_time_prekey: Option<&OneTimePreKeyPair>,
+        pq_prekey: Option<&PqPreKeyPair>,
         message: &PreKeyEnvelope,
     ) -> Result<(Self, Vec<u8>), DecryptError> {
         if signed_prekey.id() != message.signed_prekey_id {
@@ -113,12 +168,20 @@ impl Session {
             (Some(id), Some(k)) if k.id() == id => Some(k.key_pair()),
             (Some(id), _) => return Err(DecryptError::UnknownOneTimePreKey(id)),
         };
+        let ss = match (&message.pq, pq_prekey) {
+            (None, _) => None,
+            (Some(u), Some(k)) if k.id() == u.prekey_id => {
+                Some(k.key_pair().decapsulate(&u.ciphertext))
+            }
+            (Some(u), _) => return Err(DecryptError::UnknownPqPreKey(u.prekey_id)),
+        };
         let sk = x3dh::responder_secret(
             identity,
             signed_prekey.key_pair(),
             opk,
             &message.identity.dh_key(),
             &message.base_key,
+            ss.as_deref(),
         )
         .map_err(|_| DecryptError::NonContributoryKey)?;
         let mut session = Self {
@@ -128,6 +191,7 @@ impl Session {
             base_key: message.base_key,
             initiator: false,
             pending: None,
+            pqxdh: message.pq.is_some(),
         };
         let plaintext =
             session
@@ -155,6 +219,18 @@ impl Session {
         self.base_key
     }
 
+    /// Whether this session's PreKey messages carry a KEM ciphertext (an
+    /// initiator's PQXDH session before the first reply).
+    pub fn pending_pqxdh(&self) -> bool {
+        self.pending.as_ref().is_some_and(|p| p.pq.is_some())
+    }
+
+    /// Whether this session was set up with PQXDH (protocol version 2) on
+    /// either side; false for an X3DH session of version 1.
+    pub fn is_pqxdh(&self) -> bool {
+        self.pqxdh
+    }
+
     /// Whether our messages still carry the X3DH data (no reply received yet).
     pub fn is_pending_prekey(&self) -> bool {
         self.pending.is_some()
@@ -165,12 +241,13 @@ impl Session {
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Envelope, EncryptError> {
         let ad = self.associated_data();
         let message = self.ratchet.encrypt(&ad, plaintext)?;
-        Ok(match self.pending {
+        Ok(match &self.pending {
             Some(p) => Envelope::PreKey(PreKeyEnvelope {
                 identity: self.local_identity,
                 base_key: self.base_key,
                 signed_prekey_id: p.signed_prekey_id,
                 one_time_prekey_id: p.one_time_prekey_id,
+                pq: p.pq.clone(),
                 message,
             }),
             None => Envelope::Message(message),
@@ -201,6 +278,8 @@ pub trait PreKeySource {
     fn signed_prekey(&self, id: u32) -> Option<&SignedPreKeyPair>;
     /// Our one-time prekey with this id, if not used yet.
     fn one_time_prekey(&self, id: u32) -> Option<&OneTimePreKeyPair>;
+    /// Our PQ prekey (one-time or last-resort) with this id, if kept.
+    fn pq_prekey(&self, id: u32) -> Option<&PqPreKeyPair>;
 }
 
 /// The outcome of a successful [`PeerSessions::decrypt`]. The plaintext
@@ -216,6 +295,12 @@ pub struct Decrypted {
     pub new_session: bool,
     /// The one-time prekey this consumed: delete it when storing the result.
     pub consumed_one_time_prekey: Option<u32>,
+    /// The PQ prekey this used (delete it when storing the result if it is
+    /// a one-time one; a last-resort one stays).
+    pub used_pq_prekey: Option<u32>,
+    /// Whether the session was set up with PQXDH (false for a version-1
+    /// X3DH PreKey message, or an existing session).
+    pub pqxdh: bool,
 }
 
 impl std::fmt::Debug for Decrypted {
@@ -225,6 +310,8 @@ impl std::fmt::Debug for Decrypted {
             .field("remote_identity", &self.remote_identity)
             .field("new_session", &self.new_session)
             .field("consumed_one_time_prekey", &self.consumed_one_time_prekey)
+            .field("used_pq_prekey", &self.used_pq_prekey)
+            .field("pqxdh", &self.pqxdh)
             .finish()
     }
 }
@@ -279,6 +366,20 @@ impl PeerSessions {
         Ok(())
     }
 
+    /// [`Session::initiate_x3dh_v1`] as the current session: version-1
+    /// known-answer tests and migration tests only.
+    #[doc(hidden)]
+    pub fn initiate_x3dh_v1(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        identity: &IdentityKeyPair,
+        bundle: &PreKeyBundle,
+    ) -> Result<(), X3dhError> {
+        let s = Session::initiate_x3dh_v1(rng, identity, bundle)?;
+        self.promote(s);
+        Ok(())
+    }
+
     /// Encrypts on the current session.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Envelope, EncryptError> {
         self.current
@@ -320,7 +421,15 @@ impl PeerSessions {
                     ),
                     None => None,
                 };
-                let (session, plaintext) = Session::respond(rng, identity, spk, opk, p)?;
+                let pqpk = match &p.pq {
+                    Some(u) => Some(
+                        prekeys
+                            .pq_prekey(u.prekey_id)
+                            .ok_or(DecryptError::UnknownPqPreKey(u.prekey_id))?,
+                    ),
+                    None => None,
+                };
+                let (session, plaintext) = Session::respond(rng, identity, spk, opk, pqpk, p)?;
                 let remote_identity = session.remote_identity;
                 self.promote(session);
                 Ok(Decrypted {
@@ -328,6 +437,8 @@ impl PeerSessions {
                     remote_identity,
                     new_session: true,
                     consumed_one_time_prekey: p.one_time_prekey_id,
+                    used_pq_prekey: p.pq.as_ref().map(|u| u.prekey_id),
+                    pqxdh: p.pq.is_some(),
                 })
             }
         }
@@ -348,6 +459,8 @@ impl PeerSessions {
                         remote_identity: cur.remote_identity,
                         new_session: false,
                         consumed_one_time_prekey: None,
+                        used_pq_prekey: None,
+                        pqxdh: false,
                     });
                 }
                 Err(e) => first_error = Some(e),
@@ -369,6 +482,8 @@ impl PeerSessions {
                         remote_identity,
                         new_session: false,
                         consumed_one_time_prekey: None,
+                        used_pq_prekey: None,
+                        pqxdh: false,
                     });
                 }
                 Err(e) => {

@@ -52,6 +52,7 @@ fn party(dir: &std::path::Path, name: &str, rng: &mut ChaCha20Rng) -> Store {
     let id = IdentityKeyPair::generate(rng);
     let spk = SignedPreKeyPair::generate(rng, &id, 1, 0);
     let opk = OneTimePreKeyPair::generate(rng, 1);
+    let pq = e2ee_core::PqPreKeyPair::generate(rng, &id, 1);
     s.write(|tx| {
         tx.set_account(&Account {
             user_id: name.into(),
@@ -60,7 +61,8 @@ fn party(dir: &std::path::Path, name: &str, rng: &mut ChaCha20Rng) -> Store {
         })?;
         tx.init_identity(&id)?;
         tx.save_signed_prekey(&spk)?;
-        tx.add_one_time_prekeys(&[opk])
+        tx.add_one_time_prekeys(&[opk])?;
+        tx.add_pq_prekeys(&[pq], true, 0)
     })
     .unwrap();
     s
@@ -76,11 +78,13 @@ fn decrypt_and_store(c: &mut Criterion) {
             let id = tx.identity()?.unwrap();
             let spk = tx.current_signed_prekey()?.unwrap();
             let opk = tx.unuploaded_one_time_prekeys()?.pop().map(|k| k.public());
+            let pq = tx.current_last_resort_pq_prekey()?.map(|(k, _)| k.public());
             Ok(PreKeyBundle {
                 identity: id.public(),
                 identity_signature: id.binding_signature(),
                 signed_prekey: spk.public(),
                 one_time_prekey: opk,
+                pq_prekey: pq,
             })
         })
         .unwrap();

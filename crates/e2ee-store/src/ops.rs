@@ -276,8 +276,12 @@ fn receive_direct(
     let identity = tx.require_identity()?;
     let mut sessions = tx.sessions(m.from)?;
     let prekeys = match envelope {
-        Envelope::PreKey(p) => tx.prekeys_for(p.signed_prekey_id, p.one_time_prekey_id)?,
-        _ => tx.prekeys_for(u32::MAX, None)?,
+        Envelope::PreKey(p) => tx.prekeys_for(
+            p.signed_prekey_id,
+            p.one_time_prekey_id,
+            p.pq.as_ref().map(|q| q.prekey_id),
+        )?,
+        _ => tx.prekeys_for(u32::MAX, None, None)?,
     };
     let d = sessions.decrypt(rng, &identity, &prekeys, envelope)?;
     let payload = Payload::decode_checked(&d.plaintext, outer_id)?;
@@ -285,6 +289,9 @@ fn receive_direct(
     tx.save_sessions(m.from, &sessions)?;
     if let Some(id) = d.consumed_one_time_prekey {
         tx.consume_one_time_prekey(id)?;
+    }
+    if let Some(id) = d.used_pq_prekey {
+        tx.consume_pq_prekey(id)?;
     }
     let check = tx.remember_identity(m.from, &d.remote_identity)?;
     if payload.kind == PayloadKind::SenderKey {

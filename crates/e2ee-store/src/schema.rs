@@ -212,8 +212,22 @@ CREATE INDEX parked_by_sender ON parked (group_id, sender, seq);
 CREATE INDEX parked_by_age ON parked (parked_at);
 ";
 
+/// Version 5: post-quantum prekeys for PQXDH (protocol version 2): one-time
+/// ones (used up by the session they set up) and last-resort ones (kept,
+/// replaced on rotation). Sessions made before stay X3DH sessions.
+const V5: &str = "
+CREATE TABLE pq_prekeys (
+    key_id      INTEGER PRIMARY KEY,
+    record      BLOB,
+    last_resort INTEGER NOT NULL DEFAULT 0,
+    used        INTEGER NOT NULL DEFAULT 0,
+    uploaded    INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL DEFAULT 0
+);
+";
+
 /// Every migration in order; index + 1 is the version it produces.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use e2ee_core::{
-    AttachmentPointer, IdentityKeyPair, OneTimePreKeyPair, PayloadKind, PeerSessions, PreKeySource,
-    Record, SignedPreKeyPair,
+    AttachmentPointer, IdentityKeyPair, OneTimePreKeyPair, PayloadKind, PeerSessions, PqPreKeyPair,
+    PreKeySource, Record, SignedPreKeyPair,
     record::{IdentityRecord, PeerSessionsRecord},
 };
 use rusqlite::{Connection, OptionalExtension, params};
@@ -460,6 +460,7 @@ pub struct ReadReceipt {
 pub(crate) struct LoadedPreKeys {
     pub(crate) signed: Option<SignedPreKeyPair>,
     pub(crate) one_time: Option<OneTimePreKeyPair>,
+    pub(crate) pq: Option<PqPreKeyPair>,
 }
 
 impl PreKeySource for LoadedPreKeys {
@@ -468,6 +469,9 @@ impl PreKeySource for LoadedPreKeys {
     }
     fn one_time_prekey(&self, id: u32) -> Option<&OneTimePreKeyPair> {
         self.one_time.as_ref().filter(|k| k.id() == id)
+    }
+    fn pq_prekey(&self, id: u32) -> Option<&PqPreKeyPair> {
+        self.pq.as_ref().filter(|k| k.id() == id)
     }
 }
 
@@ -667,6 +671,13 @@ impl Tx<'_> {
             )?)?),
             None => Ok(PeerSessions::new()),
         }
+    }
+
+    /// How the current session with `peer` was set up: `Some(true)` for
+    /// PQXDH, `Some(false)` for X3DH (a session from before version 2),
+    /// `None` without a session.
+    pub fn session_is_pqxdh(&self, peer: &str) -> Result<Option<bool>> {
+        Ok(self.sessions(peer)?.current().map(|s| s.is_pqxdh()))
     }
 
     /// Saves all sessions with a peer.

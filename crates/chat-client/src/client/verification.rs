@@ -48,6 +48,16 @@ impl Client {
         ))
     }
 
+    /// How the current session with a peer was set up: `Some(true)` for
+    /// PQXDH (ML-KEM-1024 beside X25519, protocol version 2), `Some(false)`
+    /// for an X3DH session from before, `None` if there is no session.
+    pub async fn session_is_post_quantum(&self, user_id: &str) -> Result<Option<bool>> {
+        let peer = user_id.to_owned();
+        self.inner
+            .db(move |s| s.read(|tx| tx.session_is_pqxdh(&peer)))
+            .await
+    }
+
     /// The safety number with a peer: 60 digits, the same on both sides.
     pub async fn safety_number(&self, user_id: &str) -> Result<SafetyNumber> {
         let me = self.inner.me()?;

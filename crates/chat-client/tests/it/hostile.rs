@@ -117,7 +117,7 @@ fn frame(known: Vec<String>) -> impl Strategy<Value = ServerFrame> {
                 group_id,
             })
         ),
-        1 => any::<u32>().prop_map(|remaining| ServerFrame::PrekeysLow(PrekeysLow { remaining })),
+        1 => (any::<u32>(), proptest::option::of(any::<u32>())).prop_map(|(remaining, pq_remaining)| ServerFrame::PrekeysLow(PrekeysLow { remaining, pq_remaining })),
         1 => (".{0,40}", proptest::option::of(id(k.clone()))).prop_map(|(message, id)| {
             ServerFrame::Error(ErrorFrame {
                 code: ErrorCode::BadRequest,

@@ -127,7 +127,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/auth/logout", post(accounts::logout))
         .route("/api/users", get(accounts::list_users))
         .route("/api/users/{user_id}", get(accounts::get_user))
-        .route("/api/users/prekeys", post(prekeys::upload))
+        .route(
+            "/api/users/prekeys",
+            post(prekeys::upload).layer(DefaultBodyLimit::max(
+                chat_proto::validate::PREKEY_UPLOAD_BODY_MAX,
+            )),
+        )
         .route("/api/users/prekeys/status", get(prekeys::status))
         .route("/api/users/prekeys/{key_id}", delete(prekeys::delete_one))
         .route("/api/users/{user_id}/prekeys", get(prekeys::claim))

@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chat_proto::rest::{PreKeyBundle, PreKeyStatus, PreKeyUpload};
-use chat_proto::validate::{self, PREKEYS_PER_UPLOAD_MAX, ValidationError};
+use chat_proto::validate::{
+    self, KEM_PUBLIC_LENGTH, PQ_PREKEYS_PER_UPLOAD_MAX, PREKEYS_PER_UPLOAD_MAX, ValidationError,
+};
 use chat_proto::ws::{PrekeysLow, ServerFrame};
 
 use super::{Json, Path};
@@ -38,6 +40,18 @@ fn check(u: &PreKeyUpload) -> Result<(), ValidationError> {
     }
     for k in &u.one_time_prekeys {
         key(&k.public_key, 32, "oneTimePrekeys.publicKey")?;
+    }
+    if u.pq_one_time_prekeys.len() > PQ_PREKEYS_PER_UPLOAD_MAX {
+        return Err(ValidationError::TooMany {
+            field: "pqOneTimePrekeys",
+            max: PQ_PREKEYS_PER_UPLOAD_MAX,
+        });
+    }
+    // Length and form only: the server cannot check the signatures' meaning
+    // beyond their size; clients verify them before use.
+    for k in u.pq_one_time_prekeys.iter().chain(&u.pq_last_resort_prekey) {
+        key(&k.public_key, KEM_PUBLIC_LENGTH, "pqPrekey.publicKey")?;
+        key(&k.signature, 64, "pqPrekey.signature")?;
     }
     Ok(())
 }
@@ -72,18 +86,29 @@ pub(super) async fn claim(
 ) -> ApiResult<axum::Json<PreKeyBundle>> {
     validate::id(&user_id, "userId")?;
     state.limit(&state.limits.prekey_claims, &me.user.id)?;
-    let (bundle, left) = state
+    let claimed = state
         .store
         .claim_bundle(&user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("prekey bundle"))?;
-    if left < PREKEYS_LOW && bundle.one_time_prekey.is_some() {
+    let low = claimed.one_time_left < PREKEYS_LOW && claimed.bundle.one_time_prekey.is_some();
+    // A stock of PQ prekeys running low (or gone, the last-resort one
+    // serving): only for owners who publish them at all.
+    let pq_low = claimed.pq_one_time_left < PREKEYS_LOW && claimed.bundle.pq_prekey.is_some();
+    if low || pq_low {
         state.hub.send(
             &user_id,
-            &ServerFrame::PrekeysLow(PrekeysLow { remaining: left }),
+            &ServerFrame::PrekeysLow(PrekeysLow {
+                remaining: claimed.one_time_left,
+                pq_remaining: claimed
+                    .bundle
+                    .pq_prekey
+                    .is_some()
+                    .then_some(claimed.pq_one_time_left),
+            }),
         );
     }
-    Ok(axum::Json(bundle))
+    Ok(axum::Json(claimed.bundle))
 }
 
 pub(super) async fn status(

@@ -161,7 +161,7 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Hands out a bundle, claiming one one-time prekey atomically; also
     /// returns how many are left.
-    async fn claim_bundle(&self, user_id: &str) -> StoreResult<Option<(PreKeyBundle, u32)>>;
+    async fn claim_bundle(&self, user_id: &str) -> StoreResult<Option<Claimed>>;
     /// The caller's prekey status.
     async fn prekey_status(&self, user_id: &str) -> StoreResult<PreKeyStatus>;
     /// Deletes one of the caller's one-time prekeys; whether it existed.
@@ -302,6 +302,17 @@ pub trait Storage: Send + Sync + 'static {
     /// Forgets media uploaded before `cutoff`; their ids (the caller
     /// deletes the files).
     async fn purge_media(&self, cutoff: i64) -> StoreResult<Vec<String>>;
+}
+
+/// A bundle handed out, with what stock is left.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The bundle (its one-time prekeys are gone from the server).
+    pub bundle: PreKeyBundle,
+    /// One-time X25519 prekeys left.
+    pub one_time_left: u32,
+    /// One-time PQ prekeys left.
+    pub pq_one_time_left: u32,
 }
 
 /// One account's uploads over a window.

@@ -13,15 +13,15 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chat_proto::rest::{
-    Group, GroupMember, OneTimePreKey, PreKeyBundle, PreKeyStatus, PreKeyUpload, RelayedMessage,
-    SignedPreKey, User,
+    Group, GroupMember, OneTimePreKey, PqPreKey, PreKeyBundle, PreKeyStatus, PreKeyUpload,
+    RelayedMessage, SignedPreKey, User,
 };
 use chat_proto::{MessageStatus, Role};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Account, MediaUsage, MemberChange, NewMessage, OnCommit, Queued, StatusEvent, Storage,
+    Account, Claimed, MediaUsage, MemberChange, NewMessage, OnCommit, Queued, StatusEvent, Storage,
     StoreError, StoreResult, Stored,
 };
 use crate::metrics::Metrics;
@@ -481,6 +481,7 @@ impl Storage for SqliteStorage {
             if current.as_deref() != Some(u.identity_key.as_str()) {
                 // A new identity (reinstall): old prekeys belong to the old one.
                 c.execute("DELETE FROM one_time_prekeys WHERE user_id = ?1", [&user])?;
+                c.execute("DELETE FROM pq_prekeys WHERE user_id = ?1", [&user])?;
                 c.execute(
                     "INSERT INTO identities (user_id, identity_key, identity_signature) VALUES (?1, ?2, ?3)
                      ON CONFLICT (user_id) DO UPDATE SET identity_key = ?2, identity_signature = ?3,
@@ -501,12 +502,31 @@ impl Storage for SqliteStorage {
             for k in &u.one_time_prekeys {
                 ins.execute(params![user, k.key_id, k.public_key])?;
             }
+            drop(ins);
+            if let Some(k) = &u.pq_last_resort_prekey {
+                c.execute(
+                    "DELETE FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 1",
+                    [&user],
+                )?;
+                c.execute(
+                    "INSERT OR REPLACE INTO pq_prekeys (user_id, key_id, public_key, signature, last_resort, uploaded_at)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                    params![user, k.key_id, k.public_key, k.signature, now],
+                )?;
+            }
+            let mut ins = c.prepare_cached(
+                "INSERT OR REPLACE INTO pq_prekeys (user_id, key_id, public_key, signature, last_resort, uploaded_at)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+            )?;
+            for k in &u.pq_one_time_prekeys {
+                ins.execute(params![user, k.key_id, k.public_key, k.signature, now])?;
+            }
             Ok(replaced)
         })
         .await
     }
 
-    async fn claim_bundle(&self, user_id: &str) -> StoreResult<Option<(PreKeyBundle, u32)>> {
+    async fn claim_bundle(&self, user_id: &str) -> StoreResult<Option<Claimed>> {
         let user = user_id.to_owned();
         // A write job: the claim (select + delete) is one atomic step, so
         // concurrent claims never hand out the same key.
@@ -549,8 +569,43 @@ impl Storage for SqliteStorage {
                 [&user],
                 |r| r.get(0),
             )?;
-            Ok(Some((
-                PreKeyBundle {
+            let pq_row = |r: &rusqlite::Row<'_>| {
+                Ok(PqPreKey {
+                    key_id: r.get(0)?,
+                    public_key: r.get(1)?,
+                    signature: r.get(2)?,
+                })
+            };
+            // A one-time PQ prekey, taken in this same job (never twice);
+            // else the last-resort one, which stays.
+            let one_time_pq = c
+                .query_row(
+                    "DELETE FROM pq_prekeys WHERE rowid = (
+                        SELECT rowid FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 0
+                        ORDER BY key_id LIMIT 1)
+                     RETURNING key_id, public_key, signature",
+                    [&user],
+                    pq_row,
+                )
+                .optional()?;
+            let pq = match one_time_pq {
+                Some(k) => Some(k),
+                None => c
+                    .query_row(
+                        "SELECT key_id, public_key, signature FROM pq_prekeys
+                         WHERE user_id = ?1 AND last_resort = 1 ORDER BY uploaded_at DESC, key_id DESC LIMIT 1",
+                        [&user],
+                        pq_row,
+                    )
+                    .optional()?,
+            };
+            let pq_left: u32 = c.query_row(
+                "SELECT COUNT(*) FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 0",
+                [&user],
+                |r| r.get(0),
+            )?;
+            Ok(Some(Claimed {
+                bundle: PreKeyBundle {
                     user_id: user.clone(),
                     identity_key: ik,
                     identity_signature: isig,
@@ -560,9 +615,11 @@ impl Storage for SqliteStorage {
                         signature: spk_sig,
                     },
                     one_time_prekey: opk,
+                    pq_prekey: pq,
                 },
-                left,
-            )))
+                one_time_left: left,
+                pq_one_time_left: pq_left,
+            }))
         })
         .await
     }
@@ -589,12 +646,29 @@ impl Storage for SqliteStorage {
                 )
                 .optional()?
                 .unwrap_or((None, None, None));
+            let pq_n: u32 = c.query_row(
+                "SELECT COUNT(*) FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 0",
+                [&user],
+                |r| r.get(0),
+            )?;
+            let last_resort: Option<(u32, i64)> = c
+                .query_row(
+                    "SELECT key_id, uploaded_at FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 1
+                     ORDER BY uploaded_at DESC, key_id DESC LIMIT 1",
+                    [&user],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
             Ok(PreKeyStatus {
                 one_time_prekeys: n,
                 signed_prekey_id: spk.0,
                 signed_prekey_uploaded_at: spk.1,
                 low: n < PREKEYS_LOW,
                 identity_key: spk.2,
+                pq_one_time_prekeys: pq_n,
+                pq_last_resort_prekey_id: last_resort.map(|l| l.0),
+                pq_last_resort_uploaded_at: last_resort.map(|l| l.1),
+                pq_low: pq_n < PREKEYS_LOW,
             })
         })
         .await

@@ -32,6 +32,19 @@ CREATE TABLE IF NOT EXISTS one_time_prekeys (
     public_key TEXT NOT NULL,
     PRIMARY KEY (user_id, key_id)
 );
+-- Post-quantum (ML-KEM-1024) prekeys, protocol version 2: one-time ones
+-- (handed out at most once) and the last-resort one (handed out when no
+-- one-time one is left; the newest upload replaces it).
+CREATE TABLE IF NOT EXISTS pq_prekeys (
+    user_id TEXT NOT NULL,
+    key_id INTEGER NOT NULL,
+    public_key TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    last_resort INTEGER NOT NULL DEFAULT 0,
+    uploaded_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key_id)
+);
+CREATE INDEX IF NOT EXISTS pq_prekeys_kind ON pq_prekeys (user_id, last_resort, key_id);
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,
     sender TEXT NOT NULL,

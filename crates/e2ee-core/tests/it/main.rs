@@ -11,6 +11,8 @@ mod behaviour;
 mod corpus;
 mod kem;
 mod own_vectors;
+mod own_vectors_v2;
+mod pqxdh;
 mod props;
 mod sender_keys;
 mod support;

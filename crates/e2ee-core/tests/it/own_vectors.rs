@@ -24,13 +24,13 @@ const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/own-v1.json"
 
 /// Wraps the seeded RNG and keeps every byte drawn, so each step can name
 /// the keys it generated.
-struct Recording {
-    inner: ChaCha20Rng,
-    log: Vec<u8>,
+pub struct Recording {
+    pub inner: ChaCha20Rng,
+    pub log: Vec<u8>,
 }
 
 impl Recording {
-    fn take(&mut self) -> Vec<u8> {
+    pub fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.log)
     }
 }
@@ -58,13 +58,13 @@ impl RngCore for Recording {
 
 impl CryptoRng for Recording {}
 
-fn seeded(seed: u64) -> [u8; 32] {
+pub fn seeded(seed: u64) -> [u8; 32] {
     let mut b = [0u8; 32];
     ChaCha20Rng::seed_from_u64(seed).fill_bytes(&mut b);
     b
 }
 
-fn identity_json(id: &IdentityKeyPair) -> Value {
+pub fn identity_json(id: &IdentityKeyPair) -> Value {
     let (dh, sig) = id.to_secret_bytes();
     json!({
         "ik_priv": hex::encode(*dh),
@@ -78,6 +78,9 @@ fn identity_json(id: &IdentityKeyPair) -> Value {
 struct Keys(SignedPreKeyPair);
 
 impl PreKeySource for Keys {
+    fn pq_prekey(&self, _: u32) -> Option<&e2ee_core::PqPreKeyPair> {
+        None
+    }
     fn signed_prekey(&self, id: u32) -> Option<&SignedPreKeyPair> {
         (self.0.id() == id).then_some(&self.0)
     }
@@ -86,7 +89,7 @@ impl PreKeySource for Keys {
     }
 }
 
-fn text(s: &str) -> Vec<u8> {
+pub fn text(s: &str) -> Vec<u8> {
     e2ee_core::payload::pad(s.as_bytes())
 }
 
@@ -115,13 +118,14 @@ pub fn generate() -> Value {
         identity_signature: bob.binding_signature(),
         signed_prekey: spk.public(),
         one_time_prekey: None,
+        pq_prekey: None,
     };
     let mut rng = Recording {
         inner: ChaCha20Rng::seed_from_u64(0xE2EE),
         log: Vec::new(),
     };
     let mut a = PeerSessions::new();
-    a.initiate(&mut rng, &alice, &bundle).unwrap();
+    a.initiate_x3dh_v1(&mut rng, &alice, &bundle).unwrap();
     let drawn = rng.take();
     let (ek, first_ratchet) = drawn.split_at(32);
     let mut b = PeerSessions::new();

@@ -2,7 +2,9 @@
 
 use std::collections::VecDeque;
 
-use e2ee_core::{IdentityKeyPair, OneTimePreKeyPair, PreKeyBundle, PreKeySource, SignedPreKeyPair};
+use e2ee_core::{
+    IdentityKeyPair, OneTimePreKeyPair, PqPreKeyPair, PreKeyBundle, PreKeySource, SignedPreKeyPair,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{CryptoRng, Error, RngCore, SeedableRng};
 
@@ -61,7 +63,12 @@ pub struct Party {
     pub identity: IdentityKeyPair,
     pub signed_prekey: SignedPreKeyPair,
     pub one_time_prekeys: Vec<OneTimePreKeyPair>,
+    /// One-time PQ prekeys 1..=5, then the last-resort one, id 1000.
+    pub pq_prekeys: Vec<PqPreKeyPair>,
 }
+
+/// The id of a test party's last-resort PQ prekey.
+pub const LAST_RESORT_PQ: u32 = 1000;
 
 impl Party {
     pub fn new(rng: &mut ChaCha20Rng) -> Self {
@@ -70,10 +77,15 @@ impl Party {
         let one_time_prekeys = (1..=5)
             .map(|id| OneTimePreKeyPair::generate(rng, id))
             .collect();
+        let pq_prekeys = (1..=5)
+            .chain([LAST_RESORT_PQ])
+            .map(|id| PqPreKeyPair::generate(rng, &identity, id))
+            .collect();
         Self {
             identity,
             signed_prekey,
             one_time_prekeys,
+            pq_prekeys,
         }
     }
 
@@ -90,6 +102,9 @@ impl Party {
                     .unwrap()
                     .public()
             }),
+            // The first PQ prekey left (the last-resort one when the
+            // one-time ones are used up), as the server hands them out.
+            pq_prekey: self.pq_prekeys.first().map(PqPreKeyPair::public),
         }
     }
 
@@ -97,6 +112,13 @@ impl Party {
     pub fn consume(&mut self, id: Option<u32>) {
         if let Some(id) = id {
             self.one_time_prekeys.retain(|k| k.id() != id);
+        }
+    }
+
+    /// Deletes a used one-time PQ prekey (never the last-resort one).
+    pub fn consume_pq(&mut self, id: Option<u32>) {
+        if let Some(id) = id.filter(|id| *id != LAST_RESORT_PQ) {
+            self.pq_prekeys.retain(|k| k.id() != id);
         }
     }
 }
@@ -107,5 +129,8 @@ impl PreKeySource for Party {
     }
     fn one_time_prekey(&self, id: u32) -> Option<&OneTimePreKeyPair> {
         self.one_time_prekeys.iter().find(|k| k.id() == id)
+    }
+    fn pq_prekey(&self, id: u32) -> Option<&PqPreKeyPair> {
+        self.pq_prekeys.iter().find(|k| k.id() == id)
     }
 }

@@ -32,6 +32,9 @@ struct BobKeys {
 }
 
 impl PreKeySource for BobKeys {
+    fn pq_prekey(&self, _: u32) -> Option<&e2ee_core::PqPreKeyPair> {
+        None
+    }
     fn signed_prekey(&self, id: u32) -> Option<&SignedPreKeyPair> {
         (self.spk.id() == id).then_some(&self.spk)
     }
@@ -162,13 +165,14 @@ pub fn run_conversation(v: &Value) {
         identity_signature: bob.binding_signature(),
         signed_prekey: keys.spk.public(),
         one_time_prekey: with_opk.then(|| keys.opk.public()),
+        pq_prekey: None,
     };
     let x = &v["x3dh"];
     let c = &v["conversation"];
     let mut init_rng =
         QueueRng::new(&[&h(&x["alice_ek_priv"]), &h(&c["alice_first_ratchet_priv"])]);
     let mut a = PeerSessions::new();
-    a.initiate(&mut init_rng, &alice, &bundle).unwrap();
+    a.initiate_x3dh_v1(&mut init_rng, &alice, &bundle).unwrap();
     if let Some(ek_pub) = x.get("alice_ek_pub") {
         assert_eq!(
             a.current().unwrap().base_key().as_bytes().to_vec(),

@@ -53,7 +53,14 @@ fn envelope_decoder_errors_are_typed() {
     let msg = message_bytes();
     check(&[], DecodeError::Truncated { needed: 1 });
     check(&[0x00], DecodeError::UnknownKind(0));
-    check(&[0x04, 1, 2], DecodeError::UnknownKind(4));
+    check(&[0x05, 1, 2], DecodeError::UnknownKind(5));
+    // A PQXDH PreKey message cut inside its KEM ciphertext.
+    let mut pq = vec![0x04];
+    pq.extend_from_slice(&[0u8; 64 + 32 + 4 + 4 + 4 + 100]);
+    assert!(matches!(
+        Envelope::from_bytes(&pq),
+        Err(DecodeError::Truncated { .. } | DecodeError::InvalidIdentityKey)
+    ));
     check(&[0x01], DecodeError::Truncated { needed: 1 });
     check(&[0x01, 0x02], DecodeError::UnsupportedVersion(2));
     check(&msg[..20], DecodeError::Truncated { needed: 14 });
@@ -91,6 +98,7 @@ fn envelopes_round_trip_in_binary_and_text() {
     let all = [
         Envelope::Message(m.clone()),
         Envelope::PreKey(e2ee_core::PreKeyEnvelope {
+            pq: None,
             identity: id.public(),
             base_key: PublicKey::from_bytes([4u8; 32]),
             signed_prekey_id: 3,
@@ -98,6 +106,7 @@ fn envelopes_round_trip_in_binary_and_text() {
             message: m.clone(),
         }),
         Envelope::PreKey(e2ee_core::PreKeyEnvelope {
+            pq: None,
             identity: id.public(),
             base_key: PublicKey::from_bytes([4u8; 32]),
             signed_prekey_id: 3,

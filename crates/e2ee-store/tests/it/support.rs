@@ -50,7 +50,13 @@ impl Party {
                 })?;
                 tx.init_identity(&identity)?;
                 tx.save_signed_prekey(&spk)?;
-                tx.add_one_time_prekeys(&opks)
+                tx.add_one_time_prekeys(&opks)?;
+                let pq: Vec<_> = (1..=5)
+                    .map(|i| e2ee_core::PqPreKeyPair::generate(rng, &identity, i))
+                    .collect();
+                tx.add_pq_prekeys(&pq, false, 0)?;
+                let last = e2ee_core::PqPreKeyPair::generate(rng, &identity, 1000);
+                tx.add_pq_prekeys(&[last], true, 0)
             })
             .unwrap();
         Party { path, store }
@@ -68,11 +74,23 @@ impl Party {
                     // Claimed on the pretend server: never handed out again.
                     tx.mark_one_time_prekeys_uploaded(&[k.id()])?;
                 }
+                // A one-time PQ prekey while any is left, then the
+                // last-resort one (which is never marked claimed).
+                let pq = tx.unuploaded_pq_prekeys()?;
+                let pq = pq
+                    .iter()
+                    .find(|(_, last)| !last)
+                    .or_else(|| pq.iter().find(|(_, last)| *last))
+                    .map(|(k, last)| (k.clone(), *last));
+                if let Some((k, false)) = &pq {
+                    tx.mark_pq_prekeys_uploaded(&[k.id()])?;
+                }
                 Ok(PreKeyBundle {
                     identity: id.public(),
                     identity_signature: id.binding_signature(),
                     signed_prekey: spk.public(),
                     one_time_prekey: opk.map(|k| k.public()),
+                    pq_prekey: pq.map(|(k, _)| k.public()),
                 })
             })
             .unwrap()
