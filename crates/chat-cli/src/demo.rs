@@ -234,6 +234,13 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     say(format!("Alice sends {text:?}  ✓ (the server stored it)"));
     bob.expect_text("Alice's message", text).await?;
     say(format!("Bob decrypts: {text:?}"));
+    let pq_a = alice.client.session_is_post_quantum(&bob.id).await?;
+    let pq_b = bob.client.session_is_post_quantum(&alice.id).await?;
+    check(
+        pq_a == Some(true) && pq_b == Some(true),
+        "the session was not set up with PQXDH",
+    )?;
+    say("The session was set up with PQXDH: X25519 and ML-KEM-1024 (post-quantum), on both sides");
     alice.expect_status(&id, Status::Delivered).await?;
     say("Alice sees  ✓✓ delivered (Bob's client stored it, then acknowledged)");
     bob.client.mark_read(&to_alice).await?;

@@ -369,6 +369,7 @@ fn the_demo_runs_and_leaves_nothing_behind() {
         "✓✓ read",
         "Carol got nothing",
         "identical",
+        "set up with PQXDH",
         "E2EE:",
         "0 found",
         "Done in",

@@ -13,5 +13,6 @@ mod groups;
 mod hostile;
 mod outbox;
 mod parking;
+mod pqxdh;
 mod restore;
 mod support;

@@ -19,6 +19,7 @@ mod hostile;
 mod limits;
 mod media;
 mod metrics;
+mod pq_prekeys;
 mod relay;
 mod slow;
 mod support;
