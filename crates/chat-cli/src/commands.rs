@@ -594,9 +594,15 @@ async fn safety_number(ctx: &Ctx, user: &str) -> Result<()> {
     let sn = s.client.safety_number(&id).await?;
     let peer = s.client.peer(&id).await?;
     let ours = s.client.fingerprint().await?;
+    let session = match s.client.session_is_post_quantum(&id).await? {
+        Some(true) => "PQXDH (X25519 + ML-KEM-1024, post-quantum)",
+        Some(false) => "X3DH (from before protocol version 2; the next new session is PQXDH)",
+        None => "none yet",
+    };
     if ctx.json {
         print_json(&json!({"event": "safetyNumber", "user": user, "userId": id,
-            "safetyNumber": sn.digits(), "verified": peer.verified, "yourFingerprint": ours}));
+            "safetyNumber": sn.digits(), "verified": peer.verified, "yourFingerprint": ours,
+            "session": session.split(' ').next().unwrap_or("none")}));
     } else {
         println!("safety number with {user}:\n");
         for line in sn.display().lines() {
@@ -606,6 +612,7 @@ async fn safety_number(ctx: &Ctx, user: &str) -> Result<()> {
             "\nCompare it with what {user} sees (in person or on a call). If it matches: chat verify {user}"
         );
         println!("verified: {}", if peer.verified { "yes" } else { "no" });
+        println!("session: {session}");
         println!("your fingerprint: {ours}");
     }
     s.finish().await

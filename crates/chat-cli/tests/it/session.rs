@@ -190,6 +190,8 @@ fn session(w: &World) {
     assert_eq!(number.len(), 60);
     assert_eq!(b[0]["safetyNumber"].as_str(), Some(number.as_str()));
     assert_eq!(a[0]["verified"], false);
+    assert_eq!(a[0]["session"], "PQXDH", "{a:?}");
+    assert_eq!(b[0]["session"], "PQXDH", "{b:?}");
     let mut wrong = number.clone().into_bytes();
     wrong[0] = if wrong[0] == b'1' { b'2' } else { b'1' };
     let err = w.fails(

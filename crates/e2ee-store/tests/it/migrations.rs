@@ -116,7 +116,7 @@ fn an_x3dh_session_from_schema_4_keeps_working_after_the_upgrade() {
 
     // The upgrade: both open at the newest schema.
     let open_new =
-        |name: &str| Store::open(&dir.path().join(format!("{name}.db")), &pass(), fast()).unwrap();
+        |name: &str| Store::open(dir.path().join(format!("{name}.db")), &pass(), fast()).unwrap();
     let (mut alice, mut bob) = (open_new("alice"), open_new("bob"));
     assert_eq!(alice.schema_version().unwrap(), SCHEMA_VERSION);
     let e = bob
