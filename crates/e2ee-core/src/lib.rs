@@ -28,7 +28,9 @@
 //!
 //! - [`IdentityKeyPair`], [`SignedPreKeyPair`], [`OneTimePreKeyPair`],
 //!   [`PreKeyBundle`]: keys.
-//! - [`Session`] and [`PeerSessions`]: X3DH and the Double Ratchet with one peer.
+//! - [`Session`] and [`PeerSessions`]: PQXDH (X3DH with ML-KEM-1024, protocol
+//!   version 2) and the Double Ratchet with one peer.
+//! - [`PqPreKeyPair`], [`KemKeyPair`] (the `pq` module): ML-KEM-1024 keys.
 //! - [`SenderKeySender`] and [`SenderKeyReceiver`]: group messages.
 //! - [`Envelope`]: the three wire envelopes; [`Payload`]: what goes inside.
 //! - [`SafetyNumber`] and [`fingerprint()`]: verifying each other's keys.
@@ -37,7 +39,7 @@
 //!
 //! ```
 //! use e2ee_core::{
-//!     Envelope, IdentityKeyPair, OneTimePreKeyPair, PeerSessions, PreKeyBundle,
+//!     Envelope, IdentityKeyPair, OneTimePreKeyPair, PeerSessions, PqPreKeyPair, PreKeyBundle,
 //!     PreKeySource, SafetyNumber, SignedPreKeyPair, Payload,
 //! };
 //! # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
@@ -48,11 +50,13 @@
 //! let bob = IdentityKeyPair::generate(&mut rng);
 //! let spk = SignedPreKeyPair::generate(&mut rng, &bob, 1, 0);
 //! let opk = OneTimePreKeyPair::generate(&mut rng, 1);
+//! let pqpk = PqPreKeyPair::generate(&mut rng, &bob, 1); // signed ML-KEM-1024
 //! let bundle = PreKeyBundle {
 //!     identity: bob.public(),
 //!     identity_signature: bob.binding_signature(),
 //!     signed_prekey: spk.public(),
 //!     one_time_prekey: Some(opk.public()),
+//!     pq_prekey: Some(pqpk.public()),
 //! };
 //!
 //! // Alice starts a session and sends a padded payload.
@@ -65,7 +69,7 @@
 //!     .to_text(); // "E2EE:..." for the JSON frame
 //!
 //! // Bob decrypts it with his prekeys.
-//! struct Keys(SignedPreKeyPair, OneTimePreKeyPair);
+//! struct Keys(SignedPreKeyPair, OneTimePreKeyPair, PqPreKeyPair);
 //! impl PreKeySource for Keys {
 //!     fn signed_prekey(&self, id: u32) -> Option<&SignedPreKeyPair> {
 //!         (self.0.id() == id).then_some(&self.0)
@@ -73,12 +77,18 @@
 //!     fn one_time_prekey(&self, id: u32) -> Option<&OneTimePreKeyPair> {
 //!         (self.1.id() == id).then_some(&self.1)
 //!     }
+//!     fn pq_prekey(&self, id: u32) -> Option<&PqPreKeyPair> {
+//!         (self.2.id() == id).then_some(&self.2)
+//!     }
 //! }
 //! let mut bob_sessions = PeerSessions::new();
-//! let got = bob_sessions.decrypt(&mut rng, &bob, &Keys(spk, opk), &Envelope::from_text(&wire)?)?;
+//! let keys = Keys(spk, opk, pqpk);
+//! let got = bob_sessions.decrypt(&mut rng, &bob, &keys, &Envelope::from_text(&wire)?)?;
 //! let payload = Payload::decode_checked(&got.plaintext, &id)?;
 //! assert_eq!(payload.body_text(), Some("hi Bob"));
 //! assert_eq!(got.consumed_one_time_prekey, Some(1)); // delete it now
+//! assert_eq!(got.used_pq_prekey, Some(1)); // and this one, if one-time
+//! assert!(got.pqxdh);
 //!
 //! // Both see the same safety number.
 //! let a = SafetyNumber::new(&alice.public(), "alice", &bob.public(), "bob");
