@@ -277,29 +277,12 @@ async fn concurrent_claims_hand_out_each_one_time_prekey_once() {
         )
         .await;
     assert_eq!(st, 200);
-    let url = format!("{}/api/users/{}/prekeys", s.base, b.user.id);
-    let mut tasks = Vec::new();
-    for _ in 0..1000 {
-        let (http, url, token) = (s.http.clone(), url.clone(), a.token.clone());
-        tasks.push(tokio::spawn(async move {
-            let v: Value = http
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["oneTimePrekey"]["keyId"].as_u64()
-        }));
-    }
-    let mut ids = Vec::new();
-    for t in tasks {
-        if let Some(id) = t.await.unwrap() {
-            ids.push(id);
-        }
-    }
+    let ids: Vec<u64> = s
+        .claim_concurrently(&a.token, &b.user.id, 1000)
+        .await
+        .iter()
+        .filter_map(|v| v["oneTimePrekey"]["keyId"].as_u64())
+        .collect();
     let distinct: HashSet<_> = ids.iter().collect();
     assert_eq!(ids.len(), 100, "exactly 100 claims got a key");
     assert_eq!(distinct.len(), 100, "no key handed out twice");

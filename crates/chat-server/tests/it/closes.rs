@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use chat_proto::ws::{CloseReason, ServerFrame};
-use chat_server::Config;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -59,10 +58,10 @@ async fn a_bad_token_is_closed_as_auth_failed() {
 
 #[tokio::test]
 async fn silence_before_auth_is_closed_as_auth_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    config.auth_timeout_secs = 1;
-    let s = TestServer::start_with(dir, config).await;
+    let s = TestServer::with(|c| {
+        c.auth_timeout_secs = 1;
+    })
+    .await;
     let mut ws = raw_ws(&s).await;
     expect(next_close(&mut ws).await, CloseReason::AuthTimeout);
 }
@@ -91,11 +90,11 @@ async fn a_frame_over_the_limit_is_closed_as_too_large() {
 
 #[tokio::test]
 async fn silence_after_auth_is_closed_as_idle_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    config.idle_timeout_secs = 1;
-    config.ping_interval_secs = 60;
-    let s = TestServer::start_with(dir, config).await;
+    let s = TestServer::with(|c| {
+        c.idle_timeout_secs = 1;
+        c.ping_interval_secs = 60;
+    })
+    .await;
     let a = s.register("alice").await;
     let mut ws = s.connect(&a.token).await;
     expect(next_close(&mut ws).await, CloseReason::IdleTimeout);

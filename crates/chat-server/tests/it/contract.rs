@@ -146,7 +146,7 @@ async fn login_status(s: &TestServer, user: &str, password: &str) -> u16 {
 
 #[tokio::test]
 async fn a_rate_limit_says_when_to_try_again() {
-    let s = server_with(|c| c.limits.logins_per_minute = 2).await;
+    let s = TestServer::with(|c| c.limits.logins_per_minute = 2).await;
     s.register("alice").await;
     let mut retry = None;
     for _ in 0..3 {
@@ -177,7 +177,7 @@ async fn a_rate_limit_says_when_to_try_again() {
 async fn guessing_one_account_is_throttled_whatever_the_address_and_ends() {
     // One attempt earned back every 2 s; per-address limits stay wide open
     // (as for an attacker with many addresses).
-    let s = server_with(|c| c.limits.logins_per_account_per_minute = 30).await;
+    let s = TestServer::with(|c| c.limits.logins_per_account_per_minute = 30).await;
     s.register("alice").await;
     s.register("bob").await;
     let mut limited = None;
@@ -262,13 +262,6 @@ async fn presence_goes_only_to_those_the_user_wrote_to() {
     );
 }
 
-async fn server_with(f: impl FnOnce(&mut chat_server::Config)) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = chat_server::Config::for_tests(dir.path());
-    f(&mut config);
-    TestServer::start_with(dir, config).await
-}
-
 async fn create_group(s: &TestServer, token: &str, members: &[&str]) -> (u16, serde_json::Value) {
     s.call(
         "POST",
@@ -295,7 +288,7 @@ async fn remove_status(s: &TestServer, token: &str, gid: &str, user: &str) -> u1
 
 #[tokio::test]
 async fn groups_have_a_member_cap_and_their_changes_a_rate() {
-    let s = server_with(|c| {
+    let s = TestServer::with(|c| {
         c.max_group_members = 3;
         c.limits.groups_per_hour = 3;
         c.limits.membership_changes_per_minute = 2;
@@ -403,7 +396,7 @@ async fn the_owner_changes_roles_and_adding_again_is_never_a_silent_no_op() {
 
 #[tokio::test]
 async fn a_group_message_counts_once_per_recipient() {
-    let s = server_with(|c| c.limits.messages_per_second = 10).await;
+    let s = TestServer::with(|c| c.limits.messages_per_second = 10).await;
     let spammer = s.register("spammer").await;
     let mut ids = Vec::new();
     for i in 0..5 {

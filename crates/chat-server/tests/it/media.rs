@@ -1,7 +1,6 @@
 //! Media cannot fill the disk: per-account daily quotas (bytes and files),
 //! an upload rate limit, and media deleted after `media_retention_days`.
 
-use chat_server::Config;
 use serde_json::Value;
 
 use crate::support::TestServer;
@@ -26,16 +25,9 @@ async fn upload(s: &TestServer, token: &str, len: usize) -> (u16, Value, Option<
     (status, body, retry)
 }
 
-async fn server(f: impl FnOnce(&mut Config)) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    f(&mut config);
-    TestServer::start_with(dir, config).await
-}
-
 #[tokio::test]
 async fn the_daily_file_quota_refuses_one_account_and_not_another() {
-    let s = server(|c| c.media_quota_files_per_day = 3).await;
+    let s = TestServer::with(|c| c.media_quota_files_per_day = 3).await;
     let a = s.register("alice").await;
     let b = s.register("bob").await;
     for _ in 0..3 {
@@ -58,7 +50,7 @@ async fn the_daily_file_quota_refuses_one_account_and_not_another() {
 
 #[tokio::test]
 async fn the_daily_byte_quota_counts_what_is_declared_and_stored() {
-    let s = server(|c| c.media_quota_bytes_per_day = 2500).await;
+    let s = TestServer::with(|c| c.media_quota_bytes_per_day = 2500).await;
     let a = s.register("alice").await;
     assert_eq!(upload(&s, &a.token, 1000).await.0, 201);
     assert_eq!(upload(&s, &a.token, 1000).await.0, 201);
@@ -71,7 +63,7 @@ async fn the_daily_byte_quota_counts_what_is_declared_and_stored() {
 
 #[tokio::test]
 async fn parallel_uploads_cannot_pass_the_quota_together() {
-    let s = server(|c| c.media_quota_files_per_day = 4).await;
+    let s = TestServer::with(|c| c.media_quota_files_per_day = 4).await;
     let a = s.register("alice").await;
     let mut tasks = Vec::new();
     for _ in 0..12 {
@@ -100,7 +92,7 @@ async fn parallel_uploads_cannot_pass_the_quota_together() {
 
 #[tokio::test]
 async fn uploads_are_rate_limited_per_user() {
-    let s = server(|c| c.limits.media_uploads_per_minute = 2).await;
+    let s = TestServer::with(|c| c.limits.media_uploads_per_minute = 2).await;
     let a = s.register("alice").await;
     assert_eq!(upload(&s, &a.token, 10).await.0, 201);
     assert_eq!(upload(&s, &a.token, 10).await.0, 201);
@@ -112,7 +104,7 @@ async fn uploads_are_rate_limited_per_user() {
 
 #[tokio::test]
 async fn media_past_retention_is_deleted_with_its_file() {
-    let s = server(|c| c.media_retention_days = 7).await;
+    let s = TestServer::with(|c| c.media_retention_days = 7).await;
     let a = s.register("alice").await;
     let (status, body, _) = upload(&s, &a.token, 100).await;
     assert_eq!(status, 201);

@@ -2,7 +2,6 @@
 //! by route, commit latency, frames refused by code, connections closed by
 //! reason; optionally only on a separate admin listener.
 
-use chat_server::Config;
 use serde_json::json;
 
 use crate::support::{TestServer, message};
@@ -90,11 +89,11 @@ async fn metrics_cover_the_process_requests_commits_refusals_and_closes() {
 
 #[tokio::test]
 async fn metrics_can_move_to_an_admin_listener() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    config.metrics_public = false;
-    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-    let s = TestServer::start_with(dir, config).await;
+    let s = TestServer::with(|c| {
+        c.metrics_public = false;
+        c.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
     let (status, body) = s.call("GET", "/metrics", None, None).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");

@@ -73,30 +73,13 @@ async fn a_thousand_concurrent_claims_get_a_hundred_distinct_pq_prekeys_then_the
         )
         .await;
     assert_eq!(st, 200);
-    let url = format!("{}/api/users/{}/prekeys", s.base, b.user.id);
-    let mut tasks = Vec::new();
-    for _ in 0..1000 {
-        let (http, url, token) = (s.http.clone(), url.clone(), a.token.clone());
-        tasks.push(tokio::spawn(async move {
-            let v: Value = http
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["pqPrekey"]["keyId"].as_u64()
-        }));
-    }
     let mut one_time = Vec::new();
     let mut last_resort = 0;
-    for t in tasks {
-        match t.await.unwrap() {
+    for bundle in s.claim_concurrently(&a.token, &b.user.id, 1000).await {
+        match bundle["pqPrekey"]["keyId"].as_u64() {
             Some(1000) => last_resort += 1,
             Some(id) => one_time.push(id),
-            None => panic!("a bundle without a PQ prekey"),
+            None => panic!("a bundle without a PQ prekey: {bundle}"),
         }
     }
     let distinct: HashSet<_> = one_time.iter().collect();

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use chat_server::Config;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -45,10 +44,10 @@ fn body_json(raw: &str) -> Value {
 
 #[tokio::test]
 async fn every_accepted_connection_counts_against_the_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    config.max_connections = 5;
-    let s = TestServer::start_with(dir, config).await;
+    let s = TestServer::with(|c| {
+        c.max_connections = 5;
+    })
+    .await;
     let addr = s.server.as_ref().unwrap().addr();
     // Five sockets that never send a byte hold every place...
     let mut idle = Vec::new();
@@ -76,10 +75,10 @@ async fn every_accepted_connection_counts_against_the_limit() {
 async fn two_thousand_trickling_sockets_are_closed_while_others_are_served() {
     const SOCKETS: usize = 2000;
     enough_files(SOCKETS as u64);
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    config.header_timeout_secs = 3;
-    let s = TestServer::start_with(dir, config).await;
+    let s = TestServer::with(|c| {
+        c.header_timeout_secs = 3;
+    })
+    .await;
     let addr = s.server.as_ref().unwrap().addr();
     let a = s.register("alice").await;
     let b = s.register("bob").await;
@@ -158,10 +157,10 @@ async fn stalled_request(
 
 #[tokio::test]
 async fn a_body_that_stops_gets_a_timeout_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    config.body_idle_timeout_secs = 1;
-    let s = TestServer::start_with(dir, config).await;
+    let s = TestServer::with(|c| {
+        c.body_idle_timeout_secs = 1;
+    })
+    .await;
     let addr = s.server.as_ref().unwrap().addr();
     let mut tcp = stalled_request(addr, "/api/auth/login", b"{\"username\":", 100).await;
     let (raw, _) = read_until_closed(&mut tcp, Duration::from_secs(6)).await;
@@ -171,11 +170,11 @@ async fn a_body_that_stops_gets_a_timeout_error() {
 
 #[tokio::test]
 async fn a_trickled_request_hits_the_request_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    config.request_timeout_secs = 2;
-    config.body_idle_timeout_secs = 10;
-    let s = TestServer::start_with(dir, config).await;
+    let s = TestServer::with(|c| {
+        c.request_timeout_secs = 2;
+        c.body_idle_timeout_secs = 10;
+    })
+    .await;
     let addr = s.server.as_ref().unwrap().addr();
     let mut tcp = stalled_request(addr, "/api/auth/login", b"{", 100).await;
     let started = Instant::now();
@@ -196,11 +195,11 @@ async fn a_trickled_request_hits_the_request_deadline() {
 
 #[tokio::test]
 async fn a_slow_upload_hits_the_upload_deadline_and_leaves_no_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    config.upload_timeout_secs = 2;
-    config.body_idle_timeout_secs = 10;
-    let s = TestServer::start_with(dir, config).await;
+    let s = TestServer::with(|c| {
+        c.upload_timeout_secs = 2;
+        c.body_idle_timeout_secs = 10;
+    })
+    .await;
     let addr = s.server.as_ref().unwrap().addr();
     let a = s.register("alice").await;
     let mut tcp = TcpStream::connect(addr).await.unwrap();

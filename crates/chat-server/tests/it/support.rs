@@ -38,6 +38,14 @@ impl TestServer {
         }
     }
 
+    /// A server in a fresh folder with the test configuration changed by `f`.
+    pub async fn with(f: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_tests(dir.path());
+        f(&mut config);
+        Self::start_with(dir, config).await
+    }
+
     /// A helper pointed at a server running elsewhere (a child process).
     pub fn attach(dir: tempfile::TempDir, addr: std::net::SocketAddr) -> Self {
         let config = Config::for_tests(dir.path());
@@ -111,6 +119,25 @@ impl TestServer {
             .iter()
             .map(|m| m["id"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    /// `n` claims of `user`'s bundle at once, as `token`: the bundles.
+    pub async fn claim_concurrently(&self, token: &str, user: &str, n: usize) -> Vec<Value> {
+        let url = format!("{}/api/users/{user}/prekeys", self.base);
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (http, url, token) = (self.http.clone(), url.clone(), token.to_owned());
+                tokio::spawn(async move {
+                    let resp = http.get(url).bearer_auth(token).send().await.unwrap();
+                    resp.json::<Value>().await.unwrap()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
     }
 
     pub async fn register(&self, name: &str) -> AuthResponse {
