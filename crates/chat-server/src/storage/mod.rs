@@ -4,6 +4,7 @@
 //! read connections, in WAL mode.
 
 pub mod sqlite;
+mod sqlite_prekeys;
 mod sqlite_schema;
 
 use async_trait::async_trait;

@@ -12,10 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use chat_proto::rest::{
-    Group, GroupMember, OneTimePreKey, PqPreKey, PreKeyBundle, PreKeyStatus, PreKeyUpload,
-    RelayedMessage, SignedPreKey, User,
-};
+use chat_proto::rest::{Group, GroupMember, PreKeyStatus, PreKeyUpload, RelayedMessage, User};
 use chat_proto::{MessageStatus, Role};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -26,6 +23,7 @@ use super::{
 };
 use crate::metrics::Metrics;
 
+use super::sqlite_prekeys as prekeys;
 use super::sqlite_schema::{SCHEMA, migrate};
 
 /// Most jobs in one commit: bounds the latency one batch adds.
@@ -461,228 +459,25 @@ impl Storage for SqliteStorage {
         now: i64,
     ) -> StoreResult<bool> {
         let user = user_id.to_owned();
-        self.write(move |c| {
-            let current: Option<String> = c
-                .query_row(
-                    "SELECT identity_key FROM identities WHERE user_id = ?1",
-                    [&user],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let replaced = current
-                .as_deref()
-                .is_some_and(|k| k != u.identity_key.as_str());
-            if replaced {
-                c.execute(
-                    "DELETE FROM tokens WHERE user_id = ?1 AND hash != ?2",
-                    params![user, keep],
-                )?;
-            }
-            if current.as_deref() != Some(u.identity_key.as_str()) {
-                // A new identity (reinstall): old prekeys belong to the old one.
-                c.execute("DELETE FROM one_time_prekeys WHERE user_id = ?1", [&user])?;
-                c.execute("DELETE FROM pq_prekeys WHERE user_id = ?1", [&user])?;
-                c.execute(
-                    "INSERT INTO identities (user_id, identity_key, identity_signature) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (user_id) DO UPDATE SET identity_key = ?2, identity_signature = ?3,
-                     spk_id = NULL, spk_key = NULL, spk_signature = NULL, spk_uploaded_at = NULL",
-                    params![user, u.identity_key, u.identity_signature],
-                )?;
-            }
-            if let Some(spk) = &u.signed_prekey {
-                c.execute(
-                    "UPDATE identities SET spk_id = ?2, spk_key = ?3, spk_signature = ?4, spk_uploaded_at = ?5
-                     WHERE user_id = ?1",
-                    params![user, spk.key_id, spk.public_key, spk.signature, now],
-                )?;
-            }
-            let mut ins = c.prepare_cached(
-                "INSERT OR REPLACE INTO one_time_prekeys (user_id, key_id, public_key) VALUES (?1, ?2, ?3)",
-            )?;
-            for k in &u.one_time_prekeys {
-                ins.execute(params![user, k.key_id, k.public_key])?;
-            }
-            drop(ins);
-            if let Some(k) = &u.pq_last_resort_prekey {
-                c.execute(
-                    "DELETE FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 1",
-                    [&user],
-                )?;
-                c.execute(
-                    "INSERT OR REPLACE INTO pq_prekeys (user_id, key_id, public_key, signature, last_resort, uploaded_at)
-                     VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-                    params![user, k.key_id, k.public_key, k.signature, now],
-                )?;
-            }
-            let mut ins = c.prepare_cached(
-                "INSERT OR REPLACE INTO pq_prekeys (user_id, key_id, public_key, signature, last_resort, uploaded_at)
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5)",
-            )?;
-            for k in &u.pq_one_time_prekeys {
-                ins.execute(params![user, k.key_id, k.public_key, k.signature, now])?;
-            }
-            Ok(replaced)
-        })
-        .await
+        self.write(move |c| prekeys::upload(c, &user, &u, &keep, now))
+            .await
     }
 
     async fn claim_bundle(&self, user_id: &str) -> StoreResult<Option<Claimed>> {
         let user = user_id.to_owned();
         // A write job: the claim (select + delete) is one atomic step, so
         // concurrent claims never hand out the same key.
-        self.write(move |c| {
-            let id = c
-                .query_row(
-                    "SELECT identity_key, identity_signature, spk_id, spk_key, spk_signature
-                     FROM identities WHERE user_id = ?1 AND spk_id IS NOT NULL",
-                    [&user],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, u32>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                        ))
-                    },
-                )
-                .optional()?;
-            let Some((ik, isig, spk_id, spk_key, spk_sig)) = id else {
-                return Ok(None);
-            };
-            let opk = c
-                .query_row(
-                    "DELETE FROM one_time_prekeys WHERE rowid = (
-                        SELECT rowid FROM one_time_prekeys WHERE user_id = ?1 ORDER BY key_id LIMIT 1)
-                     RETURNING key_id, public_key",
-                    [&user],
-                    |r| {
-                        Ok(OneTimePreKey {
-                            key_id: r.get(0)?,
-                            public_key: r.get(1)?,
-                        })
-                    },
-                )
-                .optional()?;
-            let left: u32 = c.query_row(
-                "SELECT COUNT(*) FROM one_time_prekeys WHERE user_id = ?1",
-                [&user],
-                |r| r.get(0),
-            )?;
-            let pq_row = |r: &rusqlite::Row<'_>| {
-                Ok(PqPreKey {
-                    key_id: r.get(0)?,
-                    public_key: r.get(1)?,
-                    signature: r.get(2)?,
-                })
-            };
-            // A one-time PQ prekey, taken in this same job (never twice);
-            // else the last-resort one, which stays.
-            let one_time_pq = c
-                .query_row(
-                    "DELETE FROM pq_prekeys WHERE rowid = (
-                        SELECT rowid FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 0
-                        ORDER BY key_id LIMIT 1)
-                     RETURNING key_id, public_key, signature",
-                    [&user],
-                    pq_row,
-                )
-                .optional()?;
-            let pq = match one_time_pq {
-                Some(k) => Some(k),
-                None => c
-                    .query_row(
-                        "SELECT key_id, public_key, signature FROM pq_prekeys
-                         WHERE user_id = ?1 AND last_resort = 1 ORDER BY uploaded_at DESC, key_id DESC LIMIT 1",
-                        [&user],
-                        pq_row,
-                    )
-                    .optional()?,
-            };
-            let pq_left: u32 = c.query_row(
-                "SELECT COUNT(*) FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 0",
-                [&user],
-                |r| r.get(0),
-            )?;
-            Ok(Some(Claimed {
-                bundle: PreKeyBundle {
-                    user_id: user.clone(),
-                    identity_key: ik,
-                    identity_signature: isig,
-                    signed_prekey: SignedPreKey {
-                        key_id: spk_id,
-                        public_key: spk_key,
-                        signature: spk_sig,
-                    },
-                    one_time_prekey: opk,
-                    pq_prekey: pq,
-                },
-                one_time_left: left,
-                pq_one_time_left: pq_left,
-            }))
-        })
-        .await
+        self.write(move |c| prekeys::claim(c, &user)).await
     }
 
     async fn prekey_status(&self, user_id: &str) -> StoreResult<PreKeyStatus> {
         let user = user_id.to_owned();
-        self.read(move |c| {
-            let n: u32 = c.query_row(
-                "SELECT COUNT(*) FROM one_time_prekeys WHERE user_id = ?1",
-                [&user],
-                |r| r.get(0),
-            )?;
-            let spk = c
-                .query_row(
-                    "SELECT spk_id, spk_uploaded_at, identity_key FROM identities WHERE user_id = ?1",
-                    [&user],
-                    |r| {
-                        Ok((
-                            r.get::<_, Option<u32>>(0)?,
-                            r.get::<_, Option<i64>>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                        ))
-                    },
-                )
-                .optional()?
-                .unwrap_or((None, None, None));
-            let pq_n: u32 = c.query_row(
-                "SELECT COUNT(*) FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 0",
-                [&user],
-                |r| r.get(0),
-            )?;
-            let last_resort: Option<(u32, i64)> = c
-                .query_row(
-                    "SELECT key_id, uploaded_at FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 1
-                     ORDER BY uploaded_at DESC, key_id DESC LIMIT 1",
-                    [&user],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            Ok(PreKeyStatus {
-                one_time_prekeys: n,
-                signed_prekey_id: spk.0,
-                signed_prekey_uploaded_at: spk.1,
-                low: n < PREKEYS_LOW,
-                identity_key: spk.2,
-                pq_one_time_prekeys: pq_n,
-                pq_last_resort_prekey_id: last_resort.map(|l| l.0),
-                pq_last_resort_uploaded_at: last_resort.map(|l| l.1),
-                pq_low: pq_n < PREKEYS_LOW,
-            })
-        })
-        .await
+        self.read(move |c| prekeys::status(c, &user)).await
     }
 
     async fn delete_prekey(&self, user_id: &str, key_id: u32) -> StoreResult<bool> {
         let user = user_id.to_owned();
-        self.write(move |c| {
-            Ok(c.execute(
-                "DELETE FROM one_time_prekeys WHERE user_id = ?1 AND key_id = ?2",
-                params![user, key_id],
-            )? > 0)
-        })
-        .await
+        self.write(move |c| prekeys::delete(c, &user, key_id)).await
     }
 
     async fn store_message(
