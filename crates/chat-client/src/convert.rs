@@ -103,6 +103,7 @@ pub(crate) fn upload(
             .collect(),
         pq_last_resort_prekey: pq_last_resort.map(pq_upload),
         pq_one_time_prekeys: pq_one_time.iter().map(pq_upload).collect(),
+        pq_replace_one_time: false,
     }
 }
 

@@ -55,7 +55,7 @@ pub(crate) async fn maintain(inner: &Inner, fresh_login: bool) -> Result<()> {
     let max_age_ms = i64::from(inner.config.signed_prekey_max_age_days) * DAY_MS;
     let on_server = status.one_time_prekeys;
     let server_spk = status.signed_prekey_id;
-    let pq_on_server = status.pq_one_time_prekeys;
+    let mut pq_on_server = status.pq_one_time_prekeys;
     let server_last_resort = status.pq_last_resort_prekey_id;
     let plan = inner
         .db(move |s| {
@@ -110,7 +110,12 @@ pub(crate) async fn maintain(inner: &Inner, fresh_login: bool) -> Result<()> {
                 let last_needed =
                     fresh_login || last_stale || server_last_resort != Some(last.id());
 
-                // One-time PQ prekeys, topped up like the X25519 ones.
+                // One-time PQ prekeys, topped up like the X25519 ones. After
+                // a restore the server's are not ours: replace them all.
+                let replace = tx.pq_prekeys_stale_on_server()?;
+                if replace {
+                    pq_on_server = 0;
+                }
                 let mut pq_unuploaded: Vec<PqPreKeyPair> = tx
                     .unuploaded_pq_prekeys()?
                     .into_iter()
@@ -135,30 +140,35 @@ pub(crate) async fn maintain(inner: &Inner, fresh_login: bool) -> Result<()> {
                 {
                     return Ok(None);
                 }
-                let upload = convert::upload(
+                let mut upload = convert::upload(
                     &identity,
                     spk_needed.then_some(&spk),
                     &unuploaded,
                     last_needed.then_some(&last),
                     &pq_unuploaded,
                 );
+                upload.pq_replace_one_time = replace;
                 let ids: Vec<u32> = unuploaded.iter().map(OneTimePreKeyPair::id).collect();
                 let mut pq_ids: Vec<u32> = pq_unuploaded.iter().map(PqPreKeyPair::id).collect();
                 if last_needed {
                     pq_ids.push(last.id());
                 }
-                Ok(Some((upload, ids, pq_ids)))
+                Ok(Some((upload, ids, pq_ids, replace)))
             })
         })
         .await?;
-    if let Some((upload, ids, pq_ids)) = plan {
+    if let Some((upload, ids, pq_ids, replaced)) = plan {
         let (n, pq_n) = (ids.len(), pq_ids.len());
         inner.rest.upload_prekeys(&upload).await?;
         inner
             .db(move |s| {
                 s.write(|tx| {
                     tx.mark_one_time_prekeys_uploaded(&ids)?;
-                    tx.mark_pq_prekeys_uploaded(&pq_ids)
+                    tx.mark_pq_prekeys_uploaded(&pq_ids)?;
+                    if replaced {
+                        tx.clear_pq_prekeys_stale()?;
+                    }
+                    Ok(())
                 })
             })
             .await?;

@@ -116,6 +116,10 @@ pub struct PreKeyUpload {
     /// One-time PQ prekeys to add.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pq_one_time_prekeys: Vec<PqPreKey>,
+    /// Drop every one-time PQ prekey the server holds for the account
+    /// before adding `pqOneTimePrekeys` (after a restore from a backup).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pq_replace_one_time: bool,
 }
 
 /// `GET /api/users/{userId}/prekeys`: one bundle; the one-time prekey in it

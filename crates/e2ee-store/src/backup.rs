@@ -34,6 +34,9 @@ impl Store {
     /// by a fresh one with the next id; every one-time prekey secret is
     /// dropped (ids stay reserved) and the ones that may still be on the
     /// server are listed in `stale_prekeys` for the client to delete there;
+    /// every PQ prekey secret goes too (`pq_stale` says the server's
+    /// one-time ones must be replaced at the next upload; a fresh
+    /// last-resort one is made then);
     /// the outbox (ciphertext of the old sessions) is dropped and those
     /// messages marked failed. Identity, contacts, verification, history,
     /// groups and the peers' sender-key chains (receive-only: nothing is
@@ -58,6 +61,8 @@ impl Store {
                  INSERT OR IGNORE INTO stale_prekeys (key_id)
                      SELECT key_id FROM one_time_prekeys WHERE used = 0 AND uploaded = 1;
                  UPDATE one_time_prekeys SET record = NULL, used = 1;
+                 UPDATE pq_prekeys SET record = NULL, used = 1;
+                 INSERT OR IGNORE INTO pq_stale (id) VALUES (1);
                  UPDATE messages SET status = 4
                      WHERE outgoing = 1 AND status = 0
                      AND id IN (SELECT message_id FROM outbox);

@@ -286,6 +286,20 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Whether a restore left the server holding one-time PQ prekeys whose
+    /// secrets are gone: the next upload must replace them all.
+    pub fn pq_prekeys_stale_on_server(&self) -> Result<bool> {
+        Ok(self
+            .c()
+            .query_row("SELECT EXISTS (SELECT 1 FROM pq_stale)", [], |r| r.get(0))?)
+    }
+
+    /// After an upload that replaced the server's one-time PQ prekeys.
+    pub fn clear_pq_prekeys_stale(&self) -> Result<()> {
+        self.c().execute("DELETE FROM pq_stale", [])?;
+        Ok(())
+    }
+
     /// Deletes last-resort PQ prekeys made before `before_ms`, never the
     /// newest (PreKey messages to a replaced one still open within the
     /// grace period the caller chose).

@@ -224,6 +224,11 @@ CREATE TABLE pq_prekeys (
     uploaded    INTEGER NOT NULL DEFAULT 0,
     created_at  INTEGER NOT NULL DEFAULT 0
 );
+-- Set by a restore: the one-time PQ prekeys on the server are not ours any
+-- more; the next upload replaces them all.
+CREATE TABLE pq_stale (
+    id          INTEGER PRIMARY KEY CHECK (id = 1)
+);
 ";
 
 /// Every migration in order; index + 1 is the version it produces.

@@ -149,3 +149,55 @@ async fn a_restored_backup_never_reuses_a_message_key_and_the_conversation_goes_
         assert!(seen.insert(key_of(c)), "a message key was used twice");
     }
 }
+
+/// A restore drops every PQ prekey secret (some may have been used since
+/// the backup, and keys made after it are not in it); the next upload
+/// replaces all the one-time PQ prekeys the server holds, so every PQ
+/// prekey a peer is handed afterwards is one the restored store can use.
+#[tokio::test]
+async fn after_a_restore_every_pq_prekey_the_server_hands_out_is_in_the_store() {
+    let net = Net::start().await;
+    let alice = Party::register(&net, "alice").await;
+    let alice_id = alice.id.clone();
+    let backup = net.dir.path().join("alice.backup");
+    alice.client.backup(&backup, "backup words").await.unwrap();
+    let store = net.server.as_ref().unwrap().state().store.clone();
+    // Peers drain the stock after the backup; Alice refills it with keys
+    // the backup never saw.
+    for _ in 0..95 {
+        store.claim_bundle(&alice_id).await.unwrap().unwrap();
+    }
+    alice.client.close().await;
+    drop(alice);
+    // Reconnecting runs the key upkeep: the stock of 5 is refilled.
+    let alice = Party::reopen(&net, "alice").await;
+    alice.client.close().await;
+    drop(alice);
+
+    let restored = net.store_path("alice2");
+    Client::restore(&backup, "backup words", &restored, "alice local passphrase")
+        .await
+        .unwrap();
+    std::fs::rename(&restored, net.store_path("alice")).unwrap();
+    std::fs::rename(
+        e2ee_store::salt_path(&restored),
+        e2ee_store::salt_path(&net.store_path("alice")),
+    )
+    .unwrap();
+    let alice = Party::reopen(&net, "alice").await;
+    alice.client.close().await;
+    drop(alice);
+
+    let mut handed_out = Vec::new();
+    for _ in 0..20 {
+        let b = store.claim_bundle(&alice_id).await.unwrap().unwrap();
+        handed_out.push(b.bundle.pq_prekey.unwrap().key_id);
+    }
+    let mut s = net.open_store("alice");
+    for id in handed_out {
+        assert!(
+            s.read(|tx| tx.pq_prekey(id)).unwrap().is_some(),
+            "the server handed out PQ prekey {id}, which the restored store does not hold"
+        );
+    }
+}

@@ -61,6 +61,12 @@ pub(super) fn upload(
         ins.execute(params![user, k.key_id, k.public_key])?;
     }
     drop(ins);
+    if u.pq_replace_one_time {
+        c.execute(
+            "DELETE FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 0",
+            [user],
+        )?;
+    }
     if let Some(k) = &u.pq_last_resort_prekey {
         c.execute(
             "DELETE FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 1",
