@@ -1,9 +1,17 @@
 //! Groups from the application's side: create, add, remove, leave, rename,
-//! list. Sending to a group (sender keys, rotation) is `Inner::send_group`.
+//! list; and underneath, keeping our copy of each group current (reloads on
+//! `groupChanged`) and sending to it with Sender Keys (`Inner::send_group`).
+
+use std::sync::atomic::Ordering;
 
 use chat_proto::rest::{self, AddMemberRequest, CreateGroupRequest, UpdateGroupRequest};
+use e2ee_core::{Payload, PayloadKind};
+use e2ee_store::OutboxEntry;
+use rand_core::OsRng;
+use uuid::Uuid;
 
-use super::{Client, Result};
+use super::{Client, Inner, Result, now_ms};
+use crate::error::ClientError;
 use crate::event::Event;
 
 pub(crate) fn store_group(g: &rest::Group) -> e2ee_store::Group {
@@ -108,5 +116,152 @@ impl Client {
     /// One group with its members, from the server.
     pub async fn group(&self, group_id: &str) -> Result<rest::Group> {
         Ok(self.inner.rest.group(group_id).await?)
+    }
+}
+
+/// Keeping our copy of a group current, and sending to it with Sender Keys.
+impl Inner {
+    /// Refreshes a group from the server into the store. Returns the
+    /// members who were there before and are gone now.
+    pub(crate) async fn refresh_group(
+        &self,
+        group_id: &str,
+    ) -> Result<(e2ee_store::Group, Vec<String>)> {
+        let g = match self.rest.group(group_id).await {
+            Ok(g) => g,
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(rest::ErrorCode::NotFound | rest::ErrorCode::Forbidden)
+                ) =>
+            {
+                let gid = group_id.to_owned();
+                self.db(move |s| s.write(|tx| tx.mark_group_left(&gid)))
+                    .await?;
+                return Err(ClientError::NotMember(group_id.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let fresh = store_group(&g);
+        let f = fresh.clone();
+        let (removed, changed) = self
+            .db(move |s| {
+                s.write(|tx| {
+                    let old = tx.group(&f.id)?;
+                    let removed: Vec<String> = old
+                        .as_ref()
+                        .map(|o| {
+                            o.members
+                                .iter()
+                                .filter(|(u, _)| !f.members.iter().any(|(m, _)| m == u))
+                                .map(|(u, _)| u.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let changed = old
+                        .as_ref()
+                        .is_none_or(|o| o.name != f.name || o.members != f.members || o.left);
+                    if !removed.is_empty() {
+                        // Whoever left must not read what follows: a new
+                        // chain, sent to the remaining members only.
+                        tx.rotate_sender_key(&f.id)?;
+                        for u in &removed {
+                            tx.forget_sender_key_in(&f.id, u)?;
+                        }
+                    }
+                    tx.save_group(&f)?;
+                    Ok((removed, changed))
+                })
+            })
+            .await?;
+        if changed {
+            self.emit(Event::GroupChanged {
+                group_id: group_id.to_owned(),
+            });
+        }
+        Ok((fresh, removed))
+    }
+
+    /// The group as it is now: from the store when the server pushes
+    /// changes and none came since the last reload on this connection,
+    /// otherwise reloaded from the server (one REST round trip).
+    async fn group_for_send(&self, group_id: &str) -> Result<e2ee_store::Group> {
+        let fresh = self.group_push.load(Ordering::Relaxed)
+            && self.fresh_groups.lock().is_ok_and(|f| f.contains(group_id));
+        if fresh {
+            let gid = group_id.to_owned();
+            if let Some(g) = self.db(move |s| s.read(|tx| tx.group(&gid))).await?
+                && !g.left
+            {
+                return Ok(g);
+            }
+        }
+        let (group, _) = self.refresh_group(group_id).await?;
+        if let Ok(mut f) = self.fresh_groups.lock() {
+            f.insert(group_id.to_owned());
+        }
+        Ok(group)
+    }
+
+    /// A `groupChanged` notice: the group is reloaded now (a member removed
+    /// gets no later message: our sender key is replaced at once), and
+    /// reloaded again before the next send if that fails.
+    pub(crate) async fn on_group_changed(&self, group_id: &str) {
+        if let Ok(mut f) = self.fresh_groups.lock() {
+            f.remove(group_id);
+        }
+        let _guard = self.group_lock.lock().await;
+        match self.refresh_group(group_id).await {
+            Ok(_) => {
+                if let Ok(mut f) = self.fresh_groups.lock() {
+                    f.insert(group_id.to_owned());
+                }
+            }
+            // We were removed, or the group was deleted: it is marked left.
+            Err(ClientError::NotMember(_)) => self.emit(Event::GroupChanged {
+                group_id: group_id.to_owned(),
+            }),
+            Err(e) => tracing::debug!(error = %e, group = %group_id, "group reload failed"),
+        }
+    }
+
+    pub(crate) async fn send_group(&self, group_id: &str, payload: Payload) -> Result<OutboxEntry> {
+        let _guard = self.group_lock.lock().await;
+        let me = self.me()?;
+        let group = self.group_for_send(group_id).await?;
+        let others: Vec<String> = group
+            .members
+            .iter()
+            .map(|(u, _)| u.clone())
+            .filter(|u| *u != me.user_id)
+            .collect();
+        // No member whose key changed untrusted gets this message, nor a
+        // new sender key.
+        self.require_trusted(others.clone()).await?;
+        let (gid, members) = (group_id.to_owned(), others.clone());
+        let (dist, missing) = self
+            .db(move |s| s.group_sender_key(&mut OsRng, &gid, &members))
+            .await?;
+        for member in missing {
+            // Stays in its wiped buffer: the chain key is in there.
+            let body = dist.to_bytes();
+            let p = Payload {
+                message_id: *Uuid::new_v4().as_bytes(),
+                kind: PayloadKind::SenderKey,
+                timestamp_ms: now_ms() as u64,
+                body,
+                attachment: None,
+                reference: None,
+            };
+            self.send_direct(&member, p).await?;
+            let (gid, chain) = (group_id.to_owned(), dist.chain_id);
+            self.db(move |s| s.write(|tx| tx.mark_sender_key_shared(&gid, &member, chain)))
+                .await?;
+        }
+        let gid = group_id.to_owned();
+        let n = others.len() as u32;
+        let entry = self.db(move |s| s.send_group(&gid, &payload, n)).await?;
+        self.transmit(&entry).await;
+        Ok(entry)
     }
 }
