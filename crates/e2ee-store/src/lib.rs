@@ -61,6 +61,7 @@ mod peers;
 mod prekeys;
 mod schema;
 mod store;
+mod types;
 
 pub use error::{Result, StoreError};
 pub use key::{

@@ -1,0 +1,212 @@
+//! The store's public data types: conversations, messages and their
+//! status, pages and search hits, outbox entries, groups, receipts.
+
+use e2ee_core::{AttachmentPointer, PayloadKind};
+
+/// A conversation: with one peer, or a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Conversation {
+    /// With this user id.
+    Direct(String),
+    /// In this group id.
+    Group(String),
+}
+
+impl Conversation {
+    pub(crate) fn parts(&self) -> (i64, &str) {
+        match self {
+            Conversation::Direct(u) => (0, u),
+            Conversation::Group(g) => (1, g),
+        }
+    }
+
+    pub(crate) fn from_parts(kind: i64, id: String) -> Self {
+        if kind == 1 {
+            Conversation::Group(id)
+        } else {
+            Conversation::Direct(id)
+        }
+    }
+}
+
+/// Delivery status of a message. Only ever moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// Stored locally and in the outbox; the server has not acknowledged it.
+    Pending = 0,
+    /// The server committed it (`ack`).
+    Sent = 1,
+    /// The recipient (every member, in a group) stored it.
+    Delivered = 2,
+    /// The recipient (every member, in a group) read it.
+    Read = 3,
+    /// The server refused it for good (too large, invalid, unknown
+    /// recipient) or the user dropped it from the outbox: it was never
+    /// delivered and will not be retried.
+    Failed = 4,
+}
+
+impl Status {
+    pub(crate) fn from_i64(v: i64) -> Status {
+        match v {
+            1 => Status::Sent,
+            2 => Status::Delivered,
+            3 => Status::Read,
+            4 => Status::Failed,
+            _ => Status::Pending,
+        }
+    }
+}
+
+/// Our own account on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Server user id.
+    pub user_id: String,
+    /// Username.
+    pub username: String,
+    /// The server's base URL.
+    pub server_url: String,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Local insertion order.
+    pub seq: i64,
+    /// The sender's UUID.
+    pub id: String,
+    /// Where it belongs.
+    pub conversation: Conversation,
+    /// Sender user id (ours for outgoing).
+    pub sender: String,
+    /// Sent by us.
+    pub outgoing: bool,
+    /// Text, image, file…
+    pub kind: PayloadKind,
+    /// Text or caption.
+    pub body: Option<String>,
+    /// For images and files.
+    pub attachment: Option<AttachmentPointer>,
+    /// The referenced message (reply, reaction, edit, delete).
+    pub reference: Option<String>,
+    /// Delivery status (outgoing), `Delivered` or `Read` (incoming).
+    pub status: Status,
+    /// The sender's clock (ms).
+    pub sent_at_ms: i64,
+    /// The server's timestamp (ms), once known.
+    pub server_at_ms: Option<i64>,
+    /// When we stored it (incoming).
+    pub received_at_ms: Option<i64>,
+    /// When we marked it read (incoming).
+    pub read_at_ms: Option<i64>,
+}
+
+/// A message to insert.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The sender's UUID.
+    pub id: String,
+    /// Where it belongs.
+    pub conversation: Conversation,
+    /// Sender user id.
+    pub sender: String,
+    /// Sent by us.
+    pub outgoing: bool,
+    /// What it is.
+    pub kind: PayloadKind,
+    /// Text or caption.
+    pub body: Option<String>,
+    /// For images and files.
+    pub attachment: Option<AttachmentPointer>,
+    /// Referenced message id.
+    pub reference: Option<String>,
+    /// Initial status.
+    pub status: Status,
+    /// How many recipients must report before the status moves (1 for a
+    /// direct message, the member count for a group).
+    pub recipients: u32,
+    /// The sender's clock (ms).
+    pub sent_at_ms: i64,
+    /// The server's timestamp, if known.
+    pub server_at_ms: Option<i64>,
+}
+
+/// The keyset pagination cursor: pass it back for the next (older) page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub(crate) sent_at: i64,
+    pub(crate) seq: i64,
+}
+
+/// One page of history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The messages, newest first.
+    pub messages: Vec<Message>,
+    /// Where the next (older) page starts; `None` at the beginning.
+    pub next: Option<Cursor>,
+}
+
+/// A search result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchHit {
+    /// The message.
+    pub message: Message,
+    /// The body around the match, matches wrapped in `[` `]`.
+    pub snippet: String,
+}
+
+/// A conversation in the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    /// Which.
+    pub conversation: Conversation,
+    /// The newest message.
+    pub last: Message,
+    /// Incoming messages not marked read.
+    pub unread: u64,
+}
+
+/// An encrypted frame waiting for the server's `ack`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The message id (the frame's `id`).
+    pub message_id: String,
+    /// For a direct message: the recipient.
+    pub recipient: Option<String>,
+    /// For a group message: the group.
+    pub group_id: Option<String>,
+    /// The `E2EE:` envelope text for the frame's `content`.
+    pub content: String,
+    /// When it was enqueued (ms).
+    pub created_at_ms: i64,
+    /// Times handed to the transport.
+    pub attempts: u32,
+}
+
+/// A group as this client knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Server group id (a UUID).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Owner user id.
+    pub owner: String,
+    /// When created (ms).
+    pub created_at_ms: i64,
+    /// Whether we left or were removed.
+    pub left: bool,
+    /// Members with their roles (`owner`, `admin`, `member`).
+    pub members: Vec<(String, String)>,
+}
+
+/// A read receipt to send: our peer's message we marked read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReceipt {
+    /// The message id.
+    pub message_id: String,
+    /// Its sender, who gets the receipt.
+    pub sender: String,
+}
