@@ -126,10 +126,12 @@ impl std::fmt::Debug for KemCiphertext {
     }
 }
 
-/// An ML-KEM-1024 key pair, kept as its 64-byte seed (wiped on drop).
+/// An ML-KEM-1024 key pair: its 64-byte seed (what is stored) and the
+/// decapsulation key expanded from it once (both wiped on drop).
 #[derive(Clone)]
 pub struct KemKeyPair {
     seed: Zeroizing<[u8; KEM_SEED_LENGTH]>,
+    dk: Box<DecapsulationKey1024>,
     public: KemPublicKey,
 }
 
@@ -143,17 +145,14 @@ impl KemKeyPair {
 
     /// The key pair a seed `d || z` gives (FIPS 203 ML-KEM.KeyGen_internal).
     pub fn from_seed(seed: &[u8; KEM_SEED_LENGTH]) -> Self {
-        let dk = Self::dk(seed);
+        let dk = Box::new(DecapsulationKey1024::from_seed((*seed).into()));
         let mut ek = [0u8; KEM_PUBLIC_LENGTH];
         ek.copy_from_slice(dk.encapsulation_key().to_bytes().as_slice());
         Self {
             seed: Zeroizing::new(*seed),
+            dk,
             public: KemPublicKey(Box::new(ek)),
         }
-    }
-
-    fn dk(seed: &[u8; KEM_SEED_LENGTH]) -> DecapsulationKey1024 {
-        DecapsulationKey1024::from_seed((*seed).into())
     }
 
     /// The seed, for storage.
@@ -168,9 +167,8 @@ impl KemKeyPair {
 
     /// The shared secret for `ct` (a wrong `ct` gives an unrelated secret).
     pub fn decapsulate(&self, ct: &KemCiphertext) -> Zeroizing<[u8; 32]> {
-        let dk = Self::dk(&self.seed);
         let ct = ml_kem::kem::Ciphertext::<ml_kem::MlKem1024>::from(*ct.0);
-        let ss = dk.decapsulate(&ct);
+        let ss = self.dk.decapsulate(&ct);
         let mut out = Zeroizing::new([0u8; 32]);
         out.copy_from_slice(ss.as_slice());
         out
