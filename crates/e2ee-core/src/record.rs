@@ -650,6 +650,7 @@ redacted_debug!(
     IdentityRecord,
     SignedPreKeyRecord,
     OneTimePreKeyRecord,
+    PqPreKeyRecord,
     ReceivingChainRecord,
     SkippedKeyRecord,
     SessionRecord,

@@ -599,8 +599,14 @@ fn debug_output_never_shows_secrets() {
         hex::encode(cur.root_key),
         hex::encode(cur.ratchet_secret),
         hex::encode(p.bob.signed_prekey.secret_bytes()),
+        hex::encode(&p.bob.pq_prekeys[0].key_pair().seed()[..32]),
+        hex::encode(&p.bob.pq_prekeys[0].key_pair().seed()[32..]),
     ];
+    let pq = &p.bob.pq_prekeys[0];
     let printed = [
+        format!("{pq:?}"),
+        format!("{:?}", pq.key_pair()),
+        format!("{:?}", pq.to_record()),
         format!("{:?}", p.bob.identity),
         format!("{:?}", p.bob.signed_prekey),
         format!("{:?}", p.bob.one_time_prekeys),
@@ -616,6 +622,8 @@ fn debug_output_never_shows_secrets() {
         }
         // Byte-array Debug like "[12, 200, ..." would also leak.
         assert!(!out.contains(&format!("{:?}", &dh[..4])[1..10]), "{out}");
+        let seed = pq.key_pair().seed();
+        assert!(!out.contains(&format!("{:?}", &seed[..4])[1..10]), "{out}");
     }
 }
 
