@@ -37,7 +37,7 @@
 //!   ratchet state before `delivered` goes to the server; a redelivered
 //!   message is recognised by its id and never reaches the app twice.
 //! - A peer's identity key changing is never silent: [`Event::IdentityChanged`].
-//! - Sessions start on demand (X3DH); group sender keys are rotated when a
+//! - Sessions start on demand (PQXDH: X3DH with ML-KEM-1024); group sender keys are rotated when a
 //!   member leaves or is removed, and a new member gets only the current
 //!   chains.
 
