@@ -4,8 +4,11 @@
 //! read connections, in WAL mode.
 
 pub mod sqlite;
+mod sqlite_groups;
+mod sqlite_media;
 mod sqlite_prekeys;
 mod sqlite_schema;
+mod sqlite_writer;
 
 use async_trait::async_trait;
 use chat_proto::rest::{Group, PreKeyBundle, PreKeyStatus, PreKeyUpload, RelayedMessage, User};

@@ -1,7 +1,9 @@
 //! SQLite storage: WAL mode, one writer thread that commits jobs in batches
 //! (group commit: one fsync for every job that arrived while the previous
 //! batch was committing), and a pool of read connections used from tokio's
-//! blocking threads.
+//! blocking threads (both in `sqlite_writer.rs`). Accounts, tokens, the
+//! message queue, receipts and presence are here; prekeys, groups and media
+//! have files of their own.
 //!
 //! A write job runs inside its own SAVEPOINT, so one failing job never rolls
 //! back the others in its batch; its caller hears back only after the batch's
@@ -9,13 +11,11 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use async_trait::async_trait;
-use chat_proto::rest::{Group, GroupMember, PreKeyStatus, PreKeyUpload, RelayedMessage, User};
+use chat_proto::rest::{Group, PreKeyStatus, PreKeyUpload, RelayedMessage, User};
 use chat_proto::{MessageStatus, Role};
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
 
 use super::{
     Account, Claimed, MediaUsage, MemberChange, NewMessage, OnCommit, Queued, StatusEvent, Storage,
@@ -23,25 +23,19 @@ use super::{
 };
 use crate::metrics::Metrics;
 
+use super::sqlite_groups as groups;
+use super::sqlite_media as media;
 use super::sqlite_prekeys as prekeys;
 use super::sqlite_schema::{SCHEMA, migrate};
+use super::sqlite_writer::{Readers, Writer, open};
 
-/// Most jobs in one commit: bounds the latency one batch adds.
-const MAX_BATCH: usize = 1024;
 /// Below this many one-time prekeys a client is asked for more.
 pub const PREKEYS_LOW: u32 = 10;
 
-/// Told how the batch's COMMIT went.
-type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// Runs in the batch's transaction; `None` when the transaction could not
-/// begin (the job then does nothing and its completion gets the error).
-type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
-
 /// The SQLite backend.
 pub struct SqliteStorage {
-    jobs: std::sync::mpsc::SyncSender<Job>,
-    readers: Arc<Mutex<Vec<Connection>>>,
-    path: std::path::PathBuf,
+    writer: Writer,
+    readers: Readers,
     known: Arc<Mutex<Known>>,
 }
 
@@ -53,19 +47,6 @@ struct Known {
     users: std::collections::HashSet<String>,
     contacts: std::collections::HashSet<(String, String)>,
     posters: std::collections::HashSet<(String, String)>,
-}
-
-fn open(path: &Path, sync_full: bool) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(
-        None,
-        "synchronous",
-        if sync_full { "FULL" } else { "NORMAL" },
-    )?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(conn)
 }
 
 fn status_code(s: MessageStatus) -> i64 {
@@ -90,18 +71,12 @@ impl SqliteStorage {
     pub fn open(dir: &Path, sync_full: bool, metrics: Arc<Metrics>) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.to_string()))?;
         let path = dir.join("chat.db");
-        let writer = open(&path, sync_full)?;
-        writer.execute_batch(SCHEMA)?;
-        migrate(&writer)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(65_536);
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx, metrics))
-            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let conn = open(&path, sync_full)?;
+        conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Self {
-            jobs: tx,
-            readers: Arc::new(Mutex::new(Vec::new())),
-            path,
+            writer: Writer::spawn(conn, metrics)?,
+            readers: Readers::new(path),
             known: Arc::new(Mutex::new(Known::default())),
         })
     }
@@ -134,36 +109,7 @@ impl SqliteStorage {
         f: impl FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
         after: impl FnOnce(&R) + Send + 'static,
     ) -> StoreResult<R> {
-        let (tx, rx) = oneshot::channel::<StoreResult<R>>();
-        let job: Job = Box::new(move |conn: Option<&Connection>| {
-            let result = conn.map(|c| savepoint(c, f));
-            Box::new(move |commit: Result<(), StoreError>| {
-                let outcome = match (commit, result) {
-                    (Ok(()), Some(r)) => r,
-                    (Err(e), _) => Err(e),
-                    // A batch that never began cannot commit.
-                    (Ok(()), None) => Err(StoreError::Closed),
-                };
-                if let Ok(r) = &outcome {
-                    after(r);
-                }
-                let _ = tx.send(outcome);
-            })
-        });
-        let jobs = self.jobs.clone();
-        // The channel is bounded: when the writer is saturated, wait on a
-        // blocking thread rather than stall the async runtime.
-        match jobs.try_send(job) {
-            Ok(()) => {}
-            Err(std::sync::mpsc::TrySendError::Full(job)) => {
-                tokio::task::spawn_blocking(move || jobs.send(job))
-                    .await
-                    .map_err(|_| StoreError::Closed)?
-                    .map_err(|_| StoreError::Closed)?;
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
-        }
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.writer.run(f, after).await
     }
 
     /// Runs `f` on a pooled read connection on a blocking thread.
@@ -171,66 +117,7 @@ impl SqliteStorage {
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     ) -> StoreResult<R> {
-        let readers = self.readers.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().map_err(|_| StoreError::Closed)?.pop();
-            let conn = match pooled {
-                Some(c) => c,
-                None => open(&path, false)?,
-            };
-            let result = f(&conn);
-            if let Ok(mut pool) = readers.lock()
-                && pool.len() < 16
-            {
-                pool.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?
-    }
-}
-
-fn savepoint<R>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> StoreResult<R>,
-) -> StoreResult<R> {
-    // Cached statements: these run for every job, and parsing them each
-    // time showed up in profiles.
-    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
-    let r = f(conn);
-    if r.is_err() {
-        conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
-    }
-    conn.prepare_cached("RELEASE job")?.execute([])?;
-    r
-}
-
-fn writer_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        let started = Instant::now();
-        let begin = conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(StoreError::from);
-        let tx = begin.as_ref().ok().map(|()| &conn);
-        let completions: Vec<Completion> = batch.into_iter().map(|job| job(tx)).collect();
-        let commit = begin.and_then(|()| conn.execute_batch("COMMIT").map_err(StoreError::from));
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-            tracing::error!(error = ?commit, "batch commit failed");
-        }
-        metrics.observe_commit(started.elapsed(), completions.len());
-        for c in completions {
-            c(commit.clone());
-        }
+        self.readers.run(f).await
     }
 }
 
@@ -253,42 +140,6 @@ fn relayed(row: &rusqlite::Row<'_>, recipient: &str) -> rusqlite::Result<Relayed
         message_type: row.get("message_type")?,
         group_id: row.get("group_id")?,
     })
-}
-
-fn load_group(conn: &Connection, id: &str) -> StoreResult<Option<Group>> {
-    let head = conn
-        .query_row(
-            "SELECT id, name, description, owner_id, created_at FROM groups WHERE id = ?1",
-            [id],
-            |r| {
-                Ok(Group {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    description: r.get(2)?,
-                    owner_id: r.get(3)?,
-                    created_at: r.get(4)?,
-                    members: Vec::new(),
-                })
-            },
-        )
-        .optional()?;
-    let Some(mut g) = head else { return Ok(None) };
-    let mut stmt = conn.prepare_cached(
-        "SELECT m.user_id, u.username, m.role, m.joined_at FROM group_members m
-         JOIN users u ON u.id = m.user_id WHERE m.group_id = ?1 ORDER BY m.joined_at, u.username",
-    )?;
-    g.members = stmt
-        .query_map([id], |r| {
-            let role: String = r.get(2)?;
-            Ok(GroupMember {
-                user_id: r.get(0)?,
-                username: r.get(1)?,
-                role: Role::parse(&role).unwrap_or(Role::Member),
-                joined_at: r.get(3)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(Some(g))
 }
 
 /// Who sees `?1`'s presence: those it wrote to, and the members of groups it
@@ -756,67 +607,30 @@ impl Storage for SqliteStorage {
         members: Vec<String>,
         now: i64,
     ) -> StoreResult<Group> {
-        let (id, name, desc, owner) = (
-            id.to_owned(),
-            name.to_owned(),
-            description.map(str::to_owned),
-            owner.to_owned(),
-        );
-        self.write(move |c| {
-            c.execute(
-                "INSERT INTO groups (id, name, description, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, name, desc, owner, now],
-            )?;
-            let mut ins = c.prepare_cached(
-                "INSERT OR IGNORE INTO group_members (group_id, user_id, role, joined_at)
-                 SELECT ?1, id, ?3, ?4 FROM users WHERE id = ?2",
-            )?;
-            ins.execute(params![id, owner, Role::Owner.as_str(), now])?;
-            for m in &members {
-                ins.execute(params![id, m, Role::Member.as_str(), now])?;
-            }
-            load_group(c, &id)?.ok_or(StoreError::Database("group vanished".into()))
-        })
-        .await
+        let g = groups::NewGroup {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            description: description.map(str::to_owned),
+            owner: owner.to_owned(),
+            members,
+            now,
+        };
+        self.write(move |c| groups::create(c, &g)).await
     }
 
     async fn group(&self, id: &str) -> StoreResult<Option<Group>> {
         let id = id.to_owned();
-        self.read(move |c| load_group(c, &id)).await
+        self.read(move |c| groups::load(c, &id)).await
     }
 
     async fn groups_of(&self, user_id: &str) -> StoreResult<Vec<Group>> {
         let user = user_id.to_owned();
-        self.read(move |c| {
-            let ids: Vec<String> = c
-                .prepare_cached("SELECT group_id FROM group_members WHERE user_id = ?1")?
-                .query_map([user], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut out = Vec::new();
-            for id in ids {
-                if let Some(g) = load_group(c, &id)? {
-                    out.push(g);
-                }
-            }
-            out.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(out)
-        })
-        .await
+        self.read(move |c| groups::of(c, &user)).await
     }
 
     async fn role(&self, group_id: &str, user_id: &str) -> StoreResult<Option<Role>> {
         let (g, u) = (group_id.to_owned(), user_id.to_owned());
-        self.read(move |c| {
-            let role: Option<String> = c
-                .query_row(
-                    "SELECT role FROM group_members WHERE group_id = ?1 AND user_id = ?2",
-                    [g, u],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(role.as_deref().and_then(Role::parse))
-        })
-        .await
+        self.read(move |c| groups::role(c, &g, &u)).await
     }
 
     async fn update_group(
@@ -826,29 +640,13 @@ impl Storage for SqliteStorage {
         desc: Option<String>,
     ) -> StoreResult<()> {
         let id = id.to_owned();
-        self.write(move |c| {
-            c.execute(
-                "UPDATE groups SET name = COALESCE(?2, name), description = COALESCE(?3, description) WHERE id = ?1",
-                params![id, name, desc],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| groups::update(c, &id, name.as_deref(), desc.as_deref()))
+            .await
     }
 
     async fn delete_group(&self, id: &str) -> StoreResult<()> {
         let id = id.to_owned();
-        self.write(move |c| {
-            c.execute(
-                "DELETE FROM deliveries WHERE message_id IN (SELECT id FROM messages WHERE group_id = ?1)",
-                [&id],
-            )?;
-            c.execute("DELETE FROM messages WHERE group_id = ?1", [&id])?;
-            c.execute("DELETE FROM group_members WHERE group_id = ?1", [&id])?;
-            c.execute("DELETE FROM groups WHERE id = ?1", [&id])?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| groups::delete(c, &id)).await
     }
 
     async fn set_role(
@@ -858,18 +656,7 @@ impl Storage for SqliteStorage {
         role: Role,
     ) -> StoreResult<MemberChange> {
         let (g, u) = (group_id.to_owned(), user_id.to_owned());
-        self.write(move |c| {
-            let n = c.execute(
-                "UPDATE group_members SET role = ?3 WHERE group_id = ?1 AND user_id = ?2",
-                params![g, u, role.as_str()],
-            )?;
-            Ok(if n > 0 {
-                MemberChange::Done
-            } else {
-                MemberChange::NoUser
-            })
-        })
-        .await
+        self.write(move |c| groups::set_role(c, &g, &u, role)).await
     }
 
     async fn add_member(
@@ -880,65 +667,18 @@ impl Storage for SqliteStorage {
         now: i64,
     ) -> StoreResult<MemberChange> {
         let (g, u) = (group_id.to_owned(), user_id.to_owned());
-        self.write(move |c| {
-            let exists: bool = c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM groups WHERE id = ?1)",
-                [&g],
-                |r| r.get(0),
-            )?;
-            if !exists {
-                return Ok(MemberChange::NoGroup);
-            }
-            let n = c.execute(
-                "INSERT INTO group_members (group_id, user_id, role, joined_at)
-                 SELECT ?1, id, ?3, ?4 FROM users WHERE id = ?2
-                 ON CONFLICT (group_id, user_id) DO NOTHING",
-                params![g, u, role.as_str(), now],
-            )?;
-            let user_exists: bool = c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)",
-                [&u],
-                |r| r.get(0),
-            )?;
-            Ok(if n > 0 || user_exists {
-                MemberChange::Done
-            } else {
-                MemberChange::NoUser
-            })
-        })
-        .await
+        self.write(move |c| groups::add_member(c, &g, &u, role, now))
+            .await
     }
 
     async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<MemberChange> {
         let (g, u) = (group_id.to_owned(), user_id.to_owned());
-        self.write(move |c| {
-            let n = c.execute(
-                "DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2",
-                [&g, &u],
-            )?;
-            if n == 0 {
-                return Ok(MemberChange::NoUser);
-            }
-            c.execute(
-                "DELETE FROM deliveries WHERE recipient = ?2 AND state = 0 AND message_id IN
-                 (SELECT id FROM messages WHERE group_id = ?1)",
-                [&g, &u],
-            )?;
-            Ok(MemberChange::Done)
-        })
-        .await
+        self.write(move |c| groups::remove_member(c, &g, &u)).await
     }
 
     async fn member_ids(&self, group_id: &str) -> StoreResult<Vec<String>> {
         let g = group_id.to_owned();
-        self.read(move |c| {
-            Ok(
-                c.prepare_cached("SELECT user_id FROM group_members WHERE group_id = ?1")?
-                    .query_map([g], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?,
-            )
-        })
-        .await
+        self.read(move |c| groups::member_ids(c, &g)).await
     }
 
     async fn set_verification(
@@ -990,58 +730,21 @@ impl Storage for SqliteStorage {
 
     async fn insert_media(&self, id: &str, owner: &str, size: u64, now: i64) -> StoreResult<()> {
         let (id, owner) = (id.to_owned(), owner.to_owned());
-        self.write(move |c| {
-            c.execute(
-                "INSERT INTO media (id, owner, size, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![id, owner, size as i64, now],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| media::insert(c, &id, &owner, size, now))
+            .await
     }
 
     async fn media_size(&self, id: &str) -> StoreResult<Option<u64>> {
         let id = id.to_owned();
-        self.read(move |c| {
-            Ok(
-                c.query_row("SELECT size FROM media WHERE id = ?1", [id], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .optional()?
-                .map(|s| s as u64),
-            )
-        })
-        .await
+        self.read(move |c| media::size(c, &id)).await
     }
 
     async fn media_usage(&self, owner: &str, since: i64) -> StoreResult<MediaUsage> {
         let owner = owner.to_owned();
-        self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT COALESCE(SUM(size), 0), COUNT(*), MIN(created_at) FROM media
-                 WHERE owner = ?1 AND created_at >= ?2",
-                params![owner, since],
-                |r| {
-                    Ok(MediaUsage {
-                        bytes: r.get::<_, i64>(0)?.max(0) as u64,
-                        files: r.get::<_, i64>(1)?.max(0) as u64,
-                        oldest: r.get(2)?,
-                    })
-                },
-            )?)
-        })
-        .await
+        self.read(move |c| media::usage(c, &owner, since)).await
     }
 
     async fn purge_media(&self, cutoff: i64) -> StoreResult<Vec<String>> {
-        self.write(move |c| {
-            let ids: Vec<String> = c
-                .prepare("SELECT id FROM media WHERE created_at < ?1")?
-                .query_map([cutoff], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            c.execute("DELETE FROM media WHERE created_at < ?1", [cutoff])?;
-            Ok(ids)
-        })
-        .await
+        self.write(move |c| media::purge(c, cutoff)).await
     }
 }
