@@ -9,6 +9,20 @@ use e2ee_core::Envelope;
 
 use crate::support::{Net, Party, body};
 
+/// Restores `backup` in place of Alice's store (closed by the caller).
+async fn restore_as_alice(net: &Net, backup: &std::path::Path) {
+    let restored = net.store_path("alice2");
+    Client::restore(backup, "backup words", &restored, "alice local passphrase")
+        .await
+        .unwrap();
+    std::fs::rename(&restored, net.store_path("alice")).unwrap();
+    std::fs::rename(
+        e2ee_store::salt_path(&restored),
+        e2ee_store::salt_path(&net.store_path("alice")),
+    )
+    .unwrap();
+}
+
 /// What names one message key: the ratchet key and index of a 1:1
 /// message, or the chain and iteration of a group message.
 fn key_of(content: &str) -> Vec<u8> {
@@ -96,16 +110,7 @@ async fn a_restored_backup_never_reuses_a_message_key_and_the_conversation_goes_
     alice.client.close().await;
     drop(alice);
 
-    let restored = net.store_path("alice2");
-    Client::restore(&backup, "backup words", &restored, "alice local passphrase")
-        .await
-        .unwrap();
-    std::fs::rename(&restored, net.store_path("alice")).unwrap();
-    std::fs::rename(
-        e2ee_store::salt_path(&restored),
-        e2ee_store::salt_path(&net.store_path("alice")),
-    )
-    .unwrap();
+    restore_as_alice(&net, &backup).await;
     let mut alice = Party::reopen(&net, "alice").await;
     assert_eq!(alice.id, alice_id);
 
@@ -174,16 +179,7 @@ async fn after_a_restore_every_pq_prekey_the_server_hands_out_is_in_the_store() 
     alice.client.close().await;
     drop(alice);
 
-    let restored = net.store_path("alice2");
-    Client::restore(&backup, "backup words", &restored, "alice local passphrase")
-        .await
-        .unwrap();
-    std::fs::rename(&restored, net.store_path("alice")).unwrap();
-    std::fs::rename(
-        e2ee_store::salt_path(&restored),
-        e2ee_store::salt_path(&net.store_path("alice")),
-    )
-    .unwrap();
+    restore_as_alice(&net, &backup).await;
     let alice = Party::reopen(&net, "alice").await;
     alice.client.close().await;
     drop(alice);

@@ -163,7 +163,7 @@ async fn receive(req: Request, file: &mut tokio::fs::File, max: u64) -> ApiResul
         let chunk = chunk.map_err(|e| {
             if super::body_timed_out(&e) {
                 ApiError::timeout("the upload body")
-            } else if is_length_limit(&e) {
+            } else if super::caused_by::<http_body_util::LengthLimitError>(&e) {
                 too_large(max)
             } else {
                 ApiError::bad_request("the upload was interrupted")
@@ -176,18 +176,6 @@ async fn receive(req: Request, file: &mut tokio::fs::File, max: u64) -> ApiResul
         file.write_all(&chunk).await.map_err(io_error)?;
     }
     Ok(size)
-}
-
-/// Whether the body stopped at `DefaultBodyLimit`.
-fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 pub(super) async fn download(

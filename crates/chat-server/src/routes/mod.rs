@@ -52,14 +52,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 /// Whether `e` (or what caused it) is the body idle deadline.
 pub(crate) fn body_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+    caused_by::<tower_http::timeout::TimeoutError>(e)
+}
+
+/// Whether `e`, or any error in its source chain, is an `E`.
+pub(crate) fn caused_by<E: std::error::Error + 'static>(
+    e: &(dyn std::error::Error + 'static),
+) -> bool {
+    std::iter::successors(Some(e), |err| err.source()).any(|err| err.is::<E>())
 }
 
 /// Every request: its body fails after `body_idle_timeout_secs` without a

@@ -33,10 +33,16 @@ fn upload_pq(one_time: std::ops::Range<u32>) -> Value {
 async fn a_full_batch_uploads_and_the_status_reports_the_pq_stock() {
     let s = TestServer::start().await;
     let b = s.register("bob").await;
-    // 100 X25519 and 100 PQ one-time prekeys: about 240 KB of JSON.
+    // 200 X25519 and 100 PQ one-time prekeys: 239,476 bytes of JSON.
     let mut u = upload(1..201);
     u["pqLastResortPrekey"] = pq(1000);
     u["pqOneTimePrekeys"] = (1..101).map(pq).collect::<Vec<_>>().into();
+    // The sizes docs/PERFORMANCE.md quotes (real lengths, fake bytes).
+    let x25519_only = upload(1..201).to_string().len();
+    eprintln!(
+        "key upload: {x25519_only} bytes X25519 only, {} with 100 PQ prekeys",
+        u.to_string().len()
+    );
     let (st, status) = s
         .call("POST", "/api/users/prekeys", Some(&b.token), Some(u))
         .await;
@@ -119,6 +125,13 @@ async fn a_low_pq_stock_asks_the_owner_for_more_and_a_new_identity_drops_the_old
     let path = format!("/api/users/{}/prekeys", b.user.id);
     let (_, bundle) = s.call("GET", &path, Some(&a.token), None).await;
     assert_eq!(bundle["pqPrekey"]["keyId"], 1);
+    let mut v1 = bundle.clone();
+    v1.as_object_mut().unwrap().remove("pqPrekey");
+    eprintln!(
+        "bundle: {} bytes with the PQ prekey, {} without",
+        bundle.to_string().len(),
+        v1.to_string().len()
+    );
     let low = wb
         .until(|f| match f {
             ServerFrame::PrekeysLow(p) => Some(p),
