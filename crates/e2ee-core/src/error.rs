@@ -257,3 +257,90 @@ pub enum AttachmentError {
     #[error("attachment encryption failed")]
     Encrypt,
 }
+
+/// A group change record or chain did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// No records at all.
+    #[error("the change chain is empty")]
+    EmptyChain,
+    /// The first record is not a `Create` at epoch 0 with a zero `prev_hash`.
+    #[error("the chain does not start with a group creation")]
+    NotGenesis,
+    /// A record names another group.
+    #[error("change {epoch} is for another group")]
+    WrongGroup {
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// Epochs must count up by one.
+    #[error("expected change {expected}, got {got}")]
+    EpochGap {
+        /// The next epoch.
+        expected: u64,
+        /// The record's.
+        got: u64,
+    },
+    /// `prev_hash` is not the hash of the previous record.
+    #[error("change {epoch} does not follow the previous one")]
+    BrokenLink {
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// The signature does not verify under the record's identity.
+    #[error("change {epoch} has a bad signature")]
+    BadSignature {
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// The signer's identity is not the one the reader has for that user.
+    #[error("change {epoch} is signed by an identity the reader does not trust")]
+    UntrustedSigner {
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// The signer is not a member of the group at that point.
+    #[error("change {epoch} is signed by a non-member")]
+    NotAMember {
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// The signer's role does not allow the change, or the change makes no
+    /// sense (adding a member twice, removing the owner).
+    #[error("change {epoch} is not allowed for its signer")]
+    NotAllowed {
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// A name over [`crate::membership::MAX_NAME_BYTES`].
+    #[error("group name too long")]
+    NameTooLong,
+    /// More than [`crate::membership::MAX_MEMBERS`] members.
+    #[error("too many members")]
+    TooManyMembers,
+    /// The record's bytes are malformed.
+    #[error("malformed change record: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// A provisioning message (linking a device) could not be made or opened.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProvisionError {
+    /// Not a link code this version reads.
+    #[error("not a link code")]
+    MalformedCode,
+    /// The message is not for this device's key, or was changed.
+    #[error("the provisioning message does not open with this device's key")]
+    Decrypt,
+    /// The message opened but its contents are malformed.
+    #[error("malformed provisioning contents: {0}")]
+    Decode(#[from] DecodeError),
+    /// A field is longer than the format allows.
+    #[error("{0} too long")]
+    TooLong(&'static str),
+    /// The other key is all-zero or of low order.
+    #[error("non-contributory key")]
+    NonContributory,
+}

@@ -104,8 +104,10 @@ pub mod error;
 pub mod fingerprint;
 pub mod kdf;
 pub mod keys;
+pub mod membership;
 pub mod payload;
 pub mod pq;
+pub mod provision;
 pub mod ratchet;
 pub mod record;
 pub mod sender_key;
@@ -117,15 +119,17 @@ pub use envelope::{
 };
 pub use error::{
     AttachmentError, DecodeError, DecryptError, EncryptError, FingerprintError, KeyError,
-    PayloadError, RecordError, SenderKeyError, X3dhError,
+    MembershipError, PayloadError, ProvisionError, RecordError, SenderKeyError, X3dhError,
 };
 pub use fingerprint::{SafetyNumber, fingerprint, fingerprint_grouped};
 pub use keys::{
     IdentityKeyPair, IdentityPublic, OneTimePreKeyPair, OneTimePreKeyPublic, PreKeyBundle,
     PublicKey, SignedPreKeyPair, SignedPreKeyPublic,
 };
+pub use membership::{ChangeAction, ChangeRecord, MemberRole, Membership, UserId, VerifiedMember};
 pub use payload::{AttachmentPointer, MessageId, Payload, PayloadKind};
 pub use pq::{KemCiphertext, KemKeyPair, KemPublicKey, PqPreKeyPair, PqPreKeyPublic};
+pub use provision::{LinkCode, ProvisionContents, ProvisioningKeys};
 pub use ratchet::{MAX_RECEIVING_CHAINS, MAX_SKIP, MAX_SKIPPED_KEYS};
 pub use record::Record;
 pub use sender_key::{GroupId, SenderKeyDistribution, SenderKeyReceiver, SenderKeySender};

@@ -10,10 +10,12 @@
 mod behaviour;
 mod corpus;
 mod kem;
+mod membership;
 mod own_vectors;
 mod own_vectors_v2;
 mod pqxdh;
 mod props;
+mod provision;
 mod sender_keys;
 mod support;
 mod vectors;
