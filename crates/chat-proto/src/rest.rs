@@ -334,6 +334,40 @@ pub struct Group {
     pub created_at: i64,
     /// Members, owner included.
     pub members: Vec<GroupMember>,
+    /// The epoch of the group's latest signed change record (protocol
+    /// version 2); absent for a group nobody has signed yet (made by a
+    /// version-1 client, or by a server from before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+/// `POST /api/groups/{groupId}/changes`: a signed change record (see
+/// `docs/PROTOCOL.md`, "Group change records"), standard base64. The server
+/// applies the change it describes only on top of its current head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PostChangeRequest {
+    /// The record's wire bytes, base64.
+    pub record: String,
+}
+
+/// One stored change record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedChange {
+    /// Its epoch (0 for the group's creation).
+    pub epoch: u64,
+    /// The record's wire bytes, base64.
+    pub record: String,
+}
+
+/// `GET /api/groups/{groupId}/changes?after=N`: the records after epoch `N`
+/// (all of them without `after`), oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangesResponse {
+    /// The records.
+    pub changes: Vec<SignedChange>,
 }
 
 /// `GET /api/groups`: the caller's groups.

@@ -133,10 +133,36 @@ impl Tx<'_> {
         self.c()
             .execute("DELETE FROM group_members WHERE group_id = ?1", [&g.id])?;
         let mut ins = self.c().prepare_cached(
-            "INSERT INTO group_members (group_id, user_id, role) VALUES (?1, ?2, ?3)",
+            "INSERT INTO group_members (group_id, user_id, role, confirmed) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (group_id, user_id) DO NOTHING",
         )?;
         for (user, role) in &g.members {
-            ins.execute(params![g.id, user, role])?;
+            ins.execute(params![g.id, user, role, true])?;
+        }
+        for user in &g.unconfirmed {
+            ins.execute(params![g.id, user, "member", false])?;
+        }
+        Ok(())
+    }
+
+    /// The group's signed change records we hold, oldest first.
+    pub fn group_changes(&self, group_id: &str) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .c()
+            .prepare_cached("SELECT record FROM group_changes WHERE group_id = ?1 ORDER BY epoch")?
+            .query_map([group_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Appends change records (`(epoch, record)`) the caller verified; a
+    /// record already held for an epoch is kept.
+    pub fn add_group_changes(&self, group_id: &str, records: &[(u64, Vec<u8>)]) -> Result<()> {
+        let mut ins = self.c().prepare_cached(
+            "INSERT INTO group_changes (group_id, epoch, record) VALUES (?1, ?2, ?3)
+             ON CONFLICT (group_id, epoch) DO NOTHING",
+        )?;
+        for (epoch, record) in records {
+            ins.execute(params![group_id, *epoch as i64, record])?;
         }
         Ok(())
     }
@@ -167,18 +193,27 @@ impl Tx<'_> {
                         created_at_ms: r.get(3)?,
                         left: r.get(4)?,
                         members: Vec::new(),
+                        unconfirmed: Vec::new(),
                     })
                 },
             )
             .optional()?;
         let Some(mut g) = row else { return Ok(None) };
-        g.members = self
+        let rows: Vec<(String, String, bool)> = self
             .c()
             .prepare_cached(
-                "SELECT user_id, role FROM group_members WHERE group_id = ?1 ORDER BY user_id",
+                "SELECT user_id, role, confirmed FROM group_members WHERE group_id = ?1
+                 ORDER BY user_id",
             )?
-            .query_map([group_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([group_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        for (user, role, confirmed) in rows {
+            if confirmed {
+                g.members.push((user, role));
+            } else {
+                g.unconfirmed.push(user);
+            }
+        }
         Ok(Some(g))
     }
 

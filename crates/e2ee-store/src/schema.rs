@@ -231,8 +231,23 @@ CREATE TABLE pq_stale (
 );
 ";
 
+/// Version 6: group membership signed by admins (protocol version 2). The
+/// change records as the server relayed them (verified again from the first
+/// on every reload), and members the server lists that no verified change
+/// admits (`confirmed = 0`: shown, never sent keys). Groups from before
+/// have no records and keep their members as confirmed.
+const V6: &str = "
+CREATE TABLE group_changes (
+    group_id    TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    record      BLOB NOT NULL,
+    PRIMARY KEY (group_id, epoch)
+);
+ALTER TABLE group_members ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1;
+";
+
 /// Every migration in order; index + 1 is the version it produces.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

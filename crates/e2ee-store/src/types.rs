@@ -198,8 +198,12 @@ pub struct Group {
     pub created_at_ms: i64,
     /// Whether we left or were removed.
     pub left: bool,
-    /// Members with their roles (`owner`, `admin`, `member`).
+    /// Members with their roles (`owner`, `admin`, `member`): those we
+    /// send to and take messages from.
     pub members: Vec<(String, String)>,
+    /// Users the server lists as members whom no verified signed change
+    /// admits: shown as unconfirmed, never given a sender key.
+    pub unconfirmed: Vec<String>,
 }
 
 /// A read receipt to send: our peer's message we marked read.

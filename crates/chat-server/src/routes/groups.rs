@@ -103,6 +103,7 @@ pub(super) async fn update(
     }
     if let Some(n) = &req.name {
         validate::text(n, "name", GROUP_NAME_MAX)?;
+        unsigned_allowed(&state, &group_id).await?;
     }
     if let Some(d) = &req.description {
         validate::text(d, "description", GROUP_DESCRIPTION_MAX)?;
@@ -143,6 +144,7 @@ pub(super) async fn add_member(
             "only the owner and admins may add members",
         ));
     }
+    unsigned_allowed(&state, &group_id).await?;
     let role = req.role.unwrap_or(Role::Member);
     match role {
         Role::Owner => return Err(ApiError::bad_request("a group has one owner")),
@@ -197,6 +199,7 @@ pub(super) async fn remove_member(
             "only the owner and admins may remove members",
         ));
     }
+    unsigned_allowed(&state, &group_id).await?;
     if !leaving {
         state.limit(&state.limits.membership, &me.user.id)?;
     }
@@ -241,6 +244,7 @@ pub(super) async fn set_role(
     if req.role == Role::Owner {
         return Err(ApiError::bad_request("a group has one owner"));
     }
+    unsigned_allowed(&state, &group_id).await?;
     if user_id == me.user.id {
         return Err(ApiError::bad_request("the owner stays the owner"));
     }
@@ -254,7 +258,7 @@ pub(super) async fn set_role(
 }
 
 /// Tells `members` what `me` changed in the group.
-async fn notify(
+pub(super) async fn notify(
     state: &AppState,
     members: &[String],
     group_id: &str,
@@ -287,6 +291,21 @@ async fn changed(
     let members: Vec<String> = group.members.iter().map(|m| m.user_id.clone()).collect();
     notify(&state, &members, &group_id, change, user_id, &me).await?;
     Ok(axum::Json(group))
+}
+
+/// Membership and the name of a group with signed changes change only by a
+/// change record (`POST /api/groups/{id}/changes`).
+async fn unsigned_allowed(state: &AppState, group_id: &str) -> ApiResult<()> {
+    let signed = !state.store.group_changes(group_id, None).await?.is_empty();
+    if signed {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "this group's membership is signed: post a change record to /api/groups/{group_id}/changes"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn too_many(state: &AppState) -> ApiError {

@@ -1,6 +1,7 @@
 //! REST handlers, one module per resource, and the router.
 
 mod accounts;
+mod group_changes;
 mod groups;
 mod media;
 mod messages;
@@ -156,6 +157,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             delete(groups::remove_member).put(groups::set_role),
         )
         .route("/api/groups/{group_id}/messages", get(groups::pending))
+        .route(
+            "/api/groups/{group_id}/changes",
+            post(group_changes::post).get(group_changes::list),
+        )
         .route("/health", get(health))
         .route("/ws", get(crate::ws::upgrade))
         .layer(DefaultBodyLimit::max(JSON_BODY_MAX))

@@ -129,6 +129,62 @@ pub enum MemberChange {
     NoUser,
 }
 
+/// A signed change record to append, with what it does to the group.
+#[derive(Debug, Clone)]
+pub struct NewChange {
+    /// The group.
+    pub group_id: String,
+    /// The record's epoch: the head's + 1 (0 for the first).
+    pub epoch: u64,
+    /// The record's wire bytes (opaque to storage).
+    pub record: Vec<u8>,
+    /// What the record does, already checked against the rules.
+    pub op: GroupOp,
+    /// Server time, ms.
+    pub now: i64,
+}
+
+/// What a change record does to the server's copy of the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupOp {
+    /// The first record: creates the group, or (`exists`) signs a group
+    /// made before version 2 as it is.
+    Create {
+        /// Name.
+        name: String,
+        /// The signer.
+        owner: String,
+        /// The other members.
+        members: Vec<(String, Role)>,
+        /// The group exists already (it only gets its first record).
+        exists: bool,
+    },
+    /// Adds a member.
+    Add {
+        /// Who.
+        user: String,
+        /// Role.
+        role: Role,
+    },
+    /// Removes a member (or the signer leaves).
+    Remove {
+        /// Who.
+        user: String,
+    },
+    /// Changes a role.
+    SetRole {
+        /// Who.
+        user: String,
+        /// The new role.
+        role: Role,
+    },
+    /// Renames.
+    Rename {
+        /// The new name.
+        name: String,
+    },
+}
+
 /// Everything the handlers need from storage.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -269,6 +325,17 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StoreResult<MemberChange>;
     /// Removes a member; their queued group messages go too.
     async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<MemberChange>;
+    /// The group's signed change records after epoch `after` (all without),
+    /// oldest first.
+    async fn group_changes(
+        &self,
+        group_id: &str,
+        after: Option<u64>,
+    ) -> StoreResult<Vec<(u64, Vec<u8>)>>;
+    /// Appends a change record and applies its operation in one
+    /// transaction, only on top of the current head:
+    /// `Conflict("change")` when another change got there first.
+    async fn append_change(&self, change: NewChange) -> StoreResult<MemberChange>;
     /// Member ids of a group.
     async fn member_ids(&self, group_id: &str) -> StoreResult<Vec<String>>;
     /// Changes a member's role (never to or from owner: the caller checks).

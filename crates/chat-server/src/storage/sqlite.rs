@@ -18,8 +18,8 @@ use chat_proto::{MessageStatus, Role};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Account, Claimed, MediaUsage, MemberChange, NewMessage, OnCommit, Queued, StatusEvent, Storage,
-    StoreError, StoreResult, Stored,
+    Account, Claimed, MediaUsage, MemberChange, NewChange, NewMessage, OnCommit, Queued,
+    StatusEvent, Storage, StoreError, StoreResult, Stored,
 };
 use crate::metrics::Metrics;
 
@@ -674,6 +674,19 @@ impl Storage for SqliteStorage {
     async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<MemberChange> {
         let (g, u) = (group_id.to_owned(), user_id.to_owned());
         self.write(move |c| groups::remove_member(c, &g, &u)).await
+    }
+
+    async fn group_changes(
+        &self,
+        group_id: &str,
+        after: Option<u64>,
+    ) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+        let g = group_id.to_owned();
+        self.read(move |c| groups::changes(c, &g, after)).await
+    }
+
+    async fn append_change(&self, change: NewChange) -> StoreResult<MemberChange> {
+        self.write(move |c| groups::append_change(c, &change)).await
     }
 
     async fn member_ids(&self, group_id: &str) -> StoreResult<Vec<String>> {

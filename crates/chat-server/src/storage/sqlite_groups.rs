@@ -6,7 +6,7 @@ use chat_proto::Role;
 use chat_proto::rest::{Group, GroupMember};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{MemberChange, StoreError, StoreResult};
+use super::{GroupOp, MemberChange, NewChange, StoreError, StoreResult};
 
 /// A group with its members (joined first, then by name).
 pub(super) fn load(c: &Connection, id: &str) -> StoreResult<Option<Group>> {
@@ -22,11 +22,13 @@ pub(super) fn load(c: &Connection, id: &str) -> StoreResult<Option<Group>> {
                     owner_id: r.get(3)?,
                     created_at: r.get(4)?,
                     members: Vec::new(),
+                    epoch: None,
                 })
             },
         )
         .optional()?;
     let Some(mut g) = head else { return Ok(None) };
+    g.epoch = head_epoch(c, id)?;
     let mut stmt = c.prepare_cached(
         "SELECT m.user_id, u.username, m.role, m.joined_at FROM group_members m
          JOIN users u ON u.id = m.user_id WHERE m.group_id = ?1 ORDER BY m.joined_at, u.username",
@@ -122,6 +124,7 @@ pub(super) fn delete(c: &Connection, id: &str) -> StoreResult<()> {
     )?;
     c.execute("DELETE FROM messages WHERE group_id = ?1", [id])?;
     c.execute("DELETE FROM group_members WHERE group_id = ?1", [id])?;
+    c.execute("DELETE FROM group_changes WHERE group_id = ?1", [id])?;
     c.execute("DELETE FROM groups WHERE id = ?1", [id])?;
     Ok(())
 }
@@ -202,4 +205,86 @@ pub(super) fn member_ids(c: &Connection, group: &str) -> StoreResult<Vec<String>
             .query_map([group], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?,
     )
+}
+
+/// The epoch of the group's latest change record.
+pub(super) fn head_epoch(c: &Connection, group: &str) -> StoreResult<Option<u64>> {
+    let e: Option<i64> = c.query_row(
+        "SELECT MAX(epoch) FROM group_changes WHERE group_id = ?1",
+        [group],
+        |r| r.get(0),
+    )?;
+    Ok(e.map(|e| e as u64))
+}
+
+/// The group's change records after `after` (all without), oldest first.
+pub(super) fn changes(
+    c: &Connection,
+    group: &str,
+    after: Option<u64>,
+) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+    let after = after.map_or(-1, |a| a as i64);
+    Ok(c.prepare_cached(
+        "SELECT epoch, record FROM group_changes WHERE group_id = ?1 AND epoch > ?2
+             ORDER BY epoch",
+    )?
+    .query_map(params![group, after], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+    })?
+    .collect::<rusqlite::Result<_>>()?)
+}
+
+/// Appends a change record on top of the head and applies what it does.
+/// `Conflict("change")` when the head is not `epoch - 1` (another change
+/// won the race); nothing is written then.
+pub(super) fn append_change(c: &Connection, ch: &NewChange) -> StoreResult<MemberChange> {
+    let head = head_epoch(c, &ch.group_id)?;
+    let fits = match head {
+        None => ch.epoch == 0,
+        Some(h) => ch.epoch == h + 1,
+    };
+    if !fits {
+        return Err(StoreError::Conflict("change"));
+    }
+    let outcome = match &ch.op {
+        GroupOp::Create {
+            name,
+            owner,
+            members,
+            exists,
+        } => {
+            if !exists {
+                create(
+                    c,
+                    &NewGroup {
+                        id: ch.group_id.clone(),
+                        name: name.clone(),
+                        description: None,
+                        owner: owner.clone(),
+                        members: Vec::new(),
+                        now: ch.now,
+                    },
+                )?;
+                for (user, role) in members {
+                    add_member(c, &ch.group_id, user, *role, ch.now)?;
+                }
+            }
+            MemberChange::Done
+        }
+        GroupOp::Add { user, role } => add_member(c, &ch.group_id, user, *role, ch.now)?,
+        GroupOp::Remove { user } => remove_member(c, &ch.group_id, user)?,
+        GroupOp::SetRole { user, role } => set_role(c, &ch.group_id, user, *role)?,
+        GroupOp::Rename { name } => {
+            update(c, &ch.group_id, Some(name), None)?;
+            MemberChange::Done
+        }
+    };
+    if outcome != MemberChange::Done {
+        return Ok(outcome);
+    }
+    c.execute(
+        "INSERT INTO group_changes (group_id, epoch, record, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![ch.group_id, ch.epoch as i64, ch.record, ch.now],
+    )?;
+    Ok(MemberChange::Done)
 }

@@ -115,6 +115,15 @@ CREATE TABLE IF NOT EXISTS group_event_queue (
     payload TEXT NOT NULL,
     PRIMARY KEY (user_id, group_id)
 );
+-- Signed group change records (protocol version 2): opaque to the server
+-- but for the epoch; one chain per group, appended only on top of its head.
+CREATE TABLE IF NOT EXISTS group_changes (
+    group_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (group_id, epoch)
+);
 CREATE TABLE IF NOT EXISTS media (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -150,6 +159,22 @@ PRAGMA user_version = 3;
 COMMIT;
 ";
 
+/// Version 4: signed group change records. Existing groups have none; the
+/// owner's next version-2 client signs the first (a `Create` listing the
+/// members as they are).
+const GROUP_CHANGES_V4: &str = "
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS group_changes (
+    group_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (group_id, epoch)
+);
+PRAGMA user_version = 4;
+COMMIT;
+";
+
 /// Brings a database up to the newest version.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -161,6 +186,9 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 3 {
         conn.execute_batch(MEDIA_V3)?;
+    }
+    if version < 4 {
+        conn.execute_batch(GROUP_CHANGES_V4)?;
     }
     Ok(())
 }

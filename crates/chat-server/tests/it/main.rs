@@ -21,5 +21,6 @@ mod media;
 mod metrics;
 mod pq_prekeys;
 mod relay;
+mod signed_groups;
 mod slow;
 mod support;

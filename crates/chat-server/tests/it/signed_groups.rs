@@ -1,0 +1,261 @@
+//! Signed group membership (protocol version 2): the server applies a change
+//! record only on top of its head, only from its signer with the role it
+//! needs, and then refuses unsigned membership changes for that group.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chat_proto::rest::AuthResponse;
+use e2ee_core::IdentityKeyPair;
+use e2ee_core::membership::{ChangeAction, ChangeRecord, MemberRole};
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use serde_json::{Value, json};
+
+use crate::support::TestServer;
+
+struct Person {
+    auth: AuthResponse,
+    key: IdentityKeyPair,
+}
+
+impl Person {
+    fn id(&self) -> [u8; 16] {
+        *uuid::Uuid::parse_str(&self.auth.user.id)
+            .unwrap()
+            .as_bytes()
+    }
+    fn token(&self) -> &str {
+        &self.auth.token
+    }
+}
+
+async fn person(s: &TestServer, name: &str, seed: u64) -> Person {
+    let auth = s.register(name).await;
+    let key = IdentityKeyPair::generate(&mut ChaCha20Rng::seed_from_u64(seed));
+    let upload = json!({
+        "identityKey": STANDARD.encode(key.public().to_bytes()),
+        "identitySignature": STANDARD.encode(key.binding_signature()),
+        "signedPrekey": {"keyId": 1, "publicKey": STANDARD.encode([3u8; 32]), "signature": STANDARD.encode([4u8; 64])},
+        "oneTimePrekeys": [],
+    });
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/users/prekeys",
+            Some(&auth.token),
+            Some(upload),
+        )
+        .await;
+    assert!(st < 300, "{st} {body}");
+    Person { auth, key }
+}
+
+fn gid(g: &str) -> [u8; 16] {
+    *uuid::Uuid::parse_str(g).unwrap().as_bytes()
+}
+
+async fn post(s: &TestServer, who: &Person, group: &str, r: &ChangeRecord) -> (u16, Value) {
+    s.call(
+        "POST",
+        &format!("/api/groups/{group}/changes"),
+        Some(who.token()),
+        Some(json!({"record": STANDARD.encode(r.to_bytes())})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_signed_group_changes_only_by_records_on_its_head() {
+    let s = TestServer::start().await;
+    let alice = person(&s, "alice", 1).await;
+    let bob = person(&s, "bob", 2).await;
+    let carol = person(&s, "carol", 3).await;
+    let group = uuid::Uuid::new_v4().to_string();
+
+    // Alice creates the group by its first record, with Bob as a member.
+    let create = ChangeRecord::sign(
+        &alice.key,
+        alice.id(),
+        gid(&group),
+        None,
+        ChangeAction::Create {
+            name: "team".into(),
+            members: vec![(bob.id(), MemberRole::Member)],
+        },
+    )
+    .unwrap();
+    let (st, g) = post(&s, &alice, &group, &create).await;
+    assert_eq!(st, 201, "{g}");
+    assert_eq!(g["epoch"], 0);
+    assert_eq!(g["name"], "team");
+    assert_eq!(g["members"].as_array().unwrap().len(), 2);
+
+    // Bob, a plain member, may not add Carol: 403, nothing stored.
+    let by_bob = ChangeRecord::sign(
+        &bob.key,
+        bob.id(),
+        gid(&group),
+        Some(&create),
+        ChangeAction::Add {
+            user: carol.id(),
+            role: MemberRole::Member,
+        },
+    )
+    .unwrap();
+    let (st, body) = post(&s, &bob, &group, &by_bob).await;
+    assert_eq!(st, 403, "{body}");
+
+    // Bob cannot pass off a record signed with another key as his.
+    let forged = ChangeRecord::sign(
+        &carol.key,
+        bob.id(),
+        gid(&group),
+        Some(&create),
+        ChangeAction::Leave,
+    )
+    .unwrap();
+    let (st, body) = post(&s, &bob, &group, &forged).await;
+    assert_eq!(st, 403, "{body}");
+    // Nor post Alice's record as himself.
+    let add = ChangeRecord::sign(
+        &alice.key,
+        alice.id(),
+        gid(&group),
+        Some(&create),
+        ChangeAction::Add {
+            user: carol.id(),
+            role: MemberRole::Member,
+        },
+    )
+    .unwrap();
+    let (st, body) = post(&s, &bob, &group, &add).await;
+    assert_eq!(st, 403, "{body}");
+
+    // Alice adds Carol; the same record again is stale: 409.
+    let (st, g) = post(&s, &alice, &group, &add).await;
+    assert_eq!(st, 200, "{g}");
+    assert_eq!(g["epoch"], 1);
+    assert_eq!(g["members"].as_array().unwrap().len(), 3);
+    let (st, body) = post(&s, &alice, &group, &add).await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+
+    // Unsigned membership changes are refused for a signed group.
+    let (st, body) = s
+        .call(
+            "DELETE",
+            &format!("/api/groups/{group}/members/{}", carol.auth.user.id),
+            Some(alice.token()),
+            None,
+        )
+        .await;
+    assert_eq!(st, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signed"),
+        "{body}"
+    );
+
+    // Every member reads the chain, which verifies.
+    let (st, ch) = s
+        .call(
+            "GET",
+            &format!("/api/groups/{group}/changes"),
+            Some(carol.token()),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{ch}");
+    let records: Vec<ChangeRecord> = ch["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            ChangeRecord::from_bytes(&STANDARD.decode(c["record"].as_str().unwrap()).unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(records, vec![create.clone(), add.clone()]);
+    let m = e2ee_core::Membership::from_chain(&records, &|_, _| true).unwrap();
+    assert!(m.is_member(&carol.id()));
+    let (_, after) = s
+        .call(
+            "GET",
+            &format!("/api/groups/{group}/changes?after=0"),
+            Some(carol.token()),
+            None,
+        )
+        .await;
+    assert_eq!(after["changes"].as_array().unwrap().len(), 1);
+
+    // Carol leaves by a record of her own.
+    let leave = ChangeRecord::sign(
+        &carol.key,
+        carol.id(),
+        gid(&group),
+        Some(&add),
+        ChangeAction::Leave,
+    )
+    .unwrap();
+    let (st, g) = post(&s, &carol, &group, &leave).await;
+    assert_eq!(st, 200, "{g}");
+    assert_eq!(g["members"].as_array().unwrap().len(), 2);
+    // Outsiders cannot read the chain.
+    let (st, _) = s
+        .call(
+            "GET",
+            &format!("/api/groups/{group}/changes"),
+            Some(carol.token()),
+            None,
+        )
+        .await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn a_group_from_before_is_signed_by_its_owner_as_it_is() {
+    let s = TestServer::start().await;
+    let alice = person(&s, "alice", 1).await;
+    let bob = person(&s, "bob", 2).await;
+    let mallory = person(&s, "mallory", 4).await;
+    let (st, g) = s
+        .call(
+            "POST",
+            "/api/groups",
+            Some(alice.token()),
+            Some(json!({"name": "old", "memberIds": [bob.auth.user.id]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{g}");
+    assert!(g.get("epoch").is_none(), "{g}");
+    let group = g["id"].as_str().unwrap().to_owned();
+    let genesis = |members: Vec<([u8; 16], MemberRole)>, who: &Person| {
+        ChangeRecord::sign(
+            &who.key,
+            who.id(),
+            gid(&group),
+            None,
+            ChangeAction::Create {
+                name: "old".into(),
+                members,
+            },
+        )
+        .unwrap()
+    };
+    // A member list that is not the group's, or another signer: refused.
+    let wrong = genesis(vec![(mallory.id(), MemberRole::Member)], &alice);
+    assert_eq!(post(&s, &alice, &group, &wrong).await.0, 409);
+    let by_bob = genesis(vec![(alice.id(), MemberRole::Member)], &bob);
+    assert_eq!(post(&s, &bob, &group, &by_bob).await.0, 409);
+    // The owner signs it as it is.
+    let right = genesis(vec![(bob.id(), MemberRole::Member)], &alice);
+    let (st, g) = post(&s, &alice, &group, &right).await;
+    assert_eq!(st, 200, "{g}");
+    assert_eq!(g["epoch"], 0);
+    assert_eq!(g["members"].as_array().unwrap().len(), 2);
+}
