@@ -31,6 +31,8 @@ use crate::{convert, keys, runtime};
 mod attachments;
 pub use attachments::Attachment;
 mod groups;
+mod membership;
+pub use membership::{MembershipAction, MembershipChange};
 mod history;
 mod verification;
 

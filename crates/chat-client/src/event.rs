@@ -76,6 +76,18 @@ pub enum Event {
         /// Which group.
         group_id: String,
     },
+    /// A group's membership as the server lists it does not verify: these
+    /// users are listed but no valid signed change admits them (they get
+    /// none of our sender keys), or the group's chain of signed changes
+    /// broke off (`reason`). What a malicious or broken server would cause.
+    MembershipUnverified {
+        /// Which group.
+        group_id: String,
+        /// The members kept apart as unconfirmed.
+        user_ids: Vec<String>,
+        /// Why.
+        reason: String,
+    },
     /// The server refused one of our messages for good; it left the outbox.
     SendFailed {
         /// Our message.

@@ -4,10 +4,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chat_proto::rest::{
-    AddMemberRequest, AuthResponse, CreateGroupRequest, ErrorBody, Group, GroupsResponse, Health,
-    LoginRequest, MediaUploaded, MessagesResponse, PreKeyBundle, PreKeyStatus, PreKeyUpload,
-    RegisterRequest, StatusBatch, StatusBatchResult, UpdateGroupRequest, User, UsersResponse,
-    VerifyKeyRequest, VerifyKeyStatus,
+    AddMemberRequest, AuthResponse, ChangesResponse, CreateGroupRequest, ErrorBody, Group,
+    GroupsResponse, Health, LoginRequest, MediaUploaded, MessagesResponse, PostChangeRequest,
+    PreKeyBundle, PreKeyStatus, PreKeyUpload, RegisterRequest, StatusBatch, StatusBatchResult,
+    UpdateGroupRequest, User, UsersResponse, VerifyKeyRequest, VerifyKeyStatus,
 };
 use reqwest::{Method, RequestBuilder, Url};
 use serde::Serialize;
@@ -387,6 +387,38 @@ impl RestClient {
             ),
         )
         .await
+    }
+
+    /// Posts a signed change record (base64 wire bytes): the server applies
+    /// it on top of the group's head (a `Create` at epoch 0 makes the
+    /// group) and answers the group as it is now.
+    pub async fn post_group_change(
+        &self,
+        group_id: &str,
+        record: &str,
+    ) -> Result<Group, TransportError> {
+        self.with_body(
+            Method::POST,
+            &format!("/api/groups/{}/changes", path_segment(group_id)),
+            &PostChangeRequest {
+                record: record.to_owned(),
+            },
+            true,
+        )
+        .await
+    }
+
+    /// The group's signed change records after epoch `after` (all without).
+    pub async fn group_changes(
+        &self,
+        group_id: &str,
+        after: Option<u64>,
+    ) -> Result<ChangesResponse, TransportError> {
+        let path = match after {
+            Some(a) => format!("/api/groups/{}/changes?after={a}", path_segment(group_id)),
+            None => format!("/api/groups/{}/changes", path_segment(group_id)),
+        };
+        self.get(&path).await
     }
 
     /// Our undelivered messages in a group.

@@ -4,12 +4,16 @@
 
 use std::sync::atomic::Ordering;
 
-use chat_proto::rest::{self, AddMemberRequest, CreateGroupRequest, UpdateGroupRequest};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chat_proto::rest::{self, AddMemberRequest, UpdateGroupRequest};
+use e2ee_core::membership::{ChangeAction, ChangeRecord, MemberRole, UserId};
 use e2ee_core::{Payload, PayloadKind};
 use e2ee_store::OutboxEntry;
 use rand_core::OsRng;
 use uuid::Uuid;
 
+use super::membership::{Verified, user_bytes};
 use super::{Client, Inner, Result, now_ms};
 use crate::error::ClientError;
 use crate::event::Event;
@@ -26,60 +30,107 @@ pub(crate) fn store_group(g: &rest::Group) -> e2ee_store::Group {
             .iter()
             .map(|m| (m.user_id.clone(), format!("{:?}", m.role).to_lowercase()))
             .collect(),
+        unconfirmed: Vec::new(),
     }
 }
 
 impl Client {
-    /// Creates a group with us as owner and these members.
+    /// Creates a group with us as owner and these members. Its first
+    /// signed change record creates it: every member verifies who is in it.
     pub async fn create_group(&self, name: &str, members: &[String]) -> Result<rest::Group> {
+        let me = self.inner.me()?;
+        let mut others: Vec<(UserId, MemberRole)> = Vec::new();
+        for m in members.iter().filter(|m| **m != me.user_id) {
+            let id = user_bytes(m)?;
+            if !others.iter().any(|(o, _)| *o == id) {
+                others.push((id, MemberRole::Member));
+            }
+        }
+        let gid = Uuid::new_v4();
+        let identity = self
+            .inner
+            .db(|s| s.read(|tx| tx.identity()))
+            .await?
+            .ok_or(ClientError::NotLoggedIn)?;
+        let record = ChangeRecord::sign(
+            &identity,
+            user_bytes(&me.user_id)?,
+            *gid.as_bytes(),
+            None,
+            ChangeAction::Create {
+                name: name.to_owned(),
+                members: others,
+            },
+        )
+        .map_err(|e| ClientError::BadKeys(e.to_string()))?;
         let g = self
             .inner
             .rest
-            .create_group(&CreateGroupRequest {
-                name: name.to_owned(),
-                description: None,
-                member_ids: members.to_vec(),
-            })
+            .post_group_change(&gid.to_string(), &BASE64.encode(record.to_bytes()))
             .await?;
         let sg = store_group(&g);
+        let rec = vec![(0, record.to_bytes())];
         self.inner
-            .db(move |s| s.write(|tx| tx.save_group(&sg)))
+            .db(move |s| {
+                s.write(|tx| {
+                    tx.save_group(&sg)?;
+                    tx.add_group_changes(&sg.id, &rec)
+                })
+            })
             .await?;
         Ok(g)
     }
 
-    /// Adds a member (owner or admin). They get our current chain when we
-    /// next send, never older ones.
+    /// Adds a member (owner or admin), by a signed change. They get our
+    /// current chain when we next send, never older ones.
     pub async fn add_member(&self, group_id: &str, user_id: &str) -> Result<rest::Group> {
-        let g = self
-            .inner
-            .rest
-            .add_member(
-                group_id,
-                &AddMemberRequest {
+        let user = user_bytes(user_id)?;
+        let _guard = self.inner.group_lock.lock().await;
+        let action = ChangeAction::Add {
+            user,
+            role: MemberRole::Member,
+        };
+        let g = match self.inner.signed_change(group_id, action).await? {
+            Some(g) => g,
+            None => {
+                let req = AddMemberRequest {
                     user_id: user_id.to_owned(),
                     role: None,
-                },
-            )
-            .await?;
-        let _guard = self.inner.group_lock.lock().await;
+                };
+                self.inner.rest.add_member(group_id, &req).await?
+            }
+        };
         self.inner.refresh_group(group_id).await?;
         Ok(g)
     }
 
-    /// Removes a member (owner or admin). Our sender key is replaced at
-    /// once; the others replace theirs when they notice.
+    /// Removes a member (owner or admin), by a signed change. Our sender
+    /// key is replaced at once; the others replace theirs when they notice.
     pub async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<()> {
-        self.inner.rest.remove_member(group_id, user_id).await?;
+        let user = user_bytes(user_id)?;
         let _guard = self.inner.group_lock.lock().await;
+        let action = ChangeAction::Remove { user };
+        if self.inner.signed_change(group_id, action).await?.is_none() {
+            self.inner.rest.remove_member(group_id, user_id).await?;
+        }
         self.inner.refresh_group(group_id).await?;
         Ok(())
     }
 
-    /// Leaves a group: history stays, our keys for it are dropped.
+    /// Leaves a group, by a signed change: history stays, our keys for it
+    /// are dropped.
     pub async fn leave_group(&self, group_id: &str) -> Result<()> {
         let me = self.inner.me()?;
-        self.inner.rest.remove_member(group_id, &me.user_id).await?;
+        {
+            let _guard = self.inner.group_lock.lock().await;
+            let signed = self
+                .inner
+                .signed_change(group_id, ChangeAction::Leave)
+                .await?;
+            if signed.is_none() {
+                self.inner.rest.remove_member(group_id, &me.user_id).await?;
+            }
+        }
         let gid = group_id.to_owned();
         self.inner
             .db(move |s| s.write(|tx| tx.mark_group_left(&gid)))
@@ -90,20 +141,22 @@ impl Client {
         Ok(())
     }
 
-    /// Renames a group.
+    /// Renames a group, by a signed change.
     pub async fn rename_group(&self, group_id: &str, name: &str) -> Result<rest::Group> {
-        let g = self
-            .inner
-            .rest
-            .update_group(
-                group_id,
-                &UpdateGroupRequest {
+        let _guard = self.inner.group_lock.lock().await;
+        let action = ChangeAction::Rename {
+            name: name.to_owned(),
+        };
+        let g = match self.inner.signed_change(group_id, action).await? {
+            Some(g) => g,
+            None => {
+                let req = UpdateGroupRequest {
                     name: Some(name.to_owned()),
                     description: None,
-                },
-            )
-            .await?;
-        let _guard = self.inner.group_lock.lock().await;
+                };
+                self.inner.rest.update_group(group_id, &req).await?
+            }
+        };
         self.inner.refresh_group(group_id).await?;
         Ok(g)
     }
@@ -127,7 +180,7 @@ impl Inner {
         &self,
         group_id: &str,
     ) -> Result<(e2ee_store::Group, Vec<String>)> {
-        let g = match self.rest.group(group_id).await {
+        let mut g = match self.rest.group(group_id).await {
             Ok(g) => g,
             Err(e)
                 if matches!(
@@ -142,9 +195,33 @@ impl Inner {
             }
             Err(e) => return Err(e.into()),
         };
-        let fresh = store_group(&g);
+        let mut verified = self.verify_chain(&g).await?;
+        if matches!(verified, Verified::Unsigned) && g.owner_id == self.me()?.user_id {
+            // A group from before version 2 and we own it: sign it as it is.
+            self.sign_existing_group(&g).await?;
+            g = self.rest.group(group_id).await?;
+            verified = self.verify_chain(&g).await?;
+        }
+        let mut fresh = store_group(&g);
+        let mut problem = None;
+        if let Verified::Chain {
+            membership,
+            problem: p,
+        } = verified
+        {
+            problem = p;
+            let admitted = |u: &String| user_bytes(u).is_ok_and(|b| membership.is_member(&b));
+            fresh.unconfirmed = fresh
+                .members
+                .iter()
+                .filter(|(u, _)| !admitted(u))
+                .map(|(u, _)| u.clone())
+                .collect();
+            fresh.members.retain(|(u, _)| admitted(u));
+            fresh.name = membership.name().to_owned();
+        }
         let f = fresh.clone();
-        let (removed, changed) = self
+        let (removed, changed, unconfirmed_before) = self
             .db(move |s| {
                 s.write(|tx| {
                     let old = tx.group(&f.id)?;
@@ -158,9 +235,16 @@ impl Inner {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    let changed = old
+                    let changed = old.as_ref().is_none_or(|o| {
+                        o.name != f.name
+                            || o.members != f.members
+                            || o.unconfirmed != f.unconfirmed
+                            || o.left
+                    });
+                    let unconfirmed_before = old
                         .as_ref()
-                        .is_none_or(|o| o.name != f.name || o.members != f.members || o.left);
+                        .map(|o| o.unconfirmed.clone())
+                        .unwrap_or_default();
                     if !removed.is_empty() {
                         // Whoever left must not read what follows: a new
                         // chain, sent to the remaining members only.
@@ -170,10 +254,11 @@ impl Inner {
                         }
                     }
                     tx.save_group(&f)?;
-                    Ok((removed, changed))
+                    Ok((removed, changed, unconfirmed_before))
                 })
             })
             .await?;
+        self.report_unverified(group_id, &unconfirmed_before, &fresh.unconfirmed, problem);
         if changed {
             self.emit(Event::GroupChanged {
                 group_id: group_id.to_owned(),

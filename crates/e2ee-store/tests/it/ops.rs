@@ -273,6 +273,7 @@ fn group_messages_with_sender_keys_and_rotation() {
             ("bob".into(), "member".into()),
             ("carol".into(), "member".into()),
         ],
+        unconfirmed: vec![],
     };
     for p in [&mut alice, &mut bob, &mut carol] {
         p.store.write(|tx| tx.save_group(&g)).unwrap();

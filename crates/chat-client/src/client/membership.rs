@@ -1,0 +1,361 @@
+//! Group membership signed by admins (protocol version 2, DESIGN.md
+//! section 8): every change we make is a change record signed with our
+//! identity; every reload verifies the group's chain of records from its
+//! first, and only members the chain admits are sent our sender key. A
+//! member the server lists but no verified change admits is kept apart as
+//! unconfirmed and raises [`Event::MembershipUnverified`].
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chat_proto::rest::{self, ErrorCode};
+use e2ee_core::IdentityPublic;
+use e2ee_core::membership::{ChangeAction, ChangeRecord, MemberRole, Membership, UserId};
+use uuid::Uuid;
+
+use super::{Client, Inner, Result};
+use crate::error::ClientError;
+use crate::event::Event;
+
+/// Tries a signed change this many times when another change to the group
+/// lands first.
+const CHANGE_ATTEMPTS: usize = 4;
+
+/// One verified change to a group, as `chat group info` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipChange {
+    /// 0 for the creation, then +1 per change.
+    pub epoch: u64,
+    /// Who signed it.
+    pub by: String,
+    /// What it did.
+    pub action: MembershipAction,
+}
+
+/// What a signed change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MembershipAction {
+    /// Made the group with these other members.
+    Created {
+        /// The name.
+        name: String,
+        /// The first members besides the owner.
+        members: Vec<String>,
+    },
+    /// Added a member with a role (`admin` or `member`).
+    Added {
+        /// Who.
+        user_id: String,
+        /// The role.
+        role: String,
+    },
+    /// Removed a member.
+    Removed {
+        /// Who.
+        user_id: String,
+    },
+    /// Changed a member's role.
+    RoleChanged {
+        /// Who.
+        user_id: String,
+        /// The new role.
+        role: String,
+    },
+    /// The signer left.
+    Left,
+    /// Renamed the group.
+    Renamed {
+        /// The new name.
+        name: String,
+    },
+}
+
+pub(crate) fn user_bytes(id: &str) -> Result<UserId> {
+    Uuid::parse_str(id)
+        .map(|u| *u.as_bytes())
+        .map_err(|_| ClientError::UnknownUser(id.to_owned()))
+}
+
+fn user_string(id: &UserId) -> String {
+    Uuid::from_bytes(*id).to_string()
+}
+
+fn role_name(r: MemberRole) -> &'static str {
+    match r {
+        MemberRole::Owner => "owner",
+        MemberRole::Admin => "admin",
+        MemberRole::Member => "member",
+    }
+}
+
+fn describe(r: &ChangeRecord) -> MembershipChange {
+    let action = match &r.action {
+        ChangeAction::Create { name, members } => MembershipAction::Created {
+            name: name.clone(),
+            members: members.iter().map(|(u, _)| user_string(u)).collect(),
+        },
+        ChangeAction::Add { user, role } => MembershipAction::Added {
+            user_id: user_string(user),
+            role: role_name(*role).to_owned(),
+        },
+        ChangeAction::Remove { user } => MembershipAction::Removed {
+            user_id: user_string(user),
+        },
+        ChangeAction::SetRole { user, role } => MembershipAction::RoleChanged {
+            user_id: user_string(user),
+            role: role_name(*role).to_owned(),
+        },
+        ChangeAction::Leave => MembershipAction::Left,
+        ChangeAction::Rename { name } => MembershipAction::Renamed { name: name.clone() },
+    };
+    MembershipChange {
+        epoch: r.epoch,
+        by: user_string(&r.signer),
+        action,
+    }
+}
+
+/// What a reload found out about a group's signed membership.
+pub(crate) enum Verified {
+    /// Nobody signed the group yet (made before version 2, its owner's
+    /// client has not run since): the server's member list stands.
+    Unsigned,
+    /// The chain verified (up to its first bad record, if `problem`).
+    Chain {
+        membership: Box<Membership>,
+        problem: Option<String>,
+    },
+}
+
+impl Client {
+    /// The group's verified signed changes, oldest first: who made each
+    /// change. Empty for a group nobody has signed yet.
+    pub async fn group_changes(&self, group_id: &str) -> Result<Vec<MembershipChange>> {
+        let gid = group_id.to_owned();
+        let records = self
+            .inner
+            .db(move |s| s.read(|tx| tx.group_changes(&gid)))
+            .await?;
+        Ok(records
+            .iter()
+            .filter_map(|b| ChangeRecord::from_bytes(b).ok())
+            .map(|r| describe(&r))
+            .collect())
+    }
+}
+
+impl Inner {
+    /// Whether `identity` may sign for `user`: the identity we pinned for
+    /// them (or our own), or any for a user we have not pinned.
+    async fn pinned_identities(
+        &self,
+        records: &[ChangeRecord],
+    ) -> Result<Vec<(UserId, IdentityPublic)>> {
+        let me = self.me()?;
+        let mut users: Vec<String> = records.iter().map(|r| user_string(&r.signer)).collect();
+        users.sort();
+        users.dedup();
+        self.db(move |s| {
+            s.read(|tx| {
+                let mut out = Vec::new();
+                for u in &users {
+                    let key = if *u == me.user_id {
+                        tx.identity()?.map(|k| k.public())
+                    } else {
+                        tx.peer(u)?.map(|p| p.identity)
+                    };
+                    if let (Some(k), Ok(id)) = (key, Uuid::parse_str(u)) {
+                        out.push((*id.as_bytes(), k));
+                    }
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    /// Brings our copy of the group's chain up to the server's and verifies
+    /// it. Records that verify are stored; the first that does not stops the
+    /// chain there (the server cannot make us accept it).
+    pub(crate) async fn verify_chain(&self, g: &rest::Group) -> Result<Verified> {
+        let gid = g.id.clone();
+        let stored = self
+            .db(move |s| s.read(|tx| tx.group_changes(&gid)))
+            .await?;
+        let mut records: Vec<ChangeRecord> = stored
+            .iter()
+            .filter_map(|b| ChangeRecord::from_bytes(b).ok())
+            .collect();
+        let held = records.len() as u64;
+        let mut problem = None;
+        match g.epoch {
+            Some(head) if head + 1 > held => {
+                let after = held.checked_sub(1);
+                let fresh = self.rest.group_changes(&g.id, after).await?;
+                for c in fresh.changes {
+                    match BASE64
+                        .decode(&c.record)
+                        .ok()
+                        .and_then(|b| ChangeRecord::from_bytes(&b).ok())
+                    {
+                        Some(r) if r.epoch == c.epoch => records.push(r),
+                        _ => {
+                            problem = Some(format!("change {} is malformed", c.epoch));
+                            break;
+                        }
+                    }
+                }
+            }
+            None if records.is_empty() => return Ok(Verified::Unsigned),
+            None => problem = Some("the server no longer shows the group's signed changes".into()),
+            Some(_) => {}
+        }
+        let pinned = self.pinned_identities(&records).await?;
+        let trusted = |u: &UserId, k: &IdentityPublic| {
+            pinned
+                .iter()
+                .find(|(p, _)| p == u)
+                .is_none_or(|(_, pk)| pk == k)
+        };
+        let mut it = records.iter();
+        let Some(first) = it.next() else {
+            return Ok(Verified::Unsigned);
+        };
+        let mut membership = match Membership::from_chain([first], &trusted) {
+            Ok(m) => m,
+            Err(e) => {
+                return Err(ClientError::BadKeys(format!(
+                    "group {}: its first signed change does not verify: {e}",
+                    g.id
+                )));
+            }
+        };
+        let mut good = vec![(0u64, first.to_bytes())];
+        for r in it {
+            if let Err(e) = membership.apply(r, &trusted) {
+                problem.get_or_insert_with(|| e.to_string());
+                break;
+            }
+            good.push((r.epoch, r.to_bytes()));
+        }
+        let gid = g.id.clone();
+        self.db(move |s| s.write(|tx| tx.add_group_changes(&gid, &good)))
+            .await?;
+        Ok(Verified::Chain {
+            membership: Box::new(membership),
+            problem,
+        })
+    }
+
+    /// Signs `action` on top of the group's verified head and posts it,
+    /// reloading and signing again when another change lands first.
+    /// `Ok(None)` when the group is not signed (made before version 2 and
+    /// we are not its owner): the caller uses the unsigned request.
+    pub(crate) async fn signed_change(
+        &self,
+        group_id: &str,
+        action: ChangeAction,
+    ) -> Result<Option<rest::Group>> {
+        let me = self.me()?;
+        let my_id = user_bytes(&me.user_id)?;
+        let gid_bytes = user_bytes(group_id)?;
+        let identity = self
+            .db(|s| s.read(|tx| tx.identity()))
+            .await?
+            .ok_or(ClientError::NotLoggedIn)?;
+        let mut last_err = None;
+        for _ in 0..CHANGE_ATTEMPTS {
+            self.refresh_group(group_id).await?;
+            let gid = group_id.to_owned();
+            let chain: Vec<ChangeRecord> = self
+                .db(move |s| s.read(|tx| tx.group_changes(&gid)))
+                .await?
+                .iter()
+                .filter_map(|b| ChangeRecord::from_bytes(b).ok())
+                .collect();
+            if chain.is_empty() {
+                return Ok(None);
+            }
+            let record =
+                ChangeRecord::sign(&identity, my_id, gid_bytes, chain.last(), action.clone())
+                    .map_err(|e| ClientError::BadKeys(e.to_string()))?;
+            let wire = BASE64.encode(record.to_bytes());
+            match self.rest.post_group_change(group_id, &wire).await {
+                Ok(g) => {
+                    let (gid, rec) = (group_id.to_owned(), vec![(record.epoch, record.to_bytes())]);
+                    self.db(move |s| s.write(|tx| tx.add_group_changes(&gid, &rec)))
+                        .await?;
+                    return Ok(Some(g));
+                }
+                Err(e) if e.code() == Some(ErrorCode::Conflict) => last_err = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last_err.map_or(ClientError::Closed, Into::into))
+    }
+
+    /// A group made before version 2 whose owner we are: sign it as the
+    /// server lists it, so from now on its members are verified.
+    pub(crate) async fn sign_existing_group(&self, g: &rest::Group) -> Result<()> {
+        let me = self.me()?;
+        let identity = self
+            .db(|s| s.read(|tx| tx.identity()))
+            .await?
+            .ok_or(ClientError::NotLoggedIn)?;
+        let members = g
+            .members
+            .iter()
+            .filter(|m| m.user_id != me.user_id)
+            .map(|m| {
+                let role = match m.role {
+                    chat_proto::Role::Admin => MemberRole::Admin,
+                    _ => MemberRole::Member,
+                };
+                Ok((user_bytes(&m.user_id)?, role))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let record = ChangeRecord::sign(
+            &identity,
+            user_bytes(&me.user_id)?,
+            user_bytes(&g.id)?,
+            None,
+            ChangeAction::Create {
+                name: g.name.clone(),
+                members,
+            },
+        )
+        .map_err(|e| ClientError::BadKeys(e.to_string()))?;
+        let wire = BASE64.encode(record.to_bytes());
+        match self.rest.post_group_change(&g.id, &wire).await {
+            Ok(_) => {
+                let (gid, rec) = (g.id.clone(), vec![(0, record.to_bytes())]);
+                self.db(move |s| s.write(|tx| tx.add_group_changes(&gid, &rec)))
+                    .await?;
+                Ok(())
+            }
+            // Someone (we, from another run) signed it meanwhile.
+            Err(e) if e.code() == Some(ErrorCode::Conflict) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Raises the event for members the chain does not admit, once per new
+    /// set.
+    pub(crate) fn report_unverified(
+        &self,
+        group_id: &str,
+        before: &[String],
+        now: &[String],
+        problem: Option<String>,
+    ) {
+        if (now.is_empty() || before == now) && problem.is_none() {
+            return;
+        }
+        tracing::warn!(group = %group_id, unconfirmed = now.len(), "group membership does not verify");
+        self.emit(Event::MembershipUnverified {
+            group_id: group_id.to_owned(),
+            user_ids: now.to_vec(),
+            reason: problem.unwrap_or_else(|| "no signed change admits them".to_owned()),
+        });
+    }
+}
