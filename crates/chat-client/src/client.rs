@@ -32,7 +32,7 @@ mod attachments;
 pub use attachments::Attachment;
 mod groups;
 mod membership;
-pub use membership::{MembershipAction, MembershipChange};
+pub use membership::{GroupMembership, MembershipAction, MembershipChange};
 mod history;
 mod verification;
 

@@ -50,7 +50,9 @@ mod keys;
 mod limits;
 mod runtime;
 
-pub use client::{Attachment, Client, ClientBuilder, MembershipAction, MembershipChange, Result};
+pub use client::{
+    Attachment, Client, ClientBuilder, GroupMembership, MembershipAction, MembershipChange, Result,
+};
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use event::{ConnectionState, Event};

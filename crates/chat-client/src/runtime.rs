@@ -225,12 +225,36 @@ async fn expire_parked(inner: &Arc<Inner>) {
     }
 }
 
+/// Signed membership does not admit the sender: whatever the server relays
+/// from them to the group is not shown (DESIGN.md section 8).
+fn refuse_unverified(inner: &Arc<Inner>, m: RelayedMessage, acks: &mut Vec<String>) {
+    tracing::warn!(id = %m.id, from = %m.from, "group message from an unverified member dropped");
+    acks.push(m.id.clone());
+    inner.emit(Event::Undecryptable {
+        message_id: m.id,
+        from: m.from,
+        error: "the sender is not a verified member of the group".into(),
+    });
+}
+
 async fn receive(
     inner: &Arc<Inner>,
     m: RelayedMessage,
     acks: &mut Vec<String>,
     read_convs: &mut HashSet<Conversation>,
 ) {
+    if let Some(group) = m.group_id.as_deref() {
+        match inner.sender_admitted(group, &m.from).await {
+            Some(true) => {}
+            // Not acknowledged: delivered again after a reconnect, when we
+            // may be able to reload the group.
+            None => return,
+            Some(false) => {
+                refuse_unverified(inner, m, acks);
+                return;
+            }
+        }
+    }
     let frame = m.clone();
     let result = inner
         .db(move |s| {

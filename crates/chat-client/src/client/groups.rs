@@ -174,12 +174,12 @@ impl Client {
 
 /// Keeping our copy of a group current, and sending to it with Sender Keys.
 impl Inner {
-    /// Refreshes a group from the server into the store. Returns the
-    /// members who were there before and are gone now.
+    /// Refreshes a group from the server into the store, verifying its
+    /// signed changes. Returns it and why its chain stops early, if it does.
     pub(crate) async fn refresh_group(
         &self,
         group_id: &str,
-    ) -> Result<(e2ee_store::Group, Vec<String>)> {
+    ) -> Result<(e2ee_store::Group, Option<String>)> {
         let mut g = match self.rest.group(group_id).await {
             Ok(g) => g,
             Err(e)
@@ -221,7 +221,7 @@ impl Inner {
             fresh.name = membership.name().to_owned();
         }
         let f = fresh.clone();
-        let (removed, changed, unconfirmed_before) = self
+        let (changed, unconfirmed_before) = self
             .db(move |s| {
                 s.write(|tx| {
                     let old = tx.group(&f.id)?;
@@ -254,17 +254,49 @@ impl Inner {
                         }
                     }
                     tx.save_group(&f)?;
-                    Ok((removed, changed, unconfirmed_before))
+                    Ok((changed, unconfirmed_before))
                 })
             })
             .await?;
-        self.report_unverified(group_id, &unconfirmed_before, &fresh.unconfirmed, problem);
+        self.report_unverified(
+            group_id,
+            &unconfirmed_before,
+            &fresh.unconfirmed,
+            problem.clone(),
+        );
         if changed {
             self.emit(Event::GroupChanged {
                 group_id: group_id.to_owned(),
             });
         }
-        Ok((fresh, removed))
+        Ok((fresh, problem))
+    }
+
+    /// Whether a group message from `from` may be shown: they are a
+    /// verified member of our copy of the group, or become one when we
+    /// reload it (our copy may be older than their message). Someone the
+    /// server lists whom no verified change admits is refused.
+    /// `None` when we cannot tell now (the reload failed): the caller leaves
+    /// the message unacknowledged, for the server to deliver again.
+    pub(crate) async fn sender_admitted(&self, group_id: &str, from: &str) -> Option<bool> {
+        let listed = |g: &e2ee_store::Group| g.members.iter().any(|(u, _)| u == from);
+        let gid = group_id.to_owned();
+        let stored = self.db(move |s| s.read(|tx| tx.group(&gid))).await;
+        match stored {
+            Ok(Some(g)) if listed(&g) => return Some(true),
+            Ok(Some(g)) if g.unconfirmed.iter().any(|u| u == from) => return Some(false),
+            _ => {}
+        }
+        let _guard = self.group_lock.lock().await;
+        match self.refresh_group(group_id).await {
+            Ok((g, _)) => Some(listed(&g)),
+            // We are no longer in it: nothing more is shown.
+            Err(ClientError::NotMember(_)) => Some(false),
+            Err(e) => {
+                tracing::debug!(error = %e, group = %group_id, "group reload for a sender failed");
+                None
+            }
+        }
     }
 
     /// The group as it is now: from the store when the server pushes

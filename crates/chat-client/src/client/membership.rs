@@ -115,6 +115,29 @@ fn describe(r: &ChangeRecord) -> MembershipChange {
     }
 }
 
+/// A group as our client verified it just now ([`Client::verify_group`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMembership {
+    /// The group's id.
+    pub group_id: String,
+    /// Its name: from the signed changes when signed.
+    pub name: String,
+    /// Whether its membership is signed (false only for a group made
+    /// before version 2 whose owner's client has not run since: then the
+    /// server's list stands).
+    pub signed: bool,
+    /// The members we send to: `(user id, role)`.
+    pub members: Vec<(String, String)>,
+    /// Listed by the server but admitted by no verified change: they get
+    /// no sender key and what they post is not shown.
+    pub unconfirmed: Vec<String>,
+    /// Why the chain stops early, when it does (a record that does not
+    /// verify).
+    pub problem: Option<String>,
+    /// The verified changes, oldest first.
+    pub changes: Vec<MembershipChange>,
+}
+
 /// What a reload found out about a group's signed membership.
 pub(crate) enum Verified {
     /// Nobody signed the group yet (made before version 2, its owner's
@@ -141,6 +164,27 @@ impl Client {
             .filter_map(|b| ChangeRecord::from_bytes(b).ok())
             .map(|r| describe(&r))
             .collect())
+    }
+}
+
+impl Client {
+    /// Reloads the group from the server, verifies its signed changes, and
+    /// says who is in it as far as the signatures go.
+    pub async fn verify_group(&self, group_id: &str) -> Result<GroupMembership> {
+        let (g, problem) = {
+            let _guard = self.inner.group_lock.lock().await;
+            self.inner.refresh_group(group_id).await?
+        };
+        let changes = self.group_changes(group_id).await?;
+        Ok(GroupMembership {
+            group_id: g.id,
+            name: g.name,
+            signed: !changes.is_empty(),
+            members: g.members,
+            unconfirmed: g.unconfirmed,
+            problem,
+            changes,
+        })
     }
 }
 

@@ -15,4 +15,5 @@ mod outbox;
 mod parking;
 mod pqxdh;
 mod restore;
+mod signed_groups;
 mod support;
