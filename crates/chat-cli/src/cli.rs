@@ -286,6 +286,12 @@ pub enum GroupCommand {
     },
     /// Your groups and their members.
     List,
+    /// One group as your client verified it: members, anyone the server
+    /// lists whom no signed change admits, and who made each change.
+    Info {
+        /// The group (name or id).
+        group: String,
+    },
 }
 
 /// One user.

@@ -1,11 +1,12 @@
-//! `chat group ...`: create, add, remove, leave, list.
+//! `chat group ...`: create, add, remove, leave, list, info.
 
 use serde_json::json;
 
 use crate::cli::GroupCommand;
 use crate::error::Result;
 use crate::output::{self, print_json};
-use crate::session::Ctx;
+use crate::session::{Ctx, Session};
+use chat_client::{GroupMembership, MembershipAction};
 
 /// Runs one `chat group` subcommand.
 pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
@@ -84,6 +85,11 @@ pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
                 report_member(ctx, "removed", u, &g.name);
             }
         }
+        GroupCommand::Info { group } => {
+            let g = s.group(&group).await?;
+            let v = s.client.verify_group(&g.id).await?;
+            info(&mut s, &v).await;
+        }
         GroupCommand::Leave { group } => {
             let g = s.group(&group).await?;
             s.connect().await?;
@@ -96,6 +102,106 @@ pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
         }
     }
     s.finish().await
+}
+
+/// `chat group info`: the verified view of one group.
+async fn info(s: &mut Session, v: &GroupMembership) {
+    let mut members = Vec::new();
+    for (u, role) in &v.members {
+        members.push((s.name_of(u).await, role.clone()));
+    }
+    let mut unconfirmed = Vec::new();
+    for u in &v.unconfirmed {
+        unconfirmed.push(s.name_of(u).await);
+    }
+    let mut changes = Vec::new();
+    for c in &v.changes {
+        let by = s.name_of(&c.by).await;
+        changes.push((c.epoch, by, describe(s, &c.action).await));
+    }
+    if s.ctx.json {
+        let members: Vec<_> = members
+            .iter()
+            .zip(&v.members)
+            .map(|((name, role), (id, _))| json!({"userId": id, "username": name, "role": role}))
+            .collect();
+        let changes: Vec<_> = changes
+            .iter()
+            .zip(&v.changes)
+            .map(|((epoch, by, what), c)| {
+                json!({"epoch": epoch, "byId": c.by, "by": by, "change": what})
+            })
+            .collect();
+        print_json(&json!({"event": "group", "id": v.group_id, "name": v.name,
+            "signed": v.signed, "members": members, "unconfirmed": v.unconfirmed,
+            "problem": v.problem, "changes": changes}));
+        return;
+    }
+    println!("#{} ({})", output::sanitize(&v.name), v.group_id);
+    let list: Vec<String> = members
+        .iter()
+        .map(|(n, r)| match r.as_str() {
+            "member" => output::sanitize(n),
+            r => format!("{} ({r})", output::sanitize(n)),
+        })
+        .collect();
+    println!("  members: {}", list.join(", "));
+    if !unconfirmed.is_empty() {
+        println!(
+            "  NOT VERIFIED: {} (listed by the server, admitted by no signed change: \
+             they get none of your messages)",
+            output::sanitize(&unconfirmed.join(", "))
+        );
+    }
+    if let Some(p) = &v.problem {
+        println!(
+            "  warning: the signed changes stop early: {}",
+            output::sanitize(p)
+        );
+    }
+    if !v.signed {
+        println!(
+            "  not signed yet: made before signed membership; its owner's client signs it \
+             when it next runs"
+        );
+    }
+    for (epoch, by, what) in &changes {
+        println!("  {epoch:>4}  {}  {what}", output::sanitize(by));
+    }
+}
+
+async fn describe(s: &mut Session, a: &MembershipAction) -> String {
+    match a {
+        MembershipAction::Created { name, members } => {
+            let mut names = Vec::new();
+            for m in members {
+                names.push(s.name_of(m).await);
+            }
+            format!(
+                "created #{} with {}",
+                output::sanitize(name),
+                output::sanitize(&names.join(", "))
+            )
+        }
+        MembershipAction::Added { user_id, role } => {
+            format!(
+                "added {} as {role}",
+                output::sanitize(&s.name_of(user_id).await)
+            )
+        }
+        MembershipAction::Removed { user_id } => {
+            format!("removed {}", output::sanitize(&s.name_of(user_id).await))
+        }
+        MembershipAction::RoleChanged { user_id, role } => {
+            format!(
+                "made {} {role}",
+                output::sanitize(&s.name_of(user_id).await)
+            )
+        }
+        MembershipAction::Left => "left".to_owned(),
+        MembershipAction::Renamed { name } => format!("renamed to #{}", output::sanitize(name)),
+        _ => "a change this version does not know".to_owned(),
+    }
 }
 
 fn report_member(ctx: &Ctx, what: &str, user: &str, group: &str) {

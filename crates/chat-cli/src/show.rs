@@ -258,6 +258,31 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             }
             _ => {}
         },
+        Event::MembershipUnverified {
+            group_id,
+            user_ids,
+            reason,
+        } => {
+            let name = s.group_name(&group_id).await;
+            let mut who = Vec::new();
+            for u in &user_ids {
+                who.push(s.name_of(u).await);
+            }
+            if json {
+                print_json(
+                    &json!({"event": "membershipUnverified", "groupId": group_id,
+                    "name": name, "userIds": user_ids, "usernames": who, "reason": reason}),
+                );
+            } else {
+                println!(
+                    "  warning: the server lists {} in #{} but no signed change admits them \
+                     ({}): they get none of your messages and theirs are not shown",
+                    output::sanitize(&who.join(", ")),
+                    output::sanitize(&name),
+                    output::sanitize(&reason)
+                );
+            }
+        }
         Event::Lagged { missed } => {
             if json {
                 print_json(&json!({"event": "lagged", "missed": missed}));

@@ -230,6 +230,17 @@ fn session(w: &World) {
         assert_eq!(m[0]["conversation"]["name"], "#team");
     }
     w.ok("alice", &["group", "remove", "team", "carol"]);
+    // Bob's client verified every change and shows who made it.
+    let info = w.json("bob", &["group", "info", "team"]);
+    assert_eq!(info[0]["signed"], true, "{info:?}");
+    assert_eq!(info[0]["unconfirmed"].as_array().unwrap().len(), 0);
+    let changes = info[0]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[0]["by"], "alice");
+    assert!(changes[0]["change"].as_str().unwrap().starts_with("created #team with "));
+    assert_eq!(changes[1]["change"], "removed carol");
+    let text = w.ok("bob", &["group", "info", "team"]);
+    assert!(text.contains("alice  removed carol"), "{text}");
     w.ok("alice", &["send", "-g", "team", "carol is gone"]);
     let got = w.json("bob", &["listen", "-n", "1", "--timeout", "60"]);
     assert_eq!(body(messages(&got)[0]), "carol is gone");
