@@ -255,17 +255,24 @@ impl Inner {
             Some(_) => {}
         }
         let pinned = self.pinned_identities(&records).await?;
+        // Records we stored were checked against the identities pinned when
+        // they arrived; a signer's later (accepted) identity change must not
+        // undo them. New records are checked against today's pins.
         let trusted = |u: &UserId, k: &IdentityPublic| {
             pinned
                 .iter()
                 .find(|(p, _)| p == u)
                 .is_none_or(|(_, pk)| pk == k)
         };
-        let mut it = records.iter();
-        let Some(first) = it.next() else {
+        let already = |_: &UserId, _: &IdentityPublic| true;
+        let mut it = records.iter().enumerate();
+        let Some((_, first)) = it.next() else {
             return Ok(Verified::Unsigned);
         };
-        let mut membership = match Membership::from_chain([first], &trusted) {
+        let check = |i: usize| -> &dyn Fn(&UserId, &IdentityPublic) -> bool {
+            if (i as u64) < held { &already } else { &trusted }
+        };
+        let mut membership = match Membership::from_chain([first], check(0)) {
             Ok(m) => m,
             Err(e) => {
                 return Err(ClientError::BadKeys(format!(
@@ -275,8 +282,8 @@ impl Inner {
             }
         };
         let mut good = vec![(0u64, first.to_bytes())];
-        for r in it {
-            if let Err(e) = membership.apply(r, &trusted) {
+        for (i, r) in it {
+            if let Err(e) = membership.apply(r, check(i)) {
                 problem.get_or_insert_with(|| e.to_string());
                 break;
             }
