@@ -237,7 +237,12 @@ fn session(w: &World) {
     let changes = info[0]["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 2, "{changes:?}");
     assert_eq!(changes[0]["by"], "alice");
-    assert!(changes[0]["change"].as_str().unwrap().starts_with("created #team with "));
+    assert!(
+        changes[0]["change"]
+            .as_str()
+            .unwrap()
+            .starts_with("created #team with ")
+    );
     assert_eq!(changes[1]["change"], "removed carol");
     let text = w.ok("bob", &["group", "info", "team"]);
     assert!(text.contains("alice  removed carol"), "{text}");

@@ -270,7 +270,11 @@ impl Inner {
             return Ok(Verified::Unsigned);
         };
         let check = |i: usize| -> &dyn Fn(&UserId, &IdentityPublic) -> bool {
-            if (i as u64) < held { &already } else { &trusted }
+            if (i as u64) < held {
+                &already
+            } else {
+                &trusted
+            }
         };
         let mut membership = match Membership::from_chain([first], check(0)) {
             Ok(m) => m,

@@ -367,3 +367,52 @@ fn oversized_names_and_member_lists_are_typed_errors() {
         Err(MembershipError::TooManyMembers)
     );
 }
+
+/// The worked example in `docs/PROTOCOL.md` section 10: fixed keys, so
+/// the bytes (Ed25519 signatures are deterministic) are fixed too.
+#[test]
+fn the_worked_example_in_the_protocol_document() {
+    let owner = IdentityKeyPair::from_secret_bytes([0x01; 32], [0x02; 32]);
+    let create = ChangeRecord::sign(
+        &owner,
+        [0x11; 16],
+        [0x22; 16],
+        None,
+        ChangeAction::Create {
+            name: "team".into(),
+            members: vec![([0x33; 16], MemberRole::Member)],
+        },
+    )
+    .unwrap();
+    let add = ChangeRecord::sign(
+        &owner,
+        [0x11; 16],
+        [0x22; 16],
+        Some(&create),
+        ChangeAction::Add {
+            user: [0x44; 16],
+            role: MemberRole::Admin,
+        },
+    )
+    .unwrap();
+    let got = [
+        hex::encode(owner.public().to_bytes()),
+        hex::encode(create.to_bytes()),
+        hex::encode(create.hash()),
+        hex::encode(add.to_bytes()),
+    ];
+    for g in &got {
+        println!("{g}");
+    }
+    assert_eq!(got, EXAMPLE);
+    let m = Membership::from_chain([&create, &add], &|_, _| true).unwrap();
+    assert_eq!(m.epoch(), 1);
+    assert_eq!(m.members().len(), 3);
+}
+
+const EXAMPLE: [&str; 4] = [
+    "a4e09292b651c278b9772c569f5fa9bb13d906b46ab68c9df9dc2b4409f8a2098139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
+    "222222222222222222222222222222220000000000000000000000000000000000000000000000000000000000000000000000000000000011111111111111111111111111111111a4e09292b651c278b9772c569f5fa9bb13d906b46ab68c9df9dc2b4409f8a2098139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b3940100047465616d000133333333333333333333333333333333038ba7116a3d9f1d9a398ae86d7ab9f1eebbd94a74352a5774bb562a8c5ef1144221389d95e2b10067f771457ec2c2a66baa23bcf4b5d4c9e6c59b25af0b801a06",
+    "3e86645c6884be6b4789efb141f4ee8e2bbf87816a61613d64b8e36556e0ac1d",
+    "2222222222222222222222222222222200000000000000013e86645c6884be6b4789efb141f4ee8e2bbf87816a61613d64b8e36556e0ac1d11111111111111111111111111111111a4e09292b651c278b9772c569f5fa9bb13d906b46ab68c9df9dc2b4409f8a2098139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394024444444444444444444444444444444402e0fd522630d2ec8d4df86070a435a7c0570827df094bfbb491cb00a277d9a5f50d9cb19c2710a7fc27a918371538d3f2c0bf33c6373ae9c12367d83498b1d304",
+];
