@@ -285,6 +285,26 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
         "Carol got nothing in {} s: she is no longer a member",
         QUIET_CHECK.as_secs()
     ));
+    let verified = bob.client.verify_group(&group.id).await?;
+    check(
+        verified.signed && verified.changes.len() == 2 && verified.unconfirmed.is_empty(),
+        "Bob could not verify the group's signed changes",
+    )?;
+    say("Every change is signed by the admin who made it; Bob's client verified:");
+    for c in &verified.changes {
+        let what = match &c.action {
+            chat_client::MembershipAction::Created { members, .. } => {
+                format!("created the group with {} others", members.len())
+            }
+            chat_client::MembershipAction::Removed { user_id } if *user_id == carol.id => {
+                "removed Carol".to_owned()
+            }
+            other => format!("{other:?}"),
+        };
+        let by = if c.by == alice.id { "Alice" } else { &c.by };
+        say(format!("  change {}: {by} {what}", c.epoch));
+    }
+    say("so the server cannot slip a reader into the group: nobody sends it a key");
 
     step(
         6,

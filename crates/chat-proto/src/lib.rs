@@ -32,6 +32,7 @@
 //! The API itself (paths, status codes, delivery rules) is documented in
 //! `docs/API.md`.
 
+pub mod devices;
 pub mod rest;
 pub mod validate;
 pub mod ws;

@@ -103,8 +103,11 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Resolves a token to its user, if valid and not idle too long.
-pub async fn user_for_token(state: &AppState, token: &str) -> Result<Option<User>, ApiError> {
+/// Resolves a token to its user and device, if valid and not idle too long.
+pub async fn user_for_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(User, u32)>, ApiError> {
     let idle = i64::from(state.config.token_idle_days) * 86_400_000;
     Ok(state
         .store
@@ -119,6 +122,8 @@ pub struct AuthUser {
     pub user: User,
     /// Their token's hash (for logout).
     pub token_hash: Vec<u8>,
+    /// The device the token belongs to (1 for the account's first).
+    pub device_id: u32,
 }
 
 impl FromRequestParts<Arc<AppState>> for AuthUser {
@@ -129,12 +134,13 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        let user = user_for_token(state, token)
+        let (user, device_id) = user_for_token(state, token)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
         Ok(AuthUser {
             user,
             token_hash: token_hash(token),
+            device_id,
         })
     }
 }

@@ -41,6 +41,9 @@ pub struct Config {
     pub media_retention_days: u32,
     /// Most members in one group, the owner included.
     pub max_group_members: usize,
+    /// Most devices one account may have linked at once (the first
+    /// included).
+    pub max_devices: usize,
     /// Days an undelivered message is kept.
     pub retention_days: u32,
     /// Days a token may sit unused before it expires.
@@ -51,6 +54,9 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Seconds a new connection has to authenticate.
     pub auth_timeout_secs: u64,
+    /// Seconds a provisioning socket (`/ws/provision`) waits for the
+    /// sealed message from a linked device; also a link token's lifetime.
+    pub provision_wait_secs: u64,
     /// Messages sent to a client but not yet acknowledged with `delivered`.
     pub delivery_window: usize,
     /// `synchronous=FULL` (true) survives power loss; `NORMAL` only a crash.
@@ -150,11 +156,13 @@ impl Default for Config {
             media_quota_files_per_day: 1000,
             media_retention_days: 30,
             max_group_members: 1000,
+            max_devices: 6,
             retention_days: 30,
             token_idle_days: 30,
             ping_interval_secs: 30,
             idle_timeout_secs: 90,
             auth_timeout_secs: 10,
+            provision_wait_secs: 300,
             delivery_window: 256,
             sync_full: true,
             metrics_public: true,
@@ -265,6 +273,8 @@ impl Config {
                 "CHAT_MAX_CONNECTIONS" => self.max_connections = parse(&name, &value)?,
                 "CHAT_MEDIA_MAX_BYTES" => self.media_max_bytes = parse(&name, &value)?,
                 "CHAT_MAX_GROUP_MEMBERS" => self.max_group_members = parse(&name, &value)?,
+                "CHAT_MAX_DEVICES" => self.max_devices = parse(&name, &value)?,
+                "CHAT_PROVISION_WAIT_SECS" => self.provision_wait_secs = parse(&name, &value)?,
                 "CHAT_RETENTION_DAYS" => self.retention_days = parse(&name, &value)?,
                 "CHAT_ADMIN_LISTEN" => self.admin_listen = Some(parse(&name, &value)?),
                 "CHAT_METRICS_PUBLIC" => self.metrics_public = parse(&name, &value)?,

@@ -28,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod hub;
 pub mod metrics;
+pub mod provision;
 pub mod relay;
 pub mod routes;
 pub mod serve;
@@ -156,6 +157,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shutdown: stop_rx.clone(),
         uploads_in_flight: Default::default(),
         quota_gate: Default::default(),
+        provisioning: Default::default(),
     });
     let app = routes::router(state.clone());
     let purge_state = state.clone();

@@ -172,6 +172,8 @@ pub struct AppState {
     pub uploads_in_flight: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
     /// Held by one quota check at a time (across its usage query).
     pub quota_gate: tokio::sync::Mutex<()>,
+    /// Open provisioning sockets (linking a device).
+    pub provisioning: crate::provision::Provisioning,
 }
 
 #[cfg(test)]

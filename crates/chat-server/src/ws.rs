@@ -46,7 +46,10 @@ pub async fn upgrade(
     let permit = slot.map(|axum::Extension(s)| s);
     let pre_auth = match auth::bearer(&headers).map(str::to_owned) {
         Some(token) => match auth::user_for_token(&state, &token).await {
-            Ok(Some(user)) => Some((user, auth::token_hash(&token))),
+            Ok(Some((_, device))) if device != 1 => {
+                return crate::routes::devices::not_served().into_response();
+            }
+            Ok(Some((user, _))) => Some((user, auth::token_hash(&token))),
             Ok(None) => return ApiError::unauthorized().into_response(),
             Err(e) => return e.into_response(),
         },
@@ -91,11 +94,14 @@ async fn authenticate(
     let user = match first {
         Err(_) => Err(CloseReason::AuthTimeout),
         Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientFrame>(&text) {
+            // A linked device (id above 1) is not served here yet: see
+            // `routes::devices::not_served`.
             Ok(ClientFrame::Auth(a)) => auth::user_for_token(state, &a.token)
                 .await
                 .ok()
                 .flatten()
-                .map(|u| (u, auth::token_hash(&a.token)))
+                .filter(|(_, device)| *device == 1)
+                .map(|(u, _)| (u, auth::token_hash(&a.token)))
                 .ok_or(CloseReason::AuthFailed),
             _ => Err(CloseReason::AuthFailed),
         },

@@ -245,6 +245,59 @@ fn groups(c: &mut Criterion) {
     });
 }
 
+/// Verifying a group's signed membership (DESIGN.md section 8): a create
+/// with 100 members, then 100 adds, replayed from scratch (what a client
+/// does the first time it sees a group), against one Ed25519 verify each.
+fn membership(c: &mut Criterion) {
+    use e2ee_core::membership::{ChangeAction, ChangeRecord, MemberRole, Membership};
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let owner = IdentityKeyPair::generate(&mut rng);
+    let create = ChangeRecord::sign(
+        &owner,
+        [0; 16],
+        [9; 16],
+        None,
+        ChangeAction::Create {
+            name: "bench".into(),
+            members: (1..=100u8).map(|i| ([i; 16], MemberRole::Member)).collect(),
+        },
+    )
+    .unwrap();
+    let mut chain = vec![create];
+    for i in 0..100u8 {
+        let mut user = [0xee; 16];
+        user[0] = i;
+        let next = ChangeRecord::sign(
+            &owner,
+            [0; 16],
+            [9; 16],
+            chain.last(),
+            ChangeAction::Add {
+                user,
+                role: MemberRole::Member,
+            },
+        )
+        .unwrap();
+        chain.push(next);
+    }
+    c.bench_function("membership_verify_chain_101_records", |bench| {
+        bench.iter(|| black_box(Membership::from_chain(chain.iter(), &|_, _| true).unwrap()))
+    });
+    let mut head = Membership::from_chain(chain[..100].iter(), &|_, _| true).unwrap();
+    let last = chain[100].clone();
+    c.bench_function("membership_apply_one_record", |bench| {
+        bench.iter_batched(
+            || head.clone(),
+            |mut m| {
+                m.apply(&last, &|_, _| true).unwrap();
+                black_box(m)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    head.apply(&last, &|_, _| true).unwrap();
+}
+
 fn safety(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     let a = IdentityKeyPair::generate(&mut rng).public();
@@ -270,5 +323,13 @@ fn calibration(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, calibration, ratchet, x3dh, groups, safety);
+criterion_group!(
+    benches,
+    calibration,
+    ratchet,
+    x3dh,
+    groups,
+    membership,
+    safety
+);
 criterion_main!(benches);

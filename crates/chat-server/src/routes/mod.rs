@@ -1,6 +1,7 @@
 //! REST handlers, one module per resource, and the router.
 
 mod accounts;
+pub(crate) mod devices;
 mod group_changes;
 mod groups;
 mod media;
@@ -161,8 +162,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/groups/{group_id}/changes",
             post(group_changes::post).get(group_changes::list),
         )
+        .route("/api/devices", get(devices::list).post(devices::link))
+        .route("/api/devices/link-token", post(devices::link_token))
+        .route("/api/devices/{device_id}", delete(devices::remove))
+        .route("/api/provisioning/{address}", put(devices::provision))
         .route("/health", get(health))
         .route("/ws", get(crate::ws::upgrade))
+        .route("/ws/provision", get(crate::provision::upgrade))
         .layer(DefaultBodyLimit::max(JSON_BODY_MAX))
         .layer(from_fn_with_state(state.clone(), deadline));
     let media = Router::new()

@@ -61,6 +61,10 @@ pub(super) async fn upload(
     me: AuthUser,
     Json(req): Json<PreKeyUpload>,
 ) -> ApiResult<axum::Json<PreKeyStatus>> {
+    if me.device_id != 1 {
+        // Prekeys are the account's (device 1's) until they are per device.
+        return Err(super::devices::not_served());
+    }
     check(&req)?;
     if state
         .store

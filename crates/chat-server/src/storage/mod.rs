@@ -4,6 +4,7 @@
 //! read connections, in WAL mode.
 
 pub mod sqlite;
+mod sqlite_devices;
 mod sqlite_groups;
 mod sqlite_media;
 mod sqlite_prekeys;
@@ -129,6 +130,23 @@ pub enum MemberChange {
     NoUser,
 }
 
+/// A device to link with a link token (`Storage::link_device`).
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    /// SHA-256 of the link token.
+    pub link_hash: Vec<u8>,
+    /// SHA-256 of the new device's first bearer token.
+    pub token_hash: Vec<u8>,
+    /// The device's name.
+    pub name: String,
+    /// The device's `registrationId`.
+    pub registration_id: u32,
+    /// Now (ms).
+    pub now: i64,
+    /// Most devices an account may have.
+    pub max_devices: usize,
+}
+
 /// A signed change record to append, with what it does to the group.
 #[derive(Debug, Clone)]
 pub struct NewChange {
@@ -201,9 +219,38 @@ pub trait Storage: Send + Sync + 'static {
     async fn insert_token(&self, hash: Vec<u8>, user_id: &str, now: i64) -> StoreResult<()>;
     /// The user a token belongs to, if used within `idle_ms`; refreshes its
     /// last use.
-    async fn token_user(&self, hash: Vec<u8>, now: i64, idle_ms: i64) -> StoreResult<Option<User>>;
+    async fn token_user(
+        &self,
+        hash: Vec<u8>,
+        now: i64,
+        idle_ms: i64,
+    ) -> StoreResult<Option<(User, u32)>>;
     /// Deletes a token (logout).
     async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()>;
+
+    /// The account's devices, by id.
+    async fn devices(&self, user_id: &str) -> StoreResult<Vec<chat_proto::devices::Device>>;
+
+    /// Stores a single-use link token (its hash) for the account.
+    async fn insert_link_token(
+        &self,
+        hash: Vec<u8>,
+        user_id: &str,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+
+    /// Spends a link token and adds the device with its first token, in one
+    /// write. `None` for an unknown, used or expired token;
+    /// `Conflict("devices")` when the account has `max_devices`.
+    async fn link_device(&self, link: NewLink) -> StoreResult<Option<(User, u32)>>;
+
+    /// Removes a device with its tokens; the token hashes, or `None` when
+    /// there is no such device.
+    async fn remove_device(
+        &self,
+        user_id: &str,
+        device_id: u32,
+    ) -> StoreResult<Option<Vec<Vec<u8>>>>;
 
     // Prekeys.
     /// Applies an upload (already validated) for the caller, whose token

@@ -18,11 +18,12 @@ use chat_proto::{MessageStatus, Role};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Account, Claimed, MediaUsage, MemberChange, NewChange, NewMessage, OnCommit, Queued,
+    Account, Claimed, MediaUsage, MemberChange, NewChange, NewLink, NewMessage, OnCommit, Queued,
     StatusEvent, Storage, StoreError, StoreResult, Stored,
 };
 use crate::metrics::Metrics;
 
+use super::sqlite_devices as devices;
 use super::sqlite_groups as groups;
 use super::sqlite_media as media;
 use super::sqlite_prekeys as prekeys;
@@ -187,7 +188,7 @@ impl Storage for SqliteStorage {
                 ],
             );
             match r {
-                Ok(_) => Ok(()),
+                Ok(_) => devices::add_first(c, &a.user.id, crate::auth::now_ms()),
                 Err(rusqlite::Error::SqliteFailure(e, _))
                     if e.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
@@ -260,20 +261,25 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn token_user(&self, hash: Vec<u8>, now: i64, idle_ms: i64) -> StoreResult<Option<User>> {
+    async fn token_user(
+        &self,
+        hash: Vec<u8>,
+        now: i64,
+        idle_ms: i64,
+    ) -> StoreResult<Option<(User, u32)>> {
         let h = hash.clone();
         let found = self
             .read(move |c| {
                 Ok(c.query_row(
-                    "SELECT u.id, u.username, u.avatar_url, t.last_used FROM tokens t
+                    "SELECT u.id, u.username, u.avatar_url, t.last_used, t.device_id FROM tokens t
                      JOIN users u ON u.id = t.user_id WHERE t.hash = ?1",
                     [h],
-                    |r| Ok((user_from(r)?, r.get::<_, i64>(3)?)),
+                    |r| Ok((user_from(r)?, r.get::<_, i64>(3)?, r.get::<_, u32>(4)?)),
                 )
                 .optional()?)
             })
             .await?;
-        let Some((user, last_used)) = found else {
+        let Some((user, last_used, device)) = found else {
             return Ok(None);
         };
         if now - last_used > idle_ms {
@@ -282,16 +288,21 @@ impl Storage for SqliteStorage {
         // Refresh at most once a minute: a write per request would cost a
         // commit on every call.
         if now - last_used > 60_000 {
+            let id = user.id.clone();
             self.write(move |c| {
                 c.execute(
                     "UPDATE tokens SET last_used = ?2 WHERE hash = ?1",
                     params![hash, now],
                 )?;
+                c.execute(
+                    "UPDATE devices SET last_seen = ?3 WHERE user_id = ?1 AND device_id = ?2",
+                    params![id, device, now],
+                )?;
                 Ok(())
             })
             .await?;
         }
-        Ok(Some(user))
+        Ok(Some((user, device)))
     }
 
     async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()> {
@@ -300,6 +311,35 @@ impl Storage for SqliteStorage {
             Ok(())
         })
         .await
+    }
+
+    async fn devices(&self, user_id: &str) -> StoreResult<Vec<chat_proto::devices::Device>> {
+        let u = user_id.to_owned();
+        self.read(move |c| devices::list(c, &u)).await
+    }
+
+    async fn insert_link_token(
+        &self,
+        hash: Vec<u8>,
+        user_id: &str,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        let u = user_id.to_owned();
+        self.write(move |c| devices::insert_link_token(c, &hash, &u, expires_at))
+            .await
+    }
+
+    async fn link_device(&self, link: NewLink) -> StoreResult<Option<(User, u32)>> {
+        self.write(move |c| devices::link(c, &link)).await
+    }
+
+    async fn remove_device(
+        &self,
+        user_id: &str,
+        device_id: u32,
+    ) -> StoreResult<Option<Vec<Vec<u8>>>> {
+        let u = user_id.to_owned();
+        self.write(move |c| devices::remove(c, &u, device_id)).await
     }
 
     async fn upload_prekeys(
@@ -593,6 +633,7 @@ impl Storage for SqliteStorage {
             )?;
             c.execute("DELETE FROM messages WHERE created_at < ?1", [cutoff])?;
             c.execute("DELETE FROM tokens WHERE last_used < ?1", [token_cutoff])?;
+            c.execute("DELETE FROM link_tokens WHERE expires_at < ?1", [token_cutoff])?;
             Ok(n as u64)
         })
         .await

@@ -175,6 +175,33 @@ PRAGMA user_version = 4;
 COMMIT;
 ";
 
+/// Version 5: linked devices (protocol version 2, DESIGN.md section 8).
+/// Every account becomes device 1 (its tokens are device 1's); ids go on
+/// from 2 and are never reused.
+const DEVICES_V5: &str = "
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS devices (
+    user_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    registration_id INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+);
+CREATE TABLE IF NOT EXISTS link_tokens (
+    hash BLOB PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+ALTER TABLE tokens ADD COLUMN device_id INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE users ADD COLUMN next_device_id INTEGER NOT NULL DEFAULT 2;
+INSERT OR IGNORE INTO devices (user_id, device_id, name, registration_id, created_at, last_seen)
+    SELECT id, 1, 'first device', 0, created_at, created_at FROM users;
+PRAGMA user_version = 5;
+COMMIT;
+";
+
 /// Brings a database up to the newest version.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -189,6 +216,9 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 4 {
         conn.execute_batch(GROUP_CHANGES_V4)?;
+    }
+    if version < 5 {
+        conn.execute_batch(DEVICES_V5)?;
     }
     Ok(())
 }

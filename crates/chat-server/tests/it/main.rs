@@ -13,6 +13,7 @@ mod accounts;
 mod binary;
 mod closes;
 mod contract;
+mod devices;
 mod group_events;
 mod groups;
 mod hostile;

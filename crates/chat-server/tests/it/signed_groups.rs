@@ -259,3 +259,97 @@ async fn a_group_from_before_is_signed_by_its_owner_as_it_is() {
     assert_eq!(g["epoch"], 0);
     assert_eq!(g["members"].as_array().unwrap().len(), 2);
 }
+
+/// A database from before version 2 (schema 3: no `group_changes`, no
+/// devices) opens with its accounts, tokens, groups and queued messages;
+/// its groups come up unsigned, ready for their owner's first record, and
+/// every account has one device, 1.
+#[tokio::test]
+async fn a_schema_3_database_migrates_with_everything_in_it() {
+    let mut s = TestServer::start().await;
+    let alice = person(&s, "alice", 1).await;
+    let bob = person(&s, "bob", 2).await;
+    let (st, g) = s
+        .call(
+            "POST",
+            "/api/groups",
+            Some(alice.token()),
+            Some(json!({"name": "old", "memberIds": [bob.auth.user.id]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{g}");
+    let group = g["id"].as_str().unwrap().to_owned();
+    let mut ws = s.connect(alice.token()).await;
+    let (id, frame) = crate::support::message(&bob.auth.user.id, "E2EE:AQID");
+    ws.send(&frame).await;
+    ws.next_ack().await;
+    drop(ws);
+    if let Some(server) = s.server.take() {
+        server.shutdown().await;
+    }
+    // What schema 3 left on disk: no change records, no devices.
+    let db = rusqlite::Connection::open(s.config.data_dir.join("chat.db")).unwrap();
+    db.execute_batch(
+        "DROP TABLE group_changes; DROP TABLE devices; DROP TABLE link_tokens;
+         ALTER TABLE tokens DROP COLUMN device_id; ALTER TABLE users DROP COLUMN next_device_id;
+         PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    drop(db);
+
+    s.restart().await;
+    let db = rusqlite::Connection::open(s.config.data_dir.join("chat.db")).unwrap();
+    let v: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 5);
+    let (st, g) = s
+        .call(
+            "GET",
+            &format!("/api/groups/{group}"),
+            Some(bob.token()),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{g}");
+    assert_eq!(g["members"].as_array().unwrap().len(), 2);
+    assert!(g.get("epoch").is_none_or(Value::is_null), "{g}");
+    assert_eq!(
+        s.stored_ids(&alice.auth.user.id, bob.token()).await,
+        vec![id]
+    );
+    // Both still log in.
+    for name in ["alice", "bob"] {
+        let st = s
+            .status(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(json!({"username": name, "password": "secret-pw"})),
+            )
+            .await;
+        assert_eq!(st, 200, "{name}");
+    }
+    // Every account is device 1, and its old token is device 1's.
+    let (st, d) = s
+        .call("GET", "/api/devices", Some(alice.token()), None)
+        .await;
+    assert_eq!(st, 200, "{d}");
+    assert_eq!(d["current"], 1);
+    assert_eq!(d["devices"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["devices"][0]["deviceId"], 1);
+    // And the owner signs it as it is.
+    let record = ChangeRecord::sign(
+        &alice.key,
+        alice.id(),
+        gid(&group),
+        None,
+        ChangeAction::Create {
+            name: "old".into(),
+            members: vec![(bob.id(), MemberRole::Member)],
+        },
+    )
+    .unwrap();
+    let (st, body) = post(&s, &alice, &group, &record).await;
+    assert!(st == 200 || st == 201, "{st} {body}");
+}

@@ -1,0 +1,159 @@
+//! Linked devices (protocol version 2, DESIGN.md section 8): list, link
+//! (a single-use link token, the provisioning hand-off, registering the new
+//! device), remove.
+//!
+//! Not served yet: a device other than 1 can list and remove devices and
+//! approve a link, but the WebSocket and the prekey upload refuse it
+//! ([`not_served`]) until messages are addressed per device; otherwise it
+//! would take (and, unable to decrypt, acknowledge) device 1's messages.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use chat_proto::devices::{
+    DEVICE_NAME_MAX, DevicesResponse, LinkDeviceRequest, LinkToken, LinkedDevice,
+    PROVISION_SEALED_MAX, ProvisionRequest,
+};
+use chat_proto::rest::ErrorCode;
+use chat_proto::validate;
+
+use super::{Json, Path};
+use crate::auth::{self, AuthUser, now_ms};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::storage::{NewLink, StoreError};
+
+/// What a linked device (id above 1) gets from `/ws` and the prekey upload
+/// until device-addressed delivery exists.
+pub(crate) fn not_served() -> ApiError {
+    ApiError::new(
+        ErrorCode::Conflict,
+        "this server does not deliver to linked devices yet (only device 1 receives)",
+    )
+}
+
+/// `GET /api/devices`.
+pub(super) async fn list(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+) -> ApiResult<axum::Json<DevicesResponse>> {
+    let devices = state.store.devices(&me.user.id).await?;
+    Ok(axum::Json(DevicesResponse {
+        devices,
+        current: me.device_id,
+    }))
+}
+
+/// `POST /api/devices/link-token`: for the device about to be linked.
+pub(super) async fn link_token(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+) -> ApiResult<(StatusCode, axum::Json<LinkToken>)> {
+    state.limit(&state.limits.login_per_account, &me.user.id)?;
+    let token = auth::new_token();
+    let wait_ms = i64::try_from(state.config.provision_wait_secs)
+        .unwrap_or(i64::MAX / 2_000)
+        .saturating_mul(1000);
+    let expires_at = now_ms().saturating_add(wait_ms);
+    state
+        .store
+        .insert_link_token(auth::token_hash(&token), &me.user.id, expires_at)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(LinkToken {
+            link_token: token,
+            expires_at,
+        }),
+    ))
+}
+
+/// `PUT /api/provisioning/{address}`: hands the sealed message over.
+pub(super) async fn provision(
+    State(state): State<Arc<AppState>>,
+    _me: AuthUser,
+    Path(address): Path<String>,
+    Json(req): Json<ProvisionRequest>,
+) -> ApiResult<StatusCode> {
+    if req.sealed.len() > PROVISION_SEALED_MAX {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("sealed is at most {PROVISION_SEALED_MAX} characters"),
+        ));
+    }
+    if req.sealed.is_empty() {
+        return Err(ApiError::bad_request("sealed is empty"));
+    }
+    if state.provisioning.deliver(&address, req.sealed) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("provisioning address"))
+    }
+}
+
+/// `POST /api/devices`: the new device registers itself with the link
+/// token (no bearer token: this is how it gets one).
+pub(super) async fn link(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(req): Json<LinkDeviceRequest>,
+) -> ApiResult<(StatusCode, axum::Json<LinkedDevice>)> {
+    state.limit(&state.limits.register, &peer.ip())?;
+    validate::text(&req.name, "name", DEVICE_NAME_MAX)?;
+    let token = auth::new_token();
+    let linked = state
+        .store
+        .link_device(NewLink {
+            link_hash: auth::token_hash(&req.link_token),
+            token_hash: auth::token_hash(&token),
+            name: req.name,
+            registration_id: req.registration_id,
+            now: now_ms(),
+            max_devices: state.config.max_devices,
+        })
+        .await;
+    match linked {
+        Ok(Some((user, device_id))) => {
+            tracing::info!(user = %user.id, device = device_id, "device linked");
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(LinkedDevice {
+                    user,
+                    device_id,
+                    token,
+                }),
+            ))
+        }
+        Ok(None) => Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "the link token is unknown, used or expired",
+        )),
+        Err(StoreError::Conflict(_)) => Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "an account has at most {} devices: remove one first",
+                state.config.max_devices
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `DELETE /api/devices/{deviceId}`: its tokens stop working and its
+/// connections close.
+pub(super) async fn remove(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path(device_id): Path<u32>,
+) -> ApiResult<StatusCode> {
+    let Some(tokens) = state.store.remove_device(&me.user.id, device_id).await? else {
+        return Err(ApiError::not_found("device"));
+    };
+    for t in &tokens {
+        state.hub.close_token(&me.user.id, t);
+    }
+    tracing::info!(user = %me.user.id, device = device_id, "device removed");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,239 @@
+//! Linked devices on the server (protocol version 2): link tokens, the
+//! provisioning socket that forwards a sealed message it cannot read,
+//! registering the new device, listing and removing devices.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chat_proto::devices::ProvisionFrame;
+use e2ee_core::IdentityKeyPair;
+use e2ee_core::provision::{self, ProvisionContents, ProvisioningKeys};
+use futures_util::StreamExt;
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::TestServer;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The new device: opens the provisioning socket, reads its address.
+async fn provisioning_socket(s: &TestServer) -> (Socket, String) {
+    let url = format!("{}/provision", s.ws_url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let frame = next_text(&mut ws).await.expect("an address frame");
+    match serde_json::from_str(&frame).unwrap() {
+        ProvisionFrame::Address { address, .. } => (ws, address),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn next_text(ws: &mut Socket) -> Option<String> {
+    let deadline = std::time::Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout(deadline, ws.next()).await.ok()?? {
+            Ok(Message::Text(t)) => return Some(t.to_string()),
+            Ok(Message::Close(c)) => {
+                return c.map(|c| format!("close {} {}", u16::from(c.code), c.reason));
+            }
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn link_token(s: &TestServer, token: &str) -> String {
+    let (st, body) = s
+        .call("POST", "/api/devices/link-token", Some(token), None)
+        .await;
+    assert_eq!(st, 201, "{body}");
+    body["linkToken"].as_str().unwrap().to_owned()
+}
+
+async fn register_device(s: &TestServer, link: &str, name: &str) -> (u16, Value) {
+    s.call(
+        "POST",
+        "/api/devices",
+        None,
+        Some(json!({"linkToken": link, "name": name, "registrationId": 4242})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_device_is_linked_through_a_sealed_message_the_server_only_forwards() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let identity = IdentityKeyPair::generate(&mut rng);
+
+    // The new device shows its code.
+    let (mut socket, address) = provisioning_socket(&s).await;
+    let keys = ProvisioningKeys::generate(&mut rng);
+    let code = keys.code(&address).unwrap();
+
+    // Alice's linked device approves it.
+    let link = link_token(&s, &alice.token).await;
+    let uid = *uuid::Uuid::parse_str(&alice.user.id).unwrap().as_bytes();
+    let contents = ProvisionContents::new(&identity, uid, "alice", &link).unwrap();
+    let sealed = provision::seal(&mut rng, &code, &contents).unwrap();
+    let body = json!({"sealed": STANDARD.encode(&sealed)});
+    let st = s
+        .status(
+            "PUT",
+            &format!("/api/provisioning/{address}"),
+            None,
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(st, 401, "only a signed-in device hands over a link");
+    let st = s
+        .status(
+            "PUT",
+            &format!("/api/provisioning/{address}"),
+            Some(&alice.token),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(st, 204);
+    // Once only.
+    let st = s
+        .status(
+            "PUT",
+            &format!("/api/provisioning/{address}"),
+            Some(&alice.token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(st, 404);
+
+    // The new device gets it, opens it, and the socket closes.
+    let frame = next_text(&mut socket).await.unwrap();
+    let ProvisionFrame::Message { sealed: got } = serde_json::from_str(&frame).unwrap() else {
+        panic!("{frame}");
+    };
+    let close = next_text(&mut socket).await.unwrap();
+    assert!(close.starts_with("close 1000"), "{close}");
+    let opened = provision::open(&keys, &address, &STANDARD.decode(got).unwrap()).unwrap();
+    assert_eq!(opened.identity().public(), identity.public());
+    // Someone else's provisioning keys cannot open it.
+    let other = ProvisioningKeys::generate(&mut rng);
+    assert!(provision::open(&other, &address, &sealed).is_err());
+
+    // It registers itself with the token inside.
+    let (st, linked) = register_device(&s, &opened.link_token, "laptop").await;
+    assert_eq!(st, 201, "{linked}");
+    assert_eq!(linked["deviceId"], 2);
+    assert_eq!(linked["user"]["id"], alice.user.id.as_str());
+    let laptop = linked["token"].as_str().unwrap().to_owned();
+    // The token is spent.
+    let (st, again) = register_device(&s, &opened.link_token, "again").await;
+    assert_eq!(st, 401, "{again}");
+
+    // Both devices list both; each knows which it is.
+    for (token, current) in [(&alice.token, 1), (&laptop, 2)] {
+        let (st, d) = s.call("GET", "/api/devices", Some(token), None).await;
+        assert_eq!(st, 200, "{d}");
+        assert_eq!(d["current"], current);
+        let names: Vec<&str> = d["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["first device", "laptop"]);
+        assert_eq!(d["devices"][1]["registrationId"], 4242);
+    }
+
+    // Until messages are addressed per device, device 2 gets no socket
+    // and uploads no prekeys (it would take device 1's messages).
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/users/prekeys",
+            Some(&laptop),
+            Some(json!({"identityKey": "", "identitySignature": "", "oneTimePrekeys": []})),
+        )
+        .await;
+    assert_eq!(st, 409, "{body}");
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(s.ws_url())
+            .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {laptop}").parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(refused.to_string().contains("409"), "{refused}");
+
+    // Removing it: its token stops working at once.
+    assert_eq!(
+        s.status("DELETE", "/api/devices/2", Some(&alice.token), None)
+            .await,
+        204
+    );
+    assert_eq!(
+        s.status("GET", "/api/devices", Some(&laptop), None).await,
+        401
+    );
+    assert_eq!(
+        s.status("DELETE", "/api/devices/2", Some(&alice.token), None)
+            .await,
+        404
+    );
+    // Ids are never reused.
+    let link = link_token(&s, &alice.token).await;
+    let (st, linked) = register_device(&s, &link, "phone").await;
+    assert_eq!(st, 201, "{linked}");
+    assert_eq!(linked["deviceId"], 3);
+}
+
+#[tokio::test]
+async fn link_tokens_and_provisioning_sockets_expire_and_accounts_have_a_cap() {
+    let s = TestServer::with(|c| {
+        c.provision_wait_secs = 1;
+        c.max_devices = 2;
+    })
+    .await;
+    let bob = s.register("bob").await;
+
+    // A socket nobody provisions closes by itself.
+    let (mut socket, address) = provisioning_socket(&s).await;
+    let close = next_text(&mut socket).await.unwrap();
+    assert!(close.starts_with("close 4008"), "{close}");
+    let st = s
+        .status(
+            "PUT",
+            &format!("/api/provisioning/{address}"),
+            Some(&bob.token),
+            Some(json!({"sealed": "AAAA"})),
+        )
+        .await;
+    assert_eq!(st, 404, "an expired address takes nothing");
+
+    // A link token expires.
+    let stale = link_token(&s, &bob.token).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (st, body) = register_device(&s, &stale, "late").await;
+    assert_eq!(st, 401, "{body}");
+
+    // Two devices at most here.
+    let link = link_token(&s, &bob.token).await;
+    assert_eq!(register_device(&s, &link, "second").await.0, 201);
+    let link = link_token(&s, &bob.token).await;
+    let (st, body) = register_device(&s, &link, "third").await;
+    assert_eq!(st, 413, "{body}");
+    // Garbage and oversized bodies are typed errors.
+    let (st, _) = register_device(&s, "not-a-token", "x").await;
+    assert_eq!(st, 401);
+    let (st, _) = register_device(&s, &link, "").await;
+    assert_eq!(st, 400);
+    let st = s
+        .status(
+            "PUT",
+            "/api/provisioning/whatever",
+            Some(&bob.token),
+            Some(json!({"sealed": "A".repeat(5000)})),
+        )
+        .await;
+    assert_eq!(st, 413);
+}
