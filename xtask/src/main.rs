@@ -58,7 +58,7 @@ const TRANSPORT_FORBIDDEN: &[&str] = &[
 const CLIENT_FORBIDDEN: &[&str] = &["chat-server", "axum"];
 
 /// The cargo-fuzz targets of e2ee-core.
-const FUZZ_TARGETS: &[&str] = &["envelope", "payload", "record", "decrypt"];
+const FUZZ_TARGETS: &[&str] = &["envelope", "payload", "record", "decrypt", "membership"];
 
 type Result<T = ()> = std::result::Result<T, String>;
 

@@ -27,6 +27,7 @@ fn fuzz_corpora_replay_without_panics() {
         ("payload", harness::payload),
         ("record", harness::record),
         ("decrypt", harness::decrypt),
+        ("membership", harness::membership),
     ] {
         assert!(replay(target, run) > 0, "corpus {target} is empty");
     }
@@ -112,5 +113,33 @@ fn seed_corpora_are_present() {
             "{} differs; see doc",
             path.display()
         );
+    }
+}
+
+/// Signed change records cut anywhere or with any byte changed are typed
+/// errors (or, for a changed signature byte, a record that fails to verify),
+/// never a panic.
+#[test]
+fn change_records_and_their_mutations_never_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/membership");
+    for name in ["create", "add"] {
+        let s = std::fs::read(dir.join(name)).unwrap();
+        let r = e2ee_core::membership::ChangeRecord::from_bytes(&s).unwrap();
+        assert!(r.verify_signature().is_ok());
+        for cut in 0..s.len() {
+            harness::membership(&s[..cut]);
+            assert!(e2ee_core::membership::ChangeRecord::from_bytes(&s[..cut]).is_err());
+        }
+        for i in 0..s.len() {
+            let mut m = s.clone();
+            m[i] ^= 0x01;
+            harness::membership(&m);
+            if let Ok(r) = e2ee_core::membership::ChangeRecord::from_bytes(&m) {
+                assert!(
+                    r.verify_signature().is_err(),
+                    "byte {i} of {name} changed unnoticed"
+                );
+            }
+        }
     }
 }
