@@ -89,6 +89,12 @@ pub enum Command {
     /// Create and manage groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// List the account's devices, or remove one.
+    Devices {
+        /// `list` (the default) or `remove ID`.
+        #[command(subcommand)]
+        cmd: Option<DevicesCommand>,
+    },
     /// List the users on the server and who is online.
     Contacts,
     /// Show the safety number to compare with a contact.
@@ -126,6 +132,7 @@ impl Command {
             Command::History(_) => "history",
             Command::Search(_) => "search",
             Command::Group(_) => "group",
+            Command::Devices { .. } => "devices",
             Command::Contacts => "contacts",
             Command::SafetyNumber(_) => "safety-number",
             Command::Verify(_) => "verify",
@@ -291,6 +298,18 @@ pub enum GroupCommand {
     Info {
         /// The group (name or id).
         group: String,
+    },
+}
+
+/// `chat devices ...`.
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// The account's devices: id, name, when linked, last seen.
+    List,
+    /// Remove a device: its logins stop working at once.
+    Remove {
+        /// The device's id (see `chat devices`).
+        device_id: u32,
     },
 }
 

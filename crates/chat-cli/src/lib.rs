@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod demo;
+pub mod devices;
 pub mod error;
 pub mod groups;
 pub mod lock;

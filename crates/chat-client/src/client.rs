@@ -30,6 +30,7 @@ use crate::{convert, keys, runtime};
 
 mod attachments;
 pub use attachments::Attachment;
+mod devices;
 mod groups;
 mod membership;
 pub use membership::{GroupMembership, MembershipAction, MembershipChange};

@@ -59,6 +59,7 @@ pub use event::{ConnectionState, Event};
 pub use limits::{MAX_PADDED_PAYLOAD, MAX_TEXT_BYTES};
 
 pub use chat_proto::Role;
+pub use chat_proto::devices::{Device, DevicesResponse as DeviceList};
 pub use chat_proto::rest::{ErrorCode, Group, GroupMember, User};
 pub use chat_transport::TransportError;
 pub use e2ee_core::{AttachmentPointer, PayloadKind, SafetyNumber};

@@ -427,6 +427,19 @@ impl RestClient {
             .await
     }
 
+    // ---- devices (version 2) ----------------------------------------------
+
+    /// The account's devices and which one we are.
+    pub async fn devices(&self) -> Result<chat_proto::devices::DevicesResponse, TransportError> {
+        self.get("/api/devices").await
+    }
+
+    /// Removes one of the account's devices: its tokens stop working.
+    pub async fn remove_device(&self, device_id: u32) -> Result<(), TransportError> {
+        self.no_content(Method::DELETE, &format!("/api/devices/{device_id}"))
+            .await
+    }
+
     // ---- media ------------------------------------------------------------
 
     /// Uploads an (already encrypted) attachment.

@@ -230,6 +230,18 @@ fn session(w: &World) {
         assert_eq!(m[0]["conversation"]["name"], "#team");
     }
     w.ok("alice", &["group", "remove", "team", "carol"]);
+    // Each account is one device so far, and knows it.
+    let devices = w.json("bob", &["devices"]);
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert_eq!(devices[0]["deviceId"], 1);
+    assert_eq!(devices[0]["current"], true);
+    let text = w.ok("bob", &["devices", "list"]);
+    assert!(
+        text.contains("first device") && text.contains("(this device)"),
+        "{text}"
+    );
+    let err = w.fails("bob", &["devices", "remove", "7"], 4);
+    assert!(err.contains("device"), "{err}");
     // Bob's client verified every change and shows who made it.
     let info = w.json("bob", &["group", "info", "team"]);
     assert_eq!(info[0]["signed"], true, "{info:?}");
