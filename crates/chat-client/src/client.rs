@@ -170,6 +170,7 @@ impl ClientBuilder {
                 group_lock: tokio::sync::Mutex::new(()),
                 group_push: AtomicBool::new(false),
                 fresh_groups: Mutex::new(HashSet::new()),
+                replace_devices: AtomicBool::new(false),
                 hold_acks: self.hold_acks,
                 receive: self.receive,
                 deferred: AtomicBool::new(false),
@@ -196,6 +197,10 @@ pub(crate) struct Inner {
     pub(crate) group_push: AtomicBool,
     /// Groups reloaded on this connection with no change notice since.
     pub(crate) fresh_groups: Mutex<HashSet<String>>,
+    /// Set by `login_replacing_keys` for its first upload: the server
+    /// refuses a new identity for an account in use unless asked to
+    /// replace every device.
+    pub(crate) replace_devices: AtomicBool,
     pub(crate) hold_acks: bool,
     /// Takes in messages (see [`ClientBuilder::receive`]).
     pub(crate) receive: bool,
@@ -557,7 +562,14 @@ impl Client {
         if let Ok(mut me) = self.inner.me.write() {
             *me = Some(account.clone());
         }
-        keys::maintain(&self.inner, true).await?;
+        self.inner
+            .replace_devices
+            .store(replace_keys, std::sync::atomic::Ordering::Relaxed);
+        let uploaded = keys::maintain(&self.inner, true).await;
+        self.inner
+            .replace_devices
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        uploaded?;
         self.inner.start_connection().await?;
         Ok(account)
     }

@@ -104,6 +104,7 @@ pub(crate) fn upload(
         pq_last_resort_prekey: pq_last_resort.map(pq_upload),
         pq_one_time_prekeys: pq_one_time.iter().map(pq_upload).collect(),
         pq_replace_one_time: false,
+        replace_devices: false,
     }
 }
 

@@ -47,6 +47,9 @@ async fn delete_stale(inner: &Inner) -> Result<()> {
 /// whatever the server lacks. `fresh_login` forces the identity and signed
 /// prekey to be (re)uploaded.
 pub(crate) async fn maintain(inner: &Inner, fresh_login: bool) -> Result<()> {
+    let replace_devices = inner
+        .replace_devices
+        .load(std::sync::atomic::Ordering::Relaxed);
     let _guard = inner.keys_lock.lock().await;
     delete_stale(inner).await?;
     let status = inner.rest.prekey_status().await?;
@@ -148,6 +151,7 @@ pub(crate) async fn maintain(inner: &Inner, fresh_login: bool) -> Result<()> {
                     &pq_unuploaded,
                 );
                 upload.pq_replace_one_time = replace;
+                upload.replace_devices = replace_devices;
                 let ids: Vec<u32> = unuploaded.iter().map(OneTimePreKeyPair::id).collect();
                 let mut pq_ids: Vec<u32> = pq_unuploaded.iter().map(PqPreKeyPair::id).collect();
                 if last_needed {

@@ -120,6 +120,11 @@ pub struct PreKeyUpload {
     /// before adding `pqOneTimePrekeys` (after a restore from a backup).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pq_replace_one_time: bool,
+    /// Version 2: an upload whose identity differs from the account's is
+    /// refused (`409`, the account is in use on another device) unless this
+    /// is set; then every other device and token of the account goes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace_devices: bool,
 }
 
 /// `GET /api/users/{userId}/prekeys`: one bundle; the one-time prekey in it

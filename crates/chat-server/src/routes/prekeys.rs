@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chat_proto::rest::{PreKeyBundle, PreKeyStatus, PreKeyUpload};
+use chat_proto::rest::{ErrorCode, PreKeyBundle, PreKeyStatus, PreKeyUpload};
 use chat_proto::validate::{
     self, KEM_PUBLIC_LENGTH, PQ_PREKEYS_PER_UPLOAD_MAX, PREKEYS_PER_UPLOAD_MAX, ValidationError,
 };
@@ -66,11 +66,21 @@ pub(super) async fn upload(
         return Err(super::devices::not_served());
     }
     check(&req)?;
-    if state
+    let replaced = match state
         .store
         .upload_prekeys(&me.user.id, req, me.token_hash.clone(), now_ms())
-        .await?
+        .await
     {
+        Err(crate::storage::StoreError::Conflict("identity")) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this account is in use with another identity: link this device from one of \
+                 its devices, or set replaceDevices to replace every device",
+            ));
+        }
+        other => other?,
+    };
+    if replaced {
         // The old device's connections go with its tokens.
         state.hub.close_others(&me.user.id, &me.token_hash);
     }

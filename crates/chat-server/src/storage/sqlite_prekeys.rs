@@ -9,7 +9,7 @@ use chat_proto::rest::{
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sqlite::PREKEYS_LOW;
-use super::{Claimed, StoreResult};
+use super::{Claimed, StoreError, StoreResult};
 
 /// Stores an upload; whether it replaced the identity (and so revoked every
 /// token but `keep`).
@@ -30,10 +30,25 @@ pub(super) fn upload(
     let replaced = current
         .as_deref()
         .is_some_and(|k| k != u.identity_key.as_str());
+    if replaced && !u.replace_devices {
+        return Err(StoreError::Conflict("identity"));
+    }
     if replaced {
+        // Every other device goes with its tokens; the uploader is device 1.
         c.execute(
             "DELETE FROM tokens WHERE user_id = ?1 AND hash != ?2",
             params![user, keep],
+        )?;
+        c.execute("UPDATE tokens SET device_id = 1 WHERE user_id = ?1", [user])?;
+        c.execute(
+            "DELETE FROM devices WHERE user_id = ?1 AND device_id != 1",
+            [user],
+        )?;
+        c.execute("DELETE FROM link_tokens WHERE user_id = ?1", [user])?;
+        c.execute(
+            "INSERT OR IGNORE INTO devices (user_id, device_id, name, registration_id, created_at, last_seen)
+             VALUES (?1, 1, 'first device', 0, ?2, ?2)",
+            params![user, now],
         )?;
     }
     if current.as_deref() != Some(u.identity_key.as_str()) {

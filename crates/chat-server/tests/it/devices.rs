@@ -237,3 +237,104 @@ async fn link_tokens_and_provisioning_sockets_expire_and_accounts_have_a_cap() {
         .await;
     assert_eq!(st, 413);
 }
+
+fn upload_for(key: &IdentityKeyPair, replace: bool) -> Value {
+    json!({
+        "identityKey": STANDARD.encode(key.public().to_bytes()),
+        "identitySignature": STANDARD.encode(key.binding_signature()),
+        "signedPrekey": {"keyId": 1, "publicKey": STANDARD.encode([3u8; 32]), "signature": STANDARD.encode([4u8; 64])},
+        "oneTimePrekeys": [],
+        "replaceDevices": replace,
+    })
+}
+
+/// A careless second login from a new store (a new identity) no longer
+/// replaces the account's keys silently: refused unless it asks to replace
+/// every device, and then the other devices and logins go.
+#[tokio::test]
+async fn a_new_identity_replaces_the_account_only_when_asked() {
+    let s = TestServer::start().await;
+    let carol = s.register("carol").await;
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let first = IdentityKeyPair::generate(&mut rng);
+    let st = s
+        .status(
+            "POST",
+            "/api/users/prekeys",
+            Some(&carol.token),
+            Some(upload_for(&first, false)),
+        )
+        .await;
+    assert_eq!(st, 200);
+    // A linked device.
+    let link = link_token(&s, &carol.token).await;
+    let (st, linked) = register_device(&s, &link, "tablet").await;
+    assert_eq!(st, 201, "{linked}");
+    let tablet = linked["token"].as_str().unwrap().to_owned();
+
+    // A second login from another store, with its own identity.
+    let (st, again) = s
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "carol", "password": "secret-pw"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{again}");
+    let second = again["token"].as_str().unwrap().to_owned();
+    let other = IdentityKeyPair::generate(&mut rng);
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/users/prekeys",
+            Some(&second),
+            Some(upload_for(&other, false)),
+        )
+        .await;
+    assert_eq!(st, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("replaceDevices"),
+        "{body}"
+    );
+    // Nothing changed: the first identity and both devices stand.
+    assert_eq!(
+        s.status("GET", "/api/devices", Some(&tablet), None).await,
+        200
+    );
+    let (_, status) = s
+        .call("GET", "/api/users/prekeys/status", Some(&carol.token), None)
+        .await;
+    assert_eq!(
+        status["identityKey"],
+        STANDARD.encode(first.public().to_bytes()),
+        "{status}"
+    );
+
+    // Asked for: every other device and login goes.
+    let st = s
+        .status(
+            "POST",
+            "/api/users/prekeys",
+            Some(&second),
+            Some(upload_for(&other, true)),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        s.status("GET", "/api/devices", Some(&tablet), None).await,
+        401
+    );
+    assert_eq!(
+        s.status("GET", "/api/devices", Some(&carol.token), None)
+            .await,
+        401
+    );
+    let (st, d) = s.call("GET", "/api/devices", Some(&second), None).await;
+    assert_eq!(st, 200);
+    assert_eq!(d["devices"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["current"], 1);
+}

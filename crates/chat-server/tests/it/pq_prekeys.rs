@@ -140,9 +140,11 @@ async fn a_low_pq_stock_asks_the_owner_for_more_and_a_new_identity_drops_the_old
         .await;
     assert_eq!(low.pq_remaining, Some(9));
 
-    // A reinstall (another identity key): the old PQ prekeys are gone.
+    // A reinstall (another identity key, replacing every device): the old
+    // PQ prekeys are gone.
     let mut u = upload(1..3);
     u["identityKey"] = STANDARD.encode([7u8; 64]).into();
+    u["replaceDevices"] = true.into();
     let (st, status) = s
         .call("POST", "/api/users/prekeys", Some(&b.token), Some(u))
         .await;
