@@ -174,9 +174,10 @@ pub struct AccountArgs {
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// `login` only: replace the account's keys with this profile's when
-    /// they belong to another store (you lost it). That store's logins are
-    /// revoked and your contacts see a new safety number.
-    #[arg(long)]
+    /// they belong to another store (you lost every device). Every other
+    /// device and login of the account is removed and your contacts see a
+    /// new safety number. Also spelled `--replace-devices`.
+    #[arg(long, alias = "replace-devices")]
     pub replace_keys: bool,
 }
 
