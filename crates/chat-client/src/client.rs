@@ -171,6 +171,7 @@ impl ClientBuilder {
                 group_push: AtomicBool::new(false),
                 fresh_groups: Mutex::new(HashSet::new()),
                 replace_devices: AtomicBool::new(false),
+                memberships: Mutex::new(HashMap::new()),
                 hold_acks: self.hold_acks,
                 receive: self.receive,
                 deferred: AtomicBool::new(false),
@@ -201,6 +202,9 @@ pub(crate) struct Inner {
     /// refuses a new identity for an account in use unless asked to
     /// replace every device.
     pub(crate) replace_devices: AtomicBool,
+    /// Each group's verified membership as our stored chain leaves it, so
+    /// a reload checks only the records it has not seen.
+    pub(crate) memberships: Mutex<HashMap<String, e2ee_core::membership::Membership>>,
     pub(crate) hold_acks: bool,
     /// Takes in messages (see [`ClientBuilder::receive`]).
     pub(crate) receive: bool,

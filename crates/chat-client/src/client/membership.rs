@@ -254,10 +254,13 @@ impl Inner {
             None => problem = Some("the server no longer shows the group's signed changes".into()),
             Some(_) => {}
         }
-        let pinned = self.pinned_identities(&records).await?;
         // Records we stored were checked against the identities pinned when
         // they arrived; a signer's later (accepted) identity change must not
         // undo them. New records are checked against today's pins.
+        let held = usize::try_from(held).unwrap_or(usize::MAX);
+        let pinned = self
+            .pinned_identities(records.get(held..).unwrap_or_default())
+            .await?;
         let trusted = |u: &UserId, k: &IdentityPublic| {
             pinned
                 .iter()
@@ -265,37 +268,55 @@ impl Inner {
                 .is_none_or(|(_, pk)| pk == k)
         };
         let already = |_: &UserId, _: &IdentityPublic| true;
-        let mut it = records.iter().enumerate();
-        let Some((_, first)) = it.next() else {
-            return Ok(Verified::Unsigned);
-        };
         let check = |i: usize| -> &dyn Fn(&UserId, &IdentityPublic) -> bool {
-            if (i as u64) < held {
-                &already
-            } else {
-                &trusted
+            if i < held { &already } else { &trusted }
+        };
+        // The membership our stored chain leaves, kept from the last reload:
+        // only new records cost a signature check.
+        let cached = self
+            .memberships
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&g.id).cloned())
+            .filter(|m| held > 0 && m.epoch() + 1 == held as u64);
+        let (mut membership, start) = match cached {
+            Some(m) => (m, held),
+            None => {
+                let Some(first) = records.first() else {
+                    return Ok(Verified::Unsigned);
+                };
+                match Membership::from_chain([first], check(0)) {
+                    Ok(m) => (m, 1),
+                    Err(e) => {
+                        return Err(ClientError::BadKeys(format!(
+                            "group {}: its first signed change does not verify: {e}",
+                            g.id
+                        )));
+                    }
+                }
             }
         };
-        let mut membership = match Membership::from_chain([first], check(0)) {
-            Ok(m) => m,
-            Err(e) => {
-                return Err(ClientError::BadKeys(format!(
-                    "group {}: its first signed change does not verify: {e}",
-                    g.id
-                )));
-            }
-        };
-        let mut good = vec![(0u64, first.to_bytes())];
-        for (i, r) in it {
+        let mut good: Vec<(u64, Vec<u8>)> = Vec::new();
+        if start == 1 && held == 0 {
+            good.push((0, records[0].to_bytes()));
+        }
+        for (i, r) in records.iter().enumerate().skip(start) {
             if let Err(e) = membership.apply(r, check(i)) {
                 problem.get_or_insert_with(|| e.to_string());
                 break;
             }
-            good.push((r.epoch, r.to_bytes()));
+            if i >= held {
+                good.push((r.epoch, r.to_bytes()));
+            }
         }
-        let gid = g.id.clone();
-        self.db(move |s| s.write(|tx| tx.add_group_changes(&gid, &good)))
-            .await?;
+        if !good.is_empty() {
+            let gid = g.id.clone();
+            self.db(move |s| s.write(|tx| tx.add_group_changes(&gid, &good)))
+                .await?;
+        }
+        if let Ok(mut c) = self.memberships.lock() {
+            c.insert(g.id.clone(), membership.clone());
+        }
         Ok(Verified::Chain {
             membership: Box::new(membership),
             problem,
