@@ -239,13 +239,9 @@ async fn link_tokens_and_provisioning_sockets_expire_and_accounts_have_a_cap() {
 }
 
 fn upload_for(key: &IdentityKeyPair, replace: bool) -> Value {
-    json!({
-        "identityKey": STANDARD.encode(key.public().to_bytes()),
-        "identitySignature": STANDARD.encode(key.binding_signature()),
-        "signedPrekey": {"keyId": 1, "publicKey": STANDARD.encode([3u8; 32]), "signature": STANDARD.encode([4u8; 64])},
-        "oneTimePrekeys": [],
-        "replaceDevices": replace,
-    })
+    let mut u = crate::support::key_upload(key);
+    u["replaceDevices"] = replace.into();
+    u
 }
 
 /// A careless second login from a new store (a new identity) no longer

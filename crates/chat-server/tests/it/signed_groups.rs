@@ -32,12 +32,7 @@ impl Person {
 async fn person(s: &TestServer, name: &str, seed: u64) -> Person {
     let auth = s.register(name).await;
     let key = IdentityKeyPair::generate(&mut ChaCha20Rng::seed_from_u64(seed));
-    let upload = json!({
-        "identityKey": STANDARD.encode(key.public().to_bytes()),
-        "identitySignature": STANDARD.encode(key.binding_signature()),
-        "signedPrekey": {"keyId": 1, "publicKey": STANDARD.encode([3u8; 32]), "signature": STANDARD.encode([4u8; 64])},
-        "oneTimePrekeys": [],
-    });
+    let upload = crate::support::key_upload(&key);
     let (st, body) = s
         .call(
             "POST",
@@ -52,6 +47,36 @@ async fn person(s: &TestServer, name: &str, seed: u64) -> Person {
 
 fn gid(g: &str) -> [u8; 16] {
     *uuid::Uuid::parse_str(g).unwrap().as_bytes()
+}
+
+/// A group made with the unsigned (version-1) request.
+async fn v1_group(s: &TestServer, owner: &Person, member: &Person) -> String {
+    let (st, g) = s
+        .call(
+            "POST",
+            "/api/groups",
+            Some(owner.token()),
+            Some(json!({"name": "old", "memberIds": [member.auth.user.id]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{g}");
+    assert!(g.get("epoch").is_none(), "{g}");
+    g["id"].as_str().unwrap().to_owned()
+}
+
+/// `who`'s first record for the version-1 group "old" with `members`.
+fn genesis(group: &str, who: &Person, members: Vec<([u8; 16], MemberRole)>) -> ChangeRecord {
+    ChangeRecord::sign(
+        &who.key,
+        who.id(),
+        gid(group),
+        None,
+        ChangeAction::Create {
+            name: "old".into(),
+            members,
+        },
+    )
+    .unwrap()
 }
 
 async fn post(s: &TestServer, who: &Person, group: &str, r: &ChangeRecord) -> (u16, Value) {
@@ -223,37 +248,14 @@ async fn a_group_from_before_is_signed_by_its_owner_as_it_is() {
     let alice = person(&s, "alice", 1).await;
     let bob = person(&s, "bob", 2).await;
     let mallory = person(&s, "mallory", 4).await;
-    let (st, g) = s
-        .call(
-            "POST",
-            "/api/groups",
-            Some(alice.token()),
-            Some(json!({"name": "old", "memberIds": [bob.auth.user.id]})),
-        )
-        .await;
-    assert_eq!(st, 201, "{g}");
-    assert!(g.get("epoch").is_none(), "{g}");
-    let group = g["id"].as_str().unwrap().to_owned();
-    let genesis = |members: Vec<([u8; 16], MemberRole)>, who: &Person| {
-        ChangeRecord::sign(
-            &who.key,
-            who.id(),
-            gid(&group),
-            None,
-            ChangeAction::Create {
-                name: "old".into(),
-                members,
-            },
-        )
-        .unwrap()
-    };
+    let group = v1_group(&s, &alice, &bob).await;
     // A member list that is not the group's, or another signer: refused.
-    let wrong = genesis(vec![(mallory.id(), MemberRole::Member)], &alice);
+    let wrong = genesis(&group, &alice, vec![(mallory.id(), MemberRole::Member)]);
     assert_eq!(post(&s, &alice, &group, &wrong).await.0, 409);
-    let by_bob = genesis(vec![(alice.id(), MemberRole::Member)], &bob);
+    let by_bob = genesis(&group, &bob, vec![(alice.id(), MemberRole::Member)]);
     assert_eq!(post(&s, &bob, &group, &by_bob).await.0, 409);
     // The owner signs it as it is.
-    let right = genesis(vec![(bob.id(), MemberRole::Member)], &alice);
+    let right = genesis(&group, &alice, vec![(bob.id(), MemberRole::Member)]);
     let (st, g) = post(&s, &alice, &group, &right).await;
     assert_eq!(st, 200, "{g}");
     assert_eq!(g["epoch"], 0);
@@ -269,16 +271,7 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
     let mut s = TestServer::start().await;
     let alice = person(&s, "alice", 1).await;
     let bob = person(&s, "bob", 2).await;
-    let (st, g) = s
-        .call(
-            "POST",
-            "/api/groups",
-            Some(alice.token()),
-            Some(json!({"name": "old", "memberIds": [bob.auth.user.id]})),
-        )
-        .await;
-    assert_eq!(st, 201, "{g}");
-    let group = g["id"].as_str().unwrap().to_owned();
+    let group = v1_group(&s, &alice, &bob).await;
     let mut ws = s.connect(alice.token()).await;
     let (id, frame) = crate::support::message(&bob.auth.user.id, "E2EE:AQID");
     ws.send(&frame).await;
@@ -339,17 +332,7 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
     assert_eq!(d["devices"].as_array().unwrap().len(), 1, "{d}");
     assert_eq!(d["devices"][0]["deviceId"], 1);
     // And the owner signs it as it is.
-    let record = ChangeRecord::sign(
-        &alice.key,
-        alice.id(),
-        gid(&group),
-        None,
-        ChangeAction::Create {
-            name: "old".into(),
-            members: vec![(bob.id(), MemberRole::Member)],
-        },
-    )
-    .unwrap();
+    let record = genesis(&group, &alice, vec![(bob.id(), MemberRole::Member)]);
     let (st, body) = post(&s, &alice, &group, &record).await;
     assert!(st == 200 || st == 201, "{st} {body}");
 }

@@ -278,6 +278,19 @@ impl Ws {
     }
 }
 
+/// A first key upload for `key` (the signed prekey's bytes are filler: the
+/// server checks only lengths).
+pub fn key_upload(key: &e2ee_core::IdentityKeyPair) -> Value {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    json!({
+        "identityKey": b64(&key.public().to_bytes()),
+        "identitySignature": b64(&key.binding_signature()),
+        "signedPrekey": {"keyId": 1, "publicKey": b64(&[3u8; 32]), "signature": b64(&[4u8; 64])},
+        "oneTimePrekeys": [],
+    })
+}
+
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
