@@ -101,3 +101,25 @@ pub enum ProvisionFrame {
         sealed: String,
     },
 }
+
+/// One device's bundle in [`DeviceBundles`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceBundle {
+    /// The device.
+    pub device_id: u32,
+    /// Its `registrationId` (0 when it gave none).
+    pub registration_id: u32,
+    /// Its keys: the account's identity, the device's signed prekey, and
+    /// one-time prekeys claimed for the caller.
+    pub bundle: crate::rest::PreKeyBundle,
+}
+
+/// `GET /api/users/{userId}/devices/prekeys`: a bundle for each of the
+/// user's devices that has uploaded keys, by device id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceBundles {
+    /// The bundles.
+    pub bundles: Vec<DeviceBundle>,
+}

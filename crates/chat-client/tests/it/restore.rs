@@ -170,7 +170,7 @@ async fn after_a_restore_every_pq_prekey_the_server_hands_out_is_in_the_store() 
     // Peers drain the stock after the backup; Alice refills it with keys
     // the backup never saw.
     for _ in 0..95 {
-        store.claim_bundle(&alice_id).await.unwrap().unwrap();
+        store.claim_bundle(&alice_id, 1).await.unwrap().unwrap();
     }
     alice.client.close().await;
     drop(alice);
@@ -186,7 +186,7 @@ async fn after_a_restore_every_pq_prekey_the_server_hands_out_is_in_the_store() 
 
     let mut handed_out = Vec::new();
     for _ in 0..20 {
-        let b = store.claim_bundle(&alice_id).await.unwrap().unwrap();
+        let b = store.claim_bundle(&alice_id, 1).await.unwrap().unwrap();
         handed_out.push(b.bundle.pq_prekey.unwrap().key_id);
     }
     let mut s = net.open_store("alice");

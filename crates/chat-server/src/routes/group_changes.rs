@@ -107,7 +107,11 @@ pub(super) async fn post(
     if record.signer != *my_id.as_bytes() {
         return Err(ApiError::forbidden("a change is signed by its author"));
     }
-    let mine = state.store.prekey_status(&me.user.id).await?.identity_key;
+    let mine = state
+        .store
+        .prekey_status(&me.user.id, me.device_id)
+        .await?
+        .identity_key;
     let mine = mine
         .and_then(|k| BASE64.decode(k).ok())
         .and_then(|k| IdentityPublic::from_slice(&k).ok())

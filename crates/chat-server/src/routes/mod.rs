@@ -138,6 +138,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/users/prekeys/status", get(prekeys::status))
         .route("/api/users/prekeys/{key_id}", delete(prekeys::delete_one))
         .route("/api/users/{user_id}/prekeys", get(prekeys::claim))
+        .route(
+            "/api/users/{user_id}/devices/prekeys",
+            get(prekeys::claim_devices),
+        )
         .route("/api/verify-key", post(accounts::verify_key))
         .route(
             "/api/verify-key/{user_id}",

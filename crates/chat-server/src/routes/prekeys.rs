@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use chat_proto::devices::{DeviceBundle, DeviceBundles};
 use chat_proto::rest::{ErrorCode, PreKeyBundle, PreKeyStatus, PreKeyUpload};
 use chat_proto::validate::{
     self, KEM_PUBLIC_LENGTH, PQ_PREKEYS_PER_UPLOAD_MAX, PREKEYS_PER_UPLOAD_MAX, ValidationError,
@@ -61,16 +62,24 @@ pub(super) async fn upload(
     me: AuthUser,
     Json(req): Json<PreKeyUpload>,
 ) -> ApiResult<axum::Json<PreKeyStatus>> {
-    if me.device_id != 1 {
-        // Prekeys are the account's (device 1's) until they are per device.
-        return Err(super::devices::not_served());
-    }
     check(&req)?;
     let replaced = match state
         .store
-        .upload_prekeys(&me.user.id, req, me.token_hash.clone(), now_ms())
+        .upload_prekeys(
+            &me.user.id,
+            me.device_id,
+            req,
+            me.token_hash.clone(),
+            now_ms(),
+        )
         .await
     {
+        Err(crate::storage::StoreError::Conflict("identity")) if me.device_id != 1 => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "a linked device uploads the account's identity, not another one",
+            ));
+        }
         Err(crate::storage::StoreError::Conflict("identity")) => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
@@ -84,7 +93,7 @@ pub(super) async fn upload(
         // The old device's connections go with its tokens.
         state.hub.close_others(&me.user.id, &me.token_hash);
     }
-    let status = state.store.prekey_status(&me.user.id).await?;
+    let status = state.store.prekey_status(&me.user.id, me.device_id).await?;
     if status.signed_prekey_id.is_none() {
         return Err(ApiError::bad_request(
             "the first upload must include a signed prekey",
@@ -102,16 +111,23 @@ pub(super) async fn claim(
     state.limit(&state.limits.prekey_claims, &me.user.id)?;
     let claimed = state
         .store
-        .claim_bundle(&user_id)
+        .claim_bundle(&user_id, 1)
         .await?
         .ok_or_else(|| ApiError::not_found("prekey bundle"))?;
+    tell_if_low(&state, &user_id, &claimed);
+    Ok(axum::Json(claimed.bundle))
+}
+
+/// Device 1 (the only one with a connection so far) hears when its stock
+/// runs low.
+fn tell_if_low(state: &AppState, user_id: &str, claimed: &crate::storage::Claimed) {
     let low = claimed.one_time_left < PREKEYS_LOW && claimed.bundle.one_time_prekey.is_some();
     // A stock of PQ prekeys running low (or gone, the last-resort one
     // serving): only for owners who publish them at all.
     let pq_low = claimed.pq_one_time_left < PREKEYS_LOW && claimed.bundle.pq_prekey.is_some();
     if low || pq_low {
         state.hub.send(
-            &user_id,
+            user_id,
             &ServerFrame::PrekeysLow(PrekeysLow {
                 remaining: claimed.one_time_left,
                 pq_remaining: claimed
@@ -122,14 +138,42 @@ pub(super) async fn claim(
             }),
         );
     }
-    Ok(axum::Json(claimed.bundle))
+}
+
+/// `GET /api/users/{userId}/devices/prekeys` (version 2): one bundle per
+/// device, each with its own one-time prekeys claimed.
+pub(super) async fn claim_devices(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path(user_id): Path<String>,
+) -> ApiResult<axum::Json<DeviceBundles>> {
+    validate::id(&user_id, "userId")?;
+    state.limit(&state.limits.prekey_claims, &me.user.id)?;
+    let claimed = state.store.claim_device_bundles(&user_id).await?;
+    if claimed.is_empty() {
+        return Err(ApiError::not_found("prekey bundle"));
+    }
+    let mut bundles = Vec::with_capacity(claimed.len());
+    for (device_id, registration_id, c) in claimed {
+        if device_id == 1 {
+            tell_if_low(&state, &user_id, &c);
+        }
+        bundles.push(DeviceBundle {
+            device_id,
+            registration_id,
+            bundle: c.bundle,
+        });
+    }
+    Ok(axum::Json(DeviceBundles { bundles }))
 }
 
 pub(super) async fn status(
     State(state): State<Arc<AppState>>,
     me: AuthUser,
 ) -> ApiResult<axum::Json<PreKeyStatus>> {
-    Ok(axum::Json(state.store.prekey_status(&me.user.id).await?))
+    Ok(axum::Json(
+        state.store.prekey_status(&me.user.id, me.device_id).await?,
+    ))
 }
 
 pub(super) async fn delete_one(
@@ -140,7 +184,11 @@ pub(super) async fn delete_one(
     let key_id: u32 = key_id
         .parse()
         .map_err(|_| ApiError::bad_request("keyId must be a number"))?;
-    if state.store.delete_prekey(&me.user.id, key_id).await? {
+    if state
+        .store
+        .delete_prekey(&me.user.id, me.device_id, key_id)
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("prekey"))

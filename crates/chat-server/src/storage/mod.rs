@@ -262,17 +262,21 @@ pub trait Storage: Send + Sync + 'static {
     async fn upload_prekeys(
         &self,
         user_id: &str,
+        device_id: u32,
         upload: PreKeyUpload,
         keep: Vec<u8>,
         now: i64,
     ) -> StoreResult<bool>;
-    /// Hands out a bundle, claiming one one-time prekey atomically; also
-    /// returns how many are left.
-    async fn claim_bundle(&self, user_id: &str) -> StoreResult<Option<Claimed>>;
-    /// The caller's prekey status.
-    async fn prekey_status(&self, user_id: &str) -> StoreResult<PreKeyStatus>;
-    /// Deletes one of the caller's one-time prekeys; whether it existed.
-    async fn delete_prekey(&self, user_id: &str, key_id: u32) -> StoreResult<bool>;
+    /// Hands out one device's bundle, claiming one one-time prekey of each
+    /// kind atomically; also returns how many are left.
+    async fn claim_bundle(&self, user_id: &str, device_id: u32) -> StoreResult<Option<Claimed>>;
+    /// Every device's bundle (those with a signed prekey), claimed in one
+    /// write: `(device id, registration id, claim)` by device id.
+    async fn claim_device_bundles(&self, user_id: &str) -> StoreResult<Vec<(u32, u32, Claimed)>>;
+    /// A device's prekey status (and the account's identity).
+    async fn prekey_status(&self, user_id: &str, device_id: u32) -> StoreResult<PreKeyStatus>;
+    /// Deletes one of a device's one-time prekeys; whether it existed.
+    async fn delete_prekey(&self, user_id: &str, device_id: u32, key_id: u32) -> StoreResult<bool>;
 
     // Relay.
     /// Durably stores a message for `recipients` (commit before return);

@@ -339,36 +339,52 @@ impl Storage for SqliteStorage {
         device_id: u32,
     ) -> StoreResult<Option<Vec<Vec<u8>>>> {
         let u = user_id.to_owned();
-        self.write(move |c| devices::remove(c, &u, device_id)).await
+        self.write(move |c| {
+            let tokens = devices::remove(c, &u, device_id)?;
+            if tokens.is_some() {
+                prekeys::drop_device(c, &u, device_id)?;
+            }
+            Ok(tokens)
+        })
+        .await
     }
 
     async fn upload_prekeys(
         &self,
         user_id: &str,
+        device_id: u32,
         u: PreKeyUpload,
         keep: Vec<u8>,
         now: i64,
     ) -> StoreResult<bool> {
         let user = user_id.to_owned();
-        self.write(move |c| prekeys::upload(c, &user, &u, &keep, now))
+        self.write(move |c| prekeys::upload(c, &user, device_id, &u, &keep, now))
             .await
     }
 
-    async fn claim_bundle(&self, user_id: &str) -> StoreResult<Option<Claimed>> {
+    async fn claim_bundle(&self, user_id: &str, device_id: u32) -> StoreResult<Option<Claimed>> {
         let user = user_id.to_owned();
         // A write job: the claim (select + delete) is one atomic step, so
         // concurrent claims never hand out the same key.
-        self.write(move |c| prekeys::claim(c, &user)).await
+        self.write(move |c| prekeys::claim(c, &user, device_id))
+            .await
     }
 
-    async fn prekey_status(&self, user_id: &str) -> StoreResult<PreKeyStatus> {
+    async fn claim_device_bundles(&self, user_id: &str) -> StoreResult<Vec<(u32, u32, Claimed)>> {
         let user = user_id.to_owned();
-        self.read(move |c| prekeys::status(c, &user)).await
+        self.write(move |c| prekeys::claim_all(c, &user)).await
     }
 
-    async fn delete_prekey(&self, user_id: &str, key_id: u32) -> StoreResult<bool> {
+    async fn prekey_status(&self, user_id: &str, device_id: u32) -> StoreResult<PreKeyStatus> {
         let user = user_id.to_owned();
-        self.write(move |c| prekeys::delete(c, &user, key_id)).await
+        self.read(move |c| prekeys::status(c, &user, device_id))
+            .await
+    }
+
+    async fn delete_prekey(&self, user_id: &str, device_id: u32, key_id: u32) -> StoreResult<bool> {
+        let user = user_id.to_owned();
+        self.write(move |c| prekeys::delete(c, &user, device_id, key_id))
+            .await
     }
 
     async fn store_message(

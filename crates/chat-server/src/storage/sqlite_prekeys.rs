@@ -11,11 +11,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::sqlite::PREKEYS_LOW;
 use super::{Claimed, StoreError, StoreResult};
 
-/// Stores an upload; whether it replaced the identity (and so revoked every
-/// token but `keep`).
+/// Stores an upload for one device; whether it replaced the identity (and so
+/// revoked every token but `keep`). Only device 1 replaces an identity; a
+/// linked device uploading another one gets `Conflict("identity")`.
 pub(super) fn upload(
     c: &Connection,
     user: &str,
+    device: u32,
     u: &PreKeyUpload,
     keep: &[u8],
     now: i64,
@@ -30,7 +32,7 @@ pub(super) fn upload(
     let replaced = current
         .as_deref()
         .is_some_and(|k| k != u.identity_key.as_str());
-    if replaced && !u.replace_devices {
+    if replaced && (!u.replace_devices || device != 1) {
         return Err(StoreError::Conflict("identity"));
     }
     if replaced {
@@ -52,9 +54,11 @@ pub(super) fn upload(
         )?;
     }
     if current.as_deref() != Some(u.identity_key.as_str()) {
-        // A new identity (reinstall): old prekeys belong to the old one.
+        // A new identity (reinstall): old prekeys belong to the old one,
+        // on every device.
         c.execute("DELETE FROM one_time_prekeys WHERE user_id = ?1", [user])?;
         c.execute("DELETE FROM pq_prekeys WHERE user_id = ?1", [user])?;
+        c.execute("DELETE FROM device_keys WHERE user_id = ?1", [user])?;
         c.execute(
             "INSERT INTO identities (user_id, identity_key, identity_signature) VALUES (?1, ?2, ?3)
                  ON CONFLICT (user_id) DO UPDATE SET identity_key = ?2, identity_signature = ?3,
@@ -64,52 +68,65 @@ pub(super) fn upload(
     }
     if let Some(spk) = &u.signed_prekey {
         c.execute(
-                "UPDATE identities SET spk_id = ?2, spk_key = ?3, spk_signature = ?4, spk_uploaded_at = ?5
-                 WHERE user_id = ?1",
-                params![user, spk.key_id, spk.public_key, spk.signature, now],
-            )?;
+            "INSERT INTO device_keys (user_id, device_id, spk_id, spk_key, spk_signature, spk_uploaded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (user_id, device_id) DO UPDATE SET spk_id = ?3, spk_key = ?4,
+             spk_signature = ?5, spk_uploaded_at = ?6",
+            params![user, device, spk.key_id, spk.public_key, spk.signature, now],
+        )?;
     }
     let mut ins = c.prepare_cached(
-        "INSERT OR REPLACE INTO one_time_prekeys (user_id, key_id, public_key) VALUES (?1, ?2, ?3)",
+        "INSERT OR REPLACE INTO one_time_prekeys (user_id, device_id, key_id, public_key)
+         VALUES (?1, ?2, ?3, ?4)",
     )?;
     for k in &u.one_time_prekeys {
-        ins.execute(params![user, k.key_id, k.public_key])?;
+        ins.execute(params![user, device, k.key_id, k.public_key])?;
     }
     drop(ins);
     if u.pq_replace_one_time {
         c.execute(
-            "DELETE FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 0",
-            [user],
+            "DELETE FROM pq_prekeys WHERE user_id = ?1 AND device_id = ?2 AND last_resort = 0",
+            params![user, device],
         )?;
     }
     if let Some(k) = &u.pq_last_resort_prekey {
         c.execute(
-            "DELETE FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 1",
-            [user],
+            "DELETE FROM pq_prekeys WHERE user_id = ?1 AND device_id = ?2 AND last_resort = 1",
+            params![user, device],
         )?;
         c.execute(
-                "INSERT OR REPLACE INTO pq_prekeys (user_id, key_id, public_key, signature, last_resort, uploaded_at)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-                params![user, k.key_id, k.public_key, k.signature, now],
-            )?;
+            "INSERT OR REPLACE INTO pq_prekeys
+             (user_id, device_id, key_id, public_key, signature, last_resort, uploaded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
+            params![user, device, k.key_id, k.public_key, k.signature, now],
+        )?;
     }
     let mut ins = c.prepare_cached(
-            "INSERT OR REPLACE INTO pq_prekeys (user_id, key_id, public_key, signature, last_resort, uploaded_at)
-             VALUES (?1, ?2, ?3, ?4, 0, ?5)",
-        )?;
+        "INSERT OR REPLACE INTO pq_prekeys
+         (user_id, device_id, key_id, public_key, signature, last_resort, uploaded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+    )?;
     for k in &u.pq_one_time_prekeys {
-        ins.execute(params![user, k.key_id, k.public_key, k.signature, now])?;
+        ins.execute(params![
+            user,
+            device,
+            k.key_id,
+            k.public_key,
+            k.signature,
+            now
+        ])?;
     }
     Ok(replaced)
 }
 
-/// Hands out a bundle, claiming one one-time prekey of each kind.
-pub(super) fn claim(c: &Connection, user: &str) -> StoreResult<Option<Claimed>> {
+/// Hands out one device's bundle, claiming one one-time prekey of each kind.
+pub(super) fn claim(c: &Connection, user: &str, device: u32) -> StoreResult<Option<Claimed>> {
     let id = c
         .query_row(
-            "SELECT identity_key, identity_signature, spk_id, spk_key, spk_signature
-                 FROM identities WHERE user_id = ?1 AND spk_id IS NOT NULL",
-            [user],
+            "SELECT i.identity_key, i.identity_signature, k.spk_id, k.spk_key, k.spk_signature
+                 FROM identities i JOIN device_keys k ON k.user_id = i.user_id
+                 WHERE i.user_id = ?1 AND k.device_id = ?2",
+            params![user, device],
             |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -127,9 +144,10 @@ pub(super) fn claim(c: &Connection, user: &str) -> StoreResult<Option<Claimed>> 
     let opk = c
         .query_row(
             "DELETE FROM one_time_prekeys WHERE rowid = (
-                    SELECT rowid FROM one_time_prekeys WHERE user_id = ?1 ORDER BY key_id LIMIT 1)
+                    SELECT rowid FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2
+                    ORDER BY key_id LIMIT 1)
                  RETURNING key_id, public_key",
-            [user],
+            params![user, device],
             |r| {
                 Ok(OneTimePreKey {
                     key_id: r.get(0)?,
@@ -139,8 +157,8 @@ pub(super) fn claim(c: &Connection, user: &str) -> StoreResult<Option<Claimed>> 
         )
         .optional()?;
     let left: u32 = c.query_row(
-        "SELECT COUNT(*) FROM one_time_prekeys WHERE user_id = ?1",
-        [user],
+        "SELECT COUNT(*) FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2",
+        params![user, device],
         |r| r.get(0),
     )?;
     let pq_row = |r: &rusqlite::Row<'_>| {
@@ -155,27 +173,28 @@ pub(super) fn claim(c: &Connection, user: &str) -> StoreResult<Option<Claimed>> 
     let one_time_pq = c
         .query_row(
             "DELETE FROM pq_prekeys WHERE rowid = (
-                    SELECT rowid FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 0
-                    ORDER BY key_id LIMIT 1)
+                    SELECT rowid FROM pq_prekeys WHERE user_id = ?1 AND device_id = ?2
+                    AND last_resort = 0 ORDER BY key_id LIMIT 1)
                  RETURNING key_id, public_key, signature",
-            [user],
+            params![user, device],
             pq_row,
         )
         .optional()?;
     let pq = match one_time_pq {
-            Some(k) => Some(k),
-            None => c
-                .query_row(
-                    "SELECT key_id, public_key, signature FROM pq_prekeys
-                     WHERE user_id = ?1 AND last_resort = 1 ORDER BY uploaded_at DESC, key_id DESC LIMIT 1",
-                    [user],
-                    pq_row,
-                )
-                .optional()?,
-        };
+        Some(k) => Some(k),
+        None => c
+            .query_row(
+                "SELECT key_id, public_key, signature FROM pq_prekeys
+                     WHERE user_id = ?1 AND device_id = ?2 AND last_resort = 1
+                     ORDER BY uploaded_at DESC, key_id DESC LIMIT 1",
+                params![user, device],
+                pq_row,
+            )
+            .optional()?,
+    };
     let pq_left: u32 = c.query_row(
-        "SELECT COUNT(*) FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 0",
-        [user],
+        "SELECT COUNT(*) FROM pq_prekeys WHERE user_id = ?1 AND device_id = ?2 AND last_resort = 0",
+        params![user, device],
         |r| r.get(0),
     )?;
     Ok(Some(Claimed {
@@ -196,17 +215,19 @@ pub(super) fn claim(c: &Connection, user: &str) -> StoreResult<Option<Claimed>> 
     }))
 }
 
-/// The owner's stock.
-pub(super) fn status(c: &Connection, user: &str) -> StoreResult<PreKeyStatus> {
+/// One device's stock (and the account's identity).
+pub(super) fn status(c: &Connection, user: &str, device: u32) -> StoreResult<PreKeyStatus> {
     let n: u32 = c.query_row(
-        "SELECT COUNT(*) FROM one_time_prekeys WHERE user_id = ?1",
-        [user],
+        "SELECT COUNT(*) FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2",
+        params![user, device],
         |r| r.get(0),
     )?;
     let spk = c
         .query_row(
-            "SELECT spk_id, spk_uploaded_at, identity_key FROM identities WHERE user_id = ?1",
-            [user],
+            "SELECT k.spk_id, k.spk_uploaded_at, i.identity_key FROM identities i
+             LEFT JOIN device_keys k ON k.user_id = i.user_id AND k.device_id = ?2
+             WHERE i.user_id = ?1",
+            params![user, device],
             |r| {
                 Ok((
                     r.get::<_, Option<u32>>(0)?,
@@ -218,15 +239,16 @@ pub(super) fn status(c: &Connection, user: &str) -> StoreResult<PreKeyStatus> {
         .optional()?
         .unwrap_or((None, None, None));
     let pq_n: u32 = c.query_row(
-        "SELECT COUNT(*) FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 0",
-        [user],
+        "SELECT COUNT(*) FROM pq_prekeys WHERE user_id = ?1 AND device_id = ?2 AND last_resort = 0",
+        params![user, device],
         |r| r.get(0),
     )?;
     let last_resort: Option<(u32, i64)> = c
         .query_row(
-            "SELECT key_id, uploaded_at FROM pq_prekeys WHERE user_id = ?1 AND last_resort = 1
-                 ORDER BY uploaded_at DESC, key_id DESC LIMIT 1",
-            [user],
+            "SELECT key_id, uploaded_at FROM pq_prekeys
+             WHERE user_id = ?1 AND device_id = ?2 AND last_resort = 1
+             ORDER BY uploaded_at DESC, key_id DESC LIMIT 1",
+            params![user, device],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
@@ -243,10 +265,42 @@ pub(super) fn status(c: &Connection, user: &str) -> StoreResult<PreKeyStatus> {
     })
 }
 
-/// Deletes one one-time X25519 prekey; whether it existed.
-pub(super) fn delete(c: &Connection, user: &str, key_id: u32) -> StoreResult<bool> {
+/// Deletes one of a device's one-time X25519 prekeys; whether it existed.
+pub(super) fn delete(c: &Connection, user: &str, device: u32, key_id: u32) -> StoreResult<bool> {
     Ok(c.execute(
-        "DELETE FROM one_time_prekeys WHERE user_id = ?1 AND key_id = ?2",
-        params![user, key_id],
+        "DELETE FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2 AND key_id = ?3",
+        params![user, device, key_id],
     )? > 0)
+}
+
+/// Every device's bundle that has a signed prekey, by device id, each with
+/// its one-time prekeys claimed: `(device id, registration id, claim)`.
+pub(super) fn claim_all(c: &Connection, user: &str) -> StoreResult<Vec<(u32, u32, Claimed)>> {
+    let devices: Vec<(u32, u32)> = {
+        let mut st = c.prepare_cached(
+            "SELECT d.device_id, d.registration_id FROM devices d
+             JOIN device_keys k ON k.user_id = d.user_id AND k.device_id = d.device_id
+             WHERE d.user_id = ?1 ORDER BY d.device_id",
+        )?;
+        st.query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut out = Vec::with_capacity(devices.len());
+    for (device, registration) in devices {
+        if let Some(claimed) = claim(c, user, device)? {
+            out.push((device, registration, claimed));
+        }
+    }
+    Ok(out)
+}
+
+/// A removed device's keys go with it.
+pub(super) fn drop_device(c: &Connection, user: &str, device: u32) -> StoreResult<()> {
+    for table in ["device_keys", "one_time_prekeys", "pq_prekeys"] {
+        c.execute(
+            &format!("DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"),
+            params![user, device],
+        )?;
+    }
+    Ok(())
 }

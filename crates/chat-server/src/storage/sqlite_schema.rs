@@ -202,6 +202,53 @@ PRAGMA user_version = 5;
 COMMIT;
 ";
 
+/// Version 6: prekeys per device (protocol version 2). The identity stays
+/// the account's (`identities`); each device has its own signed prekey
+/// (`device_keys`) and one-time X25519 and PQ prekeys (`device_id` in their
+/// tables). Everything uploaded before is device 1's.
+const DEVICE_PREKEYS_V6: &str = "
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS device_keys (
+    user_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    spk_id INTEGER NOT NULL,
+    spk_key TEXT NOT NULL,
+    spk_signature TEXT NOT NULL,
+    spk_uploaded_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+);
+INSERT OR IGNORE INTO device_keys
+    SELECT user_id, 1, spk_id, spk_key, spk_signature, COALESCE(spk_uploaded_at, 0)
+    FROM identities WHERE spk_id IS NOT NULL;
+CREATE TABLE one_time_prekeys_v6 (
+    user_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    public_key TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id, key_id)
+);
+INSERT INTO one_time_prekeys_v6 SELECT user_id, 1, key_id, public_key FROM one_time_prekeys;
+DROP TABLE one_time_prekeys;
+ALTER TABLE one_time_prekeys_v6 RENAME TO one_time_prekeys;
+CREATE TABLE pq_prekeys_v6 (
+    user_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    public_key TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    last_resort INTEGER NOT NULL DEFAULT 0,
+    uploaded_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id, key_id)
+);
+INSERT INTO pq_prekeys_v6
+    SELECT user_id, 1, key_id, public_key, signature, last_resort, uploaded_at FROM pq_prekeys;
+DROP TABLE pq_prekeys;
+ALTER TABLE pq_prekeys_v6 RENAME TO pq_prekeys;
+CREATE INDEX IF NOT EXISTS pq_prekeys_kind ON pq_prekeys (user_id, device_id, last_resort, key_id);
+PRAGMA user_version = 6;
+COMMIT;
+";
+
 /// Brings a database up to the newest version.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -219,6 +266,9 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 5 {
         conn.execute_batch(DEVICES_V5)?;
+    }
+    if version < 6 {
+        conn.execute_batch(DEVICE_PREKEYS_V6)?;
     }
     Ok(())
 }

@@ -146,17 +146,87 @@ async fn a_device_is_linked_through_a_sealed_message_the_server_only_forwards() 
         assert_eq!(d["devices"][1]["registrationId"], 4242);
     }
 
-    // Until messages are addressed per device, device 2 gets no socket
-    // and uploads no prekeys (it would take device 1's messages).
+    // Each device publishes its own signed and one-time prekeys under the
+    // account's one identity; a peer gets one bundle per device.
+    let mut mine = crate::support::key_upload(&identity);
+    mine["oneTimePrekeys"] = json!([{"keyId": 1, "publicKey": STANDARD.encode([11u8; 32])}]);
+    let st = s
+        .status("POST", "/api/users/prekeys", Some(&alice.token), Some(mine))
+        .await;
+    assert_eq!(st, 200);
+    let mut laptops = crate::support::key_upload(&identity);
+    laptops["signedPrekey"]["keyId"] = 2.into();
+    laptops["signedPrekey"]["publicKey"] = STANDARD.encode([5u8; 32]).into();
+    laptops["oneTimePrekeys"] = json!([{"keyId": 1, "publicKey": STANDARD.encode([22u8; 32])}]);
+    let (st, status) = s
+        .call("POST", "/api/users/prekeys", Some(&laptop), Some(laptops))
+        .await;
+    assert_eq!(st, 200, "{status}");
+    assert_eq!(
+        status["oneTimePrekeys"], 1,
+        "the laptop's own stock: {status}"
+    );
+    // A linked device cannot bring another identity.
+    let stranger = IdentityKeyPair::generate(&mut rng);
+    let mut u = crate::support::key_upload(&stranger);
+    u["replaceDevices"] = true.into();
     let (st, body) = s
-        .call(
-            "POST",
-            "/api/users/prekeys",
-            Some(&laptop),
-            Some(json!({"identityKey": "", "identitySignature": "", "oneTimePrekeys": []})),
-        )
+        .call("POST", "/api/users/prekeys", Some(&laptop), Some(u))
         .await;
     assert_eq!(st, 409, "{body}");
+
+    let bob = s.register("bob").await;
+    let path = format!("/api/users/{}/devices/prekeys", alice.user.id);
+    let (st, b) = s.call("GET", &path, Some(&bob.token), None).await;
+    assert_eq!(st, 200, "{b}");
+    let bundles = b["bundles"].as_array().unwrap();
+    assert_eq!(bundles.len(), 2, "{b}");
+    assert_eq!(bundles[0]["deviceId"], 1);
+    assert_eq!(bundles[1]["deviceId"], 2);
+    assert_eq!(bundles[1]["registrationId"], 4242);
+    for x in bundles {
+        assert_eq!(
+            x["bundle"]["identityKey"],
+            STANDARD.encode(identity.public().to_bytes())
+        );
+    }
+    assert_eq!(bundles[0]["bundle"]["signedPrekey"]["keyId"], 1);
+    assert_eq!(bundles[1]["bundle"]["signedPrekey"]["keyId"], 2);
+    assert_eq!(
+        bundles[0]["bundle"]["oneTimePrekey"]["publicKey"],
+        STANDARD.encode([11u8; 32])
+    );
+    assert_eq!(
+        bundles[1]["bundle"]["oneTimePrekey"]["publicKey"],
+        STANDARD.encode([22u8; 32])
+    );
+    // Claimed once: the next has no one-time prekeys left on either.
+    let (_, b) = s.call("GET", &path, Some(&bob.token), None).await;
+    assert!(
+        b["bundles"][0]["bundle"]
+            .get("oneTimePrekey")
+            .is_none_or(Value::is_null),
+        "{b}"
+    );
+    assert!(
+        b["bundles"][1]["bundle"]
+            .get("oneTimePrekey")
+            .is_none_or(Value::is_null),
+        "{b}"
+    );
+    // The version-1 route is device 1's.
+    let (_, one) = s
+        .call(
+            "GET",
+            &format!("/api/users/{}/prekeys", alice.user.id),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+    assert_eq!(one["signedPrekey"]["keyId"], 1, "{one}");
+
+    // Until messages are addressed per device, device 2 gets no socket
+    // (it would take device 1's messages).
     let mut req =
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(s.ws_url())
             .unwrap();

@@ -262,8 +262,32 @@ async fn a_group_from_before_is_signed_by_its_owner_as_it_is() {
     assert_eq!(g["members"].as_array().unwrap().len(), 2);
 }
 
+/// Turns today's database back into what schema 3 wrote.
+const SCHEMA_3: &str = "
+DROP TABLE group_changes; DROP TABLE devices; DROP TABLE link_tokens;
+ALTER TABLE tokens DROP COLUMN device_id; ALTER TABLE users DROP COLUMN next_device_id;
+UPDATE identities SET
+    spk_id = (SELECT spk_id FROM device_keys k WHERE k.user_id = identities.user_id AND k.device_id = 1),
+    spk_key = (SELECT spk_key FROM device_keys k WHERE k.user_id = identities.user_id AND k.device_id = 1),
+    spk_signature = (SELECT spk_signature FROM device_keys k WHERE k.user_id = identities.user_id AND k.device_id = 1),
+    spk_uploaded_at = (SELECT spk_uploaded_at FROM device_keys k WHERE k.user_id = identities.user_id AND k.device_id = 1);
+DROP TABLE device_keys;
+CREATE TABLE otp3 (user_id TEXT NOT NULL, key_id INTEGER NOT NULL, public_key TEXT NOT NULL,
+    PRIMARY KEY (user_id, key_id));
+INSERT INTO otp3 SELECT user_id, key_id, public_key FROM one_time_prekeys;
+DROP TABLE one_time_prekeys; ALTER TABLE otp3 RENAME TO one_time_prekeys;
+CREATE TABLE pq3 (user_id TEXT NOT NULL, key_id INTEGER NOT NULL, public_key TEXT NOT NULL,
+    signature TEXT NOT NULL, last_resort INTEGER NOT NULL DEFAULT 0, uploaded_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key_id));
+INSERT INTO pq3 SELECT user_id, key_id, public_key, signature, last_resort, uploaded_at FROM pq_prekeys;
+DROP TABLE pq_prekeys; ALTER TABLE pq3 RENAME TO pq_prekeys;
+CREATE INDEX pq_prekeys_kind ON pq_prekeys (user_id, last_resort, key_id);
+PRAGMA user_version = 3;
+";
+
 /// A database from before version 2 (schema 3: no `group_changes`, no
-/// devices) opens with its accounts, tokens, groups and queued messages;
+/// devices, prekeys per account) opens with its accounts, tokens, keys,
+/// groups and queued messages;
 /// its groups come up unsigned, ready for their owner's first record, and
 /// every account has one device, 1.
 #[tokio::test]
@@ -280,14 +304,10 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
     if let Some(server) = s.server.take() {
         server.shutdown().await;
     }
-    // What schema 3 left on disk: no change records, no devices.
+    // What schema 3 left on disk: no change records, no devices, the
+    // signed prekey in `identities` and prekeys without a device.
     let db = rusqlite::Connection::open(s.config.data_dir.join("chat.db")).unwrap();
-    db.execute_batch(
-        "DROP TABLE group_changes; DROP TABLE devices; DROP TABLE link_tokens;
-         ALTER TABLE tokens DROP COLUMN device_id; ALTER TABLE users DROP COLUMN next_device_id;
-         PRAGMA user_version = 3;",
-    )
-    .unwrap();
+    db.execute_batch(SCHEMA_3).unwrap();
     drop(db);
 
     s.restart().await;
@@ -295,7 +315,7 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
     let v: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 5);
+    assert_eq!(v, 6);
     let (st, g) = s
         .call(
             "GET",
@@ -331,6 +351,18 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
     assert_eq!(d["current"], 1);
     assert_eq!(d["devices"].as_array().unwrap().len(), 1, "{d}");
     assert_eq!(d["devices"][0]["deviceId"], 1);
+    // The keys uploaded before are device 1's.
+    let (st, b) = s
+        .call(
+            "GET",
+            &format!("/api/users/{}/devices/prekeys", alice.auth.user.id),
+            Some(bob.token()),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["bundles"][0]["deviceId"], 1);
+    assert_eq!(b["bundles"][0]["bundle"]["signedPrekey"]["keyId"], 1, "{b}");
     // And the owner signs it as it is.
     let record = genesis(&group, &alice, vec![(bob.id(), MemberRole::Member)]);
     let (st, body) = post(&s, &alice, &group, &record).await;
