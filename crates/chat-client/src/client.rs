@@ -33,6 +33,7 @@ pub use attachments::Attachment;
 mod devices;
 mod groups;
 mod membership;
+pub use devices::{LinkedAccount, PendingLink};
 pub use membership::{GroupMembership, MembershipAction, MembershipChange};
 mod history;
 mod verification;

@@ -56,6 +56,10 @@ pub enum ClientError {
     /// No such user.
     #[error("unknown user {0}")]
     UnknownUser(String),
+    /// Linking a device failed: the code does not parse, the store already
+    /// belongs to an account, or the sealed message does not open.
+    #[error("linking a device: {0}")]
+    Link(String),
     /// The server sent keys that do not decode or verify.
     #[error("bad key material from the server: {0}")]
     BadKeys(String),

@@ -33,11 +33,13 @@
 
 mod backoff;
 mod error;
+mod provision;
 mod rest;
 mod ws;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use error::TransportError;
+pub use provision::ProvisioningSocket;
 pub use rest::RestClient;
 pub use ws::{ConnEvent, ConnState, Connection, ConnectionConfig};
 

@@ -434,6 +434,54 @@ impl RestClient {
         self.get("/api/devices").await
     }
 
+    /// One bundle per device of `user_id`, each with its one-time prekeys
+    /// claimed for us.
+    pub async fn device_bundles(
+        &self,
+        user_id: &str,
+    ) -> Result<chat_proto::devices::DeviceBundles, TransportError> {
+        self.get(&format!(
+            "/api/users/{}/devices/prekeys",
+            path_segment(user_id)
+        ))
+        .await
+    }
+
+    /// A single-use token for linking one new device.
+    pub async fn link_token(&self) -> Result<chat_proto::devices::LinkToken, TransportError> {
+        self.with_body(
+            Method::POST,
+            "/api/devices/link-token",
+            &serde_json::json!({}),
+            true,
+        )
+        .await
+    }
+
+    /// Hands a sealed provisioning message to a new device's socket.
+    pub async fn provision(&self, address: &str, sealed: &str) -> Result<(), TransportError> {
+        let body = chat_proto::devices::ProvisionRequest {
+            sealed: sealed.to_owned(),
+        };
+        let path = format!("/api/provisioning/{}", path_segment(address));
+        Self::send(self.request(Method::PUT, &path, true)?.json(&body))
+            .await
+            .map(drop)
+    }
+
+    /// The new device registers itself with the link token; keeps the
+    /// token it is given.
+    pub async fn link_device(
+        &self,
+        req: &chat_proto::devices::LinkDeviceRequest,
+    ) -> Result<chat_proto::devices::LinkedDevice, TransportError> {
+        let r: chat_proto::devices::LinkedDevice = self
+            .with_body(Method::POST, "/api/devices", req, false)
+            .await?;
+        self.set_token(Some(Zeroizing::new(r.token.clone())));
+        Ok(r)
+    }
+
     /// Removes one of the account's devices: its tokens stop working.
     pub async fn remove_device(&self, device_id: u32) -> Result<(), TransportError> {
         self.no_content(Method::DELETE, &format!("/api/devices/{device_id}"))

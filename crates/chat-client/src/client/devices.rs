@@ -1,10 +1,130 @@
-//! The account's devices (protocol version 2, DESIGN.md section 8). Listing
-//! and removing work today; linking a new device from the library is not
-//! built yet (the server does not deliver to linked devices yet).
+//! The account's devices (protocol version 2, DESIGN.md section 8): list,
+//! remove, and link. Linking: the new device calls [`Client::start_link`]
+//! and shows [`PendingLink::code`]; a device already linked calls
+//! [`Client::approve_link`] with that code; the new device's
+//! [`PendingLink::finish`] then opens the sealed identity, registers itself
+//! and uploads its own prekeys. The server does not deliver messages to
+//! linked devices yet (`docs/API.md`, "Devices"), so a linked device does
+//! not connect.
 
-use chat_proto::devices::DevicesResponse;
+use std::time::Instant;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chat_proto::devices::{DevicesResponse, LinkDeviceRequest};
+use chat_transport::ProvisioningSocket;
+use e2ee_core::provision::{self, LinkCode, ProvisionContents, ProvisioningKeys};
+use e2ee_store::Account;
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+use super::membership::user_bytes;
 use super::{Client, Result};
+use crate::error::ClientError;
+use crate::keys;
+
+/// A device being linked: show [`PendingLink::code`] (as a QR code or
+/// text), then wait in [`PendingLink::finish`].
+#[derive(Debug)]
+pub struct PendingLink {
+    client: Client,
+    socket: ProvisioningSocket,
+    keys: ProvisioningKeys,
+    code: LinkCode,
+    name: String,
+}
+
+/// What linking made of this store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedAccount {
+    /// The account, as on the device that approved.
+    pub account: Account,
+    /// This device's id on the server.
+    pub device_id: u32,
+    /// How long [`PendingLink::finish`] took, in ms: waiting for the
+    /// approval, registering, and making and uploading this device's
+    /// prekeys.
+    pub took_ms: u64,
+}
+
+impl PendingLink {
+    /// The text to show (and encode as a QR code): `e2ee-link:2:…`.
+    pub fn code(&self) -> String {
+        self.code.to_text()
+    }
+
+    /// When the server stops waiting (ms since the epoch).
+    pub fn expires_at(&self) -> i64 {
+        self.socket.expires_at()
+    }
+
+    /// Waits for the approving device's sealed message, opens it, registers
+    /// this device with the link token inside, stores the identity and the
+    /// login, and uploads this device's prekeys.
+    pub async fn finish(self) -> Result<LinkedAccount> {
+        let started = Instant::now();
+        let PendingLink {
+            client,
+            socket,
+            keys,
+            code,
+            name,
+        } = self;
+        let sealed = socket.sealed().await.map_err(|e| match e {
+            chat_transport::TransportError::Closed => {
+                ClientError::Link("the code expired before a device approved it".into())
+            }
+            other => other.into(),
+        })?;
+        let bytes = BASE64
+            .decode(sealed)
+            .map_err(|_| ClientError::Link("the sealed message is not base64".into()))?;
+        let contents = provision::open(&keys, code.address(), &bytes)
+            .map_err(|e| ClientError::Link(format!("the sealed message does not open: {e}")))?;
+        let inner = &client.inner;
+        let linked = inner
+            .rest
+            .link_device(&LinkDeviceRequest {
+                link_token: contents.link_token.clone(),
+                name,
+                registration_id: OsRng.next_u32(),
+            })
+            .await?;
+        if linked.user.id != uuid::Uuid::from_bytes(contents.user_id).to_string() {
+            return Err(ClientError::Link(
+                "the server linked this device to another account than the sealed one".into(),
+            ));
+        }
+        let account = Account {
+            user_id: linked.user.id.clone(),
+            username: linked.user.username.clone(),
+            server_url: inner.config.server_url.clone(),
+        };
+        let (a, token, identity) = (
+            account.clone(),
+            Zeroizing::new(linked.token.clone()),
+            contents.identity(),
+        );
+        inner
+            .db(move |s| {
+                s.write(|tx| {
+                    tx.init_identity(&identity)?;
+                    tx.set_account(&a)?;
+                    tx.set_token(Some(token.as_str()))
+                })
+            })
+            .await?;
+        if let Ok(mut me) = inner.me.write() {
+            *me = Some(account.clone());
+        }
+        keys::maintain(inner, true).await?;
+        Ok(LinkedAccount {
+            account,
+            device_id: linked.device_id,
+            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+}
 
 impl Client {
     /// The account's devices, by id, and which one this is.
@@ -16,5 +136,56 @@ impl Client {
     /// connections close. Removing this device logs it out.
     pub async fn remove_device(&self, device_id: u32) -> Result<()> {
         Ok(self.inner.rest.remove_device(device_id).await?)
+    }
+
+    /// Starts linking this (empty) store as a new device of an account:
+    /// opens the provisioning socket and makes the code to show.
+    pub async fn start_link(&self, device_name: &str) -> Result<PendingLink> {
+        if self.account().is_some() {
+            return Err(ClientError::Link(
+                "this store already belongs to an account".into(),
+            ));
+        }
+        let socket = ProvisioningSocket::open(&self.inner.rest.ws_url()?).await?;
+        let keys = ProvisioningKeys::generate(&mut OsRng);
+        let code = keys
+            .code(socket.address())
+            .map_err(|e| ClientError::Link(e.to_string()))?;
+        Ok(PendingLink {
+            client: self.clone(),
+            socket,
+            keys,
+            code,
+            name: device_name.to_owned(),
+        })
+    }
+
+    /// Approves a new device from the code it shows: hands it, sealed to
+    /// the key in the code, this account's identity and a single-use link
+    /// token. Only approve a code read from a device in front of you: whoever
+    /// made the code gets the identity.
+    pub async fn approve_link(&self, code: &str) -> Result<()> {
+        let code = LinkCode::from_text(code).map_err(|e| ClientError::Link(e.to_string()))?;
+        let me = self.inner.me()?;
+        let identity = self
+            .inner
+            .db(|s| s.read(|tx| tx.identity()))
+            .await?
+            .ok_or(ClientError::NotLoggedIn)?;
+        let token = self.inner.rest.link_token().await?;
+        let contents = ProvisionContents::new(
+            &identity,
+            user_bytes(&me.user_id)?,
+            &me.username,
+            &token.link_token,
+        )
+        .map_err(|e| ClientError::Link(e.to_string()))?;
+        let sealed = provision::seal(&mut OsRng, &code, &contents)
+            .map_err(|e| ClientError::Link(e.to_string()))?;
+        self.inner
+            .rest
+            .provision(code.address(), &BASE64.encode(sealed))
+            .await?;
+        Ok(())
     }
 }

@@ -11,6 +11,7 @@ mod direct;
 mod echo_bot;
 mod groups;
 mod hostile;
+mod linking;
 mod outbox;
 mod parking;
 mod pqxdh;
