@@ -89,9 +89,16 @@ pub enum Command {
     /// Create and manage groups.
     #[command(subcommand)]
     Group(GroupCommand),
-    /// List the account's devices, or remove one.
+    /// Make this new profile a device of an account you use elsewhere:
+    /// shows a code to approve there (`chat devices link CODE`).
+    Link {
+        /// What the account's device list calls this device.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the account's devices, approve a new one, or remove one.
     Devices {
-        /// `list` (the default) or `remove ID`.
+        /// `list` (the default), `link CODE` or `remove ID`.
         #[command(subcommand)]
         cmd: Option<DevicesCommand>,
     },
@@ -132,6 +139,7 @@ impl Command {
             Command::History(_) => "history",
             Command::Search(_) => "search",
             Command::Group(_) => "group",
+            Command::Link { .. } => "link",
             Command::Devices { .. } => "devices",
             Command::Contacts => "contacts",
             Command::SafetyNumber(_) => "safety-number",
@@ -307,6 +315,12 @@ pub enum GroupCommand {
 pub enum DevicesCommand {
     /// The account's devices: id, name, when linked, last seen.
     List,
+    /// Approve a new device from the code it shows (`chat link` there).
+    /// Only approve a code from a device in front of you.
+    Link {
+        /// The `e2ee-link:2:...` text.
+        code: String,
+    },
     /// Remove a device: its logins stop working at once.
     Remove {
         /// The device's id (see `chat devices`).

@@ -43,6 +43,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::History(a) => history(&ctx, &a).await,
         Command::Search(a) => search(&ctx, &a).await,
         Command::Group(g) => crate::groups::group(&ctx, g).await,
+        Command::Link { name } => crate::devices::link(&ctx, name).await,
         Command::Devices { cmd } => crate::devices::devices(&ctx, cmd).await,
         Command::Contacts => contacts(&ctx).await,
         Command::SafetyNumber(u) => safety_number(&ctx, &u.user).await,

@@ -1,11 +1,13 @@
-//! `chat devices`: the account's devices (protocol version 2). Listing and
-//! removing work; `chat link` (adding one) is not built yet.
+//! `chat devices` and `chat link`: the account's devices (protocol version
+//! 2). `chat link` on a new profile shows a code (QR and text);
+//! `chat devices link CODE` on a linked device approves it.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::json;
 
 use crate::cli::DevicesCommand;
+use crate::error::CliError;
 use crate::error::Result;
 use crate::output::{print_json, sanitize};
 use crate::session::Ctx;
@@ -40,6 +42,14 @@ pub async fn devices(ctx: &Ctx, cmd: Option<DevicesCommand>) -> Result<()> {
                 }
             }
         }
+        Some(DevicesCommand::Link { code }) => {
+            s.client.approve_link(&code).await?;
+            if ctx.json {
+                print_json(&json!({"event": "linkApproved"}));
+            } else {
+                println!("approved: the new device is linking now (see `chat devices`)");
+            }
+        }
         Some(DevicesCommand::Remove { device_id }) => {
             s.client.remove_device(device_id).await?;
             if ctx.json {
@@ -50,4 +60,77 @@ pub async fn devices(ctx: &Ctx, cmd: Option<DevicesCommand>) -> Result<()> {
         }
     }
     s.finish().await
+}
+
+/// The code as a QR code for a terminal (two rows of modules per line).
+fn qr(code: &str) -> Option<String> {
+    let q = qrcode::QrCode::new(code.as_bytes()).ok()?;
+    Some(
+        q.render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+/// `chat link [--name NAME]`: makes this (new) profile a device of an
+/// account that is already on another device.
+pub async fn link(ctx: &Ctx, name: Option<String>) -> Result<()> {
+    if ctx.profile.has_store() {
+        return link_in(ctx, name).await;
+    }
+    let staged = ctx.staged();
+    staged.profile.discard();
+    match link_in(&staged, name).await {
+        Ok(()) => ctx.profile.adopt(&staged.profile),
+        Err(e) => {
+            staged.profile.discard();
+            Err(e)
+        }
+    }
+}
+
+async fn link_in(ctx: &Ctx, name: Option<String>) -> Result<()> {
+    let s = ctx.open(true).await?;
+    if s.client.account().is_some() {
+        return Err(CliError::Usage(format!(
+            "profile {:?} already has an account: link from a new profile (`chat -P NAME link`)",
+            ctx.profile.name
+        )));
+    }
+    let name = name.unwrap_or_else(|| format!("chat ({})", ctx.profile.name));
+    let pending = s.client.start_link(&name).await?;
+    let code = pending.code();
+    if ctx.json {
+        print_json(&json!({"event": "linkCode", "code": code,
+            "expiresAt": pending.expires_at()}));
+    } else {
+        if let Some(q) = qr(&code) {
+            println!("{q}");
+        }
+        println!("{code}");
+        println!(
+            "\nOn a device of the account, scan this or run:\n  chat devices link '{code}'\n\
+             Waiting (until {})...",
+            when(pending.expires_at())
+        );
+    }
+    let linked = pending.finish().await?;
+    s.save_server()?;
+    let fp = s.client.fingerprint().await?;
+    if ctx.json {
+        print_json(&json!({"event": "linked", "userId": linked.account.user_id,
+            "username": linked.account.username, "deviceId": linked.device_id,
+            "fingerprint": fp, "profile": ctx.profile.name, "tookMs": linked.took_ms}));
+    } else {
+        println!(
+            "linked as device {} of {} (profile {}); fingerprint {fp}",
+            linked.device_id, linked.account.username, ctx.profile.name
+        );
+        println!(
+            "note: this server version does not deliver messages to linked devices yet; \
+             this device holds the account's identity and its own keys"
+        );
+    }
+    s.client.close().await;
+    Ok(())
 }

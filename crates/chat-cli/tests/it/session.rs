@@ -242,6 +242,38 @@ fn session(w: &World) {
     );
     let err = w.fails("bob", &["devices", "remove", "7"], 4);
     assert!(err.contains("device"), "{err}");
+    // A second device: `chat link` on a new profile shows a code, Bob's
+    // first device approves it.
+    let out_path = w.home.join("link.out");
+    let mut linking = w.spawn(
+        "bob-laptop",
+        &["--json", "link", "--name", "laptop"],
+        std::fs::File::create(&out_path).unwrap(),
+    );
+    let code = (0..600)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["event"] == "linkCode")
+                .map(|v| v["code"].as_str().unwrap().to_owned())
+        })
+        .expect("a link code");
+    w.ok("bob", &["devices", "link", &code]);
+    assert!(linking.wait().unwrap().success());
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    let linked: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "linked")
+        .expect("linked");
+    assert_eq!(linked["deviceId"], 2, "{text}");
+    assert_eq!(linked["username"], "bob");
+    let devices = w.json("bob", &["devices"]);
+    assert_eq!(devices.len(), 2, "{devices:?}");
+    assert_eq!(devices[1]["name"], "laptop");
+    w.ok("bob", &["devices", "remove", "2"]);
     // Bob's client verified every change and shows who made it.
     let info = w.json("bob", &["group", "info", "team"]);
     assert_eq!(info[0]["signed"], true, "{info:?}");
@@ -374,7 +406,7 @@ fn session(w: &World) {
     // Profiles on this machine.
     let p = w.json("alice", &["profiles"]);
     let names: Vec<&str> = p.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["alice", "bob", "bob-restored", "carol"]);
+    assert_eq!(names, ["alice", "bob", "bob-laptop", "bob-restored", "carol"]);
 }
 
 #[test]
