@@ -1,4 +1,4 @@
-//! `chat demo`: a relay server on a free loopback port and three clients
+//! `chat demo`: a relay server on a free loopback port and three people (four stores)
 //! in one process, showing every part of the system step by step, then
 //! checking that the server never held a byte of plaintext. Everything
 //! lives in a temporary folder removed at the end.
@@ -165,7 +165,7 @@ pub async fn run() -> Result<()> {
 }
 
 async fn demo(dir: &Path, started: Instant) -> Result<()> {
-    println!("e2ee-chat demo: a relay server and three clients in this process.");
+    println!("e2ee-chat demo: a relay server and three people (four stores) in this process.");
     println!("Everything runs on 127.0.0.1 in a temporary folder deleted at the end.");
 
     step(1, "Starting the relay server");
@@ -386,12 +386,39 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     check(left.is_empty(), "the server kept a delivered message")?;
     say("Bob comes back: the message is delivered, and the server deletes its copy");
 
+    step(8, "A second device: Alice links her laptop");
+    let laptop = open(&url, dir, "alice-laptop").await?;
+    let pending = laptop.start_link("Alice's laptop").await?;
+    let code = pending.code();
+    say(format!(
+        "the laptop shows a code (a QR code in `chat link`): {}…",
+        &code[..code.len().min(40)]
+    ));
+    let (approved, linked) = tokio::join!(alice.client.approve_link(&code), pending.finish());
+    approved?;
+    let linked = linked?;
+    let same = laptop.fingerprint().await? == alice.client.fingerprint().await?;
+    check(same, "the laptop did not get Alice's identity")?;
+    let devices = alice.client.devices().await?;
+    check(
+        devices.devices.len() == 2,
+        "Alice's account does not list two devices",
+    )?;
+    say(format!(
+        "Alice's phone approves it: the identity travels sealed to the laptop's key, the \
+         server only forwards it; the laptop is device {} with the same fingerprint and \
+         its own prekeys ({} ms)",
+        linked.device_id, linked.took_ms
+    ));
+    say("(delivering messages to linked devices is the next step of protocol version 2)");
+    laptop.close().await;
+
     for p in [&alice.client, &bob.client, &carol.client] {
         p.close().await;
     }
     server.shutdown().await;
     println!(
-        "\nDone in {:.1} s. The temporary folder (server data and the three stores) is removed.",
+        "\nDone in {:.1} s. The temporary folder (server data and the four stores) is removed.",
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -406,7 +406,10 @@ fn session(w: &World) {
     // Profiles on this machine.
     let p = w.json("alice", &["profiles"]);
     let names: Vec<&str> = p.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["alice", "bob", "bob-laptop", "bob-restored", "carol"]);
+    assert_eq!(
+        names,
+        ["alice", "bob", "bob-laptop", "bob-restored", "carol"]
+    );
 }
 
 #[test]
@@ -434,6 +437,8 @@ fn the_demo_runs_and_leaves_nothing_behind() {
         "set up with PQXDH",
         "E2EE:",
         "0 found",
+        "change 1: Alice removed Carol",
+        "the laptop is device 2 with the same fingerprint",
         "Done in",
     ] {
         assert!(
