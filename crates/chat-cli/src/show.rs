@@ -258,6 +258,27 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             }
             _ => {}
         },
+        Event::DeviceLinked { device_id, name } => {
+            if json {
+                print_json(&json!({"event": "deviceLinked", "deviceId": device_id, "name": name}));
+            } else {
+                println!(
+                    "  a device was linked to your account: {} (device {device_id}); if it was \
+                     not you, remove it: `chat devices remove {device_id}`",
+                    output::sanitize(&name)
+                );
+            }
+        }
+        Event::DeviceRemoved { device_id, name } => {
+            if json {
+                print_json(&json!({"event": "deviceRemoved", "deviceId": device_id, "name": name}));
+            } else {
+                println!(
+                    "  device {device_id} ({}) was removed from your account",
+                    output::sanitize(&name)
+                );
+            }
+        }
         Event::MembershipUnverified {
             group_id,
             user_ids,

@@ -76,6 +76,21 @@ pub enum Event {
         /// Which group.
         group_id: String,
     },
+    /// A device was linked to our account (version 2). If you did not link
+    /// it, remove it (`Client::remove_device`).
+    DeviceLinked {
+        /// Its id.
+        device_id: u32,
+        /// Its name.
+        name: String,
+    },
+    /// A device of our account was removed.
+    DeviceRemoved {
+        /// Its id.
+        device_id: u32,
+        /// Its name.
+        name: String,
+    },
     /// A group's membership as the server lists it does not verify: these
     /// users are listed but no valid signed change admits them (they get
     /// none of our sender keys), or the group's chain of signed changes

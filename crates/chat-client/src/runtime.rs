@@ -170,6 +170,17 @@ async fn handle(inner: &Arc<Inner>, batch: Vec<ConnEvent>) {
                     let i = inner.clone();
                     tokio::spawn(async move { i.on_group_changed(&g.group_id).await });
                 }
+                ServerFrame::DevicesChanged(d) => {
+                    let (device_id, name) = (d.device_id, d.name);
+                    inner.emit(match d.change {
+                        chat_proto::ws::DeviceChange::Linked => {
+                            Event::DeviceLinked { device_id, name }
+                        }
+                        chat_proto::ws::DeviceChange::Removed => {
+                            Event::DeviceRemoved { device_id, name }
+                        }
+                    });
+                }
                 ServerFrame::Error(e) => server_error(inner, e).await,
                 ServerFrame::Ready(_) => {}
             },

@@ -114,6 +114,8 @@ pub enum ServerFrame {
     PrekeysLow(PrekeysLow),
     /// A group we are (or were) in changed: reload it.
     GroupChanged(GroupChanged),
+    /// A device was linked to or removed from our account (version 2).
+    DevicesChanged(DevicesChanged),
     /// Something went wrong with a frame.
     Error(ErrorFrame),
 }
@@ -148,6 +150,30 @@ pub struct GroupChanged {
     pub user_id: Option<String>,
     /// Who did it (the member itself when it left).
     pub by: String,
+}
+
+/// `devicesChanged` (version 2): pushed to the account's connections when
+/// one of its devices is linked or removed. Not stored for later: a client
+/// that was offline compares `GET /api/devices` with what it knew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicesChanged {
+    /// `linked` or `removed`.
+    pub change: DeviceChange,
+    /// The device.
+    pub device_id: u32,
+    /// Its name.
+    pub name: String,
+}
+
+/// What happened to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DeviceChange {
+    /// Newly linked.
+    Linked,
+    /// Removed (its logins stopped working).
+    Removed,
 }
 
 /// What changed in a group.

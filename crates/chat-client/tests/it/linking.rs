@@ -7,7 +7,7 @@ use crate::support::{Net, Party};
 #[tokio::test]
 async fn a_new_store_is_linked_as_a_second_device_of_the_account() {
     let net = Net::start().await;
-    let alice = Party::register(&net, "alice").await;
+    let mut alice = Party::register(&net, "alice").await;
     let laptop = net.client("alice-laptop").await;
 
     let pending = laptop.start_link("laptop").await.unwrap();
@@ -21,6 +21,14 @@ async fn a_new_store_is_linked_as_a_second_device_of_the_account() {
         linked.device_id, linked.took_ms
     );
     assert_eq!(linked.device_id, 2);
+    // Alice's first device hears of it at once.
+    let (id, name) = alice
+        .wait(|e| match e {
+            chat_client::Event::DeviceLinked { device_id, name } => Some((device_id, name)),
+            _ => None,
+        })
+        .await;
+    assert_eq!((id, name.as_str()), (2, "laptop"));
     assert_eq!(linked.account.user_id, alice.id);
     assert_eq!(laptop.account().unwrap().user_id, alice.id);
     // One identity: the same fingerprint on both devices.
@@ -61,4 +69,11 @@ async fn a_new_store_is_linked_as_a_second_device_of_the_account() {
     // Alice removes the laptop: its login stops working.
     alice.client.remove_device(2).await.unwrap();
     assert!(laptop.devices().await.is_err());
+    let gone = alice
+        .wait(|e| match e {
+            chat_client::Event::DeviceRemoved { device_id, .. } => Some(device_id),
+            _ => None,
+        })
+        .await;
+    assert_eq!(gone, 2);
 }

@@ -34,7 +34,7 @@ fn client_frames_round_trip() {
 fn server_frames_round_trip() {
     let frames: Vec<Value> =
         serde_json::from_str(include_str!("../data/server_frames.json")).unwrap();
-    assert_eq!(frames.len(), 14);
+    assert_eq!(frames.len(), 15);
     for f in &frames {
         round_trip::<ServerFrame>(f);
     }

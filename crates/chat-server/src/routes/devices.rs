@@ -18,6 +18,7 @@ use chat_proto::devices::{
 };
 use chat_proto::rest::ErrorCode;
 use chat_proto::validate;
+use chat_proto::ws::{DeviceChange, DevicesChanged, ServerFrame};
 
 use super::{Json, Path};
 use crate::auth::{self, AuthUser, now_ms};
@@ -32,6 +33,19 @@ pub(crate) fn not_served() -> ApiError {
         ErrorCode::Conflict,
         "this server does not deliver to linked devices yet (only device 1 receives)",
     )
+}
+
+/// Every connection of the account hears of it (a device linked without the
+/// user's knowledge shows up at once on the others).
+fn tell(state: &AppState, user: &str, change: DeviceChange, device_id: u32, name: String) {
+    state.hub.send(
+        user,
+        &ServerFrame::DevicesChanged(DevicesChanged {
+            change,
+            device_id,
+            name,
+        }),
+    );
 }
 
 /// `GET /api/devices`.
@@ -102,6 +116,7 @@ pub(super) async fn link(
 ) -> ApiResult<(StatusCode, axum::Json<LinkedDevice>)> {
     state.limit(&state.limits.register, &peer.ip())?;
     validate::text(&req.name, "name", DEVICE_NAME_MAX)?;
+    let name = req.name.clone();
     let token = auth::new_token();
     let linked = state
         .store
@@ -117,6 +132,7 @@ pub(super) async fn link(
     match linked {
         Ok(Some((user, device_id))) => {
             tracing::info!(user = %user.id, device = device_id, "device linked");
+            tell(&state, &user.id, DeviceChange::Linked, device_id, name);
             Ok((
                 StatusCode::CREATED,
                 axum::Json(LinkedDevice {
@@ -148,6 +164,14 @@ pub(super) async fn remove(
     me: AuthUser,
     Path(device_id): Path<u32>,
 ) -> ApiResult<StatusCode> {
+    let name = state
+        .store
+        .devices(&me.user.id)
+        .await?
+        .into_iter()
+        .find(|d| d.device_id == device_id)
+        .map(|d| d.name)
+        .unwrap_or_default();
     let Some(tokens) = state.store.remove_device(&me.user.id, device_id).await? else {
         return Err(ApiError::not_found("device"));
     };
@@ -155,5 +179,6 @@ pub(super) async fn remove(
         state.hub.close_token(&me.user.id, t);
     }
     tracing::info!(user = %me.user.id, device = device_id, "device removed");
+    tell(&state, &me.user.id, DeviceChange::Removed, device_id, name);
     Ok(StatusCode::NO_CONTENT)
 }
