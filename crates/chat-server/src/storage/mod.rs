@@ -4,6 +4,7 @@
 //! read connections, in WAL mode.
 
 pub mod sqlite;
+mod sqlite_accounts;
 mod sqlite_devices;
 mod sqlite_groups;
 mod sqlite_media;

@@ -23,6 +23,7 @@ use super::{
 };
 use crate::metrics::Metrics;
 
+use super::sqlite_accounts::{self as accounts, user_from};
 use super::sqlite_devices as devices;
 use super::sqlite_groups as groups;
 use super::sqlite_media as media;
@@ -122,14 +123,6 @@ impl SqliteStorage {
     }
 }
 
-fn user_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
-    Ok(User {
-        id: row.get(0)?,
-        username: row.get(1)?,
-        avatar_url: row.get(2)?,
-    })
-}
-
 fn relayed(row: &rusqlite::Row<'_>, recipient: &str) -> rusqlite::Result<RelayedMessage> {
     Ok(RelayedMessage {
         id: row.get("id")?,
@@ -175,78 +168,22 @@ fn add_poster(conn: &Connection, group: &str, user: &str) -> rusqlite::Result<()
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn create_user(&self, a: Account) -> StoreResult<()> {
-        self.write(move |c| {
-            let r = c.execute(
-                "INSERT INTO users (id, username, password_hash, avatar_url, created_at, canonical)
-                 VALUES (?1, ?2, ?3, ?4, strftime('%s','now') * 1000, ?5)",
-                params![
-                    a.user.id,
-                    a.user.username,
-                    a.password_hash,
-                    a.user.avatar_url,
-                    chat_proto::validate::canonical_username(&a.user.username)
-                ],
-            );
-            match r {
-                Ok(_) => devices::add_first(c, &a.user.id, crate::auth::now_ms()),
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    Err(StoreError::Conflict("username is taken"))
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
+        self.write(move |c| accounts::create(c, &a)).await
     }
 
     async fn account_by_name(&self, username: &str) -> StoreResult<Option<Account>> {
         let name = username.to_owned();
-        let canonical = chat_proto::validate::canonical_username(username);
-        self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT id, username, avatar_url, password_hash FROM users
-                 WHERE canonical = ?2 OR username = ?1
-                 ORDER BY canonical = ?2 DESC LIMIT 1",
-                [name, canonical],
-                |r| {
-                    Ok(Account {
-                        user: user_from(r)?,
-                        password_hash: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
-        })
-        .await
+        self.read(move |c| accounts::by_name(c, &name)).await
     }
 
     async fn user(&self, id: &str) -> StoreResult<Option<User>> {
         let id = id.to_owned();
-        self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT id, username, avatar_url FROM users WHERE id = ?1",
-                [id],
-                user_from,
-            )
-            .optional()?)
-        })
-        .await
+        self.read(move |c| accounts::get(c, &id)).await
     }
 
     async fn users(&self, username: Option<&str>) -> StoreResult<Vec<User>> {
         let name = username.map(str::to_owned);
-        let canonical = username.map(chat_proto::validate::canonical_username);
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, username, avatar_url FROM users
-                 WHERE ?1 IS NULL OR username = ?1 OR canonical = ?2 ORDER BY username",
-            )?;
-            Ok(stmt
-                .query_map([name, canonical], user_from)?
-                .collect::<rusqlite::Result<_>>()?)
-        })
-        .await
+        self.read(move |c| accounts::list(c, name.as_deref())).await
     }
 
     async fn insert_token(&self, hash: Vec<u8>, user_id: &str, now: i64) -> StoreResult<()> {
