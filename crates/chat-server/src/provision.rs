@@ -63,16 +63,6 @@ impl Provisioning {
             s.remove(address);
         }
     }
-
-    /// How many are open (for tests and metrics).
-    pub fn len(&self) -> usize {
-        self.slots.lock().map(|s| s.len()).unwrap_or(0)
-    }
-
-    /// Whether none is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// `GET /ws/provision`: no token; the first frame is the address.

@@ -4,10 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use chat_proto::rest::{self, AddMemberRequest, UpdateGroupRequest};
-use e2ee_core::membership::{ChangeAction, ChangeRecord, MemberRole, UserId};
+use e2ee_core::membership::{ChangeAction, MemberRole, UserId};
 use e2ee_core::{Payload, PayloadKind};
 use e2ee_store::OutboxEntry;
 use rand_core::OsRng;
@@ -46,30 +44,10 @@ impl Client {
                 others.push((id, MemberRole::Member));
             }
         }
-        let gid = Uuid::new_v4();
-        let identity = self
-            .inner
-            .db(|s| s.read(|tx| tx.identity()))
-            .await?
-            .ok_or(ClientError::NotLoggedIn)?;
-        let record = ChangeRecord::sign(
-            &identity,
-            user_bytes(&me.user_id)?,
-            *gid.as_bytes(),
-            None,
-            ChangeAction::Create {
-                name: name.to_owned(),
-                members: others,
-            },
-        )
-        .map_err(|e| ClientError::BadKeys(e.to_string()))?;
-        let g = self
-            .inner
-            .rest
-            .post_group_change(&gid.to_string(), &BASE64.encode(record.to_bytes()))
-            .await?;
+        let gid = Uuid::new_v4().to_string();
+        let (g, record) = self.inner.post_genesis(&gid, name, others).await?;
         let sg = store_group(&g);
-        let rec = vec![(0, record.to_bytes())];
+        let rec = vec![(0, record)];
         self.inner
             .db(move |s| {
                 s.write(|tx| {

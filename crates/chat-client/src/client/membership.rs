@@ -370,14 +370,42 @@ impl Inner {
         Err(last_err.map_or(ClientError::Closed, Into::into))
     }
 
-    /// A group made before version 2 whose owner we are: sign it as the
-    /// server lists it, so from now on its members are verified.
-    pub(crate) async fn sign_existing_group(&self, g: &rest::Group) -> Result<()> {
+    /// Signs a group's first record (`Create`, with us as owner) and posts
+    /// it; the record's bytes to store once the server took it.
+    pub(crate) async fn post_genesis(
+        &self,
+        group_id: &str,
+        name: &str,
+        members: Vec<(UserId, MemberRole)>,
+    ) -> Result<(rest::Group, Vec<u8>)> {
         let me = self.me()?;
         let identity = self
             .db(|s| s.read(|tx| tx.identity()))
             .await?
             .ok_or(ClientError::NotLoggedIn)?;
+        let record = ChangeRecord::sign(
+            &identity,
+            user_bytes(&me.user_id)?,
+            user_bytes(group_id)?,
+            None,
+            ChangeAction::Create {
+                name: name.to_owned(),
+                members,
+            },
+        )
+        .map_err(|e| ClientError::BadKeys(e.to_string()))?;
+        let bytes = record.to_bytes();
+        let g = self
+            .rest
+            .post_group_change(group_id, &BASE64.encode(&bytes))
+            .await?;
+        Ok((g, bytes))
+    }
+
+    /// A group made before version 2 whose owner we are: sign it as the
+    /// server lists it, so from now on its members are verified.
+    pub(crate) async fn sign_existing_group(&self, g: &rest::Group) -> Result<()> {
+        let me = self.me()?;
         let members = g
             .members
             .iter()
@@ -390,28 +418,16 @@ impl Inner {
                 Ok((user_bytes(&m.user_id)?, role))
             })
             .collect::<Result<Vec<_>>>()?;
-        let record = ChangeRecord::sign(
-            &identity,
-            user_bytes(&me.user_id)?,
-            user_bytes(&g.id)?,
-            None,
-            ChangeAction::Create {
-                name: g.name.clone(),
-                members,
-            },
-        )
-        .map_err(|e| ClientError::BadKeys(e.to_string()))?;
-        let wire = BASE64.encode(record.to_bytes());
-        match self.rest.post_group_change(&g.id, &wire).await {
-            Ok(_) => {
-                let (gid, rec) = (g.id.clone(), vec![(0, record.to_bytes())]);
+        match self.post_genesis(&g.id, &g.name, members).await {
+            Ok((_, record)) => {
+                let (gid, rec) = (g.id.clone(), vec![(0, record)]);
                 self.db(move |s| s.write(|tx| tx.add_group_changes(&gid, &rec)))
                     .await?;
                 Ok(())
             }
             // Someone (we, from another run) signed it meanwhile.
-            Err(e) if e.code() == Some(ErrorCode::Conflict) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(ClientError::Transport(e)) if e.code() == Some(ErrorCode::Conflict) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

@@ -164,15 +164,7 @@ pub(super) async fn remove(
     me: AuthUser,
     Path(device_id): Path<u32>,
 ) -> ApiResult<StatusCode> {
-    let name = state
-        .store
-        .devices(&me.user.id)
-        .await?
-        .into_iter()
-        .find(|d| d.device_id == device_id)
-        .map(|d| d.name)
-        .unwrap_or_default();
-    let Some(tokens) = state.store.remove_device(&me.user.id, device_id).await? else {
+    let Some((name, tokens)) = state.store.remove_device(&me.user.id, device_id).await? else {
         return Err(ApiError::not_found("device"));
     };
     for t in &tokens {

@@ -245,13 +245,13 @@ pub trait Storage: Send + Sync + 'static {
     /// `Conflict("devices")` when the account has `max_devices`.
     async fn link_device(&self, link: NewLink) -> StoreResult<Option<(User, u32)>>;
 
-    /// Removes a device with its tokens; the token hashes, or `None` when
-    /// there is no such device.
+    /// Removes a device with its tokens and keys; its name and the token
+    /// hashes, or `None` when there is no such device.
     async fn remove_device(
         &self,
         user_id: &str,
         device_id: u32,
-    ) -> StoreResult<Option<Vec<Vec<u8>>>>;
+    ) -> StoreResult<Option<(String, Vec<Vec<u8>>)>>;
 
     // Prekeys.
     /// Applies an upload (already validated) for the caller, whose token

@@ -274,7 +274,7 @@ impl Storage for SqliteStorage {
         &self,
         user_id: &str,
         device_id: u32,
-    ) -> StoreResult<Option<Vec<Vec<u8>>>> {
+    ) -> StoreResult<Option<(String, Vec<Vec<u8>>)>> {
         let u = user_id.to_owned();
         self.write(move |c| {
             let tokens = devices::remove(c, &u, device_id)?;

@@ -112,21 +112,29 @@ pub(super) fn link(c: &Connection, l: &NewLink) -> StoreResult<Option<(User, u32
     Ok(Some((user, device_id)))
 }
 
-/// Removes a device and its tokens; returns the token hashes (to close its
-/// connections), or `None` when the account has no such device.
-pub(super) fn remove(c: &Connection, user: &str, device: u32) -> StoreResult<Option<Vec<Vec<u8>>>> {
-    let n = c.execute(
-        "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
-        params![user, device],
-    )?;
-    if n == 0 {
+/// Removes a device and its tokens; returns its name and the token hashes
+/// (to close its connections), or `None` when the account has no such
+/// device.
+pub(super) fn remove(
+    c: &Connection,
+    user: &str,
+    device: u32,
+) -> StoreResult<Option<(String, Vec<Vec<u8>>)>> {
+    let name: Option<String> = c
+        .query_row(
+            "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2 RETURNING name",
+            params![user, device],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(name) = name else {
         return Ok(None);
-    }
+    };
     let mut st = c.prepare_cached(
         "DELETE FROM tokens WHERE user_id = ?1 AND device_id = ?2 RETURNING hash",
     )?;
     let hashes = st
         .query_map(params![user, device], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(Some(hashes))
+    Ok(Some((name, hashes)))
 }
