@@ -122,7 +122,7 @@ async fn register(url: &str, dir: &Path, name: &'static str) -> Result<Person> {
     })
 }
 
-/// What the server holds for `to` from `from`, undelivered, as
+/// What the server holds for `to`'s first device from `from`, undelivered, as
 /// `(id, content)`.
 async fn queued(
     server: &chat_server::RunningServer,
@@ -132,7 +132,7 @@ async fn queued(
     let held = server
         .state()
         .store
-        .pending_from(to, from)
+        .pending_from(to, 1, from)
         .await
         .map_err(|e| CliError::Server(e.to_string()))?;
     Ok(held.into_iter().map(|m| (m.id, m.content)).collect())

@@ -282,6 +282,7 @@ impl Inner {
                 to: to.clone(),
                 content: e.content.clone(),
                 message_type: "e2ee".into(),
+                copies: Vec::new(),
             }),
             (None, None) => return,
         };

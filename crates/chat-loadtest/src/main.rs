@@ -246,6 +246,7 @@ fn send_frame(to: &str, content: String) -> Message {
         to: to.to_owned(),
         content,
         message_type: "text".into(),
+        copies: Vec::new(),
     });
     Message::Text(serde_json::to_string(&f).unwrap_or_default().into())
 }

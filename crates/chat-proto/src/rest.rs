@@ -226,6 +226,11 @@ pub struct RelayedMessage {
     /// For group messages, the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
+    /// Version 2: the sender's device (its session, or its sender-key
+    /// chain, is the one to decrypt with). Servers from before leave it
+    /// out: device 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_device: Option<u32>,
 }
 
 /// `GET /api/messages/{peerId}` and `GET /api/groups/{groupId}/messages`:

@@ -38,12 +38,72 @@ pub struct Auth {
 pub struct SendMessage {
     /// Sender-made UUID; a resend with the same id is a no-op.
     pub id: String,
-    /// Recipient user id.
+    /// Recipient user id (the sender's own id for a sync message to its
+    /// other devices).
     pub to: String,
-    /// `E2EE:<base64 envelope>`.
+    /// `E2EE:<base64 envelope>`: version 1, one ciphertext for the
+    /// recipient's only device. Empty (left out) when `copies` is given.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub content: String,
     /// Label for the recipient (`text`, `image`, …).
     pub message_type: String,
+    /// Version 2: one ciphertext per device, for every device of `to` and
+    /// every other device of the sender (see [`DeviceCopy`]). The server
+    /// stores all of them or none, and refuses a set that is not the
+    /// current one (`conflict` with [`ErrorFrame::devices`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<DeviceCopy>,
+}
+
+/// One device's ciphertext of a version-2 `message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceCopy {
+    /// The recipient or the sender.
+    pub user_id: String,
+    /// The device.
+    pub device_id: u32,
+    /// The `registrationId` the sender's session with that device was made
+    /// for (from its bundle).
+    pub registration_id: u32,
+    /// `E2EE:<base64 envelope>` for that device's session.
+    pub content: String,
+}
+
+/// A device named in [`DeviceMismatch`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRef {
+    /// The account.
+    pub user_id: String,
+    /// The device.
+    pub device_id: u32,
+}
+
+/// Why a version-2 `message` was refused: its copies were not for the
+/// current devices. Fetch bundles for `missing` and `stale` (dropping the
+/// stale sessions), drop `extra`, and send again with the same id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceMismatch {
+    /// Devices that need a copy and got none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<DeviceRef>,
+    /// Copies for devices that do not exist (any more), or that the sender
+    /// must not address (its own sending device).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<DeviceRef>,
+    /// Copies made for a `registrationId` the device no longer has (it was
+    /// removed and linked again, or its keys were replaced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<DeviceRef>,
+}
+
+impl DeviceMismatch {
+    /// Whether nothing is wrong.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.extra.is_empty() && self.stale.is_empty()
+    }
 }
 
 /// `groupMessage` from a client.
@@ -267,6 +327,10 @@ pub struct ErrorFrame {
     /// The id of the frame it answers, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// For a `conflict` answering a version-2 `message`: which devices
+    /// were missing, extra or stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<DeviceMismatch>,
 }
 
 /// Why the server closed a WebSocket: the close frame's code and reason.

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub message: String,
     /// For `rate_limited`: when to try again (the `Retry-After` header).
     pub retry_after: Option<std::time::Duration>,
+    /// For a `conflict` over a version-2 message's copies: which devices.
+    pub devices: Option<chat_proto::ws::DeviceMismatch>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            devices: None,
         }
     }
 
@@ -93,6 +96,13 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(what) => Self::new(ErrorCode::Conflict, what),
             StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Devices(mismatch) => Self {
+                devices: Some(mismatch),
+                ..Self::new(
+                    ErrorCode::Conflict,
+                    "the message's copies are not for the current devices",
+                )
+            },
             StoreError::Closed => Self::new(ErrorCode::Unavailable, "the server is shutting down"),
             StoreError::Unwritable(detail) => {
                 tracing::error!(%detail, "storage cannot be written");

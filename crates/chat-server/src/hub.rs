@@ -93,6 +93,8 @@ impl Mailbox {
 #[derive(Debug)]
 struct Conn {
     id: u64,
+    /// The account's device it serves (queued messages are per device).
+    device: u32,
     /// The hash of the token the connection authenticated with (logout
     /// closes only that token's connections).
     token: Vec<u8>,
@@ -118,9 +120,9 @@ pub struct Registration {
 }
 
 impl Hub {
-    /// Registers a connection for `user`, opened with the token whose hash
-    /// is `token`.
-    pub fn register(&self, user: &str, token: Vec<u8>) -> Registration {
+    /// Registers a connection for `user`'s `device`, opened with the token
+    /// whose hash is `token`.
+    pub fn register(&self, user: &str, device: u32, token: Vec<u8>) -> Registration {
         let mailbox = Arc::new(Mailbox::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
@@ -128,6 +130,7 @@ impl Hub {
         let first = conns.is_empty();
         conns.push(Conn {
             id,
+            device,
             token,
             mailbox: mailbox.clone(),
         });
@@ -155,12 +158,12 @@ impl Hub {
         users.contains_key(user)
     }
 
-    /// Pushes a queued message to every connection of `user`. A full channel
-    /// marks the connection to pull from the database instead.
-    pub fn push_queued(&self, user: &str, seq: i64, message: &RelayedMessage) {
+    /// Pushes a queued message to the connections of `user`'s `device`. A
+    /// full channel marks the connection to pull from the database instead.
+    pub fn push_queued(&self, user: &str, device: u32, seq: i64, message: &RelayedMessage) {
         let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(conns) = users.get(user) {
-            for c in conns {
+            for c in conns.iter().filter(|c| c.device == device) {
                 if !c
                     .mailbox
                     .try_push(Push::Queued(seq, Box::new(message.clone())))
@@ -243,9 +246,9 @@ mod tests {
     #[tokio::test]
     async fn mailbox_keeps_early_pushes_wakes_bounds_and_shrinks() {
         let hub = Hub::default();
-        let reg = hub.register("alice", Vec::new());
+        let reg = hub.register("alice", 1, Vec::new());
         assert!(reg.first);
-        let second = hub.register("alice", Vec::new());
+        let second = hub.register("alice", 1, Vec::new());
         assert!(!second.first);
         assert!(!hub.unregister("alice", second.id));
         // A push before anyone waits is not lost.
@@ -272,8 +275,9 @@ mod tests {
             message_type: "text".into(),
             status: chat_proto::MessageStatus::Sent,
             timestamp: 0,
+            from_device: None,
         };
-        hub.push_queued("alice", 1, &m);
+        hub.push_queued("alice", 1, 1, &m);
         assert!(reg.mailbox.take_missed());
         assert!(!reg.mailbox.take_missed());
         // Draining gives the memory back.

@@ -12,7 +12,7 @@ use chat_proto::{MessageStatus, Role};
 use crate::auth::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::storage::{NewMessage, OnCommit, StatusEvent, Stored};
+use crate::storage::{NewMessage, OnCommit, StatusEvent, Stored, Targets};
 
 /// Checks a message's fields and returns its id in canonical form
 /// (lowercase hyphenated): one id in two spellings (upper case, braces,
@@ -31,7 +31,7 @@ fn check_common(id: &str, content: &str, message_type: &str) -> Result<String, A
 async fn store_and_push(
     state: &Arc<AppState>,
     message: NewMessage,
-    recipients: Vec<String>,
+    targets: Targets,
 ) -> Result<Ack, ApiError> {
     let id = message.id.clone();
     let template = RelayedMessage {
@@ -43,6 +43,7 @@ async fn store_and_push(
         status: MessageStatus::Sent,
         message_type: message.message_type.clone(),
         group_id: message.group_id.clone(),
+        from_device: Some(message.from_device),
     };
     // Pushed from the commit hook, not after `store_message` returns: the
     // hooks run in commit order, so every recipient's mailbox gets its
@@ -54,16 +55,19 @@ async fn store_and_push(
     let on_commit: OnCommit = Box::new(move |stored: &Stored| {
         if let Stored::New { queued, .. } = stored {
             st.metrics.messages_relayed.inc();
-            for (recipient, seq) in queued {
+            for q in queued {
                 let mut m = template.clone();
-                m.to = recipient.clone();
-                st.hub.push_queued(recipient, *seq, &m);
+                m.to = q.user.clone();
+                if let Some(content) = &q.content {
+                    m.content = content.clone();
+                }
+                st.hub.push_queued(&q.user, q.device, q.seq, &m);
             }
         }
     });
     let timestamp = match state
         .store
-        .store_message(message, recipients, on_commit)
+        .store_message(message, targets, on_commit)
         .await?
     {
         Stored::Duplicate { timestamp } | Stored::New { timestamp, .. } => timestamp,
@@ -75,32 +79,72 @@ async fn store_and_push(
     })
 }
 
-/// A 1:1 message from `from` (the authenticated user).
+/// Most copies one version-2 message may carry: every device of two
+/// accounts at the largest `max_devices` there is any point in.
+pub const COPIES_MAX: usize = 32;
+
+/// A 1:1 message from `from` (the authenticated user, on `from_device`).
 pub async fn send_message(
     state: &Arc<AppState>,
     from: &str,
+    from_device: u32,
     m: SendMessage,
 ) -> Result<Ack, ApiError> {
-    let id = check_common(&m.id, &m.content, &m.message_type)?;
+    let copies = if m.copies.is_empty() {
+        None
+    } else {
+        if !m.content.is_empty() {
+            return Err(ApiError::bad_request(
+                "a message with copies has no content of its own",
+            ));
+        }
+        if m.copies.len() > COPIES_MAX {
+            return Err(ApiError::bad_request(format!(
+                "at most {COPIES_MAX} copies in one message"
+            )));
+        }
+        for c in &m.copies {
+            validate::id(&c.user_id, "copies.userId")?;
+            validate::content(&c.content)?;
+        }
+        if m.copies
+            .iter()
+            .any(|c| c.user_id != m.to && c.user_id != from)
+        {
+            return Err(ApiError::bad_request(
+                "a copy is for the recipient or the sender",
+            ));
+        }
+        Some(m.copies)
+    };
+    let first = copies
+        .as_ref()
+        .map_or(m.content.as_str(), |c| c[0].content.as_str());
+    let id = check_common(&m.id, first, &m.message_type)?;
     validate::id(&m.to, "to")?;
-    state.limit_messages(from, 1)?;
-    // The recipient's existence is checked inside the write job (one
-    // round trip to storage per message, not two).
+    // Every copy is stored and relayed: each counts.
+    state.limit_messages(from, copies.as_ref().map_or(1, Vec::len))?;
+    // The recipient's existence and the devices are checked inside the
+    // write job (one round trip to storage per message, and atomic with
+    // links and removals).
     let message = NewMessage {
         id,
         from: from.to_owned(),
+        from_device,
         group_id: None,
         content: m.content,
         message_type: m.message_type,
         timestamp: now_ms(),
     };
-    store_and_push(state, message, vec![m.to]).await
+    let targets = Targets::Direct { to: m.to, copies };
+    store_and_push(state, message, targets).await
 }
 
 /// A group message: only members may send; every other member gets a copy.
 pub async fn send_group_message(
     state: &Arc<AppState>,
     from: &str,
+    from_device: u32,
     m: SendGroupMessage,
 ) -> Result<Ack, ApiError> {
     let id = check_common(&m.id, &m.content, &m.message_type)?;
@@ -121,12 +165,16 @@ pub async fn send_group_message(
     let message = NewMessage {
         id,
         from: from.to_owned(),
+        from_device,
         group_id: Some(m.group_id),
         content: m.content,
         message_type: m.message_type,
         timestamp: now_ms(),
     };
-    store_and_push(state, message, recipients).await
+    let targets = Targets::Group {
+        members: recipients,
+    };
+    store_and_push(state, message, targets).await
 }
 
 /// The caller's role in a group; 404 if the group does not exist or the
@@ -139,10 +187,12 @@ pub async fn member_role(state: &AppState, group: &str, user: &str) -> Result<Ro
         .ok_or_else(|| ApiError::not_found("group"))
 }
 
-/// Applies `delivered` or `read` from `recipient` and tells the senders.
+/// Applies `delivered` or `read` from one device of `recipient` and tells
+/// the senders.
 pub async fn set_status(
     state: &AppState,
     recipient: &str,
+    device: u32,
     ids: Vec<String>,
     status: MessageStatus,
     from: Option<String>,
@@ -151,7 +201,10 @@ pub async fn set_status(
     if status == MessageStatus::Sent {
         return Err(ApiError::bad_request("status must be delivered or read"));
     }
-    let events = state.store.set_status(recipient, ids, status, from).await?;
+    let events = state
+        .store
+        .set_status(recipient, device, ids, status, from)
+        .await?;
     let n = events.len();
     report(state, events).await?;
     Ok(n)
@@ -215,6 +268,7 @@ pub fn error_frame(e: ApiError, id: Option<String>) -> ServerFrame {
         code: e.code,
         message: e.message,
         id,
+        devices: e.devices,
     })
 }
 

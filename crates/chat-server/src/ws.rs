@@ -46,10 +46,11 @@ pub async fn upgrade(
     let permit = slot.map(|axum::Extension(s)| s);
     let pre_auth = match auth::bearer(&headers).map(str::to_owned) {
         Some(token) => match auth::user_for_token(&state, &token).await {
-            Ok(Some((_, device))) if device != 1 => {
-                return crate::routes::devices::not_served().into_response();
-            }
-            Ok(Some((user, _))) => Some((user, auth::token_hash(&token))),
+            Ok(Some((user, device))) => Some(Authed {
+                user,
+                device,
+                token: auth::token_hash(&token),
+            }),
             Ok(None) => return ApiError::unauthorized().into_response(),
             Err(e) => return e.into_response(),
         },
@@ -84,24 +85,31 @@ async fn send(socket: &mut WebSocket, state: &AppState, frame: &ServerFrame) -> 
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 
-/// Reads the `auth` frame: the user and token hash, or why not.
-async fn authenticate(
-    state: &AppState,
-    socket: &mut WebSocket,
-) -> Result<(User, Vec<u8>), CloseReason> {
+/// Who a connection serves.
+struct Authed {
+    user: User,
+    /// The account's device the token belongs to.
+    device: u32,
+    /// The token's hash.
+    token: Vec<u8>,
+}
+
+/// Reads the `auth` frame: the user, device and token hash, or why not.
+async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Result<Authed, CloseReason> {
     let deadline = Duration::from_secs(state.config.auth_timeout_secs);
     let first = tokio::time::timeout(deadline, socket.next()).await;
     let user = match first {
         Err(_) => Err(CloseReason::AuthTimeout),
         Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientFrame>(&text) {
-            // A linked device (id above 1) is not served here yet: see
-            // `routes::devices::not_served`.
             Ok(ClientFrame::Auth(a)) => auth::user_for_token(state, &a.token)
                 .await
                 .ok()
                 .flatten()
-                .filter(|(_, device)| *device == 1)
-                .map(|(u, _)| (u, auth::token_hash(&a.token)))
+                .map(|(user, device)| Authed {
+                    user,
+                    device,
+                    token: auth::token_hash(&a.token),
+                })
                 .ok_or(CloseReason::AuthFailed),
             _ => Err(CloseReason::AuthFailed),
         },
@@ -130,6 +138,8 @@ async fn close_with(socket: &mut WebSocket, state: &AppState, reason: CloseReaso
 
 /// Per-connection delivery state.
 struct Delivery {
+    /// The device whose queue this is.
+    device: u32,
     /// Last queue seq sent on this connection.
     cursor: i64,
     /// Sent, not yet `delivered`.
@@ -143,7 +153,11 @@ impl Delivery {
     async fn pull(&mut self, state: &AppState, socket: &mut WebSocket, user: &str) -> bool {
         while self.in_flight.len() < self.window {
             let room = self.window - self.in_flight.len();
-            let rows = match state.store.pending(user, self.cursor, room).await {
+            let rows = match state
+                .store
+                .pending(user, self.device, self.cursor, room)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "queue read failed");
@@ -198,20 +212,24 @@ async fn presence(state: &AppState, user: &User, online: bool) -> Vec<String> {
 async fn open(
     state: &AppState,
     socket: &mut WebSocket,
-    pre_auth: Option<(User, Vec<u8>)>,
+    pre_auth: Option<Authed>,
 ) -> Result<(User, Registration, Delivery, bool), CloseReason> {
-    let (user, token) = match pre_auth {
+    let Authed {
+        user,
+        device,
+        token,
+    } = match pre_auth {
         Some(u) => u,
         None => authenticate(state, socket).await?,
     };
-    let reg = state.hub.register(&user.id, token);
+    let reg = state.hub.register(&user.id, device, token);
     state.metrics.connections.inc();
     // Shutdown sets the flag, then closes every registered mailbox: a
     // connection registered after that sees the flag here.
     if *state.shutdown.borrow() {
         reg.mailbox.close(CloseReason::GoingAway);
     }
-    tracing::debug!(user = %user.id, conn = reg.id, "connected");
+    tracing::debug!(user = %user.id, device, conn = reg.id, "connected");
 
     let ready = ServerFrame::Ready(Ready {
         user_id: user.id.clone(),
@@ -251,6 +269,7 @@ async fn open(
         }
     }
     let mut d = Delivery {
+        device,
         cursor: 0,
         in_flight: HashSet::new(),
         caught_up: false,
@@ -266,7 +285,7 @@ async fn open(
 struct Start {
     state: Arc<AppState>,
     socket: WebSocket,
-    pre_auth: Option<(User, Vec<u8>)>,
+    pre_auth: Option<Authed>,
     /// Held for the connection's life: the connection limit.
     _permit: Option<crate::serve::ConnectionSlot>,
 }
@@ -518,8 +537,9 @@ async fn handle_frame(
             // hands the job to the writer, in arrival order; acks go out in
             // that order too.
             let (st, from, id) = (state.clone(), user.id.clone(), m.id.clone());
+            let device = d.device;
             let fut: Pending = Box::pin(async move {
-                Some(match relay::send_message(&st, &from, m).await {
+                Some(match relay::send_message(&st, &from, device, m).await {
                     Ok(ack) => ServerFrame::Ack(ack),
                     Err(e) => relay::error_frame(e, Some(id)),
                 })
@@ -529,7 +549,7 @@ async fn handle_frame(
         }
         ClientFrame::GroupMessage(m) => {
             let id = m.id.clone();
-            let reply = match relay::send_group_message(state, &user.id, m).await {
+            let reply = match relay::send_group_message(state, &user.id, d.device, m).await {
                 Ok(ack) => ServerFrame::Ack(ack),
                 Err(e) => relay::error_frame(e, Some(id)),
             };
@@ -541,12 +561,19 @@ async fn handle_frame(
             }
             // Pipelined like messages: the window refills from the cursor
             // at once; the server's copies go when this batch commits.
-            let (st, uid) = (state.clone(), user.id.clone());
+            let (st, uid, device) = (state.clone(), user.id.clone(), d.device);
             let fut: Pending = Box::pin(async move {
-                relay::set_status(&st, &uid, del.message_ids, MessageStatus::Delivered, None)
-                    .await
-                    .err()
-                    .map(|e| relay::error_frame(e, None))
+                relay::set_status(
+                    &st,
+                    &uid,
+                    device,
+                    del.message_ids,
+                    MessageStatus::Delivered,
+                    None,
+                )
+                .await
+                .err()
+                .map(|e| relay::error_frame(e, None))
             });
             pipeline_push(pipeline, fut).await;
             if !d.caught_up && d.in_flight.len() < d.window {
@@ -561,6 +588,7 @@ async fn handle_frame(
             match relay::set_status(
                 state,
                 &user.id,
+                d.device,
                 r.message_ids,
                 MessageStatus::Read,
                 Some(r.to),

@@ -69,9 +69,10 @@ fn frame(known: Vec<String>) -> impl Strategy<Value = ServerFrame> {
         status(),
         ".{0,12}",
         proptest::option::of(id(known.clone())),
+        proptest::option::of(0u32..4),
     )
         .prop_map(
-            |(id, from, to, content, timestamp, status, t, group_id)| RelayedMessage {
+            |(id, from, to, content, timestamp, status, t, group_id, from_device)| RelayedMessage {
                 id,
                 from,
                 to,
@@ -80,6 +81,7 @@ fn frame(known: Vec<String>) -> impl Strategy<Value = ServerFrame> {
                 status,
                 message_type: t,
                 group_id,
+                from_device,
             },
         );
     let k = known;
@@ -123,6 +125,7 @@ fn frame(known: Vec<String>) -> impl Strategy<Value = ServerFrame> {
                 code: ErrorCode::BadRequest,
                 message,
                 id,
+                devices: None,
             })
         }),
         1 => (id(k.clone()), ".{0,20}", any::<bool>()).prop_map(|(user_id, username, group_events)| {

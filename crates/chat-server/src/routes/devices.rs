@@ -2,10 +2,8 @@
 //! (a single-use link token, the provisioning hand-off, registering the new
 //! device), remove.
 //!
-//! Not served yet: a device other than 1 can list and remove devices and
-//! approve a link, but the WebSocket and the prekey upload refuse it
-//! ([`not_served`]) until messages are addressed per device; otherwise it
-//! would take (and, unable to decrypt, acknowledge) device 1's messages.
+//! Every device has its own queue (`deliveries.device_id`): removing one
+//! deletes its queue with its tokens and keys.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,15 +23,6 @@ use crate::auth::{self, AuthUser, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::storage::{NewLink, StoreError};
-
-/// What a linked device (id above 1) gets from `/ws` and the prekey upload
-/// until device-addressed delivery exists.
-pub(crate) fn not_served() -> ApiError {
-    ApiError::new(
-        ErrorCode::Conflict,
-        "this server does not deliver to linked devices yet (only device 1 receives)",
-    )
-}
 
 /// Every connection of the account hears of it (a device linked without the
 /// user's knowledge shows up at once on the others).

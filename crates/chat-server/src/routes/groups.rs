@@ -326,6 +326,9 @@ pub(super) async fn pending(
     validate::id(&group_id, "groupId")?;
     member_role(&state, &group_id, &me.user.id).await?;
     Ok(axum::Json(MessagesResponse {
-        messages: state.store.pending_in_group(&me.user.id, &group_id).await?,
+        messages: state
+            .store
+            .pending_in_group(&me.user.id, me.device_id, &group_id)
+            .await?,
     }))
 }

@@ -21,7 +21,10 @@ pub(super) async fn pending_from(
 ) -> ApiResult<axum::Json<MessagesResponse>> {
     validate::id(&peer_id, "peerId")?;
     Ok(axum::Json(MessagesResponse {
-        messages: state.store.pending_from(&me.user.id, &peer_id).await?,
+        messages: state
+            .store
+            .pending_from(&me.user.id, me.device_id, &peer_id)
+            .await?,
     }))
 }
 
@@ -51,7 +54,8 @@ pub(super) async fn update_status(
             .map(|u| u.message_id.clone())
             .collect();
         if !ids.is_empty() {
-            updated += relay::set_status(&state, &me.user.id, ids, status, None).await?;
+            updated +=
+                relay::set_status(&state, &me.user.id, me.device_id, ids, status, None).await?;
         }
     }
     Ok(axum::Json(StatusBatchResult {

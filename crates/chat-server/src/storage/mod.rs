@@ -9,6 +9,7 @@ mod sqlite_devices;
 mod sqlite_groups;
 mod sqlite_media;
 mod sqlite_prekeys;
+mod sqlite_relay;
 mod sqlite_schema;
 mod sqlite_writer;
 
@@ -35,6 +36,10 @@ pub enum StoreError {
     /// The storage is shutting down.
     #[error("storage is closed")]
     Closed,
+    /// A version-2 message's copies are not for the current devices (or a
+    /// version-1 message went to an account with several).
+    #[error("the message's copies are not for the current devices")]
+    Devices(chat_proto::ws::DeviceMismatch),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -67,6 +72,8 @@ pub struct NewMessage {
     pub id: String,
     /// Authenticated sender.
     pub from: String,
+    /// The sender's device.
+    pub from_device: u32,
     /// The group, for group messages.
     pub group_id: Option<String>,
     /// Ciphertext (`E2EE:...`).
@@ -77,15 +84,51 @@ pub struct NewMessage {
     pub timestamp: i64,
 }
 
+/// Who a message is for. Resolved to devices inside the storing write, so
+/// it sees every link and removal committed before it.
+#[derive(Debug, Clone)]
+pub enum Targets {
+    /// A 1:1 message, or (`to` = the sender) a sync message for the
+    /// sender's other devices.
+    Direct {
+        /// The recipient.
+        to: String,
+        /// Version 2: one ciphertext per device, checked against the
+        /// current devices of `to` and the sender's others. `None`: a
+        /// version-1 frame, accepted only while neither side has more
+        /// than one device.
+        copies: Option<Vec<chat_proto::ws::DeviceCopy>>,
+    },
+    /// A group message: every device of these members, and the sender's
+    /// other devices, get the one ciphertext.
+    Group {
+        /// The members but the sender.
+        members: Vec<String>,
+    },
+}
+
+/// One queue entry a stored message made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedFor {
+    /// The recipient (the sender itself for its other devices).
+    pub user: String,
+    /// The recipient's device.
+    pub device: u32,
+    /// Queue order (increasing per device).
+    pub seq: i64,
+    /// That device's own ciphertext, when it has one.
+    pub content: Option<String>,
+}
+
 /// What storing a message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
-    /// Newly stored, with one queue sequence number per recipient.
+    /// Newly stored, with one queue entry per recipient device.
     New {
         /// Commit time, ms.
         timestamp: i64,
-        /// `(recipient, seq)`.
-        queued: Vec<(String, i64)>,
+        /// The entries.
+        queued: Vec<QueuedFor>,
     },
     /// The same sender already sent this id: a no-op, acknowledged again.
     Duplicate {
@@ -280,8 +323,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_prekey(&self, user_id: &str, device_id: u32, key_id: u32) -> StoreResult<bool>;
 
     // Relay.
-    /// Durably stores a message for `recipients` (commit before return);
-    /// `NotFound("recipient")` if a 1:1 recipient does not exist.
+    /// Durably stores a message for `targets` (commit before return);
+    /// `NotFound("recipient")` if a 1:1 recipient does not exist,
+    /// `Devices` when its copies are not for the current devices.
     ///
     /// `on_commit` runs once the message is durable, and hooks run in
     /// commit order: every hook of an earlier commit has returned before a
@@ -291,30 +335,40 @@ pub trait Storage: Send + Sync + 'static {
     async fn store_message(
         &self,
         message: NewMessage,
-        recipients: Vec<String>,
+        targets: Targets,
         on_commit: OnCommit,
     ) -> StoreResult<Stored>;
-    /// The recipient's pending messages after `after_seq`, oldest first.
+    /// One device's pending messages after `after_seq`, oldest first.
     async fn pending(
         &self,
         recipient: &str,
+        device: u32,
         after_seq: i64,
         limit: usize,
     ) -> StoreResult<Vec<Queued>>;
-    /// The recipient's pending 1:1 messages from one peer.
-    async fn pending_from(&self, recipient: &str, peer: &str) -> StoreResult<Vec<RelayedMessage>>;
-    /// The recipient's pending messages in one group.
+    /// One device's pending 1:1 messages from one peer.
+    async fn pending_from(
+        &self,
+        recipient: &str,
+        device: u32,
+        peer: &str,
+    ) -> StoreResult<Vec<RelayedMessage>>;
+    /// One device's pending messages in one group.
     async fn pending_in_group(
         &self,
         recipient: &str,
+        device: u32,
         group_id: &str,
     ) -> StoreResult<Vec<RelayedMessage>>;
-    /// Marks messages addressed to `recipient` delivered or read; returns the
-    /// events to report (only for ids that are the recipient's and changed).
-    /// `from` restricts to messages from that sender.
+    /// Marks messages addressed to one device of `recipient` delivered or
+    /// read; returns the events to report: one per message whose status
+    /// for that recipient (on any of its devices) rose, never for copies a
+    /// sender sent its own devices. `from` restricts to messages from that
+    /// sender.
     async fn set_status(
         &self,
         recipient: &str,
+        device: u32,
         ids: Vec<String>,
         status: MessageStatus,
         from: Option<String>,

@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     Account, Claimed, MediaUsage, MemberChange, NewChange, NewLink, NewMessage, OnCommit, Queued,
-    StatusEvent, Storage, StoreError, StoreResult, Stored,
+    StatusEvent, Storage, StoreError, StoreResult, Stored, Targets,
 };
 use crate::metrics::Metrics;
 
@@ -28,6 +28,7 @@ use super::sqlite_devices as devices;
 use super::sqlite_groups as groups;
 use super::sqlite_media as media;
 use super::sqlite_prekeys as prekeys;
+use super::sqlite_relay as relay;
 use super::sqlite_schema::{SCHEMA, migrate};
 use super::sqlite_writer::{Readers, Writer, open};
 
@@ -45,10 +46,10 @@ pub struct SqliteStorage {
 /// path does not re-check them with a statement per message: users are never
 /// deleted, and a contact pair, once recorded, stays.
 #[derive(Default)]
-struct Known {
-    users: std::collections::HashSet<String>,
-    contacts: std::collections::HashSet<(String, String)>,
-    posters: std::collections::HashSet<(String, String)>,
+pub(super) struct Known {
+    pub(super) users: std::collections::HashSet<String>,
+    pub(super) contacts: std::collections::HashSet<(String, String)>,
+    pub(super) posters: std::collections::HashSet<(String, String)>,
 }
 
 fn status_code(s: MessageStatus) -> i64 {
@@ -123,19 +124,6 @@ impl SqliteStorage {
     }
 }
 
-fn relayed(row: &rusqlite::Row<'_>, recipient: &str) -> rusqlite::Result<RelayedMessage> {
-    Ok(RelayedMessage {
-        id: row.get("id")?,
-        from: row.get("sender")?,
-        to: recipient.to_owned(),
-        content: row.get::<_, Option<String>>("content")?.unwrap_or_default(),
-        timestamp: row.get("created_at")?,
-        status: MessageStatus::Sent,
-        message_type: row.get("message_type")?,
-        group_id: row.get("group_id")?,
-    })
-}
-
 /// Who sees `?1`'s presence: those it wrote to, and the members of groups it
 /// posted in while it is a member.
 const PRESENCE_WATCHERS: &str = "SELECT b FROM contacts WHERE a = ?1
@@ -150,20 +138,6 @@ const PRESENCE_VISIBLE: &str = "SELECT a FROM contacts WHERE b = ?1
      JOIN group_posters p ON p.group_id = me.group_id
      JOIN group_members them ON them.group_id = p.group_id AND them.user_id = p.user_id
      WHERE me.user_id = ?1 AND p.user_id != ?1";
-
-/// `a` wrote to `b`: `a`'s presence goes to `b`.
-fn add_contact(conn: &Connection, a: &str, b: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT OR IGNORE INTO contacts (a, b) VALUES (?1, ?2)")?
-        .execute([a, b])?;
-    Ok(())
-}
-
-/// `user` posted in `group`: their presence goes to its members.
-fn add_poster(conn: &Connection, group: &str, user: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT OR IGNORE INTO group_posters (group_id, user_id) VALUES (?1, ?2)")?
-        .execute([group, user])?;
-    Ok(())
-}
 
 #[async_trait]
 impl Storage for SqliteStorage {
@@ -327,169 +301,66 @@ impl Storage for SqliteStorage {
     async fn store_message(
         &self,
         m: NewMessage,
-        recipients: Vec<String>,
+        targets: Targets,
         on_commit: OnCommit,
     ) -> StoreResult<Stored> {
         let known = self.known.clone();
-        self.write_then(move |c| {
-            let mut known = known.lock().map_err(|_| StoreError::Closed)?;
-            if m.group_id.is_none() {
-                for r in &recipients {
-                    if known.users.contains(r) {
-                        continue;
-                    }
-                    let exists: bool = c
-                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")?
-                        .query_row([r], |row| row.get(0))?;
-                    if !exists {
-                        return Err(StoreError::NotFound("recipient"));
-                    }
-                    known.users.insert(r.clone());
-                }
-            }
-            let inserted = c
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO messages (id, sender, group_id, content, message_type, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    m.id,
-                    m.from,
-                    m.group_id,
-                    m.content,
-                    m.message_type,
-                    m.timestamp
-                ])?;
-            if inserted == 0 {
-                let (sender, ts): (String, i64) = c
-                    .prepare_cached("SELECT sender, created_at FROM messages WHERE id = ?1")?
-                    .query_row([&m.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                return if sender == m.from {
-                    Ok(Stored::Duplicate { timestamp: ts })
-                } else {
-                    Err(StoreError::Conflict("message id already used"))
-                };
-            }
-            let mut ins = c.prepare_cached(
-                "INSERT INTO deliveries (message_id, recipient, sender) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut queued = Vec::with_capacity(recipients.len());
-            if let Some(g) = &m.group_id {
-                let pair = (g.clone(), m.from.clone());
-                if !known.posters.contains(&pair) {
-                    add_poster(c, g, &m.from)?;
-                    known.posters.insert(pair);
-                }
-            }
-            for r in &recipients {
-                ins.execute(params![m.id, r, m.from])?;
-                queued.push((r.clone(), c.last_insert_rowid()));
-                if m.group_id.is_none() {
-                    let pair = (m.from.clone(), r.clone());
-                    if !known.contacts.contains(&pair) {
-                        add_contact(c, &m.from, r)?;
-                        known.contacts.insert(pair);
-                    }
-                }
-            }
-            Ok(Stored::New {
-                timestamp: m.timestamp,
-                queued,
-            })
-        }, on_commit)
+        self.write_then(
+            move |c| {
+                let mut known = known.lock().map_err(|_| StoreError::Closed)?;
+                relay::store(c, &mut known, m, targets)
+            },
+            on_commit,
+        )
         .await
     }
 
-    async fn pending(&self, recipient: &str, after: i64, limit: usize) -> StoreResult<Vec<Queued>> {
+    async fn pending(
+        &self,
+        recipient: &str,
+        device: u32,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<Queued>> {
         let rcpt = recipient.to_owned();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT d.seq, m.id, m.sender, m.group_id, m.content, m.message_type, m.created_at
-                 FROM deliveries d JOIN messages m ON m.id = d.message_id
-                 WHERE d.recipient = ?1 AND d.state = 0 AND d.seq > ?2 ORDER BY d.seq LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![rcpt, after, limit as i64], |r| {
-                Ok(Queued {
-                    seq: r.get("seq")?,
-                    message: relayed(r, &rcpt)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-        .await
+        self.read(move |c| relay::pending(c, &rcpt, device, after, limit))
+            .await
     }
 
-    async fn pending_from(&self, recipient: &str, peer: &str) -> StoreResult<Vec<RelayedMessage>> {
+    async fn pending_from(
+        &self,
+        recipient: &str,
+        device: u32,
+        peer: &str,
+    ) -> StoreResult<Vec<RelayedMessage>> {
         let (rcpt, peer) = (recipient.to_owned(), peer.to_owned());
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT m.id, m.sender, m.group_id, m.content, m.message_type, m.created_at
-                 FROM deliveries d JOIN messages m ON m.id = d.message_id
-                 WHERE d.recipient = ?1 AND d.sender = ?2 AND d.state = 0 AND m.group_id IS NULL
-                 ORDER BY d.seq",
-            )?;
-            let rows = stmt.query_map(params![rcpt, peer], |r| relayed(r, &rcpt))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-        .await
+        self.read(move |c| relay::pending_filtered(c, &rcpt, device, Some(&peer), None))
+            .await
     }
 
     async fn pending_in_group(
         &self,
         recipient: &str,
+        device: u32,
         group: &str,
     ) -> StoreResult<Vec<RelayedMessage>> {
         let (rcpt, group) = (recipient.to_owned(), group.to_owned());
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT m.id, m.sender, m.group_id, m.content, m.message_type, m.created_at
-                 FROM deliveries d JOIN messages m ON m.id = d.message_id
-                 WHERE d.recipient = ?1 AND d.state = 0 AND m.group_id = ?2 ORDER BY d.seq",
-            )?;
-            let rows = stmt.query_map(params![rcpt, group], |r| relayed(r, &rcpt))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-        .await
+        self.read(move |c| relay::pending_filtered(c, &rcpt, device, None, Some(&group)))
+            .await
     }
 
     async fn set_status(
         &self,
         recipient: &str,
+        device: u32,
         ids: Vec<String>,
         status: MessageStatus,
         from: Option<String>,
     ) -> StoreResult<Vec<StatusEvent>> {
         let rcpt = recipient.to_owned();
         let code = status_code(status);
-        self.write(move |c| {
-            let mut events = Vec::new();
-            let mut upd = c.prepare_cached(
-                "UPDATE deliveries SET state = ?3 WHERE message_id = ?1 AND recipient = ?2
-                 AND state < ?3 AND (?4 IS NULL OR sender = ?4) RETURNING sender",
-            )?;
-            let mut clear = c.prepare_cached(
-                "UPDATE messages SET content = NULL WHERE id = ?1 AND NOT EXISTS
-                 (SELECT 1 FROM deliveries WHERE message_id = ?1 AND state = 0)",
-            )?;
-            for id in ids {
-                let sender: Option<String> = upd
-                    .query_row(params![id, rcpt, code, from], |r| r.get(0))
-                    .optional()?;
-                if let Some(sender) = sender {
-                    // The server's copy of the ciphertext goes as soon as
-                    // every recipient has stored it.
-                    clear.execute([&id])?;
-                    events.push(StatusEvent {
-                        sender,
-                        message_id: id,
-                        status,
-                        by: rcpt.clone(),
-                    });
-                }
-            }
-            Ok(events)
-        })
-        .await
+        self.write(move |c| relay::set_status(c, &rcpt, device, ids, status, code, from))
+            .await
     }
 
     async fn queue_status(&self, events: Vec<StatusEvent>) -> StoreResult<()> {

@@ -46,6 +46,10 @@ pub(super) fn upload(
             "DELETE FROM devices WHERE user_id = ?1 AND device_id != 1",
             [user],
         )?;
+        c.execute(
+            "DELETE FROM deliveries WHERE recipient = ?1 AND device_id != 1",
+            [user],
+        )?;
         c.execute("DELETE FROM link_tokens WHERE user_id = ?1", [user])?;
         c.execute(
             "INSERT OR IGNORE INTO devices (user_id, device_id, name, registration_id, created_at, last_seen)
@@ -294,8 +298,12 @@ pub(super) fn claim_all(c: &Connection, user: &str) -> StoreResult<Vec<(u32, u32
     Ok(out)
 }
 
-/// A removed device's keys go with it.
+/// A removed device's keys and queue go with it.
 pub(super) fn drop_device(c: &Connection, user: &str, device: u32) -> StoreResult<()> {
+    c.execute(
+        "DELETE FROM deliveries WHERE recipient = ?1 AND device_id = ?2",
+        params![user, device],
+    )?;
     for table in ["device_keys", "one_time_prekeys", "pq_prekeys"] {
         c.execute(
             &format!("DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"),

@@ -249,6 +249,33 @@ PRAGMA user_version = 6;
 COMMIT;
 ";
 
+/// Version 7: queues per device (protocol version 2). A delivery names the
+/// recipient's device and may carry that device's own ciphertext (`content`;
+/// NULL: the message's, as for group messages and version-1 frames); a
+/// message records its sender's device. Everything queued before is for
+/// device 1, from device 1.
+const DEVICE_QUEUES_V7: &str = "
+BEGIN IMMEDIATE;
+ALTER TABLE messages ADD COLUMN sender_device INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE deliveries_v7 (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    content TEXT,
+    UNIQUE (message_id, recipient, device_id)
+);
+INSERT INTO deliveries_v7 (seq, message_id, recipient, device_id, sender, state)
+    SELECT seq, message_id, recipient, 1, sender, state FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v7 RENAME TO deliveries;
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (recipient, device_id, seq) WHERE state = 0;
+PRAGMA user_version = 7;
+COMMIT;
+";
+
 /// Brings a database up to the newest version.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -269,6 +296,9 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 6 {
         conn.execute_batch(DEVICE_PREKEYS_V6)?;
+    }
+    if version < 7 {
+        conn.execute_batch(DEVICE_QUEUES_V7)?;
     }
     Ok(())
 }

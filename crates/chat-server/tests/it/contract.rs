@@ -61,6 +61,7 @@ async fn one_message_id_in_two_spellings_is_one_message() {
             to: b.user.id.clone(),
             content: "E2EE:AQID".into(),
             message_type: "e2ee".into(),
+            copies: Vec::new(),
         }))
         .await;
         assert_eq!(wa.next_ack().await.id, id, "acknowledged in canonical form");

@@ -13,6 +13,7 @@ mod accounts;
 mod binary;
 mod closes;
 mod contract;
+mod device_queues;
 mod devices;
 mod group_events;
 mod groups;

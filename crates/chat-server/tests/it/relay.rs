@@ -157,6 +157,7 @@ async fn duplicate_ids_are_a_no_op_and_foreign_ids_a_conflict() {
         to: b.user.id.clone(),
         content: "E2EE:BBBB".into(),
         message_type: "text".into(),
+        copies: Vec::new(),
     }))
     .await;
     let err = wc.next_error().await;

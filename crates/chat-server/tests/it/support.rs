@@ -304,6 +304,7 @@ pub fn message(to: &str, content: &str) -> (String, ClientFrame) {
             to: to.to_owned(),
             content: content.to_owned(),
             message_type: "text".into(),
+            copies: Vec::new(),
         }),
     )
 }

@@ -104,6 +104,7 @@ async fn connects_reconnects_after_restart_and_refuses_a_bad_token() {
             to: b.user.id.clone(),
             content: "E2EE:AQ==".into(),
             message_type: "text".into(),
+            copies: Vec::new(),
         })
     };
     conn.send(send("8d7f3b52-3c1e-4a39-9c55-0c1f7b6d2a01"))
@@ -189,6 +190,7 @@ async fn a_full_event_queue_does_not_block_sending() {
                 to: b.user.id.clone(),
                 content: "E2EE:AQ==".into(),
                 message_type: "text".into(),
+                copies: Vec::new(),
             });
             conn.send(frame).await.unwrap();
         }
