@@ -15,7 +15,6 @@ use e2ee_store::{
     Store, StoreError,
 };
 use futures_util::Stream;
-use rand_core::OsRng;
 use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
@@ -31,6 +30,7 @@ use crate::{convert, keys, runtime};
 mod attachments;
 pub use attachments::Attachment;
 mod devices;
+mod fanout;
 mod groups;
 mod membership;
 pub use devices::{LinkedAccount, PendingLink};
@@ -167,6 +167,7 @@ impl ClientBuilder {
                 online: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashMap::new()),
                 session_lock: tokio::sync::Mutex::new(()),
+                mismatches: Mutex::new(HashMap::new()),
                 keys_lock: tokio::sync::Mutex::new(()),
                 group_lock: tokio::sync::Mutex::new(()),
                 group_push: AtomicBool::new(false),
@@ -191,7 +192,10 @@ pub(crate) struct Inner {
     pub(crate) online: Mutex<HashMap<String, String>>,
     /// Outbox entries sent on this connection, and when.
     pub(crate) in_flight: Mutex<HashMap<String, Instant>>,
-    session_lock: tokio::sync::Mutex<()>,
+    /// How often each message's device set was refused (see
+    /// `client::fanout`).
+    pub(crate) mismatches: Mutex<HashMap<String, u32>>,
+    pub(crate) session_lock: tokio::sync::Mutex<()>,
     pub(crate) keys_lock: tokio::sync::Mutex<()>,
     pub(crate) group_lock: tokio::sync::Mutex<()>,
     /// The server pushes `groupChanged` (its `ready` said so): a group
@@ -257,7 +261,31 @@ impl Inner {
     /// accept (left by an older client) fails here instead of costing a
     /// connection on every attempt.
     pub(crate) async fn transmit(&self, e: &OutboxEntry) {
-        if !crate::limits::content_fits(&e.content) {
+        // One copy per device shares one frame: the frame's size is what
+        // the server limits.
+        let frame_len: usize = e.content.len()
+            + e.copies
+                .iter()
+                .map(|c| c.content.len() + c.user_id.len() + 96)
+                .sum::<usize>();
+        if frame_len + 512 > chat_proto::validate::FRAME_MAX {
+            self.fail_send(
+                &e.message_id,
+                rest::ErrorCode::TooLarge,
+                format!(
+                    "{frame_len} bytes for {} devices, over the server's frame limit of {}",
+                    e.copies.len(),
+                    chat_proto::validate::FRAME_MAX
+                ),
+            )
+            .await;
+            return;
+        }
+        if !crate::limits::content_fits(&e.content)
+            || e.copies
+                .iter()
+                .any(|c| !crate::limits::content_fits(&c.content))
+        {
             self.fail_send(
                 &e.message_id,
                 rest::ErrorCode::TooLarge,
@@ -282,7 +310,16 @@ impl Inner {
                 to: to.clone(),
                 content: e.content.clone(),
                 message_type: "e2ee".into(),
-                copies: Vec::new(),
+                copies: e
+                    .copies
+                    .iter()
+                    .map(|c| chat_proto::ws::DeviceCopy {
+                        user_id: c.user_id.clone(),
+                        device_id: c.device_id,
+                        registration_id: c.registration_id,
+                        content: c.content.clone(),
+                    })
+                    .collect(),
             }),
             (None, None) => return,
         };
@@ -319,42 +356,6 @@ impl Inner {
                 message,
             });
         }
-    }
-
-    /// Makes sure a session with `peer` exists, fetching their bundle (X3DH)
-    /// if not.
-    pub(crate) async fn ensure_session(&self, peer: &str) -> Result<()> {
-        let p = peer.to_owned();
-        if self
-            .db(move |s| s.read(|tx| Ok(tx.sessions(&p)?.has_session())))
-            .await?
-        {
-            return Ok(());
-        }
-        let _guard = self.session_lock.lock().await;
-        let p = peer.to_owned();
-        if self
-            .db(move |s| s.read(|tx| Ok(tx.sessions(&p)?.has_session())))
-            .await?
-        {
-            return Ok(());
-        }
-        let wire = self
-            .rest
-            .prekey_bundle(peer)
-            .await
-            .map_err(|e| match e.code() {
-                Some(rest::ErrorCode::NotFound) => ClientError::UnknownUser(peer.to_owned()),
-                _ => e.into(),
-            })?;
-        let bundle = convert::bundle(&wire)?;
-        let p = peer.to_owned();
-        let check = self
-            .db(move |s| s.start_session(&mut OsRng, &p, &bundle))
-            .await?;
-        tracing::debug!(peer, "session started");
-        self.identity_event(peer, check);
-        Ok(())
     }
 
     pub(crate) fn identity_event(&self, peer: &str, check: IdentityCheck) {
@@ -395,10 +396,12 @@ impl Inner {
     /// Sends a payload 1:1 (session on demand) and returns its outbox entry.
     /// Refused for a peer whose key is not trusted.
     pub(crate) async fn send_direct(&self, to: &str, payload: Payload) -> Result<OutboxEntry> {
-        self.ensure_session(to).await?;
+        let targets = self.device_targets(to).await?;
         self.require_trusted(vec![to.to_owned()]).await?;
         let to_owned = to.to_owned();
-        let entry = self.db(move |s| s.send_direct(&to_owned, &payload)).await?;
+        let entry = self
+            .db(move |s| s.send_to_devices(&to_owned, &targets, &payload))
+            .await?;
         self.transmit(&entry).await;
         Ok(entry)
     }
@@ -416,7 +419,9 @@ impl Inner {
     pub(crate) async fn mark_read(&self, conv: Conversation) -> Result<usize> {
         let receipts = self.db(move |s| s.write(|tx| tx.mark_read(&conv))).await?;
         let n = receipts.len();
+        let ids: Vec<String> = receipts.iter().map(|r| r.message_id.clone()).collect();
         self.send_read_receipts(receipts).await?;
+        self.sync_read(&ids).await?;
         Ok(n)
     }
 
@@ -561,6 +566,8 @@ impl Client {
                         return Err(StoreError::Invalid("store belongs to another account"));
                     }
                     tx.set_account(&a)?;
+                    // A password login is the account's first device.
+                    tx.set_device_id(1)?;
                     tx.set_token(Some(token.as_str()))
                 })
             })

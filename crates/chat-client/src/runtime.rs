@@ -171,6 +171,12 @@ async fn handle(inner: &Arc<Inner>, batch: Vec<ConnEvent>) {
                     tokio::spawn(async move { i.on_group_changed(&g.group_id).await });
                 }
                 ServerFrame::DevicesChanged(d) => {
+                    let i = inner.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = i.discover_own_devices().await {
+                            tracing::debug!(error = %e, "could not look up our devices");
+                        }
+                    });
                     let (device_id, name) = (d.device_id, d.name);
                     inner.emit(match d.change {
                         chat_proto::ws::DeviceChange::Linked => {
@@ -274,6 +280,7 @@ async fn receive(
                 &Incoming {
                     id: &frame.id,
                     from: &frame.from,
+                    from_device: frame.from_device.unwrap_or(1),
                     group_id: frame.group_id.as_deref(),
                     content: &frame.content,
                     server_at_ms: frame.timestamp,
@@ -349,6 +356,7 @@ async fn apply_updates(inner: &Arc<Inner>, updates: Vec<Update>) {
         for u in &updates {
             if let Update::Ack { id, .. } = u {
                 f.remove(id);
+                inner.forget_mismatches(id);
             }
         }
     }
@@ -404,6 +412,15 @@ async fn server_error(inner: &Arc<Inner>, e: chat_proto::ws::ErrorFrame) {
     if let Ok(mut f) = inner.in_flight.lock() {
         f.remove(&id);
     }
+    if let (ErrorCode::Conflict, Some(devices)) = (e.code, e.devices) {
+        // The recipient's (or our own) devices changed: fix the sessions
+        // and send again under the same id, off this loop (it fetches
+        // bundles).
+        tracing::debug!(%id, ?devices, "device set changed; sending again");
+        let inner = inner.clone();
+        tokio::spawn(async move { inner.fix_devices(id, devices).await });
+        return;
+    }
     if matches!(
         e.code,
         ErrorCode::RateLimited | ErrorCode::Timeout | ErrorCode::Unavailable | ErrorCode::Internal
@@ -419,6 +436,9 @@ async fn server_error(inner: &Arc<Inner>, e: chat_proto::ws::ErrorFrame) {
 /// After (re)connecting: resend the outbox and unsent read receipts, and
 /// bring our keys up to date.
 async fn on_connected(inner: &Arc<Inner>) {
+    if let Err(e) = inner.discover_own_devices().await {
+        tracing::warn!(error = %e, "could not look up our other devices");
+    }
     match inner.db(|s| s.read(|tx| tx.outbox())).await {
         Ok(outbox) => {
             if !outbox.is_empty() {

@@ -78,6 +78,10 @@ pub struct DeviceRef {
     pub user_id: String,
     /// The device.
     pub device_id: u32,
+    /// For `missing` and `stale` entries: the device's current
+    /// `registrationId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_id: Option<u32>,
 }
 
 /// Why a version-2 `message` was refused: its copies were not for the

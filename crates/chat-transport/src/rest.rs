@@ -447,6 +447,20 @@ impl RestClient {
         .await
     }
 
+    /// One device's bundle (`GET /api/users/{id}/devices/{device}/prekeys`),
+    /// claiming its one-time prekeys.
+    pub async fn device_bundle(
+        &self,
+        user_id: &str,
+        device_id: u32,
+    ) -> Result<chat_proto::devices::DeviceBundles, TransportError> {
+        self.get(&format!(
+            "/api/users/{}/devices/{device_id}/prekeys",
+            path_segment(user_id)
+        ))
+        .await
+    }
+
     /// A single-use token for linking one new device.
     pub async fn link_token(&self) -> Result<chat_proto::devices::LinkToken, TransportError> {
         self.with_body(

@@ -10,7 +10,12 @@
 //!                 || sha256 (32) || size (u64) || mime (u16 len || UTF-8)
 //!                 || file_name (u16 len || UTF-8) ]
 //! [ if flags & 2: reference message_id (16) ]
+//! [ if flags & 4: sync target = 1 || user_id (u16 len || UTF-8)     (a direct chat)
+//!                             | 2 || group_id (16)                  (a group) ]
 //! ```
+//!
+//! Flag 4 (version 2) is set only on the copies a sender makes for its own
+//! other devices: it names the conversation the message was sent in.
 //!
 //! The whole is then padded: `0x80`, then zero bytes up to a multiple of
 //! [`PAD_BLOCK`] bytes, so ciphertext lengths reveal only a size class.
@@ -27,6 +32,7 @@ pub const PAYLOAD_VERSION: u8 = 1;
 
 const FLAG_ATTACHMENT: u8 = 1;
 const FLAG_REFERENCE: u8 = 2;
+const FLAG_SYNC: u8 = 4;
 
 /// Appends `0x80` and zero bytes up to a multiple of [`PAD_BLOCK`].
 pub fn pad(data: &[u8]) -> Vec<u8> {
@@ -76,6 +82,9 @@ pub enum PayloadKind {
     Delete,
     /// A text replying to the referenced message.
     Reply,
+    /// Version 2, between one account's devices only: the messages whose
+    /// ids (16 bytes each) fill the body were read on the sending device.
+    ReadSync,
     /// A kind this version does not know; kept so newer peers can add kinds.
     Unknown(u8),
 }
@@ -92,6 +101,7 @@ impl PayloadKind {
             PayloadKind::Edit => 6,
             PayloadKind::Delete => 7,
             PayloadKind::Reply => 8,
+            PayloadKind::ReadSync => 9,
             PayloadKind::Unknown(b) => b,
         }
     }
@@ -107,6 +117,7 @@ impl PayloadKind {
             6 => PayloadKind::Edit,
             7 => PayloadKind::Delete,
             8 => PayloadKind::Reply,
+            9 => PayloadKind::ReadSync,
             other => PayloadKind::Unknown(other),
         }
     }
@@ -143,6 +154,15 @@ impl std::fmt::Debug for AttachmentPointer {
     }
 }
 
+/// The conversation a sender's own copy belongs to (payload flag 4).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SyncTarget {
+    /// A direct chat with this user id.
+    Direct(String),
+    /// A group, by its 16-byte id.
+    Group([u8; 16]),
+}
+
 /// The plaintext of one message before padding and encryption. The body
 /// (which may hold a sender key's chain key) is wiped on drop and not
 /// printed by `Debug`.
@@ -160,6 +180,8 @@ pub struct Payload {
     pub attachment: Option<AttachmentPointer>,
     /// The message a reaction, edit, delete or reply refers to.
     pub reference: Option<MessageId>,
+    /// On a copy for the sender's own other devices: the conversation.
+    pub sync: Option<SyncTarget>,
 }
 
 impl std::fmt::Debug for Payload {
@@ -171,6 +193,7 @@ impl std::fmt::Debug for Payload {
             .field("body_len", &self.body.len())
             .field("attachment", &self.attachment)
             .field("reference", &self.reference)
+            .field("sync", &self.sync)
             .finish()
     }
 }
@@ -198,6 +221,7 @@ impl Payload {
             body: Zeroizing::new(text.as_bytes().to_vec()),
             attachment: None,
             reference: None,
+            sync: None,
         }
     }
 
@@ -212,7 +236,13 @@ impl Payload {
         let attachment = self.attachment.as_ref().map_or(0, |a| {
             2 + a.media_id.len() + 32 + 24 + 32 + 8 + 2 + a.mime_type.len() + 2 + a.file_name.len()
         });
-        let mut out = Zeroizing::new(Vec::with_capacity(31 + self.body.len() + attachment + 16));
+        let sync = self.sync.as_ref().map_or(0, |t| match t {
+            SyncTarget::Direct(u) => 3 + u.len(),
+            SyncTarget::Group(_) => 17,
+        });
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            31 + self.body.len() + attachment + 16 + sync,
+        ));
         out.push(PAYLOAD_VERSION);
         out.push(self.kind.to_byte());
         out.extend_from_slice(&self.message_id);
@@ -223,6 +253,9 @@ impl Payload {
         }
         if self.reference.is_some() {
             flags |= FLAG_REFERENCE;
+        }
+        if self.sync.is_some() {
+            flags |= FLAG_SYNC;
         }
         out.push(flags);
         let len = u32::try_from(self.body.len()).map_err(|_| PayloadError::TooLong("body"))?;
@@ -239,6 +272,17 @@ impl Payload {
         }
         if let Some(r) = &self.reference {
             out.extend_from_slice(r);
+        }
+        match &self.sync {
+            Some(SyncTarget::Direct(u)) => {
+                out.push(1);
+                put_str(&mut out, u, "sync user_id")?;
+            }
+            Some(SyncTarget::Group(g)) => {
+                out.push(2);
+                out.extend_from_slice(g);
+            }
+            None => {}
         }
         Ok(out)
     }
@@ -260,7 +304,7 @@ impl Payload {
         let message_id = r.array()?;
         let timestamp_ms = r.u64()?;
         let flags = r.u8()?;
-        if flags & !(FLAG_ATTACHMENT | FLAG_REFERENCE) != 0 {
+        if flags & !(FLAG_ATTACHMENT | FLAG_REFERENCE | FLAG_SYNC) != 0 {
             return Err(DecodeError::InvalidField("flags").into());
         }
         let body_len = r.u32()? as usize;
@@ -283,6 +327,15 @@ impl Payload {
         } else {
             None
         };
+        let sync = if flags & FLAG_SYNC != 0 {
+            Some(match r.u8()? {
+                1 => SyncTarget::Direct(get_str(&mut r, "sync user_id")?),
+                2 => SyncTarget::Group(r.array()?),
+                _ => return Err(DecodeError::InvalidField("sync").into()),
+            })
+        } else {
+            None
+        };
         r.finish()?;
         Ok(Self {
             message_id,
@@ -291,6 +344,7 @@ impl Payload {
             body,
             attachment,
             reference,
+            sync,
         })
     }
 

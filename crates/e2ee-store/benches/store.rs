@@ -97,6 +97,7 @@ fn decrypt_and_store(c: &mut Criterion) {
         &Incoming {
             id: &first.message_id,
             from: "alice",
+            from_device: 1,
             group_id: None,
             content: &first.content,
             server_at_ms: 0,
@@ -121,6 +122,7 @@ fn decrypt_and_store(c: &mut Criterion) {
                     &Incoming {
                         id: &id,
                         from: "alice",
+                        from_device: 1,
                         group_id: None,
                         content: &content,
                         server_at_ms: 0,

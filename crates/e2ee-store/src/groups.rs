@@ -59,6 +59,19 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Forgets which of our group sender keys `user_id` has (one of its
+    /// devices is new to us): the next send to each group shares them
+    /// again, with every device of theirs. For our own account every record
+    /// goes: our new device gets our chains as copies of the shares.
+    pub fn forget_sender_key_shares(&self, user_id: &str) -> Result<()> {
+        let own = self.account()?.is_some_and(|a| a.user_id == user_id);
+        self.c().execute(
+            "DELETE FROM sender_keys_shared WHERE user_id = ?1 OR ?2",
+            params![user_id, own],
+        )?;
+        Ok(())
+    }
+
     /// Which of `members` do not have our chain `chain_id` yet.
     pub fn sender_key_missing(
         &self,

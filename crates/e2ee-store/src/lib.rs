@@ -51,6 +51,7 @@
 //! ```
 
 mod backup;
+mod devices;
 mod error;
 mod groups;
 mod history;
@@ -63,6 +64,7 @@ mod schema;
 mod store;
 mod types;
 
+pub use devices::read_sync_body;
 pub use error::{Result, StoreError};
 pub use key::{
     KDF_MAX_ITERATIONS, KDF_MAX_MEMORY_KIB, KDF_MAX_PARALLELISM, KdfParams, Passphrase, salt_path,
@@ -74,6 +76,6 @@ pub use parked::{
 pub use peers::{IdentityCheck, PeerIdentity, TrustPolicy};
 pub use schema::SCHEMA_VERSION;
 pub use store::{
-    Account, Conversation, ConversationSummary, Cursor, Group, Message, NewMessage, OpenOptions,
-    OutboxEntry, Page, ReadReceipt, SearchHit, Status, Store, Tx,
+    Account, Conversation, ConversationSummary, Cursor, DeviceCopy, DeviceTarget, Group, Message,
+    NewMessage, OpenOptions, OutboxEntry, Page, ReadReceipt, SearchHit, Status, Store, Tx,
 };

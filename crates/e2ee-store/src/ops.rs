@@ -21,6 +21,8 @@ pub struct Incoming<'a> {
     pub id: &'a str,
     /// The authenticated sender.
     pub from: &'a str,
+    /// The sender's device (`fromDevice`; 1 from servers before version 2).
+    pub from_device: u32,
     /// For a group message: the group.
     pub group_id: Option<&'a str>,
     /// The `E2EE:` envelope text.
@@ -60,9 +62,15 @@ pub enum Received {
     /// until the sender's key arrives (see [`crate::ParkedMessage`]).
     /// Acknowledge it.
     Parked,
+    /// Another of our devices read these messages here too: how many were
+    /// marked read (their receipts were sent by that device).
+    ReadSync {
+        /// Messages marked.
+        marked: usize,
+    },
 }
 
-fn uuid_string(id: &[u8; 16]) -> String {
+pub(crate) fn uuid_string(id: &[u8; 16]) -> String {
     Uuid::from_bytes(*id).hyphenated().to_string()
 }
 
@@ -72,7 +80,7 @@ fn parse_uuid(s: &str) -> Result<[u8; 16]> {
         .map_err(|_| StoreError::Invalid("not a UUID"))
 }
 
-fn new_message(
+pub(crate) fn new_message(
     payload: &Payload,
     conversation: Conversation,
     sender: &str,
@@ -191,6 +199,7 @@ impl Store {
                 recipient: Some(to.to_owned()),
                 group_id: None,
                 content: envelope.to_text(),
+                copies: Vec::new(),
                 created_at_ms: now_ms(),
                 attempts: 0,
             };
@@ -257,6 +266,7 @@ impl Store {
                 recipient: None,
                 group_id: Some(group_id.to_owned()),
                 content: envelope.to_text(),
+                copies: Vec::new(),
                 created_at_ms: now_ms(),
                 attempts: 0,
             };
@@ -274,7 +284,9 @@ fn receive_direct(
     envelope: &Envelope,
 ) -> Result<Received> {
     let identity = tx.require_identity()?;
-    let mut sessions = tx.sessions(m.from)?;
+    let me = tx.account()?.ok_or(StoreError::Missing("account"))?;
+    let own = m.from == me.user_id;
+    let mut sessions = tx.device_sessions(m.from, m.from_device)?;
     let prekeys = match envelope {
         Envelope::PreKey(p) => tx.prekeys_for(
             p.signed_prekey_id,
@@ -285,15 +297,42 @@ fn receive_direct(
     };
     let d = sessions.decrypt(rng, &identity, &prekeys, envelope)?;
     let payload = Payload::decode_checked(&d.plaintext, outer_id)?;
+    // A copy from "our own device" under another identity is a forgery (a
+    // server adding a device of its own); and only our own devices may
+    // send us sent transcripts and read marks.
+    if own && d.remote_identity != identity.public() {
+        return Err(StoreError::Invalid(
+            "a copy from our account under another identity",
+        ));
+    }
+    if !own && (payload.sync.is_some() || payload.kind == PayloadKind::ReadSync) {
+        return Err(StoreError::Invalid("a sync payload from another account"));
+    }
     // Only now, with the message known good, does any state change.
-    tx.save_sessions(m.from, &sessions)?;
+    tx.save_device_sessions(m.from, m.from_device, None, &sessions)?;
     if let Some(id) = d.consumed_one_time_prekey {
         tx.consume_one_time_prekey(id)?;
     }
     if let Some(id) = d.used_pq_prekey {
         tx.consume_pq_prekey(id)?;
     }
-    let check = tx.remember_identity(m.from, &d.remote_identity)?;
+    let check = if own {
+        IdentityCheck::Same
+    } else {
+        tx.remember_identity(m.from, &d.remote_identity)?
+    };
+    if own && payload.kind != PayloadKind::SenderKey {
+        return Ok(
+            match crate::devices::receive_own(tx, m.from, &payload, m.server_at_ms)? {
+                crate::devices::OwnCopy::Sent(message) => Received::Message {
+                    message,
+                    new_session: d.new_session,
+                    identity: None,
+                },
+                crate::devices::OwnCopy::Read(marked) => Received::ReadSync { marked },
+            },
+        );
+    }
     if payload.kind == PayloadKind::SenderKey {
         let dist = SenderKeyDistribution::from_bytes(&payload.body)?;
         let group_id = uuid_string(&dist.group_id);
@@ -400,14 +439,19 @@ fn receive_sender_key_message(
         return Err(StoreError::Invalid("sender key sent to the group"));
     }
     tx.save_sender_key_in(group, from, &r)?;
-    let msg = new_message(
+    // Sent from another of our devices: ours, as sent.
+    let own = tx.account()?.is_some_and(|a| a.user_id == from);
+    let mut msg = new_message(
         &payload,
         Conversation::Group(group.to_owned()),
         from,
-        false,
+        own,
         1,
         Some(server_at_ms),
     );
+    if own {
+        msg.status = Status::Sent;
+    }
     let message = tx.insert_message(msg)?;
     Ok(Received::Message {
         message: Box::new(message),

@@ -246,8 +246,32 @@ CREATE TABLE group_changes (
 ALTER TABLE group_members ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1;
 ";
 
+/// Version 7: linked devices (protocol version 2). Sessions are per peer
+/// device, with the `registrationId` the peer's bundle gave (NULL: the
+/// session was started by the peer and the id is not known yet); the
+/// store knows its own device id; an outbox entry keeps its copies (JSON,
+/// one ciphertext per device) and the payload, to encrypt it again for a
+/// device set that changed. Everything from before is device 1's.
+const V7: &str = "
+CREATE TABLE sessions_v7 (
+    peer            TEXT NOT NULL,
+    device          INTEGER NOT NULL,
+    registration_id INTEGER,
+    record          BLOB NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    PRIMARY KEY (peer, device)
+);
+INSERT INTO sessions_v7 (peer, device, registration_id, record, updated_at)
+    SELECT peer, 1, 0, record, updated_at FROM sessions;
+DROP TABLE sessions;
+ALTER TABLE sessions_v7 RENAME TO sessions;
+ALTER TABLE account ADD COLUMN device_id INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE outbox ADD COLUMN copies TEXT;
+ALTER TABLE outbox ADD COLUMN payload BLOB;
+";
+
 /// Every migration in order; index + 1 is the version it produces.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

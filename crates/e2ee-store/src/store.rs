@@ -114,8 +114,8 @@ fn create(path: &Path, passphrase: &Passphrase, kdf: KdfParams, version: i64) ->
 }
 
 pub use crate::types::{
-    Account, Conversation, ConversationSummary, Cursor, Group, Message, NewMessage, OutboxEntry,
-    Page, ReadReceipt, SearchHit, Status,
+    Account, Conversation, ConversationSummary, Cursor, DeviceCopy, DeviceTarget, Group, Message,
+    NewMessage, OutboxEntry, Page, ReadReceipt, SearchHit, Status,
 };
 
 impl Store {
@@ -459,9 +459,35 @@ impl Tx<'_> {
 
     // ---- peers and sessions ---------------------------------------------------
 
-    /// All sessions with a peer (empty if none).
+    /// Whether this store is at a schema from before per-device sessions
+    /// (only when opened with `Store::open_at_version`, for migration
+    /// tests): one cached statement, no table scan.
+    pub(crate) fn before_device_sessions(&self) -> Result<bool> {
+        let v: i64 = self
+            .c()
+            .prepare_cached("PRAGMA user_version")?
+            .query_row([], |r| r.get(0))?;
+        Ok(v < 7)
+    }
+
+    /// All sessions with a peer's device 1 (empty if none); see
+    /// [`Tx::device_sessions`].
     pub fn sessions(&self, peer: &str) -> Result<PeerSessions> {
-        let b = self.record("SELECT record FROM sessions WHERE peer = ?1", [peer])?;
+        self.device_sessions(peer, 1)
+    }
+
+    /// All sessions with one device of a peer (empty if none).
+    pub fn device_sessions(&self, peer: &str, device: u32) -> Result<PeerSessions> {
+        let b = if self.before_device_sessions()? {
+            // A store opened at a schema from before version 7
+            // (`Store::open_at_version`): one session row per peer.
+            self.record("SELECT record FROM sessions WHERE peer = ?1", [peer])?
+        } else {
+            self.record(
+                "SELECT record FROM sessions WHERE peer = ?1 AND device = ?2",
+                params![peer, device],
+            )?
+        };
         match b {
             Some(b) => Ok(PeerSessions::from_record(&PeerSessionsRecord::from_bytes(
                 &b,
@@ -477,14 +503,43 @@ impl Tx<'_> {
         Ok(self.sessions(peer)?.current().map(|s| s.is_pqxdh()))
     }
 
-    /// Saves all sessions with a peer.
+    /// Saves all sessions with a peer's device 1.
     pub fn save_sessions(&self, peer: &str, s: &PeerSessions) -> Result<()> {
+        self.save_device_sessions(peer, 1, None, s)
+    }
+
+    /// Saves all sessions with one device of a peer; `registration` (when
+    /// known) replaces the one recorded.
+    pub fn save_device_sessions(
+        &self,
+        peer: &str,
+        device: u32,
+        registration: Option<u32>,
+        s: &PeerSessions,
+    ) -> Result<()> {
+        if self.before_device_sessions()? {
+            self.c()
+                .prepare_cached(
+                    "INSERT INTO sessions (peer, record, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (peer) DO UPDATE SET record = ?2, updated_at = ?3",
+                )?
+                .execute(params![peer, s.to_record().to_bytes().as_slice(), now_ms()])?;
+            return Ok(());
+        }
         self.c()
             .prepare_cached(
-                "INSERT INTO sessions (peer, record, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (peer) DO UPDATE SET record = ?2, updated_at = ?3",
+                "INSERT INTO sessions (peer, device, registration_id, record, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (peer, device) DO UPDATE SET record = ?4, updated_at = ?5,
+                 registration_id = COALESCE(?3, registration_id)",
             )?
-            .execute(params![peer, s.to_record().to_bytes().as_slice(), now_ms()])?;
+            .execute(params![
+                peer,
+                device,
+                registration,
+                s.to_record().to_bytes().as_slice(),
+                now_ms()
+            ])?;
         Ok(())
     }
 
@@ -641,17 +696,33 @@ impl Tx<'_> {
 
     /// Adds an encrypted frame to the outbox.
     pub fn enqueue(&self, e: &OutboxEntry) -> Result<()> {
+        if e.copies.is_empty() && self.before_device_sessions()? {
+            self.c()
+                .prepare_cached(
+                    "INSERT INTO outbox (message_id, recipient, group_id, content, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    e.message_id,
+                    e.recipient,
+                    e.group_id,
+                    e.content,
+                    e.created_at_ms
+                ])?;
+            return Ok(());
+        }
         self.c()
             .prepare_cached(
-                "INSERT INTO outbox (message_id, recipient, group_id, content, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO outbox (message_id, recipient, group_id, content, created_at, copies)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 e.message_id,
                 e.recipient,
                 e.group_id,
                 e.content,
-                e.created_at_ms
+                e.created_at_ms,
+                crate::devices::copies_json(&e.copies)?
             ])?;
         Ok(())
     }
@@ -659,19 +730,30 @@ impl Tx<'_> {
     /// Everything not acknowledged yet, oldest first.
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>> {
         let mut stmt = self.c().prepare_cached(
-            "SELECT message_id, recipient, group_id, content, created_at, attempts FROM outbox ORDER BY seq",
+            "SELECT message_id, recipient, group_id, content, created_at, attempts, copies
+             FROM outbox ORDER BY seq",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok(OutboxEntry {
-                message_id: r.get(0)?,
-                recipient: r.get(1)?,
-                group_id: r.get(2)?,
-                content: r.get(3)?,
-                created_at_ms: r.get(4)?,
-                attempts: r.get(5)?,
-            })
+            Ok((
+                OutboxEntry {
+                    message_id: r.get(0)?,
+                    recipient: r.get(1)?,
+                    group_id: r.get(2)?,
+                    content: r.get(3)?,
+                    copies: Vec::new(),
+                    created_at_ms: r.get(4)?,
+                    attempts: r.get(5)?,
+                },
+                r.get::<_, Option<String>>(6)?,
+            ))
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut e, copies) = row?;
+            e.copies = crate::devices::copies_from_json(copies.as_deref())?;
+            out.push(e);
+        }
+        Ok(out)
     }
 
     /// Counts a send attempt.

@@ -177,12 +177,40 @@ pub struct OutboxEntry {
     pub recipient: Option<String>,
     /// For a group message: the group.
     pub group_id: Option<String>,
-    /// The `E2EE:` envelope text for the frame's `content`.
+    /// The `E2EE:` envelope text for the frame's `content` (version 1 and
+    /// group messages; empty when `copies` are given).
     pub content: String,
+    /// Version 2, direct messages: one ciphertext per device.
+    pub copies: Vec<DeviceCopy>,
     /// When it was enqueued (ms).
     pub created_at_ms: i64,
     /// Times handed to the transport.
     pub attempts: u32,
+}
+
+/// One device's ciphertext of an outgoing direct message (version 2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceCopy {
+    /// The recipient, or our own account for our other devices.
+    pub user_id: String,
+    /// The device.
+    pub device_id: u32,
+    /// The `registrationId` the copy was made for.
+    pub registration_id: u32,
+    /// `E2EE:` envelope text on our session with that device.
+    pub content: String,
+}
+
+/// A device to encrypt a direct message for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceTarget {
+    /// The account.
+    pub user_id: String,
+    /// The device.
+    pub device_id: u32,
+    /// Its `registrationId` as far as we know (0 when unknown: the server
+    /// then answers with the right one).
+    pub registration_id: u32,
 }
 
 /// A group as this client knows it.

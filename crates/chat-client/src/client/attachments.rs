@@ -60,6 +60,7 @@ impl Client {
             body: Zeroizing::new(file.caption.unwrap_or_default().into_bytes()),
             attachment: Some(pointer),
             reference: None,
+            sync: None,
         };
         self.inner.send_payload(to, p).await
     }

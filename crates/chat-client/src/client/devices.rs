@@ -100,16 +100,18 @@ impl PendingLink {
             username: linked.user.username.clone(),
             server_url: inner.config.server_url.clone(),
         };
-        let (a, token, identity) = (
+        let (a, token, identity, device) = (
             account.clone(),
             Zeroizing::new(linked.token.clone()),
             contents.identity(),
+            linked.device_id,
         );
         inner
             .db(move |s| {
                 s.write(|tx| {
                     tx.init_identity(&identity)?;
                     tx.set_account(&a)?;
+                    tx.set_device_id(device)?;
                     tx.set_token(Some(token.as_str()))
                 })
             })

@@ -347,6 +347,7 @@ impl Inner {
                 body,
                 attachment: None,
                 reference: None,
+                sync: None,
             };
             self.send_direct(&member, p).await?;
             let (gid, chain) = (group_id.to_owned(), dist.chain_id);

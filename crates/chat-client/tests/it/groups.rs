@@ -28,6 +28,7 @@ fn try_decrypt(net: &Net, name: &str, id: &str, group: &str, copy: &(String, Str
             &Incoming {
                 id,
                 from,
+                from_device: 1,
                 group_id: Some(group),
                 content,
                 server_at_ms: 0,

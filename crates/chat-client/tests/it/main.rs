@@ -12,6 +12,7 @@ mod echo_bot;
 mod groups;
 mod hostile;
 mod linking;
+mod multi_device;
 mod outbox;
 mod parking;
 mod pqxdh;

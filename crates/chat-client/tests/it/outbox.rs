@@ -77,6 +77,7 @@ async fn frames_the_server_refuses_for_good_fail_and_leave_the_outbox() {
         recipient: Some(bob.id.clone()),
         group_id: None,
         content: format!("E2EE:{}", "A".repeat(100 * 1024)),
+        copies: Vec::new(),
         created_at_ms: 1,
         attempts: 0,
     };

@@ -51,7 +51,10 @@ fn key_of(content: &str) -> Vec<u8> {
 fn sent_by(net: &Net, sender: &str) -> Vec<String> {
     let db = net.db();
     let mut stmt = db
-        .prepare("SELECT content FROM messages WHERE sender = ?1 ORDER BY rowid")
+        .prepare(
+            "SELECT COALESCE(d.content, m.content) FROM messages m
+             JOIN deliveries d ON d.message_id = m.id WHERE m.sender = ?1 ORDER BY d.seq",
+        )
         .unwrap();
     stmt.query_map([sender], |r| r.get(0))
         .unwrap()

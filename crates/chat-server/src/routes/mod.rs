@@ -142,6 +142,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/users/{user_id}/devices/prekeys",
             get(prekeys::claim_devices),
         )
+        .route(
+            "/api/users/{user_id}/devices/{device_id}/prekeys",
+            get(prekeys::claim_device),
+        )
         .route("/api/verify-key", post(accounts::verify_key))
         .route(
             "/api/verify-key/{user_id}",

@@ -167,6 +167,43 @@ pub(super) async fn claim_devices(
     Ok(axum::Json(DeviceBundles { bundles }))
 }
 
+/// One device's bundle (a sender learned of a device it had no session
+/// with): the same shape as [`claim_devices`], with one entry.
+pub(super) async fn claim_device(
+    State(state): State<Arc<AppState>>,
+    me: AuthUser,
+    Path((user_id, device_id)): Path<(String, String)>,
+) -> ApiResult<axum::Json<DeviceBundles>> {
+    validate::id(&user_id, "userId")?;
+    let device_id: u32 = device_id
+        .parse()
+        .map_err(|_| ApiError::bad_request("deviceId must be a number"))?;
+    state.limit(&state.limits.prekey_claims, &me.user.id)?;
+    let registration_id = state
+        .store
+        .devices(&user_id)
+        .await?
+        .into_iter()
+        .find(|d| d.device_id == device_id)
+        .map(|d| d.registration_id)
+        .ok_or_else(|| ApiError::not_found("device"))?;
+    let c = state
+        .store
+        .claim_bundle(&user_id, device_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("prekey bundle"))?;
+    if device_id == 1 {
+        tell_if_low(&state, &user_id, &c);
+    }
+    Ok(axum::Json(DeviceBundles {
+        bundles: vec![DeviceBundle {
+            device_id,
+            registration_id,
+            bundle: c.bundle,
+        }],
+    }))
+}
+
 pub(super) async fn status(
     State(state): State<Arc<AppState>>,
     me: AuthUser,

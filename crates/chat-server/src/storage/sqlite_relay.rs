@@ -56,6 +56,7 @@ fn required(
             let key = DeviceRef {
                 user_id: user.to_owned(),
                 device_id: device,
+                registration_id: None,
             };
             out.insert(key, reg);
         }
@@ -75,20 +76,27 @@ fn check_copies(
         let key = DeviceRef {
             user_id: copy.user_id.clone(),
             device_id: copy.device_id,
+            registration_id: None,
         };
         if !seen.insert(key.clone()) {
             return Err(StoreError::Conflict("two copies for one device"));
         }
         match need.get(&key) {
             None => mismatch.extra.push(key),
-            Some(reg) if *reg != copy.registration_id => mismatch.stale.push(key),
+            Some(reg) if *reg != copy.registration_id => mismatch.stale.push(DeviceRef {
+                registration_id: Some(*reg),
+                ..key
+            }),
             Some(_) => {}
         }
     }
     mismatch.missing = need
-        .keys()
-        .filter(|k| !seen.contains(*k))
-        .cloned()
+        .iter()
+        .filter(|(k, _)| !seen.contains(*k))
+        .map(|(k, reg)| DeviceRef {
+            registration_id: Some(*reg),
+            ..k.clone()
+        })
         .collect();
     Ok(mismatch)
 }
@@ -123,7 +131,13 @@ fn direct_route(
             let own_others = need.keys().any(|k| k.user_id == m.from && to != m.from);
             if to_devices.len() > 1 || own_others {
                 return Err(StoreError::Devices(DeviceMismatch {
-                    missing: need.into_keys().collect(),
+                    missing: need
+                        .into_iter()
+                        .map(|(k, reg)| DeviceRef {
+                            registration_id: Some(reg),
+                            ..k
+                        })
+                        .collect(),
                     ..DeviceMismatch::default()
                 }));
             }

@@ -218,6 +218,7 @@ pub fn generate() -> Value {
             file_name: "cat.jpg".into(),
         }),
         reference: None,
+        sync: None,
     };
 
     json!({

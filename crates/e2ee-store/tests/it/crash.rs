@@ -36,6 +36,7 @@ fn child() {
                 let m = Incoming {
                     id,
                     from: "alice",
+                    from_device: 1,
                     group_id: None,
                     content,
                     server_at_ms: 0,

@@ -484,6 +484,7 @@ fn parked_group_messages_open_when_the_key_arrives_and_are_bounded() {
         let m = e2ee_store::Incoming {
             id: &id,
             from: "mallory",
+            from_device: 1,
             group_id: Some(&stranger_group),
             content: &content,
             server_at_ms: 0,

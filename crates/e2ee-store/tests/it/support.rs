@@ -106,6 +106,7 @@ pub(crate) fn relay<'a>(
     e2ee_store::Incoming {
         id: &e.message_id,
         from,
+        from_device: 1,
         group_id: e.group_id.as_deref(),
         content: &e.content,
         server_at_ms: at,

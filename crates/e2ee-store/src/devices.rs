@@ -1,0 +1,300 @@
+//! Linked devices in the store (protocol version 2, DESIGN.md section 8):
+//! our own device id, sessions per peer device, and sending a direct
+//! message as one copy per device (the recipient's devices, and our own
+//! other devices with a "sent" transcript naming the conversation).
+
+use e2ee_core::{Payload, PayloadKind, PreKeyBundle, SyncTarget};
+use rand_core::CryptoRngCore;
+use rusqlite::{OptionalExtension, params};
+use zeroize::Zeroizing;
+
+use crate::error::{Result, StoreError};
+use crate::ops::{new_message, uuid_string};
+use crate::peers::IdentityCheck;
+use crate::store::{
+    Conversation, DeviceCopy, DeviceTarget, OutboxEntry, Status, Store, Tx, now_ms,
+};
+
+pub(crate) fn copies_json(copies: &[DeviceCopy]) -> Result<Option<String>> {
+    if copies.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(copies)
+        .map(Some)
+        .map_err(|_| StoreError::Invalid("outbox copies"))
+}
+
+pub(crate) fn copies_from_json(json: Option<&str>) -> Result<Vec<DeviceCopy>> {
+    match json {
+        None => Ok(Vec::new()),
+        Some(j) => serde_json::from_str(j).map_err(|_| StoreError::Invalid("outbox copies")),
+    }
+}
+
+impl Tx<'_> {
+    /// This store's device id on the account (1 until linked otherwise).
+    pub fn device_id(&self) -> Result<u32> {
+        Ok(self
+            .c()
+            .query_row("SELECT device_id FROM account WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(1))
+    }
+
+    /// Records this store's device id.
+    pub fn set_device_id(&self, device: u32) -> Result<()> {
+        let n = self
+            .c()
+            .execute("UPDATE account SET device_id = ?1 WHERE id = 1", [device])?;
+        if n == 0 {
+            return Err(StoreError::Missing("account"));
+        }
+        Ok(())
+    }
+
+    /// The devices of `peer` we hold a session with, and the
+    /// `registrationId` each was made for (0 when not known yet).
+    pub fn session_devices(&self, peer: &str) -> Result<Vec<DeviceTarget>> {
+        let mut st = self.c().prepare_cached(
+            "SELECT device, COALESCE(registration_id, 0) FROM sessions WHERE peer = ?1
+             ORDER BY device",
+        )?;
+        let rows = st.query_map([peer], |r| {
+            Ok(DeviceTarget {
+                user_id: peer.to_owned(),
+                device_id: r.get(0)?,
+                registration_id: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Forgets the sessions with one device (it was removed, or linked
+    /// again with another registration).
+    pub fn drop_device_session(&self, peer: &str, device: u32) -> Result<()> {
+        self.c().execute(
+            "DELETE FROM sessions WHERE peer = ?1 AND device = ?2",
+            params![peer, device],
+        )?;
+        Ok(())
+    }
+
+    /// Records the `registrationId` of a device whose session it started.
+    pub fn set_session_registration(&self, peer: &str, device: u32, reg: u32) -> Result<()> {
+        self.c().execute(
+            "UPDATE sessions SET registration_id = ?3 WHERE peer = ?1 AND device = ?2",
+            params![peer, device, reg],
+        )?;
+        Ok(())
+    }
+
+    /// The payload of an outbox entry, kept to encrypt it again.
+    fn outbox_payload(&self, message_id: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        self.record(
+            "SELECT payload FROM outbox WHERE message_id = ?1 AND payload IS NOT NULL",
+            [message_id],
+        )
+    }
+}
+
+/// Encrypts `payload` for every target: a copy for one of our own devices
+/// carries the conversation (`sync`), unless it already names one.
+fn encrypt_copies(
+    tx: &Tx<'_>,
+    me: &str,
+    to: &str,
+    targets: &[DeviceTarget],
+    payload: &Payload,
+) -> Result<Vec<DeviceCopy>> {
+    let plain = payload.to_padded()?;
+    let mut mine = payload.clone();
+    if mine.sync.is_none() && to != me {
+        mine.sync = Some(SyncTarget::Direct(to.to_owned()));
+    }
+    let own = mine.to_padded()?;
+    let mut copies = Vec::with_capacity(targets.len());
+    for t in targets {
+        let mut sessions = tx.device_sessions(&t.user_id, t.device_id)?;
+        let padded = if t.user_id == me { &own } else { &plain };
+        let envelope = sessions.encrypt(padded)?;
+        tx.save_device_sessions(&t.user_id, t.device_id, None, &sessions)?;
+        copies.push(DeviceCopy {
+            user_id: t.user_id.clone(),
+            device_id: t.device_id,
+            registration_id: t.registration_id,
+            content: envelope.to_text(),
+        });
+    }
+    Ok(copies)
+}
+
+impl Store {
+    /// Verifies a bundle for one device and starts a session with it. A
+    /// bundle for one of our own devices must carry our identity: anything
+    /// else is refused (a server cannot slip in a device of its own).
+    pub fn start_device_session(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        peer: &str,
+        device: u32,
+        registration: u32,
+        bundle: &PreKeyBundle,
+    ) -> Result<IdentityCheck> {
+        bundle.verify()?;
+        self.write(|tx| {
+            let identity = tx.require_identity()?;
+            let own = tx.account()?.is_some_and(|a| a.user_id == peer);
+            if own && bundle.identity != identity.public() {
+                return Err(StoreError::Invalid(
+                    "a bundle for one of our devices under another identity",
+                ));
+            }
+            let mut sessions = tx.device_sessions(peer, device)?;
+            sessions.initiate(rng, &identity, bundle)?;
+            tx.save_device_sessions(peer, device, Some(registration), &sessions)?;
+            if own {
+                Ok(IdentityCheck::Same)
+            } else {
+                tx.remember_identity(peer, &bundle.identity)
+            }
+        })
+    }
+
+    /// Encrypts a direct payload once per device in `targets` (the
+    /// recipient's devices and our other ones) and, in one transaction,
+    /// saves the sessions, stores the message (unless it is a control
+    /// payload or a sync message to ourselves) and adds the frame to the
+    /// outbox with its payload, so [`Store::reencrypt`] can redo it for a
+    /// changed device set under the same id.
+    pub fn send_to_devices(
+        &mut self,
+        to: &str,
+        targets: &[DeviceTarget],
+        payload: &Payload,
+    ) -> Result<OutboxEntry> {
+        let me = self
+            .read(|tx| tx.account())?
+            .ok_or(StoreError::Missing("account"))?;
+        let encoded = payload.encode()?;
+        self.write(|tx| {
+            let copies = encrypt_copies(tx, &me.user_id, to, targets, payload)?;
+            let control = matches!(payload.kind, PayloadKind::SenderKey | PayloadKind::ReadSync);
+            if !control && to != me.user_id {
+                let msg = new_message(
+                    payload,
+                    Conversation::Direct(to.to_owned()),
+                    &me.user_id,
+                    true,
+                    1,
+                    None,
+                );
+                tx.insert_message(msg)?;
+            }
+            let entry = OutboxEntry {
+                message_id: uuid_string(&payload.message_id),
+                recipient: Some(to.to_owned()),
+                group_id: None,
+                content: String::new(),
+                copies,
+                created_at_ms: now_ms(),
+                attempts: 0,
+            };
+            tx.enqueue(&entry)?;
+            tx.c().execute(
+                "UPDATE outbox SET payload = ?2 WHERE message_id = ?1",
+                params![entry.message_id, encoded.as_slice()],
+            )?;
+            Ok(entry)
+        })
+    }
+
+    /// Encrypts an outbox entry again for `targets` (the server refused its
+    /// device set), keeping its id; `None` when it is no longer in the
+    /// outbox or has no payload kept (a version-1 entry).
+    pub fn reencrypt(
+        &mut self,
+        message_id: &str,
+        targets: &[DeviceTarget],
+    ) -> Result<Option<OutboxEntry>> {
+        let me = self
+            .read(|tx| tx.account())?
+            .ok_or(StoreError::Missing("account"))?;
+        self.write(|tx| {
+            let Some(bytes) = tx.outbox_payload(message_id)? else {
+                return Ok(None);
+            };
+            let Some(mut entry) = tx
+                .outbox()?
+                .into_iter()
+                .find(|e| e.message_id == message_id)
+            else {
+                return Ok(None);
+            };
+            let payload = Payload::decode(&bytes)?;
+            let to = entry
+                .recipient
+                .clone()
+                .ok_or(StoreError::Invalid("no recipient"))?;
+            entry.copies = encrypt_copies(tx, &me.user_id, &to, targets, &payload)?;
+            tx.c().execute(
+                "UPDATE outbox SET copies = ?2 WHERE message_id = ?1",
+                params![message_id, copies_json(&entry.copies)?],
+            )?;
+            Ok(Some(entry))
+        })
+    }
+}
+
+/// What a copy from one of our own devices says, once decrypted: stored
+/// as our own message in its conversation, or read marks applied.
+pub(crate) fn receive_own(
+    tx: &Tx<'_>,
+    me: &str,
+    payload: &Payload,
+    server_at_ms: i64,
+) -> Result<OwnCopy> {
+    if payload.kind == PayloadKind::ReadSync {
+        if !payload.body.len().is_multiple_of(16) {
+            return Err(StoreError::Invalid("read sync body"));
+        }
+        let mut marked = 0;
+        let mut st = tx.c().prepare_cached(
+            "UPDATE messages SET read_at = ?2, status = 3, read_sent = 1
+             WHERE id = ?1 AND outgoing = 0 AND read_at IS NULL",
+        )?;
+        for id in payload.body.chunks_exact(16) {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(id);
+            marked += st.execute(params![uuid_string(&b), now_ms()])?;
+        }
+        return Ok(OwnCopy::Read(marked));
+    }
+    let conversation = match &payload.sync {
+        Some(SyncTarget::Direct(u)) => Conversation::Direct(u.clone()),
+        Some(SyncTarget::Group(g)) => Conversation::Group(uuid_string(g)),
+        None => Conversation::Direct(me.to_owned()),
+    };
+    let mut msg = new_message(payload, conversation, me, true, 1, Some(server_at_ms));
+    msg.status = Status::Sent;
+    Ok(OwnCopy::Sent(Box::new(tx.insert_message(msg)?)))
+}
+
+/// See [`receive_own`].
+pub(crate) enum OwnCopy {
+    /// A message sent from another of our devices, now stored.
+    Sent(Box<crate::store::Message>),
+    /// Read on another device: how many messages that marked.
+    Read(usize),
+}
+
+/// Read marks for another device: the ids as a `ReadSync` body.
+pub fn read_sync_body(ids: &[String]) -> Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(ids.len() * 16);
+    for id in ids {
+        let u = uuid::Uuid::parse_str(id).map_err(|_| StoreError::Invalid("not a UUID"))?;
+        body.extend_from_slice(u.as_bytes());
+    }
+    Ok(body)
+}
