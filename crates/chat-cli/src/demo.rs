@@ -410,7 +410,25 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
          its own prekeys ({} ms)",
         linked.device_id, linked.took_ms
     ));
-    say("(delivering messages to linked devices is the next step of protocol version 2)");
+    laptop.connect().await?;
+    laptop.wait_connected().await?;
+    let sent = Instant::now();
+    let text = "Hi Bob, this one is from my laptop";
+    laptop
+        .send_text(&Conversation::Direct(bob.id.clone()), text)
+        .await?;
+    bob.expect_text("the laptop's message", text).await?;
+    let took = sent.elapsed();
+    let copy = alice.expect_message("the laptop's sent copy").await?;
+    check(
+        copy.outgoing && copy.conversation == Conversation::Direct(bob.id.clone()),
+        "Alice's phone did not file the laptop's message as her own, to Bob",
+    )?;
+    say(format!(
+        "the laptop writes to Bob: one copy per device (Bob's, and Alice's phone); Bob \
+         reads it {:.0} ms later, and Alice's phone files its sent copy in her chat with Bob",
+        took.as_secs_f64() * 1000.0
+    ));
     laptop.close().await;
 
     for p in [&alice.client, &bob.client, &carol.client] {

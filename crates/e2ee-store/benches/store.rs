@@ -246,7 +246,48 @@ fn open(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decrypt_and_store, reads);
+/// Sending one direct message to a peer with N devices (protocol version
+/// 2): N encryptions, the message, the outbox entry with its copies and the
+/// kept payload, in one committed transaction.
+fn send_to_devices(c: &mut Criterion) {
+    let dir = bench_dir();
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let mut alice = party(dir.path(), "alice", &mut rng);
+    let bob_id = IdentityKeyPair::generate(&mut rng);
+    let mut targets = Vec::new();
+    for device in 1..=6u32 {
+        let spk = SignedPreKeyPair::generate(&mut rng, &bob_id, device, 0);
+        let pq = e2ee_core::PqPreKeyPair::generate(&mut rng, &bob_id, device);
+        let bundle = PreKeyBundle {
+            identity: bob_id.public(),
+            identity_signature: bob_id.binding_signature(),
+            signed_prekey: spk.public(),
+            one_time_prekey: None,
+            pq_prekey: Some(pq.public()),
+        };
+        alice
+            .start_device_session(&mut rng, "bob", device, 1000 + device, &bundle)
+            .unwrap();
+        targets.push(e2ee_store::DeviceTarget {
+            user_id: "bob".into(),
+            device_id: device,
+            registration_id: 1000 + device,
+        });
+    }
+    let text = "x".repeat(100);
+    let mut group = c.benchmark_group("store_send_to_devices_100B");
+    for n in [1usize, 2, 4, 6] {
+        group.bench_function(format!("{n}"), |b| {
+            b.iter(|| {
+                let p = Payload::text(new_id(&mut rng), 1, &text);
+                alice.send_to_devices("bob", &targets[..n], &p).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decrypt_and_store, reads, send_to_devices);
 criterion_group! {
     name = slow;
     config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(10));

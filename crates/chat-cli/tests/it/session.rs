@@ -439,6 +439,7 @@ fn the_demo_runs_and_leaves_nothing_behind() {
         "0 found",
         "change 1: Alice removed Carol",
         "the laptop is device 2 with the same fingerprint",
+        "files its sent copy in her chat with Bob",
         "Done in",
     ] {
         assert!(

@@ -172,3 +172,54 @@ async fn a_device_linked_mid_conversation_gets_the_next_message_by_the_senders_r
     bob2.no_message_for(500).await;
     assert!(bob2.client.devices().await.is_err());
 }
+
+#[tokio::test]
+async fn a_group_works_from_every_device_of_both_members() {
+    let net = Net::start().await;
+    let mut alice = Party::register(&net, "alice").await;
+    let mut bob = Party::register(&net, "bob").await;
+    let mut alice2 = link(&net, &alice, "alice-laptop").await;
+    let mut bob2 = link(&net, &bob, "bob-laptop").await;
+    let g = alice
+        .client
+        .create_group("both", std::slice::from_ref(&bob.id))
+        .await
+        .unwrap();
+    let conv = Conversation::Group(g.id.clone());
+
+    // From Alice's phone: both of Bob's devices read it, and her laptop
+    // has it as her own.
+    let id = alice
+        .client
+        .send_text(&conv, "to the group, phone")
+        .await
+        .unwrap();
+    for p in [&mut bob, &mut bob2, &mut alice2] {
+        let m = p.next_message().await;
+        assert_eq!(
+            (m.id.as_str(), body(&m)),
+            (id.as_str(), "to the group, phone")
+        );
+        assert_eq!(m.conversation, conv, "{}", p.name);
+        assert_eq!(m.outgoing, p.id == alice.id, "{}", p.name);
+    }
+    // From Bob's laptop, on its own sender-key chain.
+    let id = bob2
+        .client
+        .send_text(&conv, "and from the laptop")
+        .await
+        .unwrap();
+    let bob_id = bob.id.clone();
+    for p in [&mut alice, &mut alice2, &mut bob] {
+        let m = p.next_message().await;
+        assert_eq!(
+            (m.id.as_str(), body(&m)),
+            (id.as_str(), "and from the laptop")
+        );
+        assert_eq!(m.sender, bob_id);
+    }
+    for p in [&mut alice, &mut alice2, &mut bob, &mut bob2] {
+        assert_eq!(bodies(p, &conv).await.len(), 2, "{}", p.name);
+        p.no_message_for(300).await;
+    }
+}

@@ -4,7 +4,7 @@
 use e2ee_core::payload::{pad, unpad};
 use e2ee_core::{
     AttachmentPointer, DecodeError, Envelope, Header, IdentityKeyPair, IdentityPublic,
-    MessageEnvelope, Payload, PayloadError, PayloadKind, PublicKey, SafetyNumber,
+    MessageEnvelope, Payload, PayloadError, PayloadKind, PublicKey, SafetyNumber, SyncTarget,
     fingerprint_grouped,
 };
 
@@ -236,6 +236,26 @@ fn payloads_of_every_kind_round_trip() {
         kind: PayloadKind::Unknown(200),
         ..Payload::text(id, 4, "from the future")
     });
+    // Version 2: sent transcripts for our other devices, with a reply's
+    // reference and an attachment beside them, and read marks.
+    cases.push(Payload {
+        sync: Some(SyncTarget::Direct(
+            "9c8b7a6d-0000-4000-8000-000000000001".into(),
+        )),
+        reference: Some([0x11; 16]),
+        ..Payload::text(id, 5, "to bob, from my phone")
+    });
+    cases.push(Payload {
+        kind: PayloadKind::Image,
+        attachment: Some(attachment()),
+        sync: Some(SyncTarget::Group([0x42; 16])),
+        ..Payload::text(id, 6, "")
+    });
+    cases.push(Payload {
+        kind: PayloadKind::ReadSync,
+        body: [[1u8; 16], [2u8; 16]].concat().into(),
+        ..Payload::text(id, 7, "")
+    });
     for p in cases {
         let padded = p.to_padded().unwrap();
         assert_eq!(padded.len() % 64, 0);
@@ -257,6 +277,19 @@ fn payload_errors_are_typed() {
     assert_eq!(
         Payload::decode(&v).unwrap_err(),
         PayloadError::Decode(DecodeError::UnsupportedVersion(2))
+    );
+    // A sync target of an unknown kind.
+    let mut sync = Payload {
+        sync: Some(SyncTarget::Group([0; 16])),
+        ..p.clone()
+    }
+    .encode()
+    .unwrap();
+    let at = sync.len() - 17;
+    sync[at] = 3;
+    assert_eq!(
+        Payload::decode(&sync).unwrap_err(),
+        PayloadError::Decode(DecodeError::InvalidField("sync"))
     );
     let mut flags = enc.clone();
     flags[26] = 0x80;
