@@ -186,6 +186,23 @@ impl Hub {
         any
     }
 
+    /// Sends a frame to every connection of `user`; the devices that took
+    /// it (each once, by id).
+    pub fn send_to_devices(&self, user: &str, frame: &ServerFrame) -> Vec<u32> {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let mut took = Vec::new();
+        if let Some(conns) = users.get(user) {
+            for c in conns {
+                if c.mailbox.try_push(Push::Frame(Box::new(frame.clone())))
+                    && !took.contains(&c.device)
+                {
+                    took.push(c.device);
+                }
+            }
+        }
+        took
+    }
+
     /// Tells every connection of `user` to close (logout).
     pub fn close_user(&self, user: &str) {
         self.close_where(user, |_| true);

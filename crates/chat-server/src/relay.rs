@@ -2,6 +2,7 @@
 //! paths: store durably, then acknowledge, then push; report `delivered` and
 //! `read` back to senders, queued when they are offline.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chat_proto::rest::{ErrorCode, RelayedMessage};
@@ -213,10 +214,26 @@ pub async fn set_status(
 /// Pushes status events to online senders and queues the rest.
 pub async fn report(state: &AppState, events: Vec<StatusEvent>) -> Result<(), ApiError> {
     let mut offline = Vec::new();
+    // How many devices each sender has, read once per sender of the batch
+    // and only for senders with a device online (the usual case is one
+    // device, online: nothing to queue and nothing to write).
+    let mut counts: HashMap<String, usize> = HashMap::new();
     for e in events {
         let frame = status_frame(&e);
-        if !state.hub.send(&e.sender, &frame) {
-            offline.push(e);
+        // Each of the sender's devices hears it: pushed to those online,
+        // queued for the others.
+        let online = state.hub.send_to_devices(&e.sender, &frame);
+        let all = if online.is_empty() {
+            usize::MAX
+        } else if let Some(n) = counts.get(&e.sender) {
+            *n
+        } else {
+            let n = state.store.devices(&e.sender).await?.len();
+            counts.insert(e.sender.clone(), n);
+            n
+        };
+        if online.len() < all {
+            offline.push((e, online));
         }
     }
     if !offline.is_empty() {

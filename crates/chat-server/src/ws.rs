@@ -263,7 +263,7 @@ async fn open(
             alive &= socket.send(Message::Text(json.into())).await.is_ok();
         }
     }
-    if let Ok(statuses) = state.store.take_statuses(&user.id).await {
+    if let Ok(statuses) = state.store.take_statuses(&user.id, device).await {
         for e in statuses {
             alive &= send(socket, state, &relay::status_frame(&e)).await;
         }

@@ -151,6 +151,22 @@ impl Store {
                     "a bundle for one of our devices under another identity",
                 ));
             }
+            // One account, one identity: a bundle for another device of a
+            // peer whose other devices we talk to under the pinned identity
+            // must carry that identity (a new identity comes with the
+            // account's devices replaced, seen on their own messages).
+            if !own
+                && let Some(pinned) = tx.peer(peer)?
+                && pinned.identity != bundle.identity
+                && tx
+                    .session_devices(peer)?
+                    .iter()
+                    .any(|t| t.device_id != device)
+            {
+                return Err(StoreError::Invalid(
+                    "a device bundle under another identity than the account's other devices",
+                ));
+            }
             let mut sessions = tx.device_sessions(peer, device)?;
             sessions.initiate(rng, &identity, bundle)?;
             tx.save_device_sessions(peer, device, Some(registration), &sessions)?;

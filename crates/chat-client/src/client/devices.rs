@@ -129,6 +129,12 @@ impl PendingLink {
 }
 
 impl Client {
+    /// This store's device id on the account (1 for the first device; a
+    /// linked one gets the next id). Read from the store: works offline.
+    pub async fn device_id(&self) -> Result<u32> {
+        self.inner.db(|s| s.read(|tx| tx.device_id())).await
+    }
+
     /// The account's devices, by id, and which one this is.
     pub async fn devices(&self) -> Result<DevicesResponse> {
         Ok(self.inner.rest.devices().await?)

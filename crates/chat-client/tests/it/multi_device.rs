@@ -46,6 +46,8 @@ async fn two_devices_each_every_message_reaches_all_four_once_with_read_state_sy
     let mut bob = Party::register(&net, "bob").await;
     let mut alice2 = link(&net, &alice, "alice-laptop").await;
     let mut bob2 = link(&net, &bob, "bob-laptop").await;
+    assert_eq!(alice.client.device_id().await.unwrap(), 1);
+    assert_eq!(bob2.client.device_id().await.unwrap(), 2);
 
     // Alice's phone writes; Bob's two devices get it, and Alice's laptop
     // gets the sent copy in the conversation with Bob.

@@ -374,9 +374,12 @@ pub trait Storage: Send + Sync + 'static {
         from: Option<String>,
     ) -> StoreResult<Vec<StatusEvent>>;
     /// Queues status events for offline senders.
-    async fn queue_status(&self, events: Vec<StatusEvent>) -> StoreResult<()>;
+    /// one row per device of the sender, but those in `online` (they got it
+    /// pushed): `(event, online devices)`.
+    async fn queue_status(&self, events: Vec<(StatusEvent, Vec<u32>)>) -> StoreResult<()>;
     /// Takes (and deletes) the queued status events for a user.
-    async fn take_statuses(&self, user_id: &str) -> StoreResult<Vec<StatusEvent>>;
+    /// (Per device: rows queued for `device`, and rows from before devices.)
+    async fn take_statuses(&self, user_id: &str, device: u32) -> StoreResult<Vec<StatusEvent>>;
     /// Queues `groupChanged` frames (as JSON) for offline members: `(user,
     /// group, payload)`, replacing one still queued for that user and group.
     async fn queue_group_events(&self, events: Vec<(String, String, String)>) -> StoreResult<()>;

@@ -363,13 +363,28 @@ impl Storage for SqliteStorage {
             .await
     }
 
-    async fn queue_status(&self, events: Vec<StatusEvent>) -> StoreResult<()> {
+    async fn queue_status(&self, events: Vec<(StatusEvent, Vec<u32>)>) -> StoreResult<()> {
         self.write(move |c| {
-            let mut ins = c.prepare_cached(
-                "INSERT INTO status_queue (user_id, message_id, status, by_user) VALUES (?1, ?2, ?3, ?4)",
+            let mut devices = c.prepare_cached(
+                "SELECT device_id FROM devices WHERE user_id = ?1 ORDER BY device_id",
             )?;
-            for e in events {
-                ins.execute(params![e.sender, e.message_id, status_code(e.status), e.by])?;
+            let mut ins = c.prepare_cached(
+                "INSERT INTO status_queue (user_id, device_id, message_id, status, by_user)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (e, online) in events {
+                let all: Vec<u32> = devices
+                    .query_map([&e.sender], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for d in all.into_iter().filter(|d| !online.contains(d)) {
+                    ins.execute(params![
+                        e.sender,
+                        d,
+                        e.message_id,
+                        status_code(e.status),
+                        e.by
+                    ])?;
+                }
             }
             Ok(())
         })
@@ -405,14 +420,15 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn take_statuses(&self, user_id: &str) -> StoreResult<Vec<StatusEvent>> {
+    async fn take_statuses(&self, user_id: &str, device: u32) -> StoreResult<Vec<StatusEvent>> {
         let user = user_id.to_owned();
         self.write(move |c| {
             let mut stmt = c.prepare_cached(
-                "DELETE FROM status_queue WHERE user_id = ?1 RETURNING seq, message_id, status, by_user",
+                "DELETE FROM status_queue WHERE user_id = ?1 AND (device_id = ?2 OR device_id IS NULL)
+                 RETURNING seq, message_id, status, by_user",
             )?;
             let mut rows: Vec<(i64, StatusEvent)> = stmt
-                .query_map([&user], |r| {
+                .query_map(params![user, device], |r| {
                     Ok((
                         r.get(0)?,
                         StatusEvent {

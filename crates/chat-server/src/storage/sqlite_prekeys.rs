@@ -304,6 +304,10 @@ pub(super) fn drop_device(c: &Connection, user: &str, device: u32) -> StoreResul
         "DELETE FROM deliveries WHERE recipient = ?1 AND device_id = ?2",
         params![user, device],
     )?;
+    c.execute(
+        "DELETE FROM status_queue WHERE user_id = ?1 AND device_id = ?2",
+        params![user, device],
+    )?;
     for table in ["device_keys", "one_time_prekeys", "pq_prekeys"] {
         c.execute(
             &format!("DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"),

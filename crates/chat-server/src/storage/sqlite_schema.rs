@@ -276,6 +276,16 @@ PRAGMA user_version = 7;
 COMMIT;
 ";
 
+/// Version 8: status events queued per device of the sender (each of its
+/// devices that was offline gets its own). Rows from before have no device:
+/// whichever device connects first takes them, as before.
+const STATUS_PER_DEVICE_V8: &str = "
+BEGIN IMMEDIATE;
+ALTER TABLE status_queue ADD COLUMN device_id INTEGER;
+PRAGMA user_version = 8;
+COMMIT;
+";
+
 /// Brings a database up to the newest version.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -299,6 +309,9 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 7 {
         conn.execute_batch(DEVICE_QUEUES_V7)?;
+    }
+    if version < 8 {
+        conn.execute_batch(STATUS_PER_DEVICE_V8)?;
     }
     Ok(())
 }

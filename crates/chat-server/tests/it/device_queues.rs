@@ -331,3 +331,40 @@ async fn a_group_message_goes_to_every_member_device_and_the_senders_others() {
     }
     assert!(a2.try_next(Duration::from_millis(300)).await.is_none());
 }
+
+#[tokio::test]
+async fn every_device_of_the_sender_hears_the_status_even_one_that_was_offline() {
+    let s = TestServer::start().await;
+    let alice = account(&s, "alice", 2, 41).await;
+    let bob = account(&s, "bob", 1, 42).await;
+    let mut a1 = s.connect(alice.token(1)).await;
+    let id = new_id();
+    let copies = vec![copy(&bob, 1, "E2EE:AQ=="), copy(&alice, 2, "E2EE:Ag==")];
+    a1.send(&message(&id, &bob, copies)).await;
+    a1.next_ack().await;
+    let mut b1 = s.connect(bob.token(1)).await;
+    b1.next_message().await;
+    b1.send(&ClientFrame::Delivered(chat_proto::ws::Delivered {
+        message_ids: vec![id.clone()],
+    }))
+    .await;
+    assert_eq!(a1.next_status().await.message_id, id);
+    // The laptop was offline: it gets the status when it connects, once.
+    for round in 0..2 {
+        let mut a2 = s.connect(alice.token(2)).await;
+        let mut statuses = 0;
+        while let Some(f) = a2.try_next(Duration::from_millis(400)).await {
+            if let ServerFrame::Status(st) = f {
+                assert_eq!(st.message_id, id);
+                statuses += 1;
+            }
+        }
+        assert_eq!(statuses, usize::from(round == 0), "round {round}");
+    }
+    // The phone, online when it happened, has nothing queued.
+    drop(a1);
+    let mut a1 = s.connect(alice.token(1)).await;
+    while let Some(f) = a1.try_next(Duration::from_millis(300)).await {
+        assert!(!matches!(f, ServerFrame::Status(_)), "{f:?}");
+    }
+}

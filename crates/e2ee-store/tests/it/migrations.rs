@@ -119,6 +119,12 @@ fn an_x3dh_session_from_schema_4_keeps_working_after_the_upgrade() {
         |name: &str| Store::open(dir.path().join(format!("{name}.db")), &pass(), fast()).unwrap();
     let (mut alice, mut bob) = (open_new("alice"), open_new("bob"));
     assert_eq!(alice.schema_version().unwrap(), SCHEMA_VERSION);
+    // The session became device 1's (version 7), its registration id 0,
+    // the first device's; the store is device 1.
+    let devices = alice.read(|tx| tx.session_devices("bob")).unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!((devices[0].device_id, devices[0].registration_id), (1, 0));
+    assert_eq!(alice.read(|tx| tx.device_id()).unwrap(), 1);
     let e = bob
         .send_direct("alice", &text(&mut r, 2, "after, from bob"))
         .unwrap();

@@ -1,0 +1,128 @@
+//! Linked devices in the store (protocol version 2): a server cannot slip a
+//! device of its own into an account, nor make a peer's message look like
+//! one of our own devices' sent transcripts or read marks.
+
+use e2ee_core::{Payload, PayloadKind, SyncTarget};
+use e2ee_store::{DeviceTarget, Incoming, StoreError};
+
+use crate::support::{Party, new_id, rng, text};
+
+fn target(user: &str, device: u32) -> Vec<DeviceTarget> {
+    vec![DeviceTarget {
+        user_id: user.into(),
+        device_id: device,
+        registration_id: 0,
+    }]
+}
+
+#[test]
+fn a_bundle_for_our_own_device_under_another_identity_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(41);
+    let mut alice = Party::new(dir.path(), "alice", &mut r);
+    let mut mallory = Party::new(dir.path(), "mallory", &mut r);
+    // The server hands Alice "her device 2": Mallory's keys.
+    let forged = mallory.bundle();
+    let e = alice
+        .store
+        .start_device_session(&mut r, "alice", 2, 7, &forged)
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+    assert!(
+        alice
+            .store
+            .read(|tx| tx.session_devices("alice"))
+            .unwrap()
+            .is_empty()
+    );
+    // For another account the same bundle starts a session (and pins the
+    // identity, as for any peer).
+    alice
+        .store
+        .start_device_session(&mut r, "mallory", 2, 7, &forged)
+        .unwrap();
+    // But not as "Bob's device 2" while Alice talks to Bob's device 1
+    // under Bob's identity: one account has one identity.
+    let mut bob = Party::new(dir.path(), "bob", &mut r);
+    let real = bob.bundle();
+    alice
+        .store
+        .start_device_session(&mut r, "bob", 1, 0, &real)
+        .unwrap();
+    let e = alice
+        .store
+        .start_device_session(&mut r, "bob", 2, 9, &mallory.bundle())
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+    let devices = alice.store.read(|tx| tx.session_devices("bob")).unwrap();
+    assert_eq!(devices.len(), 1);
+    let pinned = alice.store.read(|tx| tx.peer("bob")).unwrap().unwrap();
+    assert_eq!(pinned.identity, real.identity, "the pin did not move");
+}
+
+#[test]
+fn only_our_own_identity_may_send_us_sent_transcripts_or_read_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(42);
+    let mut alice = Party::new(dir.path(), "alice", &mut r);
+    let mut mallory = Party::new(dir.path(), "mallory", &mut r);
+    let bundle = alice.bundle();
+    mallory
+        .store
+        .start_device_session(&mut r, "alice", 1, 0, &bundle)
+        .unwrap();
+    // Mallory's copy relayed as if from Alice's own device 2.
+    let p = text(&mut r, 1, "I sent this, honest");
+    let e = mallory
+        .store
+        .send_to_devices("alice", &target("alice", 1), &p)
+        .unwrap();
+    let lie = Incoming {
+        id: &e.message_id,
+        from: "alice",
+        from_device: 2,
+        group_id: None,
+        content: &e.copies[0].content,
+        server_at_ms: 1,
+    };
+    let err = alice.store.receive(&mut r, &lie).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    // From Mallory as Mallory, a payload naming a conversation (or marking
+    // messages read) is refused too: only our own devices send those.
+    for payload in [
+        Payload {
+            sync: Some(SyncTarget::Direct("bob".into())),
+            ..text(&mut r, 2, "to bob")
+        },
+        Payload {
+            kind: PayloadKind::ReadSync,
+            body: new_id(&mut r).to_vec().into(),
+            ..text(&mut r, 3, "")
+        },
+    ] {
+        let e = mallory
+            .store
+            .send_to_devices("alice", &target("alice", 1), &payload)
+            .unwrap();
+        let m = Incoming {
+            id: &e.message_id,
+            from: "mallory",
+            from_device: 1,
+            group_id: None,
+            content: &e.copies[0].content,
+            server_at_ms: 2,
+        };
+        let err = alice.store.receive(&mut r, &m).unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    }
+    // Nothing of it was stored.
+    let conv = e2ee_store::Conversation::Direct("bob".into());
+    assert!(
+        alice
+            .store
+            .read(|tx| tx.history(&conv, None, 10))
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+}
