@@ -196,28 +196,8 @@ impl Store {
         let encoded = payload.encode()?;
         self.write(|tx| {
             let copies = encrypt_copies(tx, &me.user_id, to, targets, payload)?;
-            let control = matches!(payload.kind, PayloadKind::SenderKey | PayloadKind::ReadSync);
-            if !control && to != me.user_id {
-                let msg = new_message(
-                    payload,
-                    Conversation::Direct(to.to_owned()),
-                    &me.user_id,
-                    true,
-                    1,
-                    None,
-                );
-                tx.insert_message(msg)?;
-            }
-            let entry = OutboxEntry {
-                message_id: uuid_string(&payload.message_id),
-                recipient: Some(to.to_owned()),
-                group_id: None,
-                content: String::new(),
-                copies,
-                created_at_ms: now_ms(),
-                attempts: 0,
-            };
-            tx.enqueue(&entry)?;
+            let entry =
+                crate::ops::enqueue_direct(tx, &me.user_id, to, payload, String::new(), copies)?;
             tx.c().execute(
                 "UPDATE outbox SET payload = ?2 WHERE message_id = ?1",
                 params![entry.message_id, encoded.as_slice()],

@@ -183,28 +183,7 @@ impl Store {
             let mut sessions = tx.sessions(to)?;
             let envelope = sessions.encrypt(&padded)?;
             tx.save_sessions(to, &sessions)?;
-            if payload.kind != PayloadKind::SenderKey {
-                let msg = new_message(
-                    payload,
-                    Conversation::Direct(to.to_owned()),
-                    &me.user_id,
-                    true,
-                    1,
-                    None,
-                );
-                tx.insert_message(msg)?;
-            }
-            let entry = OutboxEntry {
-                message_id: uuid_string(&payload.message_id),
-                recipient: Some(to.to_owned()),
-                group_id: None,
-                content: envelope.to_text(),
-                copies: Vec::new(),
-                created_at_ms: now_ms(),
-                attempts: 0,
-            };
-            tx.enqueue(&entry)?;
-            Ok(entry)
+            enqueue_direct(tx, &me.user_id, to, payload, envelope.to_text(), Vec::new())
         })
     }
 
@@ -274,6 +253,41 @@ impl Store {
             Ok(entry)
         })
     }
+}
+
+/// Stores an outgoing direct message (unless it is a control payload, or a
+/// sync message to our own devices) and adds its frame to the outbox.
+pub(crate) fn enqueue_direct(
+    tx: &Tx<'_>,
+    me: &str,
+    to: &str,
+    payload: &Payload,
+    content: String,
+    copies: Vec<crate::store::DeviceCopy>,
+) -> Result<OutboxEntry> {
+    let control = matches!(payload.kind, PayloadKind::SenderKey | PayloadKind::ReadSync);
+    if !control && to != me {
+        let msg = new_message(
+            payload,
+            Conversation::Direct(to.to_owned()),
+            me,
+            true,
+            1,
+            None,
+        );
+        tx.insert_message(msg)?;
+    }
+    let entry = OutboxEntry {
+        message_id: uuid_string(&payload.message_id),
+        recipient: Some(to.to_owned()),
+        group_id: None,
+        content,
+        copies,
+        created_at_ms: now_ms(),
+        attempts: 0,
+    };
+    tx.enqueue(&entry)?;
+    Ok(entry)
 }
 
 fn receive_direct(
