@@ -121,6 +121,9 @@ impl CliError {
             CliError::Client(ClientError::KeysOnAnotherStore { .. }) => Some(
                 "to use this account here too, make this profile a linked device: chat link (then approve it with chat devices link CODE on a device you have); if every device is lost: chat login NAME --replace-devices (your contacts will see a new safety number)",
             ),
+            CliError::Client(ClientError::LinkedDevice { .. }) => Some(
+                "make a new profile a linked device again: chat -P NEW link, then chat devices link CODE on another device (and chat devices remove the old id)",
+            ),
             CliError::Client(ClientError::UntrustedIdentity { .. }) => Some(
                 "compare safety numbers again (chat safety-number USER), then chat verify USER, or chat trust USER to accept the key",
             ),
@@ -159,7 +162,8 @@ fn client_code(e: &ClientError) -> u8 {
         ClientError::Config(_) => code::USAGE,
         ClientError::NotLoggedIn
         | ClientError::WrongAccount { .. }
-        | ClientError::KeysOnAnotherStore { .. } => code::AUTH,
+        | ClientError::KeysOnAnotherStore { .. }
+        | ClientError::LinkedDevice { .. } => code::AUTH,
         ClientError::UnknownUser(_) => code::NOT_FOUND,
         ClientError::AttachmentTooLarge { .. }
         | ClientError::MessageTooLarge { .. }

@@ -596,6 +596,15 @@ impl Client {
         auth: &rest::AuthResponse,
         replace_keys: bool,
     ) -> Result<()> {
+        // A linked device's store logging in with the password would take
+        // device 1's login and upload its keys over device 1's.
+        let device = self.inner.db(|s| s.read(|tx| tx.device_id())).await?;
+        if device != 1 {
+            let _ = self.inner.rest.logout().await;
+            let saved = self.inner.db(|s| s.read(|tx| tx.token())).await?;
+            self.inner.rest.set_token(saved);
+            return Err(ClientError::LinkedDevice { device_id: device });
+        }
         if replace_keys {
             return Ok(());
         }

@@ -53,6 +53,16 @@ pub enum ClientError {
         /// The account.
         username: String,
     },
+    /// A password login from a linked device's store: it would take the
+    /// first device's place (its login and its keys on the server). Link
+    /// the device again (`start_link`) instead.
+    #[error(
+        "this store is linked device {device_id} of the account; a password login would take the first device's place: link it again instead"
+    )]
+    LinkedDevice {
+        /// This store's device id.
+        device_id: u32,
+    },
     /// No such user.
     #[error("unknown user {0}")]
     UnknownUser(String),
