@@ -161,7 +161,11 @@ async fn a_device_linked_mid_conversation_gets_the_next_message_by_the_senders_r
     bob.no_message_for(300).await;
     bob2.no_message_for(300).await;
     assert_eq!(bodies(&bob, &alice.dm()).await.len(), 2);
-    assert_eq!(bodies(&bob2, &alice.dm()).await.len(), 1, "linked after the first");
+    assert_eq!(
+        bodies(&bob2, &alice.dm()).await.len(),
+        1,
+        "linked after the first"
+    );
 
     // A password login on the laptop's store would take the phone's place
     // (its login and its keys): refused, and both devices go on as before.
@@ -170,7 +174,11 @@ async fn a_device_linked_mid_conversation_gets_the_next_message_by_the_senders_r
         matches!(e, chat_client::ClientError::LinkedDevice { device_id: 2 }),
         "{e:?}"
     );
-    let again = alice.client.send_text(&bob.dm(), "still both").await.unwrap();
+    let again = alice
+        .client
+        .send_text(&bob.dm(), "still both")
+        .await
+        .unwrap();
     for p in [&mut bob, &mut bob2] {
         assert_eq!(p.next_message().await.id, again);
     }
