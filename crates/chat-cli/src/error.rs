@@ -119,7 +119,7 @@ impl CliError {
                 "the backup passphrase comes from --backup-passphrase-file, E2EE_CHAT_BACKUP_PASSPHRASE or the prompt",
             ),
             CliError::Client(ClientError::KeysOnAnotherStore { .. }) => Some(
-                "to use this account here too, make this profile a linked device: chat link (then approve it with chat devices link CODE on a device you have); if every device is lost: chat login NAME --replace-devices (your contacts will see a new safety number)",
+                "to use this account here too, make this profile a linked device: chat link (then approve it with chat devices link CODE on a device you have); if every device is lost: chat login NAME --replace-keys (also spelled --replace-devices; your contacts will see a new safety number)",
             ),
             CliError::Client(ClientError::LinkedDevice { .. }) => Some(
                 "make a new profile a linked device again: chat -P NEW link, then chat devices link CODE on another device (and chat devices remove the old id)",

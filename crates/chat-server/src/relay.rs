@@ -213,16 +213,23 @@ pub async fn set_status(
 
 /// Pushes status events to online senders and queues the rest.
 pub async fn report(state: &AppState, events: Vec<StatusEvent>) -> Result<(), ApiError> {
+    // Every push first, with no await between the commit and them: the
+    // caller (a connection's pipelined `delivered`) may be dropped at any
+    // await, and a status pushed late is a status lost.
+    let pushed: Vec<(StatusEvent, Vec<u32>)> = events
+        .into_iter()
+        .map(|e| {
+            let online = state.hub.send_to_devices(&e.sender, &status_frame(&e));
+            (e, online)
+        })
+        .collect();
+    // Then the sender's devices that were offline get it queued. How many
+    // devices a sender has is read once per sender of the batch, and only
+    // for senders with a device online (the usual case, one device online,
+    // writes nothing).
     let mut offline = Vec::new();
-    // How many devices each sender has, read once per sender of the batch
-    // and only for senders with a device online (the usual case is one
-    // device, online: nothing to queue and nothing to write).
     let mut counts: HashMap<String, usize> = HashMap::new();
-    for e in events {
-        let frame = status_frame(&e);
-        // Each of the sender's devices hears it: pushed to those online,
-        // queued for the others.
-        let online = state.hub.send_to_devices(&e.sender, &frame);
+    for (e, online) in pushed {
         let all = if online.is_empty() {
             usize::MAX
         } else if let Some(n) = counts.get(&e.sender) {
