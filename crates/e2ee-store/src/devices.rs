@@ -221,11 +221,7 @@ impl Store {
             let Some(bytes) = tx.outbox_payload(message_id)? else {
                 return Ok(None);
             };
-            let Some(mut entry) = tx
-                .outbox()?
-                .into_iter()
-                .find(|e| e.message_id == message_id)
-            else {
+            let Some(mut entry) = tx.outbox_entry(message_id)? else {
                 return Ok(None);
             };
             let payload = Payload::decode(&bytes)?;

@@ -47,6 +47,9 @@ pub struct Store {
     pub(crate) conn: Connection,
     path: PathBuf,
     trust: TrustPolicy,
+    /// Opened at a schema from before per-device sessions (only with
+    /// [`Store::open_at_version`], for migration tests).
+    legacy_sessions: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -186,6 +189,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             trust: TrustPolicy::default(),
+            legacy_sessions: version < 7,
         })
     }
 
@@ -216,6 +220,7 @@ impl Store {
         let t = Tx {
             tx,
             trust: self.trust,
+            legacy_sessions: self.legacy_sessions,
         };
         let out = f(&t)?;
         t.tx.commit()?;
@@ -228,6 +233,7 @@ impl Store {
         let t = Tx {
             tx,
             trust: self.trust,
+            legacy_sessions: self.legacy_sessions,
         };
         f(&t)
     }
@@ -276,6 +282,7 @@ impl PreKeySource for LoadedPreKeys {
 pub struct Tx<'a> {
     pub(crate) tx: rusqlite::Transaction<'a>,
     pub(crate) trust: TrustPolicy,
+    legacy_sessions: bool,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -461,13 +468,9 @@ impl Tx<'_> {
 
     /// Whether this store is at a schema from before per-device sessions
     /// (only when opened with `Store::open_at_version`, for migration
-    /// tests): one cached statement, no table scan.
-    pub(crate) fn before_device_sessions(&self) -> Result<bool> {
-        let v: i64 = self
-            .c()
-            .prepare_cached("PRAGMA user_version")?
-            .query_row([], |r| r.get(0))?;
-        Ok(v < 7)
+    /// tests).
+    pub(crate) fn before_device_sessions(&self) -> bool {
+        self.legacy_sessions
     }
 
     /// All sessions with a peer's device 1 (empty if none); see
@@ -478,7 +481,7 @@ impl Tx<'_> {
 
     /// All sessions with one device of a peer (empty if none).
     pub fn device_sessions(&self, peer: &str, device: u32) -> Result<PeerSessions> {
-        let b = if self.before_device_sessions()? {
+        let b = if self.before_device_sessions() {
             // A store opened at a schema from before version 7
             // (`Store::open_at_version`): one session row per peer.
             self.record("SELECT record FROM sessions WHERE peer = ?1", [peer])?
@@ -517,7 +520,7 @@ impl Tx<'_> {
         registration: Option<u32>,
         s: &PeerSessions,
     ) -> Result<()> {
-        if self.before_device_sessions()? {
+        if self.before_device_sessions() {
             self.c()
                 .prepare_cached(
                     "INSERT INTO sessions (peer, record, updated_at) VALUES (?1, ?2, ?3)
@@ -696,7 +699,7 @@ impl Tx<'_> {
 
     /// Adds an encrypted frame to the outbox.
     pub fn enqueue(&self, e: &OutboxEntry) -> Result<()> {
-        if e.copies.is_empty() && self.before_device_sessions()? {
+        if e.copies.is_empty() && self.before_device_sessions() {
             self.c()
                 .prepare_cached(
                     "INSERT INTO outbox (message_id, recipient, group_id, content, created_at)
@@ -729,11 +732,20 @@ impl Tx<'_> {
 
     /// Everything not acknowledged yet, oldest first.
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        self.outbox_rows(None)
+    }
+
+    /// One outbox entry, if it is still there.
+    pub fn outbox_entry(&self, message_id: &str) -> Result<Option<OutboxEntry>> {
+        Ok(self.outbox_rows(Some(message_id))?.pop())
+    }
+
+    fn outbox_rows(&self, id: Option<&str>) -> Result<Vec<OutboxEntry>> {
         let mut stmt = self.c().prepare_cached(
             "SELECT message_id, recipient, group_id, content, created_at, attempts, copies
-             FROM outbox ORDER BY seq",
+             FROM outbox WHERE ?1 IS NULL OR message_id = ?1 ORDER BY seq",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([id], |r| {
             Ok((
                 OutboxEntry {
                     message_id: r.get(0)?,

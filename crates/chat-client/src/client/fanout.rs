@@ -121,12 +121,9 @@ impl Inner {
                 .await;
             return;
         }
-        let outbox = self.db(|s| s.read(|tx| tx.outbox())).await;
-        let Some(to) = outbox
-            .ok()
-            .and_then(|o| o.into_iter().find(|e| e.message_id == id))
-            .and_then(|e| e.recipient)
-        else {
+        let mid = id.clone();
+        let entry = self.db(move |s| s.read(|tx| tx.outbox_entry(&mid))).await;
+        let Some(to) = entry.ok().flatten().and_then(|e| e.recipient) else {
             return;
         };
         let entry = match self.device_targets(&to).await {
