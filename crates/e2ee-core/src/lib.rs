@@ -127,7 +127,10 @@ pub use keys::{
     PublicKey, SignedPreKeyPair, SignedPreKeyPublic,
 };
 pub use membership::{ChangeAction, ChangeRecord, MemberRole, Membership, UserId, VerifiedMember};
-pub use payload::{AttachmentPointer, MessageId, Payload, PayloadKind, SyncTarget};
+pub use payload::{
+    AttachmentPointer, MessageId, Payload, PayloadKind, QUOTE_EXCERPT_MAX, Quote, REACTION_MAX,
+    SyncTarget,
+};
 pub use pq::{KemCiphertext, KemKeyPair, KemPublicKey, PqPreKeyPair, PqPreKeyPublic};
 pub use provision::{LinkCode, ProvisionContents, ProvisioningKeys};
 pub use ratchet::{MAX_RECEIVING_CHAINS, MAX_SKIP, MAX_SKIPPED_KEYS};

@@ -12,7 +12,18 @@
 //! [ if flags & 2: reference message_id (16) ]
 //! [ if flags & 4: sync target = 1 || user_id (u16 len || UTF-8)     (a direct chat)
 //!                             | 2 || group_id (16)                  (a group) ]
+//! [ if flags & 8: quote = sender user_id (u16 len || UTF-8)
+//!                         || excerpt (u16 len || UTF-8, at most QUOTE_EXCERPT_MAX bytes) ]
+//! [ if flags & 16: expire_secs (u32, > 0) ]
 //! ```
+//!
+//! Flags 8 and 16 (version 2.1, DESIGN "message features"): a reply
+//! carries what it quotes, so the quote shows even when the original is
+//! gone; a message in a conversation with disappearing messages on carries
+//! its timer. The bodies of the kinds (PROTOCOL.md section 6):
+//! `reaction` the emoji (UTF-8, empty removes ours), `edit` the new text,
+//! `delete` empty, `timer` the conversation's new timer (u32 seconds, 0 =
+//! off), `localDelete` 16-byte message ids (our own devices only).
 //!
 //! Flag 4 (version 2) is set only on the copies a sender makes for its own
 //! other devices: it names the conversation the message was sent in.
@@ -33,6 +44,15 @@ pub const PAYLOAD_VERSION: u8 = 1;
 const FLAG_ATTACHMENT: u8 = 1;
 const FLAG_REFERENCE: u8 = 2;
 const FLAG_SYNC: u8 = 4;
+const FLAG_QUOTE: u8 = 8;
+const FLAG_EXPIRE: u8 = 16;
+const FLAGS_KNOWN: u8 = FLAG_ATTACHMENT | FLAG_REFERENCE | FLAG_SYNC | FLAG_QUOTE | FLAG_EXPIRE;
+
+/// The longest quote excerpt a payload may carry, in bytes.
+pub const QUOTE_EXCERPT_MAX: usize = 200;
+/// The longest reaction a payload may carry, in bytes (one emoji with its
+/// modifiers and joiners fits).
+pub const REACTION_MAX: usize = 64;
 
 /// Appends `0x80` and zero bytes up to a multiple of [`PAD_BLOCK`].
 pub fn pad(data: &[u8]) -> Vec<u8> {
@@ -85,6 +105,13 @@ pub enum PayloadKind {
     /// Version 2, between one account's devices only: the messages whose
     /// ids (16 bytes each) fill the body were read on the sending device.
     ReadSync,
+    /// Version 2.1, between one account's devices only: the messages whose
+    /// ids (16 bytes each) fill the body were deleted on the sending device
+    /// ("delete for me").
+    LocalDelete,
+    /// Version 2.1: the conversation's disappearing-messages timer, a u32
+    /// of seconds in the body (0 = off).
+    Timer,
     /// A kind this version does not know; kept so newer peers can add kinds.
     Unknown(u8),
 }
@@ -102,6 +129,8 @@ impl PayloadKind {
             PayloadKind::Delete => 7,
             PayloadKind::Reply => 8,
             PayloadKind::ReadSync => 9,
+            PayloadKind::LocalDelete => 10,
+            PayloadKind::Timer => 11,
             PayloadKind::Unknown(b) => b,
         }
     }
@@ -118,6 +147,8 @@ impl PayloadKind {
             7 => PayloadKind::Delete,
             8 => PayloadKind::Reply,
             9 => PayloadKind::ReadSync,
+            10 => PayloadKind::LocalDelete,
+            11 => PayloadKind::Timer,
             other => PayloadKind::Unknown(other),
         }
     }
@@ -163,6 +194,31 @@ pub enum SyncTarget {
     Group([u8; 16]),
 }
 
+/// What a reply quotes (payload flag 8): shown even when the original is
+/// gone or never arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Quote {
+    /// The quoted message's sender.
+    pub sender: String,
+    /// The start of its text, at most [`QUOTE_EXCERPT_MAX`] bytes.
+    pub excerpt: String,
+}
+
+impl Quote {
+    /// A quote of `text` by `sender`, cut to [`QUOTE_EXCERPT_MAX`] bytes on
+    /// a character boundary.
+    pub fn new(sender: &str, text: &str) -> Self {
+        let mut end = text.len().min(QUOTE_EXCERPT_MAX);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            sender: sender.to_owned(),
+            excerpt: text[..end].to_owned(),
+        }
+    }
+}
+
 /// The plaintext of one message before padding and encryption. The body
 /// (which may hold a sender key's chain key) is wiped on drop and not
 /// printed by `Debug`.
@@ -182,6 +238,12 @@ pub struct Payload {
     pub reference: Option<MessageId>,
     /// On a copy for the sender's own other devices: the conversation.
     pub sync: Option<SyncTarget>,
+    /// On a reply: what it quotes.
+    pub quote: Option<Quote>,
+    /// In a conversation with disappearing messages on: the timer, in
+    /// seconds, counted from when the message is read (sent, for the
+    /// sender).
+    pub expire_secs: Option<u32>,
 }
 
 impl std::fmt::Debug for Payload {
@@ -194,6 +256,8 @@ impl std::fmt::Debug for Payload {
             .field("attachment", &self.attachment)
             .field("reference", &self.reference)
             .field("sync", &self.sync)
+            .field("quote", &self.quote.as_ref().map(|q| &q.sender))
+            .field("expire_secs", &self.expire_secs)
             .finish()
     }
 }
@@ -222,6 +286,8 @@ impl Payload {
             attachment: None,
             reference: None,
             sync: None,
+            quote: None,
+            expire_secs: None,
         }
     }
 
@@ -240,8 +306,12 @@ impl Payload {
             SyncTarget::Direct(u) => 3 + u.len(),
             SyncTarget::Group(_) => 17,
         });
+        let quote = self
+            .quote
+            .as_ref()
+            .map_or(0, |q| 4 + q.sender.len() + q.excerpt.len());
         let mut out = Zeroizing::new(Vec::with_capacity(
-            31 + self.body.len() + attachment + 16 + sync,
+            31 + self.body.len() + attachment + 16 + sync + quote + 4,
         ));
         out.push(PAYLOAD_VERSION);
         out.push(self.kind.to_byte());
@@ -256,6 +326,12 @@ impl Payload {
         }
         if self.sync.is_some() {
             flags |= FLAG_SYNC;
+        }
+        if self.quote.is_some() {
+            flags |= FLAG_QUOTE;
+        }
+        if self.expire_secs.is_some() {
+            flags |= FLAG_EXPIRE;
         }
         out.push(flags);
         let len = u32::try_from(self.body.len()).map_err(|_| PayloadError::TooLong("body"))?;
@@ -284,6 +360,19 @@ impl Payload {
             }
             None => {}
         }
+        if let Some(q) = &self.quote {
+            if q.excerpt.len() > QUOTE_EXCERPT_MAX {
+                return Err(PayloadError::TooLong("quote excerpt"));
+            }
+            put_str(&mut out, &q.sender, "quote sender")?;
+            put_str(&mut out, &q.excerpt, "quote excerpt")?;
+        }
+        if let Some(secs) = self.expire_secs {
+            if secs == 0 {
+                return Err(DecodeError::InvalidField("expire_secs").into());
+            }
+            out.extend_from_slice(&secs.to_be_bytes());
+        }
         Ok(out)
     }
 
@@ -304,7 +393,7 @@ impl Payload {
         let message_id = r.array()?;
         let timestamp_ms = r.u64()?;
         let flags = r.u8()?;
-        if flags & !(FLAG_ATTACHMENT | FLAG_REFERENCE | FLAG_SYNC) != 0 {
+        if flags & !FLAGS_KNOWN != 0 {
             return Err(DecodeError::InvalidField("flags").into());
         }
         let body_len = r.u32()? as usize;
@@ -336,6 +425,24 @@ impl Payload {
         } else {
             None
         };
+        let quote = if flags & FLAG_QUOTE != 0 {
+            let sender = get_str(&mut r, "quote sender")?;
+            let excerpt = get_str(&mut r, "quote excerpt")?;
+            if excerpt.len() > QUOTE_EXCERPT_MAX {
+                return Err(DecodeError::InvalidField("quote excerpt").into());
+            }
+            Some(Quote { sender, excerpt })
+        } else {
+            None
+        };
+        let expire_secs = if flags & FLAG_EXPIRE != 0 {
+            match r.u32()? {
+                0 => return Err(DecodeError::InvalidField("expire_secs").into()),
+                n => Some(n),
+            }
+        } else {
+            None
+        };
         r.finish()?;
         Ok(Self {
             message_id,
@@ -345,6 +452,8 @@ impl Payload {
             attachment,
             reference,
             sync,
+            quote,
+            expire_secs,
         })
     }
 

@@ -61,6 +61,8 @@ impl Client {
             attachment: Some(pointer),
             reference: None,
             sync: None,
+            quote: None,
+            expire_secs: None,
         };
         self.inner.send_payload(to, p).await
     }

@@ -249,6 +249,8 @@ impl Inner {
                 attachment: None,
                 reference: None,
                 sync: None,
+                quote: None,
+                expire_secs: None,
             };
             self.send_direct(&me, payload).await?;
         }

@@ -348,6 +348,8 @@ impl Inner {
                 attachment: None,
                 reference: None,
                 sync: None,
+                quote: None,
+                expire_secs: None,
             };
             self.send_direct(&member, p).await?;
             let (gid, chain) = (group_id.to_owned(), dist.chain_id);

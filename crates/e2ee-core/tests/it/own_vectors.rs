@@ -219,6 +219,8 @@ pub fn generate() -> Value {
         }),
         reference: None,
         sync: None,
+        quote: None,
+        expire_secs: None,
     };
 
     json!({

@@ -4,8 +4,8 @@
 use e2ee_core::payload::{pad, unpad};
 use e2ee_core::{
     AttachmentPointer, DecodeError, Envelope, Header, IdentityKeyPair, IdentityPublic,
-    MessageEnvelope, Payload, PayloadError, PayloadKind, PublicKey, SafetyNumber, SyncTarget,
-    fingerprint_grouped,
+    MessageEnvelope, Payload, PayloadError, PayloadKind, PublicKey, QUOTE_EXCERPT_MAX, Quote,
+    SafetyNumber, SyncTarget, fingerprint_grouped,
 };
 
 use crate::support::rng;
@@ -249,12 +249,33 @@ fn payloads_of_every_kind_round_trip() {
         kind: PayloadKind::Image,
         attachment: Some(attachment()),
         sync: Some(SyncTarget::Group([0x42; 16])),
+        quote: None,
+        expire_secs: None,
         ..Payload::text(id, 6, "")
     });
     cases.push(Payload {
         kind: PayloadKind::ReadSync,
         body: [[1u8; 16], [2u8; 16]].concat().into(),
         ..Payload::text(id, 7, "")
+    });
+    // Version 2.1: a quoted reply with a timer, a timer change, and a
+    // delete for our own devices.
+    cases.push(Payload {
+        kind: PayloadKind::Reply,
+        reference: Some([0x33; 16]),
+        quote: Some(Quote::new("alice-id", "what the original said")),
+        expire_secs: Some(3600),
+        ..Payload::text(id, 8, "a reply")
+    });
+    cases.push(Payload {
+        kind: PayloadKind::Timer,
+        body: 86_400u32.to_be_bytes().to_vec().into(),
+        ..Payload::text(id, 9, "")
+    });
+    cases.push(Payload {
+        kind: PayloadKind::LocalDelete,
+        body: [3u8; 16].to_vec().into(),
+        ..Payload::text(id, 10, "")
     });
     for p in cases {
         let padded = p.to_padded().unwrap();
@@ -281,6 +302,8 @@ fn payload_errors_are_typed() {
     // A sync target of an unknown kind.
     let mut sync = Payload {
         sync: Some(SyncTarget::Group([0; 16])),
+        quote: None,
+        expire_secs: None,
         ..p.clone()
     }
     .encode()
@@ -290,6 +313,49 @@ fn payload_errors_are_typed() {
     assert_eq!(
         Payload::decode(&sync).unwrap_err(),
         PayloadError::Decode(DecodeError::InvalidField("sync"))
+    );
+    // A quote excerpt over the bound is refused both ways; a quote is cut
+    // on a character boundary; a zero timer is malformed.
+    let long = Quote {
+        sender: "a".into(),
+        excerpt: "x".repeat(QUOTE_EXCERPT_MAX + 1),
+    };
+    let quoted = Payload {
+        quote: Some(long.clone()),
+        ..p.clone()
+    };
+    assert_eq!(
+        quoted.encode().unwrap_err(),
+        PayloadError::TooLong("quote excerpt")
+    );
+    let cut = Quote::new("a", &"é".repeat(QUOTE_EXCERPT_MAX));
+    assert_eq!(cut.excerpt.len(), QUOTE_EXCERPT_MAX);
+    let mut over = Payload {
+        quote: Some(Quote::new("a", "")),
+        ..p.clone()
+    }
+    .encode()
+    .unwrap()
+    .to_vec();
+    over.truncate(over.len() - 2);
+    over.extend_from_slice(&((QUOTE_EXCERPT_MAX + 1) as u16).to_be_bytes());
+    over.extend_from_slice(long.excerpt.as_bytes());
+    assert_eq!(
+        Payload::decode(&over).unwrap_err(),
+        PayloadError::Decode(DecodeError::InvalidField("quote excerpt"))
+    );
+    let mut zero = Payload {
+        expire_secs: Some(5),
+        ..p.clone()
+    }
+    .encode()
+    .unwrap()
+    .to_vec();
+    let n = zero.len();
+    zero[n - 4..].copy_from_slice(&[0; 4]);
+    assert_eq!(
+        Payload::decode(&zero).unwrap_err(),
+        PayloadError::Decode(DecodeError::InvalidField("expire_secs"))
     );
     let mut flags = enc.clone();
     flags[26] = 0x80;

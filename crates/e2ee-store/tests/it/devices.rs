@@ -92,6 +92,8 @@ fn only_our_own_identity_may_send_us_sent_transcripts_or_read_marks() {
     for payload in [
         Payload {
             sync: Some(SyncTarget::Direct("bob".into())),
+            quote: None,
+            expire_secs: None,
             ..text(&mut r, 2, "to bob")
         },
         Payload {
