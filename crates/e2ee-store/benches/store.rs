@@ -172,6 +172,8 @@ fn filled(n: usize) -> (tempfile::TempDir, Store) {
                     recipients: 1,
                     sent_at_ms: i as i64,
                     server_at_ms: None,
+                    quote: None,
+                    expire_secs: None,
                 })?;
             }
             Ok(())

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
-use crate::ops::{new_message, uuid_string};
+use crate::ops::uuid_string;
 use crate::peers::IdentityCheck;
 use crate::store::{
     Conversation, DeviceCopy, DeviceTarget, OutboxEntry, Status, Store, Tx, now_ms,
@@ -253,7 +253,8 @@ pub(crate) fn receive_own(
         }
         let mut marked = 0;
         let mut st = tx.c().prepare_cached(
-            "UPDATE messages SET read_at = ?2, status = 3, read_sent = 1
+            "UPDATE messages SET read_at = ?2, status = 3, read_sent = 1,
+                 expires_at = ?2 + expire_secs * 1000
              WHERE id = ?1 AND outgoing = 0 AND read_at IS NULL",
         )?;
         for id in payload.body.chunks_exact(16) {
@@ -268,15 +269,22 @@ pub(crate) fn receive_own(
         Some(SyncTarget::Group(g)) => Conversation::Group(uuid_string(g)),
         None => Conversation::Direct(me.to_owned()),
     };
-    let mut msg = new_message(payload, conversation, me, true, 1, Some(server_at_ms));
-    msg.status = Status::Sent;
-    Ok(OwnCopy::Sent(Box::new(tx.insert_message(msg)?)))
+    let ctx = crate::features::Context {
+        conversation,
+        sender: me,
+        outgoing: true,
+        recipients: 1,
+        status: Status::Sent,
+        server_at_ms: Some(server_at_ms),
+    };
+    Ok(OwnCopy::Filed(crate::features::file(tx, payload, &ctx)?))
 }
 
 /// See [`receive_own`].
 pub(crate) enum OwnCopy {
-    /// A message sent from another of our devices, now stored.
-    Sent(Box<crate::store::Message>),
+    /// A message sent from another of our devices, now stored, or a
+    /// reaction, edit, delete, delete-for-me or timer it sent, applied.
+    Filed(crate::features::Filed),
     /// Read on another device: how many messages that marked.
     Read(usize),
 }

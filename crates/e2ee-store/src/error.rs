@@ -36,6 +36,10 @@ pub enum StoreError {
     /// An incoming message id is already used by another sender's message.
     #[error("message id {0} is already used by a different message")]
     IdConflict(String),
+    /// A reaction, edit, delete or timer change this account may not make
+    /// (someone else's message, after the window, not a group admin…).
+    #[error("not allowed: {0}")]
+    NotAllowed(&'static str),
     /// The peer's identity key is no longer the one the caller named (it
     /// changed since the user compared it): nothing was marked.
     #[error("the identity key of {0} changed since it was compared: compare again")]

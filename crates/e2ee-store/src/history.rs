@@ -5,8 +5,8 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::error::{Result, StoreError};
 use crate::store::{
-    Conversation, ConversationSummary, Cursor, MESSAGE_COLUMNS, Message, Page, ReadReceipt,
-    SearchHit, Tx, message_from_row, now_ms,
+    Conversation, ConversationSummary, Cursor, MESSAGE_COLUMN_COUNT, MESSAGE_COLUMNS, Message,
+    Page, ReadReceipt, SearchHit, Tx, message_from_row, now_ms,
 };
 
 /// Turns what a person typed into an FTS5 query that cannot be a syntax
@@ -43,9 +43,12 @@ impl Tx<'_> {
              WHERE m.conv_kind = ?1 AND m.conv_id = ?2 AND (m.sent_at, m.seq) < (?3, ?4)
              ORDER BY m.sent_at DESC, m.seq DESC LIMIT ?5"
         ))?;
-        let messages: Vec<Message> = stmt
+        let mut messages: Vec<Message> = stmt
             .query_map(params![kind, id, at, seq, limit], message_from_row)?
             .collect::<rusqlite::Result<_>>()?;
+        for m in &mut messages {
+            self.fill_reactions(m)?;
+        }
         let next = (messages.len() as u32 == limit && limit > 0)
             .then(|| messages.last())
             .flatten()
@@ -75,19 +78,24 @@ impl Tx<'_> {
         let rows = stmt.query_map(params![query, kind, id, limit], |r| {
             Ok(SearchHit {
                 message: message_from_row(r)?,
-                snippet: r.get(15)?,
+                snippet: r.get(MESSAGE_COLUMN_COUNT)?,
             })
         })?;
         // The query is built so it cannot be a syntax error: a plain SQLite
         // error from FTS5 here means a damaged index page (FTS5 reports a
         // page that fails its HMAC as SQLITE_ERROR, not SQLITE_CORRUPT).
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::Unknown) => {
-                    StoreError::Corrupt(format!("search index: {e}"))
-                }
-                _ => StoreError::from(e),
-            })
+        let mut hits: Vec<SearchHit> =
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| match e.sqlite_error_code() {
+                    Some(rusqlite::ErrorCode::Unknown) => {
+                        StoreError::Corrupt(format!("search index: {e}"))
+                    }
+                    _ => StoreError::from(e),
+                })?;
+        for h in &mut hits {
+            self.fill_reactions(&mut h.message)?;
+        }
+        Ok(hits)
     }
 
     /// Every conversation with its newest message and unread count, the
@@ -102,7 +110,7 @@ impl Tx<'_> {
             Ok(ConversationSummary {
                 conversation: last.conversation.clone(),
                 last,
-                unread: r.get(15)?,
+                unread: r.get(MESSAGE_COLUMN_COUNT)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -127,7 +135,7 @@ impl Tx<'_> {
     pub fn mark_read(&self, conv: &Conversation) -> Result<Vec<ReadReceipt>> {
         let (kind, id) = conv.parts();
         let mut stmt = self.c().prepare_cached(
-            "UPDATE messages SET read_at = ?3, status = 3
+            "UPDATE messages SET read_at = ?3, status = 3, expires_at = ?3 + expire_secs * 1000
              WHERE conv_kind = ?1 AND conv_id = ?2 AND outgoing = 0 AND read_at IS NULL
              RETURNING id, sender",
         )?;

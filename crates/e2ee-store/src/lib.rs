@@ -53,6 +53,7 @@
 mod backup;
 mod devices;
 mod error;
+mod features;
 mod groups;
 mod history;
 mod key;
@@ -66,6 +67,10 @@ mod types;
 
 pub use devices::read_sync_body;
 pub use error::{Result, StoreError};
+pub use features::{
+    Action, DELETE_WINDOW_MS, EDIT_WINDOW_MS, PENDING_ACTION_MAX_AGE_MS,
+    PENDING_ACTIONS_PER_SENDER, TIMER_MAX_SECS,
+};
 pub use key::{
     KDF_MAX_ITERATIONS, KDF_MAX_MEMORY_KIB, KDF_MAX_PARALLELISM, KdfParams, Passphrase, salt_path,
 };
@@ -77,5 +82,6 @@ pub use peers::{IdentityCheck, PeerIdentity, TrustPolicy};
 pub use schema::SCHEMA_VERSION;
 pub use store::{
     Account, Conversation, ConversationSummary, Cursor, DeviceCopy, DeviceTarget, Group, Message,
-    NewMessage, OpenOptions, OutboxEntry, Page, ReadReceipt, SearchHit, Status, Store, Tx,
+    NewMessage, OpenOptions, OutboxEntry, Page, Reaction, ReadReceipt, SearchHit, Status, Store,
+    Tx,
 };

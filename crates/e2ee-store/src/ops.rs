@@ -10,6 +10,7 @@ use rand_core::CryptoRngCore;
 use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
+use crate::features::{Action, Context, Filed, file};
 use crate::parked::{ParkedMessage, ParkedOutcome, Unparked};
 use crate::peers::IdentityCheck;
 use crate::store::{Conversation, Message, NewMessage, OutboxEntry, Status, Store, Tx, now_ms};
@@ -68,6 +69,14 @@ pub enum Received {
         /// Messages marked.
         marked: usize,
     },
+    /// A reaction, edit, delete or timer change (or one refused, or kept
+    /// for a message that has not arrived): see [`crate::Action`].
+    Action {
+        /// What it did.
+        action: Action,
+        /// For direct messages from a peer: what the sender's identity key was.
+        identity: Option<IdentityCheck>,
+    },
 }
 
 pub(crate) fn uuid_string(id: &[u8; 16]) -> String {
@@ -106,6 +115,8 @@ pub(crate) fn new_message(
         recipients,
         sent_at_ms: payload.timestamp_ms as i64,
         server_at_ms,
+        quote: payload.quote.clone(),
+        expire_secs: payload.expire_secs,
     }
 }
 
@@ -119,7 +130,7 @@ impl Store {
     pub fn receive(&mut self, rng: &mut impl CryptoRngCore, m: &Incoming<'_>) -> Result<Received> {
         let outer_id = parse_uuid(m.id)?;
         let envelope = Envelope::from_text(m.content)?;
-        self.write(|tx| {
+        let out = self.write(|tx| {
             if tx.seen(m.id)? {
                 return Ok(Received::Duplicate);
             }
@@ -149,7 +160,13 @@ impl Store {
             };
             tx.mark_seen(m.id, m.from)?;
             Ok(out)
-        })
+        })?;
+        if let Received::Action { action, .. } = &out
+            && crate::features::removes_text(action)
+        {
+            self.scrub()?;
+        }
+        Ok(out)
     }
 
     /// Verifies a peer's bundle and starts a new session with them (it
@@ -231,15 +248,13 @@ impl Store {
                 .ok_or(StoreError::Missing("sender key"))?;
             let envelope = Envelope::SenderKey(sender.encrypt(&padded)?);
             tx.save_sender_key_out(group_id, &sender)?;
-            let msg = new_message(
+            file_outgoing(
+                tx,
                 payload,
                 Conversation::Group(group_id.to_owned()),
                 &me.user_id,
-                true,
                 recipients,
-                None,
-            );
-            tx.insert_message(msg)?;
+            )?;
             let entry = OutboxEntry {
                 message_id: uuid_string(&payload.message_id),
                 recipient: None,
@@ -255,6 +270,46 @@ impl Store {
     }
 }
 
+/// Files a payload we send in its conversation (a message stored as
+/// pending, or a reaction, edit, delete or timer applied here first). A
+/// refused one fails the send: nothing is encrypted or queued.
+pub(crate) fn file_outgoing(
+    tx: &Tx<'_>,
+    payload: &Payload,
+    conversation: Conversation,
+    me: &str,
+    recipients: u32,
+) -> Result<()> {
+    let ctx = Context {
+        conversation,
+        sender: me,
+        outgoing: true,
+        recipients,
+        status: Status::Pending,
+        server_at_ms: None,
+    };
+    match file(tx, payload, &ctx)? {
+        Filed::Action(Action::Refused { reason }) => Err(StoreError::NotAllowed(reason)),
+        Filed::Action(Action::Pending { .. }) => Err(StoreError::NotAllowed(
+            "no such message in this conversation",
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl Filed {
+    fn received(self, new_session: bool, identity: Option<IdentityCheck>) -> Received {
+        match self {
+            Filed::Message(message) => Received::Message {
+                message,
+                new_session,
+                identity,
+            },
+            Filed::Action(action) => Received::Action { action, identity },
+        }
+    }
+}
+
 /// Stores an outgoing direct message (unless it is a control payload, or a
 /// sync message to our own devices) and adds its frame to the outbox.
 pub(crate) fn enqueue_direct(
@@ -265,17 +320,12 @@ pub(crate) fn enqueue_direct(
     content: String,
     copies: Vec<crate::store::DeviceCopy>,
 ) -> Result<OutboxEntry> {
-    let control = matches!(payload.kind, PayloadKind::SenderKey | PayloadKind::ReadSync);
+    let control = matches!(
+        payload.kind,
+        PayloadKind::SenderKey | PayloadKind::ReadSync | PayloadKind::LocalDelete
+    );
     if !control && to != me {
-        let msg = new_message(
-            payload,
-            Conversation::Direct(to.to_owned()),
-            me,
-            true,
-            1,
-            None,
-        );
-        tx.insert_message(msg)?;
+        file_outgoing(tx, payload, Conversation::Direct(to.to_owned()), me, 1)?;
     }
     let entry = OutboxEntry {
         message_id: uuid_string(&payload.message_id),
@@ -319,7 +369,13 @@ fn receive_direct(
             "a copy from our account under another identity",
         ));
     }
-    if !own && (payload.sync.is_some() || payload.kind == PayloadKind::ReadSync) {
+    if !own
+        && (payload.sync.is_some()
+            || matches!(
+                payload.kind,
+                PayloadKind::ReadSync | PayloadKind::LocalDelete
+            ))
+    {
         return Err(StoreError::Invalid("a sync payload from another account"));
     }
     // Only now, with the message known good, does any state change.
@@ -338,11 +394,7 @@ fn receive_direct(
     if own && payload.kind != PayloadKind::SenderKey {
         return Ok(
             match crate::devices::receive_own(tx, m.from, &payload, m.server_at_ms)? {
-                crate::devices::OwnCopy::Sent(message) => Received::Message {
-                    message,
-                    new_session: d.new_session,
-                    identity: None,
-                },
+                crate::devices::OwnCopy::Filed(f) => f.received(d.new_session, None),
                 crate::devices::OwnCopy::Read(marked) => Received::ReadSync { marked },
             },
         );
@@ -363,20 +415,15 @@ fn receive_direct(
             unparked,
         });
     }
-    let msg = new_message(
-        &payload,
-        Conversation::Direct(m.from.to_owned()),
-        m.from,
-        false,
-        1,
-        Some(m.server_at_ms),
-    );
-    let message = tx.insert_message(msg)?;
-    Ok(Received::Message {
-        message: Box::new(message),
-        new_session: d.new_session,
-        identity: Some(check),
-    })
+    let ctx = Context {
+        conversation: Conversation::Direct(m.from.to_owned()),
+        sender: m.from,
+        outgoing: false,
+        recipients: 1,
+        status: Status::Delivered,
+        server_at_ms: Some(m.server_at_ms),
+    };
+    Ok(file(tx, &payload, &ctx)?.received(d.new_session, Some(check)))
 }
 
 /// A group message on a chain we do not hold (yet).
@@ -455,21 +502,19 @@ fn receive_sender_key_message(
     tx.save_sender_key_in(group, from, &r)?;
     // Sent from another of our devices: ours, as sent.
     let own = tx.account()?.is_some_and(|a| a.user_id == from);
-    let mut msg = new_message(
-        &payload,
-        Conversation::Group(group.to_owned()),
-        from,
-        own,
-        1,
-        Some(server_at_ms),
-    );
-    if own {
-        msg.status = Status::Sent;
+    if matches!(
+        payload.kind,
+        PayloadKind::ReadSync | PayloadKind::LocalDelete
+    ) {
+        return Err(StoreError::Invalid("a sync payload sent to a group"));
     }
-    let message = tx.insert_message(msg)?;
-    Ok(Received::Message {
-        message: Box::new(message),
-        new_session: false,
-        identity: None,
-    })
+    let ctx = Context {
+        conversation: Conversation::Group(group.to_owned()),
+        sender: from,
+        outgoing: own,
+        recipients: 1,
+        status: if own { Status::Sent } else { Status::Delivered },
+        server_at_ms: Some(server_at_ms),
+    };
+    Ok(file(tx, &payload, &ctx)?.received(false, None))
 }

@@ -270,8 +270,74 @@ ALTER TABLE outbox ADD COLUMN copies TEXT;
 ALTER TABLE outbox ADD COLUMN payload BLOB;
 ";
 
+/// Version 8: message features (PROTOCOL.md section 6, kinds 5-8, 10,
+/// 11). A message keeps its quote, edit time, deletion, timer and expiry;
+/// reactions one per user per message; reactions, edits and deletes that
+/// arrived before their message wait in `pending_actions`; each
+/// conversation's disappearing-messages timer; the files the client saved
+/// from attachments, removed with their message. The search index purges
+/// deleted terms at once (FTS5 `secure-delete`), so an edited, deleted or
+/// expired text leaves no trace in it.
+const V8: &str = "
+ALTER TABLE messages ADD COLUMN quote_sender TEXT;
+ALTER TABLE messages ADD COLUMN quote_excerpt TEXT;
+ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN expire_secs INTEGER;
+ALTER TABLE messages ADD COLUMN expires_at INTEGER;
+ALTER TABLE messages ADD COLUMN timer_secs INTEGER;
+CREATE INDEX messages_expiring ON messages (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX messages_by_reference ON messages (reference) WHERE reference IS NOT NULL;
+CREATE TABLE reactions (
+    message_id  TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    emoji       TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (message_id, user_id)
+);
+CREATE TABLE pending_actions (
+    id          TEXT PRIMARY KEY,
+    target      TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    conv_kind   INTEGER NOT NULL,
+    conv_id     TEXT NOT NULL,
+    outgoing    INTEGER NOT NULL,
+    server_at   INTEGER,
+    payload     BLOB NOT NULL,
+    kept_at     INTEGER NOT NULL
+);
+CREATE INDEX pending_by_target ON pending_actions (target);
+CREATE INDEX pending_by_sender ON pending_actions (sender);
+CREATE TABLE timers (
+    conv_kind   INTEGER NOT NULL,
+    conv_id     TEXT NOT NULL,
+    secs        INTEGER NOT NULL,
+    set_by      TEXT NOT NULL,
+    set_at      INTEGER NOT NULL,
+    PRIMARY KEY (conv_kind, conv_id)
+);
+CREATE TABLE saved_files (
+    message_id  TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    PRIMARY KEY (message_id, path)
+);
+INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);
+-- SQLite runs the triggers on one event newest first, so version 2's pair
+-- inserted the new text before deleting the old one, which FTS5 then
+-- took for the row's only entry: a snippet of an edited row was
+-- 'malformed'. One trigger, in order.
+DROP TRIGGER messages_fts_update_old;
+DROP TRIGGER messages_fts_update_new;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, body)
+        SELECT 'delete', old.seq, old.body WHERE old.body IS NOT NULL;
+    INSERT INTO messages_fts (rowid, body)
+        SELECT new.seq, new.body WHERE new.body IS NOT NULL;
+END;
+";
+
 /// Every migration in order; index + 1 is the version it produces.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -47,9 +47,10 @@ pub struct Store {
     pub(crate) conn: Connection,
     path: PathBuf,
     trust: TrustPolicy,
-    /// Opened at a schema from before per-device sessions (only with
-    /// [`Store::open_at_version`], for migration tests).
-    legacy_sessions: bool,
+    /// The schema version it was opened at: below [`schema::SCHEMA_VERSION`]
+    /// only with [`Store::open_at_version`], for migration tests, which
+    /// then use the SQL of that version.
+    opened_at: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -118,7 +119,7 @@ fn create(path: &Path, passphrase: &Passphrase, kdf: KdfParams, version: i64) ->
 
 pub use crate::types::{
     Account, Conversation, ConversationSummary, Cursor, DeviceCopy, DeviceTarget, Group, Message,
-    NewMessage, OutboxEntry, Page, ReadReceipt, SearchHit, Status,
+    NewMessage, OutboxEntry, Page, Reaction, ReadReceipt, SearchHit, Status,
 };
 
 impl Store {
@@ -189,7 +190,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             trust: TrustPolicy::default(),
-            legacy_sessions: version < 7,
+            opened_at: version,
         })
     }
 
@@ -220,7 +221,7 @@ impl Store {
         let t = Tx {
             tx,
             trust: self.trust,
-            legacy_sessions: self.legacy_sessions,
+            opened_at: self.opened_at,
         };
         let out = f(&t)?;
         t.tx.commit()?;
@@ -233,9 +234,21 @@ impl Store {
         let t = Tx {
             tx,
             trust: self.trust,
-            legacy_sessions: self.legacy_sessions,
+            opened_at: self.opened_at,
         };
         f(&t)
+    }
+
+    /// Moves every WAL frame into the database and truncates the WAL to
+    /// zero bytes (after text was removed: no old page image stays behind).
+    pub(crate) fn checkpoint(&mut self) -> Result<()> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            tracing::warn!("the WAL checkpoint was blocked; it is retried on the next scrub");
+        }
+        Ok(())
     }
 
     /// `PRAGMA cipher_integrity_check` (every page's HMAC) and
@@ -282,7 +295,7 @@ impl PreKeySource for LoadedPreKeys {
 pub struct Tx<'a> {
     pub(crate) tx: rusqlite::Transaction<'a>,
     pub(crate) trust: TrustPolicy,
-    legacy_sessions: bool,
+    opened_at: i64,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -292,7 +305,12 @@ impl std::fmt::Debug for Tx<'_> {
 }
 
 pub(crate) const MESSAGE_COLUMNS: &str = "m.seq, m.id, m.conv_kind, m.conv_id, m.sender, m.outgoing, m.kind, m.body, \
-     m.attachment, m.reference, m.status, m.sent_at, m.server_at, m.received_at, m.read_at";
+     m.attachment, m.reference, m.status, m.sent_at, m.server_at, m.received_at, m.read_at, \
+     m.quote_sender, m.quote_excerpt, m.edited_at, m.deleted, m.expire_secs, m.expires_at, m.timer_secs";
+
+/// How many columns [`MESSAGE_COLUMNS`] selects: the index of the first
+/// column a query adds after them.
+pub(crate) const MESSAGE_COLUMN_COUNT: usize = 22;
 
 pub(crate) fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let attachment: Option<Vec<u8>> = r.get(8)?;
@@ -311,6 +329,22 @@ pub(crate) fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Messag
         server_at_ms: r.get(12)?,
         received_at_ms: r.get(13)?,
         read_at_ms: r.get(14)?,
+        quote: match (
+            r.get::<_, Option<String>>(15)?,
+            r.get::<_, Option<String>>(16)?,
+        ) {
+            (Some(sender), excerpt) => Some(e2ee_core::Quote {
+                sender,
+                excerpt: excerpt.unwrap_or_default(),
+            }),
+            (None, _) => None,
+        },
+        reactions: Vec::new(),
+        edited_at_ms: r.get(17)?,
+        deleted: r.get(18)?,
+        expire_secs: r.get(19)?,
+        expires_at_ms: r.get(20)?,
+        timer_secs: r.get(21)?,
     })
 }
 
@@ -470,7 +504,12 @@ impl Tx<'_> {
     /// (only when opened with `Store::open_at_version`, for migration
     /// tests).
     pub(crate) fn before_device_sessions(&self) -> bool {
-        self.legacy_sessions
+        self.opened_at < 7
+    }
+
+    /// Opened at a schema from before message features (version 8).
+    pub(crate) fn before_message_features(&self) -> bool {
+        self.opened_at < 8
     }
 
     /// All sessions with a peer's device 1 (empty if none); see
@@ -554,29 +593,44 @@ impl Tx<'_> {
         let (kind, conv) = m.conversation.parts();
         let attachment = m.attachment.as_ref().map(encode_attachment);
         let received_at = (!m.outgoing).then(now_ms);
-        let n = self
-            .c()
-            .prepare_cached(
-                "INSERT OR IGNORE INTO messages (id, conv_kind, conv_id, sender, outgoing, kind, body,
-                     attachment, reference, status, recipients, sent_at, server_at, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?
-            .execute(params![
-                m.id,
-                kind,
-                conv,
-                m.sender,
-                m.outgoing,
-                m.kind.to_byte(),
-                m.body,
-                attachment.as_deref().map(Vec::as_slice),
-                m.reference,
-                m.status as i64,
-                m.recipients,
-                m.sent_at_ms,
-                m.server_at_ms,
-                received_at,
-            ])?;
+        // Our own message disappears counted from when it was sent; one we
+        // received, from when it is read (`mark_read`).
+        let expires_at = m
+            .expire_secs
+            .filter(|_| m.outgoing)
+            .map(|s| m.sent_at_ms.saturating_add(i64::from(s) * 1000));
+        let sql = if self.before_message_features() {
+            "INSERT OR IGNORE INTO messages (id, conv_kind, conv_id, sender, outgoing, kind, body,
+                 attachment, reference, status, recipients, sent_at, server_at, received_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
+             WHERE coalesce(?15, ?16, ?17, ?18, 1) IS NOT NULL"
+        } else {
+            "INSERT OR IGNORE INTO messages (id, conv_kind, conv_id, sender, outgoing, kind, body,
+                 attachment, reference, status, recipients, sent_at, server_at, received_at,
+                 quote_sender, quote_excerpt, expire_secs, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17, ?18)"
+        };
+        let n = self.c().prepare_cached(sql)?.execute(params![
+            m.id,
+            kind,
+            conv,
+            m.sender,
+            m.outgoing,
+            m.kind.to_byte(),
+            m.body,
+            attachment.as_deref().map(Vec::as_slice),
+            m.reference,
+            m.status as i64,
+            m.recipients,
+            m.sent_at_ms,
+            m.server_at_ms,
+            received_at,
+            m.quote.as_ref().map(|q| &q.sender),
+            m.quote.as_ref().map(|q| &q.excerpt),
+            m.expire_secs,
+            expires_at,
+        ])?;
         if n == 0 {
             return Err(StoreError::IdConflict(m.id));
         }
@@ -595,18 +649,26 @@ impl Tx<'_> {
             server_at_ms: m.server_at_ms,
             received_at_ms: received_at,
             read_at_ms: None,
+            quote: m.quote,
+            reactions: Vec::new(),
+            edited_at_ms: None,
+            deleted: false,
+            expire_secs: m.expire_secs,
+            expires_at_ms: expires_at,
+            timer_secs: None,
         })
     }
 
     /// A message by id.
     pub fn message(&self, id: &str) -> Result<Option<Message>> {
-        Ok(self
-            .c()
+        self.c()
             .prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"
             ))?
             .query_row([id], message_from_row)
-            .optional()?)
+            .optional()?
+            .map(|mut m| self.fill_reactions(&mut m).map(|()| m))
+            .transpose()
     }
 
     /// Whether an incoming id was already processed (stored or applied).

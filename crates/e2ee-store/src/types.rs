@@ -1,7 +1,7 @@
 //! The store's public data types: conversations, messages and their
 //! status, pages and search hits, outbox entries, groups, receipts.
 
-use e2ee_core::{AttachmentPointer, PayloadKind};
+use e2ee_core::{AttachmentPointer, PayloadKind, Quote};
 
 /// A conversation: with one peer, or a group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -100,6 +100,50 @@ pub struct Message {
     pub received_at_ms: Option<i64>,
     /// When we marked it read (incoming).
     pub read_at_ms: Option<i64>,
+    /// On a reply: what it quotes (the excerpt is cleared when the quoted
+    /// message is deleted or disappears here).
+    pub quote: Option<Quote>,
+    /// Who reacted with what, oldest first.
+    pub reactions: Vec<Reaction>,
+    /// When its sender last edited it (the edit's clock, ms); the body is
+    /// the latest text.
+    pub edited_at_ms: Option<i64>,
+    /// Deleted for everyone: body and attachment are gone.
+    pub deleted: bool,
+    /// The disappearing-messages timer it was sent with (seconds).
+    pub expire_secs: Option<u32>,
+    /// When it disappears (ms): set once read (sent, for our own).
+    pub expires_at_ms: Option<i64>,
+    /// A timer change shown in the conversation (kind `Timer`): the new
+    /// timer in seconds, 0 for off.
+    pub timer_secs: Option<u32>,
+}
+
+/// One user's reaction to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    /// Who.
+    pub user_id: String,
+    /// The emoji.
+    pub emoji: String,
+    /// When (the reaction's clock, ms).
+    pub at_ms: i64,
+}
+
+impl Message {
+    /// The reactions counted per emoji, most frequent first (ties in order
+    /// of first use).
+    pub fn reaction_counts(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for r in &self.reactions {
+            match out.iter_mut().find(|(e, _)| *e == r.emoji) {
+                Some((_, n)) => *n += 1,
+                None => out.push((r.emoji.clone(), 1)),
+            }
+        }
+        out.sort_by_key(|e| std::cmp::Reverse(e.1));
+        out
+    }
 }
 
 /// A message to insert.
@@ -130,6 +174,10 @@ pub struct NewMessage {
     pub sent_at_ms: i64,
     /// The server's timestamp, if known.
     pub server_at_ms: Option<i64>,
+    /// On a reply: what it quotes.
+    pub quote: Option<Quote>,
+    /// The disappearing-messages timer it carries (seconds).
+    pub expire_secs: Option<u32>,
 }
 
 /// The keyset pagination cursor: pass it back for the next (older) page.

@@ -54,6 +54,8 @@ fn inject(net: &Net, name: &str, entry: &OutboxEntry) {
                 recipients: 1,
                 sent_at_ms: 1,
                 server_at_ms: None,
+                quote: None,
+                expire_secs: None,
             })?;
             tx.enqueue(entry)
         })

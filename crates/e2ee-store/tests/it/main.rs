@@ -5,6 +5,7 @@
 
 mod crash;
 mod devices;
+mod features;
 mod files;
 mod migrations;
 mod ops;

@@ -146,5 +146,7 @@ pub(crate) fn incoming_text(id: String, from: &str, body: String, sent_at_ms: i6
         recipients: 1,
         sent_at_ms,
         server_at_ms: None,
+        quote: None,
+        expire_secs: None,
     }
 }
