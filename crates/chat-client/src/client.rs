@@ -31,6 +31,7 @@ mod attachments;
 pub use attachments::Attachment;
 mod devices;
 mod fanout;
+mod features;
 mod groups;
 mod membership;
 pub use devices::{LinkedAccount, PendingLink};
@@ -149,6 +150,10 @@ impl ClientBuilder {
         let (store, account, token) = tokio::task::spawn_blocking(move || {
             let mut store = Store::open(&path, &passphrase, options)?;
             store.set_trust_policy(trust);
+            // Disappearing messages that ran out while the client was
+            // closed go before anything can read them.
+            store.expire()?;
+            store.scrub()?;
             let (account, token) = store.read(|tx| Ok((tx.account()?, tx.token()?)))?;
             Ok::<_, StoreError>((store, account, token))
         })
@@ -406,7 +411,20 @@ impl Inner {
         Ok(entry)
     }
 
-    pub(crate) async fn send_payload(&self, to: &Conversation, payload: Payload) -> Result<String> {
+    pub(crate) async fn send_payload(
+        &self,
+        to: &Conversation,
+        mut payload: Payload,
+    ) -> Result<String> {
+        // A message in a conversation with disappearing messages on
+        // carries the timer.
+        if matches!(
+            payload.kind,
+            PayloadKind::Text | PayloadKind::Image | PayloadKind::File | PayloadKind::Reply
+        ) {
+            let conv = to.clone();
+            payload.expire_secs = self.db(move |s| s.read(|tx| tx.timer(&conv))).await?;
+        }
         crate::limits::check(&payload)?;
         let entry = match to {
             Conversation::Direct(u) => self.send_direct(u, payload).await?,
@@ -747,16 +765,6 @@ impl Client {
     /// returns, so it goes out even if the link is down right now.
     pub async fn send_text(&self, to: &Conversation, text: &str) -> Result<String> {
         let p = Payload::text(*Uuid::new_v4().as_bytes(), now_ms() as u64, text);
-        self.inner.send_payload(to, p).await
-    }
-
-    /// Replies to a message with a text.
-    pub async fn reply(&self, to: &Conversation, reference: &str, text: &str) -> Result<String> {
-        let reference = Uuid::parse_str(reference)
-            .map_err(|_| StoreError::Invalid("reference is not a message id"))?;
-        let mut p = Payload::text(*Uuid::new_v4().as_bytes(), now_ms() as u64, text);
-        p.kind = PayloadKind::Reply;
-        p.reference = Some(*reference.as_bytes());
         self.inner.send_payload(to, p).await
     }
 

@@ -98,6 +98,10 @@ pub enum ClientError {
     /// We are not (or no longer) a member of this group.
     #[error("not a member of group {0}")]
     NotMember(String),
+    /// No message with this id is in the store (to reply to, react to,
+    /// edit or delete).
+    #[error("no message {0} in this store")]
+    NoSuchMessage(String),
     /// The client was closed.
     #[error("client closed")]
     Closed,

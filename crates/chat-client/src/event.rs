@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chat_proto::rest::ErrorCode;
-use e2ee_store::{Message, Status};
+use e2ee_store::{Conversation, Message, Status};
 
 /// The state of the link to the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,64 @@ pub enum ConnectionState {
 pub enum Event {
     /// A message arrived and is stored (text, image, file…).
     Message(Box<Message>),
+    /// Someone (we, on another device, included) reacted to a message, or
+    /// removed their reaction (`emoji: None`).
+    Reaction {
+        /// The message reacted to.
+        message_id: String,
+        /// Its conversation.
+        conversation: Conversation,
+        /// Who.
+        by: String,
+        /// The emoji; `None` when removed.
+        emoji: Option<String>,
+    },
+    /// A message's sender edited it: the message with its latest text.
+    Edited(Box<Message>),
+    /// A message was deleted for everyone by its sender: its body and
+    /// attachment are gone from the store (shown as deleted).
+    Deleted {
+        /// The message.
+        message_id: String,
+        /// Its conversation.
+        conversation: Conversation,
+        /// Its sender, who deleted it.
+        by: String,
+    },
+    /// Another of our devices deleted these messages "for me": removed
+    /// here too.
+    DeletedForMe {
+        /// The messages removed.
+        message_ids: Vec<String>,
+    },
+    /// A conversation's disappearing-messages timer changed (`None`: off).
+    DisappearingChanged {
+        /// The conversation.
+        conversation: Conversation,
+        /// The new timer.
+        after: Option<Duration>,
+        /// Who set it.
+        by: String,
+        /// The change as stored in the conversation's history.
+        message: Box<Message>,
+    },
+    /// Disappearing messages whose time ran out were removed (with any
+    /// file saved from them).
+    Expired {
+        /// The messages removed.
+        message_ids: Vec<String>,
+    },
+    /// A reaction, edit, delete or timer change was refused (an edit of
+    /// someone else's message, after the window, a timer from a group
+    /// member who is no admin…) and changed nothing.
+    Refused {
+        /// Its message id.
+        message_id: String,
+        /// The sender.
+        from: String,
+        /// Why.
+        reason: String,
+    },
     /// One of our messages moved to `status` (for a group: every member
     /// reached it).
     Status {

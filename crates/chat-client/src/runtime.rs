@@ -10,7 +10,7 @@ use chat_proto::MessageStatus;
 use chat_proto::rest::{ErrorCode, RelayedMessage};
 use chat_proto::ws::{ClientFrame, Delivered, ServerFrame};
 use chat_transport::ConnEvent;
-use e2ee_store::{Conversation, Incoming, Received, Status, StoreError};
+use e2ee_store::{Action, Conversation, Incoming, Received, Status, StoreError};
 use rand_core::OsRng;
 use tokio::sync::mpsc;
 
@@ -73,6 +73,7 @@ pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<ConnEvent>) {
             _ = tick.tick() => {
                 let Some(inner) = inner.upgrade() else { break };
                 resend_stale(&inner).await;
+                expire_messages(&inner).await;
             }
             _ = expiry.tick() => {
                 let Some(inner) = inner.upgrade() else { break };
@@ -225,7 +226,12 @@ async fn finish(inner: &Arc<Inner>, acks: Vec<String>, read_convs: HashSet<Conve
 async fn expire_parked(inner: &Arc<Inner>) {
     let before = crate::client::now_ms() - e2ee_store::PARKED_MAX_AGE_MS;
     match inner
-        .db(move |s| s.write(|tx| tx.expire_parked(before)))
+        .db(move |s| {
+            s.write(|tx| {
+                tx.prune_pending_actions(crate::client::now_ms())?;
+                tx.expire_parked(before)
+            })
+        })
         .await
     {
         Ok(expired) => {
@@ -325,6 +331,15 @@ async fn receive(
                 });
             }
         }
+        Ok(Received::Action { action, identity }) => {
+            acks.push(m.id.clone());
+            if let Some(check) = identity {
+                inner.identity_event(&m.from, check);
+            }
+            if let Some(e) = action_event(action, &m) {
+                inner.emit(e);
+            }
+        }
         Ok(Received::Parked) => {
             // Stored until its key arrives: acknowledged now, so it cannot
             // hold the server's delivery window.
@@ -348,6 +363,70 @@ async fn receive(
             // Not acknowledged: the server redelivers it after a reconnect.
             tracing::error!(id = %m.id, error = %e, "could not store an incoming message");
         }
+    }
+}
+
+/// The event for what a reaction, edit, delete or timer did.
+fn action_event(action: Action, m: &RelayedMessage) -> Option<Event> {
+    Some(match action {
+        Action::Reaction {
+            message_id,
+            conversation,
+            by,
+            emoji,
+        } => Event::Reaction {
+            message_id,
+            conversation,
+            by,
+            emoji,
+        },
+        Action::Edited { message } => Event::Edited(message),
+        Action::Deleted {
+            message_id,
+            conversation,
+            by,
+        } => Event::Deleted {
+            message_id,
+            conversation,
+            by,
+        },
+        Action::DeletedForMe { message_ids } => Event::DeletedForMe { message_ids },
+        Action::Timer {
+            conversation,
+            secs,
+            by,
+            message,
+        } => Event::DisappearingChanged {
+            conversation,
+            after: (secs > 0).then(|| Duration::from_secs(u64::from(secs))),
+            by,
+            message,
+        },
+        Action::Refused { reason } => {
+            tracing::warn!(id = %m.id, from = %m.from, %reason, "refused a message action");
+            Event::Refused {
+                message_id: m.id.clone(),
+                from: m.from.clone(),
+                reason: reason.to_owned(),
+            }
+        }
+        Action::Pending { target } => {
+            tracing::debug!(id = %m.id, %target, "an action waits for its message");
+            return None;
+        }
+        _ => return None,
+    })
+}
+
+/// Removes the disappearing messages whose time ran out.
+pub(crate) async fn expire_messages(inner: &Arc<Inner>) {
+    match inner.db(|s| s.expire()).await {
+        Ok(ids) if !ids.is_empty() => {
+            tracing::debug!(n = ids.len(), "disappearing messages removed");
+            inner.emit(Event::Expired { message_ids: ids });
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "could not remove expired messages"),
     }
 }
 

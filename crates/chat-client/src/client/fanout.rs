@@ -236,24 +236,32 @@ impl Inner {
     /// Tells our other devices that these messages were read here (a
     /// `ReadSync` payload, 100 ids per message).
     pub(crate) async fn sync_read(&self, ids: &[String]) -> Result<()> {
+        for chunk in ids.chunks(100) {
+            self.sync_own(PayloadKind::ReadSync, e2ee_store::read_sync_body(chunk)?)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a payload only our own other devices read (read marks, a
+    /// delete for me); nothing when we have no other device.
+    pub(crate) async fn sync_own(&self, kind: PayloadKind, body: Vec<u8>) -> Result<()> {
         let me = self.me()?.user_id;
-        if ids.is_empty() || self.device_targets(&me).await?.is_empty() {
+        if body.is_empty() || self.device_targets(&me).await?.is_empty() {
             return Ok(());
         }
-        for chunk in ids.chunks(100) {
-            let payload = Payload {
-                message_id: *Uuid::new_v4().as_bytes(),
-                kind: PayloadKind::ReadSync,
-                timestamp_ms: crate::client::now_ms() as u64,
-                body: Zeroizing::new(e2ee_store::read_sync_body(chunk)?),
-                attachment: None,
-                reference: None,
-                sync: None,
-                quote: None,
-                expire_secs: None,
-            };
-            self.send_direct(&me, payload).await?;
-        }
+        let payload = Payload {
+            message_id: *Uuid::new_v4().as_bytes(),
+            kind,
+            timestamp_ms: crate::client::now_ms() as u64,
+            body: Zeroizing::new(body),
+            attachment: None,
+            reference: None,
+            sync: None,
+            quote: None,
+            expire_secs: None,
+        };
+        self.send_direct(&me, payload).await?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 
 mod direct;
 mod echo_bot;
+mod features;
 mod groups;
 mod hostile;
 mod linking;

@@ -3,29 +3,10 @@
 //! sent copies included, read state follows, and a device linked while a
 //! conversation goes on is picked up by the sender's retry.
 
-use chat_client::{Client, Conversation, Event};
+use chat_client::{Conversation, Event};
 use e2ee_store::Status;
 
-use crate::support::{Events, Net, Party, body, eventually};
-
-/// Links a new store `name` to `owner`'s account and connects it.
-async fn link(net: &Net, owner: &Party, name: &str) -> Party {
-    let client: Client = net.client(name).await;
-    let events: Events = Box::pin(client.events());
-    let pending = client.start_link(name).await.unwrap();
-    let code = pending.code();
-    let (approved, linked) = tokio::join!(owner.client.approve_link(&code), pending.finish());
-    approved.unwrap();
-    linked.unwrap();
-    client.connect().await.unwrap();
-    client.wait_connected().await.unwrap();
-    Party {
-        client,
-        events,
-        id: owner.id.clone(),
-        name: name.to_owned(),
-    }
-}
+use crate::support::{Net, Party, body, eventually, link};
 
 /// The bodies of a conversation's history on one device, oldest first.
 async fn bodies(p: &Party, conv: &Conversation) -> Vec<(String, bool)> {

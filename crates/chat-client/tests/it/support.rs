@@ -235,3 +235,22 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// Links a new store `name` to `owner`'s account and connects it.
+pub async fn link(net: &Net, owner: &Party, name: &str) -> Party {
+    let client: Client = net.client(name).await;
+    let events: Events = Box::pin(client.events());
+    let pending = client.start_link(name).await.unwrap();
+    let code = pending.code();
+    let (approved, linked) = tokio::join!(owner.client.approve_link(&code), pending.finish());
+    approved.unwrap();
+    linked.unwrap();
+    client.connect().await.unwrap();
+    client.wait_connected().await.unwrap();
+    Party {
+        client,
+        events,
+        id: owner.id.clone(),
+        name: name.to_owned(),
+    }
+}
