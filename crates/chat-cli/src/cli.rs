@@ -74,6 +74,16 @@ pub enum Command {
     Profiles,
     /// Send a text, a file or an image to a user or a group.
     Send(SendArgs),
+    /// React to a message with an emoji (an empty one removes yours).
+    React(ReactArgs),
+    /// Change the text of one of your messages (within 24 h).
+    Edit(EditArgs),
+    /// Delete one of your messages for everyone (within 24 h), or any
+    /// message for you only (--for-me, on all your devices).
+    Delete(DeleteArgs),
+    /// Show or set a conversation's disappearing-messages timer
+    /// (`chat disappearing bob 1h`, `--group team 7d`, `off`).
+    Disappearing(DisappearingArgs),
     /// Print incoming messages, receipts, typing and presence as they come.
     Listen(ListenArgs),
     /// Fetch messages queued on the server, store them, and exit.
@@ -132,6 +142,10 @@ impl Command {
             Command::Whoami => "whoami",
             Command::Profiles => "profiles",
             Command::Send(_) => "send",
+            Command::React(_) => "react",
+            Command::Edit(_) => "edit",
+            Command::Delete(_) => "delete",
+            Command::Disappearing(_) => "disappearing",
             Command::Listen(_) => "listen",
             Command::Sync => "sync",
             Command::Outbox(_) => "outbox",
@@ -201,6 +215,9 @@ pub struct SendArgs {
     /// Send this image.
     #[arg(long, value_name = "PATH")]
     pub image: Option<PathBuf>,
+    /// Reply to this message (its id), quoting it.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["file", "image"])]
+    pub reply_to: Option<String>,
     /// Return once stored locally, without waiting for the server's ack.
     #[arg(long)]
     pub no_wait: bool,
@@ -210,6 +227,47 @@ pub struct SendArgs {
     /// USER then the text (or, with --group, just the text). With --file or
     /// --image the text is the caption. A text of `-` is read from stdin.
     #[arg(value_name = "USER TEXT")]
+    pub words: Vec<String>,
+}
+
+/// `chat react`.
+#[derive(Debug, Args)]
+pub struct ReactArgs {
+    /// The message's id (`chat history` shows them with --ids or --json).
+    pub id: String,
+    /// One emoji; an empty string ("") removes your reaction.
+    pub emoji: String,
+}
+
+/// `chat edit`.
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The message's id.
+    pub id: String,
+    /// The new text.
+    #[arg(required = true)]
+    pub text: Vec<String>,
+}
+
+/// `chat delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The message's id.
+    pub id: String,
+    /// Only from this profile and your other devices; the others keep it.
+    #[arg(long)]
+    pub for_me: bool,
+}
+
+/// `chat disappearing`.
+#[derive(Debug, Args)]
+pub struct DisappearingArgs {
+    /// In this group (name or id) instead of a chat with a user.
+    #[arg(long, short)]
+    pub group: Option<String>,
+    /// USER then the timer (`30s`, `1h`, `7d`, `off`), or with --group just
+    /// the timer; without a timer, shows the current one.
+    #[arg(value_name = "USER DURATION")]
     pub words: Vec<String>,
 }
 
@@ -248,6 +306,9 @@ pub struct HistoryArgs {
     /// Do not fetch queued messages from the server first.
     #[arg(long)]
     pub offline: bool,
+    /// Show each message's id (to reply, react, edit or delete).
+    #[arg(long)]
+    pub ids: bool,
 }
 
 /// `chat search`.

@@ -36,6 +36,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Logout => logout(&ctx).await,
         Command::Whoami => whoami(&ctx).await,
         Command::Send(a) => send(&ctx, a).await,
+        Command::React(a) => crate::actions::react(&ctx, &a).await,
+        Command::Edit(a) => crate::actions::edit(&ctx, &a).await,
+        Command::Delete(a) => crate::actions::delete(&ctx, &a).await,
+        Command::Disappearing(a) => crate::actions::disappearing(&ctx, &a).await,
         Command::Listen(a) => listen(&ctx, &a).await,
         Command::Sync => sync(&ctx).await,
         Command::Outbox(a) => crate::manage::outbox(&ctx, a).await,
@@ -317,7 +321,10 @@ async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
                 "nothing to send: give a text, --file or --image".into(),
             ));
         }
-        None => s.client.send_text(&conv, &text).await?,
+        None => match &a.reply_to {
+            Some(r) => s.client.reply(&conv, r, &text).await?,
+            None => s.client.send_text(&conv, &text).await?,
+        },
     };
     if a.no_wait {
         s.client.close().await;
@@ -342,7 +349,7 @@ fn report_sent(ctx: &Ctx, id: &str, label: &str, status: Status) -> Result<()> {
 }
 
 /// Waits for the server's `ack` (or a later status) of our message.
-async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Result<Status> {
+pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Result<Status> {
     let deadline = Instant::now() + limit;
     loop {
         // The store is the truth; events only wake us up.
@@ -493,6 +500,15 @@ async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
         .conversation(a.user.as_deref(), a.group.as_deref())
         .await?;
     let page = s.client.history(&conv, None, a.limit).await?;
+    s.show_ids = a.ids;
+    if !ctx.json
+        && let Some(t) = s.client.disappearing(&conv).await?
+    {
+        println!(
+            "  ⏱ disappearing messages: {} after reading",
+            humantime::format_duration(t)
+        );
+    }
     // Where the peer's key changed, a line says so.
     let mut change = match &conv {
         Conversation::Direct(u) => s
@@ -543,6 +559,7 @@ async fn search(ctx: &Ctx, a: &SearchArgs) -> Result<()> {
         let names = Names {
             sender: &sender,
             conversation: &place,
+            quoted: None,
         };
         if ctx.json {
             let mut v = output::message_json(&h.message, &names, None);

@@ -158,13 +158,14 @@ fn client_code(e: &ClientError) -> u8 {
         ClientError::Store(chat_client::StoreError::X3dh(_)) | ClientError::BadKeys(_) => {
             code::BAD_KEYS
         }
+        ClientError::Store(chat_client::StoreError::NotAllowed(_)) => code::REFUSED,
         ClientError::Store(_) => code::STORE,
         ClientError::Config(_) => code::USAGE,
         ClientError::NotLoggedIn
         | ClientError::WrongAccount { .. }
         | ClientError::KeysOnAnotherStore { .. }
         | ClientError::LinkedDevice { .. } => code::AUTH,
-        ClientError::UnknownUser(_) => code::NOT_FOUND,
+        ClientError::UnknownUser(_) | ClientError::NoSuchMessage(_) => code::NOT_FOUND,
         ClientError::AttachmentTooLarge { .. }
         | ClientError::MessageTooLarge { .. }
         | ClientError::UntrustedIdentity { .. }

@@ -3,6 +3,7 @@
 //! ([`output`]) and the one-command demo ([`demo`]). The binary is a thin
 //! `main` around [`commands::run`]; see `docs/CLI.md` for the user's guide.
 
+pub mod actions;
 pub mod cli;
 pub mod commands;
 pub mod demo;

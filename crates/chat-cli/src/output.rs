@@ -40,6 +40,7 @@ pub fn kind_name(k: PayloadKind) -> &'static str {
         PayloadKind::Reaction => "reaction",
         PayloadKind::Edit => "edit",
         PayloadKind::Delete => "delete",
+        PayloadKind::Timer => "timer",
         _ => "other",
     }
 }
@@ -94,6 +95,8 @@ pub struct Names<'a> {
     pub sender: &'a str,
     /// "bob" or "#team".
     pub conversation: &'a str,
+    /// On a reply: the quoted sender's username.
+    pub quoted: Option<&'a str>,
 }
 
 /// A stored message as one line.
@@ -115,7 +118,22 @@ pub fn message_line(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> Str
         Conversation::Direct(_) => sanitize(names.sender),
     };
     let mut line = format!("[{when}] {who}: ");
-    if let Some(a) = &m.attachment {
+    if let Some(q) = &m.quote {
+        let excerpt = if q.excerpt.is_empty() {
+            "(original message not available)".to_owned()
+        } else {
+            format!("\"{}\"", sanitize(&short(&q.excerpt, 40)))
+        };
+        line.push_str(&format!(
+            "↪ {}: {excerpt} │ ",
+            sanitize(names.quoted.unwrap_or("?"))
+        ));
+    }
+    if m.deleted {
+        line.push_str("(this message was deleted)");
+    } else if let Some(secs) = m.timer_secs {
+        line.push_str(&timer_text(secs));
+    } else if let Some(a) = &m.attachment {
         line.push_str(&format!(
             "[{} {} ({}, {})]",
             kind_name(m.kind),
@@ -133,10 +151,47 @@ pub fn message_line(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> Str
     } else {
         line.push_str(&sanitize(m.body.as_deref().unwrap_or("")));
     }
+    if m.edited_at_ms.is_some() && !m.deleted {
+        line.push_str(" (edited)");
+    }
+    let counts = m.reaction_counts();
+    if !counts.is_empty() {
+        let shown: Vec<String> = counts
+            .iter()
+            .map(|(e, n)| format!("{} {n}", sanitize(e)))
+            .collect();
+        line.push_str(&format!("  [{}]", shown.join(" ")));
+    }
+    if let Some(secs) = m.expire_secs {
+        line.push_str(&format!(
+            "  ⏱ {}",
+            humantime::format_duration(Duration::from_secs(u64::from(secs)))
+        ));
+    }
     if m.outgoing {
         line.push_str(&format!("  {}", ticks(m.status)));
     }
     line
+}
+
+/// What a timer change says.
+pub fn timer_text(secs: u32) -> String {
+    if secs == 0 {
+        "turned disappearing messages off".into()
+    } else {
+        format!(
+            "set disappearing messages to {}",
+            humantime::format_duration(Duration::from_secs(u64::from(secs)))
+        )
+    }
+}
+
+/// At most `n` characters of `s`, with "…" when cut.
+fn short(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
 }
 
 /// A stored message as a JSON object.
@@ -164,6 +219,20 @@ pub fn message_json(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> Val
         "body": m.body,
         "attachment": attachment,
         "reference": m.reference,
+        "quote": m.quote.as_ref().map(|q| json!({
+            "sender": q.sender,
+            "senderName": names.quoted,
+            "excerpt": q.excerpt,
+        })),
+        "reactions": m.reactions.iter().map(|r| json!({
+            "by": r.user_id, "emoji": r.emoji, "at": r.at_ms,
+        })).collect::<Vec<_>>(),
+        "edited": m.edited_at_ms.is_some(),
+        "editedAt": m.edited_at_ms,
+        "deleted": m.deleted,
+        "expireSecs": m.expire_secs,
+        "expiresAt": m.expires_at_ms,
+        "timerSecs": m.timer_secs,
         "status": status_name(m.status),
         "sentAt": m.sent_at_ms,
         "serverAt": m.server_at_ms,
@@ -225,7 +294,59 @@ mod tests {
             server_at_ms: None,
             received_at_ms: None,
             read_at_ms: None,
+            quote: None,
+            reactions: Vec::new(),
+            edited_at_ms: None,
+            deleted: false,
+            expire_secs: None,
+            expires_at_ms: None,
+            timer_secs: None,
         }
+    }
+
+    #[test]
+    fn lines_show_quotes_reactions_edits_deletes_and_timers() {
+        let n = Names {
+            sender: "bob",
+            conversation: "bob",
+            quoted: Some("alice"),
+        };
+        let mut m = msg(false, Status::Delivered);
+        m.quote = Some(chat_client::Quote::new(
+            "u-alice",
+            "what time is dinner tonight, do you know?",
+        ));
+        m.edited_at_ms = Some(1);
+        m.expire_secs = Some(3600);
+        for (who, e) in [("u-a", "👍"), ("u-b", "👍"), ("u-c", "🎉")] {
+            m.reactions.push(chat_client::Reaction {
+                user_id: who.into(),
+                emoji: e.into(),
+                at_ms: 1,
+            });
+        }
+        assert_eq!(
+            message_line(&m, &n, None),
+            "[01:02:03] bob: ↪ alice: \"what time is dinner tonight, do you know…\" │ hi there (edited)  [👍 2 🎉 1]  ⏱ 1h"
+        );
+        let v = message_json(&m, &n, None);
+        assert_eq!(v["quote"]["senderName"], "alice");
+        assert_eq!(v["reactions"][1]["emoji"], "👍");
+        assert_eq!(v["edited"], true);
+        assert_eq!(v["expireSecs"], 3600);
+        m.deleted = true;
+        m.quote = None;
+        m.reactions.clear();
+        m.expire_secs = None;
+        assert_eq!(
+            message_line(&m, &n, None),
+            "[01:02:03] bob: (this message was deleted)"
+        );
+        let mut t = msg(true, Status::Sent);
+        t.kind = PayloadKind::Timer;
+        t.body = None;
+        t.timer_secs = Some(0);
+        assert!(message_line(&t, &n, None).contains("turned disappearing messages off"));
     }
 
     #[test]
@@ -233,6 +354,7 @@ mod tests {
         let n = Names {
             sender: "bob",
             conversation: "bob",
+            quoted: None,
         };
         assert_eq!(
             message_line(&msg(false, Status::Delivered), &n, None),
@@ -241,6 +363,7 @@ mod tests {
         let n = Names {
             sender: "you",
             conversation: "bob",
+            quoted: None,
         };
         assert_eq!(
             message_line(&msg(true, Status::Read), &n, None),
@@ -256,6 +379,7 @@ mod tests {
         let n = Names {
             sender: "bob\x1b[1A",
             conversation: "bob",
+            quoted: None,
         };
         let line = message_line(&m, &n, None);
         assert!(
@@ -279,6 +403,7 @@ mod tests {
         let n = Names {
             sender: "bob",
             conversation: "bob",
+            quoted: None,
         };
         let v = message_json(&msg(false, Status::Delivered), &n, None);
         assert_eq!(v["event"], "message");

@@ -130,6 +130,7 @@ impl Ctx {
             names: HashMap::new(),
             groups: HashMap::new(),
             warned: std::collections::HashSet::new(),
+            show_ids: false,
         })
     }
 }
@@ -146,6 +147,8 @@ pub struct Session {
     names: HashMap<String, String>,
     groups: HashMap<String, String>,
     warned: std::collections::HashSet<String>,
+    /// Print each message's id on its line (`history --ids`).
+    pub show_ids: bool,
     /// The profile's receive lock, when this process holds it.
     _lock: Option<lock::ProfileLock>,
 }

@@ -59,9 +59,14 @@ pub(crate) async fn print_message(
     }
     let sender = s.name_of(&m.sender).await;
     let conversation = s.conversation_label(&m.conversation).await;
+    let quoted = match &m.quote {
+        Some(q) => Some(s.name_of(&q.sender).await),
+        None => None,
+    };
     let names = Names {
         sender: &sender,
         conversation: &conversation,
+        quoted: quoted.as_deref(),
     };
     if s.ctx.json {
         let mut v = output::message_json(m, &names, saved.as_deref());
@@ -71,6 +76,9 @@ pub(crate) async fn print_message(
         print_json(&v);
     } else {
         let mut line = output::message_line(m, &names, saved.as_deref());
+        if s.show_ids {
+            line.push_str(&format!("  ({})", m.id));
+        }
         if let Some(r) = &refused {
             line.push_str(&format!(
                 "  [file not saved: {}; `chat download {}` tries again]",
@@ -81,6 +89,25 @@ pub(crate) async fn print_message(
         println!("{line}");
     }
     Ok(())
+}
+
+/// A message as `--json` prints it, names resolved.
+async fn message_json_of(s: &mut Session, m: &Message) -> serde_json::Value {
+    let sender = s.name_of(&m.sender).await;
+    let conversation = s.conversation_label(&m.conversation).await;
+    let quoted = match &m.quote {
+        Some(q) => Some(s.name_of(&q.sender).await),
+        None => None,
+    };
+    output::message_json(
+        m,
+        &Names {
+            sender: &sender,
+            conversation: &conversation,
+            quoted: quoted.as_deref(),
+        },
+        None,
+    )
 }
 
 /// Downloads, checks and decrypts an attachment into `dir` under a safe
@@ -106,6 +133,9 @@ pub(crate) async fn save_attachment(
     let data = r?;
     let path = safe_path(dir, &a.file_name, id);
     std::fs::write(&path, data).map_err(|e| CliError::io(&path, e))?;
+    // Removed with the message when it is deleted or disappears.
+    let full = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+    s.client.record_saved_file(id, &full).await?;
     Ok(path)
 }
 
@@ -300,6 +330,100 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                      ({}): they get none of your messages and theirs are not shown",
                     output::sanitize(&who.join(", ")),
                     output::sanitize(&name),
+                    output::sanitize(&reason)
+                );
+            }
+        }
+        Event::Reaction {
+            message_id,
+            by,
+            emoji,
+            ..
+        } => {
+            let who = s.name_of(&by).await;
+            if json {
+                print_json(
+                    &json!({"event": "reaction", "messageId": message_id, "by": by,
+                    "byName": who, "emoji": emoji}),
+                );
+            } else {
+                match emoji {
+                    Some(e) => println!(
+                        "  {} reacted {} to {message_id}",
+                        output::sanitize(&who),
+                        output::sanitize(&e)
+                    ),
+                    None => println!(
+                        "  {} removed their reaction to {message_id}",
+                        output::sanitize(&who)
+                    ),
+                }
+            }
+        }
+        Event::Edited(m) => {
+            if json {
+                let mut v = message_json_of(s, &m).await;
+                v["event"] = json!("edited");
+                print_json(&v);
+            } else {
+                let who = s.name_of(&m.sender).await;
+                println!(
+                    "  {} edited {}: {}",
+                    output::sanitize(&who),
+                    m.id,
+                    output::sanitize(m.body.as_deref().unwrap_or(""))
+                );
+            }
+        }
+        Event::Deleted { message_id, by, .. } => {
+            let who = s.name_of(&by).await;
+            if json {
+                print_json(
+                    &json!({"event": "deleted", "messageId": message_id, "by": by,
+                    "byName": who}),
+                );
+            } else {
+                println!(
+                    "  {} deleted {message_id} for everyone",
+                    output::sanitize(&who)
+                );
+            }
+        }
+        Event::DeletedForMe { message_ids } => {
+            if json {
+                print_json(&json!({"event": "deletedForMe", "messageIds": message_ids}));
+            } else {
+                println!(
+                    "  deleted on another of your devices: {}",
+                    message_ids.join(", ")
+                );
+            }
+        }
+        Event::DisappearingChanged { message, .. } => {
+            print_message(s, &message, None).await?;
+        }
+        Event::Expired { message_ids } => {
+            if json {
+                print_json(&json!({"event": "expired", "messageIds": message_ids}));
+            } else {
+                println!("  {} disappearing message(s) expired", message_ids.len());
+            }
+        }
+        Event::Refused {
+            message_id,
+            from,
+            reason,
+        } => {
+            let who = s.name_of(&from).await;
+            if json {
+                print_json(
+                    &json!({"event": "refused", "messageId": message_id, "from": from,
+                    "fromName": who, "reason": reason}),
+                );
+            } else {
+                println!(
+                    "  refused a change from {} ({message_id}): {}",
+                    output::sanitize(&who),
                     output::sanitize(&reason)
                 );
             }

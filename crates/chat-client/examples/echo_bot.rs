@@ -4,9 +4,9 @@
 //! - `/info` answers with the sender's identity fingerprint, as the bot
 //!   sees it, and whether the bot has verified it.
 //!
-//! It answers in the conversation the command came from (a group too),
-//! marks what it reads as read, and logs in on every start (registering on
-//! the first). Run it beside a server:
+//! It answers in the conversation the command came from (a group too), as
+//! a reply quoting the command, marks what it reads as read, and logs in
+//! on every start (registering on the first). Run it beside a server:
 //!
 //! ```sh
 //! cargo run --release -p chat-cli -- server &
@@ -41,10 +41,11 @@ pub async fn answer(client: &Client, m: &Message) -> Result<Option<String>, Clie
     Ok(None)
 }
 
-/// Answers a command in the conversation it came from.
+/// Answers a command in the conversation it came from, in thread: the
+/// answer is a reply quoting the command.
 pub async fn handle(client: &Client, m: &Message) -> Result<(), ClientError> {
     if let Some(reply) = answer(client, m).await? {
-        client.send_text(&m.conversation, &reply).await?;
+        client.reply(&m.conversation, &m.id, &reply).await?;
     }
     Ok(())
 }

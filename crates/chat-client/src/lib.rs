@@ -63,11 +63,12 @@ pub use chat_proto::Role;
 pub use chat_proto::devices::{Device, DevicesResponse as DeviceList};
 pub use chat_proto::rest::{ErrorCode, Group, GroupMember, User};
 pub use chat_transport::TransportError;
-pub use e2ee_core::{AttachmentPointer, PayloadKind, SafetyNumber};
+pub use e2ee_core::{AttachmentPointer, PayloadKind, Quote, SafetyNumber};
 pub use e2ee_store::{
     Account, Conversation, ConversationSummary, Cursor, KdfParams, Message, OutboxEntry, Page,
-    PeerIdentity, SearchHit, Status, StoreError, TrustPolicy,
+    PeerIdentity, Reaction, SearchHit, Status, StoreError, TrustPolicy,
 };
+pub use e2ee_store::{DELETE_WINDOW_MS, EDIT_WINDOW_MS, TIMER_MAX_SECS};
 
 /// The workspace README's Rust examples, compiled (and the protocol one
 /// run) as doctests so the README stays true to the code.

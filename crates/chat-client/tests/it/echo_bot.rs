@@ -33,6 +33,14 @@ async fn the_echo_bot_answers_echo_and_info_and_nothing_else() {
     let m = alice.next_message().await;
     assert_eq!(body(&m), "Echo: hello there");
     assert_eq!(m.sender, bot_id);
+    // In thread: a reply quoting the command.
+    assert_eq!(m.kind, chat_client::PayloadKind::Reply);
+    assert_eq!(m.reference.as_deref(), Some(asked.as_str()));
+    let q = m.quote.clone().unwrap();
+    assert_eq!(
+        (q.sender.as_str(), q.excerpt.as_str()),
+        (alice.id.as_str(), "/echo hello there  ")
+    );
     // auto_read: the bot read Alice's command.
     crate::support::eventually("the command marked read", || {
         let c = alice.client.clone();

@@ -1,0 +1,153 @@
+//! `chat react`, `chat edit`, `chat delete` and `chat disappearing`: each
+//! sends one payload in the message's conversation and waits for the
+//! server's acknowledgement, like `chat send`.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::cli::{DeleteArgs, DisappearingArgs, EditArgs, ReactArgs};
+use crate::commands::wait_acked;
+use crate::error::{CliError, Result};
+use crate::output::{self, print_json, status_name};
+use crate::session::{Ctx, Session};
+
+/// How long each waits for the server's acknowledgement.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+
+async fn acked(ctx: &Ctx, mut s: Session, event: &str, id: &str, target: &str) -> Result<()> {
+    let status = wait_acked(&mut s, id, ACK_WAIT).await?;
+    s.finish().await?;
+    if ctx.json {
+        print_json(&json!({"event": event, "id": id, "messageId": target,
+            "status": status_name(status)}));
+    }
+    Ok(())
+}
+
+/// `chat react ID EMOJI`.
+pub async fn react(ctx: &Ctx, a: &ReactArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    s.connect().await?;
+    let id = s.client.react(&a.id, &a.emoji).await?;
+    if !ctx.json {
+        if a.emoji.is_empty() {
+            println!("removed your reaction to {}", a.id);
+        } else {
+            println!("reacted {} to {}", output::sanitize(&a.emoji), a.id);
+        }
+    }
+    acked(ctx, s, "reacted", &id, &a.id).await
+}
+
+/// `chat edit ID TEXT`.
+pub async fn edit(ctx: &Ctx, a: &EditArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    s.connect().await?;
+    let text = a.text.join(" ");
+    let id = s.client.edit(&a.id, &text).await?;
+    if !ctx.json {
+        println!("edited {}", a.id);
+    }
+    acked(ctx, s, "edited", &id, &a.id).await
+}
+
+/// `chat delete ID [--for-me]`.
+pub async fn delete(ctx: &Ctx, a: &DeleteArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    s.connect().await?;
+    if a.for_me {
+        s.client.delete_for_me(&a.id).await?;
+        s.finish().await?;
+        if ctx.json {
+            print_json(&json!({"event": "deletedForMe", "messageId": a.id}));
+        } else {
+            println!("deleted {} here and on your other devices", a.id);
+        }
+        return Ok(());
+    }
+    let id = s.client.delete(&a.id).await?;
+    if !ctx.json {
+        println!("deleted {} for everyone", a.id);
+    }
+    acked(ctx, s, "deleted", &id, &a.id).await
+}
+
+/// Parses `off` or a duration such as `30s`, `1h`, `7d`, `2weeks`.
+pub fn parse_timer(text: &str) -> Result<Option<Duration>> {
+    if matches!(text, "off" | "0") {
+        return Ok(None);
+    }
+    let d = humantime::parse_duration(text).map_err(|e| {
+        CliError::Usage(format!(
+            "`{text}` is not a timer ({e}): use `off` or a duration such as 30s, 1h, 7d"
+        ))
+    })?;
+    if d.as_secs() == 0 || d.as_secs() > u64::from(chat_client::TIMER_MAX_SECS) {
+        return Err(CliError::Usage(
+            "a timer runs from one second to one year".into(),
+        ));
+    }
+    Ok(Some(d))
+}
+
+/// `chat disappearing USER|--group G [DURATION|off]`.
+pub async fn disappearing(ctx: &Ctx, a: &DisappearingArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let mut words = a.words.iter();
+    let user = match &a.group {
+        Some(_) => None,
+        None => Some(words.next().ok_or_else(|| {
+            CliError::Usage("which chat? `chat disappearing USER 1h` or `--group G 1h`".into())
+        })?),
+    };
+    let conv = s
+        .conversation(user.map(String::as_str), a.group.as_deref())
+        .await?;
+    let label = s.conversation_label(&conv).await;
+    let Some(timer) = words.next() else {
+        let t = s.client.disappearing(&conv).await?;
+        s.client.close().await;
+        if ctx.json {
+            print_json(&json!({"event": "disappearing", "conversation": label,
+                "secs": t.map_or(0, |d| d.as_secs())}));
+        } else {
+            match t {
+                Some(d) => println!(
+                    "disappearing messages in {label}: {} after reading",
+                    humantime::format_duration(d)
+                ),
+                None => println!("disappearing messages in {label}: off"),
+            }
+        }
+        return Ok(());
+    };
+    let after = parse_timer(timer)?;
+    s.connect().await?;
+    let id = s.client.set_disappearing(&conv, after).await?;
+    if !ctx.json {
+        println!(
+            "{} in {label}",
+            output::timer_text(after.map_or(0, |d| d.as_secs() as u32))
+        );
+    }
+    acked(ctx, s, "disappearingSet", &id, &id).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn timers_parse_from_words_and_bad_ones_are_usage_errors() {
+        assert_eq!(parse_timer("off").unwrap(), None);
+        assert_eq!(parse_timer("1h").unwrap(), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_timer("7d").unwrap(),
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert!(matches!(parse_timer("soon"), Err(CliError::Usage(_))));
+        assert!(matches!(parse_timer("400d"), Err(CliError::Usage(_))));
+    }
+}
