@@ -353,10 +353,29 @@ pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Re
     let deadline = Instant::now() + limit;
     loop {
         // The store is the truth; events only wake us up.
-        if let Some(m) = s.client.message(id).await?
-            && m.status != Status::Pending
-        {
-            return Ok(m.status);
+        match s.client.message(id).await? {
+            Some(m) if m.status != Status::Pending => return Ok(m.status),
+            Some(_) => {}
+            // A reaction, edit, delete or timer is no message of its own:
+            // acknowledged once it left the outbox, unless it left refused
+            // (the event follows the removal closely).
+            None if !s.client.outbox().await?.iter().any(|e| e.message_id == id) => {
+                let settle = Instant::now() + Duration::from_millis(200);
+                while let Ok(Some(e)) = tokio::time::timeout_at(settle, s.events.next()).await {
+                    if let Event::SendFailed {
+                        message_id,
+                        message,
+                        ..
+                    } = e
+                        && message_id == id
+                    {
+                        s.client.close().await;
+                        return Err(CliError::Refused(message));
+                    }
+                }
+                return Ok(Status::Sent);
+            }
+            None => {}
         }
         let wake = (Instant::now() + Duration::from_millis(200)).min(deadline);
         match tokio::time::timeout_at(wake, s.events.next()).await {

@@ -8,6 +8,7 @@
 )]
 
 mod faults;
+mod features;
 mod hardening;
 mod session;
 mod soak;
