@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::cli::{DeleteArgs, DisappearingArgs, EditArgs, ReactArgs};
-use crate::commands::wait_acked;
 use crate::error::{CliError, Result};
 use crate::output::{self, print_json, status_name};
+use crate::send::wait_acked;
 use crate::session::{Ctx, Session};
 
 /// How long each waits for the server's acknowledgement.

@@ -429,6 +429,7 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
          reads it {:.0} ms later, and Alice's phone files its sent copy in her chat with Bob",
         took.as_secs_f64() * 1000.0
     ));
+    features(&mut alice, &mut bob, &laptop, &copy.id).await?;
     laptop.close().await;
 
     for p in [&alice.client, &bob.client, &carol.client] {
@@ -438,6 +439,127 @@ async fn demo(dir: &Path, started: Instant) -> Result<()> {
     println!(
         "\nDone in {:.1} s. The temporary folder (server data and the four stores) is removed.",
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Step 9: a reply, a reaction, an edit, a delete and a disappearing
+/// message, each reaching every device.
+async fn features(
+    alice: &mut Person,
+    bob: &mut Person,
+    laptop: &Client,
+    laptops: &str,
+) -> Result<()> {
+    step(
+        9,
+        "Replies, reactions, edits, deletes and disappearing messages",
+    );
+    let to_alice = Conversation::Direct(alice.id.clone());
+    let to_bob = Conversation::Direct(bob.id.clone());
+    let reply = bob
+        .client
+        .reply(&to_alice, laptops, "Got it. Lunch on Friday?")
+        .await?;
+    let m = alice.expect_message("Bob's reply").await?;
+    let quoted = m
+        .quote
+        .as_ref()
+        .map(|q| q.excerpt.clone())
+        .unwrap_or_default();
+    check(
+        m.id == reply && !quoted.is_empty(),
+        "the reply did not quote",
+    )?;
+    say(format!(
+        "Bob replies in thread, quoting the laptop's message: ↪ \"{}\" │ {}",
+        quoted,
+        m.body.as_deref().unwrap_or("")
+    ));
+    alice.client.react(&reply, "👍").await?;
+    let emoji = bob
+        .expect("Alice's reaction", |e| match e {
+            Event::Reaction {
+                message_id, emoji, ..
+            } if *message_id == reply => emoji.clone(),
+            _ => None,
+        })
+        .await?;
+    say(format!(
+        "Alice reacts {emoji}; Bob sees it with his message"
+    ));
+    bob.client
+        .edit(&reply, "Got it. Lunch on Saturday?")
+        .await?;
+    let edited = alice
+        .expect("Bob's edit", |e| match e {
+            Event::Edited(m) if m.id == reply => m.body.clone(),
+            _ => None,
+        })
+        .await?;
+    let hits = alice.client.search("Friday", None, 10).await?;
+    check(hits.is_empty(), "the old text is still in Alice's index")?;
+    say(format!(
+        "Bob edits it: Alice shows \"{edited}\" (edited); \"Friday\" is gone from her search index"
+    ));
+    alice.client.delete(laptops).await?;
+    bob.expect("the delete", |e| match e {
+        Event::Deleted { message_id, .. } if message_id == laptops => Some(()),
+        _ => None,
+    })
+    .await?;
+    let gone = bob
+        .client
+        .message(laptops)
+        .await?
+        .is_some_and(|m| m.deleted && m.body.is_none());
+    check(gone, "Bob still has the deleted message's text")?;
+    let on_laptop = async {
+        for _ in 0..100 {
+            if laptop.message(laptops).await?.is_some_and(|m| m.deleted) {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok::<_, CliError>(false)
+    };
+    check(
+        on_laptop.await?,
+        "the laptop still shows the deleted message",
+    )?;
+    say(
+        "Alice's phone deletes the laptop's message for everyone: Bob and the laptop now show \"this message was deleted\"",
+    );
+    alice
+        .client
+        .set_disappearing(&to_bob, Some(Duration::from_secs(2)))
+        .await?;
+    bob.expect("the timer", |e| {
+        matches!(e, Event::DisappearingChanged { .. }).then_some(())
+    })
+    .await?;
+    let secret = "This message self-destructs";
+    let id = alice.client.send_text(&to_bob, secret).await?;
+    bob.expect_text("the disappearing message", secret).await?;
+    bob.client.mark_read(&to_alice).await?;
+    bob.expect_within(
+        Duration::from_secs(10),
+        "the message disappear",
+        |e| match e {
+            Event::Expired { message_ids } if message_ids.contains(&id) => Some(()),
+            _ => None,
+        },
+    )
+    .await?;
+    let left = bob.client.message(&id).await?.is_none()
+        && bob
+            .client
+            .search("self-destructs", None, 10)
+            .await?
+            .is_empty();
+    check(left, "the disappearing message is still in Bob's store")?;
+    say(
+        "Alice turns on disappearing messages (2 s): Bob reads hers, and 2 s later it disappeared from his store and search index (and from Alice's devices, counted from sending)",
     );
     Ok(())
 }

@@ -14,5 +14,6 @@ pub mod lock;
 pub mod manage;
 pub mod output;
 pub mod profile;
+pub mod send;
 pub mod session;
 pub mod show;

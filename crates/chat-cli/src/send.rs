@@ -1,0 +1,226 @@
+//! `chat send`: a text, a reply, a file or an image, waited for until the
+//! server acknowledges it (also used by `react`, `edit`, `delete` and
+//! `disappearing`).
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use chat_client::{Attachment, ConnectionState, Event, Status};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::cli::SendArgs;
+use crate::error::{CliError, Result};
+use crate::output::{self, print_json, status_name};
+use crate::session::{Ctx, Session};
+
+/// A MIME type from a file name's extension.
+fn mime_for(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "svg" => "image/svg+xml",
+        "pdf" => "application/pdf",
+        "txt" | "md" | "log" => "text/plain",
+        "json" => "application/json",
+        "zip" => "application/zip",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "mp4" => "video/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Reads a file with a progress bar.
+fn read_file(path: &Path, json: bool) -> Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path).map_err(|e| CliError::io(path, e))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let pb = output::bytes_bar(json, len, "reading");
+    let mut data = Vec::with_capacity(len as usize);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| CliError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        pb.inc(n as u64);
+    }
+    pb.finish_and_clear();
+    Ok(data)
+}
+
+pub(crate) async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let mut words = a.words.into_iter();
+    let user = match &a.group {
+        Some(_) => None,
+        None => Some(words.next().ok_or_else(|| {
+            CliError::Usage(
+                "whom to? `chat send USER TEXT` or `chat send --group GROUP TEXT`".into(),
+            )
+        })?),
+    };
+    let mut text = words.collect::<Vec<_>>().join(" ");
+    if text == "-" {
+        text.clear();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::io("stdin", e))?;
+        text = text.trim_end_matches('\n').to_owned();
+    }
+    let conv = s.conversation(user.as_deref(), a.group.as_deref()).await?;
+    let label = s.conversation_label(&conv).await;
+    if !a.no_wait {
+        s.connect().await?;
+    }
+    let file = a
+        .image
+        .as_ref()
+        .map(|p| (p, true))
+        .or(a.file.as_ref().map(|p| (p, false)));
+    let id = match file {
+        Some((path, image)) => {
+            let mime = mime_for(path);
+            if image && !mime.starts_with("image/") {
+                return Err(CliError::Usage(format!(
+                    "{} does not look like an image (png, jpg, gif, webp, heic, svg); send it with --file",
+                    path.display()
+                )));
+            }
+            let data = read_file(path, ctx.json)?;
+            let file_name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into());
+            let pb = output::spinner(
+                ctx.json,
+                format!(
+                    "encrypting and uploading {file_name} ({})",
+                    output::size(data.len() as u64)
+                ),
+            );
+            let r = s
+                .client
+                .send_attachment(
+                    &conv,
+                    Attachment {
+                        data,
+                        mime_type: mime.to_owned(),
+                        file_name,
+                        caption: (!text.is_empty()).then_some(text),
+                    },
+                )
+                .await;
+            pb.finish_and_clear();
+            r?
+        }
+        None if text.is_empty() => {
+            return Err(CliError::Usage(
+                "nothing to send: give a text, --file or --image".into(),
+            ));
+        }
+        None => match &a.reply_to {
+            Some(r) => s.client.reply(&conv, r, &text).await?,
+            None => s.client.send_text(&conv, &text).await?,
+        },
+    };
+    if a.no_wait {
+        s.client.close().await;
+        return report_sent(ctx, &id, &label, Status::Pending);
+    }
+    let status = wait_acked(&mut s, &id, Duration::from_secs(a.timeout)).await?;
+    s.finish().await?;
+    report_sent(ctx, &id, &label, status)
+}
+
+fn report_sent(ctx: &Ctx, id: &str, label: &str, status: Status) -> Result<()> {
+    if ctx.json {
+        print_json(&json!({"event": "sent", "id": id, "to": label, "status": status_name(status)}));
+    } else if status == Status::Pending {
+        println!(
+            "queued for {label} ({id}); it goes out with the next `chat` command that connects"
+        );
+    } else {
+        println!("{} to {label} ({id})", status_name(status));
+    }
+    Ok(())
+}
+
+/// Waits for the server's `ack` (or a later status) of our message.
+pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Result<Status> {
+    let deadline = Instant::now() + limit;
+    loop {
+        // The store is the truth; events only wake us up.
+        match s.client.message(id).await? {
+            Some(m) if m.status != Status::Pending => return Ok(m.status),
+            Some(_) => {}
+            // A reaction, edit, delete or timer is no message of its own:
+            // acknowledged once it left the outbox, unless it left refused
+            // (the event follows the removal closely).
+            None if !s.client.outbox().await?.iter().any(|e| e.message_id == id) => {
+                let settle = Instant::now() + Duration::from_millis(200);
+                while let Ok(Some(e)) = tokio::time::timeout_at(settle, s.events.next()).await {
+                    if let Event::SendFailed {
+                        message_id,
+                        message,
+                        ..
+                    } = e
+                        && message_id == id
+                    {
+                        s.client.close().await;
+                        return Err(CliError::Refused(message));
+                    }
+                }
+                return Ok(Status::Sent);
+            }
+            None => {}
+        }
+        let wake = (Instant::now() + Duration::from_millis(200)).min(deadline);
+        match tokio::time::timeout_at(wake, s.events.next()).await {
+            Ok(Some(Event::SendFailed {
+                message_id,
+                message,
+                ..
+            })) if message_id == id => {
+                s.client.close().await;
+                return Err(CliError::Refused(message));
+            }
+            Ok(Some(Event::Connection(ConnectionState::LoggedOut))) => {
+                return Err(CliError::login_revoked());
+            }
+            _ if Instant::now() >= deadline => {
+                s.client.close().await;
+                return Err(CliError::Timeout(format!(
+                    "the server did not acknowledge {id} within {} s; it stays in the outbox \
+                     and goes out with the next `chat` command that connects",
+                    limit.as_secs()
+                )));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn mime_types_follow_the_extension() {
+        assert_eq!(mime_for(Path::new("a/b.PNG")), "image/png");
+        assert_eq!(mime_for(Path::new("report.pdf")), "application/pdf");
+        assert_eq!(mime_for(Path::new("noext")), "application/octet-stream");
+    }
+}
