@@ -57,6 +57,7 @@ mod features;
 mod groups;
 mod history;
 mod key;
+mod messages;
 mod ops;
 mod parked;
 mod peers;
