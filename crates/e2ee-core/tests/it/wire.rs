@@ -438,3 +438,44 @@ fn debug_never_prints_a_payload_body_or_a_plaintext() {
     let text = format!("{:?}", Payload::text([1; 16], 3, "the secret words"));
     assert!(!text.contains("115, 101, 99"), "{text}");
 }
+
+#[test]
+fn the_worked_payload_examples_in_the_protocol_document() {
+    let ts = 1_700_000_000_000;
+    let reaction = Payload {
+        kind: PayloadKind::Reaction,
+        reference: Some([0x22; 16]),
+        ..Payload::text([0x11; 16], ts, "👍")
+    };
+    let reply = Payload {
+        kind: PayloadKind::Reply,
+        reference: Some([0x11; 16]),
+        quote: Some(Quote::new("a", "hi")),
+        expire_secs: Some(3600),
+        ..Payload::text([0x33; 16], ts, "ok")
+    };
+    let timer = Payload {
+        kind: PayloadKind::Timer,
+        body: 86_400u32.to_be_bytes().to_vec().into(),
+        ..Payload::text([0x44; 16], ts, "")
+    };
+    let hex = |p: &Payload| {
+        p.encode()
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(
+        hex(&reaction),
+        "0105111111111111111111111111111111110000018bcfe568000200000004f09f918d22222222222222222222222222222222"
+    );
+    assert_eq!(
+        hex(&reply),
+        "0108333333333333333333333333333333330000018bcfe568001a000000026f6b111111111111111111111111111111110001610002686900000e10"
+    );
+    assert_eq!(
+        hex(&timer),
+        "010b444444444444444444444444444444440000018bcfe56800000000000400015180"
+    );
+}
