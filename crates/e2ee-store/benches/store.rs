@@ -289,7 +289,91 @@ fn send_to_devices(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decrypt_and_store, reads, send_to_devices);
+/// What a reaction, an edit and a delete cost the sender next to a plain
+/// text in the same run (an edit and a delete also scrub: a WAL checkpoint
+/// and truncate).
+fn message_features(c: &mut Criterion) {
+    let dir = bench_dir();
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let mut alice = party(dir.path(), "alice", &mut rng);
+    let bob_id = IdentityKeyPair::generate(&mut rng);
+    let spk = SignedPreKeyPair::generate(&mut rng, &bob_id, 1, 0);
+    let pq = e2ee_core::PqPreKeyPair::generate(&mut rng, &bob_id, 1);
+    let bundle = PreKeyBundle {
+        identity: bob_id.public(),
+        identity_signature: bob_id.binding_signature(),
+        signed_prekey: spk.public(),
+        one_time_prekey: None,
+        pq_prekey: Some(pq.public()),
+    };
+    alice
+        .start_device_session(&mut rng, "bob", 1, 1001, &bundle)
+        .unwrap();
+    let targets = vec![e2ee_store::DeviceTarget {
+        user_id: "bob".into(),
+        device_id: 1,
+        registration_id: 1001,
+    }];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let text = "x".repeat(100);
+    let action = |kind, target: [u8; 16], body: &str, id: [u8; 16]| Payload {
+        kind,
+        reference: Some(target),
+        ..Payload::text(id, now, body)
+    };
+    let target = new_id(&mut rng);
+    alice
+        .send_to_devices("bob", &targets, &Payload::text(target, now, &text))
+        .unwrap();
+    let mut group = c.benchmark_group("store_message_features");
+    group.bench_function("send_text_100B", |b| {
+        b.iter(|| {
+            let p = Payload::text(new_id(&mut rng), now, &text);
+            alice.send_to_devices("bob", &targets, &p).unwrap()
+        })
+    });
+    group.bench_function("react", |b| {
+        b.iter(|| {
+            let p = action(PayloadKind::Reaction, target, "👍", new_id(&mut rng));
+            alice.send_to_devices("bob", &targets, &p).unwrap()
+        })
+    });
+    group.bench_function("edit_and_scrub", |b| {
+        b.iter(|| {
+            let p = action(PayloadKind::Edit, target, &text, new_id(&mut rng));
+            alice.send_to_devices("bob", &targets, &p).unwrap()
+        })
+    });
+    group.bench_function("delete_and_scrub", |b| {
+        // A fresh message to delete each time, sent outside the timing.
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let id = new_id(&mut rng);
+                alice
+                    .send_to_devices("bob", &targets, &Payload::text(id, now, &text))
+                    .unwrap();
+                let p = action(PayloadKind::Delete, id, "", new_id(&mut rng));
+                let started = Instant::now();
+                alice.send_to_devices("bob", &targets, &p).unwrap();
+                spent += started.elapsed();
+            }
+            spent
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    decrypt_and_store,
+    reads,
+    send_to_devices,
+    message_features
+);
 criterion_group! {
     name = slow;
     config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(10));

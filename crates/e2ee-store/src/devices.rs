@@ -194,7 +194,7 @@ impl Store {
             .read(|tx| tx.account())?
             .ok_or(StoreError::Missing("account"))?;
         let encoded = payload.encode()?;
-        self.write(|tx| {
+        let entry = self.write(|tx| {
             let copies = encrypt_copies(tx, &me.user_id, to, targets, payload)?;
             let entry =
                 crate::ops::enqueue_direct(tx, &me.user_id, to, payload, String::new(), copies)?;
@@ -203,7 +203,9 @@ impl Store {
                 params![entry.message_id, encoded.as_slice()],
             )?;
             Ok(entry)
-        })
+        })?;
+        self.scrub_after(payload)?;
+        Ok(entry)
     }
 
     /// Encrypts an outbox entry again for `targets` (the server refused its

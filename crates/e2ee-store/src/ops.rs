@@ -196,12 +196,22 @@ impl Store {
             .read(|tx| tx.account())?
             .ok_or(StoreError::Missing("account"))?;
         let padded = payload.to_padded()?;
-        self.write(|tx| {
+        let entry = self.write(|tx| {
             let mut sessions = tx.sessions(to)?;
             let envelope = sessions.encrypt(&padded)?;
             tx.save_sessions(to, &sessions)?;
             enqueue_direct(tx, &me.user_id, to, payload, envelope.to_text(), Vec::new())
-        })
+        })?;
+        self.scrub_after(payload)?;
+        Ok(entry)
+    }
+
+    /// After sending an edit or delete (it removed text here first).
+    pub(crate) fn scrub_after(&mut self, payload: &Payload) -> Result<()> {
+        if matches!(payload.kind, PayloadKind::Edit | PayloadKind::Delete) {
+            self.scrub()?;
+        }
+        Ok(())
     }
 
     /// Our sender key for a group, made on first use. Returns the
@@ -242,7 +252,7 @@ impl Store {
             .read(|tx| tx.account())?
             .ok_or(StoreError::Missing("account"))?;
         let padded = payload.to_padded()?;
-        self.write(|tx| {
+        let entry = self.write(|tx| {
             let mut sender = tx
                 .sender_key_out(group_id)?
                 .ok_or(StoreError::Missing("sender key"))?;
@@ -266,7 +276,9 @@ impl Store {
             };
             tx.enqueue(&entry)?;
             Ok(entry)
-        })
+        })?;
+        self.scrub_after(payload)?;
+        Ok(entry)
     }
 }
 

@@ -153,7 +153,6 @@ fn an_edit_keeps_the_latest_text_and_leaves_no_trace_of_the_old_one() {
         !on_disk(&bob, "quokka"),
         "the old text is still on Bob's disk"
     );
-    alice.store.scrub().unwrap();
     assert!(
         !on_disk(&alice, "quokka"),
         "the old text is still on Alice's disk"
@@ -356,7 +355,6 @@ fn a_delete_for_everyone_removes_body_quote_excerpt_and_saved_file() {
             .is_empty()
     );
     assert!(!on_disk(&bob, "wombat"));
-    alice.store.scrub().unwrap();
     assert!(!on_disk(&alice, "wombat"));
 }
 
