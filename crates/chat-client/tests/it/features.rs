@@ -221,3 +221,106 @@ async fn disappearing_messages_go_from_every_device_even_one_that_was_closed() {
     let page = client.history(&alice.dm(), None, 10).await.unwrap();
     assert!(page.messages.iter().any(|m| m.timer_secs == Some(2)));
 }
+
+/// Sends outbox entries on a raw authenticated connection as `username`,
+/// in the order given, each waited for until acknowledged.
+async fn send_raw(net: &Net, username: &str, entries: &[e2ee_store::OutboxEntry]) {
+    use chat_proto::ws::{ClientFrame, DeviceCopy, SendMessage, ServerFrame};
+    use chat_transport::{ConnEvent, Connection, ConnectionConfig, RestClient};
+    let rest = RestClient::new(&net.url).unwrap();
+    let auth = rest.login(username, "password1").await.unwrap();
+    let (conn, mut rx) = Connection::spawn(
+        rest.ws_url().unwrap(),
+        auth.token.clone(),
+        ConnectionConfig::default(),
+    );
+    conn.wait_for(chat_transport::ConnState::Connected)
+        .await
+        .unwrap();
+    for e in entries {
+        conn.send(ClientFrame::Message(SendMessage {
+            id: e.message_id.clone(),
+            to: e.recipient.clone().unwrap(),
+            content: e.content.clone(),
+            message_type: "e2ee".into(),
+            copies: e
+                .copies
+                .iter()
+                .map(|c| DeviceCopy {
+                    user_id: c.user_id.clone(),
+                    device_id: c.device_id,
+                    registration_id: c.registration_id,
+                    content: c.content.clone(),
+                })
+                .collect(),
+        }))
+        .await
+        .unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+                Ok(Some(ConnEvent::Frame(ServerFrame::Ack(a)))) if a.id == e.message_id => break,
+                Ok(Some(_)) => {}
+                other => panic!("no ack for {}: {other:?}", e.message_id),
+            }
+        }
+    }
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn a_reaction_and_an_edit_that_arrive_before_their_message_are_applied_to_it() {
+    use e2ee_core::{Payload, PayloadKind};
+    let net = Net::start().await;
+    let alice = Party::register(&net, "alice").await;
+    let mut bob = Party::register(&net, "bob").await;
+    // A session both ways first.
+    alice.client.send_text(&bob.dm(), "hi").await.unwrap();
+    bob.next_message().await;
+    alice.client.close().await;
+    drop(alice);
+
+    // Alice's store makes a message, a reaction and an edit to it; the
+    // relay gets them in reverse order.
+    let mut store = net.open_store("alice");
+    let bob_id = bob.id.clone();
+    let targets = store.read(|tx| tx.session_devices(&bob_id)).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let id = *uuid::Uuid::new_v4().as_bytes();
+    let msg = Payload::text(id, now, "the first draft");
+    let entries: Vec<_> = [
+        msg,
+        Payload {
+            kind: PayloadKind::Reaction,
+            reference: Some(id),
+            ..Payload::text(*uuid::Uuid::new_v4().as_bytes(), now + 1, "🔥")
+        },
+        Payload {
+            kind: PayloadKind::Edit,
+            reference: Some(id),
+            ..Payload::text(*uuid::Uuid::new_v4().as_bytes(), now + 2, "the final text")
+        },
+    ]
+    .iter()
+    .map(|p| store.send_to_devices(&bob_id, &targets, p).unwrap())
+    .collect();
+    drop(store);
+    let reversed: Vec<_> = entries.iter().rev().cloned().collect();
+    send_raw(&net, "alice", &reversed).await;
+
+    let m = bob.next_message().await;
+    assert_eq!(m.id, entries[0].message_id);
+    assert_eq!(body(&m), "the final text");
+    assert!(m.edited_at_ms.is_some());
+    assert_eq!(m.reactions.len(), 1);
+    assert_eq!(m.reactions[0].emoji, "🔥");
+    assert!(
+        bob.client
+            .search("draft", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
