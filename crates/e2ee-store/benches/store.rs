@@ -248,18 +248,19 @@ fn open(c: &mut Criterion) {
     });
 }
 
-/// Sending one direct message to a peer with N devices (protocol version
-/// 2): N encryptions, the message, the outbox entry with its copies and the
-/// kept payload, in one committed transaction.
-fn send_to_devices(c: &mut Criterion) {
-    let dir = bench_dir();
-    let mut rng = ChaCha20Rng::seed_from_u64(9);
-    let mut alice = party(dir.path(), "alice", &mut rng);
-    let bob_id = IdentityKeyPair::generate(&mut rng);
+/// Alice's store with sessions to `n` devices of Bob's (registration ids
+/// 1001…), and those devices as targets.
+fn alice_with_bobs_devices(
+    dir: &std::path::Path,
+    rng: &mut ChaCha20Rng,
+    n: u32,
+) -> (Store, Vec<e2ee_store::DeviceTarget>) {
+    let mut alice = party(dir, "alice", rng);
+    let bob_id = IdentityKeyPair::generate(rng);
     let mut targets = Vec::new();
-    for device in 1..=6u32 {
-        let spk = SignedPreKeyPair::generate(&mut rng, &bob_id, device, 0);
-        let pq = e2ee_core::PqPreKeyPair::generate(&mut rng, &bob_id, device);
+    for device in 1..=n {
+        let spk = SignedPreKeyPair::generate(rng, &bob_id, device, 0);
+        let pq = e2ee_core::PqPreKeyPair::generate(rng, &bob_id, device);
         let bundle = PreKeyBundle {
             identity: bob_id.public(),
             identity_signature: bob_id.binding_signature(),
@@ -268,7 +269,7 @@ fn send_to_devices(c: &mut Criterion) {
             pq_prekey: Some(pq.public()),
         };
         alice
-            .start_device_session(&mut rng, "bob", device, 1000 + device, &bundle)
+            .start_device_session(rng, "bob", device, 1000 + device, &bundle)
             .unwrap();
         targets.push(e2ee_store::DeviceTarget {
             user_id: "bob".into(),
@@ -276,6 +277,16 @@ fn send_to_devices(c: &mut Criterion) {
             registration_id: 1000 + device,
         });
     }
+    (alice, targets)
+}
+
+/// Sending one direct message to a peer with N devices (protocol version
+/// 2): N encryptions, the message, the outbox entry with its copies and the
+/// kept payload, in one committed transaction.
+fn send_to_devices(c: &mut Criterion) {
+    let dir = bench_dir();
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let (mut alice, targets) = alice_with_bobs_devices(dir.path(), &mut rng, 6);
     let text = "x".repeat(100);
     let mut group = c.benchmark_group("store_send_to_devices_100B");
     for n in [1usize, 2, 4, 6] {
@@ -295,25 +306,7 @@ fn send_to_devices(c: &mut Criterion) {
 fn message_features(c: &mut Criterion) {
     let dir = bench_dir();
     let mut rng = ChaCha20Rng::seed_from_u64(11);
-    let mut alice = party(dir.path(), "alice", &mut rng);
-    let bob_id = IdentityKeyPair::generate(&mut rng);
-    let spk = SignedPreKeyPair::generate(&mut rng, &bob_id, 1, 0);
-    let pq = e2ee_core::PqPreKeyPair::generate(&mut rng, &bob_id, 1);
-    let bundle = PreKeyBundle {
-        identity: bob_id.public(),
-        identity_signature: bob_id.binding_signature(),
-        signed_prekey: spk.public(),
-        one_time_prekey: None,
-        pq_prekey: Some(pq.public()),
-    };
-    alice
-        .start_device_session(&mut rng, "bob", 1, 1001, &bundle)
-        .unwrap();
-    let targets = vec![e2ee_store::DeviceTarget {
-        user_id: "bob".into(),
-        device_id: 1,
-        registration_id: 1001,
-    }];
+    let (mut alice, targets) = alice_with_bobs_devices(dir.path(), &mut rng, 1);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -226,17 +226,8 @@ async fn disappearing_messages_go_from_every_device_even_one_that_was_closed() {
 /// in the order given, each waited for until acknowledged.
 async fn send_raw(net: &Net, username: &str, entries: &[e2ee_store::OutboxEntry]) {
     use chat_proto::ws::{ClientFrame, DeviceCopy, SendMessage, ServerFrame};
-    use chat_transport::{ConnEvent, Connection, ConnectionConfig, RestClient};
-    let rest = RestClient::new(&net.url).unwrap();
-    let auth = rest.login(username, "password1").await.unwrap();
-    let (conn, mut rx) = Connection::spawn(
-        rest.ws_url().unwrap(),
-        auth.token.clone(),
-        ConnectionConfig::default(),
-    );
-    conn.wait_for(chat_transport::ConnState::Connected)
-        .await
-        .unwrap();
+    use chat_transport::ConnEvent;
+    let (conn, mut rx) = crate::support::raw_connection(net, username).await;
     for e in entries {
         conn.send(ClientFrame::Message(SendMessage {
             id: e.message_id.clone(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chat_client::{Conversation, Event};
 use chat_proto::ws::{ClientFrame, SendGroupMessage, ServerFrame};
-use chat_transport::{ConnEvent, Connection, ConnectionConfig, RestClient};
+use chat_transport::ConnEvent;
 use e2ee_core::{Envelope, Payload, SenderKeySender};
 use rand_core::OsRng;
 use uuid::Uuid;
@@ -28,16 +28,7 @@ fn pending_for(net: &Net, recipient: &str) -> i64 {
 /// to anyone, as `username`, straight on the wire. Returns once the server
 /// has acknowledged them all.
 async fn flood(net: &Net, username: &str, group_id: &str, n: usize) {
-    let rest = RestClient::new(&net.url).unwrap();
-    let auth = rest.login(username, "password1").await.unwrap();
-    let (conn, mut rx) = Connection::spawn(
-        rest.ws_url().unwrap(),
-        auth.token.clone(),
-        ConnectionConfig::default(),
-    );
-    conn.wait_for(chat_transport::ConnState::Connected)
-        .await
-        .unwrap();
+    let (conn, mut rx) = crate::support::raw_connection(net, username).await;
     let gid = *Uuid::parse_str(group_id).unwrap().as_bytes();
     let mut chain = SenderKeySender::generate(&mut OsRng, gid);
     for i in 0..n {

@@ -254,3 +254,25 @@ pub async fn link(net: &Net, owner: &Party, name: &str) -> Party {
         name: name.to_owned(),
     }
 }
+
+/// A raw authenticated connection as `username` (password "password1"),
+/// for frames no `Client` would send.
+pub async fn raw_connection(
+    net: &Net,
+    username: &str,
+) -> (
+    chat_transport::Connection,
+    tokio::sync::mpsc::Receiver<chat_transport::ConnEvent>,
+) {
+    let rest = chat_transport::RestClient::new(&net.url).unwrap();
+    let auth = rest.login(username, "password1").await.unwrap();
+    let (conn, rx) = chat_transport::Connection::spawn(
+        rest.ws_url().unwrap(),
+        auth.token.clone(),
+        chat_transport::ConnectionConfig::default(),
+    );
+    conn.wait_for(chat_transport::ConnState::Connected)
+        .await
+        .unwrap();
+    (conn, rx)
+}
