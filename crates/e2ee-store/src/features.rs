@@ -509,9 +509,12 @@ impl Tx<'_> {
 
     /// When the next message disappears (ms), if any does.
     pub fn next_expiry(&self) -> Result<Option<i64>> {
-        Ok(self
-            .c()
-            .query_row("SELECT min(expires_at) FROM messages", [], |r| r.get(0))?)
+        Ok(self.c().query_row(
+            // The condition lets SQLite use the partial index.
+            "SELECT min(expires_at) FROM messages WHERE expires_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// A conversation's disappearing-messages timer in seconds (`None`:
