@@ -239,11 +239,21 @@ fn act(tx: &Tx<'_>, p: &Payload, ctx: &Context<'_>, may_wait: bool) -> Result<Ac
             if text.is_empty() {
                 return refuse("an empty edit");
             }
-            tx.c().execute(
+            let changed = tx.c().execute(
                 "UPDATE messages SET body = ?2, edited_at = ?3
                  WHERE id = ?1 AND (edited_at IS NULL OR edited_at < ?3)",
                 params![target, text, ts],
             )?;
+            // Replies quoting it quote the new text: the old one leaves
+            // the store entirely.
+            if changed > 0 {
+                let excerpt = e2ee_core::Quote::new("", text).excerpt;
+                tx.c().execute(
+                    "UPDATE messages SET quote_excerpt = ?2
+                     WHERE reference = ?1 AND quote_sender IS NOT NULL AND quote_excerpt != ''",
+                    params![target, excerpt],
+                )?;
+            }
             let m = tx.message(&target)?.ok_or(StoreError::Missing("message"))?;
             Ok(Action::Edited {
                 message: Box::new(m),

@@ -90,6 +90,11 @@ async fn replies_reactions_edits_and_deletes_reach_every_device_in_a_direct_chat
             p.name
         );
     }
+    // Bob's reply now quotes the new text: the old one is nowhere.
+    everywhere(&all, &reply, "the quote follows the edit", |m| {
+        m.is_some_and(|m| m.quote.is_some_and(|q| q.excerpt == "dinner at nine"))
+    })
+    .await;
     assert!(not_allowed(bob.client.edit(&id, "no dinner").await));
     assert!(not_allowed(bob2.client.delete(&id).await));
 
