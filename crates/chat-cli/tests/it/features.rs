@@ -59,7 +59,9 @@ fn features(w: &World) {
     let text = w.ok("alice", &["history", "bob", "--offline", "--ids"]);
     assert!(text.contains("lunch at one? (edited)  [👍 1]"), "{text}");
     assert!(text.contains(&format!("({id})")), "{text}");
-    assert!(text.contains("↪ you: \"lunch at noon?\""), "{text}");
+    // The quote follows the edit: the old text is gone from the store.
+    assert!(text.contains("↪ you: \"lunch at one?\""), "{text}");
+    assert!(!text.contains("lunch at noon?"), "{text}");
 
     // Alice deletes for everyone; Bob's history says so.
     w.json("alice", &["delete", &id]);
