@@ -10,6 +10,8 @@
 //!
 //! Deliberately dependency-free so it builds in seconds.
 
+mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz(&args[1..]),
         Some("loadtest") => loadtest(&args[1..]),
         Some("chaos") => chaos(&args[1..]),
+        Some("test-postgres") => test_postgres(&args[1..]),
         Some("demo") => run(
             "chat demo (release build)",
             cargo().args([
@@ -92,7 +95,8 @@ fn main() -> ExitCode {
                  demo            build and run `chat demo`: a server and three clients\n  \
                  chaos [rounds] [soak-secs]  the crash-fault tests ROUNDS times with new seeds\n                 \
                  (default 10), the hostile-input tests, then the soak (default 300 s)\n  \
-                 loadtest [args] build release, start chat-server, run chat-loadtest"
+                 loadtest [args] build release, start chat-server, run chat-loadtest\n  \
+                 test-postgres [filter]  the chat-server suite on a private PostgreSQL"
             );
             return ExitCode::from(2);
         }
@@ -166,6 +170,7 @@ fn ci() -> Result {
                 "--no-fail-fast",
             ]),
         )?;
+        postgres_suite(&[])?;
         run(
             "doctests",
             cargo().args(["test", "--workspace", "--doc", "--locked"]),
@@ -193,6 +198,37 @@ fn ci() -> Result {
     }
     eprintln!("\nxtask ci: all checks passed");
     Ok(())
+}
+
+/// The whole chat-server suite again on the PostgreSQL backend, against a
+/// private cluster started for it. Without PostgreSQL installed it is
+/// skipped with a warning, except in CI (`CI` set), where it fails.
+fn postgres_suite(filter: &[String]) -> Result {
+    if !pg::available() && std::env::var_os("CI").is_none() {
+        eprintln!(
+            "\n==> chat-server on PostgreSQL: SKIPPED, PostgreSQL is not installed \
+             (apt-get install postgresql)"
+        );
+        return Ok(());
+    }
+    let cluster = pg::Postgres::start(false)?;
+    let mut cmd = cargo();
+    cmd.args([
+        "nextest",
+        "run",
+        "-p",
+        "chat-server",
+        "--locked",
+        "--no-fail-fast",
+    ])
+    .args(filter)
+    .env("CHAT_TEST_BACKEND", "postgres")
+    .env("CHAT_TEST_POSTGRES_URL", cluster.base_url());
+    run("chat-server tests on PostgreSQL (nextest)", &mut cmd)
+}
+
+fn test_postgres(filter: &[String]) -> Result {
+    postgres_suite(filter)
 }
 
 /// Fails when a crate depends at runtime on a crate above it (or, for

@@ -15,6 +15,15 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Folder for the database and media files.
     pub data_dir: PathBuf,
+    /// Where durable state lives: `sqlite` (the default: `data_dir/chat.db`,
+    /// one node) or `postgres` (the `[postgres]` table; several nodes may
+    /// share it, see docs/DEPLOY.md).
+    pub storage: StorageKind,
+    /// The PostgreSQL connection, for `storage = "postgres"`.
+    pub postgres: PostgresConfig,
+    /// Folder for media files; `data_dir/media` when unset. Nodes of one
+    /// cluster point it at one shared mount.
+    pub media_dir: Option<PathBuf>,
     /// Most connections at once, counted from the moment a TCP connection
     /// is accepted (REST, idle keep-alive and WebSocket alike); more get a
     /// 503 and are closed.
@@ -71,6 +80,71 @@ pub struct Config {
     pub limits: RateLimits,
     /// Argon2id cost for password hashes.
     pub argon2: Argon2Params,
+}
+
+/// The storage backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// Embedded SQLite in `data_dir`.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl std::str::FromStr for StorageKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => Err(()),
+        }
+    }
+}
+
+/// How to reach PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A libpq-style URL or key=value string
+    /// (`postgres://chat:pw@db.internal:5432/chat`). May hold a password:
+    /// never printed.
+    pub url: Option<SecretString>,
+    /// Connections in this node's pool (one of them is the writer's).
+    pub pool_size: usize,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 16,
+        }
+    }
+}
+
+/// A string that may hold a password: shown as `[redacted]` by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The value itself (to connect with; never to log).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// Per-minute or per-second budgets. Each is a token bucket: the number is
@@ -146,6 +220,9 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             data_dir: PathBuf::from("data"),
+            storage: StorageKind::Sqlite,
+            postgres: PostgresConfig::default(),
+            media_dir: None,
             max_connections: 200_000,
             header_timeout_secs: 10,
             request_timeout_secs: 30,
@@ -253,7 +330,8 @@ impl Config {
         })
     }
 
-    /// Applies `CHAT_LISTEN`, `CHAT_DATA_DIR`, `CHAT_MAX_CONNECTIONS`,
+    /// Applies `CHAT_LISTEN`, `CHAT_DATA_DIR`, `CHAT_STORAGE`,
+    /// `CHAT_POSTGRES_URL`, `CHAT_POSTGRES_POOL_SIZE`, `CHAT_MEDIA_DIR`, `CHAT_MAX_CONNECTIONS`,
     /// `CHAT_MEDIA_MAX_BYTES`, `CHAT_MAX_GROUP_MEMBERS`, `CHAT_RETENTION_DAYS`,
     /// `CHAT_ADMIN_LISTEN`, `CHAT_METRICS_PUBLIC` from `vars`.
     pub fn apply_env(
@@ -270,6 +348,10 @@ impl Config {
             match name.as_str() {
                 "CHAT_LISTEN" => self.listen = parse(&name, &value)?,
                 "CHAT_DATA_DIR" => self.data_dir = PathBuf::from(&value),
+                "CHAT_STORAGE" => self.storage = parse(&name, &value)?,
+                "CHAT_POSTGRES_URL" => self.postgres.url = Some(SecretString::new(value)),
+                "CHAT_POSTGRES_POOL_SIZE" => self.postgres.pool_size = parse(&name, &value)?,
+                "CHAT_MEDIA_DIR" => self.media_dir = Some(PathBuf::from(&value)),
                 "CHAT_MAX_CONNECTIONS" => self.max_connections = parse(&name, &value)?,
                 "CHAT_MEDIA_MAX_BYTES" => self.media_max_bytes = parse(&name, &value)?,
                 "CHAT_MAX_GROUP_MEMBERS" => self.max_group_members = parse(&name, &value)?,

@@ -111,6 +111,13 @@ impl From<StoreError> for ApiError {
                     "the server cannot write to its storage (disk full?); try again later",
                 )
             }
+            StoreError::Unavailable(detail) | StoreError::Contention(detail) => {
+                tracing::warn!(%detail, "storage unavailable");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the server's database is unavailable; try again later",
+                )
+            }
             StoreError::Database(detail) => {
                 tracing::error!(%detail, "storage failure");
                 Self::new(ErrorCode::Internal, "internal error")

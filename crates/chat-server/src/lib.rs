@@ -45,10 +45,12 @@ use tokio::task::JoinHandle;
 
 pub use config::Config;
 
+use crate::config::StorageKind;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::state::{AppState, Limiters};
 use crate::storage::Storage;
+use crate::storage::pg::PgStorage;
 use crate::storage::sqlite::SqliteStorage;
 
 /// Starting the server failed.
@@ -115,12 +117,20 @@ impl RunningServer {
 /// Opens storage, binds `config.listen` and serves in the background.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);
-    let store: Arc<dyn Storage> = Arc::new(SqliteStorage::open(
-        &config.data_dir,
-        config.sync_full,
-        metrics.clone(),
-    )?);
-    let media_dir = config.data_dir.join("media");
+    let store: Arc<dyn Storage> = match config.storage {
+        StorageKind::Sqlite => Arc::new(SqliteStorage::open(
+            &config.data_dir,
+            config.sync_full,
+            metrics.clone(),
+        )?),
+        StorageKind::Postgres => {
+            Arc::new(PgStorage::open(&config.postgres, metrics.clone()).await?)
+        }
+    };
+    let media_dir = config
+        .media_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("media"));
     std::fs::create_dir_all(&media_dir).map_err(StartError::Media)?;
     remove_partial_uploads(&media_dir);
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -1,8 +1,17 @@
-//! Storage behind a trait, so a second backend (PostgreSQL) can be added
-//! without touching the handlers. [`sqlite::SqliteStorage`] is the default:
-//! one writer thread committing in batches (group commit) and a pool of
-//! read connections, in WAL mode.
+//! Storage behind a trait, with two backends. [`sqlite::SqliteStorage`] is
+//! the embedded default: one writer thread committing in batches (group
+//! commit) and a pool of read connections, in WAL mode.
+//! [`pg::PgStorage`] is PostgreSQL, for several relay nodes sharing one
+//! database (DEPLOY.md): message stores are group-committed by one writer
+//! task per node, everything else runs in a transaction of its own.
 
+mod common;
+pub mod pg;
+mod pg_accounts;
+mod pg_groups;
+mod pg_relay;
+mod pg_schema;
+mod pg_writer;
 pub mod sqlite;
 mod sqlite_accounts;
 mod sqlite_devices;
@@ -36,6 +45,16 @@ pub enum StoreError {
     /// The storage is shutting down.
     #[error("storage is closed")]
     Closed,
+    /// The database cannot be reached (PostgreSQL down or restarting, the
+    /// pool exhausted). Nothing of the failed work was kept, unless the
+    /// connection broke during COMMIT: a resend is then answered as a
+    /// duplicate.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The transaction lost a race with another (a deadlock or
+    /// serialization failure) and was rolled back; trying again is safe.
+    #[error("transaction conflict: {0}")]
+    Contention(String),
     /// A version-2 message's copies are not for the current devices (or a
     /// version-1 message went to an account with several).
     #[error("the message's copies are not for the current devices")]

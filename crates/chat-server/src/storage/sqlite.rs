@@ -23,6 +23,8 @@ use super::{
 };
 use crate::metrics::Metrics;
 
+use super::common::{status_code, status_from};
+
 use super::sqlite_accounts::{self as accounts, user_from};
 use super::sqlite_devices as devices;
 use super::sqlite_groups as groups;
@@ -50,22 +52,6 @@ pub(super) struct Known {
     pub(super) users: std::collections::HashSet<String>,
     pub(super) contacts: std::collections::HashSet<(String, String)>,
     pub(super) posters: std::collections::HashSet<(String, String)>,
-}
-
-fn status_code(s: MessageStatus) -> i64 {
-    match s {
-        MessageStatus::Sent => 0,
-        MessageStatus::Delivered => 1,
-        MessageStatus::Read => 2,
-    }
-}
-
-fn status_from(code: i64) -> MessageStatus {
-    match code {
-        1 => MessageStatus::Delivered,
-        2 => MessageStatus::Read,
-        _ => MessageStatus::Sent,
-    }
 }
 
 impl SqliteStorage {

@@ -3,13 +3,14 @@
 //! against the current devices in the same write), and reading and updating
 //! one device's queue.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use chat_proto::MessageStatus;
 use chat_proto::rest::RelayedMessage;
 use chat_proto::ws::{DeviceCopy, DeviceMismatch, DeviceRef};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::common::check_copies;
 use super::sqlite::Known;
 use super::{NewMessage, Queued, QueuedFor, StatusEvent, StoreError, StoreResult, Stored, Targets};
 
@@ -62,43 +63,6 @@ fn required(
         }
     }
     Ok(out)
-}
-
-/// Checks a version-2 message's copies against the devices they must
-/// cover; the mismatch, if any.
-fn check_copies(
-    need: &BTreeMap<DeviceRef, u32>,
-    copies: &[DeviceCopy],
-) -> StoreResult<DeviceMismatch> {
-    let mut mismatch = DeviceMismatch::default();
-    let mut seen = HashSet::new();
-    for copy in copies {
-        let key = DeviceRef {
-            user_id: copy.user_id.clone(),
-            device_id: copy.device_id,
-            registration_id: None,
-        };
-        if !seen.insert(key.clone()) {
-            return Err(StoreError::Conflict("two copies for one device"));
-        }
-        match need.get(&key) {
-            None => mismatch.extra.push(key),
-            Some(reg) if *reg != copy.registration_id => mismatch.stale.push(DeviceRef {
-                registration_id: Some(*reg),
-                ..key
-            }),
-            Some(_) => {}
-        }
-    }
-    mismatch.missing = need
-        .iter()
-        .filter(|(k, _)| !seen.contains(*k))
-        .map(|(k, reg)| DeviceRef {
-            registration_id: Some(*reg),
-            ..k.clone()
-        })
-        .collect();
-    Ok(mismatch)
 }
 
 /// Where each copy of a direct message goes: `(user, device, content)`.

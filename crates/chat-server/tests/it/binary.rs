@@ -21,7 +21,16 @@ impl Drop for Proc {
 /// Starts the binary on a free port and returns it with its address, read
 /// from the `listening` line of its log (stderr).
 fn spawn(dir: &std::path::Path) -> (Proc, SocketAddr, std::sync::mpsc::Receiver<String>) {
-    spawn_limited(dir, None)
+    spawn_limited(dir, None, None)
+}
+
+/// [`spawn`] on the suite's backend: with a PostgreSQL database (`pg`, from
+/// [`crate::support::fresh_postgres`]) when the suite runs on one.
+fn spawn_on(
+    dir: &std::path::Path,
+    pg: Option<&str>,
+) -> (Proc, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    spawn_limited(dir, None, pg)
 }
 
 /// [`spawn`], with every file the server writes limited to `max_file_kib`
@@ -30,6 +39,7 @@ fn spawn(dir: &std::path::Path) -> (Proc, SocketAddr, std::sync::mpsc::Receiver<
 fn spawn_limited(
     dir: &std::path::Path,
     max_file_kib: Option<u64>,
+    pg: Option<&str>,
 ) -> (Proc, SocketAddr, std::sync::mpsc::Receiver<String>) {
     let mut cmd = match max_file_kib {
         None => Command::new(env!("CARGO_BIN_EXE_chat-server")),
@@ -41,6 +51,10 @@ fn spawn_limited(
             c
         }
     };
+    if let Some(url) = pg {
+        cmd.env("CHAT_STORAGE", "postgres")
+            .env("CHAT_POSTGRES_URL", url);
+    }
     let mut child = Proc(
         cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
@@ -97,7 +111,8 @@ fn wait_exit(child: &mut Proc, within: Duration) -> std::process::ExitStatus {
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully_and_keeps_acknowledged_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr, logs) = spawn(dir.path());
+    let pg = crate::support::fresh_postgres().await;
+    let (mut child, addr, logs) = spawn_on(dir.path(), pg.as_deref());
     let s = TestServer::attach(dir, addr);
     let a = s.register("alice").await;
     let b = s.register("bob").await;
@@ -123,7 +138,7 @@ async fn sigterm_shuts_down_gracefully_and_keeps_acknowledged_messages() {
     );
 
     // A new process on the same folder still holds every acked message.
-    let (mut child, addr, _logs) = spawn(s.dir.path());
+    let (mut child, addr, _logs) = spawn_on(s.dir.path(), pg.as_deref());
     let s2 = TestServer::attach(tempfile::tempdir().unwrap(), addr);
     assert_eq!(s2.stored_ids(&a.user.id, &b.token).await, acked);
     signal(&child, "INT");
@@ -136,8 +151,11 @@ async fn sigterm_shuts_down_gracefully_and_keeps_acknowledged_messages() {
 /// is there, the database is intact, and sending works.
 #[tokio::test]
 async fn a_full_disk_is_a_clear_error_and_corrupts_nothing() {
+    if crate::support::sqlite_only("a full disk under SQLite") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr, logs) = spawn_limited(dir.path(), Some(1024));
+    let (mut child, addr, logs) = spawn_limited(dir.path(), Some(1024), None);
     let s = TestServer::attach(tempfile::tempdir().unwrap(), addr);
     let a = s.register("alice").await;
     let b = s.register("bob").await;

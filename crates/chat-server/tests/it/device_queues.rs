@@ -275,14 +275,12 @@ async fn a_removed_device_loses_its_queue_and_is_left_out_from_then_on() {
         .await;
     assert_eq!(st, 204);
     // Its queue went with it.
-    let db = rusqlite::Connection::open(s.config.data_dir.join("chat.db")).unwrap();
-    let left: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM deliveries WHERE recipient = ?1 AND device_id = 2",
-            [&bob.id],
-            |r| r.get(0),
+    let left = s
+        .scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE recipient = $1 AND device_id = 2",
+            &[&bob.id],
         )
-        .unwrap();
+        .await;
     assert_eq!(left, 0);
     // A copy for it now is extra; without it the message goes.
     let next = new_id();

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use chat_proto::rest::AuthResponse;
 use chat_proto::ws::{ClientFrame, ServerFrame};
+use chat_server::config::{SecretString, StorageKind};
 use chat_server::{Config, RunningServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -26,7 +27,12 @@ impl TestServer {
         Self::start_with(dir, config).await
     }
 
-    pub async fn start_with(dir: tempfile::TempDir, config: Config) -> Self {
+    pub async fn start_with(dir: tempfile::TempDir, mut config: Config) -> Self {
+        if let Some(url) = fresh_postgres().await {
+            config.storage = StorageKind::Postgres;
+            config.postgres.url = Some(SecretString::new(url));
+            config.postgres.pool_size = 8;
+        }
         let server = chat_server::start(config.clone()).await.unwrap();
         let base = format!("http://{}", server.addr());
         Self {
@@ -66,6 +72,32 @@ impl TestServer {
         let server = chat_server::start(self.config.clone()).await.unwrap();
         self.base = format!("http://{}", server.addr());
         self.server = Some(server);
+    }
+
+    /// One number from the server's database, whichever backend it is
+    /// (`sql` uses `$1`, `$2`, ... and text parameters).
+    pub async fn scalar(&self, sql: &str, params: &[&str]) -> i64 {
+        match &self.config.postgres.url {
+            Some(url) if self.config.storage == StorageKind::Postgres => {
+                let (client, conn) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                let task = tokio::spawn(conn);
+                let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let n: i64 = client.query_one(sql, &p).await.unwrap().get(0);
+                drop(client);
+                let _ = task.await;
+                n
+            }
+            _ => {
+                let db = rusqlite::Connection::open(self.config.data_dir.join("chat.db")).unwrap();
+                db.query_row(sql, rusqlite::params_from_iter(params.iter()), |r| r.get(0))
+                    .unwrap()
+            }
+        }
     }
 
     pub fn ws_url(&self) -> String {
@@ -165,6 +197,46 @@ impl TestServer {
             other => panic!("expected ready, got {other:?}"),
         }
     }
+}
+
+/// The suite runs on SQLite unless `CHAT_TEST_BACKEND=postgres`; then
+/// every server gets a database of its own in the PostgreSQL cluster at
+/// `CHAT_TEST_POSTGRES_URL` (a key=value connection string without
+/// `dbname`; `cargo xtask ci` starts a private cluster and sets both).
+pub fn on_postgres() -> bool {
+    std::env::var("CHAT_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// For a test of SQLite itself (its files, its migrations, a full disk
+/// under it): whether to skip it, saying so, because the suite runs on
+/// PostgreSQL.
+pub fn sqlite_only(what: &str) -> bool {
+    if on_postgres() {
+        eprintln!("skipped on PostgreSQL: {what} is about the SQLite backend");
+    }
+    on_postgres()
+}
+
+/// A new empty database in the test cluster: its connection string.
+pub async fn fresh_postgres() -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let base = std::env::var("CHAT_TEST_POSTGRES_URL")
+        .expect("CHAT_TEST_BACKEND=postgres needs CHAT_TEST_POSTGRES_URL");
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{base} dbname=postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("the test PostgreSQL cluster");
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = task.await;
+    Some(format!("{base} dbname={name}"))
 }
 
 pub struct Ws {

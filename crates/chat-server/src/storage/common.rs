@@ -1,0 +1,64 @@
+//! What both backends share: status codes as stored, and the check of a
+//! version-2 message's copies against the devices they must cover.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chat_proto::MessageStatus;
+use chat_proto::ws::{DeviceCopy, DeviceMismatch, DeviceRef};
+
+use super::{StoreError, StoreResult};
+
+/// A status as a stored number (0 sent, 1 delivered, 2 read).
+pub(super) fn status_code(s: MessageStatus) -> i64 {
+    match s {
+        MessageStatus::Sent => 0,
+        MessageStatus::Delivered => 1,
+        MessageStatus::Read => 2,
+    }
+}
+
+/// A stored number as a status.
+pub(super) fn status_from(code: i64) -> MessageStatus {
+    match code {
+        1 => MessageStatus::Delivered,
+        2 => MessageStatus::Read,
+        _ => MessageStatus::Sent,
+    }
+}
+
+/// Checks a version-2 message's copies against the devices they must
+/// cover; the mismatch, if any.
+pub(super) fn check_copies(
+    need: &BTreeMap<DeviceRef, u32>,
+    copies: &[DeviceCopy],
+) -> StoreResult<DeviceMismatch> {
+    let mut mismatch = DeviceMismatch::default();
+    let mut seen = HashSet::new();
+    for copy in copies {
+        let key = DeviceRef {
+            user_id: copy.user_id.clone(),
+            device_id: copy.device_id,
+            registration_id: None,
+        };
+        if !seen.insert(key.clone()) {
+            return Err(StoreError::Conflict("two copies for one device"));
+        }
+        match need.get(&key) {
+            None => mismatch.extra.push(key),
+            Some(reg) if *reg != copy.registration_id => mismatch.stale.push(DeviceRef {
+                registration_id: Some(*reg),
+                ..key
+            }),
+            Some(_) => {}
+        }
+    }
+    mismatch.missing = need
+        .iter()
+        .filter(|(k, _)| !seen.contains(*k))
+        .map(|(k, reg)| DeviceRef {
+            registration_id: Some(*reg),
+            ..k.clone()
+        })
+        .collect();
+    Ok(mismatch)
+}
