@@ -21,6 +21,7 @@ mod hostile;
 mod limits;
 mod media;
 mod metrics;
+mod pg_sequence;
 mod pq_prekeys;
 mod relay;
 mod signed_groups;
