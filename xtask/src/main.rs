@@ -95,7 +95,8 @@ fn main() -> ExitCode {
                  demo            build and run `chat demo`: a server and three clients\n  \
                  chaos [rounds] [soak-secs]  the crash-fault tests ROUNDS times with new seeds\n                 \
                  (default 10), the hostile-input tests, then the soak (default 300 s)\n  \
-                 loadtest [args] build release, start chat-server, run chat-loadtest\n  \
+                 loadtest [--postgres] [args] build release, start chat-server, run chat-loadtest\n                 \
+                 (--postgres: again on a private durable PostgreSQL, same shapes)\n  \
                  test-postgres [filter]  the chat-server suite on a private PostgreSQL"
             );
             return ExitCode::from(2);
@@ -353,12 +354,27 @@ fn loadtest(args: &[String]) -> Result {
         ]),
     )?;
     let target = root().join("target/release");
+    let postgres = args.iter().any(|a| a == "--postgres");
+    let rest: Vec<&String> = args.iter().filter(|a| *a != "--postgres").collect();
     let mut cmd = Command::new(target.join("chat-loadtest"));
     cmd.current_dir(root())
         .arg("--server-bin")
         .arg(target.join("chat-server"))
-        .args(args);
-    run("chat-loadtest", &mut cmd)
+        .args(&rest);
+    run("chat-loadtest (SQLite)", &mut cmd)?;
+    if postgres {
+        // Durable like SQLite's sync_full: fsync and synchronous_commit on.
+        let cluster = pg::Postgres::start(true)?;
+        let mut cmd = Command::new(target.join("chat-loadtest"));
+        cmd.current_dir(root())
+            .arg("--server-bin")
+            .arg(target.join("chat-server"))
+            .arg("--postgres-url")
+            .arg(format!("{} dbname=postgres", cluster.base_url()))
+            .args(&rest);
+        run("chat-loadtest (PostgreSQL, one node)", &mut cmd)?;
+    }
+    Ok(())
 }
 
 fn chaos(args: &[String]) -> Result {

@@ -59,6 +59,10 @@ struct Args {
     /// crash but not a power cut. The default measures the durable setting.
     #[arg(long)]
     sync_normal: bool,
+    /// Run the server on PostgreSQL at this connection string (a
+    /// key=value string or URL) instead of SQLite.
+    #[arg(long)]
+    postgres_url: Option<String>,
 }
 
 struct Server {
@@ -78,15 +82,34 @@ mod tempdir {
 }
 
 impl Server {
-    async fn start(bin: &PathBuf, port: u16, sync_full: bool) -> Result<Self, Error> {
+    async fn start(
+        bin: &PathBuf,
+        port: u16,
+        sync_full: bool,
+        postgres: Option<&str>,
+    ) -> Result<Self, Error> {
         let dir = std::env::temp_dir().join(format!("chat-loadtest-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("server.toml");
+        let storage = match postgres {
+            // TOML basic strings: the connection string has no quotes or
+            // backslashes (checked).
+            Some(url) if !url.contains(['"', '\\']) => {
+                format!("storage = \"postgres\"\n[postgres]\nurl = \"{url}\"\npool_size = 16\n")
+            }
+            Some(_) => return Err("--postgres-url must not contain quotes or backslashes".into()),
+            None => String::new(),
+        };
+        let (top, table) = storage
+            .split_once('[')
+            .map_or((storage.as_str(), String::new()), |(t, rest)| {
+                (t, format!("[{rest}"))
+            });
         std::fs::write(
             &config,
             format!(
                 "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_connections = 1000000\n\
-                 sync_full = {sync_full}\n[limits]\nlogins_per_minute = 100000\nregistrations_per_minute = 100000\n\
+                 sync_full = {sync_full}\n{top}{table}[limits]\nlogins_per_minute = 100000\nregistrations_per_minute = 100000\n\
                  prekey_claims_per_minute = 100000\nmessages_per_second = 1000000\n",
                 dir.join("data").display()
             ),
@@ -485,7 +508,17 @@ async fn main() -> Result<(), Error> {
     } else {
         args.connections
     };
-    let server = Server::start(&args.server_bin, 18787, !args.sync_normal).await?;
+    match &args.postgres_url {
+        Some(_) => println!("storage: PostgreSQL (one node)"),
+        None => println!("storage: SQLite"),
+    }
+    let server = Server::start(
+        &args.server_bin,
+        18787,
+        !args.sync_normal,
+        args.postgres_url.as_deref(),
+    )
+    .await?;
     idle_connections(&server, connections).await?;
     println!("  (server RSS now {} MiB)", server.rss_kib() / 1024);
     drain(&server, args.drain).await?;

@@ -362,11 +362,17 @@ pub enum CloseReason {
     /// revoked (a login that replaced the account's keys). Do not
     /// reconnect with it.
     LoggedOut,
+    /// 4004 `replaced`: the same device opened a newer connection (to
+    /// this relay node or another one); this one is closed. A client that
+    /// sees this while it is itself still running has a twin using its
+    /// device (a copied profile): it should stop and tell the user rather
+    /// than reconnect at once.
+    Replaced,
 }
 
 impl CloseReason {
     /// Every reason, for tests and documentation.
-    pub const ALL: [CloseReason; 7] = [
+    pub const ALL: [CloseReason; 8] = [
         CloseReason::GoingAway,
         CloseReason::ProtocolError,
         CloseReason::TooLarge,
@@ -374,6 +380,7 @@ impl CloseReason {
         CloseReason::AuthFailed,
         CloseReason::AuthTimeout,
         CloseReason::LoggedOut,
+        CloseReason::Replaced,
     ];
 
     /// The close code.
@@ -386,6 +393,7 @@ impl CloseReason {
             CloseReason::AuthFailed => 4001,
             CloseReason::AuthTimeout => 4002,
             CloseReason::LoggedOut => 4003,
+            CloseReason::Replaced => 4004,
         }
     }
 
@@ -399,6 +407,7 @@ impl CloseReason {
             CloseReason::AuthFailed => "auth failed",
             CloseReason::AuthTimeout => "auth timeout",
             CloseReason::LoggedOut => "logged out",
+            CloseReason::Replaced => "replaced",
         }
     }
 

@@ -21,6 +21,9 @@ pub struct Config {
     pub storage: StorageKind,
     /// The PostgreSQL connection, for `storage = "postgres"`.
     pub postgres: PostgresConfig,
+    /// Several nodes: the NATS server that carries hints between them
+    /// (needs `storage = "postgres"`). Empty: a single node.
+    pub cluster: ClusterConfig,
     /// Folder for media files; `data_dir/media` when unset. Nodes of one
     /// cluster point it at one shared mount.
     pub media_dir: Option<PathBuf>,
@@ -125,6 +128,26 @@ impl Default for PostgresConfig {
     }
 }
 
+/// The link between relay nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `nats://host:4222`; None: this node is alone.
+    pub nats_url: Option<String>,
+    /// Seconds between a connection's pulls from the database while no
+    /// hint arrived: the longest a lost hint delays a message.
+    pub idle_pull_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: None,
+            idle_pull_secs: 5,
+        }
+    }
+}
+
 /// A string that may hold a password: shown as `[redacted]` by `Debug`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -222,6 +245,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             storage: StorageKind::Sqlite,
             postgres: PostgresConfig::default(),
+            cluster: ClusterConfig::default(),
             media_dir: None,
             max_connections: 200_000,
             header_timeout_secs: 10,
@@ -331,7 +355,7 @@ impl Config {
     }
 
     /// Applies `CHAT_LISTEN`, `CHAT_DATA_DIR`, `CHAT_STORAGE`,
-    /// `CHAT_POSTGRES_URL`, `CHAT_POSTGRES_POOL_SIZE`, `CHAT_MEDIA_DIR`, `CHAT_MAX_CONNECTIONS`,
+    /// `CHAT_POSTGRES_URL`, `CHAT_POSTGRES_POOL_SIZE`, `CHAT_MEDIA_DIR`, `CHAT_NATS_URL`, `CHAT_MAX_CONNECTIONS`,
     /// `CHAT_MEDIA_MAX_BYTES`, `CHAT_MAX_GROUP_MEMBERS`, `CHAT_RETENTION_DAYS`,
     /// `CHAT_ADMIN_LISTEN`, `CHAT_METRICS_PUBLIC` from `vars`.
     pub fn apply_env(
@@ -352,6 +376,7 @@ impl Config {
                 "CHAT_POSTGRES_URL" => self.postgres.url = Some(SecretString::new(value)),
                 "CHAT_POSTGRES_POOL_SIZE" => self.postgres.pool_size = parse(&name, &value)?,
                 "CHAT_MEDIA_DIR" => self.media_dir = Some(PathBuf::from(&value)),
+                "CHAT_NATS_URL" => self.cluster.nats_url = Some(value.clone()),
                 "CHAT_MAX_CONNECTIONS" => self.max_connections = parse(&name, &value)?,
                 "CHAT_MEDIA_MAX_BYTES" => self.media_max_bytes = parse(&name, &value)?,
                 "CHAT_MAX_GROUP_MEMBERS" => self.max_group_members = parse(&name, &value)?,

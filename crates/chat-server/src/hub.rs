@@ -29,6 +29,9 @@ pub enum Push {
     /// Close, for this reason (the token was logged out, the server is
     /// stopping).
     Close(CloseReason),
+    /// Pull from the database now (hints may have been lost: the link
+    /// between relay nodes came back).
+    Pull,
 }
 
 /// One connection's pushes. A tokio `mpsc` channel allocates its first
@@ -99,6 +102,8 @@ struct Conn {
     /// closes only that token's connections).
     token: Vec<u8>,
     mailbox: Arc<Mailbox>,
+    /// When it registered (ms, wall clock: compared across nodes).
+    since_ms: i64,
 }
 
 /// Live connections by user id.
@@ -133,6 +138,7 @@ impl Hub {
             device,
             token,
             mailbox: mailbox.clone(),
+            since_ms: crate::auth::now_ms(),
         });
         Registration { id, mailbox, first }
     }
@@ -201,6 +207,53 @@ impl Hub {
             }
         }
         took
+    }
+
+    /// The devices of `user` with a connection here.
+    pub fn devices_of(&self, user: &str) -> Vec<u32> {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<u32> = users
+            .get(user)
+            .map(|conns| conns.iter().map(|c| c.device).collect())
+            .unwrap_or_default();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Sends a frame to the connections of one device of `user`.
+    pub fn send_to_device(&self, user: &str, device: u32, frame: &ServerFrame) -> bool {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let mut any = false;
+        if let Some(conns) = users.get(user) {
+            for c in conns.iter().filter(|c| c.device == device) {
+                any |= c.mailbox.try_push(Push::Frame(Box::new(frame.clone())));
+            }
+        }
+        any
+    }
+
+    /// Closes the connections of one device of `user` registered before
+    /// `at` (ms): that device connected to another node at `at`.
+    pub fn close_device_before(&self, user: &str, device: u32, at: i64, reason: CloseReason) {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conns) = users.get(user) {
+            for c in conns
+                .iter()
+                .filter(|c| c.device == device && c.since_ms <= at)
+            {
+                c.mailbox.close(reason);
+            }
+        }
+    }
+
+    /// Tells every connection to pull from the database.
+    pub fn poke_all(&self) {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        for c in users.values().flatten() {
+            c.mailbox.missed.store(true, Ordering::Relaxed);
+            c.mailbox.try_push(Push::Pull);
+        }
     }
 
     /// Tells every connection of `user` to close (logout).

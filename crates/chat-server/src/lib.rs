@@ -24,6 +24,7 @@
 //! connection count and deadlines), `config.rs`, `metrics.rs`.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hub;
@@ -73,6 +74,10 @@ pub enum StartError {
     /// The media folder could not be made.
     #[error("media folder: {0}")]
     Media(std::io::Error),
+    /// The configuration does not hold together, or the cluster link
+    /// could not be set up.
+    #[error("config: {0}")]
+    Config(String),
 }
 
 /// A running server.
@@ -155,6 +160,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         }
         None => None,
     };
+    let cluster = match &config.cluster.nats_url {
+        None => None,
+        Some(_) if config.storage != StorageKind::Postgres => {
+            return Err(StartError::Config(
+                "cluster.nats_url needs storage = \"postgres\": nodes share one database".into(),
+            ));
+        }
+        Some(url) => Some(
+            cluster::Cluster::connect(url)
+                .await
+                .map_err(StartError::Config)?,
+        ),
+    };
     let (stop, stop_rx) = watch::channel(false);
     let state = Arc::new(AppState {
         limits: Limiters::new(&config),
@@ -168,7 +186,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         uploads_in_flight: Default::default(),
         quota_gate: Default::default(),
         provisioning: Default::default(),
+        cluster,
     });
+    if let Some(c) = &state.cluster {
+        c.attach(&state);
+    }
     let app = routes::router(state.clone());
     let purge_state = state.clone();
     let mut purge_stop = stop_rx.clone();

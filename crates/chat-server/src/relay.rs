@@ -63,6 +63,16 @@ async fn store_and_push(
                     m.content = content.clone();
                 }
                 st.hub.push_queued(&q.user, q.device, q.seq, &m);
+                if st.cluster.is_some() {
+                    st.hint(
+                        &q.user,
+                        crate::cluster::Hint::Queued {
+                            device: q.device,
+                            seq: q.seq,
+                            message: Box::new(m),
+                        },
+                    );
+                }
             }
         }
     });
@@ -244,13 +254,22 @@ pub async fn report(state: &AppState, events: Vec<StatusEvent>) -> Result<(), Ap
         }
     }
     if !offline.is_empty() {
+        let mut senders: Vec<String> = offline.iter().map(|(e, _)| e.sender.clone()).collect();
         state.store.queue_status(offline).await?;
+        // Stored first: the node that holds a sender's other connection
+        // takes them from the database when hinted.
+        senders.sort_unstable();
+        senders.dedup();
+        for s in senders {
+            state.hint(&s, crate::cluster::Hint::Statuses);
+        }
     }
     Ok(())
 }
 
 /// Tells `recipients` that a group changed: pushed to those online,
-/// queued (one per user and group) for the others. Called after the change
+/// queued (one per user and group) for the others (and, with other nodes,
+/// relayed to their connections there too). Called after the change
 /// is committed and before it is answered, so a change the caller saw
 /// succeed has its notices stored.
 pub async fn group_changed(
@@ -270,10 +289,23 @@ pub async fn group_changed(
     let json = serde_json::to_string(&frame)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let rows = offline
-        .into_iter()
-        .map(|r| (r.clone(), group_id.clone(), json.clone()))
+        .iter()
+        .map(|r| ((*r).clone(), group_id.clone(), json.clone()))
         .collect();
     state.store.queue_group_events(rows).await?;
+    // On other nodes: the frame for every connection there now, and the
+    // stored copy for when they next connect (a notice is idempotent; a
+    // second one costs a group reload).
+    if state.cluster.is_some() {
+        for r in offline {
+            state.hint(
+                r,
+                crate::cluster::Hint::Frame {
+                    frame: Box::new(frame.clone()),
+                },
+            );
+        }
+    }
     Ok(())
 }
 

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, watch};
 
+use crate::cluster::Hint;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::storage::Storage;
+use chat_proto::ws::ServerFrame;
 
 /// The rate limiters of `config.limits`.
 pub struct Limiters {
@@ -174,6 +176,53 @@ pub struct AppState {
     pub quota_gate: tokio::sync::Mutex<()>,
     /// Open provisioning sockets (linking a device).
     pub provisioning: crate::provision::Provisioning,
+    /// The other relay nodes, when there are any.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+impl AppState {
+    /// A frame for every connection of `user`, on this node and the
+    /// others; whether a connection here took it.
+    pub fn send_everywhere(&self, user: &str, frame: &ServerFrame) -> bool {
+        let here = self.hub.send(user, frame);
+        self.hint(
+            user,
+            Hint::Frame {
+                frame: Box::new(frame.clone()),
+            },
+        );
+        here
+    }
+
+    /// A hint to the other nodes about `user` (nothing when alone).
+    pub fn hint(&self, user: &str, hint: Hint) {
+        if let Some(c) = &self.cluster {
+            c.publish(user, hint);
+        }
+    }
+
+    /// Closes the connections opened with one token, on every node.
+    pub fn close_token_everywhere(&self, user: &str, token: &[u8]) {
+        self.hub.close_token(user, token);
+        self.hint(
+            user,
+            Hint::CloseToken {
+                token: hex::encode(token),
+            },
+        );
+    }
+
+    /// Closes every connection of `user` but those with `keep`, on every
+    /// node.
+    pub fn close_others_everywhere(&self, user: &str, keep: &[u8]) {
+        self.hub.close_others(user, keep);
+        self.hint(
+            user,
+            Hint::CloseOthers {
+                keep: hex::encode(keep),
+            },
+        );
+    }
 }
 
 #[cfg(test)]

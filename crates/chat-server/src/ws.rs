@@ -202,15 +202,38 @@ async fn presence(state: &AppState, user: &User, online: bool) -> Vec<String> {
         online,
     });
     for c in &contacts {
-        state.hub.send(c, &frame);
+        state.send_everywhere(c, &frame);
     }
     contacts
+}
+
+/// Those of `candidates` with a connection here or on another node.
+async fn online_among(state: &AppState, candidates: &[String]) -> Vec<String> {
+    let here: Vec<String> = state
+        .hub
+        .online_among(candidates)
+        .into_iter()
+        .cloned()
+        .collect();
+    let Some(cluster) = &state.cluster else {
+        return here;
+    };
+    let elsewhere = futures_util::future::join_all(
+        candidates
+            .iter()
+            .filter(|c| !here.contains(c))
+            .map(|c| async move { cluster.connected_elsewhere(c).await.then(|| c.clone()) }),
+    )
+    .await;
+    here.into_iter()
+        .chain(elsewhere.into_iter().flatten())
+        .collect()
 }
 
 /// Authenticates, registers with the hub, exchanges presence, hands over
 /// queued statuses and sends the first window of queued messages.
 async fn open(
-    state: &AppState,
+    state: &Arc<AppState>,
     socket: &mut WebSocket,
     pre_auth: Option<Authed>,
 ) -> Result<(User, Registration, Delivery, bool), CloseReason> {
@@ -224,6 +247,21 @@ async fn open(
     };
     let reg = state.hub.register(&user.id, device, token);
     state.metrics.connections.inc();
+    // A device connecting here closes its connections on other nodes (the
+    // newer one wins). Several connections of one device on one node stay
+    // allowed, as before clusters (each gets every message).
+    if let Some(cluster) = &state.cluster {
+        // Subscribed before the first pull: a message committed after the
+        // pull is hinted to this node.
+        cluster.watch(&user.id).await;
+        cluster.publish(
+            &user.id,
+            crate::cluster::Hint::Connected {
+                device,
+                at: auth::now_ms(),
+            },
+        );
+    }
     // Shutdown sets the flag, then closes every registered mailbox: a
     // connection registered after that sees the flag here.
     if *state.shutdown.borrow() {
@@ -247,8 +285,8 @@ async fn open(
         .presence_visible(&user.id)
         .await
         .unwrap_or_default();
-    for c in state.hub.online_among(&visible) {
-        if let Ok(Some(u)) = state.store.user(c).await {
+    for c in online_among(state, &visible).await {
+        if let Ok(Some(u)) = state.store.user(&c).await {
             let f = ServerFrame::Online(Online {
                 user_id: u.id,
                 username: u.username,
@@ -318,6 +356,18 @@ enum Event {
     Timer,
 }
 
+fn pull_every(state: &AppState) -> Duration {
+    Duration::from_secs(state.config.cluster.idle_pull_secs.max(1))
+}
+
+impl Conn {
+    /// The one timer: the next ping, the idle deadline or the next pull.
+    fn next_timer(&self) -> Instant {
+        let t = self.next_ping.min(self.idle_deadline);
+        self.next_pull.map_or(t, |p| p.min(t))
+    }
+}
+
 /// The loop's state between events.
 struct Conn {
     user: User,
@@ -327,6 +377,9 @@ struct Conn {
     idle: Duration,
     next_ping: Instant,
     idle_deadline: Instant,
+    /// With other nodes: when to pull from the database next if no hint
+    /// came (a lost hint delays a message by at most this period).
+    next_pull: Option<Instant>,
     /// 1:1 messages handed to the writer in arrival order, acknowledged
     /// in that order as their batches commit. Created on first use and
     /// dropped when empty: an idle connection pays nothing for it.
@@ -377,6 +430,10 @@ async fn run(start: Box<Start>) {
         idle,
         next_ping: Instant::now() + ping_every,
         idle_deadline: Instant::now() + idle,
+        next_pull: state
+            .cluster
+            .as_ref()
+            .map(|_| Instant::now() + pull_every(&state)),
         pipeline: None,
         close: None,
     };
@@ -384,11 +441,12 @@ async fn run(start: Box<Start>) {
         // One timer for both deadlines: each timer is 112 bytes of every
         // connection's future.
         let room = c.pipeline.as_ref().is_none_or(|q| q.len() < MAX_PIPELINE);
+        let timer = c.next_timer();
         let event = tokio::select! {
             m = socket.next(), if room => Event::Incoming(m),
             f = next_committed(&mut c.pipeline) => Event::Committed(f),
             p = c.reg.mailbox.recv() => Event::Push(p),
-            _ = sleep_until(c.next_ping.min(c.idle_deadline)) => Event::Timer,
+            _ = sleep_until(timer) => Event::Timer,
         };
         alive = Box::pin(on_event(&state, &mut socket, &mut c, event)).await;
     }
@@ -399,8 +457,18 @@ async fn run(start: Box<Start>) {
         }
     }
     state.metrics.connections.dec();
-    if state.hub.unregister(&c.user.id, c.reg.id) {
-        Box::pin(presence(&state, &c.user, false)).await;
+    let last_here = state.hub.unregister(&c.user.id, c.reg.id);
+    if let Some(cluster) = &state.cluster {
+        cluster.unwatch(&c.user.id);
+    }
+    if last_here {
+        let elsewhere = match &state.cluster {
+            Some(cluster) => cluster.connected_elsewhere(&c.user.id).await,
+            None => false,
+        };
+        if !elsewhere {
+            Box::pin(presence(&state, &c.user, false)).await;
+        }
     }
     tracing::debug!(user = %c.user.id, "disconnected");
 }
@@ -459,9 +527,13 @@ async fn on_event(
         Event::Push(push) => {
             let mut alive = match push {
                 Push::Queued(seq, m) => {
+                    // With numbers contiguous across nodes, only the very
+                    // next one may be pushed: a hint from another node may
+                    // overtake an earlier message's.
+                    let next = !state.store.contiguous_seqs() || seq == d.cursor + 1;
                     if seq <= d.cursor {
                         true // already sent by a pull
-                    } else if d.caught_up && d.in_flight.len() < d.window {
+                    } else if d.caught_up && next && d.in_flight.len() < d.window {
                         d.cursor = seq;
                         d.in_flight.insert(m.id.clone());
                         send(socket, state, &frame_for(*m)).await
@@ -471,6 +543,10 @@ async fn on_event(
                     }
                 }
                 Push::Frame(f) => send(socket, state, &f).await,
+                Push::Pull => {
+                    d.caught_up = false;
+                    true
+                }
                 Push::Close(reason) => {
                     c.close = Some(reason);
                     false
@@ -485,6 +561,21 @@ async fn on_event(
             alive
         }
         Event::Timer => {
+            if let Some(at) = c.next_pull
+                && Instant::now() >= at
+            {
+                c.next_pull = Some(Instant::now() + pull_every(state));
+                let mut alive = true;
+                if let Ok(statuses) = state.store.take_statuses(&c.user.id, d.device).await {
+                    for e in statuses {
+                        alive &= send(socket, state, &relay::status_frame(&e)).await;
+                    }
+                }
+                if alive && d.in_flight.len() < d.window {
+                    alive = d.pull(state, socket, &c.user.id).await;
+                }
+                return alive;
+            }
             if Instant::now() >= c.idle_deadline {
                 tracing::debug!(user = %c.user.id, "idle timeout");
                 c.close = Some(CloseReason::IdleTimeout);
@@ -608,7 +699,7 @@ async fn handle_frame(
             match (t.to, t.group_id) {
                 (Some(to), None) => {
                     if validate::id(&to, "to").is_ok() {
-                        state.hub.send(&to, &frame);
+                        state.send_everywhere(&to, &frame);
                     }
                     true
                 }
@@ -619,7 +710,7 @@ async fn handle_frame(
                     }
                     for m in state.store.member_ids(&g).await.unwrap_or_default() {
                         if m != user.id {
-                            state.hub.send(&m, &frame);
+                            state.send_everywhere(&m, &frame);
                         }
                     }
                     true

@@ -89,7 +89,7 @@ pub(super) async fn logout(
 ) -> ApiResult<StatusCode> {
     state.store.delete_token(me.token_hash.clone()).await?;
     // Only this login's connections: the user's other devices stay on.
-    state.hub.close_token(&me.user.id, &me.token_hash);
+    state.close_token_everywhere(&me.user.id, &me.token_hash);
     Ok(StatusCode::NO_CONTENT)
 }
 

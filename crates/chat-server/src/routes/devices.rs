@@ -27,7 +27,7 @@ use crate::storage::{NewLink, StoreError};
 /// Every connection of the account hears of it (a device linked without the
 /// user's knowledge shows up at once on the others).
 fn tell(state: &AppState, user: &str, change: DeviceChange, device_id: u32, name: String) {
-    state.hub.send(
+    state.send_everywhere(
         user,
         &ServerFrame::DevicesChanged(DevicesChanged {
             change,
@@ -157,7 +157,7 @@ pub(super) async fn remove(
         return Err(ApiError::not_found("device"));
     };
     for t in &tokens {
-        state.hub.close_token(&me.user.id, t);
+        state.close_token_everywhere(&me.user.id, t);
     }
     tracing::info!(user = %me.user.id, device = device_id, "device removed");
     tell(&state, &me.user.id, DeviceChange::Removed, device_id, name);

@@ -91,7 +91,7 @@ pub(super) async fn upload(
     };
     if replaced {
         // The old device's connections go with its tokens.
-        state.hub.close_others(&me.user.id, &me.token_hash);
+        state.close_others_everywhere(&me.user.id, &me.token_hash);
     }
     let status = state.store.prekey_status(&me.user.id, me.device_id).await?;
     if status.signed_prekey_id.is_none() {
@@ -126,7 +126,7 @@ fn tell_if_low(state: &AppState, user_id: &str, claimed: &crate::storage::Claime
     // serving): only for owners who publish them at all.
     let pq_low = claimed.pq_one_time_left < PREKEYS_LOW && claimed.bundle.pq_prekey.is_some();
     if low || pq_low {
-        state.hub.send(
+        state.send_everywhere(
             user_id,
             &ServerFrame::PrekeysLow(PrekeysLow {
                 remaining: claimed.one_time_left,

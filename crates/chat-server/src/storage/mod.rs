@@ -269,6 +269,15 @@ pub enum GroupOp {
 /// Everything the handlers need from storage.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
+    /// Whether each device's queue numbers are contiguous (1, 2, 3, ...,
+    /// in commit order across every node sharing the database): then a
+    /// connection pushes a hinted message only when it is exactly the next
+    /// one. False: numbers only increase (SQLite's one writer, whose
+    /// commit hooks push in order).
+    fn contiguous_seqs(&self) -> bool {
+        false
+    }
+
     // Accounts.
     /// Creates a user; `Conflict` if the name is taken (case-insensitive).
     async fn create_user(&self, account: Account) -> StoreResult<()>;

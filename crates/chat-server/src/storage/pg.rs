@@ -192,6 +192,10 @@ const PRESENCE_VISIBLE: &str = "SELECT a FROM contacts WHERE b = $1
 
 #[async_trait]
 impl Storage for PgStorage {
+    fn contiguous_seqs(&self) -> bool {
+        true
+    }
+
     async fn create_user(&self, a: Account) -> StoreResult<()> {
         in_tx!(self, |tx| accounts::create(&tx, &a).await?)
     }

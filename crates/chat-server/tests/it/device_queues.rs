@@ -17,20 +17,20 @@ use serde_json::json;
 use crate::support::{TestServer, new_id};
 
 /// One account's devices: `(device id, token, registration id)`.
-struct Account {
-    id: String,
-    devices: Vec<(u32, String, u32)>,
+pub struct Account {
+    pub id: String,
+    pub devices: Vec<(u32, String, u32)>,
 }
 
 impl Account {
-    fn token(&self, device: u32) -> &str {
+    pub fn token(&self, device: u32) -> &str {
         &self.devices[device as usize - 1].1
     }
 }
 
 /// An account with `n` devices, each with its keys uploaded under the one
 /// identity; device k (k > 1) has registration id 1000 + k.
-async fn account(s: &TestServer, name: &str, n: u32, seed: u64) -> Account {
+pub async fn account(s: &TestServer, name: &str, n: u32, seed: u64) -> Account {
     let auth = s.register(name).await;
     let identity = IdentityKeyPair::generate(&mut ChaCha20Rng::seed_from_u64(seed));
     let upload = crate::support::key_upload(&identity);
@@ -69,7 +69,7 @@ async fn account(s: &TestServer, name: &str, n: u32, seed: u64) -> Account {
     }
 }
 
-fn copy(a: &Account, device: u32, content: &str) -> DeviceCopy {
+pub fn copy(a: &Account, device: u32, content: &str) -> DeviceCopy {
     DeviceCopy {
         user_id: a.id.clone(),
         device_id: device,

@@ -12,6 +12,7 @@
 mod accounts;
 mod binary;
 mod closes;
+mod cluster;
 mod contract;
 mod device_queues;
 mod devices;

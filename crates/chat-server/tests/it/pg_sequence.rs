@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat_proto::rest::User;
 use chat_server::config::{PostgresConfig, SecretString};
 use chat_server::metrics::Metrics;
 use chat_server::storage::pg::PgStorage;
 use chat_server::storage::{Account, NewMessage, Storage, Stored, Targets};
-use chat_proto::rest::User;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 

@@ -28,7 +28,9 @@ impl TestServer {
     }
 
     pub async fn start_with(dir: tempfile::TempDir, mut config: Config) -> Self {
-        if let Some(url) = fresh_postgres().await {
+        if config.storage == StorageKind::Sqlite
+            && let Some(url) = fresh_postgres().await
+        {
             config.storage = StorageKind::Postgres;
             config.postgres.url = Some(SecretString::new(url));
             config.postgres.pool_size = 8;
