@@ -5,6 +5,9 @@
 //! - `fuzz [seconds]`: each cargo-fuzz target for a bounded time.
 //! - `loadtest [args]`: release build, then the server under load on loopback.
 //! - `demo`: `chat demo` from a release build.
+//! - `test-postgres [filter]`: the chat-server suite on a private PostgreSQL.
+//! - `cluster`: the multi-node tests (a private PostgreSQL; the tests start
+//!   nats-server and the nodes).
 //! - `chaos [rounds] [soak-secs]`: the crash-fault and hostile-input tests
 //!   repeated with fresh seeds, then a long soak (`docs/RELIABILITY.md`).
 //!
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Some("loadtest") => loadtest(&args[1..]),
         Some("chaos") => chaos(&args[1..]),
         Some("test-postgres") => test_postgres(&args[1..]),
+        Some("cluster") => postgres_suite(&["cluster::".into(), "pg_sequence::".into()]),
         Some("demo") => run(
             "chat demo (release build)",
             cargo().args([
@@ -97,7 +101,8 @@ fn main() -> ExitCode {
                  (default 10), the hostile-input tests, then the soak (default 300 s)\n  \
                  loadtest [--postgres] [args] build release, start chat-server, run chat-loadtest\n                 \
                  (--postgres: again on a private durable PostgreSQL, same shapes)\n  \
-                 test-postgres [filter]  the chat-server suite on a private PostgreSQL"
+                 test-postgres [filter]  the chat-server suite on a private PostgreSQL\n  \
+                 cluster         the multi-node tests: private PostgreSQL, nats-server, nodes"
             );
             return ExitCode::from(2);
         }

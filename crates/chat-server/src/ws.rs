@@ -339,12 +339,24 @@ type Pending = Pin<Box<dyn Future<Output = Option<ServerFrame>> + Send>>;
 /// Polls a write once, which validates it and hands its job to the writer
 /// thread (so jobs reach the writer in the order frames arrived), then
 /// queues it to be answered, in that same order, when its batch commits.
+///
+/// The rest of the write runs as a task of its own: the connection polls
+/// its pipeline only between events, and a write that holds a database
+/// connection (PostgreSQL's pool: a `delivered` batch's transaction) must
+/// not wait for that, or a pull waiting for a pooled connection would wait
+/// on writes that wait on it.
 async fn pipeline_push(pipeline: &mut Option<Box<FuturesOrdered<Pending>>>, mut fut: Pending) {
     let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
     let queue = pipeline.get_or_insert_with(|| Box::new(FuturesOrdered::new()));
     match first {
         Poll::Ready(frame) => queue.push_back(Box::pin(std::future::ready(frame))),
-        Poll::Pending => queue.push_back(fut),
+        Poll::Pending => {
+            let task = tokio::spawn(fut);
+            queue.push_back(Box::pin(async move {
+                // A panicked write answers nothing (as a dropped one did).
+                task.await.ok().flatten()
+            }));
+        }
     }
 }
 

@@ -219,17 +219,18 @@ pub(super) async fn set_status(
     code: i64,
     from: Option<&str>,
 ) -> StoreResult<Vec<StatusEvent>> {
-    // One lock order for every caller: by id.
+    // One lock order for every caller: by id. The ids' statements are
+    // pipelined on the one connection; each id's first statement (its
+    // lock) is sent in id order.
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by(|a, b| ids[*a].cmp(&ids[*b]));
     let d = i64::from(device);
-    let mut events = Vec::new();
-    let mut found: Vec<Option<StatusEvent>> = vec![None; ids.len()];
-    for i in order {
-        let id = std::mem::take(&mut ids[i]);
+    let (d, code, from) = (&d, &code, &from);
+    let ids = std::mem::take(&mut ids);
+    let one_id = |id: String| async move {
         let locked = opt(c, "SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", &[&id]).await?;
         if locked.is_none() {
-            continue;
+            return Ok(None);
         }
         let changed = opt(
             c,
@@ -238,10 +239,12 @@ pub(super) async fn set_status(
              AND state < $4 AND ($5::TEXT IS NULL OR sender = $5)
              RETURNING sender, (SELECT COUNT(*) FROM deliveries o WHERE o.message_id = $1
                 AND o.recipient = $2 AND o.device_id <> $3 AND o.state >= $4)",
-            &[&id, &rcpt, &d, &code, &from],
+            &[&id, &rcpt, d, code, from],
         )
         .await?;
-        let Some(changed) = changed else { continue };
+        let Some(changed) = changed else {
+            return Ok(None);
+        };
         let (sender, earlier): (String, i64) = (col(&changed, 0)?, col(&changed, 1)?);
         exec(
             c,
@@ -250,18 +253,21 @@ pub(super) async fn set_status(
             &[&id],
         )
         .await?;
-        if earlier == 0 && sender != rcpt {
-            found[i] = Some(StatusEvent {
-                sender,
-                message_id: id,
-                status,
-                by: rcpt.to_owned(),
-            });
-        }
+        Ok::<_, StoreError>((earlier == 0 && sender != rcpt).then(|| StatusEvent {
+            sender,
+            message_id: id,
+            status,
+            by: rcpt.to_owned(),
+        }))
+    };
+    let results =
+        futures_util::future::join_all(order.iter().map(|&i| one_id(ids[i].clone()))).await;
+    let mut found: Vec<Option<StatusEvent>> = vec![None; ids.len()];
+    for (i, r) in order.into_iter().zip(results) {
+        found[i] = r?;
     }
     // Reported in the order asked.
-    events.extend(found.into_iter().flatten());
-    Ok(events)
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// Queues status events for the sender's devices that were offline.

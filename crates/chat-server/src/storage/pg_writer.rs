@@ -160,14 +160,26 @@ async fn run_batch(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let mut facts = Known::default();
-    // 1. Each job's checks and its message row, in id order.
+    // 1. Each job's checks and its message row, sent in id order. The
+    // jobs' statements are pipelined on the one connection (tokio-postgres
+    // sends what concurrent futures ask in the order they ask it): one
+    // round trip's wait for many jobs instead of one each.
     let mut order: Vec<usize> = (0..inputs.len()).collect();
     order.sort_by(|a, b| inputs[*a].0.id.cmp(&inputs[*b].0.id));
-    let mut steps: Vec<Option<Step>> = (0..inputs.len()).map(|_| None).collect();
-    for i in order {
+    let prepared = futures_util::future::join_all(order.iter().map(|&i| {
         let (m, targets) = inputs[i];
-        let step = match prepare(&tx, known, &mut facts, m, targets).await {
-            Ok(step) => step,
+        prepare(&tx, known, m, targets)
+    }))
+    .await;
+    let mut steps: Vec<Option<Step>> = (0..inputs.len()).map(|_| None).collect();
+    for (i, result) in order.into_iter().zip(prepared) {
+        let step = match result {
+            Ok((step, found)) => {
+                facts.users.extend(found.users);
+                facts.contacts.extend(found.contacts);
+                facts.posters.extend(found.posters);
+                step
+            }
             Err(e) if refused(&e) => Step::Done(Err(e)),
             Err(e) => return Err(e),
         };
@@ -183,18 +195,28 @@ async fn run_batch(
             }
         }
     }
-    let mut next: BTreeMap<(String, u32), i64> = BTreeMap::new();
-    for ((user, device), n) in &wanted {
-        let row = opt(
-            &tx,
-            "INSERT INTO device_queues (user_id, device_id, last_seq) VALUES ($1, $2, $3)
+    // Pipelined too, sent (and so locked) in (user, device) order.
+    let keys: Vec<((&str, u32), i64, i64)> = wanted
+        .iter()
+        .map(|(&(user, device), &n)| ((user, device), i64::from(device), n))
+        .collect();
+    let tx_ref = &tx;
+    let raised =
+        futures_util::future::join_all(keys.iter().map(|((user, _), device, n)| async move {
+            opt(
+                tx_ref,
+                "INSERT INTO device_queues (user_id, device_id, last_seq) VALUES ($1, $2, $3)
              ON CONFLICT (user_id, device_id)
              DO UPDATE SET last_seq = device_queues.last_seq + EXCLUDED.last_seq
              RETURNING last_seq",
-            &[user, &i64::from(*device), n],
-        )
-        .await?
-        .ok_or(StoreError::Database(
+                &[user, device, n],
+            )
+            .await
+        }))
+        .await;
+    let mut next: BTreeMap<(String, u32), i64> = BTreeMap::new();
+    for (((user, device), _, n), row) in keys.iter().zip(raised) {
+        let row = row?.ok_or(StoreError::Database(
             "device queue upsert returned nothing".into(),
         ))?;
         let last: i64 = col(&row, 0)?;
@@ -269,13 +291,12 @@ async fn run_batch(
 async fn prepare(
     c: &impl GenericClient,
     known: &Known,
-    facts: &mut Known,
     m: &NewMessage,
     targets: &Targets,
-) -> StoreResult<Step> {
+) -> StoreResult<(Step, Known)> {
+    let mut facts = Known::default();
     if let Targets::Direct { to, .. } = targets
         && !known.users.contains(to)
-        && !facts.users.contains(to)
     {
         let exists: bool = col(
             &super::pg::one(
@@ -292,7 +313,7 @@ async fn prepare(
         facts.users.insert(to.clone());
     }
     if let Some(done) = first_copy(c, m).await? {
-        return Ok(Step::Done(done));
+        return Ok((Step::Done(done), facts));
     }
     let (route, to) = match targets {
         Targets::Direct { to, copies } => (
@@ -319,11 +340,10 @@ async fn prepare(
     .await?;
     if inserted == 0 {
         // Another node stored this id between our check and our insert.
-        return Ok(Step::Done(
-            first_copy(c, m)
-                .await?
-                .unwrap_or(Err(StoreError::Conflict("message id already used"))),
-        ));
+        let done = first_copy(c, m)
+            .await?
+            .unwrap_or(Err(StoreError::Conflict("message id already used")));
+        return Ok((Step::Done(done), facts));
     }
     if let Some(g) = &m.group_id {
         let pair = (g.clone(), m.from.clone());
@@ -337,7 +357,7 @@ async fn prepare(
             facts.contacts.insert(pair);
         }
     }
-    Ok(Step::Route(route))
+    Ok((Step::Route(route), facts))
 }
 
 /// The answer to a message id that is stored already: a duplicate of the
