@@ -362,3 +362,36 @@ async fn typing_and_presence_reach_contacts_only() {
     // Carol, a stranger, heard none of it.
     assert!(wc.try_next(Duration::from_millis(300)).await.is_none());
 }
+
+/// A receiver draining a long queue while acknowledging in many small
+/// batches, on a small database pool: its pipelined `delivered` writes
+/// (each holding a pooled connection on PostgreSQL) must not starve the
+/// pulls of the same connection. It deadlocked once: the writes only
+/// progressed when the connection polled them, and it was waiting for a
+/// pooled connection to pull.
+#[tokio::test]
+async fn draining_with_many_small_acks_on_a_small_pool_completes() {
+    let s = TestServer::with(|c| c.postgres.pool_size = 2).await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let mut wa = s.connect(&a.token).await;
+    let mut ids = Vec::new();
+    for i in 0..1500 {
+        let (id, frame) = message(&b.user.id, &format!("E2EE:{i}"));
+        wa.send(&frame).await;
+        ids.push(id);
+    }
+    for _ in &ids {
+        wa.next_ack().await;
+    }
+    let mut wb = s.connect(&b.token).await;
+    let mut got = Vec::new();
+    while got.len() < ids.len() {
+        let m = wb.next_message().await;
+        got.push(m.id.clone());
+        if got.len() % 5 == 0 {
+            wb.send(&delivered(got[got.len() - 5..].to_vec())).await;
+        }
+    }
+    assert_eq!(got, ids);
+}

@@ -33,7 +33,10 @@ impl TestServer {
         {
             config.storage = StorageKind::Postgres;
             config.postgres.url = Some(SecretString::new(url));
-            config.postgres.pool_size = 8;
+            if config.postgres.pool_size == chat_server::config::PostgresConfig::default().pool_size
+            {
+                config.postgres.pool_size = 8;
+            }
         }
         let server = chat_server::start(config.clone()).await.unwrap();
         let base = format!("http://{}", server.addr());
