@@ -76,7 +76,12 @@ fn main() -> ExitCode {
         Some("loadtest") => loadtest(&args[1..]),
         Some("chaos") => chaos(&args[1..]),
         Some("test-postgres") => test_postgres(&args[1..]),
-        Some("cluster") => postgres_suite(&["cluster::".into(), "pg_sequence::".into()]),
+        Some("cluster") => postgres_suite(&["cluster::".into(), "pg_sequence::".into()])
+            .and_then(|()| cluster_chaos(7, 16)),
+        Some("cluster-chaos") => {
+            let n = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+            cluster_chaos(n(1, 7), n(2, 16))
+        }
         Some("demo") => run(
             "chat demo (release build)",
             cargo().args([
@@ -102,7 +107,8 @@ fn main() -> ExitCode {
                  loadtest [--postgres] [args] build release, start chat-server, run chat-loadtest\n                 \
                  (--postgres: again on a private durable PostgreSQL, same shapes)\n  \
                  test-postgres [filter]  the chat-server suite on a private PostgreSQL\n  \
-                 cluster         the multi-node tests: private PostgreSQL, nats-server, nodes"
+                 cluster         the multi-node tests: private PostgreSQL, nats-server, nodes\n  \
+                 cluster-chaos [seed] [secs]  three node processes under SIGKILL, a PostgreSQL crash, a NATS kill"
             );
             return ExitCode::from(2);
         }
@@ -177,6 +183,7 @@ fn ci() -> Result {
             ]),
         )?;
         postgres_suite(&[])?;
+        cluster_chaos(7, 16)?;
         run(
             "doctests",
             cargo().args(["test", "--workspace", "--doc", "--locked"]),
@@ -231,6 +238,40 @@ fn postgres_suite(filter: &[String]) -> Result {
     .env("CHAT_TEST_BACKEND", "postgres")
     .env("CHAT_TEST_POSTGRES_URL", cluster.base_url());
     run("chat-server tests on PostgreSQL (nextest)", &mut cmd)
+}
+
+/// The cluster chaos test (`cluster_chaos.rs`) on a PostgreSQL cluster of
+/// its own, durable (it is crashed with `pg_ctl stop -m immediate`).
+fn cluster_chaos(seed: u64, secs: u64) -> Result {
+    if !pg::available() && std::env::var_os("CI").is_none() {
+        eprintln!("\n==> cluster chaos: SKIPPED, PostgreSQL is not installed");
+        return Ok(());
+    }
+    let cluster = pg::Postgres::start(true)?;
+    let mut cmd = cargo();
+    cmd.args([
+        "nextest",
+        "run",
+        "-p",
+        "chat-server",
+        "--locked",
+        "--no-capture",
+        "cluster_chaos::",
+    ])
+    .env("CHAT_TEST_BACKEND", "postgres")
+    .env("CHAT_TEST_POSTGRES_URL", cluster.base_url())
+    .env(
+        "CHAT_TEST_CHAOS_URL",
+        format!("{} dbname=postgres", cluster.base_url()),
+    )
+    .env(
+        "CHAT_TEST_PG_STOP",
+        cluster.ctl_command("-m immediate -w stop"),
+    )
+    .env("CHAT_TEST_PG_START", cluster.start_command())
+    .env("CHAT_TEST_SEED", seed.to_string())
+    .env("CHAT_TEST_CHAOS_SECS", secs.to_string());
+    run(&format!("cluster chaos (seed {seed}, {secs} s)"), &mut cmd)
 }
 
 fn test_postgres(filter: &[String]) -> Result {
@@ -409,6 +450,12 @@ fn chaos(args: &[String]) -> Result {
             &format!("hostile input and full disk, round {round} of {rounds}"),
             &mut it("chat-server", &["hostile", "full_disk"]),
         )?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ round;
+        cluster_chaos(seed, 30)?;
     }
     run(
         &format!("soak for {soak} s"),

@@ -151,6 +151,31 @@ impl Postgres {
         format!("host=127.0.0.1 port={} user=postgres", self.port)
     }
 
+    /// A shell command that runs `pg_ctl` on this cluster with `args`
+    /// (for a test that crashes and restarts it).
+    pub(crate) fn ctl_command(&self, args: &str) -> String {
+        let exe = self.bin.join("pg_ctl");
+        let prefix = if self.as_postgres {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        format!(
+            "{prefix}{} -D {} {args}",
+            exe.display(),
+            self.dir.join("data").display()
+        )
+    }
+
+    /// The command that starts it again as it was started.
+    pub(crate) fn start_command(&self) -> String {
+        self.ctl_command(&format!(
+            "-l {} -w -t 60 -o '{}' start",
+            self.dir.join("server.log").display(),
+            self.options
+        ))
+    }
+
     fn run(&self, program: &str, args: &[&str]) -> Result {
         let exe = self.bin.join(program);
         let mut cmd = if self.as_postgres {

@@ -362,6 +362,12 @@ pub enum CloseReason {
     /// revoked (a login that replaced the account's keys). Do not
     /// reconnect with it.
     LoggedOut,
+    /// 1013 `try again later`: storing one of this connection's messages
+    /// failed (the database is unavailable); its `error` frame came first,
+    /// and later messages of the connection were refused rather than
+    /// stored ahead of it. Reconnect with backoff and resend what is not
+    /// acknowledged, in order.
+    TryAgainLater,
     /// 4004 `replaced`: the same device opened a newer connection (to
     /// this relay node or another one); this one is closed. A client that
     /// sees this while it is itself still running has a twin using its
@@ -372,7 +378,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, for tests and documentation.
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 9] = [
         CloseReason::GoingAway,
         CloseReason::ProtocolError,
         CloseReason::TooLarge,
@@ -381,6 +387,7 @@ impl CloseReason {
         CloseReason::AuthTimeout,
         CloseReason::LoggedOut,
         CloseReason::Replaced,
+        CloseReason::TryAgainLater,
     ];
 
     /// The close code.
@@ -394,6 +401,7 @@ impl CloseReason {
             CloseReason::AuthTimeout => 4002,
             CloseReason::LoggedOut => 4003,
             CloseReason::Replaced => 4004,
+            CloseReason::TryAgainLater => 1013,
         }
     }
 
@@ -408,6 +416,7 @@ impl CloseReason {
             CloseReason::AuthTimeout => "auth timeout",
             CloseReason::LoggedOut => "logged out",
             CloseReason::Replaced => "replaced",
+            CloseReason::TryAgainLater => "try again later",
         }
     }
 

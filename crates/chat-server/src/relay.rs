@@ -100,6 +100,7 @@ pub async fn send_message(
     from: &str,
     from_device: u32,
     m: SendMessage,
+    stream: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> Result<Ack, ApiError> {
     let copies = if m.copies.is_empty() {
         None
@@ -146,6 +147,7 @@ pub async fn send_message(
         content: m.content,
         message_type: m.message_type,
         timestamp: now_ms(),
+        stream,
     };
     let targets = Targets::Direct { to: m.to, copies };
     store_and_push(state, message, targets).await
@@ -181,6 +183,7 @@ pub async fn send_group_message(
         content: m.content,
         message_type: m.message_type,
         timestamp: now_ms(),
+        stream: None,
     };
     let targets = Targets::Group {
         members: recipients,

@@ -146,6 +146,10 @@ struct Delivery {
     in_flight: HashSet<String>,
     /// True when the database holds nothing after `cursor`.
     caught_up: bool,
+    /// Set by storage when one of this connection's messages failed to be
+    /// stored: later ones are refused and the connection closes (1013), so
+    /// the client resends in order and none overtakes the failed one.
+    stream: Arc<std::sync::atomic::AtomicBool>,
     window: usize,
 }
 
@@ -311,6 +315,7 @@ async fn open(
         cursor: 0,
         in_flight: HashSet::new(),
         caught_up: false,
+        stream: Arc::default(),
         window: state.config.delivery_window.max(1),
     };
     alive = alive && d.pull(state, socket, &user.id).await;
@@ -498,10 +503,15 @@ async fn on_event(
             if c.pipeline.as_ref().is_some_and(|q| q.is_empty()) {
                 c.pipeline = None;
             }
-            match frame {
+            let alive = match frame {
                 Some(f) => send(socket, state, &f).await,
                 None => true,
+            };
+            if d.stream.load(std::sync::atomic::Ordering::SeqCst) {
+                c.close = Some(CloseReason::TryAgainLater);
+                return false;
             }
+            alive
         }
         Event::Incoming(incoming) => {
             c.idle_deadline = Instant::now() + c.idle;
@@ -640,12 +650,14 @@ async fn handle_frame(
             // hands the job to the writer, in arrival order; acks go out in
             // that order too.
             let (st, from, id) = (state.clone(), user.id.clone(), m.id.clone());
-            let device = d.device;
+            let (device, stream) = (d.device, d.stream.clone());
             let fut: Pending = Box::pin(async move {
-                Some(match relay::send_message(&st, &from, device, m).await {
-                    Ok(ack) => ServerFrame::Ack(ack),
-                    Err(e) => relay::error_frame(e, Some(id)),
-                })
+                Some(
+                    match relay::send_message(&st, &from, device, m, Some(stream)).await {
+                        Ok(ack) => ServerFrame::Ack(ack),
+                        Err(e) => relay::error_frame(e, Some(id)),
+                    },
+                )
             });
             pipeline_push(pipeline, fut).await;
             true

@@ -101,6 +101,45 @@ pub struct NewMessage {
     pub message_type: String,
     /// Server time, ms.
     pub timestamp: i64,
+    /// The sender's ordered stream (one WebSocket connection), if any:
+    /// once a message of it fails to be stored (a storage failure, not a
+    /// refusal), storage sets this and refuses every later message of the
+    /// stream, so none is stored ahead of the failed one. The connection
+    /// then closes (1013) and the client resends in order.
+    pub stream: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl NewMessage {
+    /// Whether an earlier message of this message's stream failed.
+    pub fn stream_failed(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Marks the stream failed.
+    pub fn fail_stream(&self) {
+        if let Some(s) = &self.stream {
+            s.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl StoreError {
+    /// A failure of storage itself (the message may be fine), as opposed
+    /// to a refusal of the message (unknown recipient, wrong devices, an
+    /// id in use).
+    pub fn is_failure(&self) -> bool {
+        !matches!(
+            self,
+            StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Devices(_)
+        )
+    }
+
+    /// The refusal of a message whose stream failed earlier.
+    pub fn stream_failed() -> Self {
+        StoreError::Unavailable("an earlier message of this connection was not stored".into())
+    }
 }
 
 /// Who a message is for. Resolved to devices inside the storing write, so

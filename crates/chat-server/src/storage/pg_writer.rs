@@ -99,7 +99,19 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metri
     let mut known = Known::default();
     let mut buf = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut buf, MAX_BATCH).await > 0 {
-        let jobs: Vec<Job> = std::mem::take(&mut buf);
+        let mut jobs: Vec<Job> = Vec::with_capacity(buf.len());
+        for job in buf.drain(..) {
+            // In order: a later message of a stream whose earlier one
+            // failed is never stored.
+            if job.message.stream_failed() {
+                let _ = job.reply.send(Err(StoreError::stream_failed()));
+            } else {
+                jobs.push(job);
+            }
+        }
+        if jobs.is_empty() {
+            continue;
+        }
         let started = Instant::now();
         let inputs: Vec<(&NewMessage, &Targets)> =
             jobs.iter().map(|j| (&j.message, &j.targets)).collect();
@@ -130,6 +142,7 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metri
             Err(e) => {
                 tracing::warn!(error = %e, jobs = jobs.len(), "batch failed");
                 for job in jobs {
+                    job.message.fail_stream();
                     let _ = job.reply.send(Err(e.clone()));
                 }
             }

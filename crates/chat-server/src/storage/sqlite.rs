@@ -291,14 +291,34 @@ impl Storage for SqliteStorage {
         on_commit: OnCommit,
     ) -> StoreResult<Stored> {
         let known = self.known.clone();
-        self.write_then(
-            move |c| {
-                let mut known = known.lock().map_err(|_| StoreError::Closed)?;
-                relay::store(c, &mut known, m, targets)
-            },
-            on_commit,
-        )
-        .await
+        let failed = m.clone();
+        let stream = m.stream.clone();
+        self.writer
+            .run_full(
+                move |c| {
+                    // Checked on the writer, in order: a later message of a
+                    // stream whose earlier one failed is never stored.
+                    if m.stream_failed() {
+                        return Err(StoreError::stream_failed());
+                    }
+                    let mut known = known.lock().map_err(|_| StoreError::Closed)?;
+                    let stream = m.stream.clone();
+                    let r = relay::store(c, &mut known, m, targets);
+                    if let (Err(e), Some(s)) = (&r, stream)
+                        && e.is_failure()
+                    {
+                        s.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    r
+                },
+                on_commit,
+                move |e: &StoreError| {
+                    if e.is_failure() && stream.is_some() {
+                        failed.fail_stream();
+                    }
+                },
+            )
+            .await
     }
 
     async fn pending(

@@ -62,6 +62,17 @@ impl Writer {
         f: impl FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
         after: impl FnOnce(&R) + Send + 'static,
     ) -> StoreResult<R> {
+        self.run_full(f, after, |_| {}).await
+    }
+
+    /// [`Self::run`], and `failed` on the writer thread, in commit order,
+    /// when the job or its batch's COMMIT failed.
+    pub(super) async fn run_full<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        after: impl FnOnce(&R) + Send + 'static,
+        failed: impl FnOnce(&StoreError) + Send + 'static,
+    ) -> StoreResult<R> {
         let (tx, rx) = oneshot::channel::<StoreResult<R>>();
         let job: Job = Box::new(move |conn: Option<&Connection>| {
             let result = conn.map(|c| savepoint(c, f));
@@ -72,8 +83,9 @@ impl Writer {
                     // A batch that never began cannot commit.
                     (Ok(()), None) => Err(StoreError::Closed),
                 };
-                if let Ok(r) = &outcome {
-                    after(r);
+                match &outcome {
+                    Ok(r) => after(r),
+                    Err(e) => failed(e),
                 }
                 let _ = tx.send(outcome);
             })

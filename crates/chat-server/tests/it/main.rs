@@ -13,6 +13,7 @@ mod accounts;
 mod binary;
 mod closes;
 mod cluster;
+mod cluster_chaos;
 mod contract;
 mod device_queues;
 mod devices;

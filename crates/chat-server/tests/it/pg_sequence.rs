@@ -52,6 +52,7 @@ fn message(from: &str, n: usize) -> NewMessage {
         content: format!("E2EE:{n}"),
         message_type: "text".into(),
         timestamp: n as i64,
+        stream: None,
     }
 }
 
