@@ -104,8 +104,8 @@ fn main() -> ExitCode {
                  demo            build and run `chat demo`: a server and three clients\n  \
                  chaos [rounds] [soak-secs]  the crash-fault tests ROUNDS times with new seeds\n                 \
                  (default 10), the hostile-input tests, then the soak (default 300 s)\n  \
-                 loadtest [--postgres] [args] build release, start chat-server, run chat-loadtest\n                 \
-                 (--postgres: again on a private durable PostgreSQL, same shapes)\n  \
+                 loadtest [--postgres|--cluster] [args] build release, start chat-server, run chat-loadtest\n                 \
+                 (--postgres: again on a private durable PostgreSQL; --cluster: and on three nodes)\n  \
                  test-postgres [filter]  the chat-server suite on a private PostgreSQL\n  \
                  cluster         the multi-node tests: private PostgreSQL, nats-server, nodes\n  \
                  cluster-chaos [seed] [secs]  three node processes under SIGKILL, a PostgreSQL crash, a NATS kill"
@@ -400,8 +400,12 @@ fn loadtest(args: &[String]) -> Result {
         ]),
     )?;
     let target = root().join("target/release");
-    let postgres = args.iter().any(|a| a == "--postgres");
-    let rest: Vec<&String> = args.iter().filter(|a| *a != "--postgres").collect();
+    let cluster = args.iter().any(|a| a == "--cluster");
+    let postgres = cluster || args.iter().any(|a| a == "--postgres");
+    let rest: Vec<&String> = args
+        .iter()
+        .filter(|a| *a != "--postgres" && *a != "--cluster")
+        .collect();
     let mut cmd = Command::new(target.join("chat-loadtest"));
     cmd.current_dir(root())
         .arg("--server-bin")
@@ -420,7 +424,47 @@ fn loadtest(args: &[String]) -> Result {
             .args(&rest);
         run("chat-loadtest (PostgreSQL, one node)", &mut cmd)?;
     }
+    if cluster {
+        // A fresh database, a nats-server, three nodes.
+        let db = pg::Postgres::start(true)?;
+        let port = pg::free_port()?;
+        let nats = NatsServer::start(port)?;
+        let mut cmd = Command::new(target.join("chat-loadtest"));
+        cmd.current_dir(root())
+            .arg("--server-bin")
+            .arg(target.join("chat-server"))
+            .arg("--postgres-url")
+            .arg(format!("{} dbname=postgres", db.base_url()))
+            .args(["--nodes", "3", "--nats-url"])
+            .arg(format!("nats://127.0.0.1:{port}"))
+            .args(&rest);
+        run("chat-loadtest (PostgreSQL, three nodes, NATS)", &mut cmd)?;
+        drop(nats);
+    }
     Ok(())
+}
+
+/// A nats-server on loopback, killed on drop.
+struct NatsServer(std::process::Child);
+
+impl NatsServer {
+    fn start(port: u16) -> Result<Self> {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("nats-server (apt-get install nats-server): {e}"))?;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Ok(Self(child))
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn chaos(args: &[String]) -> Result {

@@ -63,11 +63,23 @@ struct Args {
     /// key=value string or URL) instead of SQLite.
     #[arg(long)]
     postgres_url: Option<String>,
+    /// Relay nodes to start on the one PostgreSQL database (needs
+    /// `--postgres-url` and `--nats-url` above 1). Senders connect to node
+    /// i, their receivers to node i + 1: every message crosses nodes.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// The NATS server between the nodes.
+    #[arg(long)]
+    nats_url: Option<String>,
 }
 
 struct Server {
     child: tokio::process::Child,
     addr: SocketAddr,
+    /// Every node's address (the first is `addr`).
+    addrs: Vec<SocketAddr>,
+    /// The other nodes' processes.
+    _others: Vec<tokio::process::Child>,
     _dir: tempdir::Dir,
 }
 
@@ -87,6 +99,7 @@ impl Server {
         port: u16,
         sync_full: bool,
         postgres: Option<&str>,
+        nats: Option<&str>,
     ) -> Result<Self, Error> {
         let dir = std::env::temp_dir().join(format!("chat-loadtest-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
@@ -95,7 +108,12 @@ impl Server {
             // TOML basic strings: the connection string has no quotes or
             // backslashes (checked).
             Some(url) if !url.contains(['"', '\\']) => {
-                format!("storage = \"postgres\"\n[postgres]\nurl = \"{url}\"\npool_size = 16\n")
+                let cluster = nats.map_or(String::new(), |n| {
+                    format!("[cluster]\nnats_url = \"{n}\"\n")
+                });
+                format!(
+                    "storage = \"postgres\"\n[postgres]\nurl = \"{url}\"\npool_size = 16\n{cluster}"
+                )
             }
             Some(_) => return Err("--postgres-url must not contain quotes or backslashes".into()),
             None => String::new(),
@@ -133,12 +151,56 @@ impl Server {
                 return Ok(Self {
                     child,
                     addr,
+                    addrs: vec![addr],
+                    _others: Vec::new(),
                     _dir: tempdir::Dir(dir),
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err("server did not come up".into())
+    }
+
+    /// Adds nodes started like the first but on `ports` and with
+    /// `CHAT_NATS_URL` (the first node must have it too: `nats`).
+    async fn add_nodes(&mut self, bin: &PathBuf, ports: &[u16]) -> Result<(), Error> {
+        let config = self._dir.0.join("server.toml");
+        for &port in ports {
+            let child = tokio::process::Command::new(bin)
+                .arg("--config")
+                .arg(&config)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let http = reqwest::Client::new();
+            let mut up = false;
+            for _ in 0..100 {
+                if http
+                    .get(format!("http://{addr}/health"))
+                    .send()
+                    .await
+                    .is_ok()
+                {
+                    up = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !up {
+                return Err("a node did not come up".into());
+            }
+            self._others.push(child);
+            self.addrs.push(addr);
+        }
+        Ok(())
+    }
+
+    /// Node `i` (round robin).
+    fn node(&self, i: usize) -> SocketAddr {
+        self.addrs[i % self.addrs.len()]
     }
 
     fn rss_kib(&self) -> u64 {
@@ -315,10 +377,11 @@ async fn throughput(server: &Server, pairs: usize, secs: u64) -> Result<(), Erro
     for p in 0..pairs {
         let s = register(&http, server.addr, &format!("tp-s{p}")).await?;
         let r = register(&http, server.addr, &format!("tp-r{p}")).await?;
-        let (addr, acked, received) = (server.addr, acked.clone(), received.clone());
+        let (addr_s, addr_r) = (server.node(p), server.node(p + 1));
+        let (acked, received) = (acked.clone(), received.clone());
         tasks.push(tokio::spawn(async move {
-            let ws_s = connect(addr, Ipv4Addr::LOCALHOST, &s.token).await?;
-            let ws_r = connect(addr, Ipv4Addr::LOCALHOST, &r.token).await?;
+            let ws_s = connect(addr_s, Ipv4Addr::LOCALHOST, &s.token).await?;
+            let ws_r = connect(addr_r, Ipv4Addr::LOCALHOST, &r.token).await?;
             let recv = tokio::spawn(receive(ws_r, end + Duration::from_secs(2), move |_, _| {
                 received.fetch_add(1, Ordering::Relaxed);
                 true
@@ -381,10 +444,10 @@ async fn latency(server: &Server, rate: u64, secs: u64) -> Result<(), Error> {
     for p in 0..senders {
         let s = register(&http, server.addr, &format!("lat-s{p}")).await?;
         let r = register(&http, server.addr, &format!("lat-r{p}")).await?;
-        let (addr, lat) = (server.addr, lat.clone());
+        let (addr_s, addr_r, lat) = (server.node(p), server.node(p + 1), lat.clone());
         tasks.push(tokio::spawn(async move {
-            let ws_s = connect(addr, Ipv4Addr::LOCALHOST, &s.token).await?;
-            let ws_r = connect(addr, Ipv4Addr::LOCALHOST, &r.token).await?;
+            let ws_s = connect(addr_s, Ipv4Addr::LOCALHOST, &s.token).await?;
+            let ws_r = connect(addr_r, Ipv4Addr::LOCALHOST, &r.token).await?;
             let recv = tokio::spawn(receive(
                 ws_r,
                 end + Duration::from_secs(3),
@@ -452,7 +515,7 @@ async fn drain(server: &Server, n: usize) -> Result<(), Error> {
         }
     }
     let started = Instant::now();
-    let ws_r = connect(server.addr, Ipv4Addr::LOCALHOST, &r.token).await?;
+    let ws_r = connect(server.node(1), Ipv4Addr::LOCALHOST, &r.token).await?;
     let got = Arc::new(AtomicU64::new(0));
     let done = Arc::new(std::sync::Mutex::new(None));
     let (g, d) = (got.clone(), done.clone());
@@ -508,17 +571,27 @@ async fn main() -> Result<(), Error> {
     } else {
         args.connections
     };
+    let nodes = args.nodes.max(1);
+    if nodes > 1 && (args.postgres_url.is_none() || args.nats_url.is_none()) {
+        return Err("--nodes above 1 needs --postgres-url and --nats-url".into());
+    }
     match &args.postgres_url {
+        Some(_) if nodes > 1 => println!(
+            "storage: PostgreSQL, {nodes} nodes (senders on node i, receivers on node i+1)"
+        ),
         Some(_) => println!("storage: PostgreSQL (one node)"),
         None => println!("storage: SQLite"),
     }
-    let server = Server::start(
+    let mut server = Server::start(
         &args.server_bin,
         18787,
         !args.sync_normal,
         args.postgres_url.as_deref(),
+        args.nats_url.as_deref().filter(|_| nodes > 1),
     )
     .await?;
+    let ports: Vec<u16> = (1..nodes).map(|i| 18787 + i as u16).collect();
+    server.add_nodes(&args.server_bin, &ports).await?;
     idle_connections(&server, connections).await?;
     println!("  (server RSS now {} MiB)", server.rss_kib() / 1024);
     drain(&server, args.drain).await?;
