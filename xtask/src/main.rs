@@ -7,7 +7,8 @@
 //! - `demo`: `chat demo` from a release build.
 //! - `test-postgres [filter]`: the chat-server suite on a private PostgreSQL.
 //! - `cluster`: the multi-node tests (a private PostgreSQL; the tests start
-//!   nats-server and the nodes).
+//!   nats-server and the nodes), the cluster chaos test, then a short load
+//!   on three node processes.
 //! - `chaos [rounds] [soak-secs]`: the crash-fault and hostile-input tests
 //!   repeated with fresh seeds, then a long soak (`docs/RELIABILITY.md`).
 //!
@@ -77,7 +78,24 @@ fn main() -> ExitCode {
         Some("chaos") => chaos(&args[1..]),
         Some("test-postgres") => test_postgres(&args[1..]),
         Some("cluster") => postgres_suite(&["cluster::".into(), "pg_sequence::".into()])
-            .and_then(|()| cluster_chaos(7, 16)),
+            .and_then(|()| cluster_chaos(7, 16))
+            .and_then(|()| {
+                // And a short load on three node processes with NATS.
+                let short = [
+                    "--cluster-only",
+                    "--connections",
+                    "1000",
+                    "--throughput-secs",
+                    "5",
+                    "--latency-secs",
+                    "5",
+                    "--rate",
+                    "500",
+                    "--drain",
+                    "2000",
+                ];
+                loadtest(&short.map(String::from))
+            }),
         Some("cluster-chaos") => {
             let n = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
             cluster_chaos(n(1, 7), n(2, 16))
@@ -400,18 +418,21 @@ fn loadtest(args: &[String]) -> Result {
         ]),
     )?;
     let target = root().join("target/release");
-    let cluster = args.iter().any(|a| a == "--cluster");
-    let postgres = cluster || args.iter().any(|a| a == "--postgres");
+    let only = args.iter().any(|a| a == "--cluster-only");
+    let cluster = only || args.iter().any(|a| a == "--cluster");
+    let postgres = !only && (cluster || args.iter().any(|a| a == "--postgres"));
     let rest: Vec<&String> = args
         .iter()
-        .filter(|a| *a != "--postgres" && *a != "--cluster")
+        .filter(|a| !matches!(a.as_str(), "--postgres" | "--cluster" | "--cluster-only"))
         .collect();
     let mut cmd = Command::new(target.join("chat-loadtest"));
     cmd.current_dir(root())
         .arg("--server-bin")
         .arg(target.join("chat-server"))
         .args(&rest);
-    run("chat-loadtest (SQLite)", &mut cmd)?;
+    if !only {
+        run("chat-loadtest (SQLite)", &mut cmd)?;
+    }
     if postgres {
         // Durable like SQLite's sync_full: fsync and synchronous_commit on.
         let cluster = pg::Postgres::start(true)?;
