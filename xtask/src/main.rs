@@ -235,60 +235,56 @@ fn ci() -> Result {
 /// private cluster started for it. Without PostgreSQL installed it is
 /// skipped with a warning, except in CI (`CI` set), where it fails.
 fn postgres_suite(filter: &[String]) -> Result {
-    if !pg::available() && std::env::var_os("CI").is_none() {
-        eprintln!(
-            "\n==> chat-server on PostgreSQL: SKIPPED, PostgreSQL is not installed \
-             (apt-get install postgresql)"
-        );
+    if skip_without_postgres("chat-server on PostgreSQL") {
         return Ok(());
     }
     let cluster = pg::Postgres::start(false)?;
-    let mut cmd = cargo();
-    cmd.args([
-        "nextest",
-        "run",
-        "-p",
-        "chat-server",
-        "--locked",
-        "--no-fail-fast",
-    ])
-    .args(filter)
-    .env("CHAT_TEST_BACKEND", "postgres")
-    .env("CHAT_TEST_POSTGRES_URL", cluster.base_url());
+    let mut cmd = nextest_on(&cluster);
+    cmd.arg("--no-fail-fast").args(filter);
     run("chat-server tests on PostgreSQL (nextest)", &mut cmd)
+}
+
+/// Without PostgreSQL installed a step is skipped with a warning, except
+/// in CI (`CI` set), where it goes on and fails.
+fn skip_without_postgres(step: &str) -> bool {
+    let skip = !pg::available() && std::env::var_os("CI").is_none();
+    if skip {
+        eprintln!(
+            "\n==> {step}: SKIPPED, PostgreSQL is not installed (apt-get install postgresql)"
+        );
+    }
+    skip
+}
+
+/// `cargo nextest run -p chat-server` with the suite on `cluster`.
+fn nextest_on(cluster: &pg::Postgres) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["nextest", "run", "-p", "chat-server", "--locked"])
+        .env("CHAT_TEST_BACKEND", "postgres")
+        .env("CHAT_TEST_POSTGRES_URL", cluster.base_url());
+    cmd
 }
 
 /// The cluster chaos test (`cluster_chaos.rs`) on a PostgreSQL cluster of
 /// its own, durable (it is crashed with `pg_ctl stop -m immediate`).
 fn cluster_chaos(seed: u64, secs: u64) -> Result {
-    if !pg::available() && std::env::var_os("CI").is_none() {
-        eprintln!("\n==> cluster chaos: SKIPPED, PostgreSQL is not installed");
+    if skip_without_postgres("cluster chaos") {
         return Ok(());
     }
     let cluster = pg::Postgres::start(true)?;
-    let mut cmd = cargo();
-    cmd.args([
-        "nextest",
-        "run",
-        "-p",
-        "chat-server",
-        "--locked",
-        "--no-capture",
-        "cluster_chaos::",
-    ])
-    .env("CHAT_TEST_BACKEND", "postgres")
-    .env("CHAT_TEST_POSTGRES_URL", cluster.base_url())
-    .env(
-        "CHAT_TEST_CHAOS_URL",
-        format!("{} dbname=postgres", cluster.base_url()),
-    )
-    .env(
-        "CHAT_TEST_PG_STOP",
-        cluster.ctl_command("-m immediate -w stop"),
-    )
-    .env("CHAT_TEST_PG_START", cluster.start_command())
-    .env("CHAT_TEST_SEED", seed.to_string())
-    .env("CHAT_TEST_CHAOS_SECS", secs.to_string());
+    let mut cmd = nextest_on(&cluster);
+    cmd.args(["--no-capture", "cluster_chaos::"])
+        .env(
+            "CHAT_TEST_CHAOS_URL",
+            format!("{} dbname=postgres", cluster.base_url()),
+        )
+        .env(
+            "CHAT_TEST_PG_STOP",
+            cluster.ctl_command("-m immediate -w stop"),
+        )
+        .env("CHAT_TEST_PG_START", cluster.start_command())
+        .env("CHAT_TEST_SEED", seed.to_string())
+        .env("CHAT_TEST_CHAOS_SECS", secs.to_string());
     run(&format!("cluster chaos (seed {seed}, {secs} s)"), &mut cmd)
 }
 

@@ -140,25 +140,14 @@ impl Server {
             .kill_on_drop(true)
             .spawn()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let http = reqwest::Client::new();
-        for _ in 0..100 {
-            if http
-                .get(format!("http://{addr}/health"))
-                .send()
-                .await
-                .is_ok()
-            {
-                return Ok(Self {
-                    child,
-                    addr,
-                    addrs: vec![addr],
-                    _others: Vec::new(),
-                    _dir: tempdir::Dir(dir),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err("server did not come up".into())
+        wait_up(addr).await?;
+        Ok(Self {
+            child,
+            addr,
+            addrs: vec![addr],
+            _others: Vec::new(),
+            _dir: tempdir::Dir(dir),
+        })
     }
 
     /// Adds nodes started like the first but on `ports` and with
@@ -175,23 +164,7 @@ impl Server {
                 .kill_on_drop(true)
                 .spawn()?;
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let http = reqwest::Client::new();
-            let mut up = false;
-            for _ in 0..100 {
-                if http
-                    .get(format!("http://{addr}/health"))
-                    .send()
-                    .await
-                    .is_ok()
-                {
-                    up = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            if !up {
-                return Err("a node did not come up".into());
-            }
+            wait_up(addr).await?;
             self._others.push(child);
             self.addrs.push(addr);
         }
@@ -215,6 +188,23 @@ impl Server {
             })
             .unwrap_or(0)
     }
+}
+
+/// Waits (10 s at most) until a node answers `/health`.
+async fn wait_up(addr: SocketAddr) -> Result<(), Error> {
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http
+            .get(format!("http://{addr}/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("the server on {addr} did not come up").into())
 }
 
 struct Account {

@@ -116,8 +116,8 @@ fn subject_safe(id: &str) -> bool {
 }
 
 impl Cluster {
-    /// Connects to NATS (retrying in the background while it is down).
-    /// `reconnected` is called each time the connection comes back.
+    /// Connects to NATS (retrying in the background while it is down);
+    /// each time the connection comes back, every local connection pulls.
     pub async fn connect(url: &str) -> Result<Arc<Self>, String> {
         let node = uuid::Uuid::new_v4().simple().to_string();
         let (events_tx, mut events_rx) = mpsc::unbounded_channel::<async_nats::Event>();
@@ -176,11 +176,6 @@ impl Cluster {
     /// Hands the cluster the state its subscribers deliver into.
     pub fn attach(&self, state: &Arc<AppState>) {
         let _ = self.state.set(Arc::downgrade(state));
-    }
-
-    /// This node's id (random per process).
-    pub fn node(&self) -> &str {
-        &self.node
     }
 
     /// Publishes a hint about `user` (dropped when the outbox is full).

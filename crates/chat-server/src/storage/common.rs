@@ -1,5 +1,6 @@
-//! What both backends share: status codes as stored, and the check of a
-//! version-2 message's copies against the devices they must cover.
+//! What both backends share: status codes as stored, the check of a
+//! version-2 message's copies against the devices they must cover, and the
+//! writers' cache of facts that never become false.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -61,4 +62,15 @@ pub(super) fn check_copies(
         })
         .collect();
     Ok(mismatch)
+}
+
+/// Facts that never become false, remembered by a writer so the relay
+/// path does not re-check them with a statement per message: users are never
+/// deleted, and a contact pair, once recorded, stays. (On PostgreSQL they are added only after the commit that wrote
+/// them.)
+#[derive(Default)]
+pub(super) struct Known {
+    pub(super) users: HashSet<String>,
+    pub(super) contacts: HashSet<(String, String)>,
+    pub(super) posters: HashSet<(String, String)>,
 }

@@ -214,7 +214,7 @@ pub(super) async fn set_status(
     c: &impl GenericClient,
     rcpt: &str,
     device: u32,
-    mut ids: Vec<String>,
+    ids: Vec<String>,
     status: MessageStatus,
     code: i64,
     from: Option<&str>,
@@ -226,7 +226,6 @@ pub(super) async fn set_status(
     order.sort_by(|a, b| ids[*a].cmp(&ids[*b]));
     let d = i64::from(device);
     let (d, code, from) = (&d, &code, &from);
-    let ids = std::mem::take(&mut ids);
     let one_id = |id: String| async move {
         let locked = opt(c, "SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", &[&id]).await?;
         if locked.is_none() {

@@ -19,13 +19,14 @@
 //! A job whose input is refused (unknown recipient, copies for the wrong
 //! devices, an id another sender used) fails alone, before it writes.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::common::Known;
 use super::pg::{col, exec, opt};
 use super::pg_relay::{Route, direct_route, group_route};
 use super::{NewMessage, OnCommit, QueuedFor, StoreError, StoreResult, Stored, Targets};
@@ -83,16 +84,6 @@ impl Writer {
         }
         rx.await.map_err(|_| StoreError::Closed)?
     }
-}
-
-/// Facts that never become false, remembered so the hot path does not
-/// write them again: users exist forever, contact pairs and group posters
-/// stay once recorded. Added to only after the commit that wrote them.
-#[derive(Default)]
-struct Known {
-    users: HashSet<String>,
-    contacts: HashSet<(String, String)>,
-    posters: HashSet<(String, String)>,
 }
 
 async fn writer_loop(pool: Pool, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::metrics::Metrics;
 
-use super::common::{status_code, status_from};
+use super::common::{Known, status_code, status_from};
 
 use super::sqlite_accounts::{self as accounts, user_from};
 use super::sqlite_devices as devices;
@@ -42,16 +42,6 @@ pub struct SqliteStorage {
     writer: Writer,
     readers: Readers,
     known: Arc<Mutex<Known>>,
-}
-
-/// Facts that never become false, remembered by the writer so the relay
-/// path does not re-check them with a statement per message: users are never
-/// deleted, and a contact pair, once recorded, stays.
-#[derive(Default)]
-pub(super) struct Known {
-    pub(super) users: std::collections::HashSet<String>,
-    pub(super) contacts: std::collections::HashSet<(String, String)>,
-    pub(super) posters: std::collections::HashSet<(String, String)>,
 }
 
 impl SqliteStorage {

@@ -10,8 +10,8 @@ use chat_proto::rest::RelayedMessage;
 use chat_proto::ws::{DeviceCopy, DeviceMismatch, DeviceRef};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::common::Known;
 use super::common::check_copies;
-use super::sqlite::Known;
 use super::{NewMessage, Queued, QueuedFor, StatusEvent, StoreError, StoreResult, Stored, Targets};
 
 /// The devices a sender must address: those that uploaded a signed prekey

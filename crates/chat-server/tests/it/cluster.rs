@@ -206,8 +206,8 @@ async fn clients_on_different_nodes_converse_with_receipts_typing_and_presence()
     let mut b1 = n[0].connect(bob.token(1)).await;
     let on = a2.next_online().await;
     assert_eq!((on.user_id.as_str(), on.online), (bob.id.as_str(), true));
-    // And Bob, connecting, is told Alice is online (she is on two other
-    // nodes... and node 0).
+    // And Bob, connecting on node 0, is told Alice is online (her devices
+    // are on nodes 0 and 1).
     let seen = b1.next_online().await;
     assert_eq!(
         (seen.user_id.as_str(), seen.online),
