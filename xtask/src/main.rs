@@ -3,7 +3,8 @@
 //! - `ci`: every check CI runs, in order, stopping at the first failure.
 //! - `bench`: the criterion benchmarks, then a table of medians.
 //! - `fuzz [seconds]`: each cargo-fuzz target for a bounded time.
-//! - `loadtest [args]`: release build, then the server under load on loopback.
+//! - `loadtest [args]`: release build, then the server under load on loopback
+//!   (`--compare`: beside NATS JetStream and Redis Streams, alternating).
 //! - `demo`: `chat demo` from a release build.
 //! - `test-postgres [filter]`: the chat-server suite on a private PostgreSQL.
 //! - `cluster`: the multi-node tests (a private PostgreSQL; the tests start
@@ -123,7 +124,8 @@ fn main() -> ExitCode {
                  chaos [rounds] [soak-secs]  the crash-fault tests ROUNDS times with new seeds\n                 \
                  (default 10), the hostile-input tests, then the soak (default 300 s)\n  \
                  loadtest [--postgres|--cluster] [args] build release, start chat-server, run chat-loadtest\n                 \
-                 (--postgres: again on a private durable PostgreSQL; --cluster: and on three nodes)\n  \
+                 (--postgres: again on a private durable PostgreSQL; --cluster: and on three nodes;\n                 \
+                 --compare: the same shapes against NATS JetStream and Redis Streams, alternating)\n  \
                  test-postgres [filter]  the chat-server suite on a private PostgreSQL\n  \
                  cluster         the multi-node tests: private PostgreSQL, nats-server, nodes\n  \
                  cluster-chaos [seed] [secs]  three node processes under SIGKILL, a PostgreSQL crash, a NATS kill"
