@@ -24,7 +24,7 @@ use chat_proto::rest::{ErrorCode, User};
 use chat_proto::validate::{self, FRAME_MAX};
 use chat_proto::ws::{ClientFrame, CloseReason, Online, Ready, ServerFrame, TypingIn};
 use futures_util::stream::FuturesOrdered;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::time::{Instant, sleep_until};
 
 use crate::auth;
@@ -82,7 +82,10 @@ async fn send(socket: &mut WebSocket, state: &AppState, frame: &ServerFrame) -> 
     if let ServerFrame::Error(e) = frame {
         state.metrics.frame_refused(e.code);
     }
-    socket.send(Message::Text(text.into())).await.is_ok()
+    // Written to the connection's buffer (and to the socket once the
+    // buffer is full); the loop in `run` flushes when no other event is
+    // ready, so a burst of frames leaves in one write.
+    socket.feed(Message::Text(text.into())).await.is_ok()
 }
 
 /// Who a connection serves.
@@ -302,7 +305,7 @@ async fn open(
     if let Ok(events) = state.store.take_group_events(&user.id).await {
         for json in events {
             state.metrics.frames_sent.inc();
-            alive &= socket.send(Message::Text(json.into())).await.is_ok();
+            alive &= socket.feed(Message::Text(json.into())).await.is_ok();
         }
     }
     if let Ok(statuses) = state.store.take_statuses(&user.id, device).await {
@@ -406,6 +409,22 @@ struct Conn {
     close: Option<CloseReason>,
 }
 
+/// Most events handled back to back before their frames are flushed: a
+/// bound on how long a busy connection holds a written frame.
+const FLUSH_AFTER: usize = 32;
+
+/// The connection's next event.
+async fn next_event(socket: &mut WebSocket, c: &mut Conn, room: bool, timer: Instant) -> Event {
+    // One timer for every deadline: each timer is 112 bytes of every
+    // connection's future.
+    tokio::select! {
+        m = socket.next(), if room => Event::Incoming(m),
+        f = next_committed(&mut c.pipeline) => Event::Committed(f),
+        p = c.reg.mailbox.recv() => Event::Push(p),
+        _ = sleep_until(timer) => Event::Timer,
+    }
+}
+
 /// The next committed message's frame; never resolves when none is pending.
 async fn next_committed(p: &mut Option<Box<FuturesOrdered<Pending>>>) -> Option<ServerFrame> {
     match p {
@@ -454,18 +473,41 @@ async fn run(start: Box<Start>) {
         pipeline: None,
         close: None,
     };
+    // Events handled since the frames they wrote were last flushed (`open`
+    // wrote some).
+    let mut unflushed = 1usize;
     while alive {
-        // One timer for both deadlines: each timer is 112 bytes of every
-        // connection's future.
         let room = c.pipeline.as_ref().is_none_or(|q| q.len() < MAX_PIPELINE);
         let timer = c.next_timer();
-        let event = tokio::select! {
-            m = socket.next(), if room => Event::Incoming(m),
-            f = next_committed(&mut c.pipeline) => Event::Committed(f),
-            p = c.reg.mailbox.recv() => Event::Push(p),
-            _ = sleep_until(timer) => Event::Timer,
+        // Frames written for events handled back to back go out in one
+        // socket write: take the next event only if it is ready now, and
+        // flush before waiting.
+        let ready = if unflushed == 0 {
+            None
+        } else if unflushed < FLUSH_AFTER {
+            next_event(&mut socket, &mut c, room, timer).now_or_never()
+        } else {
+            None
         };
+        let event = match ready {
+            Some(e) => e,
+            None if unflushed > 0 => {
+                unflushed = 0;
+                alive = socket.flush().await.is_ok();
+                continue;
+            }
+            None => next_event(&mut socket, &mut c, room, timer).await,
+        };
+        // A client's frame may wait on the store (`delivered`, `read`):
+        // what is written goes out first.
+        if unflushed > 0 && matches!(event, Event::Incoming(_) | Event::Timer) {
+            unflushed = 0;
+            if socket.flush().await.is_err() {
+                break;
+            }
+        }
         alive = Box::pin(on_event(&state, &mut socket, &mut c, event)).await;
+        unflushed += 1;
     }
     match c.close {
         Some(reason) => close_with(&mut socket, &state, reason).await,

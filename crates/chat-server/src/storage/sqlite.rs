@@ -54,7 +54,7 @@ impl SqliteStorage {
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
         Ok(Self {
-            writer: Writer::spawn(conn, metrics)?,
+            writer: Writer::spawn(conn, open(&path, sync_full)?, metrics)?,
             readers: Readers::new(path),
             known: Arc::new(Mutex::new(Known::default())),
         })

@@ -1,12 +1,14 @@
 //! The SQLite connections of [`super::sqlite::SqliteStorage`]: one writer
 //! thread that commits jobs in batches (group commit: one fsync for every job
 //! that arrived while the previous batch was committing), each job in its own
-//! SAVEPOINT, and a pool of read connections used from tokio's blocking
-//! threads.
+//! SAVEPOINT; a checkpoint thread that copies the WAL back into the database
+//! off the commit path; and a pool of read connections used from tokio's
+//! blocking threads.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -24,34 +26,65 @@ type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
 
 /// A connection with the server's settings: WAL, `synchronous` as asked,
-/// foreign keys, a busy timeout.
+/// foreign keys, a busy timeout, temporary data in memory.
 pub(super) fn open(path: &Path, sync_full: bool) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Each job's SAVEPOINT keeps a statement journal; on disk it cost a
+    // dozen `pwrite`s per message to a temporary file (measured: 1.22x
+    // throughput, 0.74x p99 in memory). It holds one job's changes.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(
         None,
         "synchronous",
         if sync_full { "FULL" } else { "NORMAL" },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
 }
+
+/// How often the checkpoint thread looks for new commits.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// The WAL file is cut back to this size when SQLite starts it over.
+const WAL_KEEP_BYTES: i64 = 64 * 1024 * 1024;
 
 /// The writer thread's queue.
 pub(super) struct Writer {
     jobs: std::sync::mpsc::SyncSender<Job>,
+    /// Dropped with the writer: the checkpoint thread then stops.
+    _checkpoints: std::sync::mpsc::Sender<()>,
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(super) fn spawn(conn: Connection, metrics: Arc<Metrics>) -> StoreResult<Self> {
+    /// Starts the writer thread on `conn` and the checkpoint thread on
+    /// `checkpoints` (a second connection to the same file).
+    pub(super) fn spawn(
+        conn: Connection,
+        checkpoints: Connection,
+        metrics: Arc<Metrics>,
+    ) -> StoreResult<Self> {
+        // A checkpoint inside COMMIT (SQLite's default, every 1,000 pages)
+        // held up every job of that batch: 10-100 ms commits at a few a
+        // second, the p99. The checkpoint thread does it instead.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
+        let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(65_536);
+        let counted = commits.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, metrics))
+            .spawn(move || writer_loop(conn, rx, metrics, &counted))
             .map_err(|e| StoreError::Database(e.to_string()))?;
-        Ok(Self { jobs: tx })
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoints, &commits, &stopped))
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        Ok(Self {
+            jobs: tx,
+            _checkpoints: stop,
+        })
     }
 
     /// Runs `f` in the next batch and `after` on the writer thread once the
@@ -162,7 +195,44 @@ fn savepoint<R>(
     r
 }
 
-fn writer_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
+/// Every [`CHECKPOINT_EVERY`] after new commits: a PASSIVE checkpoint,
+/// which copies committed WAL frames into the database file (and syncs it)
+/// without blocking the writer or readers. Once every frame is copied, the
+/// writer's next transaction starts the WAL over. A checkpoint that cannot
+/// finish (a reader still on older frames, or busy) is tried again later.
+fn checkpoint_loop(conn: Connection, commits: &AtomicU64, stop: &std::sync::mpsc::Receiver<()>) {
+    let mut seen = 0;
+    loop {
+        match stop.recv_timeout(CHECKPOINT_EVERY) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let now = commits.load(Ordering::Acquire);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let started = Instant::now();
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((frames, copied)) => tracing::trace!(
+                frames,
+                copied,
+                ms = started.elapsed().as_millis() as u64,
+                "checkpoint"
+            ),
+            Err(e) => tracing::debug!(error = %e, "checkpoint failed; trying again later"),
+        }
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    rx: std::sync::mpsc::Receiver<Job>,
+    metrics: Arc<Metrics>,
+    commits: &AtomicU64,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -183,6 +253,7 @@ fn writer_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>, metrics: Ar
             tracing::error!(error = ?commit, "batch commit failed");
         }
         metrics.observe_commit(started.elapsed(), completions.len());
+        commits.fetch_add(1, Ordering::Release);
         for c in completions {
             c(commit.clone());
         }

@@ -395,3 +395,53 @@ async fn draining_with_many_small_acks_on_a_small_pool_completes() {
     }
     assert_eq!(got, ids);
 }
+
+/// SQLite's own checkpoint runs inside a COMMIT once the WAL passes 1,000
+/// pages, holding up that batch's acks; the server turns it off and copies
+/// the WAL into the database from a thread of its own. So the database
+/// file takes in committed messages soon after they are acknowledged, even
+/// when far fewer than 1,000 pages were written (where SQLite's own would
+/// not have run), and a WAL that was copied is started over rather than
+/// grown.
+#[tokio::test]
+async fn committed_messages_reach_the_database_file_off_the_commit_path() {
+    if crate::support::sqlite_only("the WAL checkpoint") {
+        return;
+    }
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let b = s.register("bob").await;
+    let db = s.config.data_dir.join("chat.db");
+    let wal = s.config.data_dir.join("chat.db-wal");
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wa = s.connect(&a.token).await;
+    let mut wal_sizes = Vec::new();
+    for wave in 0..2 {
+        let before = size(&db);
+        // 200 messages of 2 KB: some 100-200 pages, far below 1,000.
+        let content = format!("E2EE:{}", "A".repeat(2_000));
+        for _ in 0..200 {
+            let (_, frame) = message(&b.user.id, &content);
+            wa.send(&frame).await;
+        }
+        for _ in 0..200 {
+            wa.next_ack().await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while size(&db) < before + 200 * 2_000 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            size(&db) >= before + 200 * 2_000,
+            "wave {wave}: the database file grew from {before} to {} bytes only",
+            size(&db)
+        );
+        wal_sizes.push(size(&wal));
+    }
+    assert!(
+        wal_sizes[1] <= wal_sizes[0] + 128 * 1024,
+        "the WAL grew from {} to {} bytes: it was not started over after the checkpoint",
+        wal_sizes[0],
+        wal_sizes[1]
+    );
+}
