@@ -17,7 +17,7 @@ use tokio_tungstenite::{WebSocketStream, client_async};
 
 use crate::common::{
     ACK_EVERY, Dir, Error, Figures, LATENCY_SENDERS, Latency, WINDOW, decode_payload, drain_figure,
-    idle_figure, intended, payload, rss_kib, src_addr, throughput_figure, window,
+    idle_run, intended, payload, rss_kib, src_addr, throughput_figure, window,
 };
 
 type Ws = WebSocketStream<TcpStream>;
@@ -204,44 +204,17 @@ async fn connect(addr: SocketAddr, src: Ipv4Addr, token: &str) -> Result<Ws, Err
 pub(crate) async fn idle_connections(server: &Server, n: usize) -> Result<(f64, usize), Error> {
     let http = reqwest::Client::new();
     let acct = register(&http, server.addr, "idle-user").await?;
-    let before = server.rss_kib();
-    let started = Instant::now();
-    let mut conns = Vec::with_capacity(n);
-    let mut failed = 0usize;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut batch = Vec::new();
-    for i in 0..n {
-        if Instant::now() > deadline {
-            break;
-        }
-        let token = acct.token.clone();
-        let addr = server.addr;
-        batch.push(tokio::spawn(async move {
-            connect(addr, src_addr(i), &token).await
-        }));
-        if batch.len() == 500 || i + 1 == n {
-            for h in batch.drain(..) {
-                match h.await? {
-                    Ok(ws) => conns.push(ws),
-                    Err(_) => failed += 1,
-                }
-            }
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = server.rss_kib();
-    let held = conns.len();
-    let per = idle_figure(
+    let addr = server.addr;
+    idle_run(
         "chat-server",
-        held,
-        failed,
-        started.elapsed(),
-        before,
-        after,
-    );
-    drop(conns);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    Ok((per, held))
+        n,
+        || server.rss_kib(),
+        |i| {
+            let token = acct.token.clone();
+            async move { connect(addr, src_addr(i), &token).await }
+        },
+    )
+    .await
 }
 
 fn send_frame(to: &str, content: String) -> Message {

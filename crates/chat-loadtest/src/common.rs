@@ -196,3 +196,44 @@ pub(crate) fn intended(start: Instant, i: u64, senders: usize, rate: u64) -> Ins
     let interval_ns = 1e9 * senders as f64 / rate as f64;
     start + Duration::from_nanos((i as f64 * interval_ns) as u64)
 }
+
+/// Opens up to `n` connections with `connect(i)`, 500 at a time and for at
+/// most 300 s, waits 2 s, reads the server's memory with `rss_kib`, closes
+/// them all; the memory per connection and how many were held.
+pub(crate) async fn idle_run<C, F>(
+    what: &str,
+    n: usize,
+    rss_kib: impl Fn() -> u64,
+    connect: impl Fn(usize) -> F,
+) -> Result<(f64, usize), Error>
+where
+    C: Send + 'static,
+    F: Future<Output = Result<C, Error>> + Send + 'static,
+{
+    let before = rss_kib();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(300);
+    let mut conns = Vec::with_capacity(n);
+    let mut failed = 0usize;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        if Instant::now() > deadline {
+            break;
+        }
+        batch.push(tokio::spawn(connect(i)));
+        if batch.len() == 500 || i + 1 == n {
+            for h in batch.drain(..) {
+                match h.await? {
+                    Ok(c) => conns.push(c),
+                    Err(_) => failed += 1,
+                }
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = conns.len();
+    let per = idle_figure(what, held, failed, started.elapsed(), before, rss_kib());
+    drop(conns);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok((per, held))
+}

@@ -24,7 +24,7 @@ use tokio::net::TcpSocket;
 
 use crate::common::{
     ACK_EVERY, Dir, Error, Figures, LATENCY_SENDERS, Latency, WINDOW, decode_payload, drain_figure,
-    idle_figure, intended, payload, rss_kib, src_addr, throughput_figure, window,
+    idle_run, intended, payload, rss_kib, src_addr, throughput_figure, window,
 };
 
 const STREAM: &str = "CHAT";
@@ -151,20 +151,14 @@ impl JetStream {
     }
 
     pub(crate) async fn idle_connections(&self, n: usize) -> Result<(f64, usize), Error> {
-        let before = self.rss_kib();
-        let started = Instant::now();
-        let deadline = started + Duration::from_secs(300);
-        let mut conns = Vec::with_capacity(n);
-        let mut failed = 0usize;
-        let mut batch = Vec::new();
-        for i in 0..n {
-            if Instant::now() > deadline {
-                break;
-            }
-            let addr = self.addr;
-            // A subscriber that has said hello: CONNECT, one SUB, then a
-            // PING answered by PONG.
-            batch.push(tokio::spawn(async move {
+        let addr = self.addr;
+        idle_run(
+            "NATS",
+            n,
+            || self.rss_kib(),
+            |i| async move {
+                // A subscriber that has said hello: CONNECT, one SUB, then a
+                // PING answered by PONG.
                 let socket = TcpSocket::new_v4()?;
                 socket.bind(SocketAddr::new(src_addr(i).into(), 0))?;
                 let mut s = socket.connect(addr).await?;
@@ -183,29 +177,9 @@ impl JetStream {
                     seen.extend_from_slice(&buf[..got]);
                 }
                 Ok(s)
-            }));
-            if batch.len() == 500 || i + 1 == n {
-                for h in batch.drain(..) {
-                    match h.await? {
-                        Ok(s) => conns.push(s),
-                        Err(_) => failed += 1,
-                    }
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let held = conns.len();
-        let per = idle_figure(
-            "NATS",
-            held,
-            failed,
-            started.elapsed(),
-            before,
-            self.rss_kib(),
-        );
-        drop(conns);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        Ok((per, held))
+            },
+        )
+        .await
     }
 
     pub(crate) async fn throughput(&self, pairs: usize, secs: u64) -> Result<f64, Error> {

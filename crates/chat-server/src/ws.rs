@@ -482,9 +482,7 @@ async fn run(start: Box<Start>) {
         // Frames written for events handled back to back go out in one
         // socket write: take the next event only if it is ready now, and
         // flush before waiting.
-        let ready = if unflushed == 0 {
-            None
-        } else if unflushed < FLUSH_AFTER {
+        let ready = if (1..FLUSH_AFTER).contains(&unflushed) {
             next_event(&mut socket, &mut c, room, timer).now_or_never()
         } else {
             None
