@@ -193,19 +193,32 @@ impl Store {
         let me = self
             .read(|tx| tx.account())?
             .ok_or(StoreError::Missing("account"))?;
-        let encoded = payload.encode()?;
-        let entry = self.write(|tx| {
-            let copies = encrypt_copies(tx, &me.user_id, to, targets, payload)?;
-            let entry =
-                crate::ops::enqueue_direct(tx, &me.user_id, to, payload, String::new(), copies)?;
-            tx.c().execute(
-                "UPDATE outbox SET payload = ?2 WHERE message_id = ?1",
-                params![entry.message_id, encoded.as_slice()],
-            )?;
-            Ok(entry)
-        })?;
+        let entry = self.write(|tx| send_in(tx, &me.user_id, to, targets, payload))?;
         self.scrub_after(payload)?;
         Ok(entry)
+    }
+
+    /// [`Store::send_to_devices`] for several sends in one transaction (one
+    /// commit, one fsync), in order, each in a savepoint of its own: a send
+    /// that fails (no session, an untrusted key…) leaves no trace and does
+    /// not undo the others. The outer `Err` means nothing was stored.
+    pub fn send_to_devices_batch(
+        &mut self,
+        sends: &[DirectSend],
+    ) -> Result<Vec<Result<OutboxEntry>>> {
+        let me = self
+            .read(|tx| tx.account())?
+            .ok_or(StoreError::Missing("account"))?;
+        let out = self.write_each(sends, |tx, send| {
+            send_in(tx, &me.user_id, &send.to, &send.targets, &send.payload)
+        })?;
+        if sends
+            .iter()
+            .any(|s| matches!(s.payload.kind, PayloadKind::Edit | PayloadKind::Delete))
+        {
+            self.scrub()?;
+        }
+        Ok(out)
     }
 
     /// Encrypts an outbox entry again for `targets` (the server refused its
@@ -243,6 +256,45 @@ impl Store {
 
 /// What a copy from one of our own devices says, once decrypted: stored
 /// as our own message in its conversation, or read marks applied.
+/// Encrypts for every target and enqueues, inside the caller's transaction.
+fn send_in(
+    tx: &Tx<'_>,
+    me: &str,
+    to: &str,
+    targets: &[DeviceTarget],
+    payload: &Payload,
+) -> Result<OutboxEntry> {
+    let encoded = payload.encode()?;
+    let copies = encrypt_copies(tx, me, to, targets, payload)?;
+    let entry = crate::ops::enqueue_direct(tx, me, to, payload, String::new(), copies)?;
+    tx.c().execute(
+        "UPDATE outbox SET payload = ?2 WHERE message_id = ?1",
+        params![entry.message_id, encoded.as_slice()],
+    )?;
+    Ok(entry)
+}
+
+/// One send of [`Store::send_to_devices_batch`].
+#[derive(Clone)]
+pub struct DirectSend {
+    /// The peer.
+    pub to: String,
+    /// The devices to encrypt for (theirs and our other ones).
+    pub targets: Vec<DeviceTarget>,
+    /// What to send.
+    pub payload: Payload,
+}
+
+impl std::fmt::Debug for DirectSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the payload: it is the plaintext.
+        f.debug_struct("DirectSend")
+            .field("to", &self.to)
+            .field("devices", &self.targets.len())
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) fn receive_own(
     tx: &Tx<'_>,
     me: &str,

@@ -66,7 +66,7 @@ mod schema;
 mod store;
 mod types;
 
-pub use devices::read_sync_body;
+pub use devices::{DirectSend, read_sync_body};
 pub use error::{Result, StoreError};
 pub use features::{
     Action, DELETE_WINDOW_MS, EDIT_WINDOW_MS, PENDING_ACTION_MAX_AGE_MS,

@@ -89,6 +89,39 @@ fn parse_uuid(s: &str) -> Result<[u8; 16]> {
         .map_err(|_| StoreError::Invalid("not a UUID"))
 }
 
+/// One incoming message, inside the caller's transaction.
+fn receive_in(tx: &Tx<'_>, rng: &mut impl CryptoRngCore, m: &Incoming<'_>) -> Result<Received> {
+    let outer_id = parse_uuid(m.id)?;
+    let envelope = Envelope::from_text(m.content)?;
+    if tx.seen(m.id)? {
+        return Ok(Received::Duplicate);
+    }
+    let out = match m.group_id {
+        None => receive_direct(tx, rng, m, &outer_id, &envelope)?,
+        Some(group) => match receive_group(tx, m.from, group, m.id, &envelope, m.server_at_ms) {
+            Err(e) if awaiting_key(&e) => {
+                if !tx.parking_room(group, m.from)? {
+                    return Err(StoreError::Invalid(
+                        "too many messages waiting for this sender's key",
+                    ));
+                }
+                tx.park(&ParkedMessage {
+                    message_id: m.id.to_owned(),
+                    group_id: group.to_owned(),
+                    sender: m.from.to_owned(),
+                    content: m.content.to_owned(),
+                    server_at_ms: m.server_at_ms,
+                    parked_at_ms: now_ms(),
+                })?;
+                Received::Parked
+            }
+            other => other?,
+        },
+    };
+    tx.mark_seen(m.id, m.from)?;
+    Ok(out)
+}
+
 pub(crate) fn new_message(
     payload: &Payload,
     conversation: Conversation,
@@ -128,42 +161,29 @@ impl Store {
     /// decrypted again. Any error (a tampered envelope, an unknown prekey,
     /// a malformed payload) leaves the store exactly as it was.
     pub fn receive(&mut self, rng: &mut impl CryptoRngCore, m: &Incoming<'_>) -> Result<Received> {
-        let outer_id = parse_uuid(m.id)?;
-        let envelope = Envelope::from_text(m.content)?;
-        let out = self.write(|tx| {
-            if tx.seen(m.id)? {
-                return Ok(Received::Duplicate);
-            }
-            let out = match m.group_id {
-                None => receive_direct(tx, rng, m, &outer_id, &envelope)?,
-                Some(group) => {
-                    match receive_group(tx, m.from, group, m.id, &envelope, m.server_at_ms) {
-                        Err(e) if awaiting_key(&e) => {
-                            if !tx.parking_room(group, m.from)? {
-                                return Err(StoreError::Invalid(
-                                    "too many messages waiting for this sender's key",
-                                ));
-                            }
-                            tx.park(&ParkedMessage {
-                                message_id: m.id.to_owned(),
-                                group_id: group.to_owned(),
-                                sender: m.from.to_owned(),
-                                content: m.content.to_owned(),
-                                server_at_ms: m.server_at_ms,
-                                parked_at_ms: now_ms(),
-                            })?;
-                            Received::Parked
-                        }
-                        other => other?,
-                    }
-                }
-            };
-            tx.mark_seen(m.id, m.from)?;
-            Ok(out)
-        })?;
+        let out = self.write(|tx| receive_in(tx, rng, m))?;
         if let Received::Action { action, .. } = &out
             && crate::features::removes_text(action)
         {
+            self.scrub()?;
+        }
+        Ok(out)
+    }
+
+    /// [`Store::receive`] for several messages in one transaction (one
+    /// commit, one fsync), in order, each in a savepoint of its own: a
+    /// message that fails leaves the store as it was and does not undo
+    /// the others. The outer `Err` means the transaction failed and
+    /// nothing was stored (acknowledge none of them).
+    pub fn receive_batch(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        ms: &[Incoming<'_>],
+    ) -> Result<Vec<Result<Received>>> {
+        let out = self.write_each(ms, |tx, m| receive_in(tx, rng, m))?;
+        if out.iter().any(|r| {
+            matches!(r, Ok(Received::Action { action, .. }) if crate::features::removes_text(action))
+        }) {
             self.scrub()?;
         }
         Ok(out)

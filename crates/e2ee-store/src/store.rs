@@ -229,6 +229,36 @@ impl Store {
         Ok(out)
     }
 
+    /// Runs `f` once per job in one write transaction, each job inside a
+    /// savepoint of its own: a job that fails leaves no trace and does not
+    /// undo the others, and all that succeeded commit together (one fsync
+    /// for the lot). `Err` only when the transaction itself fails, in
+    /// which case nothing was written.
+    pub fn write_each<J, T>(
+        &mut self,
+        jobs: &[J],
+        mut f: impl FnMut(&Tx<'_>, &J) -> Result<T>,
+    ) -> Result<Vec<Result<T>>> {
+        self.write(|tx| {
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                tx.tx.execute_batch("SAVEPOINT each_job")?;
+                match f(tx, job) {
+                    Ok(v) => {
+                        tx.tx.execute_batch("RELEASE each_job")?;
+                        out.push(Ok(v));
+                    }
+                    Err(e) => {
+                        tx.tx
+                            .execute_batch("ROLLBACK TO each_job; RELEASE each_job")?;
+                        out.push(Err(e));
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Runs `f` on one consistent snapshot.
     pub fn read<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let tx = self.conn.transaction()?;
