@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use chat_proto::rest;
-use chat_proto::ws::{ClientFrame, SendGroupMessage, SendMessage, TypingOut};
+use chat_proto::ws::{ClientFrame, TypingOut};
 use chat_transport::{Connection, RestClient};
 use e2ee_core::{Payload, PayloadKind};
 use e2ee_store::{
@@ -28,6 +28,8 @@ use crate::event::Event;
 use crate::{convert, keys, runtime};
 
 mod attachments;
+mod commit;
+mod transmit;
 pub use attachments::Attachment;
 mod devices;
 mod fanout;
@@ -147,7 +149,7 @@ impl ClientBuilder {
             kdf: self.kdf,
             ..OpenOptions::default()
         };
-        let (store, account, token) = tokio::task::spawn_blocking(move || {
+        let (store, reader, account, token) = tokio::task::spawn_blocking(move || {
             let mut store = Store::open(&path, &passphrase, options)?;
             store.set_trust_policy(trust);
             // Disappearing messages that ran out while the client was
@@ -155,7 +157,8 @@ impl ClientBuilder {
             store.expire()?;
             store.scrub()?;
             let (account, token) = store.read(|tx| Ok((tx.account()?, tx.token()?)))?;
-            Ok::<_, StoreError>((store, account, token))
+            let reader = store.reader()?;
+            Ok::<_, StoreError>((store, reader, account, token))
         })
         .await
         .map_err(|_| ClientError::Closed)??;
@@ -166,6 +169,7 @@ impl ClientBuilder {
                 config: self.config,
                 rest,
                 store: Arc::new(Mutex::new(store)),
+                reader: Arc::new(Mutex::new(reader)),
                 events,
                 me: RwLock::new(account),
                 conn: tokio::sync::RwLock::new(None),
@@ -182,6 +186,7 @@ impl ClientBuilder {
                 hold_acks: self.hold_acks,
                 receive: self.receive,
                 deferred: AtomicBool::new(false),
+                sends: commit::Queue::default(),
             }),
         })
     }
@@ -191,6 +196,9 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) rest: RestClient,
     store: Arc<Mutex<Store>>,
+    /// A read-only connection to the same store: reads that need not see
+    /// an uncommitted write go here and do not queue behind commits.
+    reader: Arc<Mutex<Store>>,
     pub(crate) events: broadcast::Sender<Event>,
     me: RwLock<Option<Account>>,
     conn: tokio::sync::RwLock<Option<Connection>>,
@@ -220,6 +228,8 @@ pub(crate) struct Inner {
     pub(crate) receive: bool,
     /// The server deferred a send (rate limit): resend on the next tick.
     pub(crate) deferred: AtomicBool,
+    /// Sends waiting to be committed together (see `client::commit`).
+    pub(crate) sends: commit::Queue,
 }
 
 impl Inner {
@@ -229,6 +239,23 @@ impl Inner {
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T> {
         let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = store
+                .lock()
+                .map_err(|_| StoreError::Invalid("store lock poisoned"))?;
+            f(&mut s)
+        })
+        .await
+        .map_err(|_| ClientError::Closed)?
+        .map_err(ClientError::from)
+    }
+
+    /// Runs a read on the read-only connection, off the async threads.
+    pub(crate) async fn db_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.reader.clone();
         tokio::task::spawn_blocking(move || {
             let mut s = store
                 .lock()
@@ -262,107 +289,6 @@ impl Inner {
         }
     }
 
-    /// Sends an outbox entry now if connected. One the server could never
-    /// accept (left by an older client) fails here instead of costing a
-    /// connection on every attempt.
-    pub(crate) async fn transmit(&self, e: &OutboxEntry) {
-        // One copy per device shares one frame: the frame's size is what
-        // the server limits.
-        let frame_len: usize = e.content.len()
-            + e.copies
-                .iter()
-                .map(|c| c.content.len() + c.user_id.len() + 96)
-                .sum::<usize>();
-        if frame_len + 512 > chat_proto::validate::FRAME_MAX {
-            self.fail_send(
-                &e.message_id,
-                rest::ErrorCode::TooLarge,
-                format!(
-                    "{frame_len} bytes for {} devices, over the server's frame limit of {}",
-                    e.copies.len(),
-                    chat_proto::validate::FRAME_MAX
-                ),
-            )
-            .await;
-            return;
-        }
-        if !crate::limits::content_fits(&e.content)
-            || e.copies
-                .iter()
-                .any(|c| !crate::limits::content_fits(&c.content))
-        {
-            self.fail_send(
-                &e.message_id,
-                rest::ErrorCode::TooLarge,
-                format!(
-                    "{} bytes of content, over the server's limit of {}",
-                    e.content.len(),
-                    chat_proto::validate::MESSAGE_CONTENT_MAX
-                ),
-            )
-            .await;
-            return;
-        }
-        let frame = match (&e.recipient, &e.group_id) {
-            (_, Some(g)) => ClientFrame::GroupMessage(SendGroupMessage {
-                id: e.message_id.clone(),
-                group_id: g.clone(),
-                content: e.content.clone(),
-                message_type: "e2ee".into(),
-            }),
-            (Some(to), None) => ClientFrame::Message(SendMessage {
-                id: e.message_id.clone(),
-                to: to.clone(),
-                content: e.content.clone(),
-                message_type: "e2ee".into(),
-                copies: e
-                    .copies
-                    .iter()
-                    .map(|c| chat_proto::ws::DeviceCopy {
-                        user_id: c.user_id.clone(),
-                        device_id: c.device_id,
-                        registration_id: c.registration_id,
-                        content: c.content.clone(),
-                    })
-                    .collect(),
-            }),
-            (None, None) => return,
-        };
-        // Recorded first: the ack can be processed before `send` returns.
-        if let Ok(mut f) = self.in_flight.lock() {
-            f.insert(e.message_id.clone(), Instant::now());
-        }
-        if !self.send_frame(frame).await
-            && let Ok(mut f) = self.in_flight.lock()
-        {
-            f.remove(&e.message_id);
-        }
-    }
-
-    /// Takes a message out of the outbox as failed for good, and says so.
-    pub(crate) async fn fail_send(&self, id: &str, code: rest::ErrorCode, message: String) {
-        if let Ok(mut f) = self.in_flight.lock() {
-            f.remove(id);
-        }
-        let mid = id.to_owned();
-        let removed = self
-            .db(move |s| s.write(|tx| tx.drop_outbox(&mid)))
-            .await
-            .unwrap_or(false);
-        if removed {
-            tracing::warn!(%id, ?code, %message, "message failed for good");
-            self.emit(Event::Status {
-                message_id: id.to_owned(),
-                status: e2ee_store::Status::Failed,
-            });
-            self.emit(Event::SendFailed {
-                message_id: id.to_owned(),
-                code,
-                message,
-            });
-        }
-    }
-
     pub(crate) fn identity_event(&self, peer: &str, check: IdentityCheck) {
         if let IdentityCheck::Changed { was_verified } = check {
             tracing::warn!(peer, was_verified, "peer identity key changed");
@@ -376,7 +302,7 @@ impl Inner {
     /// Refuses to go on if any of `peers` we know has an untrusted key.
     pub(crate) async fn require_trusted(&self, peers: Vec<String>) -> Result<()> {
         let untrusted = self
-            .db(move |s| {
+            .db_read(move |s| {
                 s.read(|tx| {
                     for p in &peers {
                         if let Some(id) = tx.peer(p)?
@@ -405,7 +331,11 @@ impl Inner {
         self.require_trusted(vec![to.to_owned()]).await?;
         let to_owned = to.to_owned();
         let entry = self
-            .db(move |s| s.send_to_devices(&to_owned, &targets, &payload))
+            .commit_send(e2ee_store::DirectSend {
+                to: to_owned,
+                targets,
+                payload,
+            })
             .await?;
         self.transmit(&entry).await;
         Ok(entry)
@@ -423,7 +353,7 @@ impl Inner {
             PayloadKind::Text | PayloadKind::Image | PayloadKind::File | PayloadKind::Reply
         ) {
             let conv = to.clone();
-            payload.expire_secs = self.db(move |s| s.read(|tx| tx.timer(&conv))).await?;
+            payload.expire_secs = self.db_read(move |s| s.read(|tx| tx.timer(&conv))).await?;
         }
         crate::limits::check(&payload)?;
         let entry = match to {

@@ -89,7 +89,25 @@ async fn handle(inner: &Arc<Inner>, batch: Vec<ConnEvent>) {
     let mut updates: Vec<Update> = Vec::new();
     let mut read_convs: HashSet<Conversation> = HashSet::new();
     let mut connected = false;
+    // Messages in a row are stored in one transaction (one fsync); any
+    // other event first flushes those before it, so order is kept.
+    let mut messages: Vec<RelayedMessage> = Vec::new();
     for ev in batch {
+        if let ConnEvent::Frame(ServerFrame::Message(m) | ServerFrame::GroupMessage(m)) = ev {
+            if inner.receive {
+                messages.push(m);
+            }
+            continue;
+        }
+        if !messages.is_empty() {
+            receive(
+                inner,
+                std::mem::take(&mut messages),
+                &mut acks,
+                &mut read_convs,
+            )
+            .await;
+        }
         match ev {
             ConnEvent::Connected(ready) => {
                 connected = true;
@@ -121,11 +139,8 @@ async fn handle(inner: &Arc<Inner>, batch: Vec<ConnEvent>) {
                 inner.emit(Event::Connection(ConnectionState::LoggedOut));
             }
             ConnEvent::Frame(frame) => match frame {
-                ServerFrame::Message(m) | ServerFrame::GroupMessage(m) => {
-                    if inner.receive {
-                        receive(inner, m, &mut acks, &mut read_convs).await;
-                    }
-                }
+                // Taken above.
+                ServerFrame::Message(_) | ServerFrame::GroupMessage(_) => {}
                 ServerFrame::Ack(a) => updates.push(Update::Ack {
                     id: a.id,
                     at: a.timestamp,
@@ -194,6 +209,9 @@ async fn handle(inner: &Arc<Inner>, batch: Vec<ConnEvent>) {
             other => tracing::debug!(?other, "connection event ignored"),
         }
     }
+    if !messages.is_empty() {
+        receive(inner, messages, &mut acks, &mut read_convs).await;
+    }
     if !updates.is_empty() {
         apply_updates(inner, updates).await;
     }
@@ -260,40 +278,72 @@ fn refuse_unverified(inner: &Arc<Inner>, m: RelayedMessage, acks: &mut Vec<Strin
     });
 }
 
+/// Stores a run of relayed messages in one transaction and acknowledges
+/// each one that is now stored (or can never be).
 async fn receive(
     inner: &Arc<Inner>,
-    m: RelayedMessage,
+    messages: Vec<RelayedMessage>,
     acks: &mut Vec<String>,
     read_convs: &mut HashSet<Conversation>,
 ) {
-    if let Some(group) = m.group_id.as_deref() {
-        match inner.sender_admitted(group, &m.from).await {
-            Some(true) => {}
-            // Not acknowledged: delivered again after a reconnect, when we
-            // may be able to reload the group.
-            None => return,
-            Some(false) => {
-                refuse_unverified(inner, m, acks);
-                return;
+    let mut admitted = Vec::with_capacity(messages.len());
+    for m in messages {
+        if let Some(group) = m.group_id.as_deref() {
+            match inner.sender_admitted(group, &m.from).await {
+                Some(true) => {}
+                // Not acknowledged: delivered again after a reconnect, when
+                // we may be able to reload the group.
+                None => continue,
+                Some(false) => {
+                    refuse_unverified(inner, m, acks);
+                    continue;
+                }
             }
         }
+        admitted.push(m);
     }
-    let frame = m.clone();
-    let result = inner
+    if admitted.is_empty() {
+        return;
+    }
+    tracing::trace!(count = admitted.len(), "messages stored together");
+    let frames = admitted.clone();
+    let results = inner
         .db(move |s| {
-            s.receive(
-                &mut OsRng,
-                &Incoming {
-                    id: &frame.id,
-                    from: &frame.from,
-                    from_device: frame.from_device.unwrap_or(1),
-                    group_id: frame.group_id.as_deref(),
-                    content: &frame.content,
-                    server_at_ms: frame.timestamp,
-                },
-            )
+            let incoming: Vec<Incoming<'_>> = frames
+                .iter()
+                .map(|f| Incoming {
+                    id: &f.id,
+                    from: &f.from,
+                    from_device: f.from_device.unwrap_or(1),
+                    group_id: f.group_id.as_deref(),
+                    content: &f.content,
+                    server_at_ms: f.timestamp,
+                })
+                .collect();
+            s.receive_batch(&mut OsRng, &incoming)
         })
         .await;
+    match results {
+        Ok(results) => {
+            for (m, result) in admitted.into_iter().zip(results) {
+                received(inner, m, result, acks, read_convs);
+            }
+        }
+        Err(e) => {
+            // Not acknowledged: the server redelivers them after a reconnect.
+            tracing::error!(count = admitted.len(), error = %e, "could not store incoming messages");
+        }
+    }
+}
+
+/// What one stored (or refused) message means for the application.
+fn received(
+    inner: &Arc<Inner>,
+    m: RelayedMessage,
+    result: Result<Received, StoreError>,
+    acks: &mut Vec<String>,
+    read_convs: &mut HashSet<Conversation>,
+) {
     match result {
         Ok(Received::Duplicate) => acks.push(m.id),
         Ok(Received::Message {
@@ -346,7 +396,7 @@ async fn receive(
             tracing::debug!(id = %m.id, from = %m.from, "group message parked until its key arrives");
             acks.push(m.id);
         }
-        Err(crate::ClientError::Store(e)) if permanent(&e) => {
+        Err(e) if permanent(&e) => {
             tracing::warn!(id = %m.id, from = %m.from, error = %e, "undecryptable message dropped");
             acks.push(m.id.clone());
             inner.emit(Event::Undecryptable {

@@ -300,6 +300,35 @@ fn send_to_devices(c: &mut Criterion) {
     group.finish();
 }
 
+/// Group commit: N sends (one device each) in one transaction against N
+/// one at a time, per message (criterion's throughput: elements/s).
+fn send_batches(c: &mut Criterion) {
+    let dir = bench_dir();
+    let mut rng = ChaCha20Rng::seed_from_u64(10);
+    let (mut alice, targets) = alice_with_bobs_devices(dir.path(), &mut rng, 1);
+    let text = "x".repeat(100);
+    let mut group = c.benchmark_group("store_send_batch_100B");
+    for n in [1usize, 16, 64, 256] {
+        group.throughput(criterion::Throughput::Elements(n as u64));
+        group.bench_function(format!("{n}"), |b| {
+            b.iter_batched(
+                || {
+                    (0..n)
+                        .map(|_| e2ee_store::DirectSend {
+                            to: "bob".into(),
+                            targets: targets.clone(),
+                            payload: Payload::text(new_id(&mut rng), 1, &text),
+                        })
+                        .collect::<Vec<_>>()
+                },
+                |sends| alice.send_to_devices_batch(&sends).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
 /// What a reaction, an edit and a delete cost the sender next to a plain
 /// text in the same run (an edit and a delete also scrub: a WAL checkpoint
 /// and truncate).
@@ -365,6 +394,7 @@ criterion_group!(
     decrypt_and_store,
     reads,
     send_to_devices,
+    send_batches,
     message_features
 );
 criterion_group! {

@@ -51,6 +51,9 @@ pub struct Store {
     /// only with [`Store::open_at_version`], for migration tests, which
     /// then use the SQL of that version.
     opened_at: i64,
+    /// The raw database key, kept (zeroized on drop) so that
+    /// [`Store::reader`] can open more connections without the KDF.
+    key: key::Key,
 }
 
 impl std::fmt::Debug for Store {
@@ -91,6 +94,7 @@ pub(crate) fn keyed_connection(path: &Path, key: &key::Key) -> Result<Connection
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA secure_delete = ON;
+         PRAGMA temp_store = MEMORY;
          PRAGMA busy_timeout = 5000;",
     )?;
     Ok(conn)
@@ -192,6 +196,24 @@ impl Store {
             path: path.to_owned(),
             trust: TrustPolicy::default(),
             opened_at: version,
+            key,
+        })
+    }
+
+    /// A second handle on the same database for reads only (its
+    /// connection is `query_only`: any write through it fails with a typed
+    /// error). Reads through it see every committed write and do not wait
+    /// for this handle's transactions, which is what lets a client read
+    /// (history, trust, device lists) while a batch of sends commits.
+    pub fn reader(&self) -> Result<Store> {
+        let conn = keyed_connection(&self.path, &self.key)?;
+        conn.execute_batch("PRAGMA query_only = ON;")?;
+        Ok(Store {
+            conn,
+            path: self.path.clone(),
+            trust: self.trust,
+            opened_at: self.opened_at,
+            key: key::Key(self.key.0.clone()),
         })
     }
 

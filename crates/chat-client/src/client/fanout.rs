@@ -72,7 +72,7 @@ impl Inner {
                 })
             }
         };
-        let (mut peer, mut mine, device) = self.db(read(to.to_owned(), me.clone())).await?;
+        let (mut peer, mut mine, device) = self.db_read(read(to.to_owned(), me.clone())).await?;
         if peer.is_empty() && to != me {
             let _guard = self.session_lock.lock().await;
             (peer, mine, _) = self.db(read(to.to_owned(), me.clone())).await?;

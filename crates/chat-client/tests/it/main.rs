@@ -7,6 +7,7 @@
     unreachable_pub
 )]
 
+mod batching;
 mod direct;
 mod echo_bot;
 mod features;

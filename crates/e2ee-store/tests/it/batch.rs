@@ -188,3 +188,44 @@ fn a_job_that_fails_after_writing_leaves_nothing_and_the_others_commit() {
         .collect();
     assert_eq!(kept, vec![true, false, true]);
 }
+
+#[test]
+fn a_reader_sees_commits_never_waits_for_a_write_and_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(74);
+    let mut alice = Party::new(dir.path(), "alice", &mut r);
+    let mut reader = alice.store.reader().unwrap();
+    let first = uuid(&new_id(&mut r));
+    alice
+        .store
+        .write(|tx| {
+            tx.insert_message(incoming_text(first.clone(), "bob", "one".into(), 1))
+                .map(drop)
+        })
+        .unwrap();
+    assert!(reader.read(|tx| tx.message(&first)).unwrap().is_some());
+    // While a write transaction is open (and has written), the reader
+    // reads the last committed state at once.
+    let second = uuid(&new_id(&mut r));
+    alice
+        .store
+        .write(|tx| {
+            tx.insert_message(incoming_text(second.clone(), "bob", "two".into(), 2))?;
+            let seen = reader.read(|rtx| Ok((rtx.message(&first)?, rtx.message(&second)?)))?;
+            assert!(seen.0.is_some(), "committed before");
+            assert!(seen.1.is_none(), "not committed yet");
+            Ok(())
+        })
+        .unwrap();
+    assert!(reader.read(|tx| tx.message(&second)).unwrap().is_some());
+    // Writing through it is refused.
+    let third = uuid(&new_id(&mut r));
+    let e = reader
+        .write(|tx| {
+            tx.insert_message(incoming_text(third.clone(), "bob", "three".into(), 3))
+                .map(drop)
+        })
+        .unwrap_err();
+    assert!(matches!(e, e2ee_store::StoreError::Sqlite(_)), "{e:?}");
+    assert!(alice.store.read(|tx| tx.message(&third)).unwrap().is_none());
+}
