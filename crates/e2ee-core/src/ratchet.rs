@@ -53,7 +53,13 @@ pub(crate) struct Ratchet {
     pub(crate) root_key: RootKey,
     /// Our current ratchet key pair (`DHs`).
     pub(crate) ratchet_key: KeyPair,
-    /// `None` only for a responder before its first decryption.
+    /// `None` for a responder before its first decryption, and after a DH
+    /// ratchet turn until the first send: the new sending chain is
+    /// `KDF_RK(root_key, DH(ratchet_key, newest receiving chain's key))`,
+    /// derived by [`Ratchet::encrypt`] when first needed (a turn costs the
+    /// receive path one key generation, not also a DH and a KDF; a peer
+    /// who only reads never pays them). The keys are the same as if it
+    /// were derived at the turn.
     pub(crate) sending: Option<SendingChain>,
     /// Length of our previous sending chain (`PN`).
     pub(crate) previous_n: u32,
@@ -145,11 +151,30 @@ impl Ratchet {
         }
     }
 
+    /// The sending chain a DH ratchet turn left to derive (see
+    /// [`Ratchet::sending`]): the new root key and chain key, or `None` when
+    /// nothing is pending (a chain exists, or nothing was received yet).
+    fn pending_sending(&self) -> Option<(RootKey, ChainKey)> {
+        if self.sending.is_some() {
+            return None;
+        }
+        let theirs = self.receiving.front()?;
+        // Their key already gave a contributory DH when it was received
+        // (a low-order point fails for every scalar), so this cannot fail;
+        // if it did, the session simply stays unable to send.
+        let dh = self.ratchet_key.dh(&theirs.ratchet_key).ok()?;
+        Some(kdf::kdf_rk(&self.root_key, &dh))
+    }
+
     pub(crate) fn encrypt(
         &mut self,
         ad: &[u8],
         plaintext: &[u8],
     ) -> Result<MessageEnvelope, EncryptError> {
+        if let Some((root_key, chain_key)) = self.pending_sending() {
+            self.root_key = root_key;
+            self.sending = Some(SendingChain { chain_key, n: 0 });
+        }
         let sending = self.sending.as_mut().ok_or(EncryptError::NoSendingChain)?;
         let next_n = sending
             .n
@@ -249,15 +274,26 @@ impl Ratchet {
             _ => None,
         };
         check_gap(0, h.n)?;
+        // A sending chain still to derive from the previous turn (we have
+        // not sent since) is derived first, exactly as if it had been at
+        // that turn. An honest peer cannot turn twice without hearing from
+        // us, so this only keeps a misbehaving one from desynchronising
+        // the derivation.
+        let (root_0, sent_n) = match self.pending_sending() {
+            Some((root, _)) => (root, 0),
+            None => (
+                self.root_key.clone(),
+                self.sending.as_ref().map_or(0, |s| s.n),
+            ),
+        };
         let dh = self.ratchet_key.dh(&h.dh_pub).map_err(dh_err)?;
-        let (root_1, recv_ck) = kdf::kdf_rk(&self.root_key, &dh);
+        let (root_1, recv_ck) = kdf::kdf_rk(&root_0, &dh);
         let w = walk(&recv_ck, 0, h.n);
         let pt = Self::open(&w.message_key, ad, msg)?;
 
-        // Authenticated: prepare our next sending chain, then commit.
+        // Authenticated: our next ratchet key now; the sending chain it
+        // starts is derived on our first send (see `sending`).
         let new_ratchet_key = KeyPair::generate(rng);
-        let dh2 = new_ratchet_key.dh(&h.dh_pub).map_err(dh_err)?;
-        let (root_2, send_ck) = kdf::kdf_rk(&root_1, &dh2);
 
         if let Some((old_key, keys, ck)) = closing {
             if let Some(cur) = self.receiving.front_mut() {
@@ -273,13 +309,10 @@ impl Ratchet {
         });
         self.receiving.truncate(MAX_RECEIVING_CHAINS);
         self.push_skipped(h.dh_pub, w.skipped);
-        self.previous_n = self.sending.as_ref().map_or(0, |s| s.n);
-        self.sending = Some(SendingChain {
-            chain_key: send_ck,
-            n: 0,
-        });
+        self.previous_n = sent_n;
+        self.sending = None;
         self.ratchet_key = new_ratchet_key;
-        self.root_key = root_2;
+        self.root_key = root_1;
         Ok(pt)
     }
 }

@@ -142,7 +142,7 @@ impl Store {
         registration: u32,
         bundle: &PreKeyBundle,
     ) -> Result<IdentityCheck> {
-        bundle.verify()?;
+        // `initiate` below verifies the bundle before any DH or write.
         self.write(|tx| {
             let identity = tx.require_identity()?;
             let own = tx.account()?.is_some_and(|a| a.user_id == peer);

@@ -197,7 +197,9 @@ impl Store {
         peer: &str,
         bundle: &PreKeyBundle,
     ) -> Result<IdentityCheck> {
-        bundle.verify()?;
+        // `initiate` verifies the bundle (binding and prekey signatures)
+        // before any DH; verifying here as well cost three more signature
+        // checks per session start (issue 19).
         self.write(|tx| {
             let identity = tx.require_identity()?;
             let mut sessions = tx.sessions(peer)?;

@@ -650,3 +650,47 @@ fn signed_prekey_rotation_schedule() {
     // A clock that went backwards never triggers a rotation.
     assert!(!spk.needs_rotation(0));
 }
+
+/// Bob's sending chain after a turn is derived on his first send (issue
+/// 19), not when he receives. A peer who turns again before hearing from
+/// him (here: Alice answers a message from a copy of Bob's state that the
+/// real Bob never sent, as after a rolled-back send) must still be
+/// understood, with the keys the turn would have given at once, and the
+/// conversation must go on both ways.
+#[test]
+fn a_turn_before_our_first_send_on_the_new_key_is_still_understood() {
+    let mut p = Pair::established(21);
+    let m = p.a_send("a turn for Bob");
+    assert_eq!(p.b_recv(&m).unwrap(), b"a turn for Bob");
+    // A copy of Bob sends on the new chain; the real Bob has not.
+    let mut twin = p.b.clone();
+    let from_twin = twin.encrypt(b"from the copy").unwrap();
+    assert_eq!(p.a_recv(&from_twin).unwrap(), b"from the copy");
+    // Alice has turned on that: her next message is on a new key.
+    let after = p.a_send("after your message");
+    assert_eq!(p.b_recv(&after).unwrap(), b"after your message");
+    for i in 0..3 {
+        let r = p.b_send(&format!("bob {i}"));
+        assert_eq!(p.a_recv(&r).unwrap(), format!("bob {i}").as_bytes());
+        let m = p.a_send(&format!("alice {i}"));
+        assert_eq!(p.b_recv(&m).unwrap(), format!("alice {i}").as_bytes());
+    }
+}
+
+/// A session saved between the turn and the first send (the pending
+/// chain) loads and sends as one that never left memory.
+#[test]
+fn a_session_saved_before_its_first_send_after_a_turn_round_trips() {
+    let mut p = Pair::established(22);
+    let m = p.a_send("turn");
+    assert_eq!(p.b_recv(&m).unwrap(), b"turn");
+    let saved = p.b.to_record().to_bytes();
+    let mut loaded = PeerSessions::from_record(
+        &<e2ee_core::record::PeerSessionsRecord as e2ee_core::Record>::from_bytes(&saved).unwrap(),
+    )
+    .unwrap();
+    let a = loaded.encrypt(b"same").unwrap();
+    let b = p.b.encrypt(b"same").unwrap();
+    assert_eq!(a.to_bytes(), b.to_bytes(), "same keys, same bytes");
+    assert_eq!(p.a_recv(&a).unwrap(), b"same");
+}
