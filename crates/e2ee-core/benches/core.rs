@@ -225,6 +225,43 @@ fn x3dh(c: &mut Criterion) {
     );
 }
 
+/// The peer in the same run (issue 19): vodozemac's Olm session setup and
+/// first decrypt (3 X25519 for its triple DH on each side, the first
+/// ratchet step on the initiator; no signature check: Matrix checks the
+/// one-time key's signature outside Olm), beside our X3DH and PQXDH.
+fn vodozemac_setup(c: &mut Criterion) {
+    use vodozemac::olm::{Account, OlmMessage, SessionConfig};
+    let alice = Account::new();
+    let mut bob = Account::new();
+    c.bench_function("vodozemac_olm_initiate_and_first_decrypt", |bench| {
+        bench.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                // Bob's fresh one-time key, untimed.
+                bob.generate_one_time_keys(1);
+                let otk = *bob.one_time_keys().values().next().unwrap();
+                bob.mark_keys_as_published();
+                let t = std::time::Instant::now();
+                let mut s = alice
+                    .create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk)
+                    .unwrap();
+                let m = match s.encrypt(MSG).unwrap() {
+                    OlmMessage::PreKey(m) => m,
+                    OlmMessage::Normal(_) => {
+                        unreachable!("the first Olm message is a pre-key message")
+                    }
+                };
+                let got = bob
+                    .create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &m)
+                    .unwrap();
+                total += t.elapsed();
+                black_box(got);
+            }
+            total
+        })
+    });
+}
+
 fn groups(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let mut sender = SenderKeySender::generate(&mut rng, [1; 16]);
@@ -328,6 +365,7 @@ criterion_group!(
     calibration,
     ratchet,
     x3dh,
+    vodozemac_setup,
     groups,
     membership,
     safety

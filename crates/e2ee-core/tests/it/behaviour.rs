@@ -686,7 +686,7 @@ fn a_session_saved_before_its_first_send_after_a_turn_round_trips() {
     assert_eq!(p.b_recv(&m).unwrap(), b"turn");
     let saved = p.b.to_record().to_bytes();
     let mut loaded = PeerSessions::from_record(
-        &<e2ee_core::record::PeerSessionsRecord as e2ee_core::Record>::from_bytes(&saved).unwrap(),
+        &e2ee_core::record::PeerSessionsRecord::from_bytes(&saved).unwrap(),
     )
     .unwrap();
     let a = loaded.encrypt(b"same").unwrap();
