@@ -32,9 +32,9 @@ pub async fn react(ctx: &Ctx, a: &ReactArgs) -> Result<()> {
     let id = s.client.react(&a.id, &a.emoji).await?;
     if !ctx.json {
         if a.emoji.is_empty() {
-            println!("removed your reaction to {}", a.id);
+            crate::outln!("removed your reaction to {}", a.id);
         } else {
-            println!("reacted {} to {}", output::sanitize(&a.emoji), a.id);
+            crate::outln!("reacted {} to {}", output::sanitize(&a.emoji), a.id);
         }
     }
     acked(ctx, s, "reacted", &id, &a.id).await
@@ -47,7 +47,7 @@ pub async fn edit(ctx: &Ctx, a: &EditArgs) -> Result<()> {
     let text = a.text.join(" ");
     let id = s.client.edit(&a.id, &text).await?;
     if !ctx.json {
-        println!("edited {}", a.id);
+        crate::outln!("edited {}", a.id);
     }
     acked(ctx, s, "edited", &id, &a.id).await
 }
@@ -62,13 +62,13 @@ pub async fn delete(ctx: &Ctx, a: &DeleteArgs) -> Result<()> {
         if ctx.json {
             print_json(&json!({"event": "deletedForMe", "messageId": a.id}));
         } else {
-            println!("deleted {} here and on your other devices", a.id);
+            crate::outln!("deleted {} here and on your other devices", a.id);
         }
         return Ok(());
     }
     let id = s.client.delete(&a.id).await?;
     if !ctx.json {
-        println!("deleted {} for everyone", a.id);
+        crate::outln!("deleted {} for everyone", a.id);
     }
     acked(ctx, s, "deleted", &id, &a.id).await
 }
@@ -107,17 +107,17 @@ pub async fn disappearing(ctx: &Ctx, a: &DisappearingArgs) -> Result<()> {
     let label = s.conversation_label(&conv).await;
     let Some(timer) = words.next() else {
         let t = s.client.disappearing(&conv).await?;
-        s.client.close().await;
+        s.close().await;
         if ctx.json {
             print_json(&json!({"event": "disappearing", "conversation": label,
                 "secs": t.map_or(0, |d| d.as_secs())}));
         } else {
             match t {
-                Some(d) => println!(
+                Some(d) => crate::outln!(
                     "disappearing messages in {label}: {} after reading",
                     humantime::format_duration(d)
                 ),
-                None => println!("disappearing messages in {label}: off"),
+                None => crate::outln!("disappearing messages in {label}: off"),
             }
         }
         return Ok(());
@@ -126,7 +126,7 @@ pub async fn disappearing(ctx: &Ctx, a: &DisappearingArgs) -> Result<()> {
     s.connect().await?;
     let id = s.client.set_disappearing(&conv, after).await?;
     if !ctx.json {
-        println!(
+        crate::outln!(
             "{} in {label}",
             output::timer_text(after.map_or(0, |d| d.as_secs() as u32))
         );

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// End-to-end-encrypted chat: the relay server and the client in one command.
 ///
@@ -57,20 +59,27 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The commands.
-#[derive(Debug, Subcommand)]
+/// The commands. As JSON (`chat daemon`'s requests, see docs/RPC.md):
+/// `{"method": "send", "params": {...}}`, the params named as the
+/// options are, in camelCase.
+#[derive(Debug, Subcommand, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "method", content = "params", rename_all = "kebab-case")]
 pub enum Command {
     /// Run the relay server (127.0.0.1:8787, SQLite in ./data by default).
+    #[serde(skip)]
     Server(ServerArgs),
     /// Create an account on the server and upload this device's keys.
+    #[serde(skip)]
     Register(AccountArgs),
     /// Log in to an existing account (on a new or restored profile).
+    #[serde(skip)]
     Login(AccountArgs),
     /// Revoke this profile's login on the server (history stays local).
     Logout,
     /// Show this profile's account, server, fingerprint and outbox.
     Whoami,
     /// List the profiles on this machine.
+    #[serde(skip)]
     Profiles,
     /// Send a text, a file or an image to a user or a group.
     Send(SendArgs),
@@ -101,6 +110,7 @@ pub enum Command {
     Group(GroupCommand),
     /// Make this new profile a device of an account you use elsewhere:
     /// shows a code to approve there (`chat devices link CODE`).
+    #[serde(skip)]
     Link {
         /// What the account's device list calls this device.
         #[arg(long)]
@@ -124,11 +134,19 @@ pub enum Command {
     /// Clear a contact's verification.
     Unverify(UserArg),
     /// Write an encrypted backup of this profile's store.
+    #[serde(skip)]
     Backup(BackupArgs),
     /// Restore a backup into a new profile.
+    #[serde(skip)]
     Restore(BackupArgs),
     /// A server and three clients in one process, step by step.
+    #[serde(skip)]
     Demo,
+    /// Keep this profile unlocked and connected, and answer JSON-RPC on a
+    /// socket in its folder (docs/RPC.md). While it runs, the other
+    /// commands on the profile go through it: no prompt, no reconnect.
+    #[serde(skip)]
+    Daemon,
 }
 
 impl Command {
@@ -163,13 +181,14 @@ impl Command {
             Command::Backup(_) => "backup",
             Command::Restore(_) => "restore",
             Command::Demo => "demo",
+            Command::Daemon => "daemon",
         }
     }
 
     /// Whether the command exists to take in messages: it needs to be the
     /// profile's only receiver.
     pub fn receives(&self) -> bool {
-        matches!(self, Command::Listen(_) | Command::Sync)
+        matches!(self, Command::Listen(_) | Command::Sync | Command::Daemon)
     }
 }
 
@@ -188,7 +207,8 @@ pub struct ServerArgs {
 }
 
 /// `chat register` / `chat login`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AccountArgs {
     /// The username (3-100 characters).
     pub username: String,
@@ -200,11 +220,13 @@ pub struct AccountArgs {
     /// device and login of the account is removed and your contacts see a
     /// new safety number. Also spelled `--replace-devices`.
     #[arg(long, alias = "replace-devices")]
+    #[serde(default)]
     pub replace_keys: bool,
 }
 
 /// `chat send`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendArgs {
     /// Send to this group (name or id) instead of a user.
     #[arg(long, short)]
@@ -220,18 +242,31 @@ pub struct SendArgs {
     pub reply_to: Option<String>,
     /// Return once stored locally, without waiting for the server's ack.
     #[arg(long)]
+    #[serde(default)]
     pub no_wait: bool,
     /// Seconds to wait for the server's ack.
     #[arg(long, default_value_t = 30)]
+    #[serde(default = "default_timeout")]
     pub timeout: u64,
     /// USER then the text (or, with --group, just the text). With --file or
     /// --image the text is the caption. A text of `-` is read from stdin.
     #[arg(value_name = "USER TEXT")]
+    #[serde(default, deserialize_with = "words")]
+    #[schemars(with = "Words")]
     pub words: Vec<String>,
+    /// (JSON only) The user, instead of the first of `words`.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// (JSON only) The text, instead of the rest of `words`.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// `chat react`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReactArgs {
     /// The message's id (`chat history` shows them with --ids or --json).
     pub id: String,
@@ -240,27 +275,33 @@ pub struct ReactArgs {
 }
 
 /// `chat edit`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EditArgs {
     /// The message's id.
     pub id: String,
     /// The new text.
     #[arg(required = true)]
+    #[serde(deserialize_with = "words")]
+    #[schemars(with = "Words")]
     pub text: Vec<String>,
 }
 
 /// `chat delete`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeleteArgs {
     /// The message's id.
     pub id: String,
     /// Only from this profile and your other devices; the others keep it.
     #[arg(long)]
+    #[serde(default)]
     pub for_me: bool,
 }
 
 /// `chat disappearing`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DisappearingArgs {
     /// In this group (name or id) instead of a chat with a user.
     #[arg(long, short)]
@@ -268,11 +309,14 @@ pub struct DisappearingArgs {
     /// USER then the timer (`30s`, `1h`, `7d`, `off`), or with --group just
     /// the timer; without a timer, shows the current one.
     #[arg(value_name = "USER DURATION")]
+    #[serde(default, deserialize_with = "words")]
+    #[schemars(with = "Words")]
     pub words: Vec<String>,
 }
 
 /// `chat listen`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenArgs {
     /// Exit after this many messages.
     #[arg(long, short = 'n')]
@@ -285,14 +329,17 @@ pub struct ListenArgs {
     pub download: Option<PathBuf>,
     /// Do not send read receipts for what is printed.
     #[arg(long)]
+    #[serde(default)]
     pub no_read: bool,
     /// Do not print unread messages stored before this run.
     #[arg(long)]
+    #[serde(default)]
     pub no_backlog: bool,
 }
 
 /// `chat history`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HistoryArgs {
     /// The other user.
     #[arg(required_unless_present = "group")]
@@ -302,17 +349,21 @@ pub struct HistoryArgs {
     pub group: Option<String>,
     /// How many of the newest messages.
     #[arg(long, short = 'n', default_value_t = 20)]
+    #[serde(default = "default_limit")]
     pub limit: u32,
     /// Do not fetch queued messages from the server first.
     #[arg(long)]
+    #[serde(default)]
     pub offline: bool,
     /// Show each message's id (to reply, react, edit or delete).
     #[arg(long)]
+    #[serde(default)]
     pub ids: bool,
 }
 
 /// `chat search`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SearchArgs {
     /// Words to find.
     pub text: String,
@@ -324,20 +375,30 @@ pub struct SearchArgs {
     pub group: Option<String>,
     /// Most results.
     #[arg(long, short = 'n', default_value_t = 20)]
+    #[serde(default = "default_limit")]
     pub limit: u32,
     /// Do not fetch queued messages from the server first.
     #[arg(long)]
+    #[serde(default)]
     pub offline: bool,
 }
 
 /// `chat group ...`.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize, JsonSchema)]
+#[serde(
+    tag = "cmd",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
 pub enum GroupCommand {
     /// Create a group with these members (you are its owner).
     Create {
         /// Its name.
         name: String,
         /// Usernames to add.
+        #[serde(default, deserialize_with = "words")]
+        #[schemars(with = "Words")]
         members: Vec<String>,
     },
     /// Add members (owner and admins).
@@ -346,6 +407,8 @@ pub enum GroupCommand {
         group: String,
         /// Usernames.
         #[arg(required = true)]
+        #[serde(deserialize_with = "words")]
+        #[schemars(with = "Words")]
         users: Vec<String>,
     },
     /// Remove members (owner and admins); the group's keys are rotated.
@@ -354,6 +417,8 @@ pub enum GroupCommand {
         group: String,
         /// Usernames.
         #[arg(required = true)]
+        #[serde(deserialize_with = "words")]
+        #[schemars(with = "Words")]
         users: Vec<String>,
     },
     /// Leave a group.
@@ -372,7 +437,13 @@ pub enum GroupCommand {
 }
 
 /// `chat devices ...`.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize, JsonSchema)]
+#[serde(
+    tag = "cmd",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
 pub enum DevicesCommand {
     /// The account's devices: id, name, when linked, last seen.
     List,
@@ -390,14 +461,16 @@ pub enum DevicesCommand {
 }
 
 /// One user.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserArg {
     /// The username.
     pub user: String,
 }
 
 /// `chat verify`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyArgs {
     /// The username.
     pub user: String,
@@ -406,21 +479,25 @@ pub struct VerifyArgs {
     pub number: Option<String>,
     /// Do not ask: you have compared the numbers.
     #[arg(long, short)]
+    #[serde(default)]
     pub yes: bool,
 }
 
 /// `chat download`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DownloadArgs {
     /// The message id (from `history --json` or `listen`).
     pub id: String,
     /// Where to save it.
     #[arg(default_value = ".")]
+    #[serde(default = "default_dir")]
     pub dir: PathBuf,
 }
 
 /// `chat outbox`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OutboxArgs {
     /// Give up on this message: it leaves the outbox and shows as failed.
     #[arg(long, value_name = "ID")]
@@ -428,7 +505,8 @@ pub struct OutboxArgs {
 }
 
 /// `chat backup` / `chat restore`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupArgs {
     /// The backup file.
     pub file: PathBuf,
@@ -436,6 +514,40 @@ pub struct BackupArgs {
     /// E2EE_CHAT_BACKUP_PASSPHRASE, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub backup_passphrase_file: Option<PathBuf>,
+}
+
+/// A list of words, or one string (taken as one word).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Words {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn words<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum W {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match W::deserialize(d)? {
+        W::One(s) => vec![s],
+        W::Many(v) => v,
+    })
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+fn default_limit() -> u32 {
+    20
+}
+
+fn default_dir() -> PathBuf {
+    PathBuf::from(".")
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Each command, start to finish.
 
 use std::collections::BTreeSet;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -30,33 +30,48 @@ pub async fn run(cli: Cli) -> Result<()> {
         _ => {}
     }
     let ctx = Ctx::new(&cli)?;
-    match cli.command {
-        Command::Register(a) => account(&ctx, &a, true).await,
-        Command::Login(a) => account(&ctx, &a, false).await,
-        Command::Logout => logout(&ctx).await,
-        Command::Whoami => whoami(&ctx).await,
-        Command::Send(a) => crate::send::send(&ctx, a).await,
-        Command::React(a) => crate::actions::react(&ctx, &a).await,
-        Command::Edit(a) => crate::actions::edit(&ctx, &a).await,
-        Command::Delete(a) => crate::actions::delete(&ctx, &a).await,
-        Command::Disappearing(a) => crate::actions::disappearing(&ctx, &a).await,
-        Command::Listen(a) => listen(&ctx, &a).await,
-        Command::Sync => sync(&ctx).await,
-        Command::Outbox(a) => crate::manage::outbox(&ctx, a).await,
-        Command::Download(a) => crate::manage::download(&ctx, &a.id, &a.dir).await,
-        Command::History(a) => history(&ctx, &a).await,
-        Command::Search(a) => search(&ctx, &a).await,
-        Command::Group(g) => crate::groups::group(&ctx, g).await,
-        Command::Link { name } => crate::devices::link(&ctx, name).await,
-        Command::Devices { cmd } => crate::devices::devices(&ctx, cmd).await,
-        Command::Contacts => contacts(&ctx).await,
-        Command::SafetyNumber(u) => safety_number(&ctx, &u.user).await,
-        Command::Verify(a) => verify(&ctx, &a).await,
-        Command::Unverify(u) => unverify(&ctx, &u.user).await,
-        Command::Trust(u) => crate::manage::trust(&ctx, &u.user).await,
-        Command::Backup(a) => backup(&ctx, &a).await,
-        Command::Restore(a) => restore(&ctx, &a).await,
-        Command::Server(_) | Command::Demo | Command::Profiles => Ok(()),
+    if let Command::Daemon = cli.command {
+        return crate::daemon::run(ctx).await;
+    }
+    if crate::rpc::forwardable(&cli.command)
+        && std::env::var_os("E2EE_CHAT_NO_DAEMON").is_none()
+        && let Some(done) = crate::rpc::forward(&cli, &ctx.profile.dir).await
+    {
+        return done;
+    }
+    dispatch(&ctx, cli.command).await
+}
+
+/// Runs one command with these options (here, or in the daemon for a
+/// client on its socket).
+pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
+    match command {
+        Command::Register(a) => account(ctx, &a, true).await,
+        Command::Login(a) => account(ctx, &a, false).await,
+        Command::Logout => logout(ctx).await,
+        Command::Whoami => whoami(ctx).await,
+        Command::Send(a) => crate::send::send(ctx, a).await,
+        Command::React(a) => crate::actions::react(ctx, &a).await,
+        Command::Edit(a) => crate::actions::edit(ctx, &a).await,
+        Command::Delete(a) => crate::actions::delete(ctx, &a).await,
+        Command::Disappearing(a) => crate::actions::disappearing(ctx, &a).await,
+        Command::Listen(a) => listen(ctx, &a).await,
+        Command::Sync => sync(ctx).await,
+        Command::Outbox(a) => crate::manage::outbox(ctx, a).await,
+        Command::Download(a) => crate::manage::download(ctx, &a.id, &a.dir).await,
+        Command::History(a) => history(ctx, &a).await,
+        Command::Search(a) => search(ctx, &a).await,
+        Command::Group(g) => crate::groups::group(ctx, g).await,
+        Command::Link { name } => crate::devices::link(ctx, name).await,
+        Command::Devices { cmd } => crate::devices::devices(ctx, cmd).await,
+        Command::Contacts => contacts(ctx).await,
+        Command::SafetyNumber(u) => safety_number(ctx, &u.user).await,
+        Command::Verify(a) => verify(ctx, &a).await,
+        Command::Unverify(u) => unverify(ctx, &u.user).await,
+        Command::Trust(u) => crate::manage::trust(ctx, &u.user).await,
+        Command::Backup(a) => backup(ctx, &a).await,
+        Command::Restore(a) => restore(ctx, &a).await,
+        Command::Server(_) | Command::Demo | Command::Profiles | Command::Daemon => Ok(()),
     }
 }
 
@@ -84,7 +99,7 @@ fn profiles(cli: &Cli) -> Result<()> {
                 "hasAccount": p.has_store()}));
         } else {
             let mark = if name == cli.profile { "*" } else { " " };
-            println!("{mark} {name:<20} {server}");
+            crate::outln!("{mark} {name:<20} {server}");
         }
     }
     Ok(())
@@ -150,14 +165,14 @@ async fn account_in(ctx: &Ctx, a: &AccountArgs, new: bool) -> Result<()> {
             "userId": acct.user_id, "username": acct.username,
             "server": acct.server_url, "fingerprint": fp, "profile": ctx.profile.name}));
     } else {
-        println!(
+        crate::outln!(
             "{} {} on {} (profile {})",
             if new { "registered" } else { "logged in as" },
             acct.username,
             acct.server_url,
             ctx.profile.name
         );
-        println!("your fingerprint: {fp}");
+        crate::outln!("your fingerprint: {fp}");
     }
     s.finish().await
 }
@@ -172,9 +187,10 @@ async fn logout(ctx: &Ctx) -> Result<()> {
     if ctx.json {
         print_json(&json!({"event": "loggedOut", "username": acct.username}));
     } else {
-        println!(
+        crate::outln!(
             "logged out {} (history stays in profile {})",
-            acct.username, ctx.profile.name
+            acct.username,
+            ctx.profile.name
         );
     }
     Ok(())
@@ -193,17 +209,17 @@ async fn whoami(ctx: &Ctx) -> Result<()> {
             "username": acct.username, "server": acct.server_url, "fingerprint": fp,
             "profile": ctx.profile.name, "store": ctx.profile.store_path(), "outbox": outbox}));
     } else {
-        println!("{} ({})", acct.username, acct.user_id);
-        println!("server:      {}", acct.server_url);
-        println!(
+        crate::outln!("{} ({})", acct.username, acct.user_id);
+        crate::outln!("server:      {}", acct.server_url);
+        crate::outln!(
             "profile:     {} ({})",
             ctx.profile.name,
             ctx.profile.dir.display()
         );
-        println!("fingerprint: {fp}");
-        println!("outbox:      {outbox} message(s) waiting for the server");
+        crate::outln!("fingerprint: {fp}");
+        crate::outln!("outbox:      {outbox} message(s) waiting for the server");
     }
-    s.client.close().await;
+    s.close().await;
     Ok(())
 }
 
@@ -239,9 +255,10 @@ async fn listen(ctx: &Ctx, a: &ListenArgs) -> Result<()> {
     };
     s.connect().await?;
     if !ctx.json {
-        eprintln!(
+        crate::errln!(
             "listening as {} on {} (Ctrl-C to stop)",
-            acct.username, acct.server_url
+            acct.username,
+            acct.server_url
         );
     }
     let download = a.download.as_deref();
@@ -277,7 +294,7 @@ async fn listen(ctx: &Ctx, a: &ListenArgs) -> Result<()> {
         match ev {
             None => {
                 if let (Some(n), Some(t)) = (a.count, a.timeout) {
-                    s.client.close().await;
+                    s.close().await;
                     return Err(CliError::Timeout(format!(
                         "{count} of {n} message(s) arrived within {t} s"
                     )));
@@ -309,7 +326,7 @@ async fn sync(ctx: &Ctx) -> Result<()> {
     if ctx.json {
         print_json(&json!({"event": "synced", "messages": n}));
     } else {
-        println!("{n} new message(s)");
+        crate::outln!("{n} new message(s)");
     }
     s.finish().await
 }
@@ -327,7 +344,7 @@ async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
     if !ctx.json
         && let Some(t) = s.client.disappearing(&conv).await?
     {
-        println!(
+        crate::outln!(
             "  ⏱ disappearing messages: {} after reading",
             humantime::format_duration(t)
         );
@@ -351,7 +368,7 @@ async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
         print_message(&mut s, m, None).await?;
     }
     if page.messages.is_empty() && !ctx.json {
-        eprintln!("no messages yet");
+        crate::errln!("no messages yet");
     }
     close(s, a.offline).await
 }
@@ -359,7 +376,7 @@ async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
 /// Closes: offline, at once; after connecting, once the outbox is flushed.
 async fn close(s: Session, offline: bool) -> Result<()> {
     if offline {
-        s.client.close().await;
+        s.close().await;
         Ok(())
     } else {
         s.finish().await
@@ -393,11 +410,11 @@ async fn search(ctx: &Ctx, a: &SearchArgs) -> Result<()> {
             let mut m = h.message.clone();
             m.body = Some(h.snippet.clone());
             m.attachment = None;
-            println!("{}", output::message_line(&m, &names, None));
+            crate::outln!("{}", output::message_line(&m, &names, None));
         }
     }
     if hits.is_empty() && !ctx.json {
-        eprintln!("nothing found");
+        crate::errln!("nothing found");
     }
     close(s, a.offline).await
 }
@@ -414,7 +431,7 @@ async fn contacts(ctx: &Ctx) -> Result<()> {
         if ctx.json {
             print_json(&json!({"event": "user", "id": u.id, "username": u.username, "online": on}));
         } else {
-            println!(
+            crate::outln!(
                 "{} {:<24} {}",
                 if on { "●" } else { "○" },
                 u.username,
@@ -446,16 +463,16 @@ async fn safety_number(ctx: &Ctx, user: &str) -> Result<()> {
             "safetyNumber": sn.digits(), "verified": peer.verified, "yourFingerprint": ours,
             "session": session.split(' ').next().unwrap_or("none")}));
     } else {
-        println!("safety number with {user}:\n");
+        crate::outln!("safety number with {user}:\n");
         for line in sn.display().lines() {
-            println!("    {line}");
+            crate::outln!("    {line}");
         }
-        println!(
+        crate::outln!(
             "\nCompare it with what {user} sees (in person or on a call). If it matches: chat verify {user}"
         );
-        println!("verified: {}", if peer.verified { "yes" } else { "no" });
-        println!("session: {session}");
-        println!("your fingerprint: {ours}");
+        crate::outln!("verified: {}", if peer.verified { "yes" } else { "no" });
+        crate::outln!("session: {session}");
+        crate::outln!("your fingerprint: {ours}");
     }
     s.finish().await
 }
@@ -467,7 +484,7 @@ async fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<()> {
     let confirmed = match (&a.number, a.yes) {
         (Some(given), _) => {
             if digits_only(given) != sn.digits() {
-                s.client.close().await;
+                s.close().await;
                 return Err(CliError::Mismatch(format!(
                     "the safety number you gave does not match ours with {}: NOT verified. \
                      Someone may be in the middle; do not trust this contact until you know why",
@@ -478,14 +495,14 @@ async fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<()> {
         }
         (None, true) => true,
         (None, false) => {
-            if !std::io::stdin().is_terminal() {
-                s.client.close().await;
+            if !crate::sink::interactive() {
+                s.close().await;
                 return Err(CliError::Usage(
                     "pass --number DIGITS (what the contact sees) or --yes when there is no terminal"
                         .into(),
                 ));
             }
-            println!("safety number with {}:\n\n{}\n", a.user, sn.display());
+            crate::outln!("safety number with {}:\n\n{}\n", a.user, sn.display());
             print!("Does {} see exactly this number? [y/N] ", a.user);
             std::io::stdout().flush().ok();
             let mut answer = String::new();
@@ -496,8 +513,8 @@ async fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<()> {
         }
     };
     if !confirmed {
-        s.client.close().await;
-        println!("not verified");
+        s.close().await;
+        crate::outln!("not verified");
         return Ok(());
     }
     // The key the user compared, not whatever is current now.
@@ -505,7 +522,7 @@ async fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<()> {
     if ctx.json {
         print_json(&json!({"event": "verified", "user": a.user, "userId": id}));
     } else {
-        println!("{} is verified", a.user);
+        crate::outln!("{} is verified", a.user);
     }
     s.finish().await
 }
@@ -517,7 +534,7 @@ async fn unverify(ctx: &Ctx, user: &str) -> Result<()> {
     if ctx.json {
         print_json(&json!({"event": "unverified", "user": user, "userId": id}));
     } else {
-        println!("{user} is no longer verified");
+        crate::outln!("{user} is no longer verified");
     }
     s.finish().await
 }
@@ -537,13 +554,13 @@ async fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<()> {
     let pb = output::spinner(ctx.json, format!("writing {}", a.file.display()));
     let r = s.client.backup(&a.file, &pw).await;
     pb.finish_and_clear();
-    s.client.close().await;
+    s.close().await;
     r?;
     let len = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
     if ctx.json {
         print_json(&json!({"event": "backup", "file": a.file, "bytes": len}));
     } else {
-        println!(
+        crate::outln!(
             "wrote {} ({}), encrypted with the backup passphrase",
             a.file.display(),
             output::size(len)
@@ -582,7 +599,7 @@ async fn restore(ctx: &Ctx, a: &BackupArgs) -> Result<()> {
                 let s = staged.open_with(store_pw).await?;
                 s.save_server()?;
                 let acct = s.client.account();
-                s.client.close().await;
+                s.close().await;
                 Ok::<_, CliError>(acct)
             }
             .await
@@ -607,7 +624,7 @@ async fn restore(ctx: &Ctx, a: &BackupArgs) -> Result<()> {
     if ctx.json {
         print_json(&json!({"event": "restored", "username": name, "profile": p.name}));
     } else {
-        println!(
+        crate::outln!(
             "restored {name} into profile {}; `chat listen` catches up",
             p.name
         );

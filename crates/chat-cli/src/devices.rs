@@ -31,7 +31,7 @@ pub async fn devices(ctx: &Ctx, cmd: Option<DevicesCommand>) -> Result<()> {
                         "name": d.name, "createdAt": d.created_at, "lastSeen": d.last_seen,
                         "current": this}));
                 } else {
-                    println!(
+                    crate::outln!(
                         "{:>3}  {:<24} linked {}  last seen {}{}",
                         d.device_id,
                         sanitize(&d.name),
@@ -47,7 +47,7 @@ pub async fn devices(ctx: &Ctx, cmd: Option<DevicesCommand>) -> Result<()> {
             if ctx.json {
                 print_json(&json!({"event": "linkApproved"}));
             } else {
-                println!("approved: the new device is linking now (see `chat devices`)");
+                crate::outln!("approved: the new device is linking now (see `chat devices`)");
             }
         }
         Some(DevicesCommand::Remove { device_id }) => {
@@ -55,7 +55,7 @@ pub async fn devices(ctx: &Ctx, cmd: Option<DevicesCommand>) -> Result<()> {
             if ctx.json {
                 print_json(&json!({"event": "deviceRemoved", "deviceId": device_id}));
             } else {
-                println!("removed device {device_id}: its logins stopped working");
+                crate::outln!("removed device {device_id}: its logins stopped working");
             }
         }
     }
@@ -105,10 +105,10 @@ async fn link_in(ctx: &Ctx, name: Option<String>) -> Result<()> {
             "expiresAt": pending.expires_at()}));
     } else {
         if let Some(q) = qr(&code) {
-            println!("{q}");
+            crate::outln!("{q}");
         }
-        println!("{code}");
-        println!(
+        crate::outln!("{code}");
+        crate::outln!(
             "\nOn a device of the account, scan this or run:\n  chat devices link '{code}'\n\
              Waiting (until {})...",
             when(pending.expires_at())
@@ -122,15 +122,17 @@ async fn link_in(ctx: &Ctx, name: Option<String>) -> Result<()> {
             "username": linked.account.username, "deviceId": linked.device_id,
             "fingerprint": fp, "profile": ctx.profile.name, "tookMs": linked.took_ms}));
     } else {
-        println!(
+        crate::outln!(
             "linked as device {} of {} (profile {}); fingerprint {fp}",
-            linked.device_id, linked.account.username, ctx.profile.name
+            linked.device_id,
+            linked.account.username,
+            ctx.profile.name
         );
-        println!(
+        crate::outln!(
             "note: this server version does not deliver messages to linked devices yet; \
              this device holds the account's identity and its own keys"
         );
     }
-    s.client.close().await;
+    s.close().await;
     Ok(())
 }

@@ -81,6 +81,17 @@ pub enum CliError {
     /// The server could not start.
     #[error("cannot start the server: {0}")]
     Server(String),
+    /// The command failed in the profile's daemon (`chat daemon`), which
+    /// sent its message, exit code and hint.
+    #[error("{message}")]
+    Remote {
+        /// The exit code.
+        code: u8,
+        /// The message.
+        message: String,
+        /// The hint.
+        hint: Option<String>,
+    },
 }
 
 impl CliError {
@@ -99,11 +110,19 @@ impl CliError {
             CliError::Mismatch(_) => code::MISMATCH,
             CliError::Refused(_) => code::REFUSED,
             CliError::Client(e) => client_code(e),
+            CliError::Remote { code, .. } => *code,
         }
     }
 
     /// A line of advice to print under the error, when there is one.
-    pub fn hint(&self) -> Option<&'static str> {
+    pub fn hint(&self) -> Option<String> {
+        if let CliError::Remote { hint, .. } = self {
+            return hint.clone();
+        }
+        self.static_hint().map(str::to_owned)
+    }
+
+    fn static_hint(&self) -> Option<&'static str> {
         match self {
             CliError::Auth(_)
             | CliError::Client(

@@ -35,7 +35,7 @@ pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
                             r => format!("{} ({})", m.username, format!("{r:?}").to_lowercase()),
                         })
                         .collect();
-                    println!(
+                    crate::outln!(
                         "#{} ({}): {}",
                         output::sanitize(&g.name),
                         g.id,
@@ -44,9 +44,9 @@ pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
                 }
             }
             if groups.is_empty() && !ctx.json {
-                eprintln!("no groups yet: `chat group create NAME USER...`");
+                crate::errln!("no groups yet: `chat group create NAME USER...`");
             }
-            s.client.close().await;
+            s.close().await;
             return Ok(());
         }
         GroupCommand::Create { name, members } => {
@@ -59,7 +59,7 @@ pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
             if ctx.json {
                 print_json(&json!({"event": "groupCreated", "id": g.id, "name": g.name}));
             } else {
-                println!(
+                crate::outln!(
                     "created #{} ({}) with {} member(s)",
                     g.name,
                     g.id,
@@ -97,7 +97,7 @@ pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
             if ctx.json {
                 print_json(&json!({"event": "left", "groupId": g.id, "name": g.name}));
             } else {
-                println!("left #{}", g.name);
+                crate::outln!("left #{}", g.name);
             }
         }
     }
@@ -137,7 +137,7 @@ async fn info(s: &mut Session, v: &GroupMembership) {
             "problem": v.problem, "changes": changes}));
         return;
     }
-    println!("#{} ({})", output::sanitize(&v.name), v.group_id);
+    crate::outln!("#{} ({})", output::sanitize(&v.name), v.group_id);
     let list: Vec<String> = members
         .iter()
         .map(|(n, r)| match r.as_str() {
@@ -145,28 +145,28 @@ async fn info(s: &mut Session, v: &GroupMembership) {
             r => format!("{} ({r})", output::sanitize(n)),
         })
         .collect();
-    println!("  members: {}", list.join(", "));
+    crate::outln!("  members: {}", list.join(", "));
     if !unconfirmed.is_empty() {
-        println!(
+        crate::outln!(
             "  NOT VERIFIED: {} (listed by the server, admitted by no signed change: \
              they get none of your messages)",
             output::sanitize(&unconfirmed.join(", "))
         );
     }
     if let Some(p) = &v.problem {
-        println!(
+        crate::outln!(
             "  warning: the signed changes stop early: {}",
             output::sanitize(p)
         );
     }
     if !v.signed {
-        println!(
+        crate::outln!(
             "  not signed yet: made before signed membership; its owner's client signs it \
              when it next runs"
         );
     }
     for (epoch, by, what) in &changes {
-        println!("  {epoch:>4}  {}  {what}", output::sanitize(by));
+        crate::outln!("  {epoch:>4}  {}  {what}", output::sanitize(by));
     }
 }
 
@@ -208,7 +208,7 @@ fn report_member(ctx: &Ctx, what: &str, user: &str, group: &str) {
     if ctx.json {
         print_json(&json!({"event": what, "username": user, "group": group}));
     } else {
-        println!(
+        crate::outln!(
             "{what} {user} {} #{group}",
             if what == "added" { "to" } else { "from" }
         );

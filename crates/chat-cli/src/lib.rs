@@ -6,6 +6,7 @@
 pub mod actions;
 pub mod cli;
 pub mod commands;
+pub mod daemon;
 pub mod demo;
 pub mod devices;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod lock;
 pub mod manage;
 pub mod output;
 pub mod profile;
+pub mod rpc;
 pub mod send;
 pub mod session;
 pub mod show;
+pub mod sink;

@@ -13,7 +13,7 @@ pub async fn outbox(ctx: &Ctx, a: OutboxArgs) -> Result<()> {
     let mut s = ctx.open(false).await?;
     if let Some(id) = a.drop {
         let dropped = s.client.drop_outbox(&id).await?;
-        s.client.close().await;
+        s.close().await;
         if !dropped {
             return Err(CliError::NotFound(format!(
                 "no message {id} in the outbox (see `chat outbox`)"
@@ -22,7 +22,7 @@ pub async fn outbox(ctx: &Ctx, a: OutboxArgs) -> Result<()> {
         if ctx.json {
             print_json(&json!({"event": "dropped", "id": id}));
         } else {
-            println!("dropped {id}: it will not be sent again and shows as failed");
+            crate::outln!("dropped {id}: it will not be sent again and shows as failed");
         }
         return Ok(());
     }
@@ -40,7 +40,7 @@ pub async fn outbox(ctx: &Ctx, a: OutboxArgs) -> Result<()> {
             print_json(&json!({"event": "outbox", "id": e.message_id, "to": to,
                 "bytes": e.content.len(), "attempts": e.attempts, "queuedAt": e.created_at_ms}));
         } else {
-            println!(
+            crate::outln!(
                 "{}  {}  to {}  {}",
                 output::clock(e.created_at_ms),
                 e.message_id,
@@ -50,9 +50,9 @@ pub async fn outbox(ctx: &Ctx, a: OutboxArgs) -> Result<()> {
         }
     }
     if !ctx.json && entries.is_empty() {
-        println!("the outbox is empty: the server has acknowledged everything");
+        crate::outln!("the outbox is empty: the server has acknowledged everything");
     }
-    s.client.close().await;
+    s.close().await;
     Ok(())
 }
 
@@ -66,7 +66,7 @@ pub async fn trust(ctx: &Ctx, user: &str) -> Result<()> {
         print_json(&json!({"event": "trusted", "user": user, "userId": id,
             "fingerprint": fingerprint}));
     } else {
-        println!(
+        crate::outln!(
             "trusted {user}'s key {fingerprint} (not verified: compare safety numbers to verify)"
         );
     }
@@ -82,7 +82,7 @@ pub async fn print_key_change(s: &mut Session, user_id: &str, at: i64) {
             "at": at}),
         );
     } else {
-        println!(
+        crate::outln!(
             "  ── {name}'s safety number changed at {} UTC: the messages below came with the new key ──",
             output::clock(at)
         );
@@ -103,13 +103,13 @@ pub async fn download(ctx: &Ctx, id: &str, dir: &std::path::Path) -> Result<()> 
         .clone()
         .ok_or_else(|| CliError::NotFound(format!("message {id} has no file")))?;
     let path = crate::show::save_attachment(&mut s, &m.id, &a, dir).await;
-    s.client.close().await;
+    s.close().await;
     let path = path?;
     if ctx.json {
         print_json(&json!({"event": "downloaded", "id": id, "savedTo": path,
             "size": a.size, "mimeType": a.mime_type}));
     } else {
-        println!(
+        crate::outln!(
             "saved {} ({}) to {}",
             output::sanitize(&a.file_name),
             output::size(a.size),

@@ -241,13 +241,13 @@ pub fn message_json(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> Val
 
 /// Prints one JSON object on its own line.
 pub fn print_json(v: &Value) {
-    println!("{v}");
+    crate::sink::emit(crate::sink::Line::Json(v.clone()));
 }
 
 /// A spinner on stderr for work of unknown length (hidden when stderr is
 /// not a terminal, or with `--json`).
 pub fn spinner(json: bool, message: impl Into<String>) -> ProgressBar {
-    if json {
+    if json || crate::sink::captured() {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new_spinner();
@@ -261,7 +261,7 @@ pub fn spinner(json: bool, message: impl Into<String>) -> ProgressBar {
 
 /// A byte-count progress bar on stderr (hidden as [`spinner`] is).
 pub fn bytes_bar(json: bool, len: u64, message: impl Into<String>) -> ProgressBar {
-    if json {
+    if json || crate::sink::captured() {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new(len);

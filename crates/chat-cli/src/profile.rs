@@ -6,7 +6,6 @@
 //! server URL). `<home>` is `--home`, else `E2EE_CHAT_HOME`, else
 //! `$XDG_DATA_HOME/e2ee-chat`, else `~/.local/share/e2ee-chat`.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -218,7 +217,7 @@ impl SecretSource<'_> {
         if let Ok(v) = std::env::var(self.env) {
             return self.nonempty(Zeroizing::new(v));
         }
-        if !std::io::stdin().is_terminal() {
+        if !crate::sink::interactive() {
             return Err(CliError::Usage(format!(
                 "no {what}: pass {flag} FILE or set {env} (there is no terminal to ask on)",
                 what = self.what,

@@ -62,7 +62,10 @@ fn read_file(path: &Path, json: bool) -> Result<Vec<u8>> {
 
 pub(crate) async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
     let mut s = ctx.open(false).await?;
-    let mut words = a.words.into_iter();
+    // JSON requests may name `to` and `text` instead of the words.
+    let mut words: Vec<String> = a.to.into_iter().chain(a.words).collect();
+    words.extend(a.text);
+    let mut words = words.into_iter();
     let user = match &a.group {
         Some(_) => None,
         None => Some(words.next().ok_or_else(|| {
@@ -72,6 +75,11 @@ pub(crate) async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
         })?),
     };
     let mut text = words.collect::<Vec<_>>().join(" ");
+    if text == "-" && crate::sink::captured() {
+        return Err(CliError::Usage(
+            "the daemon cannot read your stdin: send the text itself".into(),
+        ));
+    }
     if text == "-" {
         text.clear();
         std::io::stdin()
@@ -136,7 +144,7 @@ pub(crate) async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
         },
     };
     if a.no_wait {
-        s.client.close().await;
+        s.close().await;
         return report_sent(ctx, &id, &label, Status::Pending);
     }
     let status = wait_acked(&mut s, &id, Duration::from_secs(a.timeout)).await?;
@@ -148,11 +156,11 @@ fn report_sent(ctx: &Ctx, id: &str, label: &str, status: Status) -> Result<()> {
     if ctx.json {
         print_json(&json!({"event": "sent", "id": id, "to": label, "status": status_name(status)}));
     } else if status == Status::Pending {
-        println!(
+        crate::outln!(
             "queued for {label} ({id}); it goes out with the next `chat` command that connects"
         );
     } else {
-        println!("{} to {label} ({id})", status_name(status));
+        crate::outln!("{} to {label} ({id})", status_name(status));
     }
     Ok(())
 }
@@ -178,7 +186,7 @@ pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Re
                     } = e
                         && message_id == id
                     {
-                        s.client.close().await;
+                        s.close().await;
                         return Err(CliError::Refused(message));
                     }
                 }
@@ -193,14 +201,14 @@ pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Re
                 message,
                 ..
             })) if message_id == id => {
-                s.client.close().await;
+                s.close().await;
                 return Err(CliError::Refused(message));
             }
             Ok(Some(Event::Connection(ConnectionState::LoggedOut))) => {
                 return Err(CliError::login_revoked());
             }
             _ if Instant::now() >= deadline => {
-                s.client.close().await;
+                s.close().await;
                 return Err(CliError::Timeout(format!(
                     "the server did not acknowledge {id} within {} s; it stays in the outbox \
                      and goes out with the next `chat` command that connects",

@@ -39,6 +39,9 @@ pub struct Ctx {
     pub trust: Option<String>,
     /// The command's name (written into the profile lock).
     pub command: &'static str,
+    /// The daemon's open client, when the command runs inside `chat daemon`
+    /// (see [`crate::daemon`]): used as it is, never closed.
+    pub shared: Option<Client>,
     /// Whether the command needs to be the profile's receiver.
     pub receiver: bool,
 }
@@ -55,6 +58,7 @@ impl Ctx {
             trust: cli.trust_new_identities.clone(),
             command: cli.command.name(),
             receiver: cli.command.receives(),
+            shared: None,
         })
     }
 
@@ -80,6 +84,9 @@ impl Ctx {
     /// Opens the profile's store. `create`: make it if it is not there (a
     /// new passphrase is asked twice at a prompt).
     pub async fn open(&self, create: bool) -> Result<Session> {
+        if let Some(client) = &self.shared {
+            return Ok(Session::new(client.clone(), self.clone(), None));
+        }
         let p = &self.profile;
         let exists = p.has_store();
         if !exists && !create {
@@ -122,16 +129,7 @@ impl Ctx {
             .receive(lock.is_some())
             .build()
             .await?;
-        Ok(Session {
-            _lock: lock,
-            events: Box::pin(client.events()),
-            client,
-            ctx: self.clone(),
-            names: HashMap::new(),
-            groups: HashMap::new(),
-            warned: std::collections::HashSet::new(),
-            show_ids: false,
-        })
+        Ok(Session::new(client, self.clone(), lock))
     }
 }
 
@@ -154,6 +152,34 @@ pub struct Session {
 }
 
 impl Session {
+    fn new(client: Client, ctx: Ctx, lock: Option<lock::ProfileLock>) -> Session {
+        Session {
+            _lock: lock,
+            events: Box::pin(client.events()),
+            client,
+            ctx,
+            names: HashMap::new(),
+            groups: HashMap::new(),
+            warned: std::collections::HashSet::new(),
+            show_ids: false,
+        }
+    }
+
+    /// Whether this is the daemon's client (kept open for later commands).
+    pub fn shared(&self) -> bool {
+        self.ctx.shared.is_some()
+    }
+
+    /// Closes the link, unless the client is the daemon's.
+    pub fn close(&self) -> impl Future<Output = ()> + Send + 'static {
+        // No borrow of the session across the wait: a session is not Sync.
+        let client = (!self.shared()).then(|| self.client.clone());
+        async move {
+            if let Some(c) = client {
+                c.close().await;
+            }
+        }
+    }
     /// Remembers the server this profile talks to.
     pub fn save_server(&self) -> Result<()> {
         let server_url = self
@@ -166,6 +192,16 @@ impl Session {
 
     /// Connects with the saved login and waits until the link is up.
     pub async fn connect(&mut self) -> Result<()> {
+        if self.shared() {
+            // The daemon keeps its link up (and reconnects by itself).
+            return match timeout(CONNECT_TIMEOUT, self.client.wait_connected()).await {
+                Ok(r) => Ok(r?),
+                Err(_) => Err(CliError::Timeout(format!(
+                    "the daemon is not connected to the server (waited {} s)",
+                    CONNECT_TIMEOUT.as_secs()
+                ))),
+            };
+        }
         self.client.connect().await?;
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         loop {
@@ -223,7 +259,7 @@ impl Session {
             tokio::time::sleep(Duration::from_millis(50)).await;
             left = self.client.outbox_len().await?;
         }
-        self.client.close().await;
+        self.close().await;
         if left > 0 {
             return Err(CliError::Timeout(format!(
                 "{left} message(s) not yet acknowledged by the server; they stay in the \
@@ -346,7 +382,7 @@ impl Session {
             ),
             None => format!("{name}'s key is not trusted yet"),
         };
-        eprintln!(
+        crate::errln!(
             "warning: {what}; nothing is sent to {name} until you compare it again: \
              chat -P {profile} safety-number {name}, then chat -P {profile} verify {name} (or trust {name})"
         );

@@ -86,7 +86,7 @@ pub(crate) async fn print_message(
                 m.id
             ));
         }
-        println!("{line}");
+        crate::outln!("{line}");
     }
     Ok(())
 }
@@ -149,7 +149,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "status", "messageId": message_id,
                     "status": status_name(status)}));
             } else {
-                println!("  your message {message_id} is {}", status_name(status));
+                crate::outln!("  your message {message_id} is {}", status_name(status));
             }
         }
         // Per-member receipts are for scripts; people see `Status`.
@@ -178,13 +178,13 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "typing", "from": from, "fromName": who,
                     "groupId": group_id, "typing": typing}));
             } else if typing {
-                println!(
+                crate::outln!(
                     "  {} is typing{}…",
                     output::sanitize(&who),
                     output::sanitize(&place)
                 );
             } else {
-                println!(
+                crate::outln!(
                     "  {} stopped typing{}",
                     output::sanitize(&who),
                     output::sanitize(&place)
@@ -200,7 +200,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "presence", "userId": user_id,
                     "username": username, "online": online}));
             } else {
-                println!(
+                crate::outln!(
                     "  {username} is {}",
                     if online { "online" } else { "offline" }
                 );
@@ -215,7 +215,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "identityChanged", "userId": user_id,
                     "username": who, "wasVerified": was_verified}));
             } else {
-                println!(
+                crate::outln!(
                     "  WARNING: {who}'s identity key changed{}. Compare safety numbers again: chat safety-number {who}",
                     if was_verified {
                         " (it was verified!)"
@@ -230,7 +230,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             if json {
                 print_json(&json!({"event": "groupChanged", "groupId": group_id, "name": name}));
             } else {
-                println!("  #{} changed", output::sanitize(&name));
+                crate::outln!("  #{} changed", output::sanitize(&name));
             }
         }
         Event::SendFailed {
@@ -242,7 +242,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "sendFailed", "messageId": message_id,
                     "message": message}));
             } else {
-                println!(
+                crate::outln!(
                     "  the server refused your message {message_id}: {}",
                     output::sanitize(&message)
                 );
@@ -258,7 +258,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "undecryptable", "messageId": message_id,
                     "from": from, "fromName": who, "error": error}));
             } else {
-                println!(
+                crate::outln!(
                     "  a message from {who} could not be decrypted: {}",
                     output::sanitize(&error)
                 );
@@ -272,7 +272,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 if json {
                     print_json(&json!({"event": "connection", "state": "connected"}));
                 } else {
-                    eprintln!("  connected");
+                    crate::errln!("  connected");
                 }
             }
             ConnectionState::Disconnected { error, retry_in } => {
@@ -280,7 +280,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                     print_json(&json!({"event": "connection", "state": "disconnected",
                         "error": error, "retryInMs": retry_in.as_millis() as u64}));
                 } else {
-                    eprintln!(
+                    crate::errln!(
                         "  connection lost ({error}); retrying in {:.1} s",
                         retry_in.as_secs_f64()
                     );
@@ -292,7 +292,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             if json {
                 print_json(&json!({"event": "deviceLinked", "deviceId": device_id, "name": name}));
             } else {
-                println!(
+                crate::outln!(
                     "  a device was linked to your account: {} (device {device_id}); if it was \
                      not you, remove it: `chat devices remove {device_id}`",
                     output::sanitize(&name)
@@ -303,7 +303,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             if json {
                 print_json(&json!({"event": "deviceRemoved", "deviceId": device_id, "name": name}));
             } else {
-                println!(
+                crate::outln!(
                     "  device {device_id} ({}) was removed from your account",
                     output::sanitize(&name)
                 );
@@ -325,7 +325,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                     "name": name, "userIds": user_ids, "usernames": who, "reason": reason}),
                 );
             } else {
-                println!(
+                crate::outln!(
                     "  warning: the server lists {} in #{} but no signed change admits them \
                      ({}): they get none of your messages and theirs are not shown",
                     output::sanitize(&who.join(", ")),
@@ -348,12 +348,12 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 );
             } else {
                 match emoji {
-                    Some(e) => println!(
+                    Some(e) => crate::outln!(
                         "  {} reacted {} to {message_id}",
                         output::sanitize(&who),
                         output::sanitize(&e)
                     ),
-                    None => println!(
+                    None => crate::outln!(
                         "  {} removed their reaction to {message_id}",
                         output::sanitize(&who)
                     ),
@@ -367,7 +367,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&v);
             } else {
                 let who = s.name_of(&m.sender).await;
-                println!(
+                crate::outln!(
                     "  {} edited {}: {}",
                     output::sanitize(&who),
                     m.id,
@@ -383,7 +383,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                     "byName": who}),
                 );
             } else {
-                println!(
+                crate::outln!(
                     "  {} deleted {message_id} for everyone",
                     output::sanitize(&who)
                 );
@@ -393,7 +393,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             if json {
                 print_json(&json!({"event": "deletedForMe", "messageIds": message_ids}));
             } else {
-                println!(
+                crate::outln!(
                     "  deleted on another of your devices: {}",
                     message_ids.join(", ")
                 );
@@ -406,7 +406,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             if json {
                 print_json(&json!({"event": "expired", "messageIds": message_ids}));
             } else {
-                println!("  {} disappearing message(s) expired", message_ids.len());
+                crate::outln!("  {} disappearing message(s) expired", message_ids.len());
             }
         }
         Event::Refused {
@@ -421,7 +421,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                     "fromName": who, "reason": reason}),
                 );
             } else {
-                println!(
+                crate::outln!(
                     "  refused a change from {} ({message_id}): {}",
                     output::sanitize(&who),
                     output::sanitize(&reason)
@@ -432,7 +432,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             if json {
                 print_json(&json!({"event": "lagged", "missed": missed}));
             } else {
-                eprintln!(
+                crate::errln!(
                     "  fell behind by {missed} events (everything is stored: see `chat history`)"
                 );
             }

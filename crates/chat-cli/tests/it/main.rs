@@ -7,6 +7,7 @@
     unreachable_pub
 )]
 
+mod daemon;
 mod faults;
 mod features;
 mod hardening;

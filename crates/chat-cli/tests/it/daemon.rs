@@ -1,0 +1,520 @@
+//! `chat daemon` against a real server: the commands through it without a
+//! prompt, JSON-RPC from a script (1,000 sends, two subscribers, hostile
+//! requests, another user), and a daemon killed or stopped mid-send.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::session::{World, body, messages, world};
+
+/// A `chat daemon` process for one profile.
+struct Daemon {
+    child: Child,
+    sock: PathBuf,
+}
+
+impl Daemon {
+    fn start(w: &World, profile: &str) -> Daemon {
+        let sock = w.home.join("profiles").join(profile).join("daemon.sock");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
+            .env_clear()
+            .env("E2EE_CHAT_HOME", &w.home)
+            .env("E2EE_CHAT_SERVER", &w.server)
+            .env(
+                "E2EE_CHAT_PASSPHRASE",
+                format!("{profile} store passphrase"),
+            )
+            .args(["--profile", profile, "daemon"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, sock };
+        let until = Instant::now() + Duration::from_secs(60);
+        while UnixStream::connect(&d.sock).is_err() {
+            assert!(Instant::now() < until, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn rpc(&self) -> Rpc {
+        let s = UnixStream::connect(&self.sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        Rpc {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+            next: 0,
+        }
+    }
+
+    fn signal(&mut self, sig: &str) {
+        let pid = self.child.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JSON-RPC client on the socket, as a script would write one.
+struct Rpc {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+    next: i64,
+}
+
+impl Rpc {
+    fn write(&mut self, line: &str) {
+        self.w.write_all(line.as_bytes()).unwrap();
+        self.w.write_all(b"\n").unwrap();
+    }
+
+    /// The next line from the daemon.
+    fn read(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self.r.read_line(&mut line).unwrap();
+        assert!(n > 0, "the daemon closed the connection");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// The next response (notifications skipped).
+    fn response(&mut self) -> Value {
+        loop {
+            let v = self.read();
+            if v.get("method").is_none() {
+                return v;
+            }
+        }
+    }
+
+    /// Sends a request and returns its id.
+    fn request(&mut self, method: &str, params: Value) -> i64 {
+        self.next += 1;
+        let req = json!({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params});
+        self.write(&req.to_string());
+        self.next
+    }
+
+    /// One call: the result, or the error object.
+    fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        let id = self.request(method, params);
+        let v = self.response();
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert_eq!(v["id"], id, "{v}");
+        match v.get("error") {
+            Some(e) => Err(e.clone()),
+            None => Ok(v["result"].clone()),
+        }
+    }
+
+    /// The next `event` notification's event.
+    fn event(&mut self) -> Value {
+        loop {
+            let v = self.read();
+            if v["method"] == "event" {
+                return v["params"]["event"].clone();
+            }
+        }
+    }
+}
+
+/// `chat` with no store passphrase anywhere: only a daemon can serve it.
+fn no_secret(w: &World, profile: &str, args: &[&str]) -> Output {
+    let mut cmd = assert_cmd::Command::cargo_bin("chat").unwrap();
+    cmd.env_clear()
+        .env("E2EE_CHAT_HOME", &w.home)
+        .env("E2EE_CHAT_SERVER", &w.server)
+        .args(["--profile", profile])
+        .args(args)
+        .timeout(Duration::from_secs(120));
+    cmd.output().unwrap()
+}
+
+fn ok(w: &World, profile: &str, args: &[&str]) -> String {
+    let out = no_secret(w, profile, args);
+    assert!(
+        out.status.success(),
+        "chat -P {profile} {args:?} through the daemon failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_lines(w: &World, profile: &str, args: &[&str]) -> Vec<Value> {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    ok(w, profile, &a)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+fn blocking(f: impl FnOnce(&World) + Send + 'static) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (w, server) = world().await;
+        tokio::task::spawn_blocking(move || f(&w)).await.unwrap();
+        server.shutdown().await;
+    });
+}
+
+/// The bodies of the newest `n` messages of `profile`'s chat with `peer`,
+/// once there are `n` (waits up to a minute).
+fn wait_for_history(w: &World, profile: &str, peer: &str, n: usize) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let limit = (n + 50).to_string();
+        let h = json_lines(w, profile, &["history", peer, "--offline", "-n", &limit]);
+        let got: Vec<Value> = messages(&h).into_iter().cloned().collect();
+        if got.len() >= n || Instant::now() > until {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_commands_work_the_same_through_a_daemon_with_no_prompt() {
+    blocking(|w| {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        // Standalone, with no passphrase, nothing opens.
+        assert_eq!(no_secret(w, "alice", &["whoami"]).status.code(), Some(2));
+        let alice = Daemon::start(w, "alice");
+        let bob = Daemon::start(w, "bob");
+        let mode = std::fs::metadata(&alice.sock).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the socket is for its owner only");
+
+        let who = json_lines(w, "alice", &["whoami"]);
+        assert_eq!(who[0]["username"], "alice");
+        let sent = json_lines(w, "alice", &["send", "bob", "hello", "bob"]);
+        assert_eq!(sent[0]["event"], "sent");
+        assert!(was_acked(&sent[0]), "waited for the server's ack: {sent:?}");
+        let got = json_lines(w, "bob", &["listen", "-n", "1", "--timeout", "60"]);
+        let m = messages(&got);
+        assert_eq!(body(m[0]), "hello bob");
+        assert_eq!(m[0]["id"], sent[0]["id"]);
+
+        // Text output, as without a daemon; stdin read here.
+        let text = ok(w, "alice", &["history", "bob", "--offline"]);
+        assert!(text.contains("hello bob"), "{text}");
+        let piped = {
+            let mut cmd = assert_cmd::Command::cargo_bin("chat").unwrap();
+            cmd.env_clear()
+                .env("E2EE_CHAT_HOME", &w.home)
+                .args(["-P", "alice", "send", "bob", "-"])
+                .write_stdin("from stdin\n")
+                .timeout(Duration::from_secs(60));
+            cmd.output().unwrap()
+        };
+        assert!(piped.status.success(), "{piped:?}");
+        assert!(String::from_utf8_lossy(&piped.stdout).contains("sent to bob"));
+
+        // A file by a relative path: the daemon runs elsewhere.
+        let dir = w.home.join("files");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("notes.txt"), b"file body").unwrap();
+        let mut cmd = assert_cmd::Command::cargo_bin("chat").unwrap();
+        cmd.env_clear()
+            .env("E2EE_CHAT_HOME", &w.home)
+            .current_dir(&dir)
+            .args([
+                "-P",
+                "alice",
+                "--json",
+                "send",
+                "bob",
+                "--file",
+                "notes.txt",
+                "the notes",
+            ])
+            .timeout(Duration::from_secs(60));
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+
+        // Safety numbers and verification.
+        let a = json_lines(w, "alice", &["safety-number", "bob"]);
+        let b = json_lines(w, "bob", &["safety-number", "alice"]);
+        let number = a[0]["safetyNumber"].as_str().unwrap().to_owned();
+        assert_eq!(number, b[0]["safetyNumber"].as_str().unwrap());
+        ok(w, "alice", &["verify", "bob", "--number", &number]);
+        assert_eq!(
+            json_lines(w, "alice", &["safety-number", "bob"])[0]["verified"],
+            true
+        );
+
+        // A group, a reaction and an edit.
+        let g = json_lines(w, "alice", &["group", "create", "team", "bob"]);
+        assert_eq!(g[0]["event"], "groupCreated");
+        let list = json_lines(w, "bob", &["group", "list"]);
+        assert!(list.iter().any(|g| g["name"] == "team"), "{list:?}");
+        let s = json_lines(w, "alice", &["send", "-g", "team", "hi", "team"]);
+        let id = s[0]["id"].as_str().unwrap().to_owned();
+        ok(w, "alice", &["react", &id, "👍"]);
+        ok(w, "alice", &["edit", &id, "hi", "all"]);
+        let hits = json_lines(w, "alice", &["search", "all"]);
+        assert_eq!(hits.len(), 1, "{hits:?}");
+
+        // Failures keep their exit codes and messages; usage errors are
+        // still caught here.
+        let out = no_secret(w, "alice", &["send", "zed", "hi"]);
+        assert_eq!(out.status.code(), Some(4));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no user named \"zed\""));
+        assert_eq!(no_secret(w, "alice", &["send"]).status.code(), Some(2));
+
+        // The same history as without the daemon.
+        let through = wait_for_history(w, "bob", "alice", 3);
+        assert_eq!(
+            bob.stop().code(),
+            Some(0),
+            "SIGTERM stops the daemon cleanly"
+        );
+        let alone = w.json("bob", &["history", "alice", "--offline"]);
+        let ids = |h: &[Value]| h.iter().map(|m| m["id"].clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&through), ids(&alone));
+        assert!(
+            through
+                .iter()
+                .any(|m| m["attachment"]["fileName"] == "notes.txt"),
+            "{through:?}"
+        );
+        assert!(!w.home.join("profiles/bob/daemon.sock").exists());
+        drop(alice);
+    });
+}
+
+#[test]
+fn scripts_get_json_rpc_and_hostile_clients_cannot_stop_it() {
+    blocking(|w| {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        let alice = Daemon::start(w, "alice");
+        let _bob = Daemon::start(w, "bob");
+        let mut rpc = alice.rpc();
+        let v = rpc.call("version", json!({})).unwrap();
+        assert_eq!(
+            (v["rpcVersion"].as_u64(), v["profile"].as_str()),
+            (Some(1), Some("alice"))
+        );
+        let schema = rpc.call("schema", json!(null)).unwrap();
+        assert!(schema["commands"].is_object());
+
+        // Two subscribers both see a message.
+        let mut subs: Vec<Rpc> = (0..2).map(|_| alice.rpc()).collect();
+        for s in &mut subs {
+            let r = s.call("subscribe", json!({"noBacklog": true})).unwrap();
+            assert!(r["subscription"].is_number());
+        }
+        w.json("bob", &["send", "alice", "to", "both"]);
+        for s in &mut subs {
+            let e = s.event();
+            assert_eq!(
+                (e["event"].as_str(), body(&e)),
+                (Some("message"), "to both")
+            );
+        }
+        let sub = subs[0].next;
+        assert_eq!(
+            subs[0]
+                .call("unsubscribe", json!({"subscription": sub}))
+                .unwrap(),
+            true
+        );
+
+        // 1,000 sends in a row, pipelined: each answered once, each
+        // delivered once.
+        let t = Instant::now();
+        let mut ids = Vec::new();
+        for i in 0..1000 {
+            ids.push(rpc.request("send", json!({"to": "bob", "text": format!("n{i}")})));
+        }
+        let mut sent = HashSet::new();
+        for _ in 0..1000 {
+            let v = rpc.response();
+            assert!(v.get("error").is_none(), "{v}");
+            assert!(was_acked(&v["result"][0]), "{v}");
+            assert!(sent.insert(v["id"].as_i64().unwrap()));
+        }
+        assert_eq!(sent, ids.into_iter().collect());
+        eprintln!("1,000 sends over the socket: {:?}", t.elapsed());
+        let got = wait_for_history(w, "bob", "alice", 1001);
+        let bodies: HashSet<&str> = got.iter().map(body).collect();
+        for i in 0..1000 {
+            assert!(bodies.contains(format!("n{i}").as_str()), "n{i} missing");
+        }
+        assert_eq!(
+            got.iter().filter(|m| body(m).starts_with('n')).count(),
+            1000
+        );
+
+        // Hostile requests: each gets its error, the connection goes on.
+        let mut bad = alice.rpc();
+        let cases: Vec<(Vec<u8>, i64)> = vec![
+            (b"{not json".to_vec(), -32700),
+            (b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"version\"}]".to_vec(), -32600),
+            (b"\"just a string\"".to_vec(), -32600),
+            (b"{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"version\"}".to_vec(), -32600),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":7}".to_vec(), -32600),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rm -rf\"}".to_vec(), -32601),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server\"}".to_vec(), -32601),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\",\"params\":[1]}".to_vec(), -32602),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\",\"params\":{\"to\":{}}}".to_vec(), -32602),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"history\",\"params\":{\"user\":\"bob\",\"limit\":1e99}}".to_vec(), -32602),
+            (b"\xff\xfe{}".to_vec(), -32700),
+            (vec![b'x'; 3 << 20], -32600),
+        ];
+        for (line, code) in cases {
+            bad.w.write_all(&line).unwrap();
+            bad.w.write_all(b"\n").unwrap();
+            let v = bad.response();
+            assert_eq!(
+                v["error"]["code"],
+                code,
+                "{v} for {:?}",
+                String::from_utf8_lossy(&line[..line.len().min(80)])
+            );
+        }
+        // A command's own failure carries its exit code and hint.
+        let e = bad
+            .call("send", json!({"to": "zed", "text": "x"}))
+            .unwrap_err();
+        assert_eq!(
+            (e["code"].as_i64(), e["data"]["exitCode"].as_i64()),
+            (Some(4), Some(4))
+        );
+        // A notification (no id) gets no answer; the next request does.
+        bad.write("{\"jsonrpc\":\"2.0\",\"method\":\"version\"}");
+        assert_eq!(bad.call("version", json!({})).unwrap()["rpcVersion"], 1);
+        // Cut off mid-request, and gone before the answer.
+        {
+            let mut s = UnixStream::connect(&alice.sock).unwrap();
+            s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\",\"params\":{\"to\":\"bob\",\"text\":\"cut").unwrap();
+        }
+        {
+            let mut s = UnixStream::connect(&alice.sock).unwrap();
+            s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"send\",\"params\":{\"to\":\"bob\",\"text\":\"left early\"}}\n").unwrap();
+        }
+        let mut again = alice.rpc();
+        assert_eq!(again.call("version", json!({})).unwrap()["rpcVersion"], 1);
+        let got = wait_for_history(w, "bob", "alice", 1002);
+        assert!(got.iter().any(|m| body(m) == "left early"));
+        assert!(!got.iter().any(|m| body(m).starts_with("cut")));
+
+        // Another user cannot connect (when this test may switch users).
+        let runuser = std::path::Path::new("/usr/sbin/runuser");
+        if runuser.exists() && is_root() {
+            let script = format!(
+                "import socket; socket.socket(socket.AF_UNIX).connect({:?})",
+                alice.sock.display().to_string()
+            );
+            let out = std::process::Command::new(runuser)
+                .args(["-u", "nobody", "--", "/usr/bin/python3", "-c", &script])
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "another user connected");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("Permission denied") || err.contains("PermissionError"),
+                "{err}"
+            );
+        } else {
+            eprintln!("not root: the other-user check is skipped");
+        }
+    });
+}
+
+/// A `sent` event for a message the server acknowledged (it may already
+/// have been delivered by then).
+fn was_acked(sent: &Value) -> bool {
+    sent["event"] == "sent"
+        && ["sent", "delivered", "read"].contains(&sent["status"].as_str().unwrap_or(""))
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[test]
+fn a_daemon_killed_mid_send_loses_no_acknowledged_message() {
+    blocking(|w| {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        let mut alice = Daemon::start(w, "alice");
+        let mut rpc = alice.rpc();
+        for i in 0..200 {
+            rpc.request("send", json!({"to": "bob", "text": format!("k{i}")}));
+        }
+        let mut acked = Vec::new();
+        while acked.len() < 50 {
+            let v = rpc.response();
+            if v.get("result").is_some() {
+                acked.push(v["id"].as_i64().unwrap());
+            }
+        }
+        alice.signal("-KILL");
+        let _ = alice.child.wait();
+        // Restarted: what it had stored goes out from its outbox.
+        let alice = Daemon::start(w, "alice");
+        let until = Instant::now() + Duration::from_secs(60);
+        while json_lines(w, "alice", &["whoami"])[0]["outbox"] != 0 {
+            assert!(Instant::now() < until, "the outbox did not drain");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let got = w.json("bob", &["sync"]);
+        assert_eq!(got[0]["event"], "synced");
+        let h = w.json("bob", &["history", "alice", "--offline", "-n", "500"]);
+        let bodies: Vec<&str> = messages(&h).iter().map(|m| body(m)).collect();
+        for id in &acked {
+            let text = format!("k{}", id - 1);
+            assert_eq!(bodies.iter().filter(|b| **b == text).count(), 1, "{text}");
+        }
+        let unique: HashSet<&&str> = bodies.iter().collect();
+        assert_eq!(unique.len(), bodies.len(), "a message arrived twice");
+
+        // SIGTERM lets a running send finish and answer.
+        let mut rpc = alice.rpc();
+        let id = rpc.request("send", json!({"to": "bob", "text": "last words"}));
+        std::thread::sleep(Duration::from_millis(100));
+        let mut alice = alice;
+        alice.signal("-TERM");
+        let v = rpc.response();
+        assert_eq!(v["id"], id);
+        assert!(was_acked(&v["result"][0]), "{v}");
+        assert_eq!(alice.child.wait().unwrap().code(), Some(0));
+    });
+}
