@@ -383,6 +383,10 @@ fn bench(filter: &[String]) -> Result {
             "end-to-end benchmark (chat-client)",
             cargo().args(["bench", "-p", "chat-client", "--bench", "e2e"]),
         )?;
+        run(
+            "chat commands with and without the daemon (chat-cli)",
+            cargo().args(["bench", "-p", "chat-cli", "--bench", "daemon"]),
+        )?;
     }
     Ok(())
 }

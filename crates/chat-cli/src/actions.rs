@@ -98,7 +98,10 @@ pub async fn disappearing(ctx: &Ctx, a: &DisappearingArgs) -> Result<()> {
     let user = match &a.group {
         Some(_) => None,
         None => Some(words.next().ok_or_else(|| {
-            CliError::Usage("which chat? `chat disappearing USER 1h` or `--group G 1h`".into())
+            CliError::Usage(format!(
+                "which chat? `{} disappearing USER 1h` or `--group G 1h`",
+                ctx.chat()
+            ))
         })?),
     };
     let conv = s

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// --password-file, E2EE_CHAT_PASSWORD, or a prompt.
 ///
 /// Try `chat demo` first: a server and three clients in one process.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "chat", version, about, long_about)]
 pub struct Cli {
     /// Folder holding the profiles [default: $XDG_DATA_HOME/e2ee-chat or
@@ -62,7 +62,7 @@ pub struct Cli {
 /// The commands. As JSON (`chat daemon`'s requests, see docs/RPC.md):
 /// `{"method": "send", "params": {...}}`, the params named as the
 /// options are, in camelCase.
-#[derive(Debug, Subcommand, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "method", content = "params", rename_all = "kebab-case")]
 pub enum Command {
     /// Run the relay server (127.0.0.1:8787, SQLite in ./data by default).
@@ -81,6 +81,10 @@ pub enum Command {
     /// List the profiles on this machine.
     #[serde(skip)]
     Profiles,
+    /// List profiles, or remove one (`chat profile rm NAME`).
+    #[serde(skip)]
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Send a text, a file or an image to a user or a group.
     Send(SendArgs),
     /// React to a message with an emoji (an empty one removes yours).
@@ -125,7 +129,7 @@ pub enum Command {
     /// List the users on the server and who is online.
     Contacts,
     /// Show the safety number to compare with a contact.
-    SafetyNumber(UserArg),
+    SafetyNumber(SafetyNumberArgs),
     /// Mark a contact verified after comparing safety numbers.
     Verify(VerifyArgs),
     /// Accept a contact's changed key without verifying it (sending to them
@@ -159,6 +163,7 @@ impl Command {
             Command::Logout => "logout",
             Command::Whoami => "whoami",
             Command::Profiles => "profiles",
+            Command::Profile(_) => "profile",
             Command::Send(_) => "send",
             Command::React(_) => "react",
             Command::Edit(_) => "edit",
@@ -193,7 +198,7 @@ impl Command {
 }
 
 /// `chat server`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// TOML configuration file (see README).
     #[arg(long, short)]
@@ -207,7 +212,7 @@ pub struct ServerArgs {
 }
 
 /// `chat register` / `chat login`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AccountArgs {
     /// The username (3-100 characters).
@@ -225,7 +230,7 @@ pub struct AccountArgs {
 }
 
 /// `chat send`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendArgs {
     /// Send to this group (name or id) instead of a user.
@@ -265,7 +270,7 @@ pub struct SendArgs {
 }
 
 /// `chat react`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReactArgs {
     /// The message's id (`chat history` shows them with --ids or --json).
@@ -275,7 +280,7 @@ pub struct ReactArgs {
 }
 
 /// `chat edit`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EditArgs {
     /// The message's id.
@@ -288,7 +293,7 @@ pub struct EditArgs {
 }
 
 /// `chat delete`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeleteArgs {
     /// The message's id.
@@ -300,7 +305,7 @@ pub struct DeleteArgs {
 }
 
 /// `chat disappearing`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DisappearingArgs {
     /// In this group (name or id) instead of a chat with a user.
@@ -315,7 +320,7 @@ pub struct DisappearingArgs {
 }
 
 /// `chat listen`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenArgs {
     /// Exit after this many messages.
@@ -338,7 +343,7 @@ pub struct ListenArgs {
 }
 
 /// `chat history`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HistoryArgs {
     /// The other user.
@@ -362,7 +367,7 @@ pub struct HistoryArgs {
 }
 
 /// `chat search`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SearchArgs {
     /// Words to find.
@@ -384,7 +389,7 @@ pub struct SearchArgs {
 }
 
 /// `chat group ...`.
-#[derive(Debug, Subcommand, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize, JsonSchema)]
 #[serde(
     tag = "cmd",
     rename_all = "kebab-case",
@@ -437,7 +442,7 @@ pub enum GroupCommand {
 }
 
 /// `chat devices ...`.
-#[derive(Debug, Subcommand, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize, JsonSchema)]
 #[serde(
     tag = "cmd",
     rename_all = "kebab-case",
@@ -460,8 +465,38 @@ pub enum DevicesCommand {
     },
 }
 
+/// `chat profile ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ProfileCommand {
+    /// The profiles on this machine (as `chat profiles`).
+    List,
+    /// Delete a profile from this machine: its store (keys, sessions,
+    /// history) and settings. The account stays on the server: log out or
+    /// remove this device first (`chat -P NAME logout`, or `chat devices
+    /// remove ID` from another device).
+    Rm {
+        /// The profile.
+        name: String,
+        /// Do not ask (there is no undo).
+        #[arg(long, short)]
+        yes: bool,
+    },
+}
+
+/// `chat safety-number`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SafetyNumberArgs {
+    /// The username.
+    pub user: String,
+    /// Also print it as a QR code (for the contact to scan and compare).
+    #[arg(long)]
+    #[serde(default)]
+    pub qr: bool,
+}
+
 /// One user.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserArg {
     /// The username.
@@ -469,7 +504,7 @@ pub struct UserArg {
 }
 
 /// `chat verify`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyArgs {
     /// The username.
@@ -484,7 +519,7 @@ pub struct VerifyArgs {
 }
 
 /// `chat download`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DownloadArgs {
     /// The message id (from `history --json` or `listen`).
@@ -496,7 +531,7 @@ pub struct DownloadArgs {
 }
 
 /// `chat outbox`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OutboxArgs {
     /// Give up on this message: it leaves the outbox and shows as failed.
@@ -505,7 +540,7 @@ pub struct OutboxArgs {
 }
 
 /// `chat backup` / `chat restore`.
-#[derive(Debug, Args, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupArgs {
     /// The backup file.

@@ -26,7 +26,12 @@ pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Server(a) => return server(a).await,
         Command::Demo => return crate::demo::run().await,
-        Command::Profiles => return profiles(&cli),
+        Command::Profiles | Command::Profile(crate::cli::ProfileCommand::List) => {
+            return profiles(&cli);
+        }
+        Command::Profile(crate::cli::ProfileCommand::Rm { name, yes }) => {
+            return profile::remove(&cli, name, *yes);
+        }
         _ => {}
     }
     let ctx = Ctx::new(&cli)?;
@@ -40,6 +45,38 @@ pub async fn run(cli: Cli) -> Result<()> {
         return done;
     }
     dispatch(&ctx, cli.command).await
+}
+
+/// The profile and server a hint names.
+pub fn hint_context(ctx: &Ctx) -> (String, String) {
+    let server = ctx
+        .profile
+        .server_url(ctx.server_flag.as_deref())
+        .unwrap_or_else(|_| "the configured server".into());
+    (ctx.profile.name.clone(), server)
+}
+
+/// Reports a failed command on stderr: a sentence and a `hint:` line, or
+/// (`--json`) one JSON object `{"event": "error", "exitCode", "message",
+/// "hint"}`.
+pub fn report(cli: &Cli, e: &CliError) {
+    let (profile, server) = match Ctx::new(cli) {
+        Ok(ctx) => hint_context(&ctx),
+        Err(_) => (cli.profile.clone(), "the configured server".into()),
+    };
+    let hint = e.hint(&profile, &server);
+    if cli.json {
+        eprintln!(
+            "{}",
+            json!({"event": "error", "exitCode": e.exit_code(), "message": e.to_string(),
+                "hint": hint})
+        );
+    } else {
+        eprintln!("chat: {e}");
+        if let Some(hint) = hint {
+            eprintln!("hint: {hint}");
+        }
+    }
 }
 
 /// Runs one command with these options (here, or in the daemon for a
@@ -65,13 +102,17 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Link { name } => crate::devices::link(ctx, name).await,
         Command::Devices { cmd } => crate::devices::devices(ctx, cmd).await,
         Command::Contacts => contacts(ctx).await,
-        Command::SafetyNumber(u) => safety_number(ctx, &u.user).await,
+        Command::SafetyNumber(a) => safety_number(ctx, &a.user, a.qr).await,
         Command::Verify(a) => verify(ctx, &a).await,
         Command::Unverify(u) => unverify(ctx, &u.user).await,
         Command::Trust(u) => crate::manage::trust(ctx, &u.user).await,
         Command::Backup(a) => backup(ctx, &a).await,
         Command::Restore(a) => restore(ctx, &a).await,
-        Command::Server(_) | Command::Demo | Command::Profiles | Command::Daemon => Ok(()),
+        Command::Server(_)
+        | Command::Demo
+        | Command::Profiles
+        | Command::Profile(_)
+        | Command::Daemon => Ok(()),
     }
 }
 
@@ -333,6 +374,7 @@ async fn sync(ctx: &Ctx) -> Result<()> {
 
 async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
     let mut s = ctx.open(false).await?;
+    s.offline = a.offline;
     if !a.offline {
         s.sync().await?;
     }
@@ -385,6 +427,7 @@ async fn close(s: Session, offline: bool) -> Result<()> {
 
 async fn search(ctx: &Ctx, a: &SearchArgs) -> Result<()> {
     let mut s = ctx.open(false).await?;
+    s.offline = a.offline;
     if !a.offline {
         s.sync().await?;
     }
@@ -447,7 +490,7 @@ fn digits_only(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
 }
 
-async fn safety_number(ctx: &Ctx, user: &str) -> Result<()> {
+async fn safety_number(ctx: &Ctx, user: &str, qr: bool) -> Result<()> {
     let mut s = ctx.open(false).await?;
     let id = s.user_id(user).await?;
     let sn = s.client.safety_number(&id).await?;
@@ -467,8 +510,12 @@ async fn safety_number(ctx: &Ctx, user: &str) -> Result<()> {
         for line in sn.display().lines() {
             crate::outln!("    {line}");
         }
+        if qr && let Some(code) = crate::devices::qr(sn.digits()) {
+            crate::outln!("\n{code}");
+        }
         crate::outln!(
-            "\nCompare it with what {user} sees (in person or on a call). If it matches: chat verify {user}"
+            "\nCompare it with what {user} sees (in person or on a call). If it matches: {} verify {user}",
+            ctx.chat()
         );
         crate::outln!("verified: {}", if peer.verified { "yes" } else { "no" });
         crate::outln!("session: {session}");
@@ -625,7 +672,8 @@ async fn restore(ctx: &Ctx, a: &BackupArgs) -> Result<()> {
         print_json(&json!({"event": "restored", "username": name, "profile": p.name}));
     } else {
         crate::outln!(
-            "restored {name} into profile {}; `chat listen` catches up",
+            "restored {name} into profile {}; `chat -P {} listen` catches up",
+            p.name,
             p.name
         );
     }

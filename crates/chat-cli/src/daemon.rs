@@ -389,6 +389,7 @@ async fn run_command(
 ) -> std::result::Result<Value, RpcError> {
     let command = rpc::from_request(method, req.params.clone())?;
     let streaming = matches!(command, Command::Listen(_));
+    let hint_ctx = base.clone();
     let ctx = Ctx {
         json: !text,
         command: command.name(),
@@ -428,7 +429,7 @@ async fn run_command(
     let (ran, objects) = tokio::join!(run, forward);
     match ran {
         Ok(Ok(())) => Ok(Value::Array(objects)),
-        Ok(Err(e)) => Err(RpcError::from_cli(&e)),
+        Ok(Err(e)) => Err(RpcError::from_cli(&e, &hint_ctx)),
         Err(_) => Err(RpcError::new(
             code::INTERNAL,
             "the command failed (a bug; see the daemon's log)",

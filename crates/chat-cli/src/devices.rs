@@ -47,7 +47,10 @@ pub async fn devices(ctx: &Ctx, cmd: Option<DevicesCommand>) -> Result<()> {
             if ctx.json {
                 print_json(&json!({"event": "linkApproved"}));
             } else {
-                crate::outln!("approved: the new device is linking now (see `chat devices`)");
+                crate::outln!(
+                    "approved: the new device is linking now (see `{} devices`)",
+                    ctx.chat()
+                );
             }
         }
         Some(DevicesCommand::Remove { device_id }) => {
@@ -63,7 +66,7 @@ pub async fn devices(ctx: &Ctx, cmd: Option<DevicesCommand>) -> Result<()> {
 }
 
 /// The code as a QR code for a terminal (two rows of modules per line).
-fn qr(code: &str) -> Option<String> {
+pub(crate) fn qr(code: &str) -> Option<String> {
     let q = qrcode::QrCode::new(code.as_bytes()).ok()?;
     Some(
         q.render::<qrcode::render::unicode::Dense1x2>()

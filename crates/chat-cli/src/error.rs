@@ -114,12 +114,20 @@ impl CliError {
         }
     }
 
-    /// A line of advice to print under the error, when there is one.
-    pub fn hint(&self) -> Option<String> {
+    /// A line of advice to print under the error, when there is one,
+    /// naming the profile in use (`chat -P bob ...` unless it is the
+    /// default one) and the server it talks to.
+    pub fn hint(&self, profile: &str, server: &str) -> Option<String> {
         if let CliError::Remote { hint, .. } = self {
             return hint.clone();
         }
-        self.static_hint().map(str::to_owned)
+        let chat = if profile == "default" {
+            "chat".to_owned()
+        } else {
+            format!("chat -P {profile}")
+        };
+        self.static_hint()
+            .map(|h| h.replace("{chat}", &chat).replace("{server}", server))
     }
 
     fn static_hint(&self) -> Option<&'static str> {
@@ -127,7 +135,7 @@ impl CliError {
             CliError::Auth(_)
             | CliError::Client(
                 ClientError::NotLoggedIn | ClientError::Transport(TransportError::NoToken),
-            ) => Some("run `chat register NAME` or `chat login NAME` first"),
+            ) => Some("run `{chat} register NAME` or `{chat} login NAME` first"),
             CliError::Client(ClientError::Store(chat_client::StoreError::WrongPassphrase)) => Some(
                 "the store passphrase comes from --passphrase-file, E2EE_CHAT_PASSPHRASE or the prompt",
             ),
@@ -138,20 +146,20 @@ impl CliError {
                 "the backup passphrase comes from --backup-passphrase-file, E2EE_CHAT_BACKUP_PASSPHRASE or the prompt",
             ),
             CliError::Client(ClientError::KeysOnAnotherStore { .. }) => Some(
-                "to use this account here too, make this profile a linked device: chat link (then approve it with chat devices link CODE on a device you have); if every device is lost: chat login NAME --replace-keys (also spelled --replace-devices; your contacts will see a new safety number)",
+                "to use this account here too, make this profile a linked device: {chat} link (then approve it with chat devices link CODE on a device you have); if every device is lost: {chat} login NAME --replace-keys (also spelled --replace-devices; your contacts will see a new safety number)",
             ),
             CliError::Client(ClientError::LinkedDevice { .. }) => Some(
                 "make a new profile a linked device again: chat -P NEW link, then chat devices link CODE on another device (and chat devices remove the old id)",
             ),
             CliError::Client(ClientError::UntrustedIdentity { .. }) => Some(
-                "compare safety numbers again (chat safety-number USER), then chat verify USER, or chat trust USER to accept the key",
+                "compare safety numbers again ({chat} safety-number USER), then {chat} verify USER, or {chat} trust USER to accept the key",
             ),
             CliError::Client(ClientError::MessageTooLarge { .. }) => {
-                Some("send long text as a file: `chat send USER --file notes.txt`")
+                Some("send long text as a file: `{chat} send USER --file notes.txt`")
             }
-            CliError::Client(ClientError::Transport(t)) if t.is_transient() => {
-                Some("is the server running? `chat server` starts one on 127.0.0.1:8787")
-            }
+            CliError::Client(ClientError::Transport(t)) if t.is_transient() => Some(
+                "is the server at {server} running? (`chat server` starts one on 127.0.0.1:8787)",
+            ),
             _ => None,
         }
     }
@@ -255,7 +263,12 @@ mod tests {
             "refused".into(),
         )));
         assert_eq!(net.exit_code(), code::UNREACHABLE);
-        assert!(net.hint().is_some());
+        assert_eq!(
+            net.hint("default", "http://h:1").as_deref(),
+            Some(
+                "is the server at http://h:1 running? (`chat server` starts one on 127.0.0.1:8787)"
+            )
+        );
         let pw = CliError::Client(ClientError::Store(chat_client::StoreError::WrongPassphrase));
         assert_eq!(pw.exit_code(), code::STORE);
         assert_eq!(pw.to_string(), "wrong passphrase for the local store");
@@ -275,6 +288,12 @@ mod tests {
             changed: true,
         });
         assert_eq!(untrusted.exit_code(), code::REFUSED);
-        assert!(untrusted.hint().is_some());
+        let hint = untrusted.hint("bob", "s").unwrap();
+        assert!(hint.contains("chat -P bob verify USER"), "{hint}");
+        let hint = CliError::Client(ClientError::NotLoggedIn).hint("default", "s");
+        assert_eq!(
+            hint.as_deref(),
+            Some("run `chat register NAME` or `chat login NAME` first")
+        );
     }
 }

@@ -44,7 +44,7 @@ pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
                 }
             }
             if groups.is_empty() && !ctx.json {
-                crate::errln!("no groups yet: `chat group create NAME USER...`");
+                crate::errln!("no groups yet: `{} group create NAME USER...`", ctx.chat());
             }
             s.close().await;
             return Ok(());

@@ -12,10 +12,17 @@ use chat_cli::{commands, error};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
+    // Failures are reported as errors with their hint; library log lines
+    // would only repeat them, so a command logs nothing unless asked (-v,
+    // RUST_LOG). The server and the daemon run for long: they log.
     let default_level = match (&cli.command, cli.verbose) {
         (Command::Server(_), 0) => "info",
-        (_, 0) => "error",
+        (Command::Daemon, 0) => "warn",
+        (_, 0) => "off",
         (_, 1) => "info",
         _ => "debug",
     };
@@ -37,14 +44,40 @@ fn main() -> ExitCode {
             return ExitCode::from(error::code::OTHER);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(commands::run(cli.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chat: {e}");
-            if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
-            }
+            commands::report(&cli, &e);
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// A command line clap cannot parse: its message (help and version are
+/// printed as asked), or with `--json` one JSON error object on stderr.
+fn usage(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let wants_json = std::env::args().any(|a| a == "--json");
+    let shown = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !wants_json || shown {
+        let _ = e.print();
+        return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(error::code::USAGE));
+    }
+    let text = e.render().to_string();
+    let message = text
+        .lines()
+        .next()
+        .unwrap_or("bad command line")
+        .trim_start_matches("error: ");
+    eprintln!(
+        "{}",
+        serde_json::json!({"event": "error", "exitCode": error::code::USAGE,
+            "message": message, "usage": text})
+    );
+    ExitCode::from(error::code::USAGE)
 }

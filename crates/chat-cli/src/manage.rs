@@ -16,7 +16,8 @@ pub async fn outbox(ctx: &Ctx, a: OutboxArgs) -> Result<()> {
         s.close().await;
         if !dropped {
             return Err(CliError::NotFound(format!(
-                "no message {id} in the outbox (see `chat outbox`)"
+                "no message {id} in the outbox (see `{} outbox`)",
+                ctx.chat()
             )));
         }
         if ctx.json {
@@ -83,7 +84,7 @@ pub async fn print_key_change(s: &mut Session, user_id: &str, at: i64) {
         );
     } else {
         crate::outln!(
-            "  ── {name}'s safety number changed at {} UTC: the messages below came with the new key ──",
+            "  ── {name}'s safety number changed at {}: the messages below came with the new key ──",
             output::clock(at)
         );
     }

@@ -47,8 +47,46 @@ pub fn kind_name(k: PayloadKind) -> &'static str {
 
 /// `HH:MM:SS` (UTC) of a time in ms since the epoch.
 pub fn clock(ms: i64) -> String {
-    let s = ms.div_euclid(1000).rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    clock_at(ms, jiff::Timestamp::now(), zone())
+}
+
+/// The time zone times are shown in: the system's (`TZ`, else
+/// `/etc/localtime`); UTC in this crate's unit tests, so they do not depend
+/// on the machine.
+fn zone() -> &'static jiff::tz::TimeZone {
+    static ZONE: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+    ZONE.get_or_init(|| {
+        if cfg!(test) {
+            jiff::tz::TimeZone::UTC
+        } else {
+            jiff::tz::TimeZone::system()
+        }
+    })
+}
+
+/// [`clock`] as of `now` in `tz`: `14:03:07` on the same day as `now`,
+/// `2026-12-01 14:03` on another.
+pub fn clock_at(ms: i64, now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    let Ok(t) = jiff::Timestamp::from_millisecond(ms) else {
+        return format!("@{ms}");
+    };
+    let t = t.to_zoned(tz.clone());
+    if t.date() == now.to_zoned(tz.clone()).date() {
+        t.strftime("%H:%M:%S").to_string()
+    } else {
+        t.strftime("%Y-%m-%d %H:%M").to_string()
+    }
+}
+
+/// The first words of a text for a status line, quoted and sanitized:
+/// `"dinner at eight, or…"` (at most `max` characters before the `…`).
+pub fn excerpt(text: &str, max: usize) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut cut: String = one_line.chars().take(max).collect();
+    if cut.len() < one_line.len() {
+        cut.push('…');
+    }
+    format!("\"{}\"", sanitize(&cut))
 }
 
 /// A size for people: `512 B`, `12.3 KiB`, `4.0 MiB`.
@@ -327,7 +365,7 @@ mod tests {
         }
         assert_eq!(
             message_line(&m, &n, None),
-            "[01:02:03] bob: ↪ alice: \"what time is dinner tonight, do you know…\" │ hi there (edited)  [👍 2 🎉 1]  ⏱ 1h"
+            "[1970-01-01 01:02] bob: ↪ alice: \"what time is dinner tonight, do you know…\" │ hi there (edited)  [👍 2 🎉 1]  ⏱ 1h"
         );
         let v = message_json(&m, &n, None);
         assert_eq!(v["quote"]["senderName"], "alice");
@@ -340,7 +378,7 @@ mod tests {
         m.expire_secs = None;
         assert_eq!(
             message_line(&m, &n, None),
-            "[01:02:03] bob: (this message was deleted)"
+            "[1970-01-01 01:02] bob: (this message was deleted)"
         );
         let mut t = msg(true, Status::Sent);
         t.kind = PayloadKind::Timer;
@@ -358,7 +396,7 @@ mod tests {
         };
         assert_eq!(
             message_line(&msg(false, Status::Delivered), &n, None),
-            "[01:02:03] bob: hi there"
+            "[1970-01-01 01:02] bob: hi there"
         );
         let n = Names {
             sender: "you",
@@ -367,7 +405,7 @@ mod tests {
         };
         assert_eq!(
             message_line(&msg(true, Status::Read), &n, None),
-            "[01:02:03] you → bob: hi there  ✓✓ read"
+            "[1970-01-01 01:02] you → bob: hi there  ✓✓ read"
         );
     }
 
@@ -395,7 +433,10 @@ mod tests {
             line.lines().skip(1).all(|l| l.starts_with("    ")),
             "{line:?}"
         );
-        assert!(line.starts_with("[01:02:03] bob\\u{1b}[1A: ok"), "{line:?}");
+        assert!(
+            line.starts_with("[1970-01-01 01:02] bob\\u{1b}[1A: ok"),
+            "{line:?}"
+        );
     }
 
     #[test]
@@ -419,6 +460,17 @@ mod tests {
         assert_eq!(size(10), "10 B");
         assert_eq!(size(2048), "2.0 KiB");
         assert_eq!(size(5 << 20), "5.0 MiB");
-        assert_eq!(clock(86_399_000), "23:59:59");
+        assert_eq!(excerpt("dinner\n at  eight", 30), "\"dinner at eight\"");
+        assert_eq!(excerpt("abcdef", 3), "\"abc…\"");
+        assert_eq!(excerpt("né\u{202e}x", 10), "\"né\\u{202e}x\"");
+        assert_eq!(clock(86_399_000), "1970-01-01 23:59");
+        let tz = jiff::tz::TimeZone::fixed(jiff::tz::offset(2));
+        let now = jiff::Timestamp::from_second(1_796_400_000).unwrap(); // 2026-12-04 16:00 UTC
+        let ms = |s: i64| s * 1000;
+        assert_eq!(clock_at(ms(1_796_400_000 - 60), now, &tz), "17:59:00");
+        // 23:30 UTC on the 4th is already the 5th at UTC+2.
+        assert_eq!(clock_at(ms(1_796_427_000), now, &tz), "2026-12-05 01:30");
+        assert_eq!(clock_at(ms(1_796_313_600), now, &tz), "2026-12-03 18:00");
+        assert_eq!(clock_at(i64::MAX, now, &tz), format!("@{}", i64::MAX));
     }
 }

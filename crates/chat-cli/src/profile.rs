@@ -257,6 +257,55 @@ fn capitalise(s: &str) -> String {
     }
 }
 
+/// `chat profile rm NAME [--yes]`: deletes the profile's folder, unless a
+/// process (a `listen`, a daemon, any command) is using it. Asks for the
+/// name to be typed unless `--yes`.
+pub fn remove(cli: &crate::cli::Cli, name: &str, yes: bool) -> Result<()> {
+    let home = home(cli.home.as_deref())?;
+    let p = Profile::new(&home, name)?;
+    if !p.dir.is_dir() {
+        return Err(CliError::NotFound(format!(
+            "no profile {name:?} (see `chat profiles`)"
+        )));
+    }
+    // Held while the folder goes: nothing can open the profile meanwhile.
+    let lock = crate::lock::try_take(&p, "profile rm")?.map_err(|h| CliError::InUse {
+        profile: name.to_owned(),
+        pid: h.pid,
+        command: h.command,
+    })?;
+    if !yes {
+        if !crate::sink::interactive() {
+            return Err(CliError::Usage(format!(
+                "removing profile {name:?} deletes its keys and history for good: pass --yes"
+            )));
+        }
+        eprint!(
+            "This deletes profile {name:?} (keys, sessions, history) from this machine. \
+             Type its name to go on: "
+        );
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| CliError::io("stdin", e))?;
+        if answer.trim() != name {
+            return Err(CliError::Usage(
+                "not removed: the name did not match".into(),
+            ));
+        }
+    }
+    std::fs::remove_dir_all(&p.dir).map_err(|e| CliError::io(&p.dir, e))?;
+    drop(lock);
+    if cli.json {
+        crate::output::print_json(&serde_json::json!({"event": "profileRemoved", "name": name}));
+    } else {
+        crate::outln!(
+            "removed profile {name}; its account stays on the server (log in or link it again to use it)"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

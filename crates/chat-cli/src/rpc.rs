@@ -61,12 +61,13 @@ impl RpcError {
     }
 
     /// A failed command: its exit code, message and hint.
-    pub fn from_cli(e: &CliError) -> Self {
+    pub fn from_cli(e: &CliError, ctx: &crate::session::Ctx) -> Self {
         let exit = e.exit_code();
+        let (profile, server) = crate::commands::hint_context(ctx);
         RpcError {
             code: i64::from(exit),
             message: e.to_string(),
-            data: Some(json!({"exitCode": exit, "hint": e.hint()})),
+            data: Some(json!({"exitCode": exit, "hint": e.hint(&profile, &server)})),
         }
     }
 
@@ -124,6 +125,7 @@ pub fn forwardable(c: &Command) -> bool {
             | Command::Register(_)
             | Command::Login(_)
             | Command::Profiles
+            | Command::Profile(_)
             | Command::Backup(_)
             | Command::Restore(_)
             | Command::Demo

@@ -71,6 +71,16 @@ impl Ctx {
         }
     }
 
+    /// `chat`, or `chat -P NAME` when the profile is not the default one:
+    /// how hints spell a command for this profile.
+    pub fn chat(&self) -> String {
+        if self.profile.name == "default" {
+            "chat".into()
+        } else {
+            format!("chat -P {}", self.profile.name)
+        }
+    }
+
     /// Where the store passphrase comes from.
     pub fn passphrase_source(&self) -> SecretSource<'_> {
         SecretSource {
@@ -147,6 +157,11 @@ pub struct Session {
     warned: std::collections::HashSet<String>,
     /// Print each message's id on its line (`history --ids`).
     pub show_ids: bool,
+    /// Name users and groups from the local cache first, asking the server
+    /// only for what it lacks (`--offline`).
+    pub offline: bool,
+    /// The names cached in the store, loaded when first needed.
+    cached: Option<chat_client::KnownNames>,
     /// The profile's receive lock, when this process holds it.
     _lock: Option<lock::ProfileLock>,
 }
@@ -162,6 +177,8 @@ impl Session {
             groups: HashMap::new(),
             warned: std::collections::HashSet::new(),
             show_ids: false,
+            offline: false,
+            cached: None,
         }
     }
 
@@ -269,20 +286,50 @@ impl Session {
         Ok(())
     }
 
+    /// The names cached in the store (see [`Client::known_names`]).
+    async fn cache(&mut self) -> &chat_client::KnownNames {
+        if self.cached.is_none() {
+            self.cached = Some(self.client.known_names().await.unwrap_or_default());
+        }
+        self.cached.get_or_insert_with(Default::default)
+    }
+
     /// A user's id from their username (a user id is taken as it is).
+    /// Offline, or with the server out of reach, from the names it gave
+    /// before.
     pub async fn user_id(&mut self, username: &str) -> Result<String> {
         if let Some((id, _)) = self.names.iter().find(|(_, n)| n.as_str() == username) {
             return Ok(id.clone());
         }
-        let u = self.client.user_by_name(username).await.map_err(|e| {
-            if matches!(e, chat_client::ClientError::UnknownUser(_)) {
-                CliError::NotFound(format!("no user named {username:?} on the server"))
-            } else {
-                e.into()
+        if self.offline
+            && let Some(id) = self.cached_user_id(username).await
+        {
+            return Ok(id);
+        }
+        match self.client.user_by_name(username).await {
+            Ok(u) => {
+                self.names.insert(u.id.clone(), u.username);
+                Ok(u.id)
             }
-        })?;
-        self.names.insert(u.id.clone(), u.username);
-        Ok(u.id)
+            Err(chat_client::ClientError::UnknownUser(_)) => Err(CliError::NotFound(format!(
+                "no user named {username:?} on the server"
+            ))),
+            // The server out of reach (or logged out): the name it gave
+            // before.
+            Err(e) => match self.cached_user_id(username).await {
+                Some(id) => Ok(id),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    async fn cached_user_id(&mut self, username: &str) -> Option<String> {
+        self.cache()
+            .await
+            .users
+            .iter()
+            .find(|(_, n)| n.as_str() == username)
+            .map(|(id, _)| id.clone())
     }
 
     /// A username for display (the id when unknown).
@@ -292,20 +339,31 @@ impl Session {
         {
             return "you".into();
         }
+        if self.offline
+            && !self.names.contains_key(user_id)
+            && let Some(n) = self.cache().await.users.get(user_id).cloned()
+        {
+            self.names.insert(user_id.to_owned(), n);
+        }
         if !self.names.contains_key(user_id)
             && let Ok(users) = self.client.users().await
         {
             self.names
                 .extend(users.into_iter().map(|u| (u.id, u.username)));
         }
-        self.names
-            .get(user_id)
-            .cloned()
-            .unwrap_or_else(|| user_id.to_owned())
+        if let Some(n) = self.names.get(user_id) {
+            return n.clone();
+        }
+        let cached = self.cache().await.users.get(user_id).cloned();
+        let name = cached.unwrap_or_else(|| user_id.to_owned());
+        self.names.insert(user_id.to_owned(), name.clone());
+        name
     }
 
-    /// One of our groups, by name or id.
+    /// One of our groups, by name or id (`#name`, as groups are shown,
+    /// works too).
     pub async fn group(&mut self, name_or_id: &str) -> Result<Group> {
+        let name_or_id = name_or_id.strip_prefix('#').unwrap_or(name_or_id);
         let groups = self.client.groups().await?;
         self.remember_groups(&groups);
         let matches: Vec<&Group> = groups
@@ -315,7 +373,8 @@ impl Session {
         match matches.as_slice() {
             [g] => Ok((*g).clone()),
             [] => Err(CliError::NotFound(format!(
-                "you are in no group named {name_or_id:?} (see `chat group list`)"
+                "you are in no group named {name_or_id:?} (see `{} group list`)",
+                self.ctx.chat()
             ))),
             many => Err(CliError::Usage(format!(
                 "{} groups are named {name_or_id:?}; use the id: {}",
@@ -328,6 +387,39 @@ impl Session {
         }
     }
 
+    /// A group's id by name or id: from the server, or (offline, or the
+    /// server out of reach) from the names it gave before.
+    pub async fn group_id(&mut self, name_or_id: &str) -> Result<String> {
+        let want = name_or_id.strip_prefix('#').unwrap_or(name_or_id);
+        let found: Vec<String> = self
+            .cache()
+            .await
+            .groups
+            .iter()
+            .filter(|(id, n)| id.as_str() == want || n.as_str() == want)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if self.offline
+            && let [id] = found.as_slice()
+        {
+            return Ok(id.clone());
+        }
+        let err = match self.group(name_or_id).await {
+            Ok(g) => return Ok(g.id),
+            Err(e @ (CliError::NotFound(_) | CliError::Usage(_))) => return Err(e),
+            Err(e) => e,
+        };
+        match found.as_slice() {
+            [id] => Ok(id.clone()),
+            [] => Err(err),
+            many => Err(CliError::Usage(format!(
+                "{} groups are named {want:?}; use the id: {}",
+                many.len(),
+                many.join(", ")
+            ))),
+        }
+    }
+
     fn remember_groups(&mut self, groups: &[Group]) {
         self.groups
             .extend(groups.iter().map(|g| (g.id.clone(), g.name.clone())));
@@ -335,15 +427,24 @@ impl Session {
 
     /// A group's name for display.
     pub async fn group_name(&mut self, group_id: &str) -> String {
+        if self.offline
+            && !self.groups.contains_key(group_id)
+            && let Some(n) = self.cache().await.groups.get(group_id).cloned()
+        {
+            self.groups.insert(group_id.to_owned(), n);
+        }
         if !self.groups.contains_key(group_id)
             && let Ok(groups) = self.client.groups().await
         {
             self.remember_groups(&groups);
         }
-        self.groups
-            .get(group_id)
-            .cloned()
-            .unwrap_or_else(|| group_id.to_owned())
+        if let Some(n) = self.groups.get(group_id) {
+            return n.clone();
+        }
+        let cached = self.cache().await.groups.get(group_id).cloned();
+        let name = cached.unwrap_or_else(|| group_id.to_owned());
+        self.groups.insert(group_id.to_owned(), name.clone());
+        name
     }
 
     /// The conversation named by a username or `--group`.
@@ -353,7 +454,11 @@ impl Session {
         group: Option<&str>,
     ) -> Result<Conversation> {
         match (user, group) {
-            (_, Some(g)) => Ok(Conversation::Group(self.group(g).await?.id)),
+            (_, Some(g)) => Ok(Conversation::Group(self.group_id(g).await?)),
+            // A group as it is shown: `chat history '#team'`.
+            (Some(u), None) if u.starts_with('#') => {
+                Ok(Conversation::Group(self.group_id(u).await?))
+            }
             (Some(u), None) => {
                 let id = self.user_id(u).await?;
                 self.warn_if_untrusted(&id).await;
@@ -374,17 +479,17 @@ impl Session {
             return;
         }
         let name = crate::output::sanitize(&self.name_of(user_id).await);
-        let profile = &self.ctx.profile.name;
+        let chat = self.ctx.chat();
         let what = match p.changed_at_ms {
             Some(at) => format!(
-                "{name}'s safety number changed at {} UTC",
+                "{name}'s safety number changed at {}",
                 crate::output::clock(at)
             ),
             None => format!("{name}'s key is not trusted yet"),
         };
         crate::errln!(
             "warning: {what}; nothing is sent to {name} until you compare it again: \
-             chat -P {profile} safety-number {name}, then chat -P {profile} verify {name} (or trust {name})"
+             {chat} safety-number {name}, then {chat} verify {name} (or {chat} trust {name})"
         );
     }
 

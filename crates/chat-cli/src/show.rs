@@ -81,8 +81,9 @@ pub(crate) async fn print_message(
         }
         if let Some(r) = &refused {
             line.push_str(&format!(
-                "  [file not saved: {}; `chat download {}` tries again]",
+                "  [file not saved: {}; `{} download {}` tries again]",
                 output::sanitize(r),
+                s.ctx.chat(),
                 m.id
             ));
         }
@@ -149,7 +150,18 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "status", "messageId": message_id,
                     "status": status_name(status)}));
             } else {
-                crate::outln!("  your message {message_id} is {}", status_name(status));
+                let what = match s.client.message(&message_id).await {
+                    Ok(Some(m)) => {
+                        let to = s.conversation_label(&m.conversation).await;
+                        format!(
+                            "{} to {}",
+                            output::excerpt(m.body.as_deref().unwrap_or(""), 30),
+                            output::sanitize(&to)
+                        )
+                    }
+                    _ => message_id,
+                };
+                crate::outln!("  your message {what} is {}", status_name(status));
             }
         }
         // Per-member receipts are for scripts; people see `Status`.
@@ -196,6 +208,11 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             username,
             online,
         } => {
+            // Your own presence (another device, a short-lived command of
+            // yours) is not news to you.
+            if s.client.account().is_some_and(|me| me.user_id == user_id) {
+                return Ok(());
+            }
             if json {
                 print_json(&json!({"event": "presence", "userId": user_id,
                     "username": username, "online": online}));
@@ -216,12 +233,13 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                     "username": who, "wasVerified": was_verified}));
             } else {
                 crate::outln!(
-                    "  WARNING: {who}'s identity key changed{}. Compare safety numbers again: chat safety-number {who}",
+                    "  WARNING: {who}'s identity key changed{}. Compare safety numbers again: {} safety-number {who}",
                     if was_verified {
                         " (it was verified!)"
                     } else {
                         ""
-                    }
+                    },
+                    s.ctx.chat()
                 );
             }
         }
@@ -294,8 +312,9 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             } else {
                 crate::outln!(
                     "  a device was linked to your account: {} (device {device_id}); if it was \
-                     not you, remove it: `chat devices remove {device_id}`",
-                    output::sanitize(&name)
+                     not you, remove it: `{} devices remove {device_id}`",
+                    output::sanitize(&name),
+                    s.ctx.chat()
                 );
             }
         }
@@ -433,7 +452,8 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 print_json(&json!({"event": "lagged", "missed": missed}));
             } else {
                 crate::errln!(
-                    "  fell behind by {missed} events (everything is stored: see `chat history`)"
+                    "  fell behind by {missed} events (everything is stored: see `{} history`)",
+                    s.ctx.chat()
                 );
             }
         }

@@ -11,8 +11,8 @@ use chat_proto::ws::{ClientFrame, TypingOut};
 use chat_transport::{Connection, RestClient};
 use e2ee_core::{Payload, PayloadKind};
 use e2ee_store::{
-    Account, Conversation, IdentityCheck, KdfParams, Message, OpenOptions, OutboxEntry, Passphrase,
-    Store, StoreError,
+    Account, Conversation, IdentityCheck, KdfParams, Message, NameKind, OpenOptions, OutboxEntry,
+    Passphrase, Store, StoreError,
 };
 use futures_util::Stream;
 use tokio::sync::broadcast;
@@ -232,22 +232,29 @@ pub(crate) struct Inner {
     pub(crate) sends: commit::Queue,
 }
 
+/// Runs `f` on one of the store's connections on a blocking thread.
+async fn on_store<T: Send + 'static>(
+    store: Arc<Mutex<Store>>,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(move || {
+        let mut s = store
+            .lock()
+            .map_err(|_| StoreError::Invalid("store lock poisoned"))?;
+        f(&mut s)
+    })
+    .await
+    .map_err(|_| ClientError::Closed)?
+    .map_err(ClientError::from)
+}
+
 impl Inner {
     /// Runs `f` on the store off the async threads.
     pub(crate) async fn db<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut s = store
-                .lock()
-                .map_err(|_| StoreError::Invalid("store lock poisoned"))?;
-            f(&mut s)
-        })
-        .await
-        .map_err(|_| ClientError::Closed)?
-        .map_err(ClientError::from)
+        on_store(self.store.clone(), f).await
     }
 
     /// Runs a read on the read-only connection, off the async threads.
@@ -255,16 +262,21 @@ impl Inner {
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T> {
-        let store = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut s = store
-                .lock()
-                .map_err(|_| StoreError::Invalid("store lock poisoned"))?;
-            f(&mut s)
-        })
-        .await
-        .map_err(|_| ClientError::Closed)?
-        .map_err(ClientError::from)
+        on_store(self.reader.clone(), f).await
+    }
+
+    /// Keeps names the server gave (see [`Client::known_names`]); a cache,
+    /// so a failure to write it is only logged.
+    pub(crate) async fn remember_names(&self, kind: NameKind, names: Vec<(String, String)>) {
+        if names.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .db(move |s| s.write(|tx| tx.remember_names(kind, &names)))
+            .await
+        {
+            tracing::debug!(error = %e, "could not cache names");
+        }
     }
 
     pub(crate) fn emit(&self, e: Event) {
@@ -413,6 +425,15 @@ impl Inner {
         tokio::spawn(runtime::run(Arc::downgrade(self), rx));
         Ok(())
     }
+}
+
+/// Names the server gave before, by id (see [`Client::known_names`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownNames {
+    /// User id to username.
+    pub users: HashMap<String, String>,
+    /// Group id to name.
+    pub groups: HashMap<String, String>,
 }
 
 /// An end-to-end-encrypted chat client. Cheap to clone; clones share one
@@ -664,16 +685,45 @@ impl Client {
 
     /// Finds a user by username.
     pub async fn user_by_name(&self, username: &str) -> Result<rest::User> {
-        self.inner
+        let u = self
+            .inner
             .rest
             .user_by_name(username)
             .await?
-            .ok_or_else(|| ClientError::UnknownUser(username.to_owned()))
+            .ok_or_else(|| ClientError::UnknownUser(username.to_owned()))?;
+        self.inner
+            .remember_names(NameKind::User, vec![(u.id.clone(), u.username.clone())])
+            .await;
+        Ok(u)
     }
 
     /// All users on the server.
     pub async fn users(&self) -> Result<Vec<rest::User>> {
-        Ok(self.inner.rest.users(None).await?)
+        let users = self.inner.rest.users(None).await?;
+        let names = users
+            .iter()
+            .map(|u| (u.id.clone(), u.username.clone()))
+            .collect();
+        self.inner.remember_names(NameKind::User, names).await;
+        Ok(users)
+    }
+
+    /// The usernames and group names the server gave this client before,
+    /// from the local store: for naming senders and groups with the server
+    /// out of reach or after logout. A cache, refreshed by [`Client::users`],
+    /// [`Client::user_by_name`] and [`Client::groups`]; never used to pick a
+    /// recipient by itself.
+    pub async fn known_names(&self) -> Result<KnownNames> {
+        self.inner
+            .db_read(|s| {
+                s.read(|tx| {
+                    Ok(KnownNames {
+                        users: tx.names(NameKind::User)?.into_iter().collect(),
+                        groups: tx.names(NameKind::Group)?.into_iter().collect(),
+                    })
+                })
+            })
+            .await
     }
 
     /// Contacts online right now, as `(user id, username)`.

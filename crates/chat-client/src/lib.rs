@@ -51,8 +51,8 @@ mod limits;
 mod runtime;
 
 pub use client::{
-    Attachment, Client, ClientBuilder, GroupMembership, LinkedAccount, MembershipAction,
-    MembershipChange, PendingLink, Result,
+    Attachment, Client, ClientBuilder, GroupMembership, KnownNames, LinkedAccount,
+    MembershipAction, MembershipChange, PendingLink, Result,
 };
 pub use config::ClientConfig;
 pub use error::ClientError;

@@ -71,6 +71,11 @@ pub struct Config {
     pub provision_wait_secs: u64,
     /// Messages sent to a client but not yet acknowledged with `delivered`.
     pub delivery_window: usize,
+    /// Milliseconds a user's last connection may be gone before their
+    /// contacts are told they went offline; a reconnect within it (a
+    /// short-lived command after another, a network blip) shows no
+    /// offline/online pair. 0: at once.
+    pub presence_grace_ms: u64,
     /// `synchronous=FULL` (true) survives power loss; `NORMAL` only a crash.
     pub sync_full: bool,
     /// Serve `GET /metrics` on `listen` (turn off when the public address
@@ -234,6 +239,8 @@ impl Config {
         c.limits.groups_per_hour = 100_000;
         c.limits.membership_changes_per_minute = 100_000;
         c.limits.media_uploads_per_minute = 100_000;
+        // Tests that watch presence see it at once unless they ask.
+        c.presence_grace_ms = 0;
         c
     }
 }
@@ -265,6 +272,7 @@ impl Default for Config {
             auth_timeout_secs: 10,
             provision_wait_secs: 300,
             delivery_window: 256,
+            presence_grace_ms: 5_000,
             sync_full: true,
             metrics_public: true,
             admin_listen: None,

@@ -29,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod hub;
 pub mod metrics;
+mod presence;
 pub mod provision;
 pub mod relay;
 pub mod routes;
@@ -184,6 +185,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         media_dir,
         shutdown: stop_rx.clone(),
         uploads_in_flight: Default::default(),
+        offline_pending: Default::default(),
         quota_gate: Default::default(),
         provisioning: Default::default(),
         cluster,

@@ -178,6 +178,10 @@ pub struct AppState {
     pub provisioning: crate::provision::Provisioning,
     /// The other relay nodes, when there are any.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Users whose last connection went within `presence_grace_ms`, and
+    /// whose contacts have not been told yet: the disconnect's number, so
+    /// a reconnect (which removes the entry) cancels the offline.
+    pub offline_pending: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl AppState {

@@ -197,46 +197,6 @@ fn frame_for(m: chat_proto::rest::RelayedMessage) -> ServerFrame {
     }
 }
 
-async fn presence(state: &AppState, user: &User, online: bool) -> Vec<String> {
-    let contacts = state
-        .store
-        .presence_watchers(&user.id)
-        .await
-        .unwrap_or_default();
-    let frame = ServerFrame::Online(Online {
-        user_id: user.id.clone(),
-        username: user.username.clone(),
-        online,
-    });
-    for c in &contacts {
-        state.send_everywhere(c, &frame);
-    }
-    contacts
-}
-
-/// Those of `candidates` with a connection here or on another node.
-async fn online_among(state: &AppState, candidates: &[String]) -> Vec<String> {
-    let here: Vec<String> = state
-        .hub
-        .online_among(candidates)
-        .into_iter()
-        .cloned()
-        .collect();
-    let Some(cluster) = &state.cluster else {
-        return here;
-    };
-    let elsewhere = futures_util::future::join_all(
-        candidates
-            .iter()
-            .filter(|c| !here.contains(c))
-            .map(|c| async move { cluster.connected_elsewhere(c).await.then(|| c.clone()) }),
-    )
-    .await;
-    here.into_iter()
-        .chain(elsewhere.into_iter().flatten())
-        .collect()
-}
-
 /// Authenticates, registers with the hub, exchanges presence, hands over
 /// queued statuses and sends the first window of queued messages.
 async fn open(
@@ -284,15 +244,16 @@ async fn open(
     let mut alive = send(socket, state, &ready).await;
     // Tell those who may see this user that they are online, and this
     // client who of those it may see is online.
-    if reg.first {
-        presence(state, &user, true).await;
+    // (Not when their offline was still held back: nobody heard it.)
+    if reg.first && !crate::presence::cancel_offline(state, &user.id) {
+        crate::presence::presence(state, &user, true).await;
     }
     let visible = state
         .store
         .presence_visible(&user.id)
         .await
         .unwrap_or_default();
-    for c in online_among(state, &visible).await {
+    for c in crate::presence::online_among(state, &visible).await {
         if let Ok(Some(u)) = state.store.user(&c).await {
             let f = ServerFrame::Online(Online {
                 user_id: u.id,
@@ -525,8 +486,10 @@ async fn run(start: Box<Start>) {
             Some(cluster) => Box::pin(cluster.connected_elsewhere(&c.user.id)).await,
             None => false,
         };
-        if !elsewhere {
-            Box::pin(presence(&state, &c.user, false)).await;
+        if !elsewhere && state.config.presence_grace_ms == 0 {
+            Box::pin(crate::presence::presence(&state, &c.user, false)).await;
+        } else if !elsewhere {
+            crate::presence::went_offline(&state, &c.user);
         }
     }
     tracing::debug!(user = %c.user.id, "disconnected");

@@ -15,7 +15,8 @@
 //!   first-seen and verified flags, sessions (with the earlier ones kept by
 //!   [`e2ee_core::PeerSessions`]), sender keys in both directions, groups
 //!   and members, messages with status and attachment pointers, the outbox,
-//!   per-recipient receipts, and an FTS5 index over message bodies.
+//!   per-recipient receipts, an FTS5 index over message bodies, and the
+//!   names the server gave users and groups (a display cache).
 //! - **Atomic operations.** [`Store::receive`] decrypts and stores in one
 //!   transaction (ratchet state and message together; a redelivered id is
 //!   recognised before decrypting); [`Store::send_direct`] and
@@ -58,6 +59,7 @@ mod groups;
 mod history;
 mod key;
 mod messages;
+mod names;
 mod ops;
 mod parked;
 mod peers;
@@ -75,6 +77,7 @@ pub use features::{
 pub use key::{
     KDF_MAX_ITERATIONS, KDF_MAX_MEMORY_KIB, KDF_MAX_PARALLELISM, KdfParams, Passphrase, salt_path,
 };
+pub use names::NameKind;
 pub use ops::{Incoming, Received};
 pub use parked::{
     PARKED_MAX, PARKED_MAX_AGE_MS, PARKED_PER_SENDER, ParkedMessage, ParkedOutcome, Unparked,

@@ -336,8 +336,20 @@ CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
 END;
 ";
 
+/// Version 9: the names the server gave users and groups (see `names`), so
+/// history read offline names its senders and groups.
+const V9: &str = "
+CREATE TABLE names (
+    kind        INTEGER NOT NULL,
+    id          TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    seen_at     INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+";
+
 /// Every migration in order; index + 1 is the version it produces.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -11,5 +11,6 @@ mod daemon;
 mod faults;
 mod features;
 mod hardening;
+mod papercuts;
 mod session;
 mod soak;

@@ -374,7 +374,7 @@ fn session(w: &World) {
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
     let err = w.fails("nobody", &["send", "bob", "hi"], 3);
-    assert!(err.contains("chat register"), "{err}");
+    assert!(err.contains("chat -P nobody register"), "{err}");
     let out = w.chat_env(
         "alice",
         &["send", "bob", "x"],

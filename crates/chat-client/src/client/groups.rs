@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use chat_proto::rest::{self, AddMemberRequest, UpdateGroupRequest};
 use e2ee_core::membership::{ChangeAction, MemberRole, UserId};
 use e2ee_core::{Payload, PayloadKind};
-use e2ee_store::OutboxEntry;
+use e2ee_store::{NameKind, OutboxEntry};
 use rand_core::OsRng;
 use uuid::Uuid;
 
@@ -141,7 +141,13 @@ impl Client {
 
     /// Our groups, from the server.
     pub async fn groups(&self) -> Result<Vec<rest::Group>> {
-        Ok(self.inner.rest.groups().await?)
+        let groups = self.inner.rest.groups().await?;
+        let names = groups
+            .iter()
+            .map(|g| (g.id.clone(), g.name.clone()))
+            .collect();
+        self.inner.remember_names(NameKind::Group, names).await;
+        Ok(groups)
     }
 
     /// One group with its members, from the server.

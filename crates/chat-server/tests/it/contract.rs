@@ -263,6 +263,70 @@ async fn presence_goes_only_to_those_the_user_wrote_to() {
     );
 }
 
+/// The `online` values about `user` within `wait`, in order.
+async fn presence_values(ws: &mut crate::support::Ws, user: &str, wait: Duration) -> Vec<bool> {
+    let mut seen = Vec::new();
+    let end = tokio::time::Instant::now() + wait;
+    while let Some(f) = ws
+        .try_next(end.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        if let ServerFrame::Online(o) = f
+            && o.user_id == user
+        {
+            seen.push(o.online);
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_reconnect_within_the_grace_shows_no_offline_and_online_pair() {
+    let s = TestServer::with(|c| c.presence_grace_ms = 400).await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    // Alice wrote to Bob: Bob sees her presence.
+    {
+        let mut wa = s.connect(&alice.token).await;
+        let (_, frame) = crate::support::message(&bob.user.id, "E2EE:AQID");
+        wa.send(&frame).await;
+        wa.next_ack().await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut wb = s.connect(&bob.token).await;
+    let _ = presence_values(&mut wb, &alice.user.id, Duration::from_millis(200)).await;
+    // Alice's short-lived commands, one after another: one "online".
+    for _ in 0..3 {
+        let wa = s.connect(&alice.token).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(wa);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let wa = s.connect(&alice.token).await;
+    assert_eq!(
+        presence_values(&mut wb, &alice.user.id, Duration::from_millis(300)).await,
+        [true],
+        "a burst of connections is one online"
+    );
+    // Someone who connects during the grace is told she is online.
+    drop(wa);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut wb2 = s.connect(&bob.token).await;
+    assert_eq!(
+        presence_values(&mut wb2, &alice.user.id, Duration::from_millis(100)).await,
+        [true]
+    );
+    // Gone for longer than the grace: one offline, to each.
+    assert_eq!(
+        presence_values(&mut wb, &alice.user.id, Duration::from_millis(1500)).await,
+        [false]
+    );
+    assert_eq!(
+        presence_values(&mut wb2, &alice.user.id, Duration::from_millis(300)).await,
+        [false]
+    );
+}
+
 async fn create_group(s: &TestServer, token: &str, members: &[&str]) -> (u16, serde_json::Value) {
     s.call(
         "POST",

@@ -153,3 +153,25 @@ fn an_x3dh_session_from_schema_4_keeps_working_after_the_upgrade() {
         .unwrap();
     assert!(bob.read(|tx| tx.pq_prekey(1)).unwrap().is_some());
 }
+
+#[test]
+fn a_store_from_before_the_name_cache_gains_one_that_keeps_the_latest_names() {
+    use e2ee_store::NameKind;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v8.db");
+    drop(Store::open_at_version(&path, &pass(), fast(), 8).unwrap());
+    let mut s = Store::open(&path, &pass(), fast()).unwrap();
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    s.write(|tx| {
+        tx.remember_names(NameKind::User, &[pair("u1", "bob"), pair("u2", "carol")])?;
+        tx.remember_names(NameKind::Group, &[pair("g1", "team")])?;
+        tx.remember_names(NameKind::User, &[pair("u1", "bobby")])
+    })
+    .unwrap();
+    drop(s);
+    let mut s = Store::open(&path, &pass(), fast()).unwrap();
+    let users = s.read(|tx| tx.names(NameKind::User)).unwrap();
+    assert_eq!(users, [pair("u1", "bobby"), pair("u2", "carol")]);
+    let groups = s.read(|tx| tx.names(NameKind::Group)).unwrap();
+    assert_eq!(groups, [pair("g1", "team")]);
+}
