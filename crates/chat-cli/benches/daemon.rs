@@ -234,12 +234,20 @@ fn main() {
     let mut rpc = Rpc::open(&e.sock("alice"));
     let n = 2000;
     let t = Instant::now();
-    for i in 0..n {
-        rpc.request("send", json!({"to": "bob", "text": format!("bulk {i}")}));
-    }
+    // Written from a thread of its own while the answers are read here: a
+    // client that writes without reading stalls once the buffers are full.
+    let mut w = rpc.w.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for i in 0..n {
+            let line = json!({"jsonrpc": "2.0", "id": i, "method": "send",
+                "params": {"to": "bob", "text": format!("bulk {i}")}});
+            writeln!(w, "{line}").unwrap();
+        }
+    });
     for _ in 0..n {
         rpc.response();
     }
+    writer.join().unwrap();
     let secs = t.elapsed().as_secs_f64();
     println!(
         "{n} pipelined sends, each answered after the server's ack: {secs:.2} s, {:.0}/s",

@@ -150,7 +150,7 @@ pub enum Command {
     /// socket in its folder (docs/RPC.md). While it runs, the other
     /// commands on the profile go through it: no prompt, no reconnect.
     #[serde(skip)]
-    Daemon,
+    Daemon(DaemonArgs),
 }
 
 impl Command {
@@ -186,14 +186,17 @@ impl Command {
             Command::Backup(_) => "backup",
             Command::Restore(_) => "restore",
             Command::Demo => "demo",
-            Command::Daemon => "daemon",
+            Command::Daemon(_) => "daemon",
         }
     }
 
     /// Whether the command exists to take in messages: it needs to be the
     /// profile's only receiver.
     pub fn receives(&self) -> bool {
-        matches!(self, Command::Listen(_) | Command::Sync | Command::Daemon)
+        matches!(
+            self,
+            Command::Listen(_) | Command::Sync | Command::Daemon(_)
+        )
     }
 }
 
@@ -463,6 +466,17 @@ pub enum DevicesCommand {
         /// The device's id (see `chat devices`).
         device_id: u32,
     },
+}
+
+/// `chat daemon`.
+#[derive(Debug, Clone, Args)]
+pub struct DaemonArgs {
+    /// Also serve JSON-RPC over HTTP on this loopback address
+    /// (`POST /api/v1/rpc`, events at `GET /api/v1/events` as Server-Sent
+    /// Events), with the bearer token written to `daemon.token` in the
+    /// profile folder.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
 }
 
 /// `chat profile ...`.

@@ -35,8 +35,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         _ => {}
     }
     let ctx = Ctx::new(&cli)?;
-    if let Command::Daemon = cli.command {
-        return crate::daemon::run(ctx).await;
+    if let Command::Daemon(a) = &cli.command {
+        return crate::daemon::run(ctx, a.http).await;
     }
     if crate::rpc::forwardable(&cli.command)
         && std::env::var_os("E2EE_CHAT_NO_DAEMON").is_none()
@@ -112,7 +112,7 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         | Command::Demo
         | Command::Profiles
         | Command::Profile(_)
-        | Command::Daemon => Ok(()),
+        | Command::Daemon(_) => Ok(()),
     }
 }
 

@@ -33,8 +33,16 @@ const OUT_QUEUE: usize = 1024;
 /// How long SIGTERM waits for running requests (sends) to finish.
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// Runs the daemon until SIGTERM or Ctrl-C.
-pub async fn run(ctx: Ctx) -> Result<()> {
+/// Runs the daemon until SIGTERM or Ctrl-C; `http`: also on this
+/// loopback address (see [`crate::daemon_http`]).
+pub async fn run(ctx: Ctx, http: Option<std::net::SocketAddr>) -> Result<()> {
+    if let Some(addr) = http
+        && !addr.ip().is_loopback()
+    {
+        return Err(CliError::Usage(format!(
+            "--http {addr}: the daemon serves HTTP on a loopback address only (127.0.0.1, ::1)"
+        )));
+    }
     let mut s = ctx.open(false).await?;
     s.client
         .account()
@@ -66,6 +74,27 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     }
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let token_file = ctx.profile.dir.join("daemon.token");
+    if let Some(addr) = http {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::io(format!("--http {addr}"), e))?;
+        let token = crate::daemon_http::new_token(&token_file)?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| CliError::io("--http", e))?;
+        crate::errln!(
+            "JSON-RPC over HTTP on http://{bound}/api/v1/rpc (token in {})",
+            token_file.display()
+        );
+        let http = crate::daemon_http::Http {
+            base: base.clone(),
+            token,
+            tracker: tracker.clone(),
+            stop: stop.clone(),
+        };
+        tracker.spawn(http.serve(listener));
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| CliError::io("SIGTERM", e))?;
     let ctrl_c = tokio::signal::ctrl_c();
@@ -94,6 +123,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     // send waiting for its ack) finishes.
     drop(listener);
     let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&token_file);
     stop.cancel();
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
@@ -127,7 +157,7 @@ struct Conn {
 
 /// A running request's handle, for `unsubscribe` and for ending
 /// subscriptions when their client leaves.
-type Subscriptions = Arc<std::sync::Mutex<HashMap<String, AbortHandle>>>;
+pub(crate) type Subscriptions = Arc<std::sync::Mutex<HashMap<String, AbortHandle>>>;
 
 impl Conn {
     async fn serve(self, stream: UnixStream, uid: u32) {
@@ -261,15 +291,15 @@ fn finish(buf: &[u8], too_long: bool) -> std::result::Result<String, TooLong> {
 }
 
 /// A request as read.
-struct Request {
+pub(crate) struct Request {
     /// `Null` for a notification (no answer is sent).
-    id: Value,
-    notification: bool,
-    method: String,
-    params: Map<String, Value>,
+    pub(crate) id: Value,
+    pub(crate) notification: bool,
+    pub(crate) method: String,
+    pub(crate) params: Map<String, Value>,
 }
 
-fn parse(line: &str) -> std::result::Result<Request, (Value, RpcError)> {
+pub(crate) fn parse(line: &str) -> std::result::Result<Request, (Value, RpcError)> {
     let v: Value = serde_json::from_str(line).map_err(|e| {
         (
             Value::Null,
@@ -316,7 +346,7 @@ fn parse(line: &str) -> std::result::Result<Request, (Value, RpcError)> {
     })
 }
 
-fn response(id: &Value, r: std::result::Result<Value, RpcError>) -> String {
+pub(crate) fn response(id: &Value, r: std::result::Result<Value, RpcError>) -> String {
     match r {
         Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
         Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_json()}),
@@ -328,7 +358,12 @@ fn notification(method: &str, params: Value) -> String {
     json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
 }
 
-async fn handle(base: Ctx, mut req: Request, out: &mpsc::Sender<String>, subs: &Subscriptions) {
+pub(crate) async fn handle(
+    base: Ctx,
+    mut req: Request,
+    out: &mpsc::Sender<String>,
+    subs: &Subscriptions,
+) {
     let text = match req.params.remove("output") {
         None => false,
         Some(Value::String(s)) if s == "json" => false,

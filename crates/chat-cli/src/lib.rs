@@ -7,6 +7,7 @@ pub mod actions;
 pub mod cli;
 pub mod commands;
 pub mod daemon;
+pub mod daemon_http;
 pub mod demo;
 pub mod devices;
 pub mod error;

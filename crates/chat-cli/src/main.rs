@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     // RUST_LOG). The server and the daemon run for long: they log.
     let default_level = match (&cli.command, cli.verbose) {
         (Command::Server(_), 0) => "info",
-        (Command::Daemon, 0) => "warn",
+        (Command::Daemon(_), 0) => "warn",
         (_, 0) => "off",
         (_, 1) => "info",
         _ => "debug",

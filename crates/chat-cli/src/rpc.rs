@@ -130,7 +130,7 @@ pub fn forwardable(c: &Command) -> bool {
             | Command::Restore(_)
             | Command::Demo
             | Command::Link { .. }
-            | Command::Daemon
+            | Command::Daemon(_)
     )
 }
 

@@ -22,6 +22,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(w: &World, profile: &str) -> Daemon {
+        Self::start_with(w, profile, &[])
+    }
+
+    fn start_with(w: &World, profile: &str, extra: &[&str]) -> Daemon {
         let sock = w.home.join("profiles").join(profile).join("daemon.sock");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
             .env_clear()
@@ -32,6 +36,7 @@ impl Daemon {
                 format!("{profile} store passphrase"),
             )
             .args(["--profile", profile, "daemon"])
+            .args(extra)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -355,10 +360,17 @@ fn scripts_get_json_rpc_and_hostile_clients_cannot_stop_it() {
         // 1,000 sends in a row, pipelined: each answered once, each
         // delivered once.
         let t = Instant::now();
-        let mut ids = Vec::new();
-        for i in 0..1000 {
-            ids.push(rpc.request("send", json!({"to": "bob", "text": format!("n{i}")})));
-        }
+        // Written on a thread of its own while the answers are read: a
+        // client that writes without reading stalls when buffers fill.
+        let mut wr = rpc.w.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            for i in 0..1000 {
+                let req = json!({"jsonrpc": "2.0", "id": 10_000 + i, "method": "send",
+                    "params": {"to": "bob", "text": format!("n{i}")}});
+                writeln!(wr, "{req}").unwrap();
+            }
+        });
+        let ids: Vec<i64> = (10_000..11_000).collect();
         let mut sent = HashSet::new();
         for _ in 0..1000 {
             let v = rpc.response();
@@ -366,6 +378,7 @@ fn scripts_get_json_rpc_and_hostile_clients_cannot_stop_it() {
             assert!(was_acked(&v["result"][0]), "{v}");
             assert!(sent.insert(v["id"].as_i64().unwrap()));
         }
+        writer.join().unwrap();
         assert_eq!(sent, ids.into_iter().collect());
         eprintln!("1,000 sends over the socket: {:?}", t.elapsed());
         let got = wait_for_history(w, "bob", "alice", 1001);
@@ -516,5 +529,130 @@ fn a_daemon_killed_mid_send_loses_no_acknowledged_message() {
         assert_eq!(v["id"], id);
         assert!(was_acked(&v["result"][0]), "{v}");
         assert_eq!(alice.child.wait().unwrap().code(), Some(0));
+    });
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`: the status and the body.
+fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // (The daemon may answer a body over the limit before it is all sent.)
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn json_rpc_over_http_on_loopback_with_a_token_and_events_as_sse() {
+    blocking(|w| {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        // Only a loopback address.
+        let out = no_secret(w, "alice", &["daemon", "--http", "0.0.0.0:18999"]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let alice = Daemon::start_with(w, "alice", &["--http", &addr]);
+        let token_file = w.home.join("profiles/alice/daemon.token");
+        let token = std::fs::read_to_string(&token_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        assert_eq!(token.len(), 64);
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let version = br#"{"jsonrpc":"2.0","id":1,"method":"version"}"#;
+        assert_eq!(http(port, "POST", "/api/v1/rpc", None, version).0, 401);
+        assert_eq!(
+            http(port, "POST", "/api/v1/rpc", Some("wrong"), version).0,
+            401
+        );
+        let (status, got) = http(port, "POST", "/api/v1/rpc", Some(&token), version);
+        assert_eq!(status, 200, "{got}");
+        let v: Value = serde_json::from_str(&got).unwrap();
+        assert_eq!(v["result"]["rpcVersion"], 1);
+        let send = br#"{"jsonrpc":"2.0","id":"s","method":"send","params":{"to":"bob","text":"over http"}}"#;
+        let (status, got) = http(port, "POST", "/api/v1/rpc", Some(&token), send);
+        assert_eq!(status, 200, "{got}");
+        let v: Value = serde_json::from_str(&got).unwrap();
+        assert!(was_acked(&v["result"][0]), "{v}");
+        let (_, bad) = http(port, "POST", "/api/v1/rpc", Some(&token), b"{nope");
+        assert_eq!(
+            serde_json::from_str::<Value>(&bad).unwrap()["error"]["code"],
+            -32700
+        );
+        let huge = vec![b' '; (1 << 20) + 10];
+        assert_eq!(
+            http(port, "POST", "/api/v1/rpc", Some(&token), &huge).0,
+            413
+        );
+
+        // Events as Server-Sent Events.
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // Under the daemon's 30 s drain: a stream SIGTERM did not end
+        // would time out here.
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "GET /api/v1/events?noBacklog=true HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains(" 200 "), "{line}");
+        std::thread::sleep(Duration::from_millis(500));
+        w.json("bob", &["send", "alice", "seen", "by", "sse"]);
+        let event = loop {
+            line.clear();
+            assert!(r.read_line(&mut line).unwrap() > 0, "the stream ended");
+            if let Some(data) = line.trim_end().strip_prefix("data:") {
+                let v: Value = serde_json::from_str(data.trim()).unwrap();
+                if v["event"] == "message" {
+                    break v;
+                }
+            }
+        };
+        assert_eq!(body(&event), "seen by sse");
+        // SIGTERM ends the event stream (it does not wait for the client).
+        let mut alice = alice;
+        alice.signal("-TERM");
+        loop {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => panic!("the event stream did not end at SIGTERM: {e}"),
+            }
+        }
+        assert_eq!(alice.child.wait().unwrap().code(), Some(0));
+        assert!(!token_file.exists(), "the token goes with the daemon");
     });
 }
