@@ -22,15 +22,18 @@ pub struct Cli {
     /// ~/.local/share/e2ee-chat].
     #[arg(long, global = true, env = "E2EE_CHAT_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
-    /// The profile (account) to use.
+    /// The profile (account) to use (`chat daemon`: give it once per
+    /// profile to serve several).
     #[arg(
-        long,
+        long = "profile",
         short = 'P',
         global = true,
         env = "E2EE_CHAT_PROFILE",
-        default_value = "default"
+        default_value = "default",
+        action = clap::ArgAction::Append,
+        value_name = "PROFILE"
     )]
-    pub profile: String,
+    pub profiles: Vec<String>,
     /// The server URL [default: the profile's, else http://127.0.0.1:8787].
     #[arg(long, short = 's', global = true, env = "E2EE_CHAT_SERVER")]
     pub server: Option<String>,
@@ -151,6 +154,14 @@ pub enum Command {
     /// commands on the profile go through it: no prompt, no reconnect.
     #[serde(skip)]
     Daemon(DaemonArgs),
+}
+
+impl Cli {
+    /// The profile a command runs on (the first `--profile`; see
+    /// [`crate::commands::run`] for commands that take one only).
+    pub fn profile(&self) -> &str {
+        self.profiles.first().map_or("default", String::as_str)
+    }
 }
 
 impl Command {

@@ -34,10 +34,22 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         _ => {}
     }
-    let ctx = Ctx::new(&cli)?;
     if let Command::Daemon(a) = &cli.command {
-        return crate::daemon::run(ctx, a.http).await;
+        let mut names = cli.profiles.clone();
+        names.dedup();
+        let ctxs = names
+            .iter()
+            .map(|n| Ctx::for_profile(&cli, n))
+            .collect::<Result<Vec<_>>>()?;
+        return crate::daemon::run(ctxs, a.http).await;
     }
+    if cli.profiles.len() > 1 {
+        return Err(CliError::Usage(format!(
+            "--profile is given {} times; only `chat daemon` serves several",
+            cli.profiles.len()
+        )));
+    }
+    let ctx = Ctx::new(&cli)?;
     if crate::rpc::forwardable(&cli.command)
         && std::env::var_os("E2EE_CHAT_NO_DAEMON").is_none()
         && let Some(done) = crate::rpc::forward(&cli, &ctx.profile.dir).await
@@ -62,7 +74,7 @@ pub fn hint_context(ctx: &Ctx) -> (String, String) {
 pub fn report(cli: &Cli, e: &CliError) {
     let (profile, server) = match Ctx::new(cli) {
         Ok(ctx) => hint_context(&ctx),
-        Err(_) => (cli.profile.clone(), "the configured server".into()),
+        Err(_) => (cli.profile().to_owned(), "the configured server".into()),
     };
     let hint = e.hint(&profile, &server);
     if cli.json {
@@ -139,7 +151,7 @@ fn profiles(cli: &Cli) -> Result<()> {
             print_json(&json!({"event": "profile", "name": name, "server": server,
                 "hasAccount": p.has_store()}));
         } else {
-            let mark = if name == cli.profile { "*" } else { " " };
+            let mark = if name == cli.profile() { "*" } else { " " };
             crate::outln!("{mark} {name:<20} {server}");
         }
     }

@@ -33,77 +33,75 @@ const OUT_QUEUE: usize = 1024;
 /// How long SIGTERM waits for running requests (sends) to finish.
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// Runs the daemon until SIGTERM or Ctrl-C; `http`: also on this
-/// loopback address (see [`crate::daemon_http`]).
-pub async fn run(ctx: Ctx, http: Option<std::net::SocketAddr>) -> Result<()> {
-    if let Some(addr) = http
-        && !addr.ip().is_loopback()
-    {
-        return Err(CliError::Usage(format!(
-            "--http {addr}: the daemon serves HTTP on a loopback address only (127.0.0.1, ::1)"
-        )));
-    }
-    let mut s = ctx.open(false).await?;
-    s.client
-        .account()
-        .ok_or(chat_client::ClientError::NotLoggedIn)?;
-    if let Err(e) = s.connect().await {
-        // The client keeps trying on its own; requests that need the
-        // server wait for it or fail as they would without a daemon.
-        crate::errln!("warning: {e}; the daemon keeps trying");
-    }
-    let path = ctx.profile.dir.join(rpc::SOCKET_NAME);
-    let listener = bind(&path)?;
-    let uid = std::fs::metadata(&path)
-        .map_err(|e| CliError::io(&path, e))?
-        .uid();
-    let base = Ctx {
-        shared: Some(s.client.clone()),
-        receiver: false,
-        ..ctx.clone()
-    };
-    if ctx.json {
-        crate::output::print_json(&json!({"event": "daemonStarted",
-            "profile": ctx.profile.name, "socket": path, "rpcVersion": rpc::RPC_VERSION}));
-    } else {
-        crate::errln!(
-            "chat daemon for profile {} on {} (SIGTERM or Ctrl-C to stop)",
-            ctx.profile.name,
-            path.display()
-        );
-    }
-    let stop = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let token_file = ctx.profile.dir.join("daemon.token");
-    if let Some(addr) = http {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| CliError::io(format!("--http {addr}"), e))?;
-        let token = crate::daemon_http::new_token(&token_file)?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| CliError::io("--http", e))?;
-        crate::errln!(
-            "JSON-RPC over HTTP on http://{bound}/api/v1/rpc (token in {})",
-            token_file.display()
-        );
-        let http = crate::daemon_http::Http {
-            base: base.clone(),
-            token,
-            tracker: tracker.clone(),
-            stop: stop.clone(),
+/// One profile the daemon serves: its open session and socket.
+struct Served {
+    session: crate::session::Session,
+    /// The options requests on it run with (`shared`: the daemon's client).
+    base: Ctx,
+    listener: UnixListener,
+    path: std::path::PathBuf,
+    uid: u32,
+}
+
+impl Served {
+    /// Unlocks the profile (its receive lock taken), connects, binds its
+    /// socket.
+    async fn start(ctx: Ctx) -> Result<Served> {
+        let mut s = ctx.open(false).await?;
+        s.client
+            .account()
+            .ok_or(chat_client::ClientError::NotLoggedIn)?;
+        if let Err(e) = s.connect().await {
+            // The client keeps trying on its own; requests that need the
+            // server wait for it or fail as they would without a daemon.
+            crate::errln!(
+                "warning: {}: {e}; the daemon keeps trying",
+                ctx.profile.name
+            );
+        }
+        let path = ctx.profile.dir.join(rpc::SOCKET_NAME);
+        let listener = bind(&path)?;
+        let uid = std::fs::metadata(&path)
+            .map_err(|e| CliError::io(&path, e))?
+            .uid();
+        let base = Ctx {
+            shared: Some(s.client.clone()),
+            receiver: false,
+            ..ctx.clone()
         };
-        tracker.spawn(http.serve(listener));
+        if ctx.json {
+            crate::output::print_json(&json!({"event": "daemonStarted",
+                "profile": ctx.profile.name, "socket": path, "rpcVersion": rpc::RPC_VERSION}));
+        } else {
+            crate::errln!(
+                "chat daemon for profile {} on {} (SIGTERM or Ctrl-C to stop)",
+                ctx.profile.name,
+                path.display()
+            );
+        }
+        Ok(Served {
+            session: s,
+            base,
+            listener,
+            path,
+            uid,
+        })
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| CliError::io("SIGTERM", e))?;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = &mut ctrl_c => break,
-            accepted = listener.accept() => match accepted {
+
+    /// Accepts clients until `stop`.
+    async fn accept(
+        listener: UnixListener,
+        base: Ctx,
+        uid: u32,
+        stop: CancellationToken,
+        tracker: TaskTracker,
+    ) {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            match accepted {
                 Ok((stream, _)) => {
                     let conn = Conn {
                         base: base.clone(),
@@ -116,15 +114,87 @@ pub async fn run(ctx: Ctx, http: Option<std::net::SocketAddr>) -> Result<()> {
                     crate::errln!("warning: accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-            },
+            }
         }
+    }
+}
+
+/// Runs the daemon for these profiles (each unlocked once, each with its
+/// own socket and connection) until SIGTERM or Ctrl-C; `http`: also on
+/// this loopback address, for a single profile (see
+/// [`crate::daemon_http`]).
+pub async fn run(ctxs: Vec<Ctx>, http: Option<std::net::SocketAddr>) -> Result<()> {
+    if let Some(addr) = http
+        && !addr.ip().is_loopback()
+    {
+        return Err(CliError::Usage(format!(
+            "--http {addr}: the daemon serves HTTP on a loopback address only (127.0.0.1, ::1)"
+        )));
+    }
+    if http.is_some() && ctxs.len() > 1 {
+        return Err(CliError::Usage(
+            "--http serves one profile: run one daemon per profile for HTTP".into(),
+        ));
+    }
+    let several = ctxs.len() > 1;
+    let mut served = Vec::with_capacity(ctxs.len());
+    for ctx in ctxs {
+        if several {
+            // A prompt does not say which store it is for.
+            crate::errln!("unlocking profile {}", ctx.profile.name);
+        }
+        served.push(Served::start(ctx).await?);
+    }
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut token_files = Vec::new();
+    if let (Some(addr), Some(first)) = (http, served.first()) {
+        let token_file = first.base.profile.dir.join("daemon.token");
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::io(format!("--http {addr}"), e))?;
+        let token = crate::daemon_http::new_token(&token_file)?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| CliError::io("--http", e))?;
+        crate::errln!(
+            "JSON-RPC over HTTP on http://{bound}/api/v1/rpc (token in {})",
+            token_file.display()
+        );
+        let http = crate::daemon_http::Http {
+            base: first.base.clone(),
+            token,
+            tracker: tracker.clone(),
+            stop: stop.clone(),
+        };
+        tracker.spawn(http.serve(listener));
+        token_files.push(token_file);
+    }
+    let mut sessions = Vec::with_capacity(served.len());
+    let mut sockets = Vec::with_capacity(served.len());
+    for s in served {
+        tracker.spawn(Served::accept(
+            s.listener,
+            s.base,
+            s.uid,
+            stop.clone(),
+            tracker.clone(),
+        ));
+        sockets.push(s.path);
+        sessions.push(s.session);
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| CliError::io("SIGTERM", e))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
     // No new connections or requests; subscriptions end; what runs (a
     // send waiting for its ack) finishes.
-    drop(listener);
-    let _ = std::fs::remove_file(&path);
-    let _ = std::fs::remove_file(&token_file);
     stop.cancel();
+    for f in sockets.iter().chain(&token_files) {
+        let _ = std::fs::remove_file(f);
+    }
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         crate::errln!(
@@ -132,7 +202,13 @@ pub async fn run(ctx: Ctx, http: Option<std::net::SocketAddr>) -> Result<()> {
             DRAIN.as_secs()
         );
     }
-    s.finish().await
+    let mut result = Ok(());
+    for s in sessions {
+        if let Err(e) = s.finish().await {
+            result = Err(e);
+        }
+    }
+    result
 }
 
 /// Binds the socket, readable and writable by this user only. A socket

@@ -49,9 +49,14 @@ pub struct Ctx {
 impl Ctx {
     /// From the parsed command line.
     pub fn new(cli: &Cli) -> Result<Ctx> {
+        Self::for_profile(cli, cli.profile())
+    }
+
+    /// From the parsed command line, for the profile `name`.
+    pub fn for_profile(cli: &Cli, name: &str) -> Result<Ctx> {
         let home = profile::home(cli.home.as_deref())?;
         Ok(Ctx {
-            profile: Profile::new(&home, &cli.profile)?,
+            profile: Profile::new(&home, name)?,
             server_flag: cli.server.clone(),
             passphrase_file: cli.passphrase_file.clone(),
             json: cli.json,

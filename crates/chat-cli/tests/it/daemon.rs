@@ -656,3 +656,44 @@ fn json_rpc_over_http_on_loopback_with_a_token_and_events_as_sse() {
         assert!(!token_file.exists(), "the token goes with the daemon");
     });
 }
+
+#[test]
+fn one_daemon_serves_several_profiles() {
+    blocking(|w| {
+        let shared = [("E2EE_CHAT_PASSPHRASE", "one passphrase for both")];
+        for name in ["dana", "eve"] {
+            let out = w.chat_env(name, &["--json", "register", name], &shared);
+            assert!(out.status.success(), "{out:?}");
+        }
+        // Several profiles are for the daemon only.
+        let out = no_secret(w, "dana", &["--profile", "eve", "whoami"]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
+            .env_clear()
+            .env("E2EE_CHAT_HOME", &w.home)
+            .env("E2EE_CHAT_SERVER", &w.server)
+            .env("E2EE_CHAT_PASSPHRASE", shared[0].1)
+            .args(["daemon", "-P", "dana", "-P", "eve"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let socks = ["dana", "eve"].map(|p| w.home.join("profiles").join(p).join("daemon.sock"));
+        let until = Instant::now() + Duration::from_secs(60);
+        while socks.iter().any(|s| UnixStream::connect(s).is_err()) {
+            assert!(Instant::now() < until, "the daemon did not start both");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let sent = json_lines(w, "dana", &["send", "eve", "one", "daemon"]);
+        assert!(was_acked(&sent[0]), "{sent:?}");
+        let got = json_lines(w, "eve", &["listen", "-n", "1", "--timeout", "60"]);
+        assert_eq!(body(messages(&got)[0]), "one daemon");
+        assert_eq!(json_lines(w, "eve", &["whoami"])[0]["username"], "eve");
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+        assert!(socks.iter().all(|s| !s.exists()));
+    });
+}
