@@ -112,6 +112,9 @@ pub enum Command {
     History(HistoryArgs),
     /// Search stored messages.
     Search(SearchArgs),
+    /// Your chats, the newest first, with unread counts and the last
+    /// message (from the local store).
+    Conversations(ConversationsArgs),
     /// Create and manage groups.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -186,6 +189,7 @@ impl Command {
             Command::Download(_) => "download",
             Command::History(_) => "history",
             Command::Search(_) => "search",
+            Command::Conversations(_) => "conversations",
             Command::Group(_) => "group",
             Command::Link { .. } => "link",
             Command::Devices { .. } => "devices",
@@ -400,6 +404,16 @@ pub struct SearchArgs {
     #[arg(long)]
     #[serde(default)]
     pub offline: bool,
+}
+
+/// `chat conversations`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConversationsArgs {
+    /// How many, the newest first.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    #[serde(default = "default_limit")]
+    pub limit: u32,
 }
 
 /// `chat group ...`.

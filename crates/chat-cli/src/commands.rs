@@ -110,6 +110,7 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Download(a) => crate::manage::download(ctx, &a.id, &a.dir).await,
         Command::History(a) => history(ctx, &a).await,
         Command::Search(a) => search(ctx, &a).await,
+        Command::Conversations(a) => crate::manage::conversations(ctx, &a).await,
         Command::Group(g) => crate::groups::group(ctx, g).await,
         Command::Link { name } => crate::devices::link(ctx, name).await,
         Command::Devices { cmd } => crate::devices::devices(ctx, cmd).await,

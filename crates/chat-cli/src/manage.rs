@@ -1,5 +1,5 @@
 //! Looking after a profile's state: the outbox, trust in a contact's key,
-//! files fetched later.
+//! files fetched later, the list of conversations.
 
 use serde_json::json;
 
@@ -117,5 +117,48 @@ pub async fn download(ctx: &Ctx, id: &str, dir: &std::path::Path) -> Result<()> 
             path.display()
         );
     }
+    Ok(())
+}
+
+/// `chat conversations [-n N]`: the chats in the store, the newest first,
+/// named from the cache when the server is out of reach.
+pub async fn conversations(ctx: &Ctx, a: &crate::cli::ConversationsArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    s.offline = true;
+    let list = s.client.conversations().await?;
+    for c in list.iter().take(a.limit as usize) {
+        let place = s.conversation_label(&c.conversation).await;
+        let sender = s.name_of(&c.last.sender).await;
+        let names = output::Names {
+            sender: &sender,
+            conversation: &place,
+            quoted: None,
+        };
+        if ctx.json {
+            let (kind, id) = match &c.conversation {
+                chat_client::Conversation::Direct(u) => ("direct", u),
+                chat_client::Conversation::Group(g) => ("group", g),
+            };
+            print_json(&json!({"event": "conversation",
+                "conversation": {"type": kind, "id": id, "name": place},
+                "unread": c.unread, "last": output::message_json(&c.last, &names, None)}));
+        } else {
+            let unread = if c.unread > 0 {
+                format!("{} unread", c.unread)
+            } else {
+                String::new()
+            };
+            crate::outln!(
+                "{:<20} {:>10}  {}",
+                output::sanitize(&place),
+                unread,
+                output::message_line(&c.last, &names, None)
+            );
+        }
+    }
+    if list.is_empty() && !ctx.json {
+        crate::errln!("no conversations yet: `{} send USER TEXT`", ctx.chat());
+    }
+    s.close().await;
     Ok(())
 }

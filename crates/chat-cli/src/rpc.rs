@@ -97,6 +97,7 @@ pub const COMMAND_METHODS: &[&str] = &[
     "download",
     "history",
     "search",
+    "conversations",
     "group.create",
     "group.add",
     "group.remove",
@@ -405,6 +406,7 @@ mod tests {
         round_trip(&["chat", "listen", "-n", "3", "--no-read"]);
         round_trip(&["chat", "history", "bob", "-n", "5", "--ids"]);
         round_trip(&["chat", "search", "hello", "--with", "bob"]);
+        round_trip(&["chat", "conversations", "-n", "5"]);
         round_trip(&["chat", "outbox", "--drop", "m1"]);
         round_trip(&["chat", "download", "m1", "/tmp"]);
         round_trip(&["chat", "verify", "bob", "--yes"]);

@@ -289,6 +289,20 @@ fn the_commands_work_the_same_through_a_daemon_with_no_prompt() {
         ok(w, "alice", &["edit", &id, "hi", "all"]);
         let hits = json_lines(w, "alice", &["search", "all"]);
         assert_eq!(hits.len(), 1, "{hits:?}");
+        let convs = json_lines(w, "alice", &["conversations"]);
+        let names: Vec<&str> = convs
+            .iter()
+            .map(|c| c["conversation"]["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"bob") && names.contains(&"#team"),
+            "{convs:?}"
+        );
+        assert!(
+            convs
+                .iter()
+                .all(|c| c["event"] == "conversation" && c["last"]["id"].is_string())
+        );
 
         // Failures keep their exit codes and messages; usage errors are
         // still caught here.

@@ -139,6 +139,13 @@ async fn what_a_new_user_tripped_over() {
             "{hits:?}"
         );
 
+        let convs = w.ok("bob", &["conversations"]);
+        assert!(
+            convs.contains("alice") && convs.contains("#team"),
+            "{convs}"
+        );
+        assert!(!convs.contains(&alice_id), "{convs}");
+
         // `chat profile rm`: asks (no terminal: refuses), then removes.
         w.fails("x", &["profile", "rm", "bob"], 2);
         w.fails("x", &["profile", "rm", "nobody", "--yes"], 4);
