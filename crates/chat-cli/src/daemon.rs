@@ -30,6 +30,11 @@ use crate::sink::{self, Line};
 const IN_FLIGHT: usize = 64;
 /// Lines queued for one client's socket before its requests wait.
 const OUT_QUEUE: usize = 1024;
+/// Events a subscription may have waiting behind a client that does not
+/// read (beyond the connection's [`OUT_QUEUE`]); past that they are
+/// dropped and the client gets one `lagged` event saying how many (all of
+/// them are in the store).
+const MAX_BEHIND: usize = 500;
 /// How long SIGTERM waits for running requests (sends) to finish.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -516,6 +521,19 @@ async fn run_command(
     let forward = async {
         let mut objects = Vec::new();
         while let Some(line) = rx.recv().await {
+            if streaming && rx.len() > MAX_BEHIND {
+                // A client this far behind is not reading: skip to now.
+                let mut missed = 1u64;
+                while let Ok(l) = rx.try_recv() {
+                    missed += u64::from(matches!(l, Line::Json(_)));
+                }
+                let lagged = json!({"event": "lagged", "missed": missed});
+                let note = notification("event", json!({"subscription": id, "event": lagged}));
+                if out.send(note).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             let note = match line {
                 Line::Json(v) if streaming => {
                     notification("event", json!({"subscription": id, "event": v}))

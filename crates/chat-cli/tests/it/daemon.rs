@@ -711,3 +711,70 @@ fn one_daemon_serves_several_profiles() {
         assert!(socks.iter().all(|s| !s.exists()));
     });
 }
+
+#[test]
+fn a_subscriber_that_stops_reading_is_told_it_fell_behind_not_buffered_for() {
+    blocking(|w| {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        let alice = Daemon::start(w, "alice");
+        let bob = Daemon::start(w, "bob");
+        let mut stalled = alice.rpc();
+        stalled
+            .call("subscribe", json!({"noBacklog": true, "noRead": true}))
+            .unwrap();
+        // Bob sends more than a subscriber may fall behind by, while the
+        // subscriber reads nothing.
+        let n: u64 = 3000;
+        let mut rpc = bob.rpc();
+        let mut wr = rpc.w.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            for i in 0..n {
+                let req = json!({"jsonrpc": "2.0", "id": i, "method": "send",
+                    "params": {"to": "alice", "text": format!("flood {i}"), "noWait": true}});
+                writeln!(wr, "{req}").unwrap();
+            }
+        });
+        for _ in 0..n {
+            rpc.response();
+        }
+        writer.join().unwrap();
+        let until = Instant::now() + Duration::from_secs(40);
+        while json_lines(w, "alice", &["conversations"])
+            .first()
+            .is_none_or(|c| c["unread"].as_u64() != Some(n))
+        {
+            assert!(
+                Instant::now() < until,
+                "the flood did not arrive: {:?} / {:?}",
+                json_lines(w, "alice", &["conversations"]),
+                json_lines(w, "bob", &["whoami"])
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Now it reads: a `lagged` event says how much it missed (all of
+        // it is in the store), and it keeps getting what comes next.
+        let mut seen = 0;
+        let missed = loop {
+            let e = stalled.event();
+            match e["event"].as_str() {
+                Some("message") => seen += 1,
+                Some("lagged") => break e["missed"].as_u64().unwrap(),
+                _ => {}
+            }
+            assert!(
+                seen < n,
+                "all {n} were buffered for a subscriber that read nothing"
+            );
+        };
+        assert!(missed > 0);
+        w.json("bob", &["send", "alice", "after", "the", "flood"]);
+        loop {
+            let e = stalled.event();
+            if e["event"] == "message" && body(&e) == "after the flood" {
+                break;
+            }
+        }
+    });
+}
