@@ -381,31 +381,27 @@ impl Session {
                 "you are in no group named {name_or_id:?} (see `{} group list`)",
                 self.ctx.chat()
             ))),
-            many => Err(CliError::Usage(format!(
-                "{} groups are named {name_or_id:?}; use the id: {}",
-                many.len(),
-                many.iter()
-                    .map(|g| g.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+            many => Err(ambiguous(name_or_id, many.iter().map(|g| g.id.as_str()))),
         }
+    }
+
+    /// The ids of cached groups named (or with the id) `want`.
+    async fn cached_group_ids(&mut self, want: &str) -> Vec<String> {
+        self.cache()
+            .await
+            .groups
+            .iter()
+            .filter(|(id, n)| id.as_str() == want || n.as_str() == want)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// A group's id by name or id: from the server, or (offline, or the
     /// server out of reach) from the names it gave before.
     pub async fn group_id(&mut self, name_or_id: &str) -> Result<String> {
         let want = name_or_id.strip_prefix('#').unwrap_or(name_or_id);
-        let found: Vec<String> = self
-            .cache()
-            .await
-            .groups
-            .iter()
-            .filter(|(id, n)| id.as_str() == want || n.as_str() == want)
-            .map(|(id, _)| id.clone())
-            .collect();
         if self.offline
-            && let [id] = found.as_slice()
+            && let [id] = self.cached_group_ids(want).await.as_slice()
         {
             return Ok(id.clone());
         }
@@ -414,14 +410,10 @@ impl Session {
             Err(e @ (CliError::NotFound(_) | CliError::Usage(_))) => return Err(e),
             Err(e) => e,
         };
-        match found.as_slice() {
+        match self.cached_group_ids(want).await.as_slice() {
             [id] => Ok(id.clone()),
             [] => Err(err),
-            many => Err(CliError::Usage(format!(
-                "{} groups are named {want:?}; use the id: {}",
-                many.len(),
-                many.join(", ")
-            ))),
+            many => Err(ambiguous(want, many.iter().map(String::as_str))),
         }
     }
 
@@ -505,4 +497,13 @@ impl Session {
             Conversation::Group(g) => format!("#{}", self.group_name(g).await),
         }
     }
+}
+
+/// Several groups answer to `name`: the user must give an id.
+fn ambiguous<'a>(name: &str, ids: impl ExactSizeIterator<Item = &'a str>) -> CliError {
+    let n = ids.len();
+    CliError::Usage(format!(
+        "{n} groups are named {name:?}; use the id: {}",
+        ids.collect::<Vec<_>>().join(", ")
+    ))
 }

@@ -42,15 +42,15 @@ pub fn interactive() -> bool {
 
 /// Writes one line or object to where this command's output goes.
 pub fn emit(line: Line) {
-    let unsent = SINK.try_with(|tx| tx.send(line.clone()).is_err());
-    match unsent {
-        // The client went away: its output has nowhere to go.
-        Ok(_) => {}
-        Err(_) => match line {
-            Line::Out(s) => println!("{s}"),
-            Line::Err(s) => eprintln!("{s}"),
-            Line::Json(v) => println!("{v}"),
-        },
+    if let Ok(tx) = SINK.try_with(UnboundedSender::clone) {
+        // A client that went away: its output has nowhere to go.
+        let _ = tx.send(line);
+        return;
+    }
+    match line {
+        Line::Out(s) => println!("{s}"),
+        Line::Err(s) => eprintln!("{s}"),
+        Line::Json(v) => println!("{v}"),
     }
 }
 

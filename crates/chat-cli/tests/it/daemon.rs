@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Output};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -27,21 +27,13 @@ impl Daemon {
 
     fn start_with(w: &World, profile: &str, extra: &[&str]) -> Daemon {
         let sock = w.home.join("profiles").join(profile).join("daemon.sock");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
-            .env_clear()
-            .env("E2EE_CHAT_HOME", &w.home)
-            .env("E2EE_CHAT_SERVER", &w.server)
-            .env(
-                "E2EE_CHAT_PASSPHRASE",
-                format!("{profile} store passphrase"),
-            )
-            .args(["--profile", profile, "daemon"])
-            .args(extra)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
+        let mut args = vec!["daemon"];
+        args.extend_from_slice(extra);
+        let devnull = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
             .unwrap();
+        let child = w.spawn(profile, &args, devnull);
         let d = Daemon { child, sock };
         let until = Instant::now() + Duration::from_secs(60);
         while UnixStream::connect(&d.sock).is_err() {
@@ -146,37 +138,12 @@ impl Rpc {
     }
 }
 
-/// `chat` with no store passphrase anywhere: only a daemon can serve it.
-fn no_secret(w: &World, profile: &str, args: &[&str]) -> Output {
-    let mut cmd = assert_cmd::Command::cargo_bin("chat").unwrap();
-    cmd.env_clear()
-        .env("E2EE_CHAT_HOME", &w.home)
-        .env("E2EE_CHAT_SERVER", &w.server)
-        .args(["--profile", profile])
-        .args(args)
-        .timeout(Duration::from_secs(120));
-    cmd.output().unwrap()
-}
-
-fn ok(w: &World, profile: &str, args: &[&str]) -> String {
-    let out = no_secret(w, profile, args);
-    assert!(
-        out.status.success(),
-        "chat -P {profile} {args:?} through the daemon failed ({:?}):\n{}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json_lines(w: &World, profile: &str, args: &[&str]) -> Vec<Value> {
-    let mut a = vec!["--json"];
-    a.extend_from_slice(args);
-    ok(w, profile, &a)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-        .collect()
+/// Alice and Bob registered, each with a daemon running.
+fn alice_and_bob(w: &World) -> (Daemon, Daemon) {
+    for name in ["alice", "bob"] {
+        w.json(name, &["register", name]);
+    }
+    (Daemon::start(w, "alice"), Daemon::start(w, "bob"))
 }
 
 fn blocking(f: impl FnOnce(&World) + Send + 'static) {
@@ -198,7 +165,7 @@ fn wait_for_history(w: &World, profile: &str, peer: &str, n: usize) -> Vec<Value
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let limit = (n + 50).to_string();
-        let h = json_lines(w, profile, &["history", peer, "--offline", "-n", &limit]);
+        let h = w.bare_json(profile, &["history", peer, "--offline", "-n", &limit]);
         let got: Vec<Value> = messages(&h).into_iter().cloned().collect();
         if got.len() >= n || Instant::now() > until {
             return got;
@@ -214,24 +181,24 @@ fn the_commands_work_the_same_through_a_daemon_with_no_prompt() {
             w.json(name, &["register", name]);
         }
         // Standalone, with no passphrase, nothing opens.
-        assert_eq!(no_secret(w, "alice", &["whoami"]).status.code(), Some(2));
+        assert_eq!(w.bare("alice", &["whoami"]).status.code(), Some(2));
         let alice = Daemon::start(w, "alice");
         let bob = Daemon::start(w, "bob");
         let mode = std::fs::metadata(&alice.sock).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the socket is for its owner only");
 
-        let who = json_lines(w, "alice", &["whoami"]);
+        let who = w.bare_json("alice", &["whoami"]);
         assert_eq!(who[0]["username"], "alice");
-        let sent = json_lines(w, "alice", &["send", "bob", "hello", "bob"]);
+        let sent = w.bare_json("alice", &["send", "bob", "hello", "bob"]);
         assert_eq!(sent[0]["event"], "sent");
         assert!(was_acked(&sent[0]), "waited for the server's ack: {sent:?}");
-        let got = json_lines(w, "bob", &["listen", "-n", "1", "--timeout", "60"]);
+        let got = w.bare_json("bob", &["listen", "-n", "1", "--timeout", "60"]);
         let m = messages(&got);
         assert_eq!(body(m[0]), "hello bob");
         assert_eq!(m[0]["id"], sent[0]["id"]);
 
         // Text output, as without a daemon; stdin read here.
-        let text = ok(w, "alice", &["history", "bob", "--offline"]);
+        let text = w.bare_ok("alice", &["history", "bob", "--offline"]);
         assert!(text.contains("hello bob"), "{text}");
         let piped = {
             let mut cmd = assert_cmd::Command::cargo_bin("chat").unwrap();
@@ -268,28 +235,28 @@ fn the_commands_work_the_same_through_a_daemon_with_no_prompt() {
         assert!(out.status.success(), "{out:?}");
 
         // Safety numbers and verification.
-        let a = json_lines(w, "alice", &["safety-number", "bob"]);
-        let b = json_lines(w, "bob", &["safety-number", "alice"]);
+        let a = w.bare_json("alice", &["safety-number", "bob"]);
+        let b = w.bare_json("bob", &["safety-number", "alice"]);
         let number = a[0]["safetyNumber"].as_str().unwrap().to_owned();
         assert_eq!(number, b[0]["safetyNumber"].as_str().unwrap());
-        ok(w, "alice", &["verify", "bob", "--number", &number]);
+        w.bare_ok("alice", &["verify", "bob", "--number", &number]);
         assert_eq!(
-            json_lines(w, "alice", &["safety-number", "bob"])[0]["verified"],
+            w.bare_json("alice", &["safety-number", "bob"])[0]["verified"],
             true
         );
 
         // A group, a reaction and an edit.
-        let g = json_lines(w, "alice", &["group", "create", "team", "bob"]);
+        let g = w.bare_json("alice", &["group", "create", "team", "bob"]);
         assert_eq!(g[0]["event"], "groupCreated");
-        let list = json_lines(w, "bob", &["group", "list"]);
+        let list = w.bare_json("bob", &["group", "list"]);
         assert!(list.iter().any(|g| g["name"] == "team"), "{list:?}");
-        let s = json_lines(w, "alice", &["send", "-g", "team", "hi", "team"]);
+        let s = w.bare_json("alice", &["send", "-g", "team", "hi", "team"]);
         let id = s[0]["id"].as_str().unwrap().to_owned();
-        ok(w, "alice", &["react", &id, "👍"]);
-        ok(w, "alice", &["edit", &id, "hi", "all"]);
-        let hits = json_lines(w, "alice", &["search", "all"]);
+        w.bare_ok("alice", &["react", &id, "👍"]);
+        w.bare_ok("alice", &["edit", &id, "hi", "all"]);
+        let hits = w.bare_json("alice", &["search", "all"]);
         assert_eq!(hits.len(), 1, "{hits:?}");
-        let convs = json_lines(w, "alice", &["conversations"]);
+        let convs = w.bare_json("alice", &["conversations"]);
         let names: Vec<&str> = convs
             .iter()
             .map(|c| c["conversation"]["name"].as_str().unwrap())
@@ -306,10 +273,10 @@ fn the_commands_work_the_same_through_a_daemon_with_no_prompt() {
 
         // Failures keep their exit codes and messages; usage errors are
         // still caught here.
-        let out = no_secret(w, "alice", &["send", "zed", "hi"]);
+        let out = w.bare("alice", &["send", "zed", "hi"]);
         assert_eq!(out.status.code(), Some(4));
         assert!(String::from_utf8_lossy(&out.stderr).contains("no user named \"zed\""));
-        assert_eq!(no_secret(w, "alice", &["send"]).status.code(), Some(2));
+        assert_eq!(w.bare("alice", &["send"]).status.code(), Some(2));
 
         // The same history as without the daemon.
         let through = wait_for_history(w, "bob", "alice", 3);
@@ -335,11 +302,7 @@ fn the_commands_work_the_same_through_a_daemon_with_no_prompt() {
 #[test]
 fn scripts_get_json_rpc_and_hostile_clients_cannot_stop_it() {
     blocking(|w| {
-        for name in ["alice", "bob"] {
-            w.json(name, &["register", name]);
-        }
-        let alice = Daemon::start(w, "alice");
-        let _bob = Daemon::start(w, "bob");
+        let (alice, _bob) = alice_and_bob(w);
         let mut rpc = alice.rpc();
         let v = rpc.call("version", json!({})).unwrap();
         assert_eq!(
@@ -518,7 +481,7 @@ fn a_daemon_killed_mid_send_loses_no_acknowledged_message() {
         // Restarted: what it had stored goes out from its outbox.
         let alice = Daemon::start(w, "alice");
         let until = Instant::now() + Duration::from_secs(60);
-        while json_lines(w, "alice", &["whoami"])[0]["outbox"] != 0 {
+        while w.bare_json("alice", &["whoami"])[0]["outbox"] != 0 {
             assert!(Instant::now() < until, "the outbox did not drain");
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -583,7 +546,7 @@ fn json_rpc_over_http_on_loopback_with_a_token_and_events_as_sse() {
             w.json(name, &["register", name]);
         }
         // Only a loopback address.
-        let out = no_secret(w, "alice", &["daemon", "--http", "0.0.0.0:18999"]);
+        let out = w.bare("alice", &["daemon", "--http", "0.0.0.0:18999"]);
         assert_eq!(out.status.code(), Some(2), "{out:?}");
 
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -680,7 +643,7 @@ fn one_daemon_serves_several_profiles() {
             assert!(out.status.success(), "{out:?}");
         }
         // Several profiles are for the daemon only.
-        let out = no_secret(w, "dana", &["--profile", "eve", "whoami"]);
+        let out = w.bare("dana", &["--profile", "eve", "whoami"]);
         assert_eq!(out.status.code(), Some(2), "{out:?}");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
             .env_clear()
@@ -699,11 +662,11 @@ fn one_daemon_serves_several_profiles() {
             assert!(Instant::now() < until, "the daemon did not start both");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let sent = json_lines(w, "dana", &["send", "eve", "one", "daemon"]);
+        let sent = w.bare_json("dana", &["send", "eve", "one", "daemon"]);
         assert!(was_acked(&sent[0]), "{sent:?}");
-        let got = json_lines(w, "eve", &["listen", "-n", "1", "--timeout", "60"]);
+        let got = w.bare_json("eve", &["listen", "-n", "1", "--timeout", "60"]);
         assert_eq!(body(messages(&got)[0]), "one daemon");
-        assert_eq!(json_lines(w, "eve", &["whoami"])[0]["username"], "eve");
+        assert_eq!(w.bare_json("eve", &["whoami"])[0]["username"], "eve");
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
@@ -715,11 +678,7 @@ fn one_daemon_serves_several_profiles() {
 #[test]
 fn a_subscriber_that_stops_reading_is_told_it_fell_behind_not_buffered_for() {
     blocking(|w| {
-        for name in ["alice", "bob"] {
-            w.json(name, &["register", name]);
-        }
-        let alice = Daemon::start(w, "alice");
-        let bob = Daemon::start(w, "bob");
+        let (alice, bob) = alice_and_bob(w);
         let mut stalled = alice.rpc();
         stalled
             .call("subscribe", json!({"noBacklog": true, "noRead": true}))
@@ -741,15 +700,16 @@ fn a_subscriber_that_stops_reading_is_told_it_fell_behind_not_buffered_for() {
         }
         writer.join().unwrap();
         let until = Instant::now() + Duration::from_secs(40);
-        while json_lines(w, "alice", &["conversations"])
+        while w
+            .bare_json("alice", &["conversations"])
             .first()
             .is_none_or(|c| c["unread"].as_u64() != Some(n))
         {
             assert!(
                 Instant::now() < until,
                 "the flood did not arrive: {:?} / {:?}",
-                json_lines(w, "alice", &["conversations"]),
-                json_lines(w, "bob", &["whoami"])
+                w.bare_json("alice", &["conversations"]),
+                w.bare_json("bob", &["whoami"])
             );
             std::thread::sleep(Duration::from_millis(200));
         }

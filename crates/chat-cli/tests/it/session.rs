@@ -22,9 +22,47 @@ impl World {
         self.chat_full(profile, args, env, None)
     }
 
+    /// `chat` with no store passphrase anywhere: only a running daemon can
+    /// serve it.
+    pub fn bare(&self, profile: &str, args: &[&str]) -> Output {
+        self.command(profile, args, false).output().unwrap()
+    }
+
+    /// [`World::bare`], required to succeed; stdout.
+    pub fn bare_ok(&self, profile: &str, args: &[&str]) -> String {
+        checked(profile, args, self.bare(profile, args))
+    }
+
+    /// [`World::bare`] with `--json`; the objects printed.
+    pub fn bare_json(&self, profile: &str, args: &[&str]) -> Vec<Value> {
+        objects(&self.bare_ok(profile, &with_json(args)))
+    }
+
     /// With `input` on standard input.
     pub fn chat_stdin(&self, profile: &str, args: &[&str], input: &str) -> Output {
         self.chat_full(profile, args, &[], Some(input))
+    }
+
+    /// `chat --profile <profile> <args>` with the test's home and server,
+    /// and (`secrets`) the profile's store passphrase, password and backup
+    /// passphrase in the environment.
+    fn command(&self, profile: &str, args: &[&str], secrets: bool) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("chat").unwrap();
+        cmd.env_clear()
+            .env("E2EE_CHAT_HOME", &self.home)
+            .env("E2EE_CHAT_SERVER", &self.server)
+            .args(["--profile", profile])
+            .args(args)
+            .timeout(std::time::Duration::from_secs(120));
+        if secrets {
+            cmd.env(
+                "E2EE_CHAT_PASSPHRASE",
+                format!("{profile} store passphrase"),
+            )
+            .env("E2EE_CHAT_PASSWORD", format!("{profile}-password"))
+            .env("E2EE_CHAT_BACKUP_PASSPHRASE", "backup passphrase");
+        }
+        cmd
     }
 
     fn chat_full(
@@ -34,19 +72,7 @@ impl World {
         env: &[(&str, &str)],
         input: Option<&str>,
     ) -> Output {
-        let mut cmd = assert_cmd::Command::cargo_bin("chat").unwrap();
-        cmd.env_clear()
-            .env("E2EE_CHAT_HOME", &self.home)
-            .env("E2EE_CHAT_SERVER", &self.server)
-            .env(
-                "E2EE_CHAT_PASSPHRASE",
-                format!("{profile} store passphrase"),
-            )
-            .env("E2EE_CHAT_PASSWORD", format!("{profile}-password"))
-            .env("E2EE_CHAT_BACKUP_PASSPHRASE", "backup passphrase")
-            .args(["--profile", profile])
-            .args(args)
-            .timeout(std::time::Duration::from_secs(120));
+        let mut cmd = self.command(profile, args, true);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -77,25 +103,12 @@ impl World {
 
     /// Runs and requires success; returns stdout.
     pub fn ok(&self, profile: &str, args: &[&str]) -> String {
-        let out = self.chat(profile, args);
-        assert!(
-            out.status.success(),
-            "chat -P {profile} {args:?} failed ({:?}):\n{}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        checked(profile, args, self.chat(profile, args))
     }
 
     /// Runs with `--json`; returns the objects printed, one per line.
     pub fn json(&self, profile: &str, args: &[&str]) -> Vec<Value> {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        self.ok(profile, &a)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-            .collect()
+        objects(&self.ok(profile, &with_json(args)))
     }
 
     /// Runs, requires failure with `code`; returns stderr.
@@ -110,6 +123,32 @@ impl World {
         );
         stderr
     }
+}
+
+/// Requires `out` to be a success; its stdout.
+fn checked(profile: &str, args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "chat -P {profile} {args:?} failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn with_json<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    a
+}
+
+/// One JSON object a line.
+fn objects(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
 }
 
 pub fn messages(events: &[Value]) -> Vec<&Value> {

@@ -201,19 +201,7 @@ async fn guessing_one_account_is_throttled_whatever_the_address_and_ends() {
 
 /// Frames of kind `online` about `user` within `wait`.
 async fn presence_of(ws: &mut crate::support::Ws, user: &str, wait: Duration) -> usize {
-    let mut n = 0;
-    let end = tokio::time::Instant::now() + wait;
-    while let Some(f) = ws
-        .try_next(end.saturating_duration_since(tokio::time::Instant::now()))
-        .await
-    {
-        if let ServerFrame::Online(o) = f
-            && o.user_id == user
-        {
-            n += 1;
-        }
-    }
-    n
+    presence_values(ws, user, wait).await.len()
 }
 
 #[tokio::test]
