@@ -51,6 +51,15 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A new message id: a time-ordered (version 7) UUID, so the server's and
+/// the stores' indexes on message ids grow at their right edge instead of
+/// touching a random page per message (issue 19: 2x the relay's durable
+/// throughput). Its time is the send time, which the server and the
+/// recipient see anyway; 74 of its bits are random.
+pub(crate) fn new_message_id() -> [u8; 16] {
+    *Uuid::now_v7().as_bytes()
+}
+
 /// Builds a [`Client`]. See [`Client::builder`].
 #[must_use]
 pub struct ClientBuilder {
@@ -744,7 +753,7 @@ impl Client {
     /// [`Event::Status`]. The message is stored and in the outbox before this
     /// returns, so it goes out even if the link is down right now.
     pub async fn send_text(&self, to: &Conversation, text: &str) -> Result<String> {
-        let p = Payload::text(*Uuid::new_v4().as_bytes(), now_ms() as u64, text);
+        let p = Payload::text(new_message_id(), now_ms() as u64, text);
         self.inner.send_payload(to, p).await
     }
 

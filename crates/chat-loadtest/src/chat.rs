@@ -217,9 +217,27 @@ pub(crate) async fn idle_connections(server: &Server, n: usize) -> Result<(f64, 
     .await
 }
 
+/// `--random-ids`: message ids are random (version 4) UUIDs, as a client
+/// other than ours may send, instead of chat-client's time-ordered ones.
+static RANDOM_IDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn use_random_ids(random: bool) {
+    RANDOM_IDS.store(random, Ordering::Relaxed);
+}
+
+/// A message id made as chat-client makes them (version 7), or random.
+fn message_id() -> String {
+    if RANDOM_IDS.load(Ordering::Relaxed) {
+        uuid::Uuid::new_v4()
+    } else {
+        uuid::Uuid::now_v7()
+    }
+    .to_string()
+}
+
 fn send_frame(to: &str, content: String) -> Message {
     let f = ClientFrame::Message(SendMessage {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: message_id(),
         to: to.to_owned(),
         content,
         message_type: "text".into(),

@@ -77,6 +77,10 @@ pub(crate) struct Args {
     /// The nats-server binary (`--compare`).
     #[arg(long, default_value = "nats-server")]
     pub(crate) nats_bin: PathBuf,
+    /// Send random (version 4) message ids, as another client may, instead
+    /// of the time-ordered (version 7) ones chat-client sends.
+    #[arg(long)]
+    pub(crate) random_ids: bool,
     /// The redis-server binary (`--compare`).
     #[arg(long, default_value = "redis-server")]
     pub(crate) redis_bin: PathBuf,
@@ -108,6 +112,7 @@ fn connection_budget(asked: usize) -> Result<usize, Error> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args = Args::parse();
+    chat::use_random_ids(args.random_ids);
     let connections = connection_budget(args.connections)?;
     if args.compare {
         return compare::run(&args, connections).await;

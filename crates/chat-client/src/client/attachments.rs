@@ -5,7 +5,6 @@
 use e2ee_core::{AttachmentPointer, Payload, PayloadKind, attachment};
 use e2ee_store::Conversation;
 use rand_core::OsRng;
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::{Client, Result, now_ms};
@@ -54,7 +53,7 @@ impl Client {
             PayloadKind::File
         };
         let p = Payload {
-            message_id: *Uuid::new_v4().as_bytes(),
+            message_id: crate::client::new_message_id(),
             kind,
             timestamp_ms: now_ms() as u64,
             body: Zeroizing::new(file.caption.unwrap_or_default().into_bytes()),

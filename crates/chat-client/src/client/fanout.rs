@@ -11,7 +11,6 @@ use chat_proto::ws::DeviceMismatch;
 use e2ee_core::{Payload, PayloadKind};
 use e2ee_store::DeviceTarget;
 use rand_core::OsRng;
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::Inner;
@@ -251,7 +250,7 @@ impl Inner {
             return Ok(());
         }
         let payload = Payload {
-            message_id: *Uuid::new_v4().as_bytes(),
+            message_id: crate::client::new_message_id(),
             kind,
             timestamp_ms: crate::client::now_ms() as u64,
             body: Zeroizing::new(body),

@@ -20,7 +20,7 @@ fn payload(kind: PayloadKind, reference: Option<[u8; 16]>, body: Vec<u8>) -> Pay
         kind,
         reference,
         body: Zeroizing::new(body),
-        ..Payload::text(*Uuid::new_v4().as_bytes(), now_ms() as u64, "")
+        ..Payload::text(crate::client::new_message_id(), now_ms() as u64, "")
     }
 }
 

@@ -347,7 +347,7 @@ impl Inner {
             // Stays in its wiped buffer: the chain key is in there.
             let body = dist.to_bytes();
             let p = Payload {
-                message_id: *Uuid::new_v4().as_bytes(),
+                message_id: crate::client::new_message_id(),
                 kind: PayloadKind::SenderKey,
                 timestamp_ms: now_ms() as u64,
                 body,

@@ -124,6 +124,23 @@ async fn an_offline_recipient_gets_everything_in_order() {
     assert_eq!(got_ids, ids);
     assert_eq!(body(&got[29]), "message 29");
     bob.no_message_for(300).await;
+    // Ids are time-ordered (version 7 UUIDs), so the relay's and the
+    // stores' indexes on them grow at one end (issue 19).
+    for id in &ids {
+        let parsed = uuid::Uuid::parse_str(id).unwrap();
+        assert_eq!(parsed.get_version_num(), 7, "{id}");
+    }
+    let timestamps: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            uuid::Uuid::parse_str(id)
+                .unwrap()
+                .get_timestamp()
+                .unwrap()
+                .to_unix()
+        })
+        .collect();
+    assert!(timestamps.is_sorted(), "{ids:?}");
 }
 
 #[tokio::test]
