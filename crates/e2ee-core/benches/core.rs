@@ -360,9 +360,31 @@ fn calibration(c: &mut Criterion) {
     });
 }
 
+/// The message cipher alone (HKDF to key and nonce, XSalsa20-Poly1305
+/// seal) at three sizes: run it once as built and once with
+/// `RUSTFLAGS="--cfg poly1305_force_soft"` to compare the Poly1305
+/// backends (docs/PERFORMANCE.md).
+fn cipher(c: &mut Criterion) {
+    let mk = e2ee_core::kdf::MessageKey::from_bytes([7; 32]);
+    for size in [128usize, 1024, 16 * 1024] {
+        let pt = vec![0x61u8; size];
+        c.bench_function(&format!("cipher_encrypt_message_{size}B"), |bench| {
+            bench.iter(|| {
+                black_box(e2ee_core::kdf::encrypt_message(
+                    &mk,
+                    black_box(&pt),
+                    b"ad",
+                    b"header",
+                ))
+            })
+        });
+    }
+}
+
 criterion_group!(
     benches,
     calibration,
+    cipher,
     ratchet,
     x3dh,
     vodozemac_setup,
