@@ -37,16 +37,26 @@ pub async fn outbox(ctx: &Ctx, a: OutboxArgs) -> Result<()> {
             (Some(u), None) => s.name_of(u).await,
             (None, None) => "?".into(),
         };
+        let held = match &e.held_for {
+            Some(u) => Some(s.name_of(u).await),
+            None => None,
+        };
         if ctx.json {
             print_json(&json!({"event": "outbox", "id": e.message_id, "to": to,
-                "bytes": e.content.len(), "attempts": e.attempts, "queuedAt": e.created_at_ms}));
+                "bytes": e.content.len(), "attempts": e.attempts, "queuedAt": e.created_at_ms,
+                "heldFor": e.held_for}));
         } else {
             crate::outln!(
-                "{}  {}  to {}  {}",
+                "{}  {}  to {}  {}{}",
                 output::clock(e.created_at_ms),
                 e.message_id,
                 output::sanitize(&to),
                 output::size(e.content.len() as u64),
+                held.map(|h| format!(
+                    "  held: {}'s key changed and is not trusted (`chat trust` or `chat verify` sends it)",
+                    output::sanitize(&h)
+                ))
+                .unwrap_or_default(),
             );
         }
     }

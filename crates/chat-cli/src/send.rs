@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use chat_client::{Attachment, ConnectionState, Event, Status};
+use chat_client::{Attachment, ClientError, ConnectionState, Event, Status};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::time::Instant;
@@ -203,6 +203,19 @@ pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Re
             })) if message_id == id => {
                 s.close().await;
                 return Err(CliError::Refused(message));
+            }
+            // The recipient's key changed on the way (a device-set
+            // refusal brought another key): the message waits in the
+            // outbox for `chat trust` or `chat verify`.
+            Ok(Some(Event::SendHeld {
+                message_id,
+                user_id,
+            })) if message_id == id => {
+                s.close().await;
+                return Err(CliError::Client(ClientError::UntrustedIdentity {
+                    user_id,
+                    changed: true,
+                }));
             }
             Ok(Some(Event::Connection(ConnectionState::LoggedOut))) => {
                 return Err(CliError::login_revoked());

@@ -251,6 +251,21 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 crate::outln!("  #{} changed", output::sanitize(&name));
             }
         }
+        Event::SendHeld {
+            message_id,
+            user_id,
+        } => {
+            if json {
+                print_json(&json!({"event": "sendHeld", "messageId": message_id,
+                    "userId": user_id}));
+            } else {
+                crate::outln!(
+                    "  your message {message_id} is held: the safety number of {} changed \
+                     and the new key is not trusted (compare, then `chat verify` or `chat trust`)",
+                    output::sanitize(&user_id)
+                );
+            }
+        }
         Event::SendFailed {
             message_id,
             message,

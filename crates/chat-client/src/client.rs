@@ -357,7 +357,18 @@ impl Inner {
                 targets,
                 payload,
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // The store's gate (DESIGN.md section 10): a key changed
+                // between the check above and the encryption.
+                ClientError::Store(StoreError::Untrusted(user_id)) => {
+                    ClientError::UntrustedIdentity {
+                        user_id,
+                        changed: true,
+                    }
+                }
+                e => e,
+            })?;
         self.transmit(&entry).await;
         Ok(entry)
     }

@@ -170,6 +170,18 @@ pub enum Event {
         /// The server's message.
         message: String,
     },
+    /// One of our messages is held, not sent: `user_id`'s identity key is
+    /// not trusted (it changed while the message was on its way, as on a
+    /// device-set refusal that brought a bundle under another key). It
+    /// stays in the outbox and goes out, encrypted again, when the user
+    /// trusts or verifies the key ([`crate::Client::trust_identity`],
+    /// [`crate::Client::verify`]). Nothing was encrypted to the new key.
+    SendHeld {
+        /// Our message.
+        message_id: String,
+        /// The peer whose key is not trusted.
+        user_id: String,
+    },
     /// An incoming message could not be decrypted or was malformed. It was
     /// acknowledged (it would never decrypt) and dropped.
     Undecryptable {

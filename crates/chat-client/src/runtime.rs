@@ -573,7 +573,7 @@ async fn on_connected(inner: &Arc<Inner>) {
             if !outbox.is_empty() {
                 tracing::debug!(n = outbox.len(), "resending outbox");
             }
-            for e in &outbox {
+            for e in outbox.iter().filter(|e| e.held_for.is_none()) {
                 inner.transmit(e).await;
             }
         }
@@ -612,7 +612,7 @@ async fn resend_stale(inner: &Arc<Inner>) {
     let Ok(outbox) = inner.db(|s| s.read(|tx| tx.outbox())).await else {
         return;
     };
-    for e in outbox {
+    for e in outbox.into_iter().filter(|e| e.held_for.is_none()) {
         if stale.contains(&e.message_id) || (deferred && !in_flight.contains(&e.message_id)) {
             inner.transmit(&e).await;
         }

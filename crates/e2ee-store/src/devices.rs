@@ -3,7 +3,7 @@
 //! message as one copy per device (the recipient's devices, and our own
 //! other devices with a "sent" transcript naming the conversation).
 
-use e2ee_core::{Payload, PayloadKind, PreKeyBundle, SyncTarget};
+use e2ee_core::{IdentityPublic, Payload, PayloadKind, PreKeyBundle, SyncTarget};
 use rand_core::CryptoRngCore;
 use rusqlite::{OptionalExtension, params};
 use zeroize::Zeroizing;
@@ -81,6 +81,28 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Drops every session with `peer` that is not under `identity` (the
+    /// key pinned for them changed): nothing is encrypted on them again.
+    pub(crate) fn drop_sessions_not_under(
+        &self,
+        peer: &str,
+        identity: &IdentityPublic,
+    ) -> Result<()> {
+        if self.before_device_sessions() {
+            return Ok(());
+        }
+        for t in self.session_devices(peer)? {
+            let keep = self
+                .device_sessions(peer, t.device_id)?
+                .current()
+                .is_some_and(|s| s.remote_identity() == identity);
+            if !keep {
+                self.drop_device_session(peer, t.device_id)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Records the `registrationId` of a device whose session it started.
     pub fn set_session_registration(&self, peer: &str, device: u32, reg: u32) -> Result<()> {
         self.c().execute(
@@ -115,8 +137,35 @@ fn encrypt_copies(
     }
     let own = mine.to_padded()?;
     let mut copies = Vec::with_capacity(targets.len());
+    let ours = tx.require_identity()?.public();
+    let mut pinned: Option<(&str, IdentityPublic)> = None;
     for t in targets {
         let mut sessions = tx.device_sessions(&t.user_id, t.device_id)?;
+        // The gate of DESIGN.md section 10, in the transaction that
+        // encrypts: every copy goes to a session under the user's pinned,
+        // trusted key (our own key for our devices), whatever path asked
+        // for it (a first send, a device-set conflict, a stale device, a
+        // held message, a sender-key distribution).
+        let expected = if t.user_id == me {
+            ours
+        } else {
+            match &pinned {
+                Some((u, k)) if *u == t.user_id => *k,
+                _ => {
+                    let p = tx
+                        .peer(&t.user_id)?
+                        .filter(|p| p.trusted)
+                        .ok_or_else(|| StoreError::Untrusted(t.user_id.clone()))?;
+                    pinned = Some((&t.user_id, p.identity));
+                    p.identity
+                }
+            }
+        };
+        if let Some(s) = sessions.current()
+            && *s.remote_identity() != expected
+        {
+            return Err(StoreError::Untrusted(t.user_id.clone()));
+        }
         let padded = if t.user_id == me { &own } else { &plain };
         let envelope = sessions.encrypt(padded)?;
         tx.save_device_sessions(&t.user_id, t.device_id, None, &sessions)?;
@@ -151,22 +200,13 @@ impl Store {
                     "a bundle for one of our devices under another identity",
                 ));
             }
-            // One account, one identity: a bundle for another device of a
-            // peer whose other devices we talk to under the pinned identity
-            // must carry that identity (a new identity comes with the
-            // account's devices replaced, seen on their own messages).
-            if !own
-                && let Some(pinned) = tx.peer(peer)?
-                && pinned.identity != bundle.identity
-                && tx
-                    .session_devices(peer)?
-                    .iter()
-                    .any(|t| t.device_id != device)
-            {
-                return Err(StoreError::Invalid(
-                    "a device bundle under another identity than the account's other devices",
-                ));
-            }
+            // Identity is pinned per user, never per device (DESIGN.md
+            // section 10): a bundle under another key than the pinned one is
+            // the identity-change path, whichever device it is for. The
+            // change is recorded below (unverified, trusted only as the
+            // policy says, never after a verified key), every session under
+            // the old key is dropped, and `encrypt_copies` encrypts nothing
+            // to a key that is not trusted.
             let mut sessions = tx.device_sessions(peer, device)?;
             sessions.initiate(rng, &identity, bundle)?;
             tx.save_device_sessions(peer, device, Some(registration), &sessions)?;

@@ -44,6 +44,11 @@ pub enum StoreError {
     /// changed since the user compared it): nothing was marked.
     #[error("the identity key of {0} changed since it was compared: compare again")]
     IdentityChanged(String),
+    /// Nothing is encrypted to this peer: their identity key is not
+    /// trusted (it changed, or the `never` policy), or a session is under
+    /// another key than the one pinned for them (DESIGN.md section 10).
+    #[error("the identity key of {0} is not trusted: nothing was encrypted to it")]
+    Untrusted(String),
     /// Bad argument from the caller (an empty search, a bad id…).
     #[error("invalid input: {0}")]
     Invalid(&'static str),

@@ -208,7 +208,10 @@ fn act(tx: &Tx<'_>, p: &Payload, ctx: &Context<'_>, may_wait: bool) -> Result<Ac
     }
     let when = ctx.server_at_ms.unwrap_or_else(now_ms);
     let base = t.server_at_ms.unwrap_or(t.sent_at_ms);
-    let ts = p.timestamp_ms as i64;
+    // Ordered by the server's clock, never the sender's (DESIGN.md section
+    // 10): a timestamp from the far future would otherwise win forever.
+    let ts = when;
+    let local = is_local(ctx);
     match p.kind {
         PayloadKind::Reaction => {
             let emoji = std::str::from_utf8(&p.body)
@@ -216,7 +219,7 @@ fn act(tx: &Tx<'_>, p: &Payload, ctx: &Context<'_>, may_wait: bool) -> Result<Ac
             if emoji.len() > REACTION_MAX || emoji.chars().any(char::is_control) {
                 return refuse("a reaction that is not one emoji");
             }
-            tx.set_reaction(&target, ctx.sender, emoji, ts)?;
+            tx.set_reaction(&target, ctx.sender, emoji, ts, local)?;
             Ok(Action::Reaction {
                 message_id: target,
                 conversation: t.conversation,
@@ -240,9 +243,9 @@ fn act(tx: &Tx<'_>, p: &Payload, ctx: &Context<'_>, may_wait: bool) -> Result<Ac
                 return refuse("an empty edit");
             }
             let changed = tx.c().execute(
-                "UPDATE messages SET body = ?2, edited_at = ?3
-                 WHERE id = ?1 AND (edited_at IS NULL OR edited_at < ?3)",
-                params![target, text, ts],
+                "UPDATE messages SET body = ?2, edited_at = MAX(?3, COALESCE(edited_at, ?3))
+                 WHERE id = ?1 AND (edited_at IS NULL OR edited_at <= ?3 OR ?4)",
+                params![target, text, ts, local],
             )?;
             // Replies quoting it quote the new text: the old one leaves
             // the store entirely.
@@ -276,6 +279,13 @@ fn act(tx: &Tx<'_>, p: &Payload, ctx: &Context<'_>, may_wait: bool) -> Result<Ac
     }
 }
 
+/// Whether this is the user's own change, made here now (not a copy from
+/// the server): it wins over any remote change already applied, whatever
+/// either clock says (DESIGN.md section 10).
+fn is_local(ctx: &Context<'_>) -> bool {
+    ctx.outgoing && ctx.server_at_ms.is_none()
+}
+
 /// A timer change: anyone in a 1:1 chat, an owner or admin in a group.
 fn timer(tx: &Tx<'_>, p: &Payload, ctx: &Context<'_>) -> Result<Action> {
     let secs = match <[u8; 4]>::try_from(p.body.as_slice()) {
@@ -298,9 +308,17 @@ fn timer(tx: &Tx<'_>, p: &Payload, ctx: &Context<'_>) -> Result<Action> {
     tx.c().execute(
         "INSERT INTO timers (conv_kind, conv_id, secs, set_by, set_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (conv_kind, conv_id) DO UPDATE
-             SET secs = excluded.secs, set_by = excluded.set_by, set_at = excluded.set_at
-             WHERE excluded.set_at >= timers.set_at",
-        params![kind, id, secs, ctx.sender, p.timestamp_ms as i64],
+             SET secs = excluded.secs, set_by = excluded.set_by,
+                 set_at = MAX(excluded.set_at, timers.set_at)
+             WHERE excluded.set_at >= timers.set_at OR ?6",
+        params![
+            kind,
+            id,
+            secs,
+            ctx.sender,
+            ctx.server_at_ms.unwrap_or_else(now_ms),
+            is_local(ctx)
+        ],
     )?;
     let mut msg = new_message(
         p,
@@ -423,18 +441,26 @@ impl Tx<'_> {
         })
     }
 
-    fn set_reaction(&self, message_id: &str, user: &str, emoji: &str, at: i64) -> Result<()> {
+    fn set_reaction(
+        &self,
+        message_id: &str,
+        user: &str,
+        emoji: &str,
+        at: i64,
+        local: bool,
+    ) -> Result<()> {
         if emoji.is_empty() {
             self.c().execute(
-                "DELETE FROM reactions WHERE message_id = ?1 AND user_id = ?2 AND at <= ?3",
-                params![message_id, user, at],
+                "DELETE FROM reactions WHERE message_id = ?1 AND user_id = ?2 AND (at <= ?3 OR ?4)",
+                params![message_id, user, at, local],
             )?;
         } else {
             self.c().execute(
                 "INSERT INTO reactions (message_id, user_id, emoji, at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (message_id, user_id) DO UPDATE
-                     SET emoji = excluded.emoji, at = excluded.at WHERE excluded.at >= reactions.at",
-                params![message_id, user, emoji, at],
+                     SET emoji = excluded.emoji, at = MAX(excluded.at, reactions.at)
+                     WHERE excluded.at >= reactions.at OR ?5",
+                params![message_id, user, emoji, at, local],
             )?;
         }
         Ok(())

@@ -324,10 +324,13 @@ impl Tx<'_> {
     }
 
     fn outbox_rows(&self, id: Option<&str>) -> Result<Vec<OutboxEntry>> {
-        let mut stmt = self.c().prepare_cached(
-            "SELECT message_id, recipient, group_id, content, created_at, attempts, copies
-             FROM outbox WHERE ?1 IS NULL OR message_id = ?1 ORDER BY seq",
-        )?;
+        let mut stmt = self.c().prepare_cached(if self.before_held() {
+            "SELECT message_id, recipient, group_id, content, created_at, attempts, copies,
+                     NULL FROM outbox WHERE ?1 IS NULL OR message_id = ?1 ORDER BY seq"
+        } else {
+            "SELECT message_id, recipient, group_id, content, created_at, attempts, copies,
+                     held_for FROM outbox WHERE ?1 IS NULL OR message_id = ?1 ORDER BY seq"
+        })?;
         let rows = stmt.query_map([id], |r| {
             Ok((
                 OutboxEntry {
@@ -338,6 +341,7 @@ impl Tx<'_> {
                     copies: Vec::new(),
                     created_at_ms: r.get(4)?,
                     attempts: r.get(5)?,
+                    held_for: r.get(7)?,
                 },
                 r.get::<_, Option<String>>(6)?,
             ))
@@ -349,6 +353,33 @@ impl Tx<'_> {
             out.push(e);
         }
         Ok(out)
+    }
+
+    /// Holds an outbox entry instead of sending it: `peer`'s key is not
+    /// trusted. [`Tx::outbox`] still lists it (with `held_for`); the client
+    /// sends it again only after [`Tx::release_held`].
+    pub fn hold_outbox(&self, message_id: &str, peer: &str) -> Result<bool> {
+        let n = self.c().execute(
+            "UPDATE outbox SET held_for = ?2 WHERE message_id = ?1",
+            params![message_id, peer],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Takes the hold off every entry held for `peer` (the user trusted or
+    /// verified the key) and returns their ids, oldest first, to encrypt
+    /// again and send.
+    pub fn release_held(&self, peer: &str) -> Result<Vec<String>> {
+        let ids: Vec<String> = self
+            .c()
+            .prepare_cached("SELECT message_id FROM outbox WHERE held_for = ?1 ORDER BY seq")?
+            .query_map([peer], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        self.c().execute(
+            "UPDATE outbox SET held_for = NULL WHERE held_for = ?1",
+            [peer],
+        )?;
+        Ok(ids)
     }
 
     /// Counts a send attempt.

@@ -295,6 +295,7 @@ impl Store {
                 copies: Vec::new(),
                 created_at_ms: now_ms(),
                 attempts: 0,
+                held_for: None,
             };
             tx.enqueue(&entry)?;
             Ok(entry)
@@ -369,6 +370,7 @@ pub(crate) fn enqueue_direct(
         copies,
         created_at_ms: now_ms(),
         attempts: 0,
+        held_for: None,
     };
     tx.enqueue(&entry)?;
     Ok(entry)

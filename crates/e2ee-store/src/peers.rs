@@ -184,6 +184,9 @@ impl Tx<'_> {
                         trusted
                     ],
                 )?;
+                // One identity per account: sessions under the old key are
+                // with devices that no longer speak for this user.
+                self.drop_sessions_not_under(user_id, identity)?;
                 Ok(IdentityCheck::Changed {
                     was_verified: p.verified,
                 })
@@ -212,12 +215,35 @@ impl Tx<'_> {
     }
 
     /// Trusts `identity` without verifying it (the user accepts the key),
-    /// if it is still the peer's key; errors as [`Tx::verify_identity`].
+    /// if it is still the peer's key, or the key it replaced (the user
+    /// rejects the change: the old key is pinned again); errors as
+    /// [`Tx::verify_identity`].
     pub fn trust_identity(&self, user_id: &str, identity: &IdentityPublic) -> Result<()> {
         self.mark(user_id, identity, "trusted = 1")
     }
 
     fn mark(&self, user_id: &str, identity: &IdentityPublic, set: &str) -> Result<()> {
+        // The key the user names may be the one the current key replaced:
+        // the user decided the change was not real (a lying server showed
+        // another key), so the old key is pinned again, with its sessions
+        // (any under the other key are dropped). Nothing else is pinned by
+        // naming it.
+        if let Some(p) = self.peer(user_id)?
+            && p.identity != *identity
+            && p.previous == Some(*identity)
+        {
+            self.c().execute(
+                "UPDATE peers SET identity = ?2, previous_identity = ?3, changed_at = ?4,
+                     verified = 0, trusted = 0 WHERE user_id = ?1",
+                params![
+                    user_id,
+                    identity.to_bytes().as_slice(),
+                    p.identity.to_bytes().as_slice(),
+                    now_ms()
+                ],
+            )?;
+            self.drop_sessions_not_under(user_id, identity)?;
+        }
         let n = self.c().execute(
             &format!("UPDATE peers SET {set} WHERE user_id = ?1 AND identity = ?2"),
             params![user_id, identity.to_bytes().as_slice()],

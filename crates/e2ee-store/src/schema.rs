@@ -348,8 +348,16 @@ CREATE TABLE names (
 );
 ";
 
+/// Version 10: an outbox entry can be held (`held_for`: the peer whose key
+/// is not trusted) instead of sent: the trust rules of DESIGN.md section
+/// 10. A held entry goes out, encrypted again, when the user trusts or
+/// verifies that peer's key.
+const V10: &str = "
+ALTER TABLE outbox ADD COLUMN held_for TEXT;
+";
+
 /// Every migration in order; index + 1 is the version it produces.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -463,6 +463,11 @@ impl Tx<'_> {
         self.opened_at < 7
     }
 
+    /// Opened at a schema from before held outbox entries (version 10).
+    pub(crate) fn before_held(&self) -> bool {
+        self.opened_at < 10
+    }
+
     /// Opened at a schema from before message features (version 8).
     pub(crate) fn before_message_features(&self) -> bool {
         self.opened_at < 8

@@ -105,8 +105,8 @@ pub struct Message {
     pub quote: Option<Quote>,
     /// Who reacted with what, oldest first.
     pub reactions: Vec<Reaction>,
-    /// When its sender last edited it (the edit's clock, ms); the body is
-    /// the latest text.
+    /// When its sender last edited it (the server's clock when the edit
+    /// arrived, ours for our own edits, ms); the body is the latest text.
     pub edited_at_ms: Option<i64>,
     /// Deleted for everyone: body and attachment are gone.
     pub deleted: bool,
@@ -126,7 +126,7 @@ pub struct Reaction {
     pub user_id: String,
     /// The emoji.
     pub emoji: String,
-    /// When (the reaction's clock, ms).
+    /// When (the server's clock when it arrived, or ours for our own, ms).
     pub at_ms: i64,
 }
 
@@ -234,6 +234,9 @@ pub struct OutboxEntry {
     pub created_at_ms: i64,
     /// Times handed to the transport.
     pub attempts: u32,
+    /// Held, not sent: the peer whose key is not trusted (DESIGN.md
+    /// section 10). It goes out when the user trusts or verifies the key.
+    pub held_for: Option<String>,
 }
 
 /// One device's ciphertext of an outgoing direct message (version 2).

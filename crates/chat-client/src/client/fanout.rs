@@ -9,7 +9,7 @@ use chat_proto::devices::DeviceBundle;
 use chat_proto::rest;
 use chat_proto::ws::DeviceMismatch;
 use e2ee_core::{Payload, PayloadKind};
-use e2ee_store::DeviceTarget;
+use e2ee_store::{DeviceTarget, StoreError};
 use rand_core::OsRng;
 use zeroize::Zeroizing;
 
@@ -135,12 +135,66 @@ impl Inner {
         match entry {
             Ok(Some(entry)) => self.transmit(&entry).await,
             Ok(None) => {}
+            Err(ClientError::Store(StoreError::Untrusted(user))) => {
+                self.forget_mismatches(&id);
+                self.hold(&id, &user).await;
+            }
             Err(e) => {
                 tracing::warn!(%id, error = %e, "could not encrypt again");
                 self.fail_send(&id, rest::ErrorCode::Conflict, e.to_string())
                     .await;
             }
         }
+    }
+
+    /// Holds outbox entry `id` instead of sending it: `user`'s key is not
+    /// trusted (DESIGN.md section 10). It goes out again from
+    /// [`Inner::release_held`].
+    pub(crate) async fn hold(&self, id: &str, user: &str) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.remove(id);
+        }
+        let (mid, u) = (id.to_owned(), user.to_owned());
+        match self
+            .db(move |s| s.write(|tx| tx.hold_outbox(&mid, &u)))
+            .await
+        {
+            Ok(true) => {
+                tracing::warn!(%id, user, "message held: the peer's key is not trusted");
+                self.emit(crate::Event::SendHeld {
+                    message_id: id.to_owned(),
+                    user_id: user.to_owned(),
+                });
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(%id, error = %e, "could not hold a message"),
+        }
+    }
+
+    /// Sends the messages held for `user` (the user now trusts their key):
+    /// each is encrypted again for the devices `user` has now, or held
+    /// again if the key is still not the trusted one.
+    pub(crate) async fn release_held(&self, user: &str) -> Result<()> {
+        let u = user.to_owned();
+        let ids = self.db(move |s| s.write(|tx| tx.release_held(&u))).await?;
+        for id in ids {
+            let mid = id.clone();
+            let entry = match self.device_targets(user).await {
+                Ok(targets) => self.db(move |s| s.reencrypt(&mid, &targets)).await,
+                Err(e) => Err(e),
+            };
+            match entry {
+                Ok(Some(entry)) => self.transmit(&entry).await,
+                Ok(None) => {}
+                Err(ClientError::Store(StoreError::Untrusted(who))) => self.hold(&id, &who).await,
+                Err(e) => {
+                    // Held again: a later trust or verify tries once more.
+                    let _ = self.hold(&id, user).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Forgets how often a message's device set was refused (it was

@@ -97,14 +97,19 @@ impl Client {
         let (u, key) = (user_id.to_owned(), peer.identity);
         self.inner
             .db(move |s| s.write(|tx| tx.verify_identity(&u, &key)))
-            .await
+            .await?;
+        self.inner.release_held(user_id).await
     }
 
     /// Trusts a peer's current key without verifying it (the user accepts
     /// a changed safety number), so sending to them works again. `seen` is
     /// the fingerprint the user was shown ([`Client::peer_fingerprint`]); if
     /// the key changed since, nothing is trusted
-    /// ([`StoreError::IdentityChanged`]).
+    /// ([`StoreError::IdentityChanged`]). `seen` may also name the key the
+    /// current one replaced ([`PeerIdentity::previous`]): the user rejects
+    /// the change (a server showed a key that is not the peer's), and the
+    /// old key is pinned and trusted again. Messages held for this peer
+    /// ([`crate::Event::SendHeld`]) then go out.
     pub async fn trust_identity(&self, user_id: &str, seen: &str) -> Result<()> {
         let peer = self.peer(user_id).await?;
         let fingerprint = e2ee_core::fingerprint_grouped(&peer.identity);
@@ -113,13 +118,23 @@ impl Client {
                 .filter(char::is_ascii_hexdigit)
                 .collect::<String>()
         };
-        if digits(&fingerprint) != digits(seen).to_ascii_lowercase() {
-            return Err(StoreError::IdentityChanged(user_id.to_owned()).into());
-        }
-        let (u, key) = (user_id.to_owned(), peer.identity);
+        let seen = digits(seen).to_ascii_lowercase();
+        // The key the user names: the current one (they accept the
+        // change), or the one it replaced (they reject it: a lying server
+        // showed another key; the old key is pinned again).
+        let key = if digits(&fingerprint) == seen {
+            peer.identity
+        } else {
+            match peer.previous {
+                Some(old) if digits(&e2ee_core::fingerprint_grouped(&old)) == seen => old,
+                _ => return Err(StoreError::IdentityChanged(user_id.to_owned()).into()),
+            }
+        };
+        let u = user_id.to_owned();
         self.inner
             .db(move |s| s.write(|tx| tx.trust_identity(&u, &key)))
-            .await
+            .await?;
+        self.inner.release_held(user_id).await
     }
 
     /// Clears a peer's verification, locally and on the server.

@@ -14,6 +14,7 @@ mod features;
 mod groups;
 mod hostile;
 mod linking;
+mod lying_server;
 mod multi_device;
 mod outbox;
 mod parking;

@@ -82,6 +82,7 @@ async fn frames_the_server_refuses_for_good_fail_and_leave_the_outbox() {
         copies: Vec::new(),
         created_at_ms: 1,
         attempts: 0,
+        held_for: None,
     };
     let nobody = OutboxEntry {
         message_id: uuid::Uuid::new_v4().to_string(),

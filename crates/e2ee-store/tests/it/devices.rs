@@ -41,23 +41,57 @@ fn a_bundle_for_our_own_device_under_another_identity_is_refused() {
         .store
         .start_device_session(&mut r, "mallory", 2, 7, &forged)
         .unwrap();
-    // But not as "Bob's device 2" while Alice talks to Bob's device 1
-    // under Bob's identity: one account has one identity.
+    // "Bob's device 2" under another identity while Alice talks to Bob's
+    // device 1 under Bob's: one account has one identity, so this is the
+    // identity-change path (DESIGN.md section 10): the change is recorded,
+    // the key is not trusted, the sessions under the old key are gone, and
+    // nothing is encrypted to the new one.
     let mut bob = Party::new(dir.path(), "bob", &mut r);
     let real = bob.bundle();
     alice
         .store
         .start_device_session(&mut r, "bob", 1, 0, &real)
         .unwrap();
-    let e = alice
+    let check = alice
         .store
         .start_device_session(&mut r, "bob", 2, 9, &mallory.bundle())
-        .unwrap_err();
-    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+        .unwrap();
+    assert_eq!(
+        check,
+        e2ee_store::IdentityCheck::Changed {
+            was_verified: false
+        }
+    );
     let devices = alice.store.read(|tx| tx.session_devices("bob")).unwrap();
     assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].device_id, 2);
     let pinned = alice.store.read(|tx| tx.peer("bob")).unwrap().unwrap();
-    assert_eq!(pinned.identity, real.identity, "the pin did not move");
+    assert_eq!(pinned.previous, Some(real.identity));
+    assert!(!pinned.trusted && !pinned.verified);
+    let e = alice
+        .store
+        .send_to_devices("bob", &target("bob", 2), &text(&mut r, 1, "for bob"))
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Untrusted(ref u) if u == "bob"),
+        "{e:?}"
+    );
+    // The user says the change is not real: the old key is pinned again,
+    // and the session under the other key is dropped.
+    alice
+        .store
+        .write(|tx| tx.trust_identity("bob", &real.identity))
+        .unwrap();
+    let pinned = alice.store.read(|tx| tx.peer("bob")).unwrap().unwrap();
+    assert_eq!(pinned.identity, real.identity);
+    assert!(pinned.trusted);
+    assert!(
+        alice
+            .store
+            .read(|tx| tx.session_devices("bob"))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

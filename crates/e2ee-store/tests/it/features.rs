@@ -430,3 +430,93 @@ fn disappearing_messages_go_from_both_stores_even_across_a_restart() {
     assert_eq!(alice.store.expire().unwrap(), vec![id]);
     assert!(!on_disk(&alice, "platypus"));
 }
+
+fn timer_payload(r: &mut rand_chacha::ChaCha20Rng, secs: u32, ts: u64) -> Payload {
+    Payload {
+        kind: PayloadKind::Timer,
+        body: secs.to_be_bytes().to_vec().into(),
+        ..Payload::text(new_id(r), ts, "")
+    }
+}
+
+/// DESIGN.md section 10: a peer's clock orders nothing that matters. A
+/// timer change stamped at the end of time does not win forever: the
+/// victim's own later change wins, and so does the peer's next one.
+#[test]
+fn a_timer_from_a_peers_far_future_does_not_lock_the_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, mut r) = pair(dir.path(), 7);
+    let conv_b = Conversation::Direct("alice".into());
+    let future = timer_payload(&mut r, 3600, i64::MAX as u64);
+    let e = alice.store.send_direct("bob", &future).unwrap();
+    bob.store
+        .receive(&mut r, &relay("alice", &e, now()))
+        .unwrap();
+    assert_eq!(bob.store.read(|tx| tx.timer(&conv_b)).unwrap(), Some(3600));
+
+    // Bob turns it off: his own newer change wins.
+    let off = timer_payload(&mut r, 0, now() as u64);
+    bob.store.send_direct("alice", &off).unwrap();
+    assert_eq!(bob.store.read(|tx| tx.timer(&conv_b)).unwrap(), None);
+
+    // Alice's next change, with an honest clock, is taken too.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let day = timer_payload(&mut r, 86_400, now() as u64);
+    let e = alice.store.send_direct("bob", &day).unwrap();
+    bob.store
+        .receive(&mut r, &relay("alice", &e, now()))
+        .unwrap();
+    assert_eq!(
+        bob.store.read(|tx| tx.timer(&conv_b)).unwrap(),
+        Some(86_400)
+    );
+}
+
+/// An edit stamped in the far future does not block the sender's later
+/// edits, and a reaction from the future does not outlast a later one.
+#[test]
+fn an_edit_or_reaction_from_the_future_does_not_win_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, mut r) = pair(dir.path(), 8);
+    let orig = Payload::text(new_id(&mut r), now() as u64, "first words");
+    let id = uuid(&orig.message_id);
+    let e = alice.store.send_direct("bob", &orig).unwrap();
+    bob.store
+        .receive(&mut r, &relay("alice", &e, now()))
+        .unwrap();
+
+    let mut future = action(PayloadKind::Edit, &mut r, &id, b"from the future");
+    future.timestamp_ms = i64::MAX as u64;
+    let e = alice.store.send_direct("bob", &future).unwrap();
+    bob.store
+        .receive(&mut r, &relay("alice", &e, now()))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let later = action(PayloadKind::Edit, &mut r, &id, b"the last word");
+    let e = alice.store.send_direct("bob", &later).unwrap();
+    bob.store
+        .receive(&mut r, &relay("alice", &e, now()))
+        .unwrap();
+    let m = bob.store.read(|tx| tx.message(&id)).unwrap().unwrap();
+    assert_eq!(m.body.as_deref(), Some("the last word"));
+    assert!(
+        m.edited_at_ms.unwrap() <= now(),
+        "an edit time from the future"
+    );
+
+    let mut react = action(PayloadKind::Reaction, &mut r, &id, "👍".as_bytes());
+    react.timestamp_ms = i64::MAX as u64;
+    let e = alice.store.send_direct("bob", &react).unwrap();
+    bob.store
+        .receive(&mut r, &relay("alice", &e, now()))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let again = action(PayloadKind::Reaction, &mut r, &id, "🎉".as_bytes());
+    let e = alice.store.send_direct("bob", &again).unwrap();
+    bob.store
+        .receive(&mut r, &relay("alice", &e, now()))
+        .unwrap();
+    let m = bob.store.read(|tx| tx.message(&id)).unwrap().unwrap();
+    let emojis: Vec<&str> = m.reactions.iter().map(|r| r.emoji.as_str()).collect();
+    assert_eq!(emojis, vec!["🎉"]);
+}

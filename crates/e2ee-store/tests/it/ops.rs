@@ -751,9 +751,10 @@ fn the_trust_policy_decides_for_keys_not_verified() {
             changed,
             "{policy}: changed"
         );
-        // Trusting names the key: a stale one is refused, the current works.
+        // Trusting names the key: one the peer never had is refused, the
+        // current works (the one it replaced would pin that one again).
         assert!(matches!(
-            alice.store.write(|tx| tx.trust_identity(&peer, &k1)),
+            alice.store.write(|tx| tx.trust_identity(&peer, &k3)),
             Err(StoreError::IdentityChanged(_))
         ));
         alice

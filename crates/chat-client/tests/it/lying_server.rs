@@ -1,0 +1,239 @@
+//! The trust rules of DESIGN.md section 10 against a server that lies about
+//! who may read: it rewrites its own database (what a compromised server
+//! does), and the real server then answers from it.
+
+use chat_client::{Conversation, Event};
+
+use crate::support::{Net, Party, body};
+
+/// What the server held for one account before it lied, to put back.
+struct Saved {
+    identity: (String, String),
+    device: (String, i64, i64, i64),
+    keys: (i64, String, String, i64),
+}
+
+/// The server swaps `victim`'s only device for a "new device 2" whose
+/// bundle is `attacker`'s (an identity the server controls): the account's
+/// identity becomes the attacker's, device 1 disappears, device 2 appears
+/// with the attacker's signed prekey and one-time prekeys.
+fn server_swaps_in_its_device(net: &Net, victim: &str, attacker: &str) -> Saved {
+    let db = net.db();
+    let identity: (String, String) = db
+        .query_row(
+            "SELECT identity_key, identity_signature FROM identities WHERE user_id = ?1",
+            [victim],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let device: (String, i64, i64, i64) = db
+        .query_row(
+            "SELECT name, registration_id, created_at, last_seen FROM devices
+             WHERE user_id = ?1 AND device_id = 1",
+            [victim],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    let keys: (i64, String, String, i64) = db
+        .query_row(
+            "SELECT spk_id, spk_key, spk_signature, spk_uploaded_at FROM device_keys
+             WHERE user_id = ?1 AND device_id = 1",
+            [victim],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    db.execute_batch("BEGIN").unwrap();
+    db.execute(
+        "UPDATE identities SET (identity_key, identity_signature) =
+             (SELECT identity_key, identity_signature FROM identities WHERE user_id = ?2)
+         WHERE user_id = ?1",
+        [victim, attacker],
+    )
+    .unwrap();
+    db.execute(
+        "DELETE FROM devices WHERE user_id = ?1 AND device_id = 1",
+        [victim],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO devices (user_id, device_id, name, registration_id, created_at, last_seen)
+         SELECT ?1, 2, 'laptop', registration_id, created_at, last_seen FROM devices
+         WHERE user_id = ?2 AND device_id = 1",
+        [victim, attacker],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO device_keys (user_id, device_id, spk_id, spk_key, spk_signature, spk_uploaded_at)
+         SELECT ?1, 2, spk_id, spk_key, spk_signature, spk_uploaded_at FROM device_keys
+         WHERE user_id = ?2 AND device_id = 1",
+        [victim, attacker],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO one_time_prekeys (user_id, device_id, key_id, public_key)
+         SELECT ?1, 2, key_id, public_key FROM one_time_prekeys WHERE user_id = ?2",
+        [victim, attacker],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO pq_prekeys (user_id, device_id, key_id, public_key, signature, last_resort,
+                                 uploaded_at)
+         SELECT ?1, 2, key_id, public_key, signature, last_resort, uploaded_at FROM pq_prekeys
+         WHERE user_id = ?2",
+        [victim, attacker],
+    )
+    .unwrap();
+    db.execute_batch("COMMIT").unwrap();
+    Saved {
+        identity,
+        device,
+        keys,
+    }
+}
+
+/// The server stops lying: the victim's identity and device 1 are back,
+/// its device 2 gone.
+fn server_restores(net: &Net, victim: &str, s: &Saved) {
+    let db = net.db();
+    db.execute_batch("BEGIN").unwrap();
+    db.execute(
+        "UPDATE identities SET identity_key = ?2, identity_signature = ?3 WHERE user_id = ?1",
+        [victim, &s.identity.0, &s.identity.1],
+    )
+    .unwrap();
+    for t in ["devices", "device_keys", "one_time_prekeys", "pq_prekeys"] {
+        db.execute(
+            &format!("DELETE FROM {t} WHERE user_id = ?1 AND device_id = 2"),
+            [victim],
+        )
+        .unwrap();
+    }
+    db.execute(
+        "INSERT INTO devices (user_id, device_id, name, registration_id, created_at, last_seen)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![victim, s.device.0, s.device.1, s.device.2, s.device.3],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT OR REPLACE INTO device_keys
+             (user_id, device_id, spk_id, spk_key, spk_signature, spk_uploaded_at)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![victim, s.keys.0, s.keys.1, s.keys.2, s.keys.3],
+    )
+    .unwrap();
+    db.execute_batch("COMMIT").unwrap();
+}
+
+/// Copies encrypted for one device alone (a pairwise session: what its
+/// holder can read), as the server queued them.
+fn copies_for(net: &Net, user: &str, device: u32) -> i64 {
+    net.db()
+        .query_row(
+            "SELECT COUNT(*) FROM deliveries
+             WHERE recipient = ?1 AND device_id = ?2 AND content IS NOT NULL",
+            rusqlite::params![user, device],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+async fn identity_changed(p: &mut Party, user: &str) -> bool {
+    let u = user.to_owned();
+    p.wait(move |e| match e {
+        Event::IdentityChanged {
+            user_id,
+            was_verified,
+        } if user_id == u => Some(was_verified),
+        _ => None,
+    })
+    .await
+}
+
+async fn held(p: &mut Party, id: &str) -> String {
+    let id = id.to_owned();
+    p.wait(move |e| match e {
+        Event::SendHeld {
+            message_id,
+            user_id,
+        } if message_id == id => Some(user_id),
+        Event::SendFailed { message_id, .. } if message_id == id => {
+            panic!("{message_id} failed instead of being held")
+        }
+        _ => None,
+    })
+    .await
+}
+
+/// Alice and Bob talk, Alice verified Bob; Eve's keys are the server's.
+async fn verified_pair(net: &Net) -> (Party, Party, Party, String) {
+    let mut a = Party::register(net, "alice").await;
+    let mut b = Party::register(net, "bob").await;
+    let eve = Party::register(net, "eve").await;
+    a.client.send_text(&b.dm(), "hello").await.unwrap();
+    assert_eq!(body(&b.next_message().await), "hello");
+    b.client.send_text(&a.dm(), "hi").await.unwrap();
+    assert_eq!(body(&a.next_message().await), "hi");
+    let n = a.client.safety_number(&b.id).await.unwrap();
+    a.client.verify(&b.id, &n).await.unwrap();
+    let real = a.client.peer_fingerprint(&b.id).await.unwrap();
+    (a, b, eve, real)
+}
+
+#[tokio::test]
+async fn a_device_set_conflict_never_reencrypts_to_a_key_the_user_did_not_accept() {
+    let net = Net::start().await;
+    let (mut a, mut b, eve, real) = verified_pair(&net).await;
+    let saved = server_swaps_in_its_device(&net, &b.id, &eve.id);
+
+    let id = a.client.send_text(&b.dm(), "for bob only").await.unwrap();
+    assert!(
+        identity_changed(&mut a, &b.id).await,
+        "a verified key changed"
+    );
+    assert_eq!(held(&mut a, &id).await, b.id);
+    assert_eq!(
+        copies_for(&net, &b.id, 2),
+        0,
+        "the server's device got a copy"
+    );
+    let p = a.client.known_peer(&b.id).await.unwrap().unwrap();
+    assert!(!p.trusted && !p.verified);
+    let m = a.client.message(&id).await.unwrap().unwrap();
+    assert_eq!(m.status, chat_client::Status::Pending);
+
+    // The server gives up; Alice compares with Bob in person and trusts
+    // the key she had verified: the held message goes to Bob's device.
+    server_restores(&net, &b.id, &saved);
+    a.client.trust_identity(&b.id, &real).await.unwrap();
+    assert_eq!(body(&b.next_message().await), "for bob only");
+    assert_eq!(copies_for(&net, &b.id, 2), 0);
+}
+
+#[tokio::test]
+async fn a_device_set_conflict_never_hands_the_server_a_sender_key() {
+    let net = Net::start().await;
+    let (mut a, mut b, eve, real) = verified_pair(&net).await;
+    let g = a
+        .client
+        .create_group("secret", std::slice::from_ref(&b.id))
+        .await
+        .unwrap();
+    let conv = Conversation::Group(g.id.clone());
+    let saved = server_swaps_in_its_device(&net, &b.id, &eve.id);
+
+    a.client.send_text(&conv, "group secret").await.unwrap();
+    assert!(identity_changed(&mut a, &b.id).await);
+    a.wait(|e| matches!(e, Event::SendHeld { .. }).then_some(()))
+        .await;
+    assert_eq!(
+        copies_for(&net, &b.id, 2),
+        0,
+        "a sender key reached the server"
+    );
+
+    server_restores(&net, &b.id, &saved);
+    a.client.trust_identity(&b.id, &real).await.unwrap();
+    a.client.send_text(&conv, "after").await.unwrap();
+    assert_eq!(body(&b.next_message().await), "after");
+    assert_eq!(copies_for(&net, &b.id, 2), 0);
+}
