@@ -196,7 +196,7 @@ pub enum SyncTarget {
 
 /// What a reply quotes (payload flag 8): shown even when the original is
 /// gone or never arrived.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Quote {
     /// The quoted message's sender.
     pub sender: String,
@@ -244,6 +244,16 @@ pub struct Payload {
     /// seconds, counted from when the message is read (sent, for the
     /// sender).
     pub expire_secs: Option<u32>,
+}
+
+impl std::fmt::Debug for Quote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the excerpt: it is message text.
+        f.debug_struct("Quote")
+            .field("sender", &self.sender)
+            .field("excerpt_len", &self.excerpt.len())
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Payload {

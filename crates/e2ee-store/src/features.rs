@@ -37,7 +37,9 @@ pub const PENDING_ACTIONS_PER_SENDER: i64 = 500;
 pub const TIMER_MAX_SECS: u32 = 365 * 24 * 3600;
 
 /// What a reaction, edit, delete or timer payload did to the record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` shows no text (an emoji as its length, a message as in
+/// [`Message`]'s `Debug`).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Action {
     /// `by` reacted to a message (`None`: removed their reaction).
@@ -93,6 +95,60 @@ pub enum Action {
         /// Why.
         reason: &'static str,
     },
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Reaction {
+                message_id,
+                conversation,
+                by,
+                emoji,
+            } => f
+                .debug_struct("Reaction")
+                .field("message_id", message_id)
+                .field("conversation", conversation)
+                .field("by", by)
+                .field("emoji_len", &emoji.as_ref().map(String::len))
+                .finish(),
+            Action::Edited { message } => {
+                f.debug_struct("Edited").field("message", message).finish()
+            }
+            Action::Deleted {
+                message_id,
+                conversation,
+                by,
+            } => f
+                .debug_struct("Deleted")
+                .field("message_id", message_id)
+                .field("conversation", conversation)
+                .field("by", by)
+                .finish(),
+            Action::DeletedForMe { message_ids } => f
+                .debug_struct("DeletedForMe")
+                .field("message_ids", message_ids)
+                .finish(),
+            Action::Timer {
+                conversation,
+                secs,
+                by,
+                message,
+            } => f
+                .debug_struct("Timer")
+                .field("conversation", conversation)
+                .field("secs", secs)
+                .field("by", by)
+                .field("message", message)
+                .finish(),
+            Action::Pending { target } => {
+                f.debug_struct("Pending").field("target", target).finish()
+            }
+            Action::Refused { reason } => {
+                f.debug_struct("Refused").field("reason", reason).finish()
+            }
+        }
+    }
 }
 
 /// Where an incoming or outgoing payload is filed.

@@ -70,7 +70,9 @@ pub struct Account {
 }
 
 /// A stored message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` shows no text: a body is the length of it (see [`Message`]'s
+/// `Debug`), so a message never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     /// Local insertion order.
     pub seq: i64,
@@ -120,7 +122,7 @@ pub struct Message {
 }
 
 /// One user's reaction to a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Reaction {
     /// Who.
     pub user_id: String,
@@ -147,7 +149,7 @@ impl Message {
 }
 
 /// A message to insert.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewMessage {
     /// The sender's UUID.
     pub id: String,
@@ -197,7 +199,7 @@ pub struct Page {
 }
 
 /// A search result.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SearchHit {
     /// The message.
     pub message: Message,
@@ -292,4 +294,67 @@ pub struct ReadReceipt {
     pub message_id: String,
     /// Its sender, who gets the receipt.
     pub sender: String,
+}
+
+// Message text never reaches `Debug` (and so never a log line): bodies,
+// quotes, snippets and emoji print as their length.
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("seq", &self.seq)
+            .field("id", &self.id)
+            .field("conversation", &self.conversation)
+            .field("sender", &self.sender)
+            .field("outgoing", &self.outgoing)
+            .field("kind", &self.kind)
+            .field("body_len", &self.body.as_ref().map(String::len))
+            .field("attachment", &self.attachment)
+            .field("reference", &self.reference)
+            .field("status", &self.status)
+            .field("sent_at_ms", &self.sent_at_ms)
+            .field("server_at_ms", &self.server_at_ms)
+            .field("quote", &self.quote)
+            .field("reactions", &self.reactions)
+            .field("edited_at_ms", &self.edited_at_ms)
+            .field("deleted", &self.deleted)
+            .field("expire_secs", &self.expire_secs)
+            .field("timer_secs", &self.timer_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for NewMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewMessage")
+            .field("id", &self.id)
+            .field("conversation", &self.conversation)
+            .field("sender", &self.sender)
+            .field("outgoing", &self.outgoing)
+            .field("kind", &self.kind)
+            .field("body_len", &self.body.as_ref().map(String::len))
+            .field("attachment", &self.attachment)
+            .field("reference", &self.reference)
+            .field("quote", &self.quote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Reaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reaction")
+            .field("user_id", &self.user_id)
+            .field("emoji_len", &self.emoji.len())
+            .field("at_ms", &self.at_ms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SearchHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchHit")
+            .field("message", &self.message)
+            .field("snippet_len", &self.snippet.len())
+            .finish()
+    }
 }

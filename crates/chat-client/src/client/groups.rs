@@ -11,7 +11,7 @@ use e2ee_store::{NameKind, OutboxEntry};
 use rand_core::OsRng;
 use uuid::Uuid;
 
-use super::membership::{Verified, user_bytes};
+use super::membership::{Verified, role_name, user_bytes};
 use super::{Client, Inner, Result, now_ms};
 use crate::error::ClientError;
 use crate::event::Event;
@@ -202,6 +202,18 @@ impl Inner {
                 .map(|(u, _)| u.clone())
                 .collect();
             fresh.members.retain(|(u, _)| admitted(u));
+            // Roles and owner come from the verified chain too (DESIGN.md
+            // section 10): the server's are a hint, and a false "admin"
+            // would let a member set the group's timer.
+            let verified = membership.members();
+            for (u, role) in &mut fresh.members {
+                if let Some(m) = user_bytes(u).ok().and_then(|b| verified.get(&b)) {
+                    *role = role_name(m.role).to_owned();
+                }
+            }
+            if let Some((owner, _)) = verified.iter().find(|(_, m)| m.role == MemberRole::Owner) {
+                fresh.owner = Uuid::from_bytes(*owner).to_string();
+            }
             fresh.name = membership.name().to_owned();
         }
         let f = fresh.clone();

@@ -80,7 +80,7 @@ fn user_string(id: &UserId) -> String {
     Uuid::from_bytes(*id).to_string()
 }
 
-fn role_name(r: MemberRole) -> &'static str {
+pub(crate) fn role_name(r: MemberRole) -> &'static str {
     match r {
         MemberRole::Owner => "owner",
         MemberRole::Admin => "admin",

@@ -246,3 +246,48 @@ async fn a_group_from_before_signing_is_signed_by_its_owner() {
     b.client.send_text(&conv, "signed now").await.unwrap();
     assert_eq!(body(&a.next_message().await), "signed now");
 }
+
+/// DESIGN.md section 10: roles and owner come from the verified chain
+/// only. A server that calls Bob an admin (and itself the owner) changes
+/// nothing: both views keep the signed roles, Bob's own client refuses
+/// him the admin's timer, and Alice's timer stays off.
+#[tokio::test]
+async fn roles_and_owner_the_server_lists_count_for_nothing() {
+    let net = Net::start().await;
+    let (mut a, b, m, gid) = setup(&net).await;
+    net.db()
+        .execute(
+            "UPDATE group_members SET role = 'admin' WHERE group_id = ?1 AND user_id = ?2",
+            [&gid, &b.id],
+        )
+        .unwrap();
+    net.db()
+        .execute(
+            "UPDATE groups SET owner_id = ?2 WHERE id = ?1",
+            [&gid, &m.id],
+        )
+        .unwrap();
+    let (aid, bid) = (a.id.clone(), b.id.clone());
+    for p in [&a, &b] {
+        let g = p.client.verify_group(&gid).await.unwrap();
+        let role = |u: &str| {
+            g.members
+                .iter()
+                .find(|(id, _)| id == u)
+                .map(|(_, r)| r.clone())
+        };
+        assert_eq!(role(&bid).as_deref(), Some("member"), "{}", p.name);
+        assert_eq!(role(&aid).as_deref(), Some("owner"), "{}", p.name);
+    }
+    let conv = Conversation::Group(gid.clone());
+    assert!(
+        b.client
+            .set_disappearing(&conv, Some(std::time::Duration::from_secs(60)))
+            .await
+            .is_err(),
+        "a member the server calls admin set the timer"
+    );
+    b.client.send_text(&conv, "after").await.unwrap();
+    assert_eq!(body(&a.next_message().await), "after");
+    assert_eq!(a.client.disappearing(&conv).await.unwrap(), None);
+}

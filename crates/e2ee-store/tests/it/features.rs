@@ -520,3 +520,61 @@ fn an_edit_or_reaction_from_the_future_does_not_win_forever() {
     let emojis: Vec<&str> = m.reactions.iter().map(|r| r.emoji.as_str()).collect();
     assert_eq!(emojis, vec!["🎉"]);
 }
+
+/// Message text never reaches `Debug` (and so no log line): a message, a
+/// peer's early edit, a reaction, a quote and a search hit all print
+/// without it.
+#[test]
+fn debug_output_never_shows_message_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, mut r) = pair(dir.path(), 9);
+    let orig = Payload::text(new_id(&mut r), now() as u64, "the numbat-words");
+    let id = uuid(&orig.message_id);
+    // The edit arrives first: it waits for its message, then applies.
+    let edit = action(PayloadKind::Edit, &mut r, &id, b"the echidna-words");
+    let e_orig = alice.store.send_direct("bob", &orig).unwrap();
+    let e_edit = alice.store.send_direct("bob", &edit).unwrap();
+    let early = bob
+        .store
+        .receive(&mut r, &relay("alice", &e_edit, now()))
+        .unwrap();
+    let got = bob
+        .store
+        .receive(&mut r, &relay("alice", &e_orig, now()))
+        .unwrap();
+    let react = action(PayloadKind::Reaction, &mut r, &id, "🦘".as_bytes());
+    let e = alice.store.send_direct("bob", &react).unwrap();
+    let reacted = bob
+        .store
+        .receive(&mut r, &relay("alice", &e, now()))
+        .unwrap();
+    let reply = Payload {
+        kind: PayloadKind::Reply,
+        reference: Some(*uuid::Uuid::parse_str(&id).unwrap().as_bytes()),
+        quote: Some(Quote::new("alice", "the numbat-words")),
+        ..Payload::text(new_id(&mut r), now() as u64, "a wallaby-answer")
+    };
+    let e = alice.store.send_direct("bob", &reply).unwrap();
+    let replied = bob
+        .store
+        .receive(&mut r, &relay("alice", &e, now()))
+        .unwrap();
+    let m = bob.store.read(|tx| tx.message(&id)).unwrap().unwrap();
+    assert_eq!(m.body.as_deref(), Some("the echidna-words"), "the control");
+    let hits = bob.store.read(|tx| tx.search("echidna", None, 10)).unwrap();
+    assert_eq!(hits.len(), 1);
+    let printed = [
+        format!("{early:?}"),
+        format!("{got:?}"),
+        format!("{reacted:?}"),
+        format!("{replied:?}"),
+        format!("{m:?}"),
+        format!("{hits:?}"),
+        format!("{:?}", reply.quote),
+    ];
+    for out in printed {
+        for word in ["numbat", "echidna", "wallaby", "🦘"] {
+            assert!(!out.contains(word), "{word} in Debug: {out}");
+        }
+    }
+}
