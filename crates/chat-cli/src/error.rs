@@ -197,7 +197,8 @@ fn client_code(e: &ClientError) -> u8 {
         | ClientError::MessageTooLarge { .. }
         | ClientError::UntrustedIdentity { .. }
         | ClientError::Attachment(_)
-        | ClientError::NotMember(_) => code::REFUSED,
+        | ClientError::NotMember(_)
+        | ClientError::UnsignedGroup { .. } => code::REFUSED,
         _ => code::OTHER,
     }
 }

@@ -95,6 +95,19 @@ pub enum ClientError {
     /// A downloaded attachment failed its hash or did not decrypt.
     #[error(transparent)]
     Attachment(#[from] e2ee_core::AttachmentError),
+    /// The group has no signed membership this device verified (the
+    /// server shows no signed changes, and we hold none): nothing is sent
+    /// to it and nothing from it is shown, since its member list would be
+    /// the server's word (DESIGN.md section 10). A group made before
+    /// version 2 becomes usable when its owner's client signs it.
+    #[error(
+        "group {group_id} has no signed membership this device could verify: nothing is sent \
+         to it until its owner signs it"
+    )]
+    UnsignedGroup {
+        /// The group.
+        group_id: String,
+    },
     /// We are not (or no longer) a member of this group.
     #[error("not a member of group {0}")]
     NotMember(String),

@@ -188,6 +188,25 @@ impl Inner {
         }
         let mut fresh = store_group(&g);
         let mut problem = None;
+        if matches!(verified, Verified::Unsigned) {
+            // No chain we verified: the server's list is only its word.
+            // Nobody but us is a member here until the owner signs the
+            // group (DESIGN.md section 10), so no sender key and no message
+            // goes to anyone, and nothing from anyone is shown.
+            let me = self.me()?.user_id;
+            fresh.unconfirmed = fresh
+                .members
+                .iter()
+                .filter(|(u, _)| *u != me)
+                .map(|(u, _)| u.clone())
+                .collect();
+            fresh.members.retain(|(u, _)| *u == me);
+            problem = Some(
+                "the server shows no signed changes for this group: no member is confirmed \
+                 until its owner signs it"
+                    .to_owned(),
+            );
+        }
         if let Verified::Chain {
             membership,
             problem: p,
@@ -316,6 +335,23 @@ impl Inner {
         Ok(group)
     }
 
+    /// Whether this device verified a chain of signed changes for the group
+    /// (a reload this session, or records in the store).
+    async fn group_signed(&self, group_id: &str) -> Result<bool> {
+        if self
+            .memberships
+            .lock()
+            .is_ok_and(|m| m.contains_key(group_id))
+        {
+            return Ok(true);
+        }
+        let gid = group_id.to_owned();
+        Ok(!self
+            .db_read(move |s| s.read(|tx| tx.group_changes(&gid)))
+            .await?
+            .is_empty())
+    }
+
     /// A `groupChanged` notice: the group is reloaded now (a member removed
     /// gets no later message: our sender key is replaced at once), and
     /// reloaded again before the next send if that fails.
@@ -342,6 +378,11 @@ impl Inner {
         let _guard = self.group_lock.lock().await;
         let me = self.me()?;
         let group = self.group_for_send(group_id).await?;
+        if !self.group_signed(group_id).await? {
+            return Err(ClientError::UnsignedGroup {
+                group_id: group_id.to_owned(),
+            });
+        }
         let others: Vec<String> = group
             .members
             .iter()

@@ -237,3 +237,52 @@ async fn a_device_set_conflict_never_hands_the_server_a_sender_key() {
     assert_eq!(body(&b.next_message().await), "after");
     assert_eq!(copies_for(&net, &b.id, 2), 0);
 }
+
+/// DESIGN.md section 10: membership comes from the verified chain only. A
+/// server that leaves out a group's `epoch` (and its signed changes) for a
+/// member who holds none yet, and lists an account of its own, gets no
+/// sender key: the group is refused until its chain verifies.
+#[tokio::test]
+async fn a_group_shown_without_its_signed_changes_gets_no_sender_key() {
+    let net = Net::start().await;
+    let a = Party::register(&net, "alice").await;
+    let c = Party::register(&net, "carol").await;
+    let m = Party::register(&net, "mallory").await;
+    // Carol is added while her client is not running: she holds none of
+    // the group's signed changes when she first loads it.
+    let cid = c.id.clone();
+    c.client.close().await;
+    drop(c);
+    let g = a
+        .client
+        .create_group("secret", std::slice::from_ref(&cid))
+        .await
+        .unwrap();
+    let db = net.db();
+    db.execute("DELETE FROM group_changes WHERE group_id = ?1", [&g.id])
+        .unwrap();
+    db.execute(
+        "INSERT INTO group_members (group_id, user_id, role, joined_at)
+         VALUES (?1, ?2, 'member', 0)",
+        [&g.id, &m.id],
+    )
+    .unwrap();
+
+    let c = Party::reopen(&net, "carol").await;
+    let conv = Conversation::Group(g.id.clone());
+    let sent = c.client.send_text(&conv, "for the group").await;
+    assert!(
+        matches!(sent, Err(chat_client::ClientError::UnsignedGroup { .. })),
+        "{sent:?}"
+    );
+    let info = c.client.verify_group(&g.id).await.unwrap();
+    assert!(!info.signed);
+    assert!(info.problem.is_some(), "group info says why");
+    assert!(!info.members.iter().any(|(u, _)| *u == m.id));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        copies_for(&net, &m.id, 1),
+        0,
+        "the server's account got a sender key"
+    );
+}

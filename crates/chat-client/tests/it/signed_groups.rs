@@ -215,7 +215,16 @@ async fn a_group_from_before_signing_is_signed_by_its_owner() {
     let gid = v1.id;
     let g = b.client.verify_group(&gid).await.unwrap();
     assert!(!g.signed, "nobody signed it yet: {g:?}");
-    assert_eq!(g.members.len(), 2, "the server's list stands until then");
+    // Until then only the server says who is in it: nobody is confirmed,
+    // and Bob sends nothing to it (DESIGN.md section 10).
+    assert_eq!(g.members, vec![(b.id.clone(), "member".to_owned())]);
+    assert_eq!(g.unconfirmed, vec![a.id.clone()]);
+    assert!(g.problem.is_some());
+    let conv = Conversation::Group(gid.clone());
+    assert!(matches!(
+        b.client.send_text(&conv, "too early").await,
+        Err(chat_client::ClientError::UnsignedGroup { .. })
+    ));
 
     // Alice's client runs again and signs it as it is.
     let mut a = Party::reopen(&net, "alice").await;
@@ -242,7 +251,6 @@ async fn a_group_from_before_signing_is_signed_by_its_owner() {
     server_adds_member(&net, &gid, &m.id);
     let g = b.client.verify_group(&gid).await.unwrap();
     assert_eq!(g.unconfirmed, vec![m.id.clone()]);
-    let conv = Conversation::Group(gid.clone());
     b.client.send_text(&conv, "signed now").await.unwrap();
     assert_eq!(body(&a.next_message().await), "signed now");
 }
