@@ -10,8 +10,15 @@ use crate::error::{CliError, Result};
 use crate::output::{self, Names, print_json, status_name};
 use crate::session::Session;
 
-/// A file name from a sender, made safe to write in `dir`.
-pub(crate) fn safe_path(dir: &Path, file_name: &str, id: &str) -> PathBuf {
+/// The longest name a saved file gets, in bytes: common file systems
+/// allow 255, and a taken name gets the message id's prefix and a counter.
+const SAVED_NAME_MAX: usize = 200;
+
+/// A file name from a sender, made safe to write in a folder: no folder
+/// part, no control characters, no leading dot, at most
+/// [`SAVED_NAME_MAX`] bytes (cut on a character boundary, keeping a short
+/// extension).
+pub(crate) fn safe_name(file_name: &str) -> String {
     let base: String = Path::new(file_name)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -29,12 +36,64 @@ pub(crate) fn safe_path(dir: &Path, file_name: &str, id: &str) -> PathBuf {
         "" => "attachment".to_owned(),
         b => b.to_owned(),
     };
-    let plain = dir.join(&base);
-    if plain.exists() {
-        dir.join(format!("{}-{base}", id.get(..8).unwrap_or(id)))
-    } else {
-        plain
+    if base.len() <= SAVED_NAME_MAX {
+        return base;
     }
+    let ext = match base.rfind('.') {
+        Some(i) if i > 0 && base.len() - i <= 16 => &base[i..],
+        _ => "",
+    };
+    let mut end = SAVED_NAME_MAX - ext.len();
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ext}", &base[..end])
+}
+
+/// Writes `data` to a new file in `dir` under the sender's name made safe
+/// ([`safe_name`]), never replacing a file: `NAME`, else `ID-NAME` (the
+/// message id's first 8 characters), else `ID-N-NAME`. Only the file made
+/// here is returned (and so recorded to delete with the message).
+pub(crate) fn save_new(
+    dir: &Path,
+    file_name: &str,
+    id: &str,
+    data: &[u8],
+) -> std::io::Result<PathBuf> {
+    use std::io::Write as _;
+    let base = safe_name(file_name);
+    let prefix: String = id
+        .chars()
+        .take(8)
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    for n in 0..1000u32 {
+        let name = match n {
+            0 => base.clone(),
+            1 => format!("{prefix}-{base}"),
+            n => format!("{prefix}-{n}-{base}"),
+        };
+        let path = dir.join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                if let Err(e) = f.write_all(data).and_then(|()| f.sync_all()) {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e);
+                }
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "a thousand files of this name already",
+    ))
 }
 
 pub(crate) async fn print_message(
@@ -54,6 +113,9 @@ pub(crate) async fn print_message(
         match save_attachment(s, &m.id, a, dir).await {
             Ok(path) => saved = Some(path),
             Err(CliError::Client(e)) => refused = Some(e.to_string()),
+            // Nor is a file this machine could not write (a full disk, a
+            // folder gone): the message is shown with the reason.
+            Err(e @ CliError::Io { .. }) => refused = Some(e.to_string()),
             Err(e) => return Err(e),
         }
     }
@@ -132,8 +194,8 @@ pub(crate) async fn save_attachment(
     let r = s.client.download(a).await;
     pb.finish_and_clear();
     let data = r?;
-    let path = safe_path(dir, &a.file_name, id);
-    std::fs::write(&path, data).map_err(|e| CliError::io(&path, e))?;
+    let path = save_new(dir, &a.file_name, id, &data)
+        .map_err(|e| CliError::io(dir.join(safe_name(&a.file_name)), e))?;
     // Removed with the message when it is deleted or disappears.
     let full = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
     s.client.record_saved_file(id, &full).await?;
@@ -493,13 +555,60 @@ mod tests {
             ".bashrc",
             "a\nb",
         ] {
-            let p = safe_path(dir.path(), evil, "12345678-abcd");
+            let p = save_new(dir.path(), evil, "12345678-abcd", b"x").unwrap();
             assert_eq!(p.parent(), Some(dir.path()), "{evil:?} gave {p:?}");
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             assert!(!name.starts_with('.') && !name.contains('\n'), "{name:?}");
         }
         std::fs::write(dir.path().join("x.txt"), b"taken").unwrap();
-        let p = safe_path(dir.path(), "x.txt", "12345678-abcd");
+        let p = save_new(dir.path(), "x.txt", "12345678-abcd", b"new").unwrap();
         assert_eq!(p.file_name().unwrap(), "12345678-x.txt");
+    }
+
+    /// A peer's file name at and past the file system's limit (255 bytes)
+    /// is saved under a bounded name, cut on a character boundary, keeping
+    /// a short extension.
+    #[test]
+    fn long_file_names_are_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "a".repeat(255),
+            "b".repeat(256),
+            format!("{}.pdf", "c".repeat(300)),
+            "é".repeat(150),
+        ];
+        for (i, name) in names.iter().enumerate() {
+            let id = format!("{i:08}-abcd");
+            let p = save_new(dir.path(), name, &id, b"data").unwrap();
+            let saved = p.file_name().unwrap().to_str().unwrap().to_owned();
+            assert!(saved.len() <= 255, "{} bytes", saved.len());
+            assert_eq!(std::fs::read(&p).unwrap(), b"data");
+            if name.ends_with(".pdf") {
+                assert!(saved.ends_with(".pdf"), "{saved}");
+            }
+            // Taken twice over: still a new file, still bounded.
+            let again = save_new(dir.path(), name, &id, b"more").unwrap();
+            let twice = save_new(dir.path(), name, &id, b"most").unwrap();
+            assert!(again != p && twice != p && twice != again);
+            assert!(twice.file_name().unwrap().len() <= 255);
+            assert_eq!(std::fs::read(&p).unwrap(), b"data");
+        }
+    }
+
+    /// A saved download never overwrites a file: not one the user had, not
+    /// one another message saved, not the fallback name's owner.
+    #[test]
+    fn a_download_never_overwrites_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("x.txt"), b"mine").unwrap();
+        std::fs::write(d.join("12345678-x.txt"), b"also mine").unwrap();
+        let p = save_new(d, "x.txt", "12345678-abcd", b"theirs").unwrap();
+        assert_eq!(std::fs::read(d.join("x.txt")).unwrap(), b"mine");
+        assert_eq!(
+            std::fs::read(d.join("12345678-x.txt")).unwrap(),
+            b"also mine"
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), b"theirs");
     }
 }
