@@ -285,10 +285,14 @@ fn remove_partial_uploads(media_dir: &std::path::Path) {
 
 /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub async fn serve_until_signal(config: Config) -> Result<(), StartError> {
+    // The handlers are installed before the server listens: a SIGTERM or
+    // SIGINT that comes as soon as the address is printed is a clean
+    // shutdown, not the default action (the process killed).
+    let signal = shutdown_signal();
     let server = start(config).await?;
     let stop = server.stop.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
         tracing::info!("shutting down");
         let _ = stop.send(true);
     });
@@ -296,25 +300,32 @@ pub async fn serve_until_signal(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+/// SIGTERM or SIGINT (Ctrl-C), listened for from the moment this is called
+/// (not from its first poll).
+#[cfg(unix)]
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+}
+
+/// Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
