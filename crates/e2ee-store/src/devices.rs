@@ -103,6 +103,14 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The identity key of the current session with one device, if any.
+    pub fn session_identity(&self, peer: &str, device: u32) -> Result<Option<IdentityPublic>> {
+        Ok(self
+            .device_sessions(peer, device)?
+            .current()
+            .map(|s| *s.remote_identity()))
+    }
+
     /// Records the `registrationId` of a device whose session it started.
     pub fn set_session_registration(&self, peer: &str, device: u32, reg: u32) -> Result<()> {
         self.c().execute(

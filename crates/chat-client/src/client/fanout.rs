@@ -221,13 +221,31 @@ impl Inner {
                 .find(|t| t.device_id == dev)
                 .map(|t| t.registration_id);
             match (known, d.registration_id) {
-                // A session the peer's device started: we never had its
-                // registration id. Device ids are never reused, so this is
-                // the same device; keep the session.
+                // A registration id we never had (the peer's device started
+                // the session, or it is device 1, whose id is 0 until its
+                // account replaces its keys): the same device id, but
+                // maybe not the same keys. Its bundle says: under the
+                // session's key, record the id and keep the session;
+                // under another, the identity-change path.
                 (Some(0), Some(reg)) => {
+                    let wire = self.rest.device_bundle(&d.user_id, dev).await?;
+                    let Some(b) = wire.bundles.into_iter().find(|b| b.device_id == dev) else {
+                        continue;
+                    };
+                    let offered = convert::bundle(&b.bundle)?.identity;
                     let u = d.user_id.clone();
-                    self.db(move |s| s.write(|tx| tx.set_session_registration(&u, dev, reg)))
+                    let had = self
+                        .db(move |s| s.read(|tx| tx.session_identity(&u, dev)))
                         .await?;
+                    let u = d.user_id.clone();
+                    if had == Some(offered) {
+                        self.db(move |s| s.write(|tx| tx.set_session_registration(&u, dev, reg)))
+                            .await?;
+                    } else {
+                        self.db(move |s| s.write(|tx| tx.drop_device_session(&u, dev)))
+                            .await?;
+                        self.start_device(&d.user_id, b).await?;
+                    }
                 }
                 _ => {
                     let u = d.user_id.clone();

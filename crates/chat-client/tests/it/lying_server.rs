@@ -286,3 +286,60 @@ async fn a_group_shown_without_its_signed_changes_gets_no_sender_key() {
         "the server's account got a sender key"
     );
 }
+
+/// DESIGN.md section 10: a send is never reported as done when no device
+/// of the recipient can read it. Bob loses his store and replaces his keys
+/// (`login --replace-keys`); Alice's next message must not go out on the
+/// session with his old keys: the server names his device stale, Alice
+/// learns the new key before she encrypts, and the message waits, held,
+/// until she trusts it; then Bob's new store reads it.
+#[tokio::test]
+async fn a_key_replaced_with_login_replace_keys_holds_the_next_message() {
+    let net = Net::start().await;
+    let mut a = Party::register(&net, "alice").await;
+    let mut b = Party::register(&net, "bob").await;
+    b.client.send_text(&a.dm(), "hi").await.unwrap();
+    assert_eq!(body(&a.next_message().await), "hi");
+    a.client.send_text(&b.dm(), "hello").await.unwrap();
+    assert_eq!(body(&b.next_message().await), "hello");
+    let bob = b.id.clone();
+    b.client.close().await;
+    drop(b);
+    std::fs::remove_file(net.store_path("bob")).unwrap();
+    std::fs::remove_file(e2ee_store::salt_path(&net.store_path("bob"))).unwrap();
+    let client = net.client("bob").await;
+    let mut events: crate::support::Events = Box::pin(client.events());
+    client
+        .login_replacing_keys("bob", "password1")
+        .await
+        .unwrap();
+    client.wait_connected().await.unwrap();
+
+    let id = a.client.send_text(&b_dm(&bob), "after").await.unwrap();
+    assert!(!identity_changed(&mut a, &bob).await);
+    assert_eq!(held(&mut a, &id).await, bob);
+    let m = a.client.message(&id).await.unwrap().unwrap();
+    assert_eq!(m.status, chat_client::Status::Pending, "reported as sent");
+
+    let new = a.client.peer_fingerprint(&bob).await.unwrap();
+    assert_eq!(new, client.fingerprint().await.unwrap());
+    a.client.trust_identity(&bob, &new).await.unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        use futures_util::StreamExt as _;
+        loop {
+            match events.next().await {
+                Some(Event::Message(m)) => return *m,
+                Some(Event::Undecryptable { error, .. }) => panic!("undecryptable: {error}"),
+                Some(_) => {}
+                None => panic!("events ended"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(body(&got), "after");
+}
+
+fn b_dm(user: &str) -> Conversation {
+    Conversation::Direct(user.to_owned())
+}

@@ -316,6 +316,16 @@ pub(super) async fn upload(
             &[&user, &now],
         )
         .await?;
+        // New keys on the same device id: a new registrationId, so every
+        // sender still holding a session with the old keys gets `stale`
+        // and learns of the new identity before it encrypts (API.md).
+        exec(
+            c,
+            "UPDATE devices SET registration_id = registration_id + 1
+             WHERE user_id = $1 AND device_id = 1",
+            &[&user],
+        )
+        .await?;
     }
     if current.as_deref() != Some(u.identity_key.as_str()) {
         for sql in [

@@ -56,6 +56,14 @@ pub(super) fn upload(
              VALUES (?1, 1, 'first device', 0, ?2, ?2)",
             params![user, now],
         )?;
+        // New keys on the same device id: a new registrationId, so every
+        // sender still holding a session with the old keys gets `stale`
+        // and learns of the new identity before it encrypts (API.md).
+        c.execute(
+            "UPDATE devices SET registration_id = registration_id + 1
+             WHERE user_id = ?1 AND device_id = 1",
+            [user],
+        )?;
     }
     if current.as_deref() != Some(u.identity_key.as_str()) {
         // A new identity (reinstall): old prekeys belong to the old one,

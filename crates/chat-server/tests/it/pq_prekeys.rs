@@ -153,4 +153,10 @@ async fn a_low_pq_stock_asks_the_owner_for_more_and_a_new_identity_drops_the_old
     assert!(status.get("pqLastResortPrekeyId").is_none(), "{status}");
     let (_, bundle) = s.call("GET", &path, Some(&a.token), None).await;
     assert!(bundle.get("pqPrekey").is_none(), "{bundle}");
+    // Device 1 keeps its id with new keys: its registrationId changes, so
+    // a sender's copy for the old keys (registrationId 0) is `stale`.
+    let (st, d) = s.call("GET", "/api/devices", Some(&b.token), None).await;
+    assert_eq!(st, 200, "{d}");
+    assert_eq!(d["devices"][0]["deviceId"], 1);
+    assert_eq!(d["devices"][0]["registrationId"], 1, "{d}");
 }
