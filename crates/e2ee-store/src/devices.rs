@@ -81,6 +81,62 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// A device of `peer` (or of our own account) is gone: removed, or its
+    /// account's keys replaced (DESIGN.md section 10, "a device that
+    /// leaves stops reading"). Its session is dropped, copies and group
+    /// messages from it are refused from now on (device ids are never
+    /// reused), and our sending chain in every group we share with `peer`
+    /// (every group, for one of our own devices) is replaced, so what we
+    /// send next is on a chain the gone device never had. Returns how many
+    /// groups' chains were replaced.
+    pub fn device_gone(&self, peer: &str, device: u32) -> Result<usize> {
+        self.drop_device_session(peer, device)?;
+        if self.before_held() {
+            return Ok(0);
+        }
+        self.c().execute(
+            "INSERT OR IGNORE INTO removed_devices (user_id, device_id, removed_at)
+             VALUES (?1, ?2, ?3)",
+            params![peer, device, now_ms()],
+        )?;
+        self.rotate_groups_shared_with(peer)
+    }
+
+    /// Whether we learnt that this device was removed.
+    pub fn device_removed(&self, peer: &str, device: u32) -> Result<bool> {
+        if self.before_held() {
+            return Ok(false);
+        }
+        Ok(self
+            .c()
+            .prepare_cached("SELECT 1 FROM removed_devices WHERE user_id = ?1 AND device_id = ?2")?
+            .exists(params![peer, device])?)
+    }
+
+    /// Replaces our sending chain in every group `peer` is a member of
+    /// (every group we are in, when `peer` is our own account).
+    pub(crate) fn rotate_groups_shared_with(&self, peer: &str) -> Result<usize> {
+        let own = self.account()?.is_some_and(|a| a.user_id == peer);
+        let groups: Vec<String> = if own {
+            self.c()
+                .prepare("SELECT group_id FROM sender_keys_out")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        } else {
+            self.c()
+                .prepare(
+                    "SELECT o.group_id FROM sender_keys_out o
+                     JOIN group_members m ON m.group_id = o.group_id AND m.user_id = ?1",
+                )?
+                .query_map([peer], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        for g in &groups {
+            self.rotate_sender_key(g)?;
+        }
+        Ok(groups.len())
+    }
+
     /// Drops every session with `peer` that is not under `identity` (the
     /// key pinned for them changed): nothing is encrypted on them again.
     pub(crate) fn drop_sessions_not_under(

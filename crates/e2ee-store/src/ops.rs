@@ -96,6 +96,13 @@ fn receive_in(tx: &Tx<'_>, rng: &mut impl CryptoRngCore, m: &Incoming<'_>) -> Re
     if tx.seen(m.id)? {
         return Ok(Received::Duplicate);
     }
+    // A device that left speaks no more, 1:1 or in a group (DESIGN.md
+    // section 10), even with a server that still relays for it.
+    if tx.device_removed(m.from, m.from_device)? {
+        return Err(StoreError::Invalid(
+            "a message from a device that was removed",
+        ));
+    }
     let out = match m.group_id {
         None => receive_direct(tx, rng, m, &outer_id, &envelope)?,
         Some(group) => match receive_group(tx, m.from, group, m.id, &envelope, m.server_at_ms) {

@@ -185,8 +185,10 @@ impl Tx<'_> {
                     ],
                 )?;
                 // One identity per account: sessions under the old key are
-                // with devices that no longer speak for this user.
+                // with devices that no longer speak for this user, and
+                // whatever they held of our group chains is replaced.
                 self.drop_sessions_not_under(user_id, identity)?;
+                self.rotate_groups_shared_with(user_id)?;
                 Ok(IdentityCheck::Changed {
                     was_verified: p.verified,
                 })

@@ -348,12 +348,19 @@ CREATE TABLE names (
 );
 ";
 
-/// Version 10: an outbox entry can be held (`held_for`: the peer whose key
-/// is not trusted) instead of sent: the trust rules of DESIGN.md section
-/// 10. A held entry goes out, encrypted again, when the user trusts or
-/// verifies that peer's key.
+/// Version 10, the trust rules of DESIGN.md section 10: an outbox entry
+/// can be held (`held_for`: the peer whose key is not trusted) instead of
+/// sent, and goes out, encrypted again, when the user trusts or verifies
+/// that peer's key; devices we learnt were removed (`removed_devices`:
+/// device ids are never reused) are refused as senders.
 const V10: &str = "
 ALTER TABLE outbox ADD COLUMN held_for TEXT;
+CREATE TABLE removed_devices (
+    user_id     TEXT NOT NULL,
+    device_id   INTEGER NOT NULL,
+    removed_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+);
 ";
 
 /// Every migration in order; index + 1 is the version it produces.

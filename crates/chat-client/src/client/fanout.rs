@@ -208,8 +208,10 @@ impl Inner {
     async fn apply_mismatch(&self, m: &DeviceMismatch) -> Result<()> {
         let _guard = self.session_lock.lock().await;
         for d in &m.extra {
+            // Gone (device ids are never reused): it speaks no more and
+            // reads nothing we send from now on (DESIGN.md section 10).
             let (u, dev) = (d.user_id.clone(), d.device_id);
-            self.db(move |s| s.write(|tx| tx.drop_device_session(&u, dev)))
+            self.db(move |s| s.write(|tx| tx.device_gone(&u, dev)))
                 .await?;
         }
         for d in &m.stale {
@@ -221,6 +223,11 @@ impl Inner {
                 .find(|t| t.device_id == dev)
                 .map(|t| t.registration_id);
             match (known, d.registration_id) {
+                // Already brought up to date (the same frame refused twice:
+                // sent, and sent again on reconnecting): nothing to fix, and
+                // dropping the session now would pull it from under the
+                // other answer's encryption.
+                (Some(k), Some(reg)) if k == reg && k != 0 => {}
                 // A registration id we never had (the peer's device started
                 // the session, or it is device 1, whose id is 0 until its
                 // account replaces its keys): the same device id, but
@@ -296,8 +303,10 @@ impl Inner {
         }
         for k in known {
             if !list.devices.iter().any(|d| d.device_id == k.device_id) {
+                // One of our devices was removed: it held our chains in
+                // every group, so each is replaced.
                 let (m, dev) = (me.clone(), k.device_id);
-                self.db(move |s| s.write(|tx| tx.drop_device_session(&m, dev)))
+                self.db(move |s| s.write(|tx| tx.device_gone(&m, dev)))
                     .await?;
             }
         }

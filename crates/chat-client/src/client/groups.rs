@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use chat_proto::rest::{self, AddMemberRequest, UpdateGroupRequest};
 use e2ee_core::membership::{ChangeAction, MemberRole, UserId};
 use e2ee_core::{Payload, PayloadKind};
-use e2ee_store::{NameKind, OutboxEntry};
+use e2ee_store::{NameKind, OutboxEntry, StoreError};
 use rand_core::OsRng;
 use uuid::Uuid;
 
@@ -392,32 +392,42 @@ impl Inner {
         // No member whose key changed untrusted gets this message, nor a
         // new sender key.
         self.require_trusted(others.clone()).await?;
-        let (gid, members) = (group_id.to_owned(), others.clone());
-        let (dist, missing) = self
-            .db(move |s| s.group_sender_key(&mut OsRng, &gid, &members))
-            .await?;
-        for member in missing {
-            // Stays in its wiped buffer: the chain key is in there.
-            let body = dist.to_bytes();
-            let p = Payload {
-                message_id: crate::client::new_message_id(),
-                kind: PayloadKind::SenderKey,
-                timestamp_ms: now_ms() as u64,
-                body,
-                attachment: None,
-                reference: None,
-                sync: None,
-                quote: None,
-                expire_secs: None,
-            };
-            self.send_direct(&member, p).await?;
-            let (gid, chain) = (group_id.to_owned(), dist.chain_id);
-            self.db(move |s| s.write(|tx| tx.mark_sender_key_shared(&gid, &member, chain)))
-                .await?;
-        }
-        let gid = group_id.to_owned();
         let n = others.len() as u32;
-        let entry = self.db(move |s| s.send_group(&gid, &payload, n)).await?;
+        // Our chain can be replaced between handing it out and using it
+        // (a device of a member found gone, on another task): then it is
+        // made and handed out again.
+        let mut attempt = 0;
+        let entry = loop {
+            attempt += 1;
+            let (gid, members) = (group_id.to_owned(), others.clone());
+            let (dist, missing) = self
+                .db(move |s| s.group_sender_key(&mut OsRng, &gid, &members))
+                .await?;
+            for member in missing {
+                // Stays in its wiped buffer: the chain key is in there.
+                let body = dist.to_bytes();
+                let p = Payload {
+                    message_id: crate::client::new_message_id(),
+                    kind: PayloadKind::SenderKey,
+                    timestamp_ms: now_ms() as u64,
+                    body,
+                    attachment: None,
+                    reference: None,
+                    sync: None,
+                    quote: None,
+                    expire_secs: None,
+                };
+                self.send_direct(&member, p).await?;
+                let (gid, chain) = (group_id.to_owned(), dist.chain_id);
+                self.db(move |s| s.write(|tx| tx.mark_sender_key_shared(&gid, &member, chain)))
+                    .await?;
+            }
+            let (gid, p) = (group_id.to_owned(), payload.clone());
+            match self.db(move |s| s.send_group(&gid, &p, n)).await {
+                Err(ClientError::Store(StoreError::Missing("sender key"))) if attempt < 3 => {}
+                other => break other?,
+            }
+        };
         self.transmit(&entry).await;
         Ok(entry)
     }

@@ -162,3 +162,61 @@ fn only_our_own_identity_may_send_us_sent_transcripts_or_read_marks() {
             .is_empty()
     );
 }
+
+/// DESIGN.md section 10: a device that leaves speaks no more. Once Alice
+/// learnt that Bob's device 2 is gone, its copies are refused, whatever
+/// session they arrive on, and her group chain is replaced.
+#[test]
+fn a_device_that_is_gone_speaks_no_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(43);
+    let mut alice = Party::new(dir.path(), "alice", &mut r);
+    let mut laptop = Party::new(dir.path(), "bob", &mut r);
+    let bundle = alice.bundle();
+    laptop
+        .store
+        .start_device_session(&mut r, "alice", 1, 0, &bundle)
+        .unwrap();
+    let mut send = |laptop: &mut Party, body: &str| {
+        let e = laptop
+            .store
+            .send_to_devices("alice", &target("alice", 1), &text(&mut r, 1, body))
+            .unwrap();
+        (e.message_id.clone(), e.copies[0].content.clone())
+    };
+    let (id, content) = send(&mut laptop, "from the laptop");
+    alice
+        .store
+        .receive(
+            &mut rng(1),
+            &Incoming {
+                id: &id,
+                from: "bob",
+                from_device: 2,
+                group_id: None,
+                content: &content,
+                server_at_ms: 1,
+            },
+        )
+        .unwrap();
+    let rotated = alice.store.write(|tx| tx.device_gone("bob", 2)).unwrap();
+    assert_eq!(rotated, 0, "no group shared");
+    assert!(alice.store.read(|tx| tx.device_removed("bob", 2)).unwrap());
+    let (id, content) = send(&mut laptop, "still me, honest");
+    let err = alice
+        .store
+        .receive(
+            &mut rng(2),
+            &Incoming {
+                id: &id,
+                from: "bob",
+                from_device: 2,
+                group_id: None,
+                content: &content,
+                server_at_ms: 2,
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert!(alice.store.read(|tx| tx.message(&id)).unwrap().is_none());
+}
