@@ -171,6 +171,26 @@ pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Re
     loop {
         // The store is the truth; events only wake us up.
         match s.client.message(id).await? {
+            // Refused for good (too large for the server, an unknown
+            // recipient…): exit 7, with the server's reason when it came.
+            Some(m) if m.status == Status::Failed => {
+                let settle = Instant::now() + Duration::from_millis(200);
+                let mut why = format!("message {id} was refused for good");
+                while let Ok(Some(e)) = tokio::time::timeout_at(settle, s.events.next()).await {
+                    if let Event::SendFailed {
+                        message_id,
+                        message,
+                        ..
+                    } = e
+                        && message_id == id
+                    {
+                        why = message;
+                        break;
+                    }
+                }
+                s.close().await;
+                return Err(CliError::Refused(why));
+            }
             Some(m) if m.status != Status::Pending => return Ok(m.status),
             Some(_) => {}
             // A reaction, edit, delete or timer is no message of its own:

@@ -18,8 +18,20 @@ pub const GROUP_DESCRIPTION_MAX: usize = 1000;
 /// Longest `content` of one message frame, in bytes (an `E2EE:` envelope in
 /// base64). Attachments go through the media endpoint, not here.
 pub const MESSAGE_CONTENT_MAX: usize = 64 * 1024;
-/// Longest WebSocket frame the server reads, in bytes.
-pub const FRAME_MAX: usize = 96 * 1024;
+/// The most devices an account may have at once (a server may allow
+/// fewer, `max_devices`, never more).
+pub const DEVICES_MAX: usize = 6;
+/// The most copies a direct message needs: every device of the recipient
+/// and the sender's other devices, both accounts at [`DEVICES_MAX`].
+pub const DIRECT_COPIES_MAX: usize = 2 * DEVICES_MAX - 1;
+/// What one copy adds to a frame besides its `content`, at most (its JSON
+/// keys, user id, device id and registration id).
+pub const COPY_OVERHEAD_MAX: usize = 256;
+/// Longest WebSocket frame the server reads, in bytes: a direct message of
+/// [`DIRECT_COPIES_MAX`] copies of [`MESSAGE_CONTENT_MAX`] each, and 4 KiB
+/// for the rest of the frame (727,808 bytes). So a message of the
+/// documented size limit always fits, whatever the devices.
+pub const FRAME_MAX: usize = DIRECT_COPIES_MAX * (MESSAGE_CONTENT_MAX + COPY_OVERHEAD_MAX) + 4096;
 /// Longest JSON request body, in bytes (a prekey upload of 100 keys is ~12 KiB).
 pub const JSON_BODY_MAX: usize = 256 * 1024;
 /// Most one-time prekeys in one upload.

@@ -227,3 +227,42 @@ async fn a_group_works_from_every_device_of_both_members() {
         p.no_message_for(300).await;
     }
 }
+
+/// Issue 31, hole 8: a text of the documented limit reaches an account
+/// with the most devices an account may have, from an account with as
+/// many: eleven copies of the largest message in one frame.
+#[tokio::test]
+async fn a_text_at_the_limit_reaches_every_device_of_the_fullest_accounts() {
+    let net = Net::start().await;
+    let most = chat_proto::validate::DEVICES_MAX;
+    let mut a = Party::register(&net, "alice").await;
+    let b = Party::register(&net, "bob").await;
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    for i in 2..=most {
+        mine.push(link(&net, &a, &format!("alice{i}")).await);
+        theirs.push(link(&net, &b, &format!("bob{i}")).await);
+    }
+    theirs.push(b);
+    let text = "ü".repeat(chat_client::MAX_TEXT_BYTES / 2);
+    let id = a.client.send_text(&theirs[0].dm(), &text).await.unwrap();
+    let done = id.clone();
+    a.wait(move |e| match e {
+        Event::Status { message_id, status } if message_id == done => {
+            assert_ne!(status, Status::Failed);
+            (status != Status::Pending).then_some(())
+        }
+        Event::SendFailed {
+            message_id,
+            message,
+            ..
+        } if message_id == done => panic!("refused: {message}"),
+        _ => None,
+    })
+    .await;
+    for p in theirs.iter_mut().chain(mine.iter_mut()) {
+        let m = p.next_message().await;
+        assert_eq!(m.id, id, "{}", p.name);
+        assert_eq!(body(&m).len(), text.len(), "{}", p.name);
+    }
+}

@@ -115,7 +115,7 @@ pub(super) async fn link(
             name: req.name,
             registration_id: req.registration_id,
             now: now_ms(),
-            max_devices: state.config.max_devices,
+            max_devices: state.config.max_devices.min(validate::DEVICES_MAX),
         })
         .await;
     match linked {
@@ -139,7 +139,7 @@ pub(super) async fn link(
             ErrorCode::TooLarge,
             format!(
                 "an account has at most {} devices: remove one first",
-                state.config.max_devices
+                state.config.max_devices.min(validate::DEVICES_MAX)
             ),
         )),
         Err(e) => Err(e.into()),
