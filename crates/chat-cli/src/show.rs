@@ -313,6 +313,17 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 crate::outln!("  #{} changed", output::sanitize(&name));
             }
         }
+        Event::ContactKeyMismatch { user_id } => {
+            if json {
+                print_json(&json!({"event": "contactKeyMismatch", "userId": user_id}));
+            } else {
+                let name = output::sanitize(&s.name_of(&user_id).await);
+                crate::outln!(
+                    "  warning: your other device pinned another key for {name}: compare \
+                     safety numbers with them (chat safety-number {name})"
+                );
+            }
+        }
         Event::SendHeld {
             message_id,
             user_id,

@@ -170,6 +170,16 @@ pub enum Event {
         /// The server's message.
         message: String,
     },
+    /// Another of our devices pinned a different identity key for this
+    /// contact (its contact sync disagrees with this device): someone
+    /// showed one of them a key that is not the contact's. Compare safety
+    /// numbers. Where this device had only met its key first and the other
+    /// device's was verified or trusted, the other device's key is pinned
+    /// here now.
+    ContactKeyMismatch {
+        /// The contact.
+        user_id: String,
+    },
     /// One of our messages is held, not sent: `user_id`'s identity key is
     /// not trusted (it changed while the message was on its way, as on a
     /// device-set refusal that brought a bundle under another key). It

@@ -390,6 +390,21 @@ fn received(
                 inner.emit(e);
             }
         }
+        Ok(Received::ContactSync(c)) => {
+            acks.push(m.id);
+            for user_id in c.conflicts {
+                tracing::warn!(peer = %user_id, "our devices pinned different keys for a contact");
+                inner.emit(Event::ContactKeyMismatch { user_id });
+            }
+            if c.request {
+                let i = inner.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = i.send_contact_sync().await {
+                        tracing::warn!(error = %e, "could not send our contacts to a new device");
+                    }
+                });
+            }
+        }
         Ok(Received::Parked) => {
             // Stored until its key arrives: acknowledged now, so it cannot
             // hold the server's delivery window.

@@ -112,6 +112,12 @@ pub enum PayloadKind {
     /// Version 2.1: the conversation's disappearing-messages timer, a u32
     /// of seconds in the body (0 = off).
     Timer,
+    /// Version 2.2, between one account's devices only: the identity keys
+    /// the sending device pinned for its contacts, and what the user
+    /// decided about each (DESIGN.md section 10: a new device inherits
+    /// them). The body is entries of 81 bytes: the user id (16), the
+    /// identity key (64), flags (bit 0 verified, bit 1 trusted).
+    ContactSync,
     /// A kind this version does not know; kept so newer peers can add kinds.
     Unknown(u8),
 }
@@ -131,6 +137,7 @@ impl PayloadKind {
             PayloadKind::ReadSync => 9,
             PayloadKind::LocalDelete => 10,
             PayloadKind::Timer => 11,
+            PayloadKind::ContactSync => 12,
             PayloadKind::Unknown(b) => b,
         }
     }
@@ -149,6 +156,7 @@ impl PayloadKind {
             9 => PayloadKind::ReadSync,
             10 => PayloadKind::LocalDelete,
             11 => PayloadKind::Timer,
+            12 => PayloadKind::ContactSync,
             other => PayloadKind::Unknown(other),
         }
     }

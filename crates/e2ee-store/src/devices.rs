@@ -405,6 +405,13 @@ pub(crate) fn receive_own(
     payload: &Payload,
     server_at_ms: i64,
 ) -> Result<OwnCopy> {
+    if payload.kind == PayloadKind::ContactSync {
+        return Ok(OwnCopy::Contacts(crate::peers::apply_contact_sync(
+            tx,
+            me,
+            &payload.body,
+        )?));
+    }
     if payload.kind == PayloadKind::ReadSync {
         if !payload.body.len().is_multiple_of(16) {
             return Err(StoreError::Invalid("read sync body"));
@@ -445,6 +452,8 @@ pub(crate) enum OwnCopy {
     Filed(crate::features::Filed),
     /// Read on another device: how many messages that marked.
     Read(usize),
+    /// Another device's pinned keys and decisions, applied.
+    Contacts(crate::ContactSyncOutcome),
 }
 
 /// Read marks for another device: the ids as a `ReadSync` body.

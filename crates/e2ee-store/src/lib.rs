@@ -82,7 +82,9 @@ pub use ops::{Incoming, Received};
 pub use parked::{
     PARKED_MAX, PARKED_MAX_AGE_MS, PARKED_PER_SENDER, ParkedMessage, ParkedOutcome, Unparked,
 };
-pub use peers::{IdentityCheck, PeerIdentity, TrustPolicy};
+pub use peers::{
+    CONTACT_SYNC_ENTRIES, ContactSyncOutcome, IdentityCheck, PeerIdentity, TrustPolicy,
+};
 pub use schema::SCHEMA_VERSION;
 pub use store::{
     Account, Conversation, ConversationSummary, Cursor, DeviceCopy, DeviceTarget, Group, Message,

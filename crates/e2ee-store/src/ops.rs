@@ -69,6 +69,9 @@ pub enum Received {
         /// Messages marked.
         marked: usize,
     },
+    /// Another of our devices sent the keys it pinned for its contacts
+    /// and what the user decided about them: what that changed here.
+    ContactSync(crate::ContactSyncOutcome),
     /// A reaction, edit, delete or timer change (or one refused, or kept
     /// for a message that has not arrived): see [`crate::Action`].
     Action {
@@ -364,7 +367,10 @@ pub(crate) fn enqueue_direct(
 ) -> Result<OutboxEntry> {
     let control = matches!(
         payload.kind,
-        PayloadKind::SenderKey | PayloadKind::ReadSync | PayloadKind::LocalDelete
+        PayloadKind::SenderKey
+            | PayloadKind::ReadSync
+            | PayloadKind::LocalDelete
+            | PayloadKind::ContactSync
     );
     if !control && to != me {
         file_outgoing(tx, payload, Conversation::Direct(to.to_owned()), me, 1)?;
@@ -416,7 +422,7 @@ fn receive_direct(
         && (payload.sync.is_some()
             || matches!(
                 payload.kind,
-                PayloadKind::ReadSync | PayloadKind::LocalDelete
+                PayloadKind::ReadSync | PayloadKind::LocalDelete | PayloadKind::ContactSync
             ))
     {
         return Err(StoreError::Invalid("a sync payload from another account"));
@@ -439,6 +445,7 @@ fn receive_direct(
             match crate::devices::receive_own(tx, m.from, &payload, m.server_at_ms)? {
                 crate::devices::OwnCopy::Filed(f) => f.received(d.new_session, None),
                 crate::devices::OwnCopy::Read(marked) => Received::ReadSync { marked },
+                crate::devices::OwnCopy::Contacts(c) => Received::ContactSync(c),
             },
         );
     }
@@ -547,7 +554,7 @@ fn receive_sender_key_message(
     let own = tx.account()?.is_some_and(|a| a.user_id == from);
     if matches!(
         payload.kind,
-        PayloadKind::ReadSync | PayloadKind::LocalDelete
+        PayloadKind::ReadSync | PayloadKind::LocalDelete | PayloadKind::ContactSync
     ) {
         return Err(StoreError::Invalid("a sync payload sent to a group"));
     }

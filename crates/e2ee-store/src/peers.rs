@@ -259,3 +259,114 @@ impl Tx<'_> {
         }
     }
 }
+
+/// One entry of a `ContactSync` body: user id (16), identity key (64),
+/// flags (bit 0 verified, bit 1 trusted).
+const CONTACT_ENTRY: usize = 16 + 64 + 1;
+/// Entries per `ContactSync` payload (40,500 bytes of body, under the
+/// padded payload limit).
+pub const CONTACT_SYNC_ENTRIES: usize = 500;
+
+/// What a `ContactSync` from another of our devices did here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactSyncOutcome {
+    /// It was empty: a newly linked device asks for ours (answer with
+    /// [`Tx::contact_sync_bodies`]).
+    pub request: bool,
+    /// Contacts pinned here for the first time, or whose decision
+    /// (verified, trusted) was taken over.
+    pub updated: usize,
+    /// Contacts for whom that device pinned another key than this one:
+    /// warn. Where our key was only trusted on first use and theirs was
+    /// verified or trusted there, theirs is pinned here now.
+    pub conflicts: Vec<String>,
+}
+
+/// Applies a `ContactSync` body from one of our own devices.
+pub(crate) fn apply_contact_sync(tx: &Tx<'_>, me: &str, body: &[u8]) -> Result<ContactSyncOutcome> {
+    if !body.len().is_multiple_of(CONTACT_ENTRY) {
+        return Err(StoreError::Invalid("a contact sync body"));
+    }
+    let mut out = ContactSyncOutcome {
+        request: body.is_empty(),
+        ..ContactSyncOutcome::default()
+    };
+    for e in body.chunks_exact(CONTACT_ENTRY) {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&e[..16]);
+        let user = crate::ops::uuid_string(&id);
+        if user == me {
+            continue;
+        }
+        let key = IdentityPublic::from_slice(&e[16..80])
+            .map_err(|_| StoreError::Invalid("a contact sync identity key"))?;
+        let verified = e[80] & 1 != 0;
+        let trusted = verified || e[80] & 2 != 0;
+        match tx.peer(&user)? {
+            None => {
+                tx.c().execute(
+                    "INSERT INTO peers (user_id, identity, first_seen, verified, trusted)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![user, key.to_bytes().as_slice(), now_ms(), verified, trusted],
+                )?;
+                out.updated += 1;
+            }
+            Some(p) if p.identity == key => {
+                if (verified && !p.verified) || (trusted && !p.trusted) {
+                    tx.c().execute(
+                        "UPDATE peers SET verified = verified OR ?2, trusted = trusted OR ?3
+                         WHERE user_id = ?1",
+                        params![user, verified, trusted],
+                    )?;
+                    out.updated += 1;
+                }
+            }
+            Some(p) => {
+                // Our devices disagree: someone showed one of them another
+                // key. A decision the user made there beats a key this
+                // device merely met first; a key verified here stays.
+                if !p.verified && (verified || trusted) {
+                    tx.c().execute(
+                        "UPDATE peers SET identity = ?2, previous_identity = ?3, changed_at = ?4,
+                             verified = ?5, trusted = ?6 WHERE user_id = ?1",
+                        params![
+                            user,
+                            key.to_bytes().as_slice(),
+                            p.identity.to_bytes().as_slice(),
+                            now_ms(),
+                            verified,
+                            trusted
+                        ],
+                    )?;
+                    tx.drop_sessions_not_under(&user, &key)?;
+                    tx.rotate_groups_shared_with(&user)?;
+                    out.updated += 1;
+                }
+                out.conflicts.push(user);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Tx<'_> {
+    /// Our pinned contacts as `ContactSync` bodies of at most
+    /// [`CONTACT_SYNC_ENTRIES`] entries each (none when we know nobody).
+    pub fn contact_sync_bodies(&self) -> Result<Vec<Vec<u8>>> {
+        let mut entries = Vec::new();
+        for p in self.peers()? {
+            let Ok(id) = uuid::Uuid::parse_str(&p.user_id) else {
+                continue;
+            };
+            let mut e = Vec::with_capacity(CONTACT_ENTRY);
+            e.extend_from_slice(id.as_bytes());
+            e.extend_from_slice(&p.identity.to_bytes());
+            e.push(u8::from(p.verified) | (u8::from(p.trusted) << 1));
+            entries.push(e);
+        }
+        Ok(entries
+            .chunks(CONTACT_SYNC_ENTRIES)
+            .map(|c| c.concat())
+            .collect())
+    }
+}

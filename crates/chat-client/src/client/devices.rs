@@ -120,6 +120,15 @@ impl PendingLink {
             *me = Some(account.clone());
         }
         keys::maintain(inner, true).await?;
+        // What the user pinned and decided on the other devices comes to
+        // this one before it talks to anyone (DESIGN.md section 10): it
+        // asks now, and the answer is applied as it arrives.
+        if let Err(e) = inner.discover_own_devices().await {
+            tracing::debug!(error = %e, "own devices not reachable yet");
+        }
+        if let Err(e) = inner.request_contact_sync().await {
+            tracing::warn!(error = %e, "could not ask our devices for their contacts");
+        }
         Ok(LinkedAccount {
             account,
             device_id: linked.device_id,

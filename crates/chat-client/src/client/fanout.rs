@@ -323,6 +323,41 @@ impl Inner {
         Ok(())
     }
 
+    /// Sends our other devices the keys we pinned for our contacts and
+    /// what the user decided about them (DESIGN.md section 10: a new device
+    /// inherits them), in `ContactSync` payloads.
+    pub(crate) async fn send_contact_sync(&self) -> Result<()> {
+        let bodies = self
+            .db_read(|s| s.read(|tx| tx.contact_sync_bodies()))
+            .await?;
+        for body in bodies {
+            self.sync_own(PayloadKind::ContactSync, body).await?;
+        }
+        Ok(())
+    }
+
+    /// Asks our other devices for their contacts' keys and decisions (an
+    /// empty `ContactSync`), right after this device was linked.
+    pub(crate) async fn request_contact_sync(&self) -> Result<()> {
+        let me = self.me()?.user_id;
+        if self.device_targets(&me).await?.is_empty() {
+            return Ok(());
+        }
+        let payload = Payload {
+            message_id: crate::client::new_message_id(),
+            kind: PayloadKind::ContactSync,
+            timestamp_ms: crate::client::now_ms() as u64,
+            body: Zeroizing::new(Vec::new()),
+            attachment: None,
+            reference: None,
+            sync: None,
+            quote: None,
+            expire_secs: None,
+        };
+        self.send_direct(&me, payload).await?;
+        Ok(())
+    }
+
     /// Sends a payload only our own other devices read (read marks, a
     /// delete for me); nothing when we have no other device.
     pub(crate) async fn sync_own(&self, kind: PayloadKind, body: Vec<u8>) -> Result<()> {

@@ -448,3 +448,41 @@ async fn after_a_replacement_the_new_store_writing_first_keeps_its_session() {
     assert_eq!(body(&b.next_message().await), "welcome back");
     let _ = id;
 }
+
+/// DESIGN.md section 10: a new device inherits what its owner decided.
+/// Alice verified Bob on her phone; her new laptop gets Bob's key, verified,
+/// from the phone, so a server that serves the laptop a bundle of its own
+/// for Bob meets the identity-change path instead of a first use.
+#[tokio::test]
+async fn a_new_device_inherits_the_keys_its_owner_verified() {
+    let net = Net::start().await;
+    let (a, b, eve, real) = verified_pair(&net).await;
+    let laptop = crate::support::link(&net, &a, "laptop").await;
+    let bob = b.id.clone();
+    crate::support::eventually("Bob's key, verified, on the new laptop", || {
+        let (c, bob) = (laptop.client.clone(), bob.clone());
+        async move {
+            c.known_peer(&bob)
+                .await
+                .unwrap()
+                .is_some_and(|p| p.verified && p.trusted)
+        }
+    })
+    .await;
+    assert_eq!(laptop.client.peer_fingerprint(&bob).await.unwrap(), real);
+
+    server_swaps_in_its_device(&net, &bob, &eve.id);
+    let sent = laptop.client.send_text(&b.dm(), "from the laptop").await;
+    assert!(
+        matches!(
+            sent,
+            Err(chat_client::ClientError::UntrustedIdentity { changed: true, .. })
+        ),
+        "{sent:?}"
+    );
+    assert_eq!(
+        copies_for(&net, &bob, 2),
+        0,
+        "the server's device got a copy"
+    );
+}

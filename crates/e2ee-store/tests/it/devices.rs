@@ -220,3 +220,104 @@ fn a_device_that_is_gone_speaks_no_more() {
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
     assert!(alice.store.read(|tx| tx.message(&id)).unwrap().is_none());
 }
+
+/// DESIGN.md section 10: a new device inherits what its owner decided, and
+/// two devices that pinned different keys for a contact notice. The phone
+/// verified Bob; the laptop met another key for him first (a server lied
+/// to it): the phone's contact sync pins Bob's verified key on the laptop,
+/// says the devices disagreed, and an empty sync is a request for one.
+#[test]
+fn a_contact_sync_carries_verified_keys_and_reports_a_disagreement() {
+    use e2ee_core::IdentityKeyPair;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(44);
+    let me = "00000000-0000-4000-8000-00000000a11c";
+    let bob = "00000000-0000-4000-8000-000000000b0b";
+    let carol = "00000000-0000-4000-8000-0000000ca201";
+    let identity = IdentityKeyPair::generate(&mut r);
+    let mut phone = Party::device(dir.path(), "phone", me, &mut r, &identity);
+    let mut laptop = Party::device(dir.path(), "laptop", me, &mut r, &identity);
+    let real = IdentityKeyPair::generate(&mut r).public();
+    let forged = IdentityKeyPair::generate(&mut r).public();
+    let carols = IdentityKeyPair::generate(&mut r).public();
+    phone
+        .store
+        .write(|tx| {
+            tx.remember_identity(bob, &real)?;
+            tx.verify_identity(bob, &real)?;
+            tx.remember_identity(carol, &carols)
+        })
+        .unwrap();
+    laptop
+        .store
+        .write(|tx| tx.remember_identity(bob, &forged))
+        .unwrap();
+    let b = laptop.bundle();
+    phone
+        .store
+        .start_device_session(&mut r, me, 2, 0, &b)
+        .unwrap();
+    let bodies = phone.store.read(|tx| tx.contact_sync_bodies()).unwrap();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0].len(), 2 * 81);
+    let mut send = |body: Vec<u8>| {
+        let p = Payload {
+            kind: PayloadKind::ContactSync,
+            body: body.into(),
+            ..text(&mut r, 1, "")
+        };
+        phone.store.send_to_devices(me, &target(me, 2), &p).unwrap()
+    };
+    let e = send(bodies[0].clone());
+    let got = laptop
+        .store
+        .receive(
+            &mut rng(3),
+            &Incoming {
+                id: &e.message_id,
+                from: me,
+                from_device: 1,
+                group_id: None,
+                content: &e.copies[0].content,
+                server_at_ms: 1,
+            },
+        )
+        .unwrap();
+    let e2ee_store::Received::ContactSync(outcome) = got else {
+        panic!("{got:?}")
+    };
+    assert!(!outcome.request);
+    assert_eq!(outcome.conflicts, vec![bob.to_owned()]);
+    assert_eq!(outcome.updated, 2);
+    let p = laptop.store.read(|tx| tx.peer(bob)).unwrap().unwrap();
+    assert_eq!(
+        p.identity, real,
+        "the verified key replaced the one met first"
+    );
+    assert!(p.verified && p.trusted);
+    assert_eq!(p.previous, Some(forged));
+    let c = laptop.store.read(|tx| tx.peer(carol)).unwrap().unwrap();
+    assert_eq!(c.identity, carols);
+    assert!(!c.verified && c.trusted);
+
+    // An empty one asks for ours.
+    let e = send(Vec::new());
+    let got = laptop
+        .store
+        .receive(
+            &mut rng(4),
+            &Incoming {
+                id: &e.message_id,
+                from: me,
+                from_device: 1,
+                group_id: None,
+                content: &e.copies[0].content,
+                server_at_ms: 2,
+            },
+        )
+        .unwrap();
+    assert!(
+        matches!(got, e2ee_store::Received::ContactSync(ref o) if o.request),
+        "{got:?}"
+    );
+}

@@ -34,9 +34,22 @@ pub(crate) struct Party {
 
 impl Party {
     pub(crate) fn new(dir: &Path, name: &str, rng: &mut ChaCha20Rng) -> Party {
-        let path = dir.join(format!("{name}.db"));
-        let mut store = Store::open(&path, &pass(), fast()).unwrap();
         let identity = IdentityKeyPair::generate(rng);
+        Self::device(dir, name, name, rng, &identity)
+    }
+
+    /// A store `file` for account `name` with this identity (another
+    /// device of the same account shares it).
+    pub(crate) fn device(
+        dir: &Path,
+        file: &str,
+        name: &str,
+        rng: &mut ChaCha20Rng,
+        identity: &IdentityKeyPair,
+    ) -> Party {
+        let path = dir.join(format!("{file}.db"));
+        let mut store = Store::open(&path, &pass(), fast()).unwrap();
+        let identity = identity.clone();
         let spk = SignedPreKeyPair::generate(rng, &identity, 1, 1_700_000_000_000);
         let opks: Vec<_> = (1..=10)
             .map(|i| OneTimePreKeyPair::generate(rng, i))
