@@ -359,13 +359,19 @@ fn received(
             inner.emit(Event::Message(message));
         }
         Ok(Received::SenderKey {
+            group_id,
             sender,
             identity,
             unparked,
+            head,
             ..
         }) => {
             acks.push(m.id);
             inner.identity_event(&sender, identity);
+            if let Some(head) = head {
+                let (i, from) = (inner.clone(), sender.clone());
+                tokio::spawn(async move { i.check_group_head(&group_id, &from, head).await });
+            }
             for message in unparked.delivered {
                 if inner.config.auto_read {
                     read_convs.insert(message.conversation.clone());

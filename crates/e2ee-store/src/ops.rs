@@ -58,6 +58,9 @@ pub enum Received {
         identity: IdentityCheck,
         /// Parked messages of this sender in this group, tried again.
         unparked: ParkedOutcome,
+        /// The group's chain head the sender verified when it sent the
+        /// key (epoch, record hash), if it said: compare it with ours.
+        head: Option<(u64, [u8; 32])>,
     },
     /// A group message on a chain we do not hold yet: parked in the store
     /// until the sender's key arrives (see [`crate::ParkedMessage`]).
@@ -450,7 +453,23 @@ fn receive_direct(
         );
     }
     if payload.kind == PayloadKind::SenderKey {
-        let dist = SenderKeyDistribution::from_bytes(&payload.body)?;
+        // Version 2.2: the group's chain head the sender verified may
+        // follow the distribution (epoch, u64 big-endian, and the hash of
+        // the record at that epoch).
+        let body = payload.body.as_slice();
+        let (dist, head) = match body.len() {
+            SenderKeyDistribution::LENGTH => (body, None),
+            n if n == SenderKeyDistribution::LENGTH + 40 => {
+                let (d, h) = body.split_at(SenderKeyDistribution::LENGTH);
+                let mut epoch = [0u8; 8];
+                epoch.copy_from_slice(&h[..8]);
+                let mut hash = [0u8; 32];
+                hash.copy_from_slice(&h[8..]);
+                (d, Some((u64::from_be_bytes(epoch), hash)))
+            }
+            _ => return Err(StoreError::Invalid("a sender key payload's length")),
+        };
+        let dist = SenderKeyDistribution::from_bytes(dist)?;
         let group_id = uuid_string(&dist.group_id);
         let mut r = tx
             .sender_key_in(&group_id, m.from)?
@@ -463,6 +482,7 @@ fn receive_direct(
             sender: m.from.to_owned(),
             identity: check,
             unparked,
+            head,
         });
     }
     let ctx = Context {

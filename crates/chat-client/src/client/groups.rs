@@ -403,9 +403,20 @@ impl Inner {
             let (dist, missing) = self
                 .db(move |s| s.group_sender_key(&mut OsRng, &gid, &members))
                 .await?;
+            // The chain head we verified goes with the key (version 2.2),
+            // so members shown another head notice.
+            let head = self
+                .memberships
+                .lock()
+                .ok()
+                .and_then(|m| m.get(group_id).map(|m| (m.epoch(), m.head())));
             for member in missing {
                 // Stays in its wiped buffer: the chain key is in there.
-                let body = dist.to_bytes();
+                let mut body = dist.to_bytes();
+                if let Some((epoch, hash)) = head {
+                    body.extend_from_slice(&epoch.to_be_bytes());
+                    body.extend_from_slice(&hash);
+                }
                 let p = Payload {
                     message_id: crate::client::new_message_id(),
                     kind: PayloadKind::SenderKey,

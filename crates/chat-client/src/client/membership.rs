@@ -433,6 +433,53 @@ impl Inner {
 
     /// Raises the event for members the chain does not admit, once per new
     /// set.
+    /// A member's sender key said which chain head it verified: compare
+    /// it with ours at that epoch (reloading the chain when we are
+    /// behind). Another record at the same epoch means the server shows
+    /// members different groups: equivocation is reported, not prevented.
+    pub(crate) async fn check_group_head(&self, group_id: &str, from: &str, head: (u64, [u8; 32])) {
+        let (epoch, hash) = head;
+        let at = |records: &[Vec<u8>]| {
+            usize::try_from(epoch)
+                .ok()
+                .and_then(|i| records.get(i))
+                .and_then(|b| ChangeRecord::from_bytes(b).ok())
+                .map(|r| r.hash())
+        };
+        let read =
+            |gid: String| move |s: &mut e2ee_store::Store| s.read(|tx| tx.group_changes(&gid));
+        let Ok(records) = self.db(read(group_id.to_owned())).await else {
+            return;
+        };
+        let mut ours = at(&records);
+        if ours.is_none() {
+            let _guard = self.group_lock.lock().await;
+            if let Err(e) = self.refresh_group(group_id).await {
+                tracing::debug!(error = %e, group = %group_id, "group reload for a head failed");
+            }
+            if let Ok(records) = self.db(read(group_id.to_owned())).await {
+                ours = at(&records);
+            }
+        }
+        let reason = match ours {
+            Some(h) if h == hash => return,
+            Some(_) => format!(
+                "{from} verified change {epoch} of this group as another record than this \
+                 device did: the server shows the members different groups"
+            ),
+            None => format!(
+                "{from} verified change {epoch} of this group, which the server does not show \
+                 this device"
+            ),
+        };
+        tracing::warn!(group = %group_id, from, epoch, "group chain heads differ");
+        self.emit(Event::MembershipUnverified {
+            group_id: group_id.to_owned(),
+            user_ids: Vec::new(),
+            reason,
+        });
+    }
+
     pub(crate) fn report_unverified(
         &self,
         group_id: &str,

@@ -486,3 +486,57 @@ async fn a_new_device_inherits_the_keys_its_owner_verified() {
         "the server's device got a copy"
     );
 }
+
+/// DESIGN.md section 10: members who are shown different chain heads
+/// notice. The server takes a signed rename from Alice's phone (Bob loads
+/// it), then forgets it and takes another change at the same epoch from
+/// her laptop, which never saw the first; Carol loads that one. Carol's
+/// sender key tells Bob which head she verified: his differs, and he is
+/// told.
+#[tokio::test]
+async fn members_shown_different_heads_see_the_conflict() {
+    let net = Net::start().await;
+    let a = Party::register(&net, "alice").await;
+    let mut b = Party::register(&net, "bob").await;
+    let laptop = crate::support::link(&net, &a, "laptop").await;
+    let c = Party::register(&net, "carol").await;
+    let cid = c.id.clone();
+    for p in [laptop, c] {
+        p.client.close().await;
+    }
+    let g = a
+        .client
+        .create_group("g", &[b.id.clone(), cid.clone()])
+        .await
+        .unwrap();
+    a.client.rename_group(&g.id, "x").await.unwrap();
+    let seen = b.client.verify_group(&g.id).await.unwrap();
+    assert_eq!(seen.changes.len(), 2);
+
+    // The server forgets epoch 1 and takes another one from the laptop.
+    net.db()
+        .execute(
+            "DELETE FROM group_changes WHERE group_id = ?1 AND epoch = 1",
+            [&g.id],
+        )
+        .unwrap();
+    let laptop = Party::reopen(&net, "laptop").await;
+    laptop.client.rename_group(&g.id, "y").await.unwrap();
+    laptop.client.close().await;
+
+    let c = Party::reopen(&net, "carol").await;
+    c.client
+        .send_text(&Conversation::Group(g.id.clone()), "hello all")
+        .await
+        .unwrap();
+    let gid = g.id.clone();
+    let reason = b
+        .wait(move |e| match e {
+            Event::MembershipUnverified {
+                group_id, reason, ..
+            } if group_id == gid && reason.contains("another record") => Some(reason),
+            _ => None,
+        })
+        .await;
+    assert!(reason.contains(&cid), "{reason}");
+}
