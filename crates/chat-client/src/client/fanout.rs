@@ -27,12 +27,24 @@ impl Inner {
     /// Starts a session with one device from its bundle.
     async fn start_device(&self, user: &str, b: DeviceBundle) -> Result<()> {
         let bundle = convert::bundle(&b.bundle)?;
-        let u = user.to_owned();
+        let (u, device) = (user.to_owned(), b.device_id);
+        let own = self.me()?.user_id == user;
         let check = self
             .db(move |s| {
                 s.start_device_session(&mut OsRng, &u, b.device_id, b.registration_id, &bundle)
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // A "device of ours" under another identity: the server
+                // added a device of its own (CLI exit 9, like any bundle
+                // that does not verify).
+                ClientError::Store(StoreError::Invalid(why)) if own => {
+                    ClientError::BadKeys(format!(
+                        "the server lists our device {device} with keys that are not ours: {why}"
+                    ))
+                }
+                e => e,
+            })?;
         tracing::debug!(user, device = b.device_id, "device session started");
         self.identity_event(user, check);
         Ok(())

@@ -540,3 +540,51 @@ async fn members_shown_different_heads_see_the_conflict() {
         .await;
     assert!(reason.contains(&cid), "{reason}");
 }
+
+/// A device the server adds to our own account with keys of its own gets
+/// no copy: the send fails saying so (the CLI exits 7 with that reason; a
+/// command that meets it directly exits 9, as for any bundle that does not
+/// verify), never silently.
+#[tokio::test]
+async fn a_device_the_server_adds_to_our_account_gets_nothing() {
+    let net = Net::start().await;
+    let mut a = Party::register(&net, "alice").await;
+    let mut b = Party::register(&net, "bob").await;
+    let eve = Party::register(&net, "eve").await;
+    a.client.send_text(&b.dm(), "hello").await.unwrap();
+    assert_eq!(body(&b.next_message().await), "hello");
+    let db = net.db();
+    for sql in [
+        "INSERT INTO devices (user_id, device_id, name, registration_id, created_at, last_seen)
+         SELECT ?1, 2, 'ghost', registration_id, created_at, last_seen FROM devices
+         WHERE user_id = ?2 AND device_id = 1",
+        "INSERT INTO device_keys (user_id, device_id, spk_id, spk_key, spk_signature, spk_uploaded_at)
+         SELECT ?1, 2, spk_id, spk_key, spk_signature, spk_uploaded_at FROM device_keys
+         WHERE user_id = ?2 AND device_id = 1",
+        "INSERT INTO one_time_prekeys (user_id, device_id, key_id, public_key)
+         SELECT ?1, 2, key_id, public_key FROM one_time_prekeys WHERE user_id = ?2",
+    ] {
+        db.execute(sql, [&a.id, &eve.id]).unwrap();
+    }
+    let id = a.client.send_text(&b.dm(), "secret").await.unwrap();
+    let done = id.clone();
+    let why = a
+        .wait(move |e| match e {
+            Event::SendFailed {
+                message_id,
+                message,
+                ..
+            } if message_id == done => Some(message),
+            _ => None,
+        })
+        .await;
+    // The account has one identity, so the server's bundle for "device 2"
+    // names ours with prekeys signed by another key: it does not verify.
+    // (With another identity key it would be "keys that are not ours".)
+    assert!(
+        why.contains("does not verify") || why.contains("not ours"),
+        "{why}"
+    );
+    assert_eq!(copies_for(&net, &a.id, 2), 0);
+    b.no_message_for(300).await;
+}
