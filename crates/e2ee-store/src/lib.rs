@@ -80,7 +80,8 @@ pub use key::{
 pub use names::NameKind;
 pub use ops::{Incoming, Received};
 pub use parked::{
-    PARKED_MAX, PARKED_MAX_AGE_MS, PARKED_PER_SENDER, ParkedMessage, ParkedOutcome, Unparked,
+    PARKED_MAX, PARKED_MAX_AGE_MS, PARKED_PER_ACCOUNT, PARKED_PER_GROUP, PARKED_PER_SENDER,
+    ParkedMessage, ParkedOutcome, Unparked,
 };
 pub use peers::{
     CONTACT_SYNC_ENTRIES, ContactSyncOutcome, IdentityCheck, PeerIdentity, TrustPolicy,

@@ -10,17 +10,24 @@
 //! that sender and group is tried again in the same transaction; those that
 //! still do not decrypt on a known chain stay, those that fail for any other
 //! reason are dropped and reported. A parked message expires after
-//! [`PARKED_MAX_AGE_MS`]; a sender may have at most [`PARKED_PER_SENDER`]
-//! parked in a group and the store at most [`PARKED_MAX`] in all: past
-//! either bound a new one is refused as undecryptable at once.
+//! [`PARKED_MAX_AGE_MS`]. A sender may have at most [`PARKED_PER_SENDER`]
+//! parked in a group and [`PARKED_PER_ACCOUNT`] in all groups (past either,
+//! a new one is refused as undecryptable at once); a group holds at most
+//! [`PARKED_PER_GROUP`] and the store [`PARKED_MAX`], and there the sender
+//! with the most parked loses its oldest to make room for one with fewer
+//! (see [`Tx::parking_room`]).
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use crate::error::Result;
 use crate::store::{Message, Tx};
 
 /// Most messages parked for one sender in one group.
 pub const PARKED_PER_SENDER: u32 = 256;
+/// Most messages parked for one sender account, in all groups.
+pub const PARKED_PER_ACCOUNT: u32 = 512;
+/// Most messages parked in one group, from all its senders.
+pub const PARKED_PER_GROUP: u32 = 1_024;
 /// Most messages parked in the whole store.
 pub const PARKED_MAX: u32 = 4_096;
 /// How long a parked message waits for its key (24 h) before it is raised
@@ -76,16 +83,73 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ParkedMessage> {
 }
 
 impl Tx<'_> {
-    /// Whether one more message from `sender` in `group_id` may be parked.
+    /// Whether one more message from `sender` in `group_id` may be parked,
+    /// making room when a bound shared with others is reached: at most
+    /// [`PARKED_PER_SENDER`] for the sender in the group and
+    /// [`PARKED_PER_ACCOUNT`] for the sender in all groups (its own bounds:
+    /// no room); at most [`PARKED_PER_GROUP`] in the group and
+    /// [`PARKED_MAX`] in all (shared: the oldest message of the sender with
+    /// the most parked there goes, if that is someone with more than this
+    /// sender, so a flooder's own entries go first and a genuine early
+    /// message is kept).
     pub fn parking_room(&self, group_id: &str, sender: &str) -> Result<bool> {
-        let (mine, all): (u32, u32) = self
+        let (in_group, account, group, all): (u32, u32, u32, u32) = self
             .c()
             .prepare_cached(
                 "SELECT (SELECT count(*) FROM parked WHERE group_id = ?1 AND sender = ?2),
+                    (SELECT count(*) FROM parked WHERE sender = ?2),
+                    (SELECT count(*) FROM parked WHERE group_id = ?1),
                     (SELECT count(*) FROM parked)",
             )?
-            .query_row(params![group_id, sender], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(mine < PARKED_PER_SENDER && all < PARKED_MAX)
+            .query_row(params![group_id, sender], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+        if in_group >= PARKED_PER_SENDER || account >= PARKED_PER_ACCOUNT {
+            return Ok(false);
+        }
+        if group >= PARKED_PER_GROUP && !self.evict_top(Some(group_id), sender, in_group)? {
+            return Ok(false);
+        }
+        if all >= PARKED_MAX && !self.evict_top(None, sender, account)? {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Drops the oldest parked message of the sender with the most parked
+    /// (in `group`, or in all), unless that is `sender` or someone with no
+    /// more than `mine`. Whether one went.
+    fn evict_top(&self, group: Option<&str>, sender: &str, mine: u32) -> Result<bool> {
+        let top: Option<(String, u32)> = self
+            .c()
+            .prepare_cached(
+                "SELECT sender, count(*) AS n FROM parked
+                 WHERE ?1 IS NULL OR group_id = ?1
+                 GROUP BY sender ORDER BY n DESC, sender LIMIT 1",
+            )?
+            .query_row(params![group], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((top, n)) = top else {
+            return Ok(false);
+        };
+        if top == sender || n <= mine {
+            return Ok(false);
+        }
+        let gone = self.c().execute(
+            "DELETE FROM parked WHERE message_id = (
+                 SELECT message_id FROM parked
+                 WHERE sender = ?1 AND (?2 IS NULL OR group_id = ?2)
+                 ORDER BY parked_at, message_id LIMIT 1)",
+            params![top, group],
+        )?;
+        Ok(gone == 1)
+    }
+
+    /// How many messages are parked.
+    pub fn parked_count(&self) -> Result<u32> {
+        Ok(self
+            .c()
+            .query_row("SELECT count(*) FROM parked", [], |r| r.get(0))?)
     }
 
     /// Parks a message (see the module docs). The caller marks it seen in

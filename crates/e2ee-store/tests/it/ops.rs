@@ -783,3 +783,81 @@ fn the_trust_policy_decides_for_keys_not_verified() {
     ));
     assert!("sometimes".parse::<TrustPolicy>().is_err());
 }
+
+/// Issue 31: the parked queue is shared by the whole store, so it is
+/// quota'd per sender account and per group: one hostile account in many
+/// groups cannot fill it, and when many fill it anyway the biggest
+/// flooder's own oldest entries make way for a genuine early message.
+#[test]
+fn one_flooder_cannot_fill_the_parked_queue_for_everyone() {
+    use e2ee_store::{PARKED_MAX, ParkedMessage};
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(45);
+    let mut alice = Party::new(dir.path(), "alice", &mut r);
+    let mut n = 0u64;
+    let mut park = |s: &mut e2ee_store::Store, group: &str, sender: &str| -> bool {
+        n += 1;
+        let id = uuid::Uuid::from_u64_pair(0, n).to_string();
+        s.write(|tx| {
+            if !tx.parking_room(group, sender)? {
+                return Ok(false);
+            }
+            tx.park(&ParkedMessage {
+                message_id: id.clone(),
+                group_id: group.to_owned(),
+                sender: sender.to_owned(),
+                content: "E2EE:AQID".into(),
+                server_at_ms: 1,
+                parked_at_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64,
+            })?;
+            Ok(true)
+        })
+        .unwrap()
+    };
+    let count = |s: &mut e2ee_store::Store| -> u32 { s.read(|tx| tx.parked_count()).unwrap() };
+    // Mallory, in 16 groups, sends as many as each group lets her.
+    let mut taken = 0;
+    for g in 0..16 {
+        for _ in 0..e2ee_store::PARKED_PER_SENDER {
+            if park(&mut alice.store, &format!("group-{g}"), "mallory") {
+                taken += 1;
+            }
+        }
+    }
+    assert_eq!(taken, e2ee_store::PARKED_PER_ACCOUNT, "one account's share");
+    assert!(
+        park(&mut alice.store, "group-0", "bob"),
+        "a genuine early message"
+    );
+
+    // Many flooders fill the store: the one with the most parked makes way.
+    for f in 0..(PARKED_MAX / e2ee_store::PARKED_PER_ACCOUNT) {
+        for g in 0..4 {
+            for _ in 0..(e2ee_store::PARKED_PER_ACCOUNT / 4) {
+                park(
+                    &mut alice.store,
+                    &format!("f{f}-{g}"),
+                    &format!("flooder-{f}"),
+                );
+            }
+        }
+    }
+    assert_eq!(count(&mut alice.store), PARKED_MAX);
+    assert!(
+        park(&mut alice.store, "group-1", "carol"),
+        "room made for carol"
+    );
+    assert_eq!(count(&mut alice.store), PARKED_MAX);
+    assert!(
+        alice
+            .store
+            .read(|tx| tx.parked_from("group-0", "bob"))
+            .unwrap()
+            .len()
+            == 1,
+        "bob's was kept"
+    );
+}
