@@ -795,7 +795,7 @@ fn one_flooder_cannot_fill_the_parked_queue_for_everyone() {
     let mut r = rng(45);
     let mut alice = Party::new(dir.path(), "alice", &mut r);
     let mut n = 0u64;
-    let mut park = |s: &mut e2ee_store::Store, group: &str, sender: &str| -> bool {
+    let mut park = |s: &mut Store, group: &str, sender: &str| -> bool {
         n += 1;
         let id = uuid::Uuid::from_u64_pair(0, n).to_string();
         s.write(|tx| {
@@ -817,7 +817,7 @@ fn one_flooder_cannot_fill_the_parked_queue_for_everyone() {
         })
         .unwrap()
     };
-    let count = |s: &mut e2ee_store::Store| -> u32 { s.read(|tx| tx.parked_count()).unwrap() };
+    let count = |s: &mut Store| -> u32 { s.read(|tx| tx.parked_count()).unwrap() };
     // Mallory, in 16 groups, sends as many as each group lets her.
     let mut taken = 0;
     for g in 0..16 {
