@@ -162,8 +162,15 @@ pub fn message_line(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> Str
         } else {
             format!("\"{}\"", sanitize(&short(&q.excerpt, 40)))
         };
+        // A quote of a message this device never had is only the
+        // sender's word for who said what.
+        let unverified = if m.quote_verified || q.excerpt.is_empty() {
+            ""
+        } else {
+            " (unverified quote)"
+        };
         line.push_str(&format!(
-            "↪ {}: {excerpt} │ ",
+            "↪ {}{unverified}: {excerpt} │ ",
             sanitize(names.quoted.unwrap_or("?"))
         ));
     }
@@ -261,6 +268,7 @@ pub fn message_json(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> Val
             "sender": q.sender,
             "senderName": names.quoted,
             "excerpt": q.excerpt,
+            "verified": m.quote_verified,
         })),
         "reactions": m.reactions.iter().map(|r| json!({
             "by": r.user_id, "emoji": r.emoji, "at": r.at_ms,
@@ -339,6 +347,7 @@ mod tests {
             expire_secs: None,
             expires_at_ms: None,
             timer_secs: None,
+            quote_verified: true,
         }
     }
 
@@ -369,6 +378,10 @@ mod tests {
         );
         let v = message_json(&m, &n, None);
         assert_eq!(v["quote"]["senderName"], "alice");
+        assert_eq!(v["quote"]["verified"], true);
+        m.quote_verified = false;
+        assert!(message_line(&m, &n, None).contains("↪ alice (unverified quote): \"what time"));
+        m.quote_verified = true;
         assert_eq!(v["reactions"][1]["emoji"], "👍");
         assert_eq!(v["edited"], true);
         assert_eq!(v["expireSecs"], 3600);

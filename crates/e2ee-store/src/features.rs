@@ -212,6 +212,25 @@ pub(crate) fn file(tx: &Tx<'_>, payload: &Payload, ctx: &Context<'_>) -> Result<
             }
             let id = stored.id.clone();
             apply_pending(tx, &id)?;
+            // Replies that quoted this message before it arrived now quote
+            // our copy of it (and show as verified).
+            if let Some(body) = &stored.body {
+                let (kind, conv) = stored.conversation.parts();
+                let excerpt = e2ee_core::Quote::new("", body).excerpt;
+                tx.c().execute(
+                    "UPDATE messages SET quote_sender = ?2, quote_excerpt = ?3
+                     WHERE reference = ?1 AND conv_kind = ?4 AND conv_id = ?5
+                         AND quote_sender IS NOT NULL AND kind = ?6",
+                    params![
+                        id,
+                        stored.sender,
+                        excerpt,
+                        kind,
+                        conv,
+                        PayloadKind::Reply.to_byte()
+                    ],
+                )?;
+            }
             let m = tx
                 .message(&id)?
                 .ok_or(StoreError::Missing("stored message"))?;

@@ -10,11 +10,13 @@ use crate::store::{Conversation, Message, NewMessage, OutboxEntry, Status, Tx, n
 
 pub(crate) const MESSAGE_COLUMNS: &str = "m.seq, m.id, m.conv_kind, m.conv_id, m.sender, m.outgoing, m.kind, m.body, \
      m.attachment, m.reference, m.status, m.sent_at, m.server_at, m.received_at, m.read_at, \
-     m.quote_sender, m.quote_excerpt, m.edited_at, m.deleted, m.expire_secs, m.expires_at, m.timer_secs";
+     m.quote_sender, m.quote_excerpt, m.edited_at, m.deleted, m.expire_secs, m.expires_at, m.timer_secs, \
+     EXISTS (SELECT 1 FROM messages o WHERE o.id = m.reference AND o.conv_kind = m.conv_kind \
+         AND o.conv_id = m.conv_id)";
 
 /// How many columns [`MESSAGE_COLUMNS`] selects: the index of the first
 /// column a query adds after them.
-pub(crate) const MESSAGE_COLUMN_COUNT: usize = 22;
+pub(crate) const MESSAGE_COLUMN_COUNT: usize = 23;
 
 pub(crate) fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let attachment: Option<Vec<u8>> = r.get(8)?;
@@ -49,6 +51,7 @@ pub(crate) fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Messag
         expire_secs: r.get(19)?,
         expires_at_ms: r.get(20)?,
         timer_secs: r.get(21)?,
+        quote_verified: r.get(22)?,
     })
 }
 
@@ -177,6 +180,7 @@ impl Tx<'_> {
             expire_secs: m.expire_secs,
             expires_at_ms: expires_at,
             timer_secs: None,
+            quote_verified: false,
         })
     }
 

@@ -119,6 +119,11 @@ pub struct Message {
     /// A timer change shown in the conversation (kind `Timer`): the new
     /// timer in seconds, 0 for off.
     pub timer_secs: Option<u32>,
+    /// On a reply: whether we hold the quoted message in this conversation
+    /// (then `quote` is our copy of it). `false`: the quote is only its
+    /// sender's word, shown as unverified; it is replaced by our copy if
+    /// the original arrives.
+    pub quote_verified: bool,
 }
 
 /// One user's reaction to a message.
@@ -315,6 +320,7 @@ impl std::fmt::Debug for Message {
             .field("sent_at_ms", &self.sent_at_ms)
             .field("server_at_ms", &self.server_at_ms)
             .field("quote", &self.quote)
+            .field("quote_verified", &self.quote_verified)
             .field("reactions", &self.reactions)
             .field("edited_at_ms", &self.edited_at_ms)
             .field("deleted", &self.deleted)

@@ -578,3 +578,43 @@ fn debug_output_never_shows_message_text() {
         }
     }
 }
+
+/// A reply can name any author in its quote. One whose original we do not
+/// hold shows as unverified; when the original arrives, the quote becomes
+/// our copy of it and verified.
+#[test]
+fn a_quote_of_a_message_never_held_is_unverified_until_the_original_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, mut r) = pair(dir.path(), 10);
+    let orig = Payload::text(new_id(&mut r), now() as u64, "the real words");
+    let oid = uuid(&orig.message_id);
+    let e_orig = alice.store.send_direct("bob", &orig).unwrap();
+    let reply = Payload {
+        kind: PayloadKind::Reply,
+        reference: Some(orig.message_id),
+        quote: Some(Quote::new("carol", "words nobody said")),
+        ..Payload::text(new_id(&mut r), now() as u64, "a reply")
+    };
+    let rid = uuid(&reply.message_id);
+    let e_reply = alice.store.send_direct("bob", &reply).unwrap();
+    // The reply comes first: its quote is only Alice's word.
+    bob.store
+        .receive(&mut r, &relay("alice", &e_reply, now()))
+        .unwrap();
+    let m = bob.store.read(|tx| tx.message(&rid)).unwrap().unwrap();
+    assert!(!m.quote_verified);
+    assert_eq!(m.quote.as_ref().unwrap().sender, "carol");
+    // The original arrives: the quote is our copy now.
+    bob.store
+        .receive(&mut r, &relay("alice", &e_orig, now()))
+        .unwrap();
+    let m = bob.store.read(|tx| tx.message(&rid)).unwrap().unwrap();
+    assert!(m.quote_verified);
+    let q = m.quote.unwrap();
+    assert_eq!(
+        (q.sender.as_str(), q.excerpt.as_str()),
+        ("alice", "the real words")
+    );
+    let o = bob.store.read(|tx| tx.message(&oid)).unwrap().unwrap();
+    assert!(o.quote.is_none() && !o.quote_verified);
+}
