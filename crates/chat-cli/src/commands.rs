@@ -578,7 +578,12 @@ async fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<()> {
         return Ok(());
     }
     // The key the user compared, not whatever is current now.
+    let held = s.held_for(&id).await?;
     s.client.verify(&id, &sn).await?;
+    if held {
+        // Messages held for this key go out now.
+        s.connect().await?;
+    }
     if ctx.json {
         print_json(&json!({"event": "verified", "user": a.user, "userId": id}));
     } else {

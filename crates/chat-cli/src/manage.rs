@@ -72,7 +72,12 @@ pub async fn trust(ctx: &Ctx, user: &str) -> Result<()> {
     let mut s = ctx.open(false).await?;
     let id = s.user_id(user).await?;
     let fingerprint = s.client.peer_fingerprint(&id).await?;
+    let held = s.held_for(&id).await?;
     s.client.trust_identity(&id, &fingerprint).await?;
+    if held {
+        // Messages held for this key go out now.
+        s.connect().await?;
+    }
     if ctx.json {
         print_json(&json!({"event": "trusted", "user": user, "userId": id,
             "fingerprint": fingerprint}));

@@ -272,6 +272,17 @@ impl Session {
         }
     }
 
+    /// Whether messages to `user_id` are held in the outbox until the user
+    /// trusts or verifies their key.
+    pub async fn held_for(&mut self, user_id: &str) -> Result<bool> {
+        let client = self.client.clone();
+        Ok(client
+            .outbox()
+            .await?
+            .iter()
+            .any(|e| e.held_for.as_deref() == Some(user_id)))
+    }
+
     /// Waits until the server acknowledged everything in the outbox (our
     /// messages and any group keys they needed), then closes the link.
     pub async fn finish(self) -> Result<()> {

@@ -114,6 +114,14 @@ async fn a_changed_key_is_never_sent_to_silently() {
             String::from_utf8_lossy(&out.stderr)
         );
         w.fails("bob", &["send", "alice", "from the old store"], 3);
+        // Alice writes before the new store does: her message is not sent
+        // on the session with Bob's old keys (nobody could read it); it is
+        // held, she is told (exit 7), and it waits in her outbox.
+        let stderr = w.fails("alice", &["send", "bob", "did you lose your phone?"], 7);
+        assert!(stderr.contains("safety number"), "{stderr}");
+        let outbox = w.json("alice", &["outbox"]);
+        assert_eq!(outbox.len(), 1, "{outbox:?}");
+        assert!(!outbox[0]["heldFor"].is_null(), "{outbox:?}");
         w.ok("bob2", &["send", "alice", "new phone, same bob"]);
 
         // Alice had verified Bob: history shows where the key changed and

@@ -49,10 +49,17 @@ impl Client {
         self.inner.db(move |s| s.read(|tx| tx.message(&id))).await
     }
 
-    /// Messages not yet acknowledged by the server.
+    /// Messages on their way, not yet acknowledged by the server. Held
+    /// ones ([`crate::Event::SendHeld`]: waiting for the user to trust a
+    /// key, not for the server) are not counted.
     pub async fn outbox_len(&self) -> Result<usize> {
         self.inner
-            .db(|s| s.read(|tx| tx.outbox().map(|o| o.len())))
+            .db(|s| {
+                s.read(|tx| {
+                    tx.outbox()
+                        .map(|o| o.iter().filter(|e| e.held_for.is_none()).count())
+                })
+            })
             .await
     }
 
