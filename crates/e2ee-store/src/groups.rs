@@ -167,6 +167,31 @@ impl Tx<'_> {
             .collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Whether this store held the group before version 2 with no signed
+    /// change (recorded when it migrated to schema 10, or by
+    /// [`Tx::mark_legacy_group`]): only such a group may be signed by its
+    /// owner's client as the server lists it.
+    pub fn is_legacy_group(&self, group_id: &str) -> Result<bool> {
+        if self.before_held() {
+            return Ok(true);
+        }
+        Ok(self
+            .c()
+            .prepare_cached("SELECT 1 FROM legacy_groups WHERE group_id = ?1")?
+            .exists([group_id])?)
+    }
+
+    /// Records that this store knew the group from before version 2 (what
+    /// the migration to schema 10 does for the groups it holds; for tools
+    /// importing an older store's groups).
+    pub fn mark_legacy_group(&self, group_id: &str) -> Result<()> {
+        self.c().execute(
+            "INSERT OR IGNORE INTO legacy_groups (group_id) VALUES (?1)",
+            [group_id],
+        )?;
+        Ok(())
+    }
+
     /// Appends change records (`(epoch, record)`) the caller verified; a
     /// record already held for an epoch is kept.
     pub fn add_group_changes(&self, group_id: &str, records: &[(u64, Vec<u8>)]) -> Result<()> {

@@ -352,9 +352,15 @@ CREATE TABLE names (
 /// can be held (`held_for`: the peer whose key is not trusted) instead of
 /// sent, and goes out, encrypted again, when the user trusts or verifies
 /// that peer's key; devices we learnt were removed (`removed_devices`:
-/// device ids are never reused) are refused as senders.
+/// device ids are never reused) are refused as senders; the groups this
+/// store held with no signed change when it reached this version
+/// (`legacy_groups`) are the only ones its owner's client signs as they are
+/// (a group shown without its changes later is the server's word).
 const V10: &str = "
 ALTER TABLE outbox ADD COLUMN held_for TEXT;
+CREATE TABLE legacy_groups (group_id TEXT PRIMARY KEY);
+INSERT INTO legacy_groups (group_id)
+    SELECT id FROM groups WHERE id NOT IN (SELECT group_id FROM group_changes);
 CREATE TABLE removed_devices (
     user_id     TEXT NOT NULL,
     device_id   INTEGER NOT NULL,

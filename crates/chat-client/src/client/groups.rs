@@ -180,8 +180,17 @@ impl Inner {
             Err(e) => return Err(e.into()),
         };
         let mut verified = self.verify_chain(&g).await?;
-        if matches!(verified, Verified::Unsigned) && g.owner_id == self.me()?.user_id {
-            // A group from before version 2 and we own it: sign it as it is.
+        let gid = group_id.to_owned();
+        if matches!(verified, Verified::Unsigned)
+            && g.owner_id == self.me()?.user_id
+            && self
+                .db_read(move |s| s.read(|tx| tx.is_legacy_group(&gid)))
+                .await?
+        {
+            // A group from before version 2 that this store held then, and
+            // we own it: sign it as it is. Any other group shown without
+            // its changes is the server's word, never signed (DESIGN.md
+            // section 10: a new device of the owner would sign a ghost in).
             self.sign_existing_group(&g).await?;
             g = self.rest.group(group_id).await?;
             verified = self.verify_chain(&g).await?;

@@ -588,3 +588,55 @@ async fn a_device_the_server_adds_to_our_account_gets_nothing() {
     assert_eq!(copies_for(&net, &a.id, 2), 0);
     b.no_message_for(300).await;
 }
+
+/// The owner's own new device is the sharpest case of a stripped `epoch`:
+/// the migration of groups from before version 2 is the owner signing the
+/// server's list, so a device that took any unsigned group it was shown for
+/// such a group would sign the server's ghost in. Only a group the store
+/// held before version 2 is signed that way; a newly linked device signs
+/// nothing it was merely shown.
+#[tokio::test]
+async fn the_owners_new_device_does_not_sign_a_stripped_group() {
+    let net = Net::start().await;
+    let a = Party::register(&net, "alice").await;
+    let b = Party::register(&net, "bob").await;
+    let m = Party::register(&net, "mallory").await;
+    let g = a
+        .client
+        .create_group("secret", std::slice::from_ref(&b.id))
+        .await
+        .unwrap();
+    let db = net.db();
+    db.execute("DELETE FROM group_changes WHERE group_id = ?1", [&g.id])
+        .unwrap();
+    db.execute(
+        "INSERT INTO group_members (group_id, user_id, role, joined_at)
+         VALUES (?1, ?2, 'member', 0)",
+        [&g.id, &m.id],
+    )
+    .unwrap();
+    let laptop = crate::support::link(&net, &a, "laptop").await;
+    let info = laptop.client.verify_group(&g.id).await.unwrap();
+    assert!(
+        !info.signed,
+        "the laptop signed the server's list: {info:?}"
+    );
+    let changes: i64 = net
+        .db()
+        .query_row(
+            "SELECT count(*) FROM group_changes WHERE group_id = ?1",
+            [&g.id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(changes, 0);
+    let sent = laptop
+        .client
+        .send_text(&Conversation::Group(g.id.clone()), "hello")
+        .await;
+    assert!(
+        matches!(sent, Err(chat_client::ClientError::UnsignedGroup { .. })),
+        "{sent:?}"
+    );
+    assert_eq!(copies_for(&net, &m.id, 1), 0);
+}

@@ -213,12 +213,19 @@ async fn a_group_from_before_signing_is_signed_by_its_owner() {
         .await
         .unwrap();
     let gid = v1.id;
+    // Alice's store held it before version 2 (an upgraded store records
+    // such groups when it migrates to schema 10).
+    let aid = a.id.clone();
+    drop(a);
+    net.open_store("alice")
+        .write(|tx| tx.mark_legacy_group(&gid))
+        .unwrap();
     let g = b.client.verify_group(&gid).await.unwrap();
     assert!(!g.signed, "nobody signed it yet: {g:?}");
     // Until then only the server says who is in it: nobody is confirmed,
     // and Bob sends nothing to it (DESIGN.md section 10).
     assert_eq!(g.members, vec![(b.id.clone(), "member".to_owned())]);
-    assert_eq!(g.unconfirmed, vec![a.id.clone()]);
+    assert_eq!(g.unconfirmed, vec![aid]);
     assert!(g.problem.is_some());
     let conv = Conversation::Group(gid.clone());
     assert!(matches!(
