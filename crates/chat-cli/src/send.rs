@@ -165,6 +165,24 @@ fn report_sent(ctx: &Ctx, id: &str, label: &str, status: Status) -> Result<()> {
     Ok(())
 }
 
+/// The server's reason for refusing message `id`, if its `SendFailed`
+/// comes within 200 ms (it follows the outbox removal closely).
+async fn refusal(s: &mut Session, id: &str) -> Option<String> {
+    let settle = Instant::now() + Duration::from_millis(200);
+    while let Ok(Some(e)) = tokio::time::timeout_at(settle, s.events.next()).await {
+        if let Event::SendFailed {
+            message_id,
+            message,
+            ..
+        } = e
+            && message_id == id
+        {
+            return Some(message);
+        }
+    }
+    None
+}
+
 /// Waits for the server's `ack` (or a later status) of our message.
 pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Result<Status> {
     let deadline = Instant::now() + limit;
@@ -174,20 +192,9 @@ pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Re
             // Refused for good (too large for the server, an unknown
             // recipient…): exit 7, with the server's reason when it came.
             Some(m) if m.status == Status::Failed => {
-                let settle = Instant::now() + Duration::from_millis(200);
-                let mut why = format!("message {id} was refused for good");
-                while let Ok(Some(e)) = tokio::time::timeout_at(settle, s.events.next()).await {
-                    if let Event::SendFailed {
-                        message_id,
-                        message,
-                        ..
-                    } = e
-                        && message_id == id
-                    {
-                        why = message;
-                        break;
-                    }
-                }
+                let why = refusal(s, id)
+                    .await
+                    .unwrap_or_else(|| format!("message {id} was refused for good"));
                 s.close().await;
                 return Err(CliError::Refused(why));
             }
@@ -197,18 +204,9 @@ pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Re
             // acknowledged once it left the outbox, unless it left refused
             // (the event follows the removal closely).
             None if !s.client.outbox().await?.iter().any(|e| e.message_id == id) => {
-                let settle = Instant::now() + Duration::from_millis(200);
-                while let Ok(Some(e)) = tokio::time::timeout_at(settle, s.events.next()).await {
-                    if let Event::SendFailed {
-                        message_id,
-                        message,
-                        ..
-                    } = e
-                        && message_id == id
-                    {
-                        s.close().await;
-                        return Err(CliError::Refused(message));
-                    }
+                if let Some(why) = refusal(s, id).await {
+                    s.close().await;
+                    return Err(CliError::Refused(why));
                 }
                 return Ok(Status::Sent);
             }

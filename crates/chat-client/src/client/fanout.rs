@@ -351,30 +351,23 @@ impl Inner {
     /// Asks our other devices for their contacts' keys and decisions (an
     /// empty `ContactSync`), right after this device was linked.
     pub(crate) async fn request_contact_sync(&self) -> Result<()> {
-        let me = self.me()?.user_id;
-        if self.device_targets(&me).await?.is_empty() {
-            return Ok(());
-        }
-        let payload = Payload {
-            message_id: crate::client::new_message_id(),
-            kind: PayloadKind::ContactSync,
-            timestamp_ms: crate::client::now_ms() as u64,
-            body: Zeroizing::new(Vec::new()),
-            attachment: None,
-            reference: None,
-            sync: None,
-            quote: None,
-            expire_secs: None,
-        };
-        self.send_direct(&me, payload).await?;
-        Ok(())
+        self.send_own(PayloadKind::ContactSync, Vec::new()).await
     }
 
     /// Sends a payload only our own other devices read (read marks, a
     /// delete for me); nothing when we have no other device.
     pub(crate) async fn sync_own(&self, kind: PayloadKind, body: Vec<u8>) -> Result<()> {
+        if body.is_empty() {
+            return Ok(());
+        }
+        self.send_own(kind, body).await
+    }
+
+    /// Sends `body` as a payload of `kind` to our own other devices only;
+    /// nothing when we have none.
+    async fn send_own(&self, kind: PayloadKind, body: Vec<u8>) -> Result<()> {
         let me = self.me()?.user_id;
-        if body.is_empty() || self.device_targets(&me).await?.is_empty() {
+        if self.device_targets(&me).await?.is_empty() {
             return Ok(());
         }
         let payload = Payload {

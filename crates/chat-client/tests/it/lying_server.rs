@@ -314,45 +314,40 @@ async fn a_key_replaced_with_login_replace_keys_holds_the_next_message() {
     a.client.send_text(&b.dm(), "hello").await.unwrap();
     assert_eq!(body(&b.next_message().await), "hello");
     let bob = b.id.clone();
-    b.client.close().await;
-    drop(b);
-    std::fs::remove_file(net.store_path("bob")).unwrap();
-    std::fs::remove_file(e2ee_store::salt_path(&net.store_path("bob"))).unwrap();
-    let client = net.client("bob").await;
-    let mut events: crate::support::Events = Box::pin(client.events());
-    client
-        .login_replacing_keys("bob", "password1")
-        .await
-        .unwrap();
-    client.wait_connected().await.unwrap();
+    let mut b = replaces_his_store(&net, b).await;
 
-    let id = a.client.send_text(&b_dm(&bob), "after").await.unwrap();
+    let id = a.client.send_text(&b.dm(), "after").await.unwrap();
     assert!(!identity_changed(&mut a, &bob).await);
     assert_eq!(held(&mut a, &id).await, bob);
     let m = a.client.message(&id).await.unwrap().unwrap();
     assert_eq!(m.status, chat_client::Status::Pending, "reported as sent");
 
     let new = a.client.peer_fingerprint(&bob).await.unwrap();
-    assert_eq!(new, client.fingerprint().await.unwrap());
+    assert_eq!(new, b.client.fingerprint().await.unwrap());
     a.client.trust_identity(&bob, &new).await.unwrap();
-    let got = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        use futures_util::StreamExt as _;
-        loop {
-            match events.next().await {
-                Some(Event::Message(m)) => return *m,
-                Some(Event::Undecryptable { error, .. }) => panic!("undecryptable: {error}"),
-                Some(_) => {}
-                None => panic!("events ended"),
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(body(&got), "after");
+    assert_eq!(body(&b.next_message().await), "after");
 }
 
-fn b_dm(user: &str) -> Conversation {
-    Conversation::Direct(user.to_owned())
+/// Bob lost his store: a new one logs in replacing his keys.
+async fn replaces_his_store(net: &Net, b: Party) -> Party {
+    let (id, name) = (b.id.clone(), b.name.clone());
+    b.client.close().await;
+    drop(b);
+    std::fs::remove_file(net.store_path(&name)).unwrap();
+    std::fs::remove_file(e2ee_store::salt_path(&net.store_path(&name))).unwrap();
+    let client = net.client(&name).await;
+    let events: crate::support::Events = Box::pin(client.events());
+    client
+        .login_replacing_keys(&name, "password1")
+        .await
+        .unwrap();
+    client.wait_connected().await.unwrap();
+    Party {
+        client,
+        events,
+        id,
+        name,
+    }
 }
 
 /// DESIGN.md section 10: a device that leaves stops reading. Bob removes
@@ -424,29 +419,13 @@ async fn after_a_replacement_the_new_store_writing_first_keeps_its_session() {
     a.client.send_text(&b.dm(), "hello").await.unwrap();
     assert_eq!(body(&b.next_message().await), "hello");
     let bob = b.id.clone();
-    b.client.close().await;
-    drop(b);
-    std::fs::remove_file(net.store_path("bob")).unwrap();
-    std::fs::remove_file(e2ee_store::salt_path(&net.store_path("bob"))).unwrap();
-    let mut b = Party {
-        client: net.client("bob").await,
-        events: Box::pin(futures_util::stream::empty()),
-        id: bob.clone(),
-        name: "bob".into(),
-    };
-    b.events = Box::pin(b.client.events());
-    b.client
-        .login_replacing_keys("bob", "password1")
-        .await
-        .unwrap();
-    b.client.wait_connected().await.unwrap();
+    let mut b = replaces_his_store(&net, b).await;
     b.client.send_text(&a.dm(), "new phone").await.unwrap();
     assert_eq!(body(&a.next_message().await), "new phone");
     let new = a.client.peer_fingerprint(&bob).await.unwrap();
     a.client.trust_identity(&bob, &new).await.unwrap();
-    let id = a.client.send_text(&b.dm(), "welcome back").await.unwrap();
+    a.client.send_text(&b.dm(), "welcome back").await.unwrap();
     assert_eq!(body(&b.next_message().await), "welcome back");
-    let _ = id;
 }
 
 /// DESIGN.md section 10: a new device inherits what its owner decided.
