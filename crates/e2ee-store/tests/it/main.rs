@@ -10,4 +10,5 @@ mod features;
 mod files;
 mod migrations;
 mod ops;
+mod parked;
 mod support;
