@@ -148,11 +148,7 @@ impl Tx<'_> {
             return Ok(());
         }
         for t in self.session_devices(peer)? {
-            let keep = self
-                .device_sessions(peer, t.device_id)?
-                .current()
-                .is_some_and(|s| s.remote_identity() == identity);
-            if !keep {
+            if self.session_identity(peer, t.device_id)?.as_ref() != Some(identity) {
                 self.drop_device_session(peer, t.device_id)?;
             }
         }
@@ -201,7 +197,9 @@ fn encrypt_copies(
     }
     let own = mine.to_padded()?;
     let mut copies = Vec::with_capacity(targets.len());
-    let ours = tx.require_identity()?.public();
+    // Our own key only when a copy goes to one of our devices (it is
+    // decoded from the identity record).
+    let mut ours: Option<IdentityPublic> = None;
     let mut pinned: Option<(&str, IdentityPublic)> = None;
     for t in targets {
         let mut sessions = tx.device_sessions(&t.user_id, t.device_id)?;
@@ -211,7 +209,10 @@ fn encrypt_copies(
         // for it (a first send, a device-set conflict, a stale device, a
         // held message, a sender-key distribution).
         let expected = if t.user_id == me {
-            ours
+            match ours {
+                Some(k) => k,
+                None => *ours.insert(tx.require_identity()?.public()),
+            }
         } else {
             match &pinned {
                 Some((u, k)) if *u == t.user_id => *k,

@@ -281,11 +281,11 @@ fn act(tx: &Tx<'_>, p: &Payload, ctx: &Context<'_>, may_wait: bool) -> Result<Ac
     if t.deleted {
         return refuse("the message was deleted");
     }
+    // The server's clock decides the windows and orders changes, never
+    // the sender's (DESIGN.md section 10): a timestamp from the far future
+    // would otherwise win forever.
     let when = ctx.server_at_ms.unwrap_or_else(now_ms);
     let base = t.server_at_ms.unwrap_or(t.sent_at_ms);
-    // Ordered by the server's clock, never the sender's (DESIGN.md section
-    // 10): a timestamp from the far future would otherwise win forever.
-    let ts = when;
     let local = is_local(ctx);
     match p.kind {
         PayloadKind::Reaction => {
@@ -294,7 +294,7 @@ fn act(tx: &Tx<'_>, p: &Payload, ctx: &Context<'_>, may_wait: bool) -> Result<Ac
             if emoji.len() > REACTION_MAX || emoji.chars().any(char::is_control) {
                 return refuse("a reaction that is not one emoji");
             }
-            tx.set_reaction(&target, ctx.sender, emoji, ts, local)?;
+            tx.set_reaction(&target, ctx.sender, emoji, when, local)?;
             Ok(Action::Reaction {
                 message_id: target,
                 conversation: t.conversation,
@@ -320,7 +320,7 @@ fn act(tx: &Tx<'_>, p: &Payload, ctx: &Context<'_>, may_wait: bool) -> Result<Ac
             let changed = tx.c().execute(
                 "UPDATE messages SET body = ?2, edited_at = MAX(?3, COALESCE(edited_at, ?3))
                  WHERE id = ?1 AND (edited_at IS NULL OR edited_at <= ?3 OR ?4)",
-                params![target, text, ts, local],
+                params![target, text, when, local],
             )?;
             // Replies quoting it quote the new text: the old one leaves
             // the store entirely.

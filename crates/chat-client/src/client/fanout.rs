@@ -9,7 +9,7 @@ use chat_proto::devices::DeviceBundle;
 use chat_proto::rest;
 use chat_proto::ws::DeviceMismatch;
 use e2ee_core::{Payload, PayloadKind};
-use e2ee_store::{DeviceTarget, StoreError};
+use e2ee_store::{DeviceTarget, OutboxEntry, StoreError};
 use rand_core::OsRng;
 use zeroize::Zeroizing;
 
@@ -137,13 +137,7 @@ impl Inner {
         let Some(to) = entry.ok().flatten().and_then(|e| e.recipient) else {
             return;
         };
-        let entry = match self.device_targets(&to).await {
-            Ok(targets) => {
-                let mid = id.clone();
-                self.db(move |s| s.reencrypt(&mid, &targets)).await
-            }
-            Err(e) => Err(e),
-        };
+        let entry = self.encrypt_again(&id, &to).await;
         match entry {
             Ok(Some(entry)) => self.transmit(&entry).await,
             Ok(None) => {}
@@ -157,6 +151,14 @@ impl Inner {
                     .await;
             }
         }
+    }
+
+    /// Outbox entry `id` encrypted again, under the same id, for the
+    /// devices `to` (and we) have now; `None` when it left the outbox.
+    async fn encrypt_again(&self, id: &str, to: &str) -> Result<Option<OutboxEntry>> {
+        let targets = self.device_targets(to).await?;
+        let id = id.to_owned();
+        self.db(move |s| s.reencrypt(&id, &targets)).await
     }
 
     /// Holds outbox entry `id` instead of sending it: `user`'s key is not
@@ -190,18 +192,13 @@ impl Inner {
         let u = user.to_owned();
         let ids = self.db(move |s| s.write(|tx| tx.release_held(&u))).await?;
         for id in ids {
-            let mid = id.clone();
-            let entry = match self.device_targets(user).await {
-                Ok(targets) => self.db(move |s| s.reencrypt(&mid, &targets)).await,
-                Err(e) => Err(e),
-            };
-            match entry {
+            match self.encrypt_again(&id, user).await {
                 Ok(Some(entry)) => self.transmit(&entry).await,
                 Ok(None) => {}
                 Err(ClientError::Store(StoreError::Untrusted(who))) => self.hold(&id, &who).await,
                 Err(e) => {
                     // Held again: a later trust or verify tries once more.
-                    let _ = self.hold(&id, user).await;
+                    self.hold(&id, user).await;
                     return Err(e);
                 }
             }
