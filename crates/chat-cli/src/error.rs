@@ -148,8 +148,8 @@ impl CliError {
             CliError::Client(ClientError::KeysOnAnotherStore { .. }) => Some(
                 "to use this account here too, make this profile a linked device: {chat} link (then approve it with chat devices link CODE on a device you have); if every device is lost: {chat} login NAME --replace-keys (also spelled --replace-devices; your contacts will see a new safety number)",
             ),
-            CliError::Client(ClientError::LinkedDevice { .. }) => Some(
-                "make a new profile a linked device again: chat -P NEW link, then chat devices link CODE on another device (and chat devices remove the old id)",
+            CliError::Client(ClientError::DeviceGone { .. }) => Some(
+                "make a new profile a linked device again: chat -P NEW link, then chat devices link CODE on another device; if every device is lost: {chat} login NAME --replace-keys",
             ),
             CliError::Client(ClientError::UntrustedIdentity { .. }) => Some(
                 "compare safety numbers again ({chat} safety-number USER), then {chat} verify USER, or {chat} trust USER to accept the key",
@@ -191,7 +191,7 @@ fn client_code(e: &ClientError) -> u8 {
         ClientError::NotLoggedIn
         | ClientError::WrongAccount { .. }
         | ClientError::KeysOnAnotherStore { .. }
-        | ClientError::LinkedDevice { .. } => code::AUTH,
+        | ClientError::DeviceGone { .. } => code::AUTH,
         ClientError::UnknownUser(_) | ClientError::NoSuchMessage(_) => code::NOT_FOUND,
         ClientError::AttachmentTooLarge { .. }
         | ClientError::MessageTooLarge { .. }

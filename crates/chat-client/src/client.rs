@@ -6,9 +6,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use chat_proto::rest;
+use chat_proto::rest::ErrorCode;
 use chat_proto::ws::{ClientFrame, TypingOut};
-use chat_transport::{Connection, RestClient};
+use chat_transport::{Connection, RestClient, TransportError};
 use e2ee_core::{Payload, PayloadKind};
 use e2ee_store::{
     Account, Conversation, IdentityCheck, KdfParams, Message, NameKind, OpenOptions, OutboxEntry,
@@ -539,6 +542,10 @@ impl Client {
     }
 
     async fn adopt(&self, auth: rest::AuthResponse, replace_keys: bool) -> Result<Account> {
+        // No device id: the server took the login as replacing every
+        // device (asked for, or the account has none left).
+        let replace_keys = replace_keys || auth.device_id.is_none();
+        let device_id = auth.device_id.unwrap_or(1);
         self.check_keys_are_ours(&auth, replace_keys).await?;
         let account = Account {
             user_id: auth.user.id.clone(),
@@ -555,8 +562,9 @@ impl Client {
                         return Err(StoreError::Invalid("store belongs to another account"));
                     }
                     tx.set_account(&a)?;
-                    // A password login is the account's first device.
-                    tx.set_device_id(1)?;
+                    // The device the server says the login is (a
+                    // replacement becomes device 1).
+                    tx.set_device_id(device_id)?;
                     tx.set_token(Some(token.as_str()))
                 })
             })
@@ -576,24 +584,16 @@ impl Client {
         Ok(account)
     }
 
-    /// Until linked devices exist, one account is one store: logging in
-    /// from a store whose identity is not the one on the server would
-    /// replace the other store's keys (it could no longer decrypt). Refused,
-    /// unless `replace_keys`; the token just issued is revoked again.
+    /// The server refuses a password alone while the account has devices;
+    /// this is the second check, of the keys: logging in from a store whose
+    /// identity is not the one on the server would replace the other
+    /// store's keys (it could no longer decrypt). Refused, unless
+    /// `replace_keys`; the token just issued is revoked again.
     async fn check_keys_are_ours(
         &self,
         auth: &rest::AuthResponse,
         replace_keys: bool,
     ) -> Result<()> {
-        // A linked device's store logging in with the password would take
-        // device 1's login and upload its keys over device 1's.
-        let device = self.inner.db(|s| s.read(|tx| tx.device_id())).await?;
-        if device != 1 {
-            let _ = self.inner.rest.logout().await;
-            let saved = self.inner.db(|s| s.read(|tx| tx.token())).await?;
-            self.inner.rest.set_token(saved);
-            return Err(ClientError::LinkedDevice { device_id: device });
-        }
         if replace_keys {
             return Ok(());
         }
@@ -632,7 +632,14 @@ impl Client {
     /// Creates an account, makes and uploads our keys, and connects.
     pub async fn register(&self, username: &str, password: &str) -> Result<Account> {
         self.check_store_owner(username)?;
-        let auth = self.inner.rest.register(username, password, None).await?;
+        // Device 1's registrationId, drawn as a linked device draws its own.
+        let request = rest::RegisterRequest {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            avatar_url: None,
+            registration_id: Some(rand_core::RngCore::next_u32(&mut rand_core::OsRng)),
+        };
+        let auth = self.inner.rest.register_with(&request).await?;
         self.adopt(auth, false).await
     }
 
@@ -643,8 +650,58 @@ impl Client {
     /// [`Client::login_replacing_keys`].
     pub async fn login(&self, username: &str, password: &str) -> Result<Account> {
         self.check_store_owner(username)?;
-        let auth = self.inner.rest.login(username, password).await?;
+        // A store that is a device of the account proves it (the server
+        // gives a password alone no existing device).
+        let proof = self.device_proof().await?;
+        let device_id = proof.as_ref().map(|p| p.device_id);
+        let request = rest::LoginRequest {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            device: proof,
+            replace_devices: false,
+        };
+        let auth = match self.inner.rest.login_with(&request).await {
+            Err(TransportError::Api {
+                code: ErrorCode::Conflict,
+                ..
+            }) => {
+                return Err(ClientError::KeysOnAnotherStore {
+                    username: username.to_owned(),
+                });
+            }
+            Err(TransportError::Api {
+                code: ErrorCode::Forbidden,
+                ..
+            }) if device_id.is_some() => {
+                return Err(ClientError::DeviceGone {
+                    device_id: device_id.unwrap_or(1),
+                });
+            }
+            other => other?,
+        };
         self.adopt(auth, false).await
+    }
+
+    /// This store's proof that it is its device of the account (docs/API.md,
+    /// "Logging in again"): `None` for a store with no account or identity.
+    async fn device_proof(&self) -> Result<Option<rest::DeviceProof>> {
+        let Some(me) = self.account() else {
+            return Ok(None);
+        };
+        let found = self
+            .inner
+            .db(|s| s.read(|tx| Ok((tx.identity()?, tx.device_id()?))))
+            .await?;
+        let (Some(identity), device_id) = found else {
+            return Ok(None);
+        };
+        let signed_at = now_ms();
+        let message = chat_proto::devices::device_login_message(&me.user_id, device_id, signed_at);
+        Ok(Some(rest::DeviceProof {
+            device_id,
+            signed_at,
+            signature: BASE64.encode(identity.sign(&message)),
+        }))
     }
 
     /// Logs in and replaces the account's keys on the server with this
@@ -653,7 +710,13 @@ impl Client {
     /// stops working), and peers see an identity change.
     pub async fn login_replacing_keys(&self, username: &str, password: &str) -> Result<Account> {
         self.check_store_owner(username)?;
-        let auth = self.inner.rest.login(username, password).await?;
+        let request = rest::LoginRequest {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            device: None,
+            replace_devices: true,
+        };
+        let auth = self.inner.rest.login_with(&request).await?;
         self.adopt(auth, true).await
     }
 

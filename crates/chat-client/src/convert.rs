@@ -105,6 +105,7 @@ pub(crate) fn upload(
         pq_one_time_prekeys: pq_one_time.iter().map(pq_upload).collect(),
         pq_replace_one_time: false,
         replace_devices: false,
+        registration_id: None,
     }
 }
 

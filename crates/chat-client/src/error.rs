@@ -53,13 +53,14 @@ pub enum ClientError {
         /// The account.
         username: String,
     },
-    /// A password login from a linked device's store: it would take the
-    /// first device's place (its login and its keys on the server). Link
-    /// the device again (`start_link`) instead.
+    /// A login from a store that was a device of the account, which the
+    /// server no longer accepts as that device: it was removed, or the
+    /// account's keys were replaced since. Link it again (`start_link`)
+    /// or replace every device.
     #[error(
-        "this store is linked device {device_id} of the account; a password login would take the first device's place: link it again instead"
+        "the server no longer takes this store as device {device_id} of the account (removed, or the account's keys were replaced): link it again"
     )]
-    LinkedDevice {
+    DeviceGone {
         /// This store's device id.
         device_id: u32,
     },

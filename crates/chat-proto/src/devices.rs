@@ -11,6 +11,20 @@ pub const DEVICE_NAME_MAX: usize = 64;
 /// Longest sealed provisioning message (base64 characters).
 pub const PROVISION_SEALED_MAX: usize = 4096;
 
+/// What a device signs with the account's identity `SIG` to log in again
+/// as itself ([`crate::rest::DeviceProof`]): the ASCII label
+/// `e2ee-chat device login v1`, the user id's ASCII bytes, the device id
+/// (u32 big-endian) and `signedAt` (i64 big-endian).
+pub fn device_login_message(user_id: &str, device_id: u32, signed_at: i64) -> Vec<u8> {
+    const LABEL: &[u8] = b"e2ee-chat device login v1";
+    let mut m = Vec::with_capacity(LABEL.len() + user_id.len() + 12);
+    m.extend_from_slice(LABEL);
+    m.extend_from_slice(user_id.as_bytes());
+    m.extend_from_slice(&device_id.to_be_bytes());
+    m.extend_from_slice(&signed_at.to_be_bytes());
+    m
+}
+
 /// One of the account's devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -15,12 +15,17 @@ pub struct RegisterRequest {
     pub username: String,
     /// At least 6 characters.
     pub password: String,
-    /// Optional avatar URL, stored as given.
+    /// Optional avatar URL, stored as given (no control characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar_url: Option<String>,
+    /// Device 1's `registrationId`; 0 when absent (clients before 2.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_id: Option<u32>,
 }
 
-/// `POST /api/auth/login`.
+/// `POST /api/auth/login`. While the account has devices, a password alone
+/// is refused: the caller proves it is one of them (`device`) or asks to
+/// replace every device (`replaceDevices`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
@@ -28,6 +33,36 @@ pub struct LoginRequest {
     pub username: String,
     /// The password.
     pub password: String,
+    /// A device of the account logging in again as itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceProof>,
+    /// Replace every device: the token may only upload a new identity
+    /// (with `replaceDevices`) until it has.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace_devices: bool,
+}
+
+/// A device's proof that it holds the account's identity key: `SIG` over
+/// [`crate::devices::device_login_message`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceProof {
+    /// The device logging in.
+    pub device_id: u32,
+    /// When it signed (ms since the epoch); the server takes 5 minutes
+    /// either side of its clock.
+    pub signed_at: i64,
+    /// Base64 of the 64-byte Ed25519 signature.
+    pub signature: String,
+}
+
+impl std::fmt::Debug for DeviceProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceProof")
+            .field("device_id", &self.device_id)
+            .field("signed_at", &self.signed_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A user as others see it.
@@ -50,6 +85,10 @@ pub struct AuthResponse {
     pub user: User,
     /// Bearer token for every other call (256 random bits, base64url).
     pub token: String,
+    /// The device the token is for; absent for a login that is replacing
+    /// every device and has not uploaded its new identity yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<u32>,
 }
 
 /// `GET /api/users` (optionally `?username=`).
@@ -125,6 +164,10 @@ pub struct PreKeyUpload {
     /// is set; then every other device and token of the account goes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replace_devices: bool,
+    /// The uploading device's new `registrationId` (version 2.3). A
+    /// replacement always ends with one that differs from the old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_id: Option<u32>,
 }
 
 /// `GET /api/users/{userId}/prekeys`: one bundle; the one-time prekey in it

@@ -89,6 +89,11 @@ pub enum ValidationError {
     /// Message content is not an `E2EE:` envelope.
     #[error("content must be an E2EE: envelope")]
     NotAnEnvelope,
+    /// A text field holds a NUL or another control character (a line
+    /// break or tab is allowed only in longer text, such as a group's
+    /// description).
+    #[error("{0} may not contain control characters (such as NUL)")]
+    ControlCharacters(&'static str),
 }
 
 /// Checks the username rules: 3 to 100 characters, no whitespace or control
@@ -158,8 +163,30 @@ pub fn id(s: &str, field: &'static str) -> Result<uuid::Uuid, ValidationError> {
     uuid::Uuid::try_parse(s).map_err(|_| ValidationError::InvalidId(field))
 }
 
-/// Checks a text field's length in characters (1..=max).
+/// Checks a free-text field (a group's description): 1..=max characters,
+/// no control characters but line breaks and tabs. One rule for every
+/// storage backend (PostgreSQL cannot store NUL in text at all).
 pub fn text(s: &str, field: &'static str, max: usize) -> Result<(), ValidationError> {
+    length(s, field, max)?;
+    if s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ValidationError::ControlCharacters(field));
+    }
+    Ok(())
+}
+
+/// Checks a name (a device's, a group's, an avatar URL, a fingerprint, a
+/// message type): 1..=max characters, no control characters at all.
+pub fn name(s: &str, field: &'static str, max: usize) -> Result<(), ValidationError> {
+    length(s, field, max)?;
+    if s.chars().any(char::is_control) {
+        return Err(ValidationError::ControlCharacters(field));
+    }
+    Ok(())
+}
+
+fn length(s: &str, field: &'static str, max: usize) -> Result<(), ValidationError> {
     let n = s.chars().count();
     if n == 0 || n > max {
         return Err(ValidationError::Length { field, max });
@@ -172,6 +199,9 @@ pub fn text(s: &str, field: &'static str, max: usize) -> Result<(), ValidationEr
 pub fn content(s: &str) -> Result<(), ValidationError> {
     if !s.starts_with("E2EE:") || s.len() <= 5 {
         return Err(ValidationError::NotAnEnvelope);
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ValidationError::ControlCharacters("content"));
     }
     if s.len() > MESSAGE_CONTENT_MAX {
         return Err(ValidationError::Length {

@@ -115,6 +115,17 @@ pub async fn user_for_token(
         .await?)
 }
 
+/// [`user_for_token`] for a socket: a login replacing every device (device
+/// 0) has no queue to read, so no socket.
+pub async fn device_for_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(User, u32)>, ApiError> {
+    Ok(user_for_token(state, token)
+        .await?
+        .filter(|(_, device)| *device != 0))
+}
+
 /// The authenticated caller; rejects with 401 otherwise.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
@@ -122,7 +133,8 @@ pub struct AuthUser {
     pub user: User,
     /// Their token's hash (for logout).
     pub token_hash: Vec<u8>,
-    /// The device the token belongs to (1 for the account's first).
+    /// The device the token belongs to (1 for the account's first; 0 for
+    /// a login replacing every device that has not uploaded its identity).
     pub device_id: u32,
 }
 
@@ -137,6 +149,19 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         let (user, device_id) = user_for_token(state, token)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
+        // A login replacing every device (device 0) holds no device yet:
+        // it uploads its new identity, reads its key status, or logs out.
+        let allowed = matches!(
+            parts.uri.path(),
+            "/api/users/prekeys" | "/api/users/prekeys/status" | "/api/auth/logout"
+        );
+        if device_id == 0 && !allowed {
+            return Err(ApiError::new(
+                chat_proto::rest::ErrorCode::Forbidden,
+                "this login is replacing every device: upload the new identity with \
+                 replaceDevices first",
+            ));
+        }
         Ok(AuthUser {
             user,
             token_hash: token_hash(token),

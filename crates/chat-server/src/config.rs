@@ -69,6 +69,11 @@ pub struct Config {
     /// Seconds a provisioning socket (`/ws/provision`) waits for the
     /// sealed message from a linked device; also a link token's lifetime.
     pub provision_wait_secs: u64,
+    /// Most provisioning sockets open at once, server-wide.
+    pub max_provisioning: usize,
+    /// Most provisioning sockets open at once from one client address (an
+    /// anonymous client cannot hold every place).
+    pub provisioning_per_address: usize,
     /// Messages sent to a client but not yet acknowledged with `delivered`.
     pub delivery_window: usize,
     /// Milliseconds a user's last connection may be gone before their
@@ -78,8 +83,9 @@ pub struct Config {
     pub presence_grace_ms: u64,
     /// `synchronous=FULL` (true) survives power loss; `NORMAL` only a crash.
     pub sync_full: bool,
-    /// Serve `GET /metrics` on `listen` (turn off when the public address
-    /// should not show it; see `admin_listen`).
+    /// Serve `GET /metrics` on `listen` too. Off by default (DESIGN
+    /// section 3): per-route and connection counts help whoever correlates
+    /// traffic; scrape `admin_listen` instead.
     pub metrics_public: bool,
     /// A second address serving only `GET /metrics` and `GET /health`, for
     /// monitoring on a private interface. None: no admin listener.
@@ -270,11 +276,13 @@ impl Default for Config {
             ping_interval_secs: 30,
             idle_timeout_secs: 90,
             auth_timeout_secs: 10,
-            provision_wait_secs: 300,
+            provision_wait_secs: 120,
+            max_provisioning: 1024,
+            provisioning_per_address: 4,
             delivery_window: 256,
             presence_grace_ms: 5_000,
             sync_full: true,
-            metrics_public: true,
+            metrics_public: false,
             admin_listen: None,
             limits: RateLimits::default(),
             argon2: Argon2Params::default(),
@@ -390,6 +398,10 @@ impl Config {
                 "CHAT_MAX_GROUP_MEMBERS" => self.max_group_members = parse(&name, &value)?,
                 "CHAT_MAX_DEVICES" => self.max_devices = parse(&name, &value)?,
                 "CHAT_PROVISION_WAIT_SECS" => self.provision_wait_secs = parse(&name, &value)?,
+                "CHAT_MAX_PROVISIONING" => self.max_provisioning = parse(&name, &value)?,
+                "CHAT_PROVISIONING_PER_ADDRESS" => {
+                    self.provisioning_per_address = parse(&name, &value)?;
+                }
                 "CHAT_RETENTION_DAYS" => self.retention_days = parse(&name, &value)?,
                 "CHAT_ADMIN_LISTEN" => self.admin_listen = Some(parse(&name, &value)?),
                 "CHAT_METRICS_PUBLIC" => self.metrics_public = parse(&name, &value)?,

@@ -6,12 +6,13 @@
 //! sealed to a key only the new device holds).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,63 +26,131 @@ use crate::auth::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Most provisioning sockets open at once (each also holds a connection
-/// slot under `max_connections`).
-pub const MAX_PROVISIONING: usize = 1024;
+/// What a device told "no room" sees (HTTP 503 before the upgrade, close
+/// 1013 after it).
+pub const TOO_MANY: &str = "too many devices are linking right now; try again in a minute";
 
-/// The open provisioning addresses.
+/// The open provisioning addresses, and how many each client address holds.
 #[derive(Debug, Default)]
 pub struct Provisioning {
-    slots: Mutex<HashMap<String, oneshot::Sender<String>>>,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    by_address: HashMap<String, oneshot::Sender<String>>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One open provisioning address: frees its place (and its client
+/// address's) when dropped, however the socket ends.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    owner: &'a Provisioning,
+    address: String,
+    ip: IpAddr,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.owner.slots.lock() {
+            s.by_address.remove(&self.address);
+            if let Some(n) = s.per_ip.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    s.per_ip.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 impl Provisioning {
-    /// A fresh address and where its message will arrive; `None` when
-    /// [`MAX_PROVISIONING`] are open.
-    fn open(&self) -> Option<(String, oneshot::Receiver<String>)> {
+    /// Whether `ip` could open one more now (checked before the upgrade,
+    /// so the refusal is a readable 503; [`Provisioning::open`] decides).
+    fn has_room(&self, ip: IpAddr, max: usize, per_ip: usize) -> bool {
+        self.slots.lock().is_ok_and(|s| {
+            s.by_address.len() < max && s.per_ip.get(&ip).copied().unwrap_or(0) < per_ip
+        })
+    }
+
+    /// A fresh address for `ip` and where its message will arrive; `None`
+    /// when `max` are open, or `per_ip` from this client address.
+    fn open(
+        &self,
+        ip: IpAddr,
+        max: usize,
+        per_ip: usize,
+    ) -> Option<(Slot<'_>, oneshot::Receiver<String>)> {
         let mut bytes = [0u8; 16];
         OsRng.fill_bytes(&mut bytes);
         let address = URL_SAFE_NO_PAD.encode(bytes);
         let (tx, rx) = oneshot::channel();
         let mut slots = self.slots.lock().ok()?;
-        if slots.len() >= MAX_PROVISIONING {
+        let held = slots.per_ip.get(&ip).copied().unwrap_or(0);
+        if slots.by_address.len() >= max || held >= per_ip {
             return None;
         }
-        slots.insert(address.clone(), tx);
-        Some((address, rx))
+        slots.by_address.insert(address.clone(), tx);
+        *slots.per_ip.entry(ip).or_default() += 1;
+        Some((
+            Slot {
+                owner: self,
+                address,
+                ip,
+            },
+            rx,
+        ))
     }
 
     /// Hands `sealed` to the socket at `address`; false when there is none
     /// (never opened, already used, closed or expired).
     pub fn deliver(&self, address: &str, sealed: String) -> bool {
-        let tx = self.slots.lock().ok().and_then(|mut s| s.remove(address));
+        let tx = self
+            .slots
+            .lock()
+            .ok()
+            .and_then(|mut s| s.by_address.remove(address));
         tx.is_some_and(|tx| tx.send(sealed).is_ok())
     }
 
-    fn close(&self, address: &str) {
-        if let Ok(mut s) = self.slots.lock() {
-            s.remove(address);
-        }
+    /// How many provisioning sockets are open.
+    pub fn open_count(&self) -> usize {
+        self.slots.lock().map_or(0, |s| s.by_address.len())
     }
 }
 
-/// `GET /ws/provision`: no token; the first frame is the address.
+/// `GET /ws/provision`: no token; the first frame is the address. The
+/// place is taken only once the upgrade completed (a client that resets the
+/// connection mid-upgrade holds nothing), and freed however the socket
+/// ends.
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     slot: Option<axum::Extension<crate::serve::ConnectionSlot>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let Some((address, rx)) = state.provisioning.open() else {
-        return ApiError::new(ErrorCode::Unavailable, "too many devices are being linked")
-            .into_response();
-    };
+    let (max, per_ip) = (
+        state.config.max_provisioning,
+        state.config.provisioning_per_address,
+    );
+    if !state.provisioning.has_room(peer.ip(), max, per_ip) {
+        return ApiError::new(ErrorCode::Unavailable, TOO_MANY).into_response();
+    }
     ws.read_buffer_size(512)
         .max_message_size(1024)
         .max_frame_size(1024)
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(move |mut socket| async move {
             let _permit = slot;
-            run(&state, socket, &address, rx).await;
-            state.provisioning.close(&address);
+            let Some((place, rx)) = state.provisioning.open(peer.ip(), max, per_ip) else {
+                let frame = CloseFrame {
+                    code: 1013,
+                    reason: TOO_MANY.into(),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                return;
+            };
+            run(&state, socket, &place.address, rx).await;
         })
 }
 
@@ -124,6 +193,14 @@ async fn run(
             incoming = socket.next() => match incoming {
                 // The new device has nothing to say here; it may ping.
                 Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => {}
+                // Over 1 KiB: said with a code, as on /ws (docs/API.md).
+                Some(Err(e)) => {
+                    let inner = e.into_inner();
+                    match inner.downcast_ref::<tungstenite::Error>() {
+                        Some(tungstenite::Error::Capacity(_)) => break (1009, "frame too large"),
+                        _ => return,
+                    }
+                }
                 _ => return,
             },
         }

@@ -21,7 +21,7 @@ use crate::storage::{NewMessage, OnCommit, StatusEvent, Stored, Targets};
 fn check_common(id: &str, content: &str, message_type: &str) -> Result<String, ApiError> {
     validate::id(id, "id")?;
     validate::content(content)?;
-    validate::text(message_type, "messageType", MESSAGE_TYPE_MAX)?;
+    validate::name(message_type, "messageType", MESSAGE_TYPE_MAX)?;
     let canonical = uuid::Uuid::parse_str(id)
         .map_err(|_| ApiError::bad_request("id is not a valid id"))?
         .hyphenated()

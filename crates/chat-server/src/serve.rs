@@ -38,7 +38,7 @@ pub struct ConnectionSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\n\
 connection: close\r\n\
-content-length: 71\r\n\r\n\
+content-length: 69\r\n\r\n\
 {\"error\":{\"code\":\"unavailable\",\"message\":\"connection limit reached\"}}";
 
 /// Accepts until `stop` flips, then lets open requests finish (bounded by

@@ -45,7 +45,7 @@ pub async fn upgrade(
     // accepted) goes with the WebSocket.
     let permit = slot.map(|axum::Extension(s)| s);
     let pre_auth = match auth::bearer(&headers).map(str::to_owned) {
-        Some(token) => match auth::user_for_token(&state, &token).await {
+        Some(token) => match auth::device_for_token(&state, &token).await {
             Ok(Some((user, device))) => Some(Authed {
                 user,
                 device,
@@ -104,7 +104,7 @@ async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Result<Authed
     let user = match first {
         Err(_) => Err(CloseReason::AuthTimeout),
         Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientFrame>(&text) {
-            Ok(ClientFrame::Auth(a)) => auth::user_for_token(state, &a.token)
+            Ok(ClientFrame::Auth(a)) => auth::device_for_token(state, &a.token)
                 .await
                 .ok()
                 .flatten()

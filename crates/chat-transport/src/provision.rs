@@ -3,6 +3,7 @@
 //! waits for the sealed message a linked device hands over.
 
 use chat_proto::devices::ProvisionFrame;
+use chat_proto::rest::{ErrorBody, ErrorCode};
 use futures_util::StreamExt;
 use reqwest::Url;
 use tokio::net::TcpStream;
@@ -37,7 +38,7 @@ impl ProvisioningSocket {
             .map_err(|e| TransportError::Url(e.to_string()))?;
         let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
-            .map_err(|e| TransportError::Network(format!("provisioning socket: {e}")))?;
+            .map_err(refused)?;
         match next_frame(&mut ws).await? {
             ProvisionFrame::Address {
                 address,
@@ -75,6 +76,24 @@ impl ProvisioningSocket {
     }
 }
 
+/// The server's own error when it answered the upgrade with one (503
+/// "too many devices are linking right now"), else a network error.
+fn refused(e: tokio_tungstenite::tungstenite::Error) -> TransportError {
+    if let tokio_tungstenite::tungstenite::Error::Http(resp) = &e {
+        let status = resp.status().as_u16();
+        let body = resp.body().as_deref().unwrap_or_default();
+        return match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(b) => TransportError::Api {
+                status,
+                code: b.error.code,
+                message: b.error.message,
+            },
+            Err(_) => TransportError::Status { status },
+        };
+    }
+    TransportError::Network(format!("provisioning socket: {e}"))
+}
+
 async fn next_frame(
     ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>,
 ) -> Result<ProvisionFrame, TransportError> {
@@ -82,6 +101,14 @@ async fn next_frame(
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
                 return serde_json::from_str(&t).map_err(|e| TransportError::Decode(e.to_string()));
+            }
+            // No room after all (1013): the server's reason, as a 503.
+            Some(Ok(Message::Close(Some(f)))) if u16::from(f.code) == 1013 => {
+                return Err(TransportError::Api {
+                    status: 503,
+                    code: ErrorCode::Unavailable,
+                    message: f.reason.to_string(),
+                });
             }
             Some(Ok(Message::Close(_))) | None => return Err(TransportError::Closed),
             Some(Ok(_)) => {}

@@ -185,13 +185,23 @@ impl RestClient {
         password: &str,
         avatar_url: Option<&str>,
     ) -> Result<AuthResponse, TransportError> {
-        let body = RegisterRequest {
+        self.register_with(&RegisterRequest {
             username: username.to_owned(),
             password: password.to_owned(),
             avatar_url: avatar_url.map(str::to_owned),
-        };
+            registration_id: None,
+        })
+        .await
+    }
+
+    /// [`RestClient::register`] with every field of the request (device
+    /// 1's `registrationId`).
+    pub async fn register_with(
+        &self,
+        body: &RegisterRequest,
+    ) -> Result<AuthResponse, TransportError> {
         let r: AuthResponse = self
-            .with_body(Method::POST, "/api/auth/register", &body, false)
+            .with_body(Method::POST, "/api/auth/register", body, false)
             .await?;
         self.set_token(Some(Zeroizing::new(r.token.clone())));
         Ok(r)
@@ -203,12 +213,20 @@ impl RestClient {
         username: &str,
         password: &str,
     ) -> Result<AuthResponse, TransportError> {
-        let body = LoginRequest {
+        self.login_with(&LoginRequest {
             username: username.to_owned(),
             password: password.to_owned(),
-        };
+            device: None,
+            replace_devices: false,
+        })
+        .await
+    }
+
+    /// Logs in with every field of the request (a device's proof, or
+    /// `replaceDevices`) and keeps the token.
+    pub async fn login_with(&self, body: &LoginRequest) -> Result<AuthResponse, TransportError> {
         let r: AuthResponse = self
-            .with_body(Method::POST, "/api/auth/login", &body, false)
+            .with_body(Method::POST, "/api/auth/login", body, false)
             .await?;
         self.set_token(Some(Zeroizing::new(r.token.clone())));
         Ok(r)

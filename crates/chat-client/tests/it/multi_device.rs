@@ -148,13 +148,11 @@ async fn a_device_linked_mid_conversation_gets_the_next_message_by_the_senders_r
         "linked after the first"
     );
 
-    // A password login on the laptop's store would take the phone's place
-    // (its login and its keys): refused, and both devices go on as before.
-    let e = bob2.client.login("bob", "password1").await.unwrap_err();
-    assert!(
-        matches!(e, chat_client::ClientError::LinkedDevice { device_id: 2 }),
-        "{e:?}"
-    );
+    // A password login on the laptop's store logs it in again as itself
+    // (it proves it holds the identity), never as the phone; both devices
+    // go on as before.
+    bob2.client.login("bob", "password1").await.unwrap();
+    assert_eq!(bob2.client.device_id().await.unwrap(), 2);
     let again = alice
         .client
         .send_text(&bob.dm(), "still both")

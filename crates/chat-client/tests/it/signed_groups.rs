@@ -202,8 +202,7 @@ async fn a_group_from_before_signing_is_signed_by_its_owner() {
     // A version-1 group, made with the unsigned request as old clients did,
     // while Alice's own client is not running.
     a.client.close().await;
-    let rest = chat_transport::RestClient::new(&net.url).unwrap();
-    rest.login("alice", "password1").await.unwrap();
+    let (rest, _) = crate::support::login_as(&net, "alice").await;
     let v1 = rest
         .create_group(&chat_proto::rest::CreateGroupRequest {
             name: "old".into(),

@@ -255,6 +255,39 @@ pub async fn link(net: &Net, owner: &Party, name: &str) -> Party {
     }
 }
 
+/// A REST client logged in as `username`'s device (password "password1",
+/// and the proof its store signs: a password alone takes no device).
+pub async fn login_as(
+    net: &Net,
+    username: &str,
+) -> (chat_transport::RestClient, chat_proto::rest::AuthResponse) {
+    use base64::Engine as _;
+    let mut store = net.open_store(username);
+    let (identity, account, device_id) = store
+        .read(|tx| Ok((tx.identity()?, tx.account()?, tx.device_id()?)))
+        .unwrap();
+    drop(store);
+    let (identity, account) = (identity.unwrap(), account.unwrap());
+    let signed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let message = chat_proto::devices::device_login_message(&account.user_id, device_id, signed_at);
+    let request = chat_proto::rest::LoginRequest {
+        username: username.to_owned(),
+        password: "password1".into(),
+        device: Some(chat_proto::rest::DeviceProof {
+            device_id,
+            signed_at,
+            signature: base64::engine::general_purpose::STANDARD.encode(identity.sign(&message)),
+        }),
+        replace_devices: false,
+    };
+    let rest = chat_transport::RestClient::new(&net.url).unwrap();
+    let auth = rest.login_with(&request).await.unwrap();
+    (rest, auth)
+}
+
 /// A raw authenticated connection as `username` (password "password1"),
 /// for frames no `Client` would send.
 pub async fn raw_connection(
@@ -264,8 +297,7 @@ pub async fn raw_connection(
     chat_transport::Connection,
     tokio::sync::mpsc::Receiver<chat_transport::ConnEvent>,
 ) {
-    let rest = chat_transport::RestClient::new(&net.url).unwrap();
-    let auth = rest.login(username, "password1").await.unwrap();
+    let (rest, auth) = login_as(net, username).await;
     let (conn, rx) = chat_transport::Connection::spawn(
         rest.ws_url().unwrap(),
         auth.token.clone(),

@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chat_proto::devices::device_login_message;
 use chat_proto::rest::{
-    AuthResponse, ErrorCode, LoginRequest, RegisterRequest, User, UsersResponse, VerifyKeyRequest,
-    VerifyKeyStatus,
+    AuthResponse, DeviceProof, ErrorCode, LoginRequest, RegisterRequest, User, UsersResponse,
+    VerifyKeyRequest, VerifyKeyStatus,
 };
 use chat_proto::validate;
+use e2ee_core::IdentityPublic;
 use serde::Deserialize;
 
 use super::{Json, Path};
@@ -18,13 +22,51 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::storage::Account;
 
-async fn issue_token(state: &AppState, user: User) -> ApiResult<axum::Json<AuthResponse>> {
+/// A token for `device` (0: a login replacing every device, which may
+/// only upload its new identity until it has).
+async fn issue_token(
+    state: &AppState,
+    user: User,
+    device: u32,
+) -> ApiResult<axum::Json<AuthResponse>> {
     let token = auth::new_token();
     state
         .store
-        .insert_token(auth::token_hash(&token), &user.id, now_ms())
+        .insert_token(auth::token_hash(&token), &user.id, device, now_ms())
         .await?;
-    Ok(axum::Json(AuthResponse { user, token }))
+    Ok(axum::Json(AuthResponse {
+        user,
+        token,
+        device_id: (device != 0).then_some(device),
+    }))
+}
+
+/// How far a device's login proof may be from the server's clock.
+const PROOF_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// Whether `proof` is a device of `user` signing with the account's
+/// identity, within [`PROOF_WINDOW_MS`].
+fn proof_holds(user: &User, identity: &str, devices: &[u32], proof: &DeviceProof) -> bool {
+    if !devices.contains(&proof.device_id) || (now_ms() - proof.signed_at).abs() > PROOF_WINDOW_MS {
+        return false;
+    }
+    let Some(identity) = STANDARD
+        .decode(identity)
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .and_then(|b| IdentityPublic::from_bytes(&b).ok())
+    else {
+        return false;
+    };
+    let Some(signature) = STANDARD
+        .decode(&proof.signature)
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+    else {
+        return false;
+    };
+    let message = device_login_message(&user.id, proof.device_id, proof.signed_at);
+    identity.verify(&message, &signature).is_ok()
 }
 
 pub(super) async fn register(
@@ -36,7 +78,7 @@ pub(super) async fn register(
     validate::username(&req.username)?;
     validate::password(&req.password)?;
     if let Some(url) = &req.avatar_url {
-        validate::text(url, "avatarUrl", 2048)?;
+        validate::name(url, "avatarUrl", 2048)?;
     }
     let user = User {
         id: uuid::Uuid::new_v4().to_string(),
@@ -46,13 +88,16 @@ pub(super) async fn register(
     let hash = auth::hash_password(req.password, state.config.argon2.clone()).await?;
     state
         .store
-        .create_user(Account {
-            user: user.clone(),
-            password_hash: hash,
-        })
+        .create_user(
+            Account {
+                user: user.clone(),
+                password_hash: hash,
+            },
+            req.registration_id.unwrap_or(0),
+        )
         .await?;
     tracing::info!(user = %user.id, "registered");
-    Ok((StatusCode::CREATED, issue_token(&state, user).await?))
+    Ok((StatusCode::CREATED, issue_token(&state, user, 1).await?))
 }
 
 pub(super) async fn login(
@@ -74,13 +119,52 @@ pub(super) async fn login(
     let account = state.store.account_by_name(&req.username).await?;
     let hash = account.as_ref().map(|a| a.password_hash.clone());
     let ok = auth::verify_password(req.password, hash, state.config.argon2.clone()).await;
-    match account {
-        Some(a) if ok => issue_token(&state, a.user).await,
-        _ => Err(ApiError::new(
+    let Some(user) = account.filter(|_| ok).map(|a| a.user) else {
+        return Err(ApiError::new(
             ErrorCode::Unauthorized,
             "wrong username or password",
-        )),
-    }
+        ));
+    };
+    // A password alone never takes an existing device (DESIGN section 8):
+    // the caller proves it is one, or asks to replace them all.
+    let identity = state.store.prekey_status(&user.id, 1).await?.identity_key;
+    let devices: Vec<u32> = state
+        .store
+        .devices(&user.id)
+        .await?
+        .iter()
+        .map(|d| d.device_id)
+        .collect();
+    let device = match (&identity, &req.device) {
+        // No keys yet (registered, never uploaded): nothing to take.
+        (None, _) => 1,
+        (Some(identity), Some(proof)) => {
+            if !proof_holds(&user, identity, &devices, proof) {
+                // The password was right: 403, not 401.
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "the device proof does not hold: no such device, a signature the \
+                     account's identity did not make, or a clock more than 5 minutes off",
+                ));
+            }
+            proof.device_id
+        }
+        // Asked for, or nothing left to take (every device removed): the
+        // login replaces the keys before it may do anything else.
+        (Some(_), None) if req.replace_devices || devices.is_empty() => 0,
+        (Some(_), None) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "this account is in use on {} device(s): log in from one of them, link \
+                     this one from one of them, or set replaceDevices to replace every device \
+                     (its contacts see a new identity)",
+                    devices.len()
+                ),
+            ));
+        }
+    };
+    issue_token(&state, user, device).await
 }
 
 pub(super) async fn logout(
@@ -88,6 +172,7 @@ pub(super) async fn logout(
     me: AuthUser,
 ) -> ApiResult<StatusCode> {
     state.store.delete_token(me.token_hash.clone()).await?;
+    tracing::info!(user = %me.user.id, device = me.device_id, "logged out");
     // Only this login's connections: the user's other devices stay on.
     state.close_token_everywhere(&me.user.id, &me.token_hash);
     Ok(StatusCode::NO_CONTENT)
@@ -128,7 +213,7 @@ pub(super) async fn verify_key(
     Json(req): Json<VerifyKeyRequest>,
 ) -> ApiResult<axum::Json<VerifyKeyStatus>> {
     validate::id(&req.user_id, "userId")?;
-    validate::text(&req.fingerprint, "fingerprint", 256)?;
+    validate::name(&req.fingerprint, "fingerprint", 256)?;
     if state.store.user(&req.user_id).await?.is_none() {
         return Err(ApiError::not_found("user"));
     }

@@ -62,7 +62,12 @@ pub(super) async fn link_token(
     let expires_at = now_ms().saturating_add(wait_ms);
     state
         .store
-        .insert_link_token(auth::token_hash(&token), &me.user.id, expires_at)
+        .insert_link_token(
+            auth::token_hash(&token),
+            &me.user.id,
+            me.token_hash.clone(),
+            expires_at,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -104,7 +109,7 @@ pub(super) async fn link(
     Json(req): Json<LinkDeviceRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<LinkedDevice>)> {
     state.limit(&state.limits.register, &peer.ip())?;
-    validate::text(&req.name, "name", DEVICE_NAME_MAX)?;
+    validate::name(&req.name, "name", DEVICE_NAME_MAX)?;
     let name = req.name.clone();
     let token = auth::new_token();
     let linked = state
@@ -153,7 +158,17 @@ pub(super) async fn remove(
     me: AuthUser,
     Path(device_id): Path<u32>,
 ) -> ApiResult<StatusCode> {
-    let Some((name, tokens)) = state.store.remove_device(&me.user.id, device_id).await? else {
+    let removed = match state.store.remove_device(&me.user.id, device_id).await {
+        Err(StoreError::Conflict("last device")) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this is the account's only device: an account without one cannot be \
+                 messaged (link another device first)",
+            ));
+        }
+        other => other?,
+    };
+    let Some((name, tokens)) = removed else {
         return Err(ApiError::not_found("device"));
     };
     for t in &tokens {

@@ -135,7 +135,7 @@ pub(super) async fn post(
         let ChangeAction::Create { name, members } = &record.action else {
             return Err(refused(MembershipError::NotGenesis));
         };
-        validate::text(name, "name", GROUP_NAME_MAX)?;
+        validate::name(name, "name", GROUP_NAME_MAX)?;
         let members: Vec<(String, Role)> = members
             .iter()
             .map(|(u, r)| (user_id(u), role(*r)))
@@ -236,7 +236,7 @@ pub(super) async fn post(
                 (op, GroupChange::MemberRemoved, Some(me.user.id.clone()))
             }
             ChangeAction::Rename { name } => {
-                validate::text(name, "name", GROUP_NAME_MAX)?;
+                validate::name(name, "name", GROUP_NAME_MAX)?;
                 (
                     GroupOp::Rename { name: name.clone() },
                     GroupChange::Updated,

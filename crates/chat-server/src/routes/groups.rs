@@ -26,7 +26,7 @@ pub(super) async fn create(
     me: AuthUser,
     Json(req): Json<CreateGroupRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<Group>)> {
-    validate::text(&req.name, "name", GROUP_NAME_MAX)?;
+    validate::name(&req.name, "name", GROUP_NAME_MAX)?;
     if let Some(d) = &req.description {
         validate::text(d, "description", GROUP_DESCRIPTION_MAX)?;
     }
@@ -102,7 +102,7 @@ pub(super) async fn update(
         ));
     }
     if let Some(n) = &req.name {
-        validate::text(n, "name", GROUP_NAME_MAX)?;
+        validate::name(n, "name", GROUP_NAME_MAX)?;
         unsigned_allowed(&state, &group_id).await?;
     }
     if let Some(d) = &req.description {

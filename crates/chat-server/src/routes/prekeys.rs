@@ -12,6 +12,7 @@ use chat_proto::validate::{
     self, KEM_PUBLIC_LENGTH, PQ_PREKEYS_PER_UPLOAD_MAX, PREKEYS_PER_UPLOAD_MAX, ValidationError,
 };
 use chat_proto::ws::{PrekeysLow, ServerFrame};
+use e2ee_core::{IdentityPublic, KemPublicKey, PqPreKeyPublic, PublicKey};
 
 use super::{Json, Path};
 use crate::auth::{AuthUser, now_ms};
@@ -48,11 +49,62 @@ fn check(u: &PreKeyUpload) -> Result<(), ValidationError> {
             max: PQ_PREKEYS_PER_UPLOAD_MAX,
         });
     }
-    // Length and form only: the server cannot check the signatures' meaning
-    // beyond their size; clients verify them before use.
     for k in u.pq_one_time_prekeys.iter().chain(&u.pq_last_resort_prekey) {
         key(&k.public_key, KEM_PUBLIC_LENGTH, "pqPrekey.publicKey")?;
         key(&k.signature, 64, "pqPrekey.signature")?;
+    }
+    Ok(())
+}
+
+fn bytes<const N: usize>(b64: &str) -> Option<[u8; N]> {
+    STANDARD.decode(b64).ok()?.try_into().ok()
+}
+
+/// Every signature in an upload is the uploaded identity's, over what it
+/// claims to sign (the binding, the signed prekey, each PQ prekey). The
+/// identity itself must be the account's (or replace it, when asked): so a
+/// device the user did not link cannot publish a bundle that makes every
+/// send to the account fail, whoever holds a leaked link token.
+fn signatures_hold(u: &PreKeyUpload) -> Result<(), ApiError> {
+    let bad = |what: &str| {
+        ApiError::bad_request(format!(
+            "{what}: the signature is not the uploaded identity's"
+        ))
+    };
+    let identity = bytes::<64>(&u.identity_key)
+        .and_then(|b| IdentityPublic::from_bytes(&b).ok())
+        .ok_or_else(|| bad("identityKey"))?;
+    let binding = bytes::<64>(&u.identity_signature).ok_or_else(|| bad("identitySignature"))?;
+    identity
+        .verify_binding(&binding)
+        .map_err(|_| bad("identitySignature"))?;
+    if let Some(s) = &u.signed_prekey {
+        let key = bytes::<32>(&s.public_key).map(PublicKey::from_bytes);
+        let sig = bytes::<64>(&s.signature);
+        match (key, sig) {
+            (Some(key), Some(sig))
+                if identity.verify_signed_prekey(s.key_id, &key, &sig).is_ok() => {}
+            _ => return Err(bad("signedPrekey")),
+        }
+    }
+    for k in u.pq_one_time_prekeys.iter().chain(&u.pq_last_resort_prekey) {
+        let public = STANDARD
+            .decode(&k.public_key)
+            .ok()
+            .and_then(|b| KemPublicKey::from_bytes(&b).ok());
+        let holds = match (public, bytes::<64>(&k.signature)) {
+            (Some(key), Some(signature)) => PqPreKeyPublic {
+                id: k.key_id,
+                key,
+                signature,
+            }
+            .verify(&identity)
+            .is_ok(),
+            _ => false,
+        };
+        if !holds {
+            return Err(bad("pqPrekey"));
+        }
     }
     Ok(())
 }
@@ -63,6 +115,10 @@ pub(super) async fn upload(
     Json(req): Json<PreKeyUpload>,
 ) -> ApiResult<axum::Json<PreKeyStatus>> {
     check(&req)?;
+    // Ed25519 checks (up to 102 of them): off the async threads.
+    let req = tokio::task::spawn_blocking(move || signatures_hold(&req).map(|()| req))
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "signature check failed"))??;
     let replaced = match state
         .store
         .upload_prekeys(
@@ -74,10 +130,17 @@ pub(super) async fn upload(
         )
         .await
     {
-        Err(crate::storage::StoreError::Conflict("identity")) if me.device_id != 1 => {
+        Err(crate::storage::StoreError::Conflict("identity")) if me.device_id > 1 => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
                 "a linked device uploads the account's identity, not another one",
+            ));
+        }
+        Err(crate::storage::StoreError::Conflict("same identity")) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "these are the account's current keys: replacing every device takes a new \
+                 identity (to use this one, log in from a device that holds it)",
             ));
         }
         Err(crate::storage::StoreError::Conflict("identity")) => {
@@ -93,7 +156,11 @@ pub(super) async fn upload(
         // The old device's connections go with its tokens.
         state.close_others_everywhere(&me.user.id, &me.token_hash);
     }
-    let status = state.store.prekey_status(&me.user.id, me.device_id).await?;
+    // A replacing login (device 0) is device 1 once its upload is in.
+    let status = state
+        .store
+        .prekey_status(&me.user.id, me.device_id.max(1))
+        .await?;
     if status.signed_prekey_id.is_none() {
         return Err(ApiError::bad_request(
             "the first upload must include a signed prekey",

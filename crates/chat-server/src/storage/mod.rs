@@ -318,16 +318,24 @@ pub trait Storage: Send + Sync + 'static {
     }
 
     // Accounts.
-    /// Creates a user; `Conflict` if the name is taken (case-insensitive).
-    async fn create_user(&self, account: Account) -> StoreResult<()>;
+    /// Creates a user and its device 1 (with `registration_id`);
+    /// `Conflict` if the name is taken (case-insensitive).
+    async fn create_user(&self, account: Account, registration_id: u32) -> StoreResult<()>;
     /// Looks up a user with its hash by name (case-insensitive).
     async fn account_by_name(&self, username: &str) -> StoreResult<Option<Account>>;
     /// Looks up a user by id.
     async fn user(&self, id: &str) -> StoreResult<Option<User>>;
     /// All users, or the one with this name.
     async fn users(&self, username: Option<&str>) -> StoreResult<Vec<User>>;
-    /// Stores a token hash for a user.
-    async fn insert_token(&self, hash: Vec<u8>, user_id: &str, now: i64) -> StoreResult<()>;
+    /// Stores a token hash for a user's device (0: a login replacing
+    /// every device that has not uploaded its new identity yet).
+    async fn insert_token(
+        &self,
+        hash: Vec<u8>,
+        user_id: &str,
+        device_id: u32,
+        now: i64,
+    ) -> StoreResult<()>;
     /// The user a token belongs to, if used within `idle_ms`; refreshes its
     /// last use.
     async fn token_user(
@@ -336,17 +344,20 @@ pub trait Storage: Send + Sync + 'static {
         now: i64,
         idle_ms: i64,
     ) -> StoreResult<Option<(User, u32)>>;
-    /// Deletes a token (logout).
+    /// Deletes a token (logout) and the link tokens it made.
     async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()>;
 
     /// The account's devices, by id.
     async fn devices(&self, user_id: &str) -> StoreResult<Vec<chat_proto::devices::Device>>;
 
-    /// Stores a single-use link token (its hash) for the account.
+    /// Stores a single-use link token (its hash) for the account, made by
+    /// the login whose token hash is `made_by` (removing that device or
+    /// logging out revokes it).
     async fn insert_link_token(
         &self,
         hash: Vec<u8>,
         user_id: &str,
+        made_by: Vec<u8>,
         expires_at: i64,
     ) -> StoreResult<()>;
 
@@ -355,8 +366,10 @@ pub trait Storage: Send + Sync + 'static {
     /// `Conflict("devices")` when the account has `max_devices`.
     async fn link_device(&self, link: NewLink) -> StoreResult<Option<(User, u32)>>;
 
-    /// Removes a device with its tokens and keys; its name and the token
-    /// hashes, or `None` when there is no such device.
+    /// Removes a device with its tokens, keys and the link tokens those
+    /// made; its name and the token hashes, or `None` when there is no
+    /// such device. `Conflict("last device")` for the account's only one
+    /// (an account nobody can message is not a state a removal leaves).
     async fn remove_device(
         &self,
         user_id: &str,

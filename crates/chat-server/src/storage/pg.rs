@@ -196,8 +196,9 @@ impl Storage for PgStorage {
         true
     }
 
-    async fn create_user(&self, a: Account) -> StoreResult<()> {
-        in_tx!(self, |tx| accounts::create(&tx, &a).await?)
+    async fn create_user(&self, a: Account, registration_id: u32) -> StoreResult<()> {
+        in_tx!(self, |tx| accounts::create(&tx, &a, registration_id)
+            .await?)
     }
 
     async fn account_by_name(&self, username: &str) -> StoreResult<Option<Account>> {
@@ -212,11 +213,18 @@ impl Storage for PgStorage {
         accounts::list(&self.client().await?, username).await
     }
 
-    async fn insert_token(&self, hash: Vec<u8>, user_id: &str, now: i64) -> StoreResult<()> {
+    async fn insert_token(
+        &self,
+        hash: Vec<u8>,
+        user_id: &str,
+        device_id: u32,
+        now: i64,
+    ) -> StoreResult<()> {
         exec(
             &self.client().await?,
-            "INSERT INTO tokens (hash, user_id, created_at, last_used) VALUES ($1, $2, $3, $3)",
-            &[&hash, &user_id, &now],
+            "INSERT INTO tokens (hash, user_id, created_at, last_used, device_id)
+             VALUES ($1, $2, $3, $3, $4)",
+            &[&hash, &user_id, &now, &i64::from(device_id)],
         )
         .await?;
         Ok(())
@@ -232,13 +240,10 @@ impl Storage for PgStorage {
     }
 
     async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()> {
-        exec(
-            &self.client().await?,
-            "DELETE FROM tokens WHERE hash = $1",
-            &[&hash],
-        )
-        .await?;
-        Ok(())
+        in_tx!(self, |tx| {
+            exec(&tx, "DELETE FROM tokens WHERE hash = $1", &[&hash]).await?;
+            exec(&tx, "DELETE FROM link_tokens WHERE made_by = $1", &[&hash]).await?;
+        })
     }
 
     async fn devices(&self, user_id: &str) -> StoreResult<Vec<chat_proto::devices::Device>> {
@@ -249,12 +254,13 @@ impl Storage for PgStorage {
         &self,
         hash: Vec<u8>,
         user_id: &str,
+        made_by: Vec<u8>,
         expires_at: i64,
     ) -> StoreResult<()> {
         exec(
             &self.client().await?,
-            "INSERT INTO link_tokens (hash, user_id, expires_at) VALUES ($1, $2, $3)",
-            &[&hash, &user_id, &expires_at],
+            "INSERT INTO link_tokens (hash, user_id, expires_at, made_by) VALUES ($1, $2, $3, $4)",
+            &[&hash, &user_id, &expires_at, &made_by],
         )
         .await?;
         Ok(())

@@ -24,7 +24,11 @@ fn user_from(r: &Row) -> StoreResult<User> {
 }
 
 /// Creates a user and its device 1; `Conflict` when the name is taken.
-pub(super) async fn create(c: &impl GenericClient, a: &Account) -> StoreResult<()> {
+pub(super) async fn create(
+    c: &impl GenericClient,
+    a: &Account,
+    registration_id: u32,
+) -> StoreResult<()> {
     let now = crate::auth::now_ms();
     let canonical = chat_proto::validate::canonical_username(&a.user.username);
     let r = exec(
@@ -49,8 +53,8 @@ pub(super) async fn create(c: &impl GenericClient, a: &Account) -> StoreResult<(
     exec(
         c,
         "INSERT INTO devices (user_id, device_id, name, registration_id, created_at, last_seen)
-         VALUES ($1, 1, 'first device', 0, $2, $2)",
-        &[&a.user.id, &now],
+         VALUES ($1, 1, 'first device', $3, $2, $2)",
+        &[&a.user.id, &now, &i64::from(registration_id)],
     )
     .await?;
     Ok(())
@@ -234,6 +238,27 @@ pub(super) async fn remove_device(
     device: u32,
 ) -> StoreResult<Option<(String, Vec<Vec<u8>>)>> {
     let d = i64::from(device);
+    // The account's row lock: two removals at once cannot leave none.
+    exec(c, "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user]).await?;
+    let count: i64 = col(
+        &one(
+            c,
+            "SELECT COUNT(*) FROM devices WHERE user_id = $1",
+            &[&user],
+        )
+        .await?,
+        0,
+    )?;
+    let exists = opt(
+        c,
+        "SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2",
+        &[&user, &d],
+    )
+    .await?
+    .is_some();
+    if exists && count <= 1 {
+        return Err(StoreError::Conflict("last device"));
+    }
     let name = opt(
         c,
         "DELETE FROM devices WHERE user_id = $1 AND device_id = $2 RETURNING name",
@@ -250,6 +275,12 @@ pub(super) async fn remove_device(
     .iter()
     .map(|r| col(r, 0))
     .collect::<StoreResult<Vec<Vec<u8>>>>()?;
+    exec(
+        c,
+        "DELETE FROM link_tokens WHERE made_by = ANY($1)",
+        &[&hashes],
+    )
+    .await?;
     for table in [
         "deliveries WHERE recipient = $1",
         "status_queue WHERE user_id = $1",
@@ -277,7 +308,6 @@ pub(super) async fn upload(
     keep: &[u8],
     now: i64,
 ) -> StoreResult<bool> {
-    let d = i64::from(device);
     // Uploads for one account apply one at a time across nodes.
     exec(c, "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user]).await?;
     let current: Option<String> = opt(
@@ -291,9 +321,17 @@ pub(super) async fn upload(
     let replaced = current
         .as_deref()
         .is_some_and(|k| k != u.identity_key.as_str());
-    if replaced && (!u.replace_devices || device != 1) {
+    if replaced && (!u.replace_devices || device > 1) {
         return Err(StoreError::Conflict("identity"));
     }
+    // A login replacing every device (device 0) uploads a new identity
+    // before anything else.
+    if device == 0 && !replaced {
+        return Err(StoreError::Conflict("same identity"));
+    }
+    let device = device.max(1);
+    let d = i64::from(device);
+    let new_reg = u.registration_id.map(i64::from);
     if replaced {
         let statements = [
             "DELETE FROM tokens WHERE user_id = $1 AND hash <> $2",
@@ -319,11 +357,21 @@ pub(super) async fn upload(
         // New keys on the same device id: a new registrationId, so every
         // sender still holding a session with the old keys gets `stale`
         // and learns of the new identity before it encrypts (API.md).
+        // The one the upload names, unless it is the old one.
         exec(
             c,
-            "UPDATE devices SET registration_id = registration_id + 1
+            "UPDATE devices SET registration_id = CASE WHEN $2::BIGINT IS NOT NULL
+                 AND $2::BIGINT <> registration_id THEN $2::BIGINT
+                 ELSE (registration_id + 1) % 4294967296 END
              WHERE user_id = $1 AND device_id = 1",
-            &[&user],
+            &[&user, &new_reg],
+        )
+        .await?;
+    } else if let Some(r) = new_reg {
+        exec(
+            c,
+            "UPDATE devices SET registration_id = $3 WHERE user_id = $1 AND device_id = $2",
+            &[&user, &d, &r],
         )
         .await?;
     }

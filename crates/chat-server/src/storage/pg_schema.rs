@@ -16,7 +16,14 @@ const MIGRATION_LOCK: i64 = 0x6532_6565;
 
 /// Migrations by version, oldest first. Append only: a released one never
 /// changes.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+
+/// Version 2: which login made a link token (`made_by`, its token hash),
+/// so removing that device or logging out revokes it (SQLite version 9).
+const V2: &str = r#"
+ALTER TABLE link_tokens ADD COLUMN made_by BYTEA;
+CREATE INDEX link_tokens_made_by ON link_tokens (made_by);
+"#;
 
 const V1: &str = r#"
 CREATE TABLE users (
@@ -188,6 +195,9 @@ CREATE INDEX media_time ON media (created_at);
 /// Brings the database up to the newest version; returns it.
 pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> StoreResult<i64> {
     let tx = client.transaction().await?;
+    // `CREATE ... IF NOT EXISTS` on a migrated database is not news.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     tx.batch_execute(

@@ -104,40 +104,76 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metri
             continue;
         }
         let started = Instant::now();
-        let inputs: Vec<(&NewMessage, &Targets)> =
-            jobs.iter().map(|j| (&j.message, &j.targets)).collect();
-        let mut outcome = Err(StoreError::Closed);
-        for attempt in 1..=ATTEMPTS {
-            outcome = run_batch(&pool, &known, &inputs).await;
-            match &outcome {
-                Err(StoreError::Contention(detail)) if attempt < ATTEMPTS => {
-                    tracing::debug!(%detail, attempt, "batch lost a race; again");
-                }
-                _ => break,
-            }
-        }
-        drop(inputs);
+        let outcome = commit(&pool, &known, &inputs_of(&jobs)).await;
         metrics.observe_commit(started.elapsed(), jobs.len());
         match outcome {
-            Ok((results, facts)) => {
-                known.users.extend(facts.users);
-                known.contacts.extend(facts.contacts);
-                known.posters.extend(facts.posters);
-                for (job, result) in jobs.into_iter().zip(results) {
-                    if let Ok(stored) = &result {
-                        (job.on_commit)(stored);
-                    }
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, jobs = jobs.len(), "batch failed");
+            Ok(results) => finish(&mut known, jobs, results),
+            // One job the database refuses (input no check foresaw) must
+            // not cost the others in its batch: each is tried alone, in
+            // order, and only what fails alone fails.
+            Err(e) if jobs.len() > 1 && !matches!(e, StoreError::Closed) => {
+                tracing::warn!(error = %e, jobs = jobs.len(), "batch failed; its jobs one by one");
                 for job in jobs {
-                    job.message.fail_stream();
-                    let _ = job.reply.send(Err(e.clone()));
+                    if job.message.stream_failed() {
+                        let _ = job.reply.send(Err(StoreError::stream_failed()));
+                        continue;
+                    }
+                    let alone = [job];
+                    match commit(&pool, &known, &inputs_of(&alone)).await {
+                        Ok(results) => finish(&mut known, alone.into(), results),
+                        Err(e) => fail(alone.into(), &e),
+                    }
                 }
             }
+            Err(e) => fail(jobs, &e),
         }
+    }
+}
+
+/// Runs `jobs` as one batch, again while it loses races.
+async fn commit(
+    pool: &Pool,
+    known: &Known,
+    inputs: &[(&NewMessage, &Targets)],
+) -> StoreResult<(Vec<StoreResult<Stored>>, Known)> {
+    let mut outcome = Err(StoreError::Closed);
+    for attempt in 1..=ATTEMPTS {
+        outcome = run_batch(pool, known, inputs).await;
+        match &outcome {
+            Err(StoreError::Contention(detail)) if attempt < ATTEMPTS => {
+                tracing::debug!(%detail, attempt, "batch lost a race; again");
+            }
+            _ => break,
+        }
+    }
+    outcome
+}
+
+/// What a batch stores: each job's message and targets.
+fn inputs_of(jobs: &[Job]) -> Vec<(&NewMessage, &Targets)> {
+    jobs.iter().map(|j| (&j.message, &j.targets)).collect()
+}
+
+/// A committed batch: its hooks run and its callers hear, in job order.
+fn finish(known: &mut Known, jobs: Vec<Job>, outcome: (Vec<StoreResult<Stored>>, Known)) {
+    let (results, facts) = outcome;
+    known.users.extend(facts.users);
+    known.contacts.extend(facts.contacts);
+    known.posters.extend(facts.posters);
+    for (job, result) in jobs.into_iter().zip(results) {
+        if let Ok(stored) = &result {
+            (job.on_commit)(stored);
+        }
+        let _ = job.reply.send(result);
+    }
+}
+
+/// Every job of a failed batch fails, and so does the rest of its stream.
+fn fail(jobs: Vec<Job>, e: &StoreError) {
+    tracing::warn!(error = %e, jobs = jobs.len(), "batch failed");
+    for job in jobs {
+        job.message.fail_stream();
+        let _ = job.reply.send(Err(e.clone()));
     }
 }
 

@@ -117,8 +117,9 @@ const PRESENCE_VISIBLE: &str = "SELECT a FROM contacts WHERE b = ?1
 
 #[async_trait]
 impl Storage for SqliteStorage {
-    async fn create_user(&self, a: Account) -> StoreResult<()> {
-        self.write(move |c| accounts::create(c, &a)).await
+    async fn create_user(&self, a: Account, registration_id: u32) -> StoreResult<()> {
+        self.write(move |c| accounts::create(c, &a, registration_id))
+            .await
     }
 
     async fn account_by_name(&self, username: &str) -> StoreResult<Option<Account>> {
@@ -136,12 +137,19 @@ impl Storage for SqliteStorage {
         self.read(move |c| accounts::list(c, name.as_deref())).await
     }
 
-    async fn insert_token(&self, hash: Vec<u8>, user_id: &str, now: i64) -> StoreResult<()> {
+    async fn insert_token(
+        &self,
+        hash: Vec<u8>,
+        user_id: &str,
+        device_id: u32,
+        now: i64,
+    ) -> StoreResult<()> {
         let user = user_id.to_owned();
         self.write(move |c| {
             c.execute(
-                "INSERT INTO tokens (hash, user_id, created_at, last_used) VALUES (?1, ?2, ?3, ?3)",
-                params![hash, user, now],
+                "INSERT INTO tokens (hash, user_id, created_at, last_used, device_id)
+                 VALUES (?1, ?2, ?3, ?3, ?4)",
+                params![hash, user, now, device_id],
             )?;
             Ok(())
         })
@@ -194,7 +202,8 @@ impl Storage for SqliteStorage {
 
     async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()> {
         self.write(move |c| {
-            c.execute("DELETE FROM tokens WHERE hash = ?1", [hash])?;
+            c.execute("DELETE FROM tokens WHERE hash = ?1", [&hash])?;
+            c.execute("DELETE FROM link_tokens WHERE made_by = ?1", [&hash])?;
             Ok(())
         })
         .await
@@ -209,10 +218,11 @@ impl Storage for SqliteStorage {
         &self,
         hash: Vec<u8>,
         user_id: &str,
+        made_by: Vec<u8>,
         expires_at: i64,
     ) -> StoreResult<()> {
         let u = user_id.to_owned();
-        self.write(move |c| devices::insert_link_token(c, &hash, &u, expires_at))
+        self.write(move |c| devices::insert_link_token(c, &hash, &u, &made_by, expires_at))
             .await
     }
 

@@ -16,7 +16,7 @@ pub(super) fn user_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 }
 
 /// Creates a user and its device 1; `Conflict` when the name is taken.
-pub(super) fn create(c: &Connection, a: &Account) -> StoreResult<()> {
+pub(super) fn create(c: &Connection, a: &Account, registration_id: u32) -> StoreResult<()> {
     let r = c.execute(
         "INSERT INTO users (id, username, password_hash, avatar_url, created_at, canonical)
          VALUES (?1, ?2, ?3, ?4, strftime('%s','now') * 1000, ?5)",
@@ -29,7 +29,7 @@ pub(super) fn create(c: &Connection, a: &Account) -> StoreResult<()> {
         ],
     );
     match r {
-        Ok(_) => devices::add_first(c, &a.user.id, crate::auth::now_ms()),
+        Ok(_) => devices::add_first(c, &a.user.id, registration_id, crate::auth::now_ms()),
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::ConstraintViolation =>
         {

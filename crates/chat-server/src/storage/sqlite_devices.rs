@@ -31,11 +31,16 @@ pub(super) fn list(c: &Connection, user: &str) -> StoreResult<Vec<Device>> {
 }
 
 /// Device 1 of a new account.
-pub(super) fn add_first(c: &Connection, user: &str, now: i64) -> StoreResult<()> {
+pub(super) fn add_first(
+    c: &Connection,
+    user: &str,
+    registration_id: u32,
+    now: i64,
+) -> StoreResult<()> {
     c.execute(
         "INSERT INTO devices (user_id, device_id, name, registration_id, created_at, last_seen)
-         VALUES (?1, 1, ?2, 0, ?3, ?3)",
-        params![user, FIRST_DEVICE_NAME, now],
+         VALUES (?1, 1, ?2, ?3, ?4, ?4)",
+        params![user, FIRST_DEVICE_NAME, registration_id, now],
     )?;
     Ok(())
 }
@@ -44,11 +49,12 @@ pub(super) fn insert_link_token(
     c: &Connection,
     hash: &[u8],
     user: &str,
+    made_by: &[u8],
     expires_at: i64,
 ) -> StoreResult<()> {
     c.execute(
-        "INSERT INTO link_tokens (hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
-        params![hash, user, expires_at],
+        "INSERT INTO link_tokens (hash, user_id, expires_at, made_by) VALUES (?1, ?2, ?3, ?4)",
+        params![hash, user, expires_at, made_by],
     )?;
     Ok(())
 }
@@ -112,14 +118,27 @@ pub(super) fn link(c: &Connection, l: &NewLink) -> StoreResult<Option<(User, u32
     Ok(Some((user, device_id)))
 }
 
-/// Removes a device and its tokens; returns its name and the token hashes
-/// (to close its connections), or `None` when the account has no such
-/// device.
+/// Removes a device, its tokens and the link tokens they made; returns its
+/// name and the token hashes (to close its connections), or `None` when the
+/// account has no such device. `Conflict("last device")` for the only one.
 pub(super) fn remove(
     c: &Connection,
     user: &str,
     device: u32,
 ) -> StoreResult<Option<(String, Vec<Vec<u8>>)>> {
+    let count: i64 = c.query_row(
+        "SELECT COUNT(*) FROM devices WHERE user_id = ?1",
+        [user],
+        |r| r.get(0),
+    )?;
+    let exists: bool = c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM devices WHERE user_id = ?1 AND device_id = ?2)",
+        params![user, device],
+        |r| r.get(0),
+    )?;
+    if exists && count <= 1 {
+        return Err(StoreError::Conflict("last device"));
+    }
     let name: Option<String> = c
         .query_row(
             "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2 RETURNING name",
@@ -133,8 +152,12 @@ pub(super) fn remove(
     let mut st = c.prepare_cached(
         "DELETE FROM tokens WHERE user_id = ?1 AND device_id = ?2 RETURNING hash",
     )?;
-    let hashes = st
+    let hashes: Vec<Vec<u8>> = st
         .query_map(params![user, device], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    let mut revoke = c.prepare_cached("DELETE FROM link_tokens WHERE made_by = ?1")?;
+    for h in &hashes {
+        revoke.execute([h])?;
+    }
     Ok(Some((name, hashes)))
 }

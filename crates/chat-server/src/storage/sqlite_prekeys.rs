@@ -32,9 +32,15 @@ pub(super) fn upload(
     let replaced = current
         .as_deref()
         .is_some_and(|k| k != u.identity_key.as_str());
-    if replaced && (!u.replace_devices || device != 1) {
+    if replaced && (!u.replace_devices || device > 1) {
         return Err(StoreError::Conflict("identity"));
     }
+    // A login replacing every device (device 0) uploads a new identity
+    // before anything else.
+    if device == 0 && !replaced {
+        return Err(StoreError::Conflict("same identity"));
+    }
+    let device = device.max(1);
     if replaced {
         // Every other device goes with its tokens; the uploader is device 1.
         c.execute(
@@ -59,10 +65,18 @@ pub(super) fn upload(
         // New keys on the same device id: a new registrationId, so every
         // sender still holding a session with the old keys gets `stale`
         // and learns of the new identity before it encrypts (API.md).
+        // The one the upload names, unless it is the old one.
         c.execute(
-            "UPDATE devices SET registration_id = registration_id + 1
+            "UPDATE devices SET registration_id = CASE WHEN ?2 IS NOT NULL
+                 AND ?2 <> registration_id THEN ?2
+                 ELSE (registration_id + 1) % 4294967296 END
              WHERE user_id = ?1 AND device_id = 1",
-            [user],
+            params![user, u.registration_id],
+        )?;
+    } else if let Some(r) = u.registration_id {
+        c.execute(
+            "UPDATE devices SET registration_id = ?3 WHERE user_id = ?1 AND device_id = ?2",
+            params![user, device, r],
         )?;
     }
     if current.as_deref() != Some(u.identity_key.as_str()) {

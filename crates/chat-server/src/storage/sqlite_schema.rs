@@ -287,6 +287,17 @@ COMMIT;
 ";
 
 /// Brings a database up to the newest version.
+/// Version 9: which login made a link token (`made_by`, its token hash),
+/// so removing that device or logging out revokes it. Tokens from before
+/// have none and expire within `provision_wait_secs`.
+const LINK_TOKEN_MAKER_V9: &str = "
+BEGIN IMMEDIATE;
+ALTER TABLE link_tokens ADD COLUMN made_by BLOB;
+CREATE INDEX IF NOT EXISTS link_tokens_made_by ON link_tokens (made_by);
+PRAGMA user_version = 9;
+COMMIT;
+";
+
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 1 {
@@ -312,6 +323,9 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 8 {
         conn.execute_batch(STATUS_PER_DEVICE_V8)?;
+    }
+    if version < 9 {
+        conn.execute_batch(LINK_TOKEN_MAKER_V9)?;
     }
     Ok(())
 }

@@ -13,13 +13,14 @@ fn b64(n: usize, fill: u8) -> String {
     STANDARD.encode(vec![fill; n])
 }
 
+/// The shared test identity's keys with one-time prekeys `opks`.
 pub fn upload(opks: std::ops::Range<u32>) -> Value {
-    json!({
-        "identityKey": b64(64, 1),
-        "identitySignature": b64(64, 2),
-        "signedPrekey": {"keyId": 1, "publicKey": b64(32, 3), "signature": b64(64, 4)},
-        "oneTimePrekeys": opks.map(|i| json!({"keyId": i, "publicKey": STANDARD.encode([i as u8; 32])})).collect::<Vec<_>>(),
-    })
+    let mut u = crate::support::key_upload(&crate::support::test_identity());
+    u["oneTimePrekeys"] = opks
+        .map(|i| json!({"keyId": i, "publicKey": STANDARD.encode([i as u8; 32])}))
+        .collect::<Vec<_>>()
+        .into();
+    u
 }
 
 #[tokio::test]
@@ -234,7 +235,10 @@ async fn prekeys_upload_claim_status_and_delete() {
     let (_, bundle) = s.call("GET", &path, Some(&a.token), None).await;
     assert_eq!(bundle["oneTimePrekey"]["keyId"], 1);
     assert_eq!(bundle["signedPrekey"]["keyId"], 1);
-    assert_eq!(bundle["identityKey"], b64(64, 1));
+    assert_eq!(
+        bundle["identityKey"],
+        STANDARD.encode(crate::support::test_identity().public().to_bytes())
+    );
     let (_, bundle) = s.call("GET", &path, Some(&a.token), None).await;
     assert_eq!(bundle["oneTimePrekey"]["keyId"], 2);
     let (_, status) = s
@@ -396,7 +400,7 @@ async fn media_round_trip_and_size_limit() {
 
 #[tokio::test]
 async fn health_metrics_and_unknown_routes() {
-    let s = TestServer::start().await;
+    let s = TestServer::with(|c| c.metrics_public = true).await;
     let (st, body) = s.call("GET", "/health", None, None).await;
     assert_eq!((st, body["status"].as_str()), (200, Some("ok")));
     let text = s

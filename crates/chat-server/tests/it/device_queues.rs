@@ -55,8 +55,7 @@ pub async fn account(s: &TestServer, name: &str, n: u32, seed: u64) -> Account {
         assert_eq!(st, 201, "{linked}");
         assert_eq!(linked["deviceId"], k);
         let token = linked["token"].as_str().unwrap().to_owned();
-        let mut upload = crate::support::key_upload(&identity);
-        upload["signedPrekey"]["keyId"] = k.into();
+        let upload = crate::support::key_upload_with(&identity, k);
         let st = s
             .status("POST", "/api/users/prekeys", Some(&token), Some(upload))
             .await;

@@ -15,11 +15,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::TestServer;
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The new device: opens the provisioning socket, reads its address.
-async fn provisioning_socket(s: &TestServer) -> (Socket, String) {
+pub(crate) async fn provisioning_socket(s: &TestServer) -> (Socket, String) {
     let url = format!("{}/provision", s.ws_url());
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let frame = next_text(&mut ws).await.expect("an address frame");
@@ -29,7 +29,7 @@ async fn provisioning_socket(s: &TestServer) -> (Socket, String) {
     }
 }
 
-async fn next_text(ws: &mut Socket) -> Option<String> {
+pub(crate) async fn next_text(ws: &mut Socket) -> Option<String> {
     let deadline = std::time::Duration::from_secs(10);
     loop {
         match tokio::time::timeout(deadline, ws.next()).await.ok()?? {
@@ -43,7 +43,7 @@ async fn next_text(ws: &mut Socket) -> Option<String> {
     }
 }
 
-async fn link_token(s: &TestServer, token: &str) -> String {
+pub(crate) async fn link_token(s: &TestServer, token: &str) -> String {
     let (st, body) = s
         .call("POST", "/api/devices/link-token", Some(token), None)
         .await;
@@ -51,7 +51,7 @@ async fn link_token(s: &TestServer, token: &str) -> String {
     body["linkToken"].as_str().unwrap().to_owned()
 }
 
-async fn register_device(s: &TestServer, link: &str, name: &str) -> (u16, Value) {
+pub(crate) async fn register_device(s: &TestServer, link: &str, name: &str) -> (u16, Value) {
     s.call(
         "POST",
         "/api/devices",
@@ -154,9 +154,7 @@ async fn a_device_is_linked_through_a_sealed_message_the_server_only_forwards() 
         .status("POST", "/api/users/prekeys", Some(&alice.token), Some(mine))
         .await;
     assert_eq!(st, 200);
-    let mut laptops = crate::support::key_upload(&identity);
-    laptops["signedPrekey"]["keyId"] = 2.into();
-    laptops["signedPrekey"]["publicKey"] = STANDARD.encode([5u8; 32]).into();
+    let mut laptops = crate::support::key_upload_with(&identity, 2);
     laptops["oneTimePrekeys"] = json!([{"keyId": 1, "publicKey": STANDARD.encode([22u8; 32])}]);
     let (st, status) = s
         .call("POST", "/api/users/prekeys", Some(&laptop), Some(laptops))
@@ -331,13 +329,23 @@ async fn a_new_identity_replaces_the_account_only_when_asked() {
     assert_eq!(st, 201, "{linked}");
     let tablet = linked["token"].as_str().unwrap().to_owned();
 
-    // A second login from another store, with its own identity.
+    // A second login from another store, with its own identity: a
+    // password alone is refused; asking to replace gives a pending login.
     let (st, again) = s
         .call(
             "POST",
             "/api/auth/login",
             None,
             Some(json!({"username": "carol", "password": "secret-pw"})),
+        )
+        .await;
+    assert_eq!(st, 409, "{again}");
+    let (st, again) = s
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "carol", "password": "secret-pw", "replaceDevices": true})),
         )
         .await;
     assert_eq!(st, 200, "{again}");

@@ -26,6 +26,7 @@ mod metrics;
 mod pg_sequence;
 mod pq_prekeys;
 mod relay;
+mod relay_holes;
 mod signed_groups;
 mod slow;
 mod support;

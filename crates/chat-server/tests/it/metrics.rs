@@ -28,7 +28,7 @@ async fn scrape(base: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn metrics_cover_the_process_requests_commits_refusals_and_closes() {
-    let s = TestServer::start().await;
+    let s = TestServer::with(|c| c.metrics_public = true).await;
     let a = s.register("alice").await;
     let b = s.register("bob").await;
     let mut wa = s.connect(&a.token).await;

@@ -30,14 +30,17 @@ async fn node(url: &str) -> Arc<dyn Storage> {
 
 async fn user(s: &dyn Storage, name: &str) -> String {
     let id = uuid::Uuid::new_v4().to_string();
-    s.create_user(Account {
-        user: User {
-            id: id.clone(),
-            username: name.into(),
-            avatar_url: None,
+    s.create_user(
+        Account {
+            user: User {
+                id: id.clone(),
+                username: name.into(),
+                avatar_url: None,
+            },
+            password_hash: "x".into(),
         },
-        password_hash: "x".into(),
-    })
+        0,
+    )
     .await
     .unwrap();
     id

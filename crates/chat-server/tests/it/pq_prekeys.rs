@@ -14,11 +14,7 @@ use crate::accounts::upload;
 use crate::support::TestServer;
 
 fn pq(id: u32) -> Value {
-    json!({
-        "keyId": id,
-        "publicKey": STANDARD.encode(vec![(id % 251) as u8; 1568]),
-        "signature": STANDARD.encode([9u8; 64]),
-    })
+    crate::support::pq_prekey(&crate::support::test_identity(), id)
 }
 
 /// Bob's keys with `one_time` one-time PQ prekeys and last-resort id 1000.
@@ -142,8 +138,9 @@ async fn a_low_pq_stock_asks_the_owner_for_more_and_a_new_identity_drops_the_old
 
     // A reinstall (another identity key, replacing every device): the old
     // PQ prekeys are gone.
-    let mut u = upload(1..3);
-    u["identityKey"] = STANDARD.encode([7u8; 64]).into();
+    let mut u = crate::support::key_upload(&e2ee_core::IdentityKeyPair::from_secret_bytes(
+        [7u8; 32], [7u8; 32],
+    ));
     u["replaceDevices"] = true.into();
     let (st, status) = s
         .call("POST", "/api/users/prekeys", Some(&b.token), Some(u))

@@ -326,7 +326,7 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
     let v: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 8);
+    assert_eq!(v, 9);
     let (st, g) = s
         .call(
             "GET",
@@ -342,17 +342,22 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
         s.stored_ids(&alice.auth.user.id, bob.token()).await,
         vec![id]
     );
-    // Both still log in.
-    for name in ["alice", "bob"] {
-        let st = s
-            .status(
+    // Both still log in, as device 1 (which holds the identity).
+    for (name, who) in [("alice", &alice), ("bob", &bob)] {
+        let at = chat_server::auth::now_ms();
+        let message = chat_proto::devices::device_login_message(&who.auth.user.id, 1, at);
+        let proof = json!({"deviceId": 1, "signedAt": at,
+            "signature": STANDARD.encode(who.key.sign(&message))});
+        let (st, body) = s
+            .call(
                 "POST",
                 "/api/auth/login",
                 None,
-                Some(json!({"username": name, "password": "secret-pw"})),
+                Some(json!({"username": name, "password": "secret-pw", "device": proof})),
             )
             .await;
-        assert_eq!(st, 200, "{name}");
+        assert_eq!(st, 200, "{name}: {body}");
+        assert_eq!(body["deviceId"], 1);
     }
     // Every account is device 1, and its old token is device 1's.
     let (st, d) = s

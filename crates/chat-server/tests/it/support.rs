@@ -355,17 +355,41 @@ impl Ws {
     }
 }
 
-/// A first key upload for `key` (the signed prekey's bytes are filler: the
-/// server checks only lengths).
+/// A first key upload for `key`: the identity, a signed prekey (id 1)
+/// signed by it, no one-time prekeys.
 pub fn key_upload(key: &e2ee_core::IdentityKeyPair) -> Value {
+    key_upload_with(key, 1)
+}
+
+/// [`key_upload`] with signed prekey `spk_id`.
+pub fn key_upload_with(key: &e2ee_core::IdentityKeyPair, spk_id: u32) -> Value {
     use base64::Engine as _;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let spk = e2ee_core::SignedPreKeyPair::generate(&mut rand_core::OsRng, key, spk_id, 0).public();
     json!({
         "identityKey": b64(&key.public().to_bytes()),
         "identitySignature": b64(&key.binding_signature()),
-        "signedPrekey": {"keyId": 1, "publicKey": b64(&[3u8; 32]), "signature": b64(&[4u8; 64])},
+        "signedPrekey": {"keyId": spk_id, "publicKey": b64(spk.key.as_bytes()), "signature": b64(&spk.signature)},
         "oneTimePrekeys": [],
     })
+}
+
+/// One identity every test may share (its uploads verify; the server
+/// checks every signature in them).
+pub fn test_identity() -> e2ee_core::IdentityKeyPair {
+    e2ee_core::IdentityKeyPair::from_secret_bytes([1u8; 32], [2u8; 32])
+}
+
+/// A PQ prekey `id` signed by `identity`, as an upload lists it (its KEM
+/// key made from a seed of `id`, so the same id gives the same key).
+pub fn pq_prekey(identity: &e2ee_core::IdentityKeyPair, id: u32) -> Value {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut seed = [0u8; 64];
+    seed[..4].copy_from_slice(&id.to_be_bytes());
+    let key = e2ee_core::KemKeyPair::from_seed(&seed);
+    let public = e2ee_core::PqPreKeyPair::from_key(identity, id, key).public();
+    json!({"keyId": id, "publicKey": b64(public.key.as_bytes()), "signature": b64(&public.signature)})
 }
 
 pub fn new_id() -> String {
