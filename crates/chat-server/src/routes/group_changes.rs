@@ -268,6 +268,8 @@ pub(super) async fn post(
         MemberChange::Done => {}
         MemberChange::NoUser => return Err(ApiError::not_found("user")),
         MemberChange::NoGroup => return Err(ApiError::not_found("group")),
+        // Never for a change record; said plainly if it were.
+        MemberChange::Signed => return Err(super::groups::signed_refusal(&group_id)),
     }
     let group = state
         .store

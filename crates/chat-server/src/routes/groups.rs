@@ -108,10 +108,14 @@ pub(super) async fn update(
     if let Some(d) = &req.description {
         validate::text(d, "description", GROUP_DESCRIPTION_MAX)?;
     }
-    state
+    if state
         .store
         .update_group(&group_id, req.name, req.description)
-        .await?;
+        .await?
+        == MemberChange::Signed
+    {
+        return Err(signed_refusal(&group_id));
+    }
     changed(state, me, group_id, GroupChange::Updated, None).await
 }
 
@@ -182,6 +186,7 @@ pub(super) async fn add_member(
         }
         MemberChange::NoUser => Err(ApiError::not_found("user")),
         MemberChange::NoGroup => Err(ApiError::not_found("group")),
+        MemberChange::Signed => Err(signed_refusal(&group_id)),
     }
 }
 
@@ -224,6 +229,7 @@ pub(super) async fn remove_member(
             notify(&state, &members, &group_id, change, Some(user_id), &me).await?;
             Ok(StatusCode::NO_CONTENT)
         }
+        MemberChange::Signed => Err(signed_refusal(&group_id)),
         _ => Err(ApiError::not_found("member")),
     }
 }
@@ -253,6 +259,7 @@ pub(super) async fn set_role(
         MemberChange::Done => {
             changed(state, me, group_id, GroupChange::RoleChanged, Some(user_id)).await
         }
+        MemberChange::Signed => Err(signed_refusal(&group_id)),
         _ => Err(ApiError::not_found("member")),
     }
 }
@@ -295,17 +302,25 @@ async fn changed(
 
 /// Membership and the name of a group with signed changes change only by a
 /// change record (`POST /api/groups/{id}/changes`).
+/// Checked early for a clear answer; the store checks again in the write
+/// that applies the change ([`MemberChange::Signed`]), so a first record
+/// landing in between changes nothing unsigned.
 async fn unsigned_allowed(state: &AppState, group_id: &str) -> ApiResult<()> {
     let signed = !state.store.group_changes(group_id, None).await?.is_empty();
     if signed {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!(
-                "this group's membership is signed: post a change record to /api/groups/{group_id}/changes"
-            ),
-        ));
+        return Err(signed_refusal(group_id));
     }
     Ok(())
+}
+
+/// A version-1 change to a group whose membership is signed.
+pub(super) fn signed_refusal(group_id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Conflict,
+        format!(
+            "this group's membership is signed: post a change record to /api/groups/{group_id}/changes"
+        ),
+    )
 }
 
 fn too_many(state: &AppState) -> ApiError {

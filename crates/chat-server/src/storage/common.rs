@@ -74,3 +74,25 @@ pub(super) struct Known {
     pub(super) contacts: HashSet<(String, String)>,
     pub(super) posters: HashSet<(String, String)>,
 }
+
+/// Whether a first record (`name`, signed by `owner`, listing `members`
+/// besides the owner) describes `group` exactly as it is.
+pub(super) fn signs_as_is(
+    group: Option<chat_proto::rest::Group>,
+    name: &str,
+    owner: &str,
+    members: &[(String, chat_proto::Role)],
+) -> bool {
+    let Some(g) = group else { return false };
+    let mut listed: Vec<(&str, chat_proto::Role)> = g
+        .members
+        .iter()
+        .filter(|m| m.user_id != owner)
+        .map(|m| (m.user_id.as_str(), m.role))
+        .collect();
+    let mut signed: Vec<(&str, chat_proto::Role)> =
+        members.iter().map(|(u, r)| (u.as_str(), *r)).collect();
+    listed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    signed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    g.owner_id == owner && g.name == name && listed == signed
+}

@@ -230,6 +230,10 @@ pub enum MemberChange {
     NoGroup,
     /// The target user does not exist or is not a member.
     NoUser,
+    /// The group has signed changes: its membership and name change only
+    /// by a change record (a version-1 route is refused, atomically with
+    /// the record that signed it).
+    Signed,
 }
 
 /// A device to link with a link token (`Storage::link_device`).
@@ -495,13 +499,16 @@ pub trait Storage: Send + Sync + 'static {
     async fn groups_of(&self, user_id: &str) -> StoreResult<Vec<Group>>;
     /// The role of `user_id` in the group, if a member.
     async fn role(&self, group_id: &str, user_id: &str) -> StoreResult<Option<Role>>;
-    /// Renames or re-describes a group.
+    /// Renames or re-describes a group (version-1 route: a new name for a
+    /// group with signed changes is [`MemberChange::Signed`]). The
+    /// version-1 membership calls below refuse such a group the same way,
+    /// in the write that would apply them.
     async fn update_group(
         &self,
         id: &str,
         name: Option<String>,
         description: Option<String>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<MemberChange>;
     /// Deletes a group and its queued messages.
     async fn delete_group(&self, id: &str) -> StoreResult<()>;
     /// Adds a member with a role (idempotent).

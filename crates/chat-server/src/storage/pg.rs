@@ -509,8 +509,15 @@ impl Storage for PgStorage {
         id: &str,
         name: Option<String>,
         desc: Option<String>,
-    ) -> StoreResult<()> {
-        groups::update(&self.client().await?, id, name.as_deref(), desc.as_deref()).await
+    ) -> StoreResult<MemberChange> {
+        in_tx!(self, |tx| {
+            if name.is_some() && groups::lock_signed(&tx, id).await? {
+                MemberChange::Signed
+            } else {
+                groups::update(&tx, id, name.as_deref(), desc.as_deref()).await?;
+                MemberChange::Done
+            }
+        })
     }
 
     async fn delete_group(&self, id: &str) -> StoreResult<()> {
@@ -523,7 +530,13 @@ impl Storage for PgStorage {
         user_id: &str,
         role: Role,
     ) -> StoreResult<MemberChange> {
-        groups::set_role(&self.client().await?, group_id, user_id, role).await
+        in_tx!(self, |tx| {
+            if groups::lock_signed(&tx, group_id).await? {
+                MemberChange::Signed
+            } else {
+                groups::set_role(&tx, group_id, user_id, role).await?
+            }
+        })
     }
 
     async fn add_member(
@@ -533,15 +546,23 @@ impl Storage for PgStorage {
         role: Role,
         now: i64,
     ) -> StoreResult<MemberChange> {
-        in_tx!(self, |tx| groups::add_member(
-            &tx, group_id, user_id, role, now
-        )
-        .await?)
+        in_tx!(self, |tx| {
+            if groups::lock_signed(&tx, group_id).await? {
+                MemberChange::Signed
+            } else {
+                groups::add_member(&tx, group_id, user_id, role, now).await?
+            }
+        })
     }
 
     async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<MemberChange> {
-        in_tx!(self, |tx| groups::remove_member(&tx, group_id, user_id)
-            .await?)
+        in_tx!(self, |tx| {
+            if groups::lock_signed(&tx, group_id).await? {
+                MemberChange::Signed
+            } else {
+                groups::remove_member(&tx, group_id, user_id).await?
+            }
+        })
     }
 
     async fn group_changes(

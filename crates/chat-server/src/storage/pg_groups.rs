@@ -228,6 +228,19 @@ pub(super) async fn remove_member(
     Ok(MemberChange::Done)
 }
 
+/// Locks the group's row (as [`append_change`] does) and says whether it
+/// has signed changes: a version-1 change applies only when not, and no
+/// first record can slip in between.
+pub(super) async fn lock_signed(c: &impl GenericClient, group: &str) -> StoreResult<bool> {
+    exec(
+        c,
+        "SELECT 1 FROM groups WHERE id = $1 FOR UPDATE",
+        &[&group],
+    )
+    .await?;
+    Ok(head_epoch(c, group).await?.is_some())
+}
+
 /// The epoch of the group's latest change record.
 async fn head_epoch(c: &impl GenericClient, group: &str) -> StoreResult<Option<u64>> {
     let e: Option<i64> = col(
@@ -290,6 +303,13 @@ pub(super) async fn append_change(
             members,
             exists,
         } => {
+            // Signing a group as it is: as it is now, under the lock (a
+            // version-1 change may have landed since the route looked).
+            if *exists
+                && !super::common::signs_as_is(load(c, &ch.group_id).await?, name, owner, members)
+            {
+                return Err(StoreError::Conflict("change"));
+            }
             if !exists {
                 let made = create(
                     c,

@@ -525,10 +525,16 @@ impl Storage for SqliteStorage {
         id: &str,
         name: Option<String>,
         desc: Option<String>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<MemberChange> {
         let id = id.to_owned();
-        self.write(move |c| groups::update(c, &id, name.as_deref(), desc.as_deref()))
-            .await
+        self.write(move |c| {
+            if name.is_some() && groups::head_epoch(c, &id)?.is_some() {
+                return Ok(MemberChange::Signed);
+            }
+            groups::update(c, &id, name.as_deref(), desc.as_deref())?;
+            Ok(MemberChange::Done)
+        })
+        .await
     }
 
     async fn delete_group(&self, id: &str) -> StoreResult<()> {
@@ -543,7 +549,11 @@ impl Storage for SqliteStorage {
         role: Role,
     ) -> StoreResult<MemberChange> {
         let (g, u) = (group_id.to_owned(), user_id.to_owned());
-        self.write(move |c| groups::set_role(c, &g, &u, role)).await
+        self.write(move |c| match groups::head_epoch(c, &g)? {
+            Some(_) => Ok(MemberChange::Signed),
+            None => groups::set_role(c, &g, &u, role),
+        })
+        .await
     }
 
     async fn add_member(
@@ -554,13 +564,20 @@ impl Storage for SqliteStorage {
         now: i64,
     ) -> StoreResult<MemberChange> {
         let (g, u) = (group_id.to_owned(), user_id.to_owned());
-        self.write(move |c| groups::add_member(c, &g, &u, role, now))
-            .await
+        self.write(move |c| match groups::head_epoch(c, &g)? {
+            Some(_) => Ok(MemberChange::Signed),
+            None => groups::add_member(c, &g, &u, role, now),
+        })
+        .await
     }
 
     async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<MemberChange> {
         let (g, u) = (group_id.to_owned(), user_id.to_owned());
-        self.write(move |c| groups::remove_member(c, &g, &u)).await
+        self.write(move |c| match groups::head_epoch(c, &g)? {
+            Some(_) => Ok(MemberChange::Signed),
+            None => groups::remove_member(c, &g, &u),
+        })
+        .await
     }
 
     async fn group_changes(

@@ -253,6 +253,12 @@ pub(super) fn append_change(c: &Connection, ch: &NewChange) -> StoreResult<Membe
             members,
             exists,
         } => {
+            // Signing a group as it is: as it is now, under the write
+            // (a version-1 change may have landed since the route looked).
+            if *exists && !super::common::signs_as_is(load(c, &ch.group_id)?, name, owner, members)
+            {
+                return Err(StoreError::Conflict("change"));
+            }
             if !exists {
                 create(
                     c,

@@ -384,3 +384,57 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
     let (st, body) = post(&s, &alice, &group, &record).await;
     assert!(st == 200 || st == 201, "{st} {body}");
 }
+
+/// The owner signing a version-1 group while an admin adds someone by the
+/// version-1 route: one of them loses, and the server never lists a member
+/// no signed change admits.
+#[tokio::test]
+async fn a_signed_upgrade_racing_a_version_1_add_never_admits_an_unsigned_member() {
+    let s = TestServer::start().await;
+    let alice = person(&s, "alice", 31).await;
+    let bob = person(&s, "bob", 32).await;
+    let carol = person(&s, "carol", 33).await;
+    for round in 0..8 {
+        let group = v1_group(&s, &alice, &bob).await;
+        let st = s
+            .status(
+                "PUT",
+                &format!("/api/groups/{group}/members/{}", bob.auth.user.id),
+                Some(alice.token()),
+                Some(json!({"role": "admin"})),
+            )
+            .await;
+        assert_eq!(st, 200);
+        let record = genesis(&group, &alice, vec![(bob.id(), MemberRole::Admin)]);
+        let path = format!("/api/groups/{group}/members");
+        let add = s.call(
+            "POST",
+            &path,
+            Some(bob.token()),
+            Some(json!({"userId": carol.auth.user.id})),
+        );
+        let ((add_st, add_body), (sign_st, sign_body)) =
+            tokio::join!(add, post(&s, &alice, &group, &record));
+        let (_, g) = s
+            .call(
+                "GET",
+                &format!("/api/groups/{group}"),
+                Some(alice.token()),
+                None,
+            )
+            .await;
+        let listed = g["members"].as_array().unwrap().len();
+        let signed = sign_st < 300;
+        if signed {
+            assert_eq!(
+                listed, 2,
+                "round {round}: signed ({sign_body}), the add was {add_st} {add_body}, and the \
+                 server lists {g}"
+            );
+        }
+        assert!(
+            !(signed && add_st == 200),
+            "round {round}: both won: {sign_body} / {add_body}"
+        );
+    }
+}
