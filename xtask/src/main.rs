@@ -459,7 +459,7 @@ fn loadtest(args: &[String]) -> Result {
             .arg("--postgres-url")
             .arg(format!("{} dbname=postgres", db.base_url()))
             .args(["--nodes", "3", "--nats-url"])
-            .arg(format!("nats://127.0.0.1:{port}"))
+            .arg(format!("nats://chat:{NATS_PASSWORD}@127.0.0.1:{port}"))
             .args(&rest);
         run("chat-loadtest (PostgreSQL, three nodes, NATS)", &mut cmd)?;
         drop(nats);
@@ -467,13 +467,17 @@ fn loadtest(args: &[String]) -> Result {
     Ok(())
 }
 
-/// A nats-server on loopback, killed on drop.
+/// The load run's NATS password (a cluster authenticates to NATS).
+const NATS_PASSWORD: &str = "loadtest-secret";
+
+/// A nats-server on loopback with a user and password, killed on drop.
 struct NatsServer(std::process::Child);
 
 impl NatsServer {
     fn start(port: u16) -> Result<Self> {
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["--user", "chat", "--pass", NATS_PASSWORD])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -42,7 +42,7 @@ pub(crate) async fn run(args: &Args, connections: usize) -> Result<(), Error> {
                 0 => {
                     let server = Server::start(
                         &args.server_bin,
-                        18787,
+                        crate::free_port()?,
                         !args.sync_normal,
                         args.postgres_url.as_deref(),
                         None,
@@ -51,13 +51,13 @@ pub(crate) async fn run(args: &Args, connections: usize) -> Result<(), Error> {
                     server.run_all(args, connections).await?
                 }
                 1 => {
-                    JetStream::start(&nats, 18797)
+                    JetStream::start(&nats, crate::free_port()?)
                         .await?
                         .run_all(args, connections)
                         .await?
                 }
                 _ => {
-                    Redis::start(&redis, 18798, connections + 1_000)
+                    Redis::start(&redis, crate::free_port()?, connections + 1_000)
                         .await?
                         .run_all(args, connections)
                         .await?

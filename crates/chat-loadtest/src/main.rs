@@ -130,14 +130,23 @@ async fn main() -> Result<(), Error> {
     }
     let mut server = Server::start(
         &args.server_bin,
-        18787,
+        free_port()?,
         !args.sync_normal,
         args.postgres_url.as_deref(),
         args.nats_url.as_deref().filter(|_| nodes > 1),
     )
     .await?;
-    let ports: Vec<u16> = (1..nodes).map(|i| 18787 + i as u16).collect();
+    let ports = (1..nodes)
+        .map(|_| free_port())
+        .collect::<Result<Vec<u16>, Error>>()?;
     server.add_nodes(&args.server_bin, &ports).await?;
     server.run_all(&args, connections).await?;
     Ok(())
+}
+
+/// A loopback port nothing listens on now: every run takes its own, so a
+/// load run never fails because something else holds a fixed one.
+pub(crate) fn free_port() -> Result<u16, Error> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
 }

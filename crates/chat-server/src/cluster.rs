@@ -118,7 +118,9 @@ fn subject_safe(id: &str) -> bool {
 impl Cluster {
     /// Connects to NATS (retrying in the background while it is down);
     /// each time the connection comes back, every local connection pulls.
-    pub async fn connect(url: &str) -> Result<Arc<Self>, String> {
+    pub async fn connect(config: &crate::config::ClusterConfig) -> Result<Arc<Self>, String> {
+        let (url, in_url) = config.nats_url_parts();
+        let shown = config.nats_url_redacted();
         let node = uuid::Uuid::new_v4().simple().to_string();
         let (events_tx, mut events_rx) = mpsc::unbounded_channel::<async_nats::Event>();
         let options = async_nats::ConnectOptions::new()
@@ -135,11 +137,36 @@ impl Cluster {
                 async move {
                     let _ = tx.send(e);
                 }
-            });
+            })
+            .require_tls(config.nats_tls);
+        let options = match (
+            &config.nats_user,
+            &config.nats_password,
+            &config.nats_nkey_seed,
+        ) {
+            (_, _, Some(seed)) => options.nkey(seed.expose().to_owned()),
+            (Some(user), Some(password), None) => {
+                options.user_and_password(user.clone(), password.expose().to_owned())
+            }
+            _ => match in_url {
+                Some((user, password)) => {
+                    options.user_and_password(user, password.expose().to_owned())
+                }
+                None => options,
+            },
+        };
+        let options = match &config.nats_ca_file {
+            Some(ca) => options.add_root_certificates(ca.clone()),
+            None => options,
+        };
+        let options = match (&config.nats_client_cert, &config.nats_client_key) {
+            (Some(cert), Some(key)) => options.add_client_certificate(cert.clone(), key.clone()),
+            _ => options,
+        };
         let client = options
-            .connect(url)
+            .connect(url.as_str())
             .await
-            .map_err(|e| format!("nats {url}: {e}"))?;
+            .map_err(|e| format!("nats {shown}: {e}"))?;
         let (out, mut rx) = mpsc::channel::<(String, Vec<u8>)>(OUTBOX);
         let publisher = client.clone();
         // One task publishes, so hints leave in the order they were made.

@@ -139,15 +139,90 @@ impl Default for PostgresConfig {
     }
 }
 
-/// The link between relay nodes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The link between relay nodes. Whoever can publish to NATS can push
+/// hints, frames and forced closes to every node: a cluster authenticates
+/// to NATS (user and password, an nkey, or credentials in the URL) unless
+/// `insecure_nats` says the NATS is private to the nodes.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// `nats://host:4222`; None: this node is alone.
+    /// `nats://host:4222` (or `tls://`; `nats://user:pass@host` works
+    /// too); None: this node is alone.
     pub nats_url: Option<String>,
     /// Seconds between a connection's pulls from the database while no
     /// hint arrived: the longest a lost hint delays a message.
     pub idle_pull_secs: u64,
+    /// NATS user (with `nats_password`).
+    pub nats_user: Option<String>,
+    /// NATS password.
+    pub nats_password: Option<SecretString>,
+    /// An nkey seed (`SU...`) instead of a user and password.
+    pub nats_nkey_seed: Option<SecretString>,
+    /// Require TLS to NATS.
+    pub nats_tls: bool,
+    /// A CA bundle (PEM) to trust for the NATS server's certificate.
+    pub nats_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for mutual TLS, with `nats_client_key`.
+    pub nats_client_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    pub nats_client_key: Option<PathBuf>,
+    /// Start a cluster with no NATS authentication (a NATS only the nodes
+    /// can reach). Off: such a cluster refuses to start.
+    pub insecure_nats: bool,
+}
+
+impl ClusterConfig {
+    /// Whether the nodes authenticate to NATS somehow.
+    pub fn nats_authenticated(&self) -> bool {
+        let in_url = self
+            .nats_url
+            .as_deref()
+            .and_then(|u| u.split_once("://"))
+            .is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|h| h.contains('@')));
+        in_url
+            || (self.nats_user.is_some() && self.nats_password.is_some())
+            || self.nats_nkey_seed.is_some()
+    }
+
+    /// The URL to dial (without credentials) and the user and password
+    /// written in it, if any (the NATS client does not read them there).
+    pub fn nats_url_parts(&self) -> (String, Option<(String, SecretString)>) {
+        let url = self.nats_url.as_deref().unwrap_or_default();
+        if let Some((scheme, rest)) = url.split_once("://")
+            && let Some((userinfo, host)) = rest.rsplit_once('@')
+        {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            return (
+                format!("{scheme}://{host}"),
+                Some((user.to_owned(), SecretString::new(password))),
+            );
+        }
+        (url.to_owned(), None)
+    }
+
+    /// The URL without credentials, for logs and errors.
+    pub fn nats_url_redacted(&self) -> String {
+        let url = self.nats_url.as_deref().unwrap_or_default();
+        match url.split_once("://") {
+            Some((scheme, rest)) => match rest.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://[redacted]@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("nats_url", &self.nats_url_redacted())
+            .field("idle_pull_secs", &self.idle_pull_secs)
+            .field("nats_user", &self.nats_user)
+            .field("nats_tls", &self.nats_tls)
+            .field("insecure_nats", &self.insecure_nats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClusterConfig {
@@ -155,6 +230,14 @@ impl Default for ClusterConfig {
         Self {
             nats_url: None,
             idle_pull_secs: 5,
+            nats_user: None,
+            nats_password: None,
+            nats_nkey_seed: None,
+            nats_tls: false,
+            nats_ca_file: None,
+            nats_client_cert: None,
+            nats_client_key: None,
+            insecure_nats: false,
         }
     }
 }
@@ -393,6 +476,16 @@ impl Config {
                 "CHAT_POSTGRES_POOL_SIZE" => self.postgres.pool_size = parse(&name, &value)?,
                 "CHAT_MEDIA_DIR" => self.media_dir = Some(PathBuf::from(&value)),
                 "CHAT_NATS_URL" => self.cluster.nats_url = Some(value.clone()),
+                "CHAT_NATS_USER" => self.cluster.nats_user = Some(value.clone()),
+                "CHAT_NATS_PASSWORD" => {
+                    self.cluster.nats_password = Some(SecretString::new(value.clone()));
+                }
+                "CHAT_NATS_NKEY_SEED" => {
+                    self.cluster.nats_nkey_seed = Some(SecretString::new(value.clone()));
+                }
+                "CHAT_NATS_TLS" => self.cluster.nats_tls = parse(&name, &value)?,
+                "CHAT_NATS_CA_FILE" => self.cluster.nats_ca_file = Some(value.into()),
+                "CHAT_INSECURE_NATS" => self.cluster.insecure_nats = parse(&name, &value)?,
                 "CHAT_MAX_CONNECTIONS" => self.max_connections = parse(&name, &value)?,
                 "CHAT_MEDIA_MAX_BYTES" => self.media_max_bytes = parse(&name, &value)?,
                 "CHAT_MAX_GROUP_MEMBERS" => self.max_group_members = parse(&name, &value)?,

@@ -163,13 +163,21 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     let cluster = match &config.cluster.nats_url {
         None => None,
+        Some(_) if !config.cluster.nats_authenticated() && !config.cluster.insecure_nats => {
+            return Err(StartError::Config(
+                "a cluster authenticates to NATS: set cluster.nats_user and nats_password, or \
+                 nats_nkey_seed (or credentials in nats_url); insecure_nats = true only for a \
+                 NATS no one but the nodes can reach"
+                    .into(),
+            ));
+        }
         Some(_) if config.storage != StorageKind::Postgres => {
             return Err(StartError::Config(
                 "cluster.nats_url needs storage = \"postgres\": nodes share one database".into(),
             ));
         }
-        Some(url) => Some(
-            cluster::Cluster::connect(url)
+        Some(_) => Some(
+            cluster::Cluster::connect(&config.cluster)
                 .await
                 .map_err(StartError::Config)?,
         ),

@@ -22,7 +22,12 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::device_queues::{account, copy};
 use crate::support::{TestServer, fresh_postgres, new_id};
 
-/// A nats-server on a free loopback port, killed on drop.
+/// The test NATS's user and password (it refuses anyone else).
+const NATS_USER: &str = "chat";
+const NATS_PASSWORD: &str = "cluster-test-secret";
+
+/// A nats-server on a free loopback port, with a user and password, killed
+/// on drop.
 pub struct Nats {
     child: Option<Child>,
     pub port: u16,
@@ -41,6 +46,7 @@ impl Nats {
         let bin = nats_binary().expect("nats-server (apt-get install nats-server)");
         let child = Command::new(bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["--user", NATS_USER, "--pass", NATS_PASSWORD])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -65,8 +71,13 @@ impl Nats {
         }
     }
 
+    /// With the credentials: a cluster authenticates to NATS.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        Self::url_for(self.port)
+    }
+
+    pub fn url_for(port: u16) -> String {
+        format!("nats://{NATS_USER}:{NATS_PASSWORD}@127.0.0.1:{port}")
     }
 }
 

@@ -271,10 +271,7 @@ async fn chaos_nodes_killed_postgres_crashed_nats_killed_nothing_acknowledged_is
     let env = [
         ("CHAT_STORAGE".to_owned(), "postgres".to_owned()),
         ("CHAT_POSTGRES_URL".to_owned(), url.clone()),
-        (
-            "CHAT_NATS_URL".to_owned(),
-            format!("nats://127.0.0.1:{nats_port}"),
-        ),
+        ("CHAT_NATS_URL".to_owned(), Nats::url_for(nats_port)),
         (
             "CHAT_MEDIA_DIR".to_owned(),
             dir.path().join("media").display().to_string(),

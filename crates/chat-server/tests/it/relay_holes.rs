@@ -526,3 +526,41 @@ async fn a_device_whose_keys_the_identity_did_not_sign_is_refused() {
     assert_eq!(st, 200, "{bundles}");
     assert_eq!(bundles["bundles"].as_array().unwrap().len(), 1, "{bundles}");
 }
+
+/// Whoever can publish to NATS pushes frames and closes to every node: a
+/// cluster refuses to start without NATS credentials unless told the NATS
+/// is private (`insecure_nats`). Checked before any connection is tried.
+#[tokio::test]
+async fn a_cluster_without_nats_authentication_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chat_server::Config::for_tests(dir.path());
+    config.cluster.nats_url = Some("nats://127.0.0.1:4222".into());
+    let err = chat_server::start(config.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("authenticates to NATS"), "{err}");
+    // Credentials (here in the URL) or the explicit flag pass this check
+    // (and meet the next: a cluster needs PostgreSQL).
+    for c in [
+        {
+            let mut c = config.clone();
+            c.cluster.nats_url = Some("nats://chat:pw@127.0.0.1:4222".into());
+            c
+        },
+        {
+            let mut c = config.clone();
+            c.cluster.insecure_nats = true;
+            c
+        },
+    ] {
+        if c.storage != chat_server::config::StorageKind::Sqlite {
+            continue;
+        }
+        let err = chat_server::start(c).await.err().expect("refused");
+        assert!(err.to_string().contains("postgres"), "{err}");
+    }
+    // And the password never shows in what the configuration prints.
+    config.cluster.nats_url = Some("nats://chat:hunter2@10.0.0.1:4222".into());
+    assert!(!format!("{config:?}").contains("hunter2"));
+}
