@@ -125,6 +125,12 @@ pub enum Command {
         /// What the account's device list calls this device.
         #[arg(long)]
         name: Option<String>,
+        /// Join the account that answers without asking (for scripts that
+        /// showed the code only to their own device). Otherwise the account
+        /// and its fingerprint are shown and you confirm: any account that
+        /// sees the code can answer it first.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// List the account's devices, approve a new one, or remove one.
     Devices {

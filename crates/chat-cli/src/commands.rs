@@ -112,7 +112,7 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Search(a) => search(ctx, &a).await,
         Command::Conversations(a) => crate::manage::conversations(ctx, &a).await,
         Command::Group(g) => crate::groups::group(ctx, g).await,
-        Command::Link { name } => crate::devices::link(ctx, name).await,
+        Command::Link { name, yes } => crate::devices::link(ctx, name, yes).await,
         Command::Devices { cmd } => crate::devices::devices(ctx, cmd).await,
         Command::Contacts => contacts(ctx).await,
         Command::SafetyNumber(a) => safety_number(ctx, &a.user, a.qr).await,

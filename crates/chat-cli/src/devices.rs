@@ -2,6 +2,7 @@
 //! 2). `chat link` on a new profile shows a code (QR and text);
 //! `chat devices link CODE` on a linked device approves it.
 
+use std::io::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::json;
@@ -77,13 +78,20 @@ pub(crate) fn qr(code: &str) -> Option<String> {
 
 /// `chat link [--name NAME]`: makes this (new) profile a device of an
 /// account that is already on another device.
-pub async fn link(ctx: &Ctx, name: Option<String>) -> Result<()> {
+pub async fn link(ctx: &Ctx, name: Option<String>, yes: bool) -> Result<()> {
+    if !yes && !crate::sink::interactive() {
+        return Err(CliError::Usage(
+            "chat link asks you to confirm the account that answers; with no terminal, pass \
+             --yes (only when the code was shown to no one but your own device)"
+                .into(),
+        ));
+    }
     if ctx.profile.has_store() {
-        return link_in(ctx, name).await;
+        return link_in(ctx, name, yes).await;
     }
     let staged = ctx.staged();
     staged.profile.discard();
-    match link_in(&staged, name).await {
+    match link_in(&staged, name, yes).await {
         Ok(()) => ctx.profile.adopt(&staged.profile),
         Err(e) => {
             staged.profile.discard();
@@ -92,7 +100,7 @@ pub async fn link(ctx: &Ctx, name: Option<String>) -> Result<()> {
     }
 }
 
-async fn link_in(ctx: &Ctx, name: Option<String>) -> Result<()> {
+async fn link_in(ctx: &Ctx, name: Option<String>, yes: bool) -> Result<()> {
     let s = ctx.open(true).await?;
     if s.client.account().is_some() {
         return Err(CliError::Usage(format!(
@@ -117,7 +125,32 @@ async fn link_in(ctx: &Ctx, name: Option<String>) -> Result<()> {
             when(pending.expires_at())
         );
     }
-    let linked = pending.finish().await?;
+    let arrived = pending.arrive().await?;
+    let (username, fingerprint) = (arrived.username().to_owned(), arrived.fingerprint());
+    if ctx.json {
+        print_json(&json!({"event": "linkAnswered", "username": username,
+            "fingerprint": fingerprint}));
+    }
+    if !yes {
+        crate::outln!(
+            "\nThe account {} answered, fingerprint\n  {fingerprint}\n             Check it on one of its devices (chat fingerprint).",
+            sanitize(&username)
+        );
+        print!("Link this device to {}? [y/N] ", sanitize(&username));
+        std::io::stdout().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| CliError::io("stdin", e))?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            s.close().await;
+            return Err(CliError::Usage(format!(
+                "not linked: {} was not confirmed (nothing was registered)",
+                sanitize(&username)
+            )));
+        }
+    }
+    let linked = arrived.accept().await?;
     s.save_server()?;
     let fp = s.client.fingerprint().await?;
     if ctx.json {
@@ -130,10 +163,6 @@ async fn link_in(ctx: &Ctx, name: Option<String>) -> Result<()> {
             linked.device_id,
             linked.account.username,
             ctx.profile.name
-        );
-        crate::outln!(
-            "note: this server version does not deliver messages to linked devices yet; \
-             this device holds the account's identity and its own keys"
         );
     }
     s.close().await;

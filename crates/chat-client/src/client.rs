@@ -39,7 +39,7 @@ mod fanout;
 mod features;
 mod groups;
 mod membership;
-pub use devices::{LinkedAccount, PendingLink};
+pub use devices::{ArrivedLink, LinkedAccount, PendingLink};
 pub use membership::{GroupMembership, MembershipAction, MembershipChange};
 mod history;
 mod verification;

@@ -51,7 +51,7 @@ mod limits;
 mod runtime;
 
 pub use client::{
-    Attachment, Client, ClientBuilder, GroupMembership, KnownNames, LinkedAccount,
+    ArrivedLink, Attachment, Client, ClientBuilder, GroupMembership, KnownNames, LinkedAccount,
     MembershipAction, MembershipChange, PendingLink, Result,
 };
 pub use config::ClientConfig;

@@ -281,12 +281,15 @@ fn session(w: &World) {
     );
     let err = w.fails("bob", &["devices", "remove", "7"], 4);
     assert!(err.contains("device"), "{err}");
+    // Without a terminal to confirm on, `chat link` wants --yes.
+    let err = w.fails("bob-laptop", &["link", "--name", "laptop"], 2);
+    assert!(err.contains("--yes"), "{err}");
     // A second device: `chat link` on a new profile shows a code, Bob's
     // first device approves it.
     let out_path = w.home.join("link.out");
     let mut linking = w.spawn(
         "bob-laptop",
-        &["--json", "link", "--name", "laptop"],
+        &["--json", "link", "--name", "laptop", "--yes"],
         std::fs::File::create(&out_path).unwrap(),
     );
     let code = (0..600)
@@ -309,6 +312,14 @@ fn session(w: &World) {
         .expect("linked");
     assert_eq!(linked["deviceId"], 2, "{text}");
     assert_eq!(linked["username"], "bob");
+    // Before joining, it said which account answered, with its fingerprint.
+    let answered: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "linkAnswered")
+        .expect("linkAnswered");
+    assert_eq!(answered["username"], "bob");
+    assert_eq!(answered["fingerprint"], linked["fingerprint"], "{text}");
     let devices = w.json("bob", &["devices"]);
     assert_eq!(devices.len(), 2, "{devices:?}");
     assert_eq!(devices[1]["name"], "laptop");

@@ -58,10 +58,19 @@ impl PendingLink {
         self.socket.expires_at()
     }
 
-    /// Waits for the approving device's sealed message, opens it, registers
-    /// this device with the link token inside, stores the identity and the
-    /// login, and uploads this device's prekeys.
+    /// [`PendingLink::arrive`] then [`ArrivedLink::accept`], for callers
+    /// that confirmed the account beforehand some other way (a script that
+    /// showed the code only to its own device). A person is shown
+    /// [`ArrivedLink::username`] and [`ArrivedLink::fingerprint`] first:
+    /// whoever sees the code can answer it.
     pub async fn finish(self) -> Result<LinkedAccount> {
+        self.arrive().await?.accept().await
+    }
+
+    /// Waits for a device's sealed message and opens it. Nothing is
+    /// registered or stored yet: the account it names is for the person to
+    /// confirm (any account can answer a code it has seen, first).
+    pub async fn arrive(self) -> Result<ArrivedLink> {
         let started = Instant::now();
         let PendingLink {
             client,
@@ -81,6 +90,54 @@ impl PendingLink {
             .map_err(|_| ClientError::Link("the sealed message is not base64".into()))?;
         let contents = provision::open(&keys, code.address(), &bytes)
             .map_err(|e| ClientError::Link(format!("the sealed message does not open: {e}")))?;
+        Ok(ArrivedLink {
+            client,
+            contents,
+            name,
+            started,
+        })
+    }
+}
+
+/// An approval that arrived for a [`PendingLink`]: the account it would
+/// join, before anything is registered. [`ArrivedLink::accept`] joins it;
+/// dropping it joins nothing (the link token inside expires unused).
+pub struct ArrivedLink {
+    client: Client,
+    contents: ProvisionContents,
+    name: String,
+    started: Instant,
+}
+
+impl std::fmt::Debug for ArrivedLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArrivedLink")
+            .field("username", &self.contents.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArrivedLink {
+    /// The account's name, as the approving device put it.
+    pub fn username(&self) -> &str {
+        &self.contents.username
+    }
+
+    /// The account's identity fingerprint (grouped hex, as
+    /// [`Client::fingerprint`] shows it on the account's devices).
+    pub fn fingerprint(&self) -> String {
+        e2ee_core::fingerprint_grouped(&self.contents.identity().public())
+    }
+
+    /// Registers this device with the link token inside, stores the
+    /// identity and the login, and uploads this device's prekeys.
+    pub async fn accept(self) -> Result<LinkedAccount> {
+        let ArrivedLink {
+            client,
+            contents,
+            name,
+            started,
+        } = self;
         let inner = &client.inner;
         let linked = inner
             .rest

@@ -77,3 +77,43 @@ async fn a_new_store_is_linked_as_a_second_device_of_the_account() {
         .await;
     assert_eq!(gone, 2);
 }
+
+/// Whoever sees a new device's code first can answer it: the new device
+/// learns which account answered (name and fingerprint) before it joins,
+/// and declining joins nothing.
+#[tokio::test]
+async fn a_code_answered_by_another_account_is_shown_before_anything_joins() {
+    let net = Net::start().await;
+    let alice = Party::register(&net, "alice").await;
+    let mallory = Party::register(&net, "mallory").await;
+    let laptop = net.client("alice-laptop").await;
+
+    let pending = laptop.start_link("laptop").await.unwrap();
+    let code = pending.code();
+    // Mallory saw the code over Alice's shoulder and answers first.
+    let (approved, arrived) = tokio::join!(mallory.client.approve_link(&code), pending.arrive());
+    approved.unwrap();
+    let arrived = arrived.unwrap();
+    assert_eq!(arrived.username(), "mallory");
+    assert_eq!(
+        arrived.fingerprint(),
+        mallory.client.fingerprint().await.unwrap()
+    );
+    assert_ne!(
+        arrived.fingerprint(),
+        alice.client.fingerprint().await.unwrap()
+    );
+    // Alice declines: nothing is registered, nothing is stored.
+    drop(arrived);
+    assert!(laptop.account().is_none());
+    assert_eq!(mallory.client.devices().await.unwrap().devices.len(), 1);
+    // And links to her own account afterwards.
+    let pending = laptop.start_link("laptop").await.unwrap();
+    let code = pending.code();
+    let (approved, arrived) = tokio::join!(alice.client.approve_link(&code), pending.arrive());
+    approved.unwrap();
+    let arrived = arrived.unwrap();
+    assert_eq!(arrived.username(), "alice");
+    let linked = arrived.accept().await.unwrap();
+    assert_eq!(linked.account.user_id, alice.id);
+}
