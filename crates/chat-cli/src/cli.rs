@@ -496,6 +496,10 @@ pub enum DevicesCommand {
     Remove {
         /// The device's id (see `chat devices`).
         device_id: u32,
+        /// Remove the device this profile is without asking (it is logged
+        /// out at once).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 

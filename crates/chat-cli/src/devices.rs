@@ -54,7 +54,22 @@ pub async fn devices(ctx: &Ctx, cmd: Option<DevicesCommand>) -> Result<()> {
                 );
             }
         }
-        Some(DevicesCommand::Remove { device_id }) => {
+        Some(DevicesCommand::Remove { device_id, yes }) => {
+            let this = s.client.device_id().await?;
+            if device_id == this && !yes {
+                let asked = crate::sink::interactive()
+                    && ask(&format!(
+                        "Device {device_id} is this one: removing it logs this profile out. \
+                         Remove it? [y/N] "
+                    ))?;
+                if !asked {
+                    s.close().await;
+                    return Err(CliError::Usage(format!(
+                        "device {device_id} is the one this profile runs on: not removed \
+                         (pass --yes to remove it all the same)"
+                    )));
+                }
+            }
             s.client.remove_device(device_id).await?;
             if ctx.json {
                 print_json(&json!({"event": "deviceRemoved", "deviceId": device_id}));
@@ -64,6 +79,17 @@ pub async fn devices(ctx: &Ctx, cmd: Option<DevicesCommand>) -> Result<()> {
         }
     }
     s.finish().await
+}
+
+/// Asks a yes/no question on the terminal; true only for yes.
+fn ask(question: &str) -> Result<bool> {
+    print!("{question}");
+    std::io::stdout().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::io("stdin", e))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// The code as a QR code for a terminal (two rows of modules per line).
@@ -133,16 +159,11 @@ async fn link_in(ctx: &Ctx, name: Option<String>, yes: bool) -> Result<()> {
     }
     if !yes {
         crate::outln!(
-            "\nThe account {} answered, fingerprint\n  {fingerprint}\n             Check it on one of its devices (chat fingerprint).",
+            "\nThe account {} answered, fingerprint\n  {fingerprint}\n\
+             Check it on one of its devices (`chat whoami` there).",
             sanitize(&username)
         );
-        print!("Link this device to {}? [y/N] ", sanitize(&username));
-        std::io::stdout().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .map_err(|e| CliError::io("stdin", e))?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        if !ask(&format!("Link this device to {}? [y/N] ", sanitize(&username)))? {
             s.close().await;
             return Err(CliError::Usage(format!(
                 "not linked: {} was not confirmed (nothing was registered)",

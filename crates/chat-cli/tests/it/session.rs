@@ -281,6 +281,12 @@ fn session(w: &World) {
     );
     let err = w.fails("bob", &["devices", "remove", "7"], 4);
     assert!(err.contains("device"), "{err}");
+    // The device this profile runs on: asked first (no terminal: refused).
+    let err = w.fails("bob", &["devices", "remove", "1"], 2);
+    assert!(err.contains("the one this profile runs on"), "{err}");
+    // And the server never removes an account's only device.
+    let err = w.fails("bob", &["devices", "remove", "1", "--yes"], 7);
+    assert!(err.contains("only device"), "{err}");
     // Without a terminal to confirm on, `chat link` wants --yes.
     let err = w.fails("bob-laptop", &["link", "--name", "laptop"], 2);
     assert!(err.contains("--yes"), "{err}");

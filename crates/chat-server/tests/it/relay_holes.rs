@@ -564,3 +564,38 @@ async fn a_cluster_without_nats_authentication_refuses_to_start() {
     config.cluster.nats_url = Some("nats://chat:hunter2@10.0.0.1:4222".into());
     assert!(!format!("{config:?}").contains("hunter2"));
 }
+
+/// An account nobody can message is not a state a removal leaves; one
+/// left that way (by an older server) recovers by a login that replaces
+/// the keys.
+#[tokio::test]
+async fn the_last_device_is_never_removed_and_an_account_without_one_recovers() {
+    let s = TestServer::start().await;
+    let (bob, _) = with_keys(&s, "bob").await;
+    let (st, body) = s.call("DELETE", "/api/devices/1", Some(&bob.token), None).await;
+    assert_eq!(st, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("only device"), "{body}");
+    let (_, d) = s.call("GET", "/api/devices", Some(&bob.token), None).await;
+    assert_eq!(d["devices"].as_array().unwrap().len(), 1, "{d}");
+    // With a second device, either may go.
+    let link = link_token(&s, &bob.token).await;
+    let (st, _) = register_device(&s, &link, "tablet").await;
+    assert_eq!(st, 201);
+    assert_eq!(s.status("DELETE", "/api/devices/2", Some(&bob.token), None).await, 204);
+
+    // An account with no device at all (as an older server could leave
+    // one): a password login is the replacement, and it recovers.
+    let gone = s
+        .scalar("DELETE FROM devices WHERE user_id = $1 RETURNING device_id", &[&bob.user.id])
+        .await;
+    assert_eq!(gone, 1);
+    let (st, body) = s.call("POST", "/api/auth/login", None, Some(login_body("bob"))).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.get("deviceId").is_none(), "a replacing login: {body}");
+    let pending = body["token"].as_str().unwrap().to_owned();
+    let mut up = key_upload(&IdentityKeyPair::generate(&mut rand_core::OsRng));
+    up["replaceDevices"] = true.into();
+    assert_eq!(s.status("POST", "/api/users/prekeys", Some(&pending), Some(up)).await, 200);
+    let (_, d) = s.call("GET", "/api/devices", Some(&pending), None).await;
+    assert_eq!(d["devices"][0]["deviceId"], 1, "{d}");
+}
