@@ -163,7 +163,10 @@ async fn link_in(ctx: &Ctx, name: Option<String>, yes: bool) -> Result<()> {
              Check it on one of its devices (`chat whoami` there).",
             sanitize(&username)
         );
-        if !ask(&format!("Link this device to {}? [y/N] ", sanitize(&username)))? {
+        if !ask(&format!(
+            "Link this device to {}? [y/N] ",
+            sanitize(&username)
+        ))? {
             s.close().await;
             return Err(CliError::Usage(format!(
                 "not linked: {} was not confirmed (nothing was registered)",

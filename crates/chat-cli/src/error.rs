@@ -166,7 +166,11 @@ impl CliError {
 
     /// The server refused our saved login (revoked or expired).
     pub fn login_revoked() -> Self {
-        CliError::Auth("the server no longer accepts this login: run `chat login NAME`".into())
+        CliError::Auth(
+            "the server no longer accepts this profile's login (logged out, its device removed, \
+             or the device logged in from a copy of this store): run `chat login NAME`"
+                .into(),
+        )
     }
 
     /// An IO error on `path`.
@@ -227,6 +231,14 @@ fn transport_code(t: &TransportError) -> u8 {
 fn describe(e: &ClientError) -> String {
     match e {
         ClientError::Transport(TransportError::Api { message, code, .. }) => match code {
+            // The saved login (a password login says "wrong username or
+            // password" instead).
+            ErrorCode::Unauthorized if message.contains("token") => {
+                "the server no longer accepts this profile's login: it was logged out, its \
+                 device removed, or the device logged in from a copy of this store (a \
+                 restored backup); run `chat login NAME` to make this profile the device again"
+                    .into()
+            }
             ErrorCode::Unauthorized => format!("the server refused the login: {message}"),
             ErrorCode::RateLimited => format!("the server asks us to slow down: {message}"),
             _ => format!("the server refused: {message}"),

@@ -364,8 +364,18 @@ async fn session(
                         // A frame type from a newer server: skip it.
                         Err(e) => tracing::warn!(error = %e, "unreadable frame from the server"),
                     },
+                    // This login was logged out (docs/API.md, close codes):
+                    // the same token fails again, so no retry.
+                    Some(Ok(Message::Close(Some(c)))) if u16::from(c.code) == 4003 => {
+                        return Failure::Rejected(
+                            "this login was logged out (chat logout, a removed device, or the \
+                             same device logging in from another copy of its store): log in again"
+                                .into(),
+                        );
+                    }
                     Some(Ok(Message::Close(c))) => {
-                        return Failure::Retry(format!("closed by the server: {c:?}"));
+                        let said = c.map_or_else(String::new, |c| format!(" {} {}", c.code, c.reason));
+                        return Failure::Retry(format!("closed by the server{said}"));
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Failure::Retry(format!("read: {e}")),

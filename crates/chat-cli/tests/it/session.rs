@@ -422,6 +422,38 @@ fn session(w: &World) {
         "{h:?}"
     );
     w.fails("bob", &["restore", bak.to_str().unwrap()], 6);
+    // The restored profile is not a second copy of Bob's device on the
+    // server: it logs in first, and then it is the device and the original
+    // profile's login has stopped (said plainly).
+    let restored_env = [
+        ("E2EE_CHAT_PASSPHRASE", "a new passphrase"),
+        ("E2EE_CHAT_PASSWORD", "bob-password"),
+    ];
+    let out = w.chat_env(
+        "bob-restored",
+        &["send", "alice", "from the copy"],
+        &restored_env,
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("login"),
+        "{out:?}"
+    );
+    let out = w.chat_env("bob-restored", &["login", "bob"], &restored_env);
+    assert!(out.status.success(), "{out:?}");
+    let err = w.fails("bob", &["send", "alice", "from the original"], 3);
+    assert!(
+        err.contains("logged out") || err.contains("log in"),
+        "{err}"
+    );
+    assert!(!err.contains("CloseFrame"), "{err}");
+    let out = w.chat_env("bob-restored", &["devices"], &restored_env);
+    assert!(out.status.success(), "{out:?}");
+    // Bob takes his original profile back the same way (before the copy
+    // used its sessions: two copies of one ratchet state diverge).
+    w.ok("bob", &["login", "bob"]);
+    let out = w.chat_env("bob-restored", &["devices"], &restored_env);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
 
     // Errors a person understands, with exit codes to match.
     let err = w.fails("alice", &["send", "zed", "hi"], 4);

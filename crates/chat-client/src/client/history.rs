@@ -115,7 +115,11 @@ impl Client {
             Passphrase::new(store_passphrase),
         );
         tokio::task::spawn_blocking(move || {
-            Store::restore_backup(&b, &bp, &s, &sp, OpenOptions::default()).map(drop)
+            // The copy logs in before it talks to the server: then it is
+            // the device, and the original's login stops (docs/API.md,
+            // "Logging in again"). Two stores never share one login.
+            let mut store = Store::restore_backup(&b, &bp, &s, &sp, OpenOptions::default())?;
+            store.write(|tx| tx.set_token(None))
         })
         .await
         .map_err(|_| ClientError::Closed)?

@@ -147,7 +147,29 @@ pub(super) async fn login(
                      account's identity did not make, or a clock more than 5 minutes off",
                 ));
             }
-            proof.device_id
+            // This store is the device now: the device's other logins
+            // stop (a restored copy and its original never share one).
+            let token = auth::new_token();
+            let old = state
+                .store
+                .replace_device_token(
+                    auth::token_hash(&token),
+                    &user.id,
+                    proof.device_id,
+                    now_ms(),
+                )
+                .await?;
+            for t in &old {
+                state.close_token_everywhere(&user.id, t);
+            }
+            if !old.is_empty() {
+                tracing::info!(user = %user.id, device = proof.device_id, "device logged in again elsewhere");
+            }
+            return Ok(axum::Json(AuthResponse {
+                user,
+                token,
+                device_id: Some(proof.device_id),
+            }));
         }
         // Asked for, or nothing left to take (every device removed): the
         // login replaces the keys before it may do anything else.

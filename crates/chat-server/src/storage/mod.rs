@@ -348,6 +348,17 @@ pub trait Storage: Send + Sync + 'static {
         now: i64,
         idle_ms: i64,
     ) -> StoreResult<Option<(User, u32)>>;
+    /// Makes `hash` the only login of the account's `device_id`: its other
+    /// tokens (and the link tokens they made) go; their hashes are
+    /// returned, to close their connections. A device that logs in again
+    /// is this store now (a restored copy, say), never two at once.
+    async fn replace_device_token(
+        &self,
+        hash: Vec<u8>,
+        user_id: &str,
+        device_id: u32,
+        now: i64,
+    ) -> StoreResult<Vec<Vec<u8>>>;
     /// Deletes a token (logout) and the link tokens it made.
     async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()>;
 

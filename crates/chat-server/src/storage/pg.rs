@@ -239,6 +239,41 @@ impl Storage for PgStorage {
         accounts::token_user(&self.client().await?, &hash, now, idle_ms).await
     }
 
+    async fn replace_device_token(
+        &self,
+        hash: Vec<u8>,
+        user_id: &str,
+        device_id: u32,
+        now: i64,
+    ) -> StoreResult<Vec<Vec<u8>>> {
+        let d = i64::from(device_id);
+        in_tx!(self, |tx| {
+            let old = rows(
+                &tx,
+                "DELETE FROM tokens WHERE user_id = $1 AND device_id = $2 RETURNING hash",
+                &[&user_id, &d],
+            )
+            .await?
+            .iter()
+            .map(|r| col(r, 0))
+            .collect::<StoreResult<Vec<Vec<u8>>>>()?;
+            exec(
+                &tx,
+                "DELETE FROM link_tokens WHERE made_by = ANY($1)",
+                &[&old],
+            )
+            .await?;
+            exec(
+                &tx,
+                "INSERT INTO tokens (hash, user_id, created_at, last_used, device_id)
+                 VALUES ($1, $2, $3, $3, $4)",
+                &[&hash, &user_id, &now, &d],
+            )
+            .await?;
+            old
+        })
+    }
+
     async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()> {
         in_tx!(self, |tx| {
             exec(&tx, "DELETE FROM tokens WHERE hash = $1", &[&hash]).await?;

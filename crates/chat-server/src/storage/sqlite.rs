@@ -200,6 +200,34 @@ impl Storage for SqliteStorage {
         Ok(Some((user, device)))
     }
 
+    async fn replace_device_token(
+        &self,
+        hash: Vec<u8>,
+        user_id: &str,
+        device_id: u32,
+        now: i64,
+    ) -> StoreResult<Vec<Vec<u8>>> {
+        let user = user_id.to_owned();
+        self.write(move |c| {
+            let old: Vec<Vec<u8>> = c
+                .prepare_cached(
+                    "DELETE FROM tokens WHERE user_id = ?1 AND device_id = ?2 RETURNING hash",
+                )?
+                .query_map(params![user, device_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for h in &old {
+                c.execute("DELETE FROM link_tokens WHERE made_by = ?1", [h])?;
+            }
+            c.execute(
+                "INSERT INTO tokens (hash, user_id, created_at, last_used, device_id)
+                 VALUES (?1, ?2, ?3, ?3, ?4)",
+                params![hash, user, now, device_id],
+            )?;
+            Ok(old)
+        })
+        .await
+    }
+
     async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()> {
         self.write(move |c| {
             c.execute("DELETE FROM tokens WHERE hash = ?1", [&hash])?;

@@ -353,6 +353,13 @@ async fn a_password_alone_never_takes_an_existing_devices_queue() {
         .await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["deviceId"], 1);
+    // It is the device now: the device's older login stopped (a restored
+    // copy and its original never share one).
+    assert_eq!(
+        s.status("GET", "/api/devices", Some(&bob.token), None)
+            .await,
+        401
+    );
     // A proof for a device that is not there, too old, or by another key: refused.
     for (bad, why) in [
         (device_proof(&identity, &bob.user.id, 7, now), "no device 7"),
@@ -572,30 +579,51 @@ async fn a_cluster_without_nats_authentication_refuses_to_start() {
 async fn the_last_device_is_never_removed_and_an_account_without_one_recovers() {
     let s = TestServer::start().await;
     let (bob, _) = with_keys(&s, "bob").await;
-    let (st, body) = s.call("DELETE", "/api/devices/1", Some(&bob.token), None).await;
+    let (st, body) = s
+        .call("DELETE", "/api/devices/1", Some(&bob.token), None)
+        .await;
     assert_eq!(st, 409, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("only device"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only device"),
+        "{body}"
+    );
     let (_, d) = s.call("GET", "/api/devices", Some(&bob.token), None).await;
     assert_eq!(d["devices"].as_array().unwrap().len(), 1, "{d}");
     // With a second device, either may go.
     let link = link_token(&s, &bob.token).await;
     let (st, _) = register_device(&s, &link, "tablet").await;
     assert_eq!(st, 201);
-    assert_eq!(s.status("DELETE", "/api/devices/2", Some(&bob.token), None).await, 204);
+    assert_eq!(
+        s.status("DELETE", "/api/devices/2", Some(&bob.token), None)
+            .await,
+        204
+    );
 
     // An account with no device at all (as an older server could leave
     // one): a password login is the replacement, and it recovers.
     let gone = s
-        .scalar("DELETE FROM devices WHERE user_id = $1 RETURNING device_id", &[&bob.user.id])
+        .scalar(
+            "DELETE FROM devices WHERE user_id = $1 RETURNING device_id",
+            &[&bob.user.id],
+        )
         .await;
     assert_eq!(gone, 1);
-    let (st, body) = s.call("POST", "/api/auth/login", None, Some(login_body("bob"))).await;
+    let (st, body) = s
+        .call("POST", "/api/auth/login", None, Some(login_body("bob")))
+        .await;
     assert_eq!(st, 200, "{body}");
     assert!(body.get("deviceId").is_none(), "a replacing login: {body}");
     let pending = body["token"].as_str().unwrap().to_owned();
     let mut up = key_upload(&IdentityKeyPair::generate(&mut rand_core::OsRng));
     up["replaceDevices"] = true.into();
-    assert_eq!(s.status("POST", "/api/users/prekeys", Some(&pending), Some(up)).await, 200);
+    assert_eq!(
+        s.status("POST", "/api/users/prekeys", Some(&pending), Some(up))
+            .await,
+        200
+    );
     let (_, d) = s.call("GET", "/api/devices", Some(&pending), None).await;
     assert_eq!(d["devices"][0]["deviceId"], 1, "{d}");
 }
