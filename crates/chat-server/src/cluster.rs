@@ -116,6 +116,11 @@ fn subject_safe(id: &str) -> bool {
 }
 
 impl Cluster {
+    /// Whether the NATS connection is up now (readiness).
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     /// Connects to NATS (retrying in the background while it is down);
     /// each time the connection comes back, every local connection pulls.
     pub async fn connect(config: &crate::config::ClusterConfig) -> Result<Arc<Self>, String> {

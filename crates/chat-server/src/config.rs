@@ -242,6 +242,33 @@ impl Default for ClusterConfig {
     }
 }
 
+/// The environment variables [`Config::apply_env`] reads.
+pub const ENV_VARS: &[&str] = &[
+    "CHAT_LISTEN",
+    "CHAT_DATA_DIR",
+    "CHAT_STORAGE",
+    "CHAT_POSTGRES_URL",
+    "CHAT_POSTGRES_POOL_SIZE",
+    "CHAT_MEDIA_DIR",
+    "CHAT_NATS_URL",
+    "CHAT_NATS_USER",
+    "CHAT_NATS_PASSWORD",
+    "CHAT_NATS_NKEY_SEED",
+    "CHAT_NATS_TLS",
+    "CHAT_NATS_CA_FILE",
+    "CHAT_INSECURE_NATS",
+    "CHAT_MAX_CONNECTIONS",
+    "CHAT_MEDIA_MAX_BYTES",
+    "CHAT_MAX_GROUP_MEMBERS",
+    "CHAT_MAX_DEVICES",
+    "CHAT_PROVISION_WAIT_SECS",
+    "CHAT_MAX_PROVISIONING",
+    "CHAT_PROVISIONING_PER_ADDRESS",
+    "CHAT_RETENTION_DAYS",
+    "CHAT_ADMIN_LISTEN",
+    "CHAT_METRICS_PUBLIC",
+];
+
 /// A string that may hold a password: shown as `[redacted]` by `Debug`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -441,6 +468,22 @@ impl Config {
         Ok(config)
     }
 
+    /// Every setting with its default, as a TOML file would set it, and
+    /// the environment variables: `chat-server --help` shows it all.
+    pub fn help_text() -> String {
+        let defaults = toml::to_string(&Config::default())
+            .unwrap_or_else(|e| format!("(the defaults did not render: {e})\n"));
+        format!(
+            "Settings come from the defaults, then --config FILE (TOML), then CHAT_* \
+             environment variables, then flags. Every setting, with its default:\n\n{defaults}\n\
+             Unset by default: postgres.url, media_dir, admin_listen, cluster.nats_url, \
+             cluster.nats_user, cluster.nats_password, cluster.nats_nkey_seed, \
+             cluster.nats_ca_file, cluster.nats_client_cert, cluster.nats_client_key.\n\n\
+             Environment: {}.\n\nSee docs/DEPLOY.md for what each one is for.",
+            ENV_VARS.join(", ")
+        )
+    }
+
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -453,10 +496,7 @@ impl Config {
         })
     }
 
-    /// Applies `CHAT_LISTEN`, `CHAT_DATA_DIR`, `CHAT_STORAGE`,
-    /// `CHAT_POSTGRES_URL`, `CHAT_POSTGRES_POOL_SIZE`, `CHAT_MEDIA_DIR`, `CHAT_NATS_URL`, `CHAT_MAX_CONNECTIONS`,
-    /// `CHAT_MEDIA_MAX_BYTES`, `CHAT_MAX_GROUP_MEMBERS`, `CHAT_RETENTION_DAYS`,
-    /// `CHAT_ADMIN_LISTEN`, `CHAT_METRICS_PUBLIC` from `vars`.
+    /// Applies the variables of [`ENV_VARS`] found in `vars`.
     pub fn apply_env(
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -502,5 +542,55 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variable `--help` lists is one `apply_env` reads.
+    #[test]
+    fn every_listed_variable_is_read() {
+        for name in ENV_VARS {
+            let value = match *name {
+                "CHAT_LISTEN" | "CHAT_ADMIN_LISTEN" => "127.0.0.1:1",
+                "CHAT_STORAGE" => "postgres",
+                "CHAT_NATS_TLS" | "CHAT_INSECURE_NATS" | "CHAT_METRICS_PUBLIC" => "true",
+                n if n.ends_with("_URL")
+                    || n.ends_with("_DIR")
+                    || n.ends_with("_FILE")
+                    || n.contains("NATS_") =>
+                {
+                    "x"
+                }
+                _ => "7",
+            };
+            let mut c = Config::default();
+            assert!(
+                c.apply_env([((*name).to_owned(), value.to_owned())])
+                    .is_ok(),
+                "{name}"
+            );
+            assert_ne!(c, Config::default(), "{name} changed nothing");
+        }
+    }
+
+    #[test]
+    fn the_help_shows_every_table_and_setting() {
+        let help = Config::help_text();
+        for key in [
+            "max_provisioning",
+            "provisioning_per_address",
+            "metrics_public = false",
+            "[cluster]",
+            "insecure_nats",
+            "[limits]",
+            "messages_per_second",
+            "[argon2]",
+            "CHAT_NATS_PASSWORD",
+        ] {
+            assert!(help.contains(key), "{key} missing from:\n{help}");
+        }
     }
 }

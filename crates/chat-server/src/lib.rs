@@ -27,6 +27,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod hub;
 pub mod metrics;
 mod presence;
@@ -137,7 +138,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .media_dir
         .clone()
         .unwrap_or_else(|| config.data_dir.join("media"));
-    std::fs::create_dir_all(&media_dir).map_err(StartError::Media)?;
+    files::private_dir(&media_dir).map_err(StartError::Media)?;
     remove_partial_uploads(&media_dir);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

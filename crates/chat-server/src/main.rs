@@ -16,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The e2ee-chat relay server (stores ciphertext only).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_long_help = Config::help_text())]
 struct Args {
     /// TOML configuration file.
     #[arg(long, short)]
@@ -49,8 +49,13 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
+    // Colour only for a person at a terminal, and never under NO_COLOR
+    // (https://no-color.org): a log file gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

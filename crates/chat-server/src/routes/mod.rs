@@ -175,6 +175,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/devices/{device_id}", delete(devices::remove))
         .route("/api/provisioning/{address}", put(devices::provision))
         .route("/health", get(health))
+        .route("/health/ready", get(ready))
         .route("/ws", get(crate::ws::upgrade))
         .route("/ws/provision", get(crate::provision::upgrade))
         .layer(DefaultBodyLimit::max(JSON_BODY_MAX))
@@ -206,6 +207,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub fn admin_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
@@ -216,6 +218,35 @@ async fn health() -> axum::Json<Health> {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
     })
+}
+
+/// Most a readiness check waits for the database.
+const READY_WAIT: Duration = Duration::from_secs(2);
+
+/// `GET /health/ready`: 200 when this node can serve (its database
+/// answers, and NATS is connected in a cluster), else 503 saying what is
+/// missing. `/health` stays the cheap liveness check.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let db = matches!(
+        tokio::time::timeout(READY_WAIT, state.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let nats = state.cluster.as_ref().is_none_or(|c| c.connected());
+    let body = axum::Json(serde_json::json!({
+        "status": if db && nats { "ready" } else { "unavailable" },
+        "database": if db { "ok" } else { "unreachable" },
+        "nats": match &state.cluster {
+            None => "not used",
+            Some(_) if nats => "ok",
+            Some(_) => "unreachable",
+        },
+    }));
+    let status = if db && nats {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {

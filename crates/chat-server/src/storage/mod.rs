@@ -489,6 +489,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn presence_visible(&self, user_id: &str) -> StoreResult<Vec<String>>;
     /// Pending deliveries across all users.
     async fn queue_depth(&self) -> StoreResult<u64>;
+    /// Answers a trivial query (readiness: the database is there).
+    async fn ping(&self) -> StoreResult<()>;
     /// Drops undelivered messages older than `cutoff` and tokens idle since
     /// before `token_cutoff`; returns how many messages went.
     async fn purge(&self, cutoff: i64, token_cutoff: i64) -> StoreResult<u64>;

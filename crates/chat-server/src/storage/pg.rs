@@ -466,6 +466,10 @@ impl Storage for PgStorage {
         relay::user_ids(&self.client().await?, PRESENCE_VISIBLE, user_id).await
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        one(&self.client().await?, "SELECT 1", &[]).await.map(drop)
+    }
+
     async fn queue_depth(&self) -> StoreResult<u64> {
         let r = one(
             &self.client().await?,

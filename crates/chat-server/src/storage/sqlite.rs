@@ -48,8 +48,9 @@ impl SqliteStorage {
     /// Opens (or creates) `dir/chat.db`, applies the schema and starts the
     /// writer thread.
     pub fn open(dir: &Path, sync_full: bool, metrics: Arc<Metrics>) -> StoreResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.to_string()))?;
+        crate::files::private_dir(dir).map_err(|e| StoreError::Database(e.to_string()))?;
         let path = dir.join("chat.db");
+        crate::files::private_file(&path).map_err(|e| StoreError::Database(e.to_string()))?;
         let conn = open(&path, sync_full)?;
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
@@ -486,6 +487,12 @@ impl Storage for SqliteStorage {
 
     async fn presence_visible(&self, user_id: &str) -> StoreResult<Vec<String>> {
         self.user_ids(PRESENCE_VISIBLE, user_id).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .map(drop)
     }
 
     async fn queue_depth(&self) -> StoreResult<u64> {

@@ -228,3 +228,35 @@ async fn a_full_disk_is_a_clear_error_and_corrupts_nothing() {
     signal(&child, "TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }
+
+/// A log written to a pipe or a file is plain text: colour is for a
+/// terminal (and never under `NO_COLOR`).
+#[test]
+fn logs_to_a_pipe_carry_no_colour() {
+    if crate::support::sqlite_only("the log of a process on its own data folder") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Proc(
+        Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let logs = child.0.stderr.take().unwrap();
+    let mut lines = BufReader::new(logs).lines();
+    let line = lines
+        .find(|l| l.as_ref().is_ok_and(|l| l.contains("listening")))
+        .expect("a listening line")
+        .unwrap();
+    assert!(
+        !line.contains('\u{1b}'),
+        "ANSI escapes in a piped log: {line:?}"
+    );
+    drop(child);
+}

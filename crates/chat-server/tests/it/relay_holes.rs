@@ -627,3 +627,76 @@ async fn the_last_device_is_never_removed_and_an_account_without_one_recovers() 
     let (_, d) = s.call("GET", "/api/devices", Some(&pending), None).await;
     assert_eq!(d["devices"][0]["deviceId"], 1, "{d}");
 }
+
+/// Load balancers ask `/health/ready`: 503 while the database is gone,
+/// though the process lives (`/health`).
+#[tokio::test]
+async fn readiness_says_503_while_the_database_is_unreachable() {
+    let s = TestServer::start().await;
+    let (st, body) = s.call("GET", "/health/ready", None, None).await;
+    assert_eq!(
+        (st, body["status"].as_str()),
+        (200, Some("ready")),
+        "{body}"
+    );
+    let Some(url) = s
+        .config
+        .postgres
+        .url
+        .clone()
+        .filter(|_| crate::support::on_postgres())
+    else {
+        eprintln!("the database outage half runs on PostgreSQL");
+        return;
+    };
+    // The server's database disappears under it.
+    let name = url
+        .expose()
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("dbname="))
+        .unwrap()
+        .to_owned();
+    let base = std::env::var("CHAT_TEST_POSTGRES_URL").unwrap();
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{base} dbname=postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = task.await;
+    let (st, body) = s.call("GET", "/health/ready", None, None).await;
+    assert_eq!(st, 503, "{body}");
+    assert_eq!(body["database"], "unreachable", "{body}");
+    assert_eq!(
+        s.status("GET", "/health", None, None).await,
+        200,
+        "liveness stays cheap"
+    );
+}
+
+/// The database holds password hashes: the operator's alone, whatever
+/// the umask.
+#[tokio::test]
+async fn server_data_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = TestServer::start().await;
+    let _ = s.register("bob").await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let media = s.config.data_dir.join("media");
+    assert_eq!(mode(&media), 0o700);
+    if crate::support::sqlite_only("the database file's mode") {
+        return;
+    }
+    assert_eq!(mode(&s.config.data_dir), 0o700);
+    for f in ["chat.db", "chat.db-wal"] {
+        let p = s.config.data_dir.join(f);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{f}");
+        }
+    }
+    assert!(s.config.data_dir.join("chat.db").exists());
+}
