@@ -153,7 +153,9 @@ impl Metrics {
     }
 
     /// A connection closed by the server, for `reason` (the close reasons
-    /// of docs/API.md, plus `limit`, `header_timeout`).
+    /// of docs/API.md, plus `limit`, `header_timeout` for a request head
+    /// that never came, `keepalive_idle` for a kept-alive connection that
+    /// sent no next request).
     pub fn connection_closed(&self, reason: &str) {
         self.closed.with_label_values(&[reason]).inc();
     }

@@ -16,6 +16,7 @@
 //! `unavailable` and is closed without reading anything.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -81,7 +82,12 @@ pub(crate) async fn run(
         let app = app.clone();
         let mut stop = stop.clone();
         let metrics = state.metrics.clone();
+        // Whether a request was served: the header timer also ends an idle
+        // keep-alive connection between requests, which is no attack.
+        let served = Arc::new(AtomicBool::new(false));
+        let seen = served.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(slot.clone());
             // A router is always ready; its future owns what it needs.
@@ -100,7 +106,11 @@ pub(crate) async fn run(
                 r = conn.as_mut() => {
                     if let Err(e) = r {
                         if e.is_timeout() {
-                            metrics.connection_closed("header_timeout");
+                            metrics.connection_closed(if served.load(Ordering::Relaxed) {
+                                "keepalive_idle"
+                            } else {
+                                "header_timeout"
+                            });
                         }
                         tracing::debug!(error = %e, %peer, "connection ended");
                     }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -16,7 +16,7 @@ use chat_proto::validate;
 use e2ee_core::IdentityPublic;
 use serde::Deserialize;
 
-use super::{Json, Path};
+use super::{Json, Path, Query};
 use crate::auth::{self, AuthUser, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

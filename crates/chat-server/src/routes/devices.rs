@@ -6,6 +6,8 @@
 //! deletes its queue with its tokens and keys.
 
 use std::net::SocketAddr;
+
+use base64::Engine as _;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
@@ -54,7 +56,12 @@ pub(super) async fn link_token(
     State(state): State<Arc<AppState>>,
     me: AuthUser,
 ) -> ApiResult<(StatusCode, axum::Json<LinkToken>)> {
-    state.limit(&state.limits.login_per_account, &me.user.id)?;
+    // The account's login budget (docs/API.md): keyed as a password
+    // login to the account is, so the two share it.
+    state.limit(
+        &state.limits.login_per_account,
+        &validate::canonical_username(&me.user.username),
+    )?;
     let token = auth::new_token();
     let wait_ms = i64::try_from(state.config.provision_wait_secs)
         .unwrap_or(i64::MAX / 2_000)
@@ -93,6 +100,12 @@ pub(super) async fn provision(
     }
     if req.sealed.is_empty() {
         return Err(ApiError::bad_request("sealed is empty"));
+    }
+    if base64::engine::general_purpose::STANDARD
+        .decode(&req.sealed)
+        .is_err()
+    {
+        return Err(ApiError::bad_request("sealed must be standard base64"));
     }
     if state.provisioning.deliver(&address, req.sealed) {
         Ok(StatusCode::NO_CONTENT)

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -19,7 +19,7 @@ use e2ee_core::membership::{ChangeAction, ChangeRecord, MemberRole, Membership};
 use e2ee_core::{IdentityPublic, MembershipError};
 use serde::Deserialize;
 
-use super::{Json, Path};
+use super::{Json, Path, Query};
 use crate::auth::{AuthUser, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::relay::member_role;
@@ -77,6 +77,10 @@ fn refused(e: MembershipError) -> ApiError {
         ),
         MembershipError::NotAllowed { .. } | MembershipError::NotAMember { .. } => {
             ApiError::forbidden(format!("the change is not allowed: {e}"))
+        }
+        // Well formed, but not signed by who it names (docs/API.md: 403).
+        MembershipError::BadSignature { .. } | MembershipError::UntrustedSigner { .. } => {
+            ApiError::forbidden(format!("the change is not validly signed: {e}"))
         }
         other => ApiError::bad_request(format!("invalid change record: {other}")),
     }
@@ -193,6 +197,16 @@ pub(super) async fn post(
         };
         member_role(&state, &group_id, &me.user.id).await?;
         let mut m = Membership::from_chain(&chain, &|_, _| true).map_err(refused)?;
+        // Adding a member who is one already: 409 (docs/API.md), not the
+        // 403 of a change the signer may not make.
+        if let ChangeAction::Add { user, .. } = &record.action
+            && m.members().contains_key(user)
+        {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "already a member: change roles with a setRole record",
+            ));
+        }
         m.apply(&record, &is_mine).map_err(refused)?;
         if !matches!(record.action, ChangeAction::Leave) {
             state.limit(&state.limits.membership, &me.user.id)?;

@@ -120,6 +120,31 @@ where
     }
 }
 
+/// A query string whose rejection (`?after=abc`, a number out of range) is
+/// our JSON error body, not axum's plain text.
+pub struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "bad query: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
 /// The whole HTTP surface.
 pub fn router(state: Arc<AppState>) -> Router {
     let media_limit = usize::try_from(state.config.media_max_bytes).unwrap_or(usize::MAX);

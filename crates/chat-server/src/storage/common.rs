@@ -53,6 +53,13 @@ pub(super) fn check_copies(
             Some(_) => {}
         }
     }
+    // Sorted by (user, device), as docs/API.md promises, whatever order
+    // the frame listed them in.
+    let by_device = |a: &DeviceRef, b: &DeviceRef| {
+        (a.user_id.as_str(), a.device_id).cmp(&(b.user_id.as_str(), b.device_id))
+    };
+    mismatch.extra.sort_by(by_device);
+    mismatch.stale.sort_by(by_device);
     mismatch.missing = need
         .iter()
         .filter(|(k, _)| !seen.contains(*k))

@@ -256,7 +256,21 @@ impl Storage for SqliteStorage {
     }
 
     async fn link_device(&self, link: NewLink) -> StoreResult<Option<(User, u32)>> {
-        self.write(move |c| devices::link(c, &link)).await
+        let hash = link.link_hash.clone();
+        match self.write(move |c| devices::link(c, &link)).await {
+            // The token is spent even when the account is full (as on
+            // PostgreSQL, and as docs/API.md says): the refused job rolled
+            // its deletion back, so it goes now.
+            Err(StoreError::Conflict("devices")) => {
+                self.write(move |c| {
+                    c.execute("DELETE FROM link_tokens WHERE hash = ?1", [&hash])?;
+                    Ok(())
+                })
+                .await?;
+                Err(StoreError::Conflict("devices"))
+            }
+            other => other,
+        }
     }
 
     async fn remove_device(

@@ -23,6 +23,7 @@ mod hostile;
 mod limits;
 mod media;
 mod metrics;
+mod operator;
 mod pg_sequence;
 mod pq_prekeys;
 mod relay;

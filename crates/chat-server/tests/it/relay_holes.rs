@@ -88,41 +88,6 @@ async fn resets_mid_upgrade_leak_no_linking_place_and_one_address_cannot_take_th
 }
 
 #[tokio::test]
-async fn the_refusal_beyond_max_connections_is_a_well_formed_503() {
-    let s = TestServer::with(|c| c.max_connections = 1).await;
-    let addr = s.server.as_ref().unwrap().addr();
-    let _hold = TcpStream::connect(addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut next = TcpStream::connect(addr).await.unwrap();
-    let mut raw = Vec::new();
-    use tokio::io::AsyncReadExt;
-    let _ = tokio::time::timeout(Duration::from_secs(5), next.read_to_end(&mut raw)).await;
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
-    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .expect("a content-length")
-        .parse()
-        .unwrap();
-    assert_eq!(
-        length,
-        body.len(),
-        "content-length must match the body: {raw}"
-    );
-    let body: serde_json::Value = serde_json::from_str(body).unwrap();
-    assert_eq!(body["error"]["code"], "unavailable");
-}
-
-#[tokio::test]
-async fn metrics_are_not_public_by_default() {
-    // The test configuration keeps the default.
-    let s = TestServer::start().await;
-    assert_eq!(s.status("GET", "/metrics", None, None).await, 404);
-}
-
-#[tokio::test]
 async fn removing_a_device_revokes_the_link_tokens_it_made() {
     let s = TestServer::start().await;
     let bob = s.register("bob").await;
@@ -286,7 +251,7 @@ async fn one_bad_message_fails_only_itself() {
 }
 
 /// Bob registered on his phone and uploaded keys.
-async fn with_keys(
+pub(crate) async fn with_keys(
     s: &TestServer,
     name: &str,
 ) -> (chat_proto::rest::AuthResponse, IdentityKeyPair) {
@@ -304,7 +269,7 @@ async fn with_keys(
     (a, identity)
 }
 
-fn login_body(name: &str) -> serde_json::Value {
+pub(crate) fn login_body(name: &str) -> serde_json::Value {
     json!({"username": name, "password": "secret-pw"})
 }
 
@@ -532,171 +497,4 @@ async fn a_device_whose_keys_the_identity_did_not_sign_is_refused() {
         .await;
     assert_eq!(st, 200, "{bundles}");
     assert_eq!(bundles["bundles"].as_array().unwrap().len(), 1, "{bundles}");
-}
-
-/// Whoever can publish to NATS pushes frames and closes to every node: a
-/// cluster refuses to start without NATS credentials unless told the NATS
-/// is private (`insecure_nats`). Checked before any connection is tried.
-#[tokio::test]
-async fn a_cluster_without_nats_authentication_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = chat_server::Config::for_tests(dir.path());
-    config.cluster.nats_url = Some("nats://127.0.0.1:4222".into());
-    let err = chat_server::start(config.clone())
-        .await
-        .err()
-        .expect("refused");
-    assert!(err.to_string().contains("authenticates to NATS"), "{err}");
-    // Credentials (here in the URL) or the explicit flag pass this check
-    // (and meet the next: a cluster needs PostgreSQL).
-    for c in [
-        {
-            let mut c = config.clone();
-            c.cluster.nats_url = Some("nats://chat:pw@127.0.0.1:4222".into());
-            c
-        },
-        {
-            let mut c = config.clone();
-            c.cluster.insecure_nats = true;
-            c
-        },
-    ] {
-        if c.storage != chat_server::config::StorageKind::Sqlite {
-            continue;
-        }
-        let err = chat_server::start(c).await.err().expect("refused");
-        assert!(err.to_string().contains("postgres"), "{err}");
-    }
-    // And the password never shows in what the configuration prints.
-    config.cluster.nats_url = Some("nats://chat:hunter2@10.0.0.1:4222".into());
-    assert!(!format!("{config:?}").contains("hunter2"));
-}
-
-/// An account nobody can message is not a state a removal leaves; one
-/// left that way (by an older server) recovers by a login that replaces
-/// the keys.
-#[tokio::test]
-async fn the_last_device_is_never_removed_and_an_account_without_one_recovers() {
-    let s = TestServer::start().await;
-    let (bob, _) = with_keys(&s, "bob").await;
-    let (st, body) = s
-        .call("DELETE", "/api/devices/1", Some(&bob.token), None)
-        .await;
-    assert_eq!(st, 409, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("only device"),
-        "{body}"
-    );
-    let (_, d) = s.call("GET", "/api/devices", Some(&bob.token), None).await;
-    assert_eq!(d["devices"].as_array().unwrap().len(), 1, "{d}");
-    // With a second device, either may go.
-    let link = link_token(&s, &bob.token).await;
-    let (st, _) = register_device(&s, &link, "tablet").await;
-    assert_eq!(st, 201);
-    assert_eq!(
-        s.status("DELETE", "/api/devices/2", Some(&bob.token), None)
-            .await,
-        204
-    );
-
-    // An account with no device at all (as an older server could leave
-    // one): a password login is the replacement, and it recovers.
-    let gone = s
-        .scalar(
-            "DELETE FROM devices WHERE user_id = $1 RETURNING device_id",
-            &[&bob.user.id],
-        )
-        .await;
-    assert_eq!(gone, 1);
-    let (st, body) = s
-        .call("POST", "/api/auth/login", None, Some(login_body("bob")))
-        .await;
-    assert_eq!(st, 200, "{body}");
-    assert!(body.get("deviceId").is_none(), "a replacing login: {body}");
-    let pending = body["token"].as_str().unwrap().to_owned();
-    let mut up = key_upload(&IdentityKeyPair::generate(&mut rand_core::OsRng));
-    up["replaceDevices"] = true.into();
-    assert_eq!(
-        s.status("POST", "/api/users/prekeys", Some(&pending), Some(up))
-            .await,
-        200
-    );
-    let (_, d) = s.call("GET", "/api/devices", Some(&pending), None).await;
-    assert_eq!(d["devices"][0]["deviceId"], 1, "{d}");
-}
-
-/// Load balancers ask `/health/ready`: 503 while the database is gone,
-/// though the process lives (`/health`).
-#[tokio::test]
-async fn readiness_says_503_while_the_database_is_unreachable() {
-    let s = TestServer::start().await;
-    let (st, body) = s.call("GET", "/health/ready", None, None).await;
-    assert_eq!(
-        (st, body["status"].as_str()),
-        (200, Some("ready")),
-        "{body}"
-    );
-    let Some(url) = s
-        .config
-        .postgres
-        .url
-        .clone()
-        .filter(|_| crate::support::on_postgres())
-    else {
-        eprintln!("the database outage half runs on PostgreSQL");
-        return;
-    };
-    // The server's database disappears under it.
-    let name = url
-        .expose()
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("dbname="))
-        .unwrap()
-        .to_owned();
-    let base = std::env::var("CHAT_TEST_POSTGRES_URL").unwrap();
-    let (client, conn) =
-        tokio_postgres::connect(&format!("{base} dbname=postgres"), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    let task = tokio::spawn(conn);
-    client
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await
-        .unwrap();
-    drop(client);
-    let _ = task.await;
-    let (st, body) = s.call("GET", "/health/ready", None, None).await;
-    assert_eq!(st, 503, "{body}");
-    assert_eq!(body["database"], "unreachable", "{body}");
-    assert_eq!(
-        s.status("GET", "/health", None, None).await,
-        200,
-        "liveness stays cheap"
-    );
-}
-
-/// The database holds password hashes: the operator's alone, whatever
-/// the umask.
-#[tokio::test]
-async fn server_data_files_are_private() {
-    use std::os::unix::fs::PermissionsExt;
-    let s = TestServer::start().await;
-    let _ = s.register("bob").await;
-    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    let media = s.config.data_dir.join("media");
-    assert_eq!(mode(&media), 0o700);
-    if crate::support::sqlite_only("the database file's mode") {
-        return;
-    }
-    assert_eq!(mode(&s.config.data_dir), 0o700);
-    for f in ["chat.db", "chat.db-wal"] {
-        let p = s.config.data_dir.join(f);
-        if p.exists() {
-            assert_eq!(mode(&p), 0o600, "{f}");
-        }
-    }
-    assert!(s.config.data_dir.join("chat.db").exists());
 }

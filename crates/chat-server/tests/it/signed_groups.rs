@@ -304,8 +304,8 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
         return;
     }
     let mut s = TestServer::start().await;
-    let alice = person(&s, "alice", 1).await;
-    let bob = person(&s, "bob", 2).await;
+    let mut alice = person(&s, "alice", 1).await;
+    let mut bob = person(&s, "bob", 2).await;
     let group = v1_group(&s, &alice, &bob).await;
     let mut ws = s.connect(alice.token()).await;
     let (id, frame) = crate::support::message(&bob.auth.user.id, "E2EE:AQID");
@@ -343,7 +343,9 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
         vec![id]
     );
     // Both still log in, as device 1 (which holds the identity).
-    for (name, who) in [("alice", &alice), ("bob", &bob)] {
+    // (A device logging in again is that device's one login: the token
+    // it gets replaces the one it had.)
+    for (name, who) in [("alice", &mut alice), ("bob", &mut bob)] {
         let at = chat_server::auth::now_ms();
         let message = chat_proto::devices::device_login_message(&who.auth.user.id, 1, at);
         let proof = json!({"deviceId": 1, "signedAt": at,
@@ -358,6 +360,7 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
             .await;
         assert_eq!(st, 200, "{name}: {body}");
         assert_eq!(body["deviceId"], 1);
+        who.auth.token = body["token"].as_str().unwrap().to_owned();
     }
     // Every account is device 1, and its old token is device 1's.
     let (st, d) = s
