@@ -201,6 +201,7 @@ pub(super) async fn post(
         // 403 of a change the signer may not make.
         if let ChangeAction::Add { user, .. } = &record.action
             && m.members().contains_key(user)
+            && record.verify_signature().is_ok()
         {
             return Err(ApiError::new(
                 ErrorCode::Conflict,

@@ -130,6 +130,34 @@ async fn a_signed_group_changes_only_by_records_on_its_head() {
     let (st, body) = post(&s, &bob, &group, &by_bob).await;
     assert_eq!(st, 403, "{body}");
 
+    // Adding a member again is a conflict (409), not a forbidden change.
+    let again = ChangeRecord::sign(
+        &alice.key,
+        alice.id(),
+        gid(&group),
+        Some(&create),
+        ChangeAction::Add {
+            user: bob.id(),
+            role: MemberRole::Member,
+        },
+    )
+    .unwrap();
+    let (st, body) = post(&s, &alice, &group, &again).await;
+    assert_eq!(st, 409, "{body}");
+    // A record whose signature does not verify: 403.
+    let mut tampered = again.to_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let (st, body) = s
+        .call(
+            "POST",
+            &format!("/api/groups/{group}/changes"),
+            Some(alice.token()),
+            Some(json!({"record": STANDARD.encode(&tampered)})),
+        )
+        .await;
+    assert_eq!(st, 403, "{body}");
+
     // Bob cannot pass off a record signed with another key as his.
     let forged = ChangeRecord::sign(
         &carol.key,
