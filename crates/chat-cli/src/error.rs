@@ -157,7 +157,11 @@ impl CliError {
             CliError::Client(ClientError::MessageTooLarge { .. }) => {
                 Some("send long text as a file: `{chat} send USER --file notes.txt`")
             }
-            CliError::Client(ClientError::Transport(t)) if t.is_transient() => Some(
+            // Only when it could not be reached: a server that answered
+            // "unavailable" or "slow down" said why in its own words.
+            CliError::Client(ClientError::Transport(
+                TransportError::Network(_) | TransportError::NotConnected,
+            )) => Some(
                 "is the server at {server} running? (`chat server` starts one on 127.0.0.1:8787)",
             ),
             _ => None,

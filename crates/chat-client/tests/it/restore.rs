@@ -114,7 +114,8 @@ async fn a_restored_backup_never_reuses_a_message_key_and_the_conversation_goes_
     drop(alice);
 
     restore_as_alice(&net, &backup).await;
-    let mut alice = Party::reopen(&net, "alice").await;
+    // A restored store is logged out: it logs in as its device again.
+    let mut alice = Party::login_again(&net, "alice").await;
     assert_eq!(alice.id, alice_id);
 
     alice
@@ -183,7 +184,7 @@ async fn after_a_restore_every_pq_prekey_the_server_hands_out_is_in_the_store() 
     drop(alice);
 
     restore_as_alice(&net, &backup).await;
-    let alice = Party::reopen(&net, "alice").await;
+    let alice = Party::login_again(&net, "alice").await;
     alice.client.close().await;
     drop(alice);
 

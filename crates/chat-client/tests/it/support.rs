@@ -119,6 +119,22 @@ impl Party {
     }
 
     /// Reopens a user's store with a fresh client and connects.
+    /// A store that is logged out (a restored backup) logs in again with
+    /// the password (and its device proof) and connects.
+    pub async fn login_again(net: &Net, name: &str) -> Party {
+        let client = net.client_with(name, |b| b).await;
+        let events: Events = Box::pin(client.events());
+        client.login(name, "password1").await.unwrap();
+        client.wait_connected().await.unwrap();
+        let id = client.account().unwrap().user_id;
+        Party {
+            client,
+            events,
+            id,
+            name: name.to_owned(),
+        }
+    }
+
     pub async fn reopen(net: &Net, name: &str) -> Party {
         Self::reopen_with(net, name, |b| b).await
     }
@@ -255,19 +271,32 @@ pub async fn link(net: &Net, owner: &Party, name: &str) -> Party {
     }
 }
 
-/// A REST client logged in as `username`'s device (password "password1",
-/// and the proof its store signs: a password alone takes no device).
+/// A REST client with `username`'s device login: the token its store
+/// keeps (a new login would be that device's one login and stop the
+/// client's), or, for a store logged out, a login with the proof its store
+/// signs (a password alone takes no device).
 pub async fn login_as(
     net: &Net,
     username: &str,
 ) -> (chat_transport::RestClient, chat_proto::rest::AuthResponse) {
     use base64::Engine as _;
     let mut store = net.open_store(username);
-    let (identity, account, device_id) = store
-        .read(|tx| Ok((tx.identity()?, tx.account()?, tx.device_id()?)))
+    let (identity, account, device_id, token) = store
+        .read(|tx| Ok((tx.identity()?, tx.account()?, tx.device_id()?, tx.token()?)))
         .unwrap();
     drop(store);
     let (identity, account) = (identity.unwrap(), account.unwrap());
+    let rest = chat_transport::RestClient::new(&net.url).unwrap();
+    if let Some(token) = token {
+        rest.set_token(Some(token.clone()));
+        let user = rest.user(&account.user_id).await.unwrap();
+        let auth = chat_proto::rest::AuthResponse {
+            user,
+            token: token.to_string(),
+            device_id: Some(device_id),
+        };
+        return (rest, auth);
+    }
     let signed_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -283,7 +312,6 @@ pub async fn login_as(
         }),
         replace_devices: false,
     };
-    let rest = chat_transport::RestClient::new(&net.url).unwrap();
     let auth = rest.login_with(&request).await.unwrap();
     (rest, auth)
 }

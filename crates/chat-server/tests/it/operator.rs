@@ -327,3 +327,22 @@ async fn the_refusal_beyond_max_connections_is_a_well_formed_503() {
     let body: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(body["error"]["code"], "unavailable");
 }
+
+/// A frame over 1 KiB on the provisioning socket is closed with a code
+/// (1009), as on `/ws`, not dropped without one.
+#[tokio::test]
+async fn an_oversized_frame_on_the_provisioning_socket_is_closed_with_1009() {
+    use futures_util::SinkExt;
+    let s = TestServer::start().await;
+    let (mut socket, _) = crate::devices::provisioning_socket(&s).await;
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            "x".repeat(2048).into(),
+        ))
+        .await
+        .unwrap();
+    let close = crate::devices::next_text(&mut socket)
+        .await
+        .unwrap_or_default();
+    assert!(close.starts_with("close 1009"), "{close:?}");
+}
