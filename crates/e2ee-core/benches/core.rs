@@ -358,6 +358,21 @@ fn calibration(c: &mut Criterion) {
     c.bench_function("calibration_ed25519_verify", |bench| {
         bench.iter(|| black_box(id.public().verify(black_box(&MSG), &sig)))
     });
+    // What the server does per PQ prekey of an upload (version 2.3): decode
+    // and check the ML-KEM key, verify its signature under the identity.
+    let pq = PqPreKeyPair::generate(&mut rng, &id, 7).public();
+    let (bytes, identity) = (pq.key.as_bytes().to_vec(), id.public());
+    c.bench_function("server_pq_prekey_check", |bench| {
+        bench.iter(|| {
+            let key = e2ee_core::KemPublicKey::from_bytes(black_box(&bytes)).unwrap();
+            let public = e2ee_core::PqPreKeyPublic {
+                id: 7,
+                key,
+                signature: pq.signature,
+            };
+            black_box(public.verify(&identity))
+        })
+    });
 }
 
 /// The message cipher alone (HKDF to key and nonce, XSalsa20-Poly1305

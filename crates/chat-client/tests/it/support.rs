@@ -125,14 +125,7 @@ impl Party {
         let client = net.client_with(name, |b| b).await;
         let events: Events = Box::pin(client.events());
         client.login(name, "password1").await.unwrap();
-        client.wait_connected().await.unwrap();
-        let id = client.account().unwrap().user_id;
-        Party {
-            client,
-            events,
-            id,
-            name: name.to_owned(),
-        }
+        Self::connected(client, events, name).await
     }
 
     pub async fn reopen(net: &Net, name: &str) -> Party {
@@ -147,6 +140,10 @@ impl Party {
         let client = net.client_with(name, f).await;
         let events: Events = Box::pin(client.events());
         client.connect().await.unwrap();
+        Self::connected(client, events, name).await
+    }
+
+    async fn connected(client: Client, events: Events, name: &str) -> Party {
         client.wait_connected().await.unwrap();
         let id = client.account().unwrap().user_id;
         Party {

@@ -95,55 +95,46 @@ async fn deadline(State(state): State<Arc<AppState>>, req: Request, next: Next) 
     }
 }
 
-/// Path parameters whose rejection (a segment that is not UTF-8, a missing
-/// one) is our JSON error body, not axum's plain text.
-pub struct Path<T>(pub T);
+/// An axum extractor whose rejection is our JSON error body (400, with
+/// `$what` and axum's explanation), not axum's plain text.
+macro_rules! json_rejecting {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        pub struct $name<T>(pub T);
 
-impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
+        impl<T, S> axum::extract::FromRequestParts<S> for $name<T>
+        where
+            T: DeserializeOwned + Send,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, ApiError> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(v)) => Ok(Path(v)),
-            Err(e) => Err(ApiError::bad_request(format!(
-                "bad path: {}",
-                e.body_text()
-            ))),
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                state: &S,
+            ) -> Result<Self, ApiError> {
+                match axum::extract::$name::<T>::from_request_parts(parts, state).await {
+                    Ok(axum::extract::$name(v)) => Ok($name(v)),
+                    Err(e) => Err(ApiError::bad_request(format!(
+                        concat!($what, ": {}"),
+                        e.body_text()
+                    ))),
+                }
+            }
         }
-    }
+    };
 }
 
-/// A query string whose rejection (`?after=abc`, a number out of range) is
-/// our JSON error body, not axum's plain text.
-pub struct Query<T>(pub T);
-
-impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, ApiError> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(e) => Err(ApiError::bad_request(format!(
-                "bad query: {}",
-                e.body_text()
-            ))),
-        }
-    }
-}
+json_rejecting!(
+    /// Path parameters (a segment that is not UTF-8, a missing one).
+    Path,
+    "bad path"
+);
+json_rejecting!(
+    /// A query string (`?after=abc`, a number out of range).
+    Query,
+    "bad query"
+);
 
 /// The whole HTTP surface.
 pub fn router(state: Arc<AppState>) -> Router {

@@ -95,13 +95,7 @@ async fn the_last_device_is_never_removed_and_an_account_without_one_recovers() 
     assert_eq!(st, 200, "{body}");
     assert!(body.get("deviceId").is_none(), "a replacing login: {body}");
     let pending = body["token"].as_str().unwrap().to_owned();
-    let mut up = key_upload(&IdentityKeyPair::generate(&mut rand_core::OsRng));
-    up["replaceDevices"] = true.into();
-    assert_eq!(
-        s.status("POST", "/api/users/prekeys", Some(&pending), Some(up))
-            .await,
-        200
-    );
+    crate::relay_holes::replace_keys(&s, &pending).await;
     let (_, d) = s.call("GET", "/api/devices", Some(&pending), None).await;
     assert_eq!(d["devices"][0]["deviceId"], 1, "{d}");
 }

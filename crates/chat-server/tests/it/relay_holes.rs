@@ -144,50 +144,42 @@ async fn control_characters_in_names_are_a_clear_400_on_every_backend() {
         );
     };
     for bad in [nul, bell] {
-        let (st, body) = s
-            .call(
-                "POST",
+        let link = link_token(&s, &bob.token).await;
+        let verify = json!({"userId": bob.user.id, "fingerprint": bad});
+        let tries = [
+            (
+                "avatarUrl",
                 "/api/auth/register",
                 None,
-                Some(json!({"username": "eve", "password": "secret-pw", "avatarUrl": bad})),
-            )
-            .await;
-        assert_eq!(st, 400, "avatarUrl {bad:?}: {body}");
-        said(&body);
-        let (st, body) = s
-            .call(
-                "POST",
+                json!({"username": "eve", "password": "secret-pw", "avatarUrl": bad}),
+            ),
+            (
+                "group name",
                 "/api/groups",
                 Some(&bob.token),
-                Some(json!({"name": bad, "memberIds": []})),
-            )
-            .await;
-        assert_eq!(st, 400, "group name {bad:?}: {body}");
-        said(&body);
-        let (st, body) = s
-            .call(
-                "POST",
+                json!({"name": bad, "memberIds": []}),
+            ),
+            (
+                "description",
                 "/api/groups",
                 Some(&bob.token),
-                Some(json!({"name": "ok", "description": bad, "memberIds": []})),
-            )
-            .await;
-        assert_eq!(st, 400, "description {bad:?}: {body}");
-        said(&body);
-        let (st, body) = s
-            .call(
-                "POST",
-                "/api/verify-key",
-                Some(&bob.token),
-                Some(json!({"userId": bob.user.id, "fingerprint": bad})),
-            )
-            .await;
-        assert_eq!(st, 400, "fingerprint {bad:?}: {body}");
-        said(&body);
-        let link = link_token(&s, &bob.token).await;
-        let (st, body) = register_device(&s, &link, bad).await;
-        assert_eq!(st, 400, "device name {bad:?}: {body}");
-        said(&body);
+                json!({"name": "ok", "description": bad, "memberIds": []}),
+            ),
+            ("fingerprint", "/api/verify-key", Some(&bob.token), verify),
+            (
+                "device name",
+                "/api/devices",
+                None,
+                json!({"linkToken": link, "name": bad, "registrationId": 1}),
+            ),
+        ];
+        for (what, path, token, body) in tries {
+            let (st, body) = s
+                .call("POST", path, token.map(String::as_str), Some(body))
+                .await;
+            assert_eq!(st, 400, "{what} {bad:?}: {body}");
+            said(&body);
+        }
     }
     // A description may still span lines.
     let (st, body) = s
@@ -267,6 +259,16 @@ pub(crate) async fn with_keys(
         .await;
     assert_eq!(st, 200, "{body}");
     (a, identity)
+}
+
+/// A replacing login uploads a new identity with `replaceDevices`.
+pub(crate) async fn replace_keys(s: &TestServer, token: &str) {
+    let mut up = key_upload(&IdentityKeyPair::generate(&mut rand_core::OsRng));
+    up["replaceDevices"] = true.into();
+    let (st, body) = s
+        .call("POST", "/api/users/prekeys", Some(token), Some(up))
+        .await;
+    assert_eq!(st, 200, "{body}");
 }
 
 pub(crate) fn login_body(name: &str) -> serde_json::Value {
@@ -397,12 +399,7 @@ async fn a_password_alone_never_takes_an_existing_devices_queue() {
         .await;
     assert_eq!(st, 409, "{body}");
     // New keys: now it is device 1, and the old phone's login is gone.
-    let mut new_keys = key_upload(&IdentityKeyPair::generate(&mut rand_core::OsRng));
-    new_keys["replaceDevices"] = true.into();
-    let (st, body) = s
-        .call("POST", "/api/users/prekeys", Some(&pending), Some(new_keys))
-        .await;
-    assert_eq!(st, 200, "{body}");
+    replace_keys(&s, &pending).await;
     let (st, d) = s.call("GET", "/api/devices", Some(&pending), None).await;
     assert_eq!((st, d["current"].as_u64()), (200, Some(1)), "{d}");
     assert_eq!(
@@ -442,13 +439,7 @@ async fn every_device_sets_its_registration_id_and_a_replacement_changes_it() {
     b["replaceDevices"] = true.into();
     let (_, body) = s.call("POST", "/api/auth/login", None, Some(b)).await;
     let pending = body["token"].as_str().unwrap().to_owned();
-    let mut up = key_upload(&IdentityKeyPair::generate(&mut rand_core::OsRng));
-    up["replaceDevices"] = true.into();
-    assert_eq!(
-        s.status("POST", "/api/users/prekeys", Some(&pending), Some(up))
-            .await,
-        200
-    );
+    replace_keys(&s, &pending).await;
     let (_, d) = s.call("GET", "/api/devices", Some(&pending), None).await;
     assert_ne!(reg(&d), Some(4321), "{d}");
 }
