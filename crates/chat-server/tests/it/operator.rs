@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use e2ee_core::IdentityKeyPair;
 use serde_json::json;
 use tokio::net::TcpStream;
 
 use crate::devices::{link_token, register_device};
 use crate::relay_holes::{login_body, with_keys};
-use crate::support::{TestServer, key_upload};
+use crate::support::TestServer;
 
 /// Whoever can publish to NATS pushes frames and closes to every node: a
 /// cluster refuses to start without NATS credentials unless told the NATS
