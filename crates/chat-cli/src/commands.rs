@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use chat_client::{Client, Conversation, Event, Message, Status};
+use chat_client::{Client, Conversation, Event, Message};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::time::Instant;
@@ -284,13 +284,9 @@ async fn backlog(client: &Client) -> Result<Vec<Message>> {
         if c.unread == 0 {
             continue;
         }
-        let limit = u32::try_from(c.unread).unwrap_or(u32::MAX).min(1000);
-        let page = client.history(&c.conversation, None, limit).await?;
-        out.extend(
-            page.messages
-                .into_iter()
-                .filter(|m| !m.outgoing && m.status != Status::Read),
-        );
+        // The unread messages themselves: the newest N (N = the unread
+        // count) would miss one followed by our own reply.
+        out.extend(client.unread_messages(&c.conversation, 1000).await?);
     }
     out.sort_by_key(|m| m.seq);
     Ok(out)

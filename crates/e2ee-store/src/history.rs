@@ -116,6 +116,26 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The unread incoming messages of a conversation themselves, oldest
+    /// first, at most `limit`: what a person has not seen, however many
+    /// messages (their own replies included) came after.
+    pub fn unread_messages(&self, conv: &Conversation, limit: u32) -> Result<Vec<Message>> {
+        let (kind, id) = conv.parts();
+        let mut stmt = self.c().prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m
+             WHERE m.conv_kind = ?1 AND m.conv_id = ?2 AND m.outgoing = 0
+               AND m.read_at IS NULL
+             ORDER BY m.seq LIMIT ?3"
+        ))?;
+        let mut messages: Vec<Message> = stmt
+            .query_map(params![kind, id, limit], message_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        for m in &mut messages {
+            self.fill_reactions(m)?;
+        }
+        Ok(messages)
+    }
+
     /// Unread incoming messages in one conversation.
     pub fn unread(&self, conv: &Conversation) -> Result<u64> {
         let (kind, id) = conv.parts();

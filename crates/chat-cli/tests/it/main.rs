@@ -12,5 +12,6 @@ mod faults;
 mod features;
 mod hardening;
 mod papercuts;
+mod person;
 mod session;
 mod soak;

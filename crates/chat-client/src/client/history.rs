@@ -38,6 +38,15 @@ impl Client {
             .await
     }
 
+    /// The unread incoming messages of a conversation, oldest first (at
+    /// most `limit`), however many messages came after them.
+    pub async fn unread_messages(&self, conv: &Conversation, limit: u32) -> Result<Vec<Message>> {
+        let c = conv.clone();
+        self.inner
+            .db(move |s| s.read(|tx| tx.unread_messages(&c, limit)))
+            .await
+    }
+
     /// Conversations with their newest message and unread count.
     pub async fn conversations(&self) -> Result<Vec<ConversationSummary>> {
         self.inner.db(|s| s.read(|tx| tx.conversations())).await

@@ -1,0 +1,41 @@
+//! `chat` for a person (issue 33): nothing unread is skipped, a broken
+//! pipe is a quiet exit, arguments are checked before any prompt.
+
+use serde_json::Value;
+
+use super::session::world;
+
+fn unread(w: &super::session::World, who: &str) -> u64 {
+    w.json(who, &["conversations"])
+        .iter()
+        .find_map(|c| c.get("unread").and_then(Value::as_u64))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_message_followed_by_a_reply_is_still_shown_and_marked_read() {
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        w.ok("alice", &["send", "bob", "are you there?"]);
+        // Bob's store receives it without showing it...
+        w.ok("bob", &["sync"]);
+        assert_eq!(unread(&w, "bob"), 1);
+        // ...then Bob writes to Alice before reading (from another device,
+        // or a script): his own message is now the newest.
+        w.ok("bob", &["send", "alice", "sorry, busy today"]);
+        // `listen` shows the unread message and marks it read.
+        let got = w.json("bob", &["listen", "-n", "1", "--timeout", "10"]);
+        let texts: Vec<&str> = got
+            .iter()
+            .filter(|e| e["event"] == "message")
+            .filter_map(|e| e["text"].as_str().or_else(|| e["body"].as_str()))
+            .collect();
+        assert!(texts.contains(&"are you there?"), "{got:?}");
+        assert_eq!(unread(&w, "bob"), 0, "still unread after listen");
+    })
+    .await
+    .unwrap();
+}
