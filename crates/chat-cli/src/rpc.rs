@@ -339,9 +339,9 @@ async fn call(
                 let p = &v["params"];
                 let text = p["text"].as_str().unwrap_or_default();
                 if p["stream"] == "stderr" {
-                    eprintln!("{text}");
+                    crate::sink::err(&text);
                 } else {
-                    println!("{text}");
+                    crate::sink::out(&text);
                 }
                 continue;
             }

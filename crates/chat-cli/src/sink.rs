@@ -48,11 +48,37 @@ pub fn emit(line: Line) {
         return;
     }
     match line {
-        Line::Out(s) => println!("{s}"),
-        Line::Err(s) => eprintln!("{s}"),
-        Line::Json(v) => println!("{v}"),
+        Line::Out(s) => out(&s),
+        Line::Err(s) => err(&s),
+        Line::Json(v) => out(&v.to_string()),
     }
 }
+
+/// One line on stdout (see [`out_or_exit`]).
+pub fn out(line: &str) {
+    use std::io::Write as _;
+    out_or_exit(writeln!(std::io::stdout().lock(), "{line}"));
+}
+
+/// One line on stderr (see [`out_or_exit`]).
+pub fn err(line: &str) {
+    use std::io::Write as _;
+    out_or_exit(writeln!(std::io::stderr().lock(), "{line}"));
+}
+
+fn out_or_exit(written: std::io::Result<()>) {
+    // The reader went away (`chat safety-number bob | head -3`): stop
+    // quietly, with the status a process killed by SIGPIPE has, as `cat`
+    // does; never a panic. (The store is crash-safe: a write in progress
+    // is rolled back or kept whole.)
+    if written.is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+        std::process::exit(BROKEN_PIPE);
+    }
+}
+
+/// The exit status after a broken pipe: 128 + SIGPIPE (13), as a shell
+/// reports a process that signal ended.
+pub const BROKEN_PIPE: i32 = 141;
 
 /// `println!` for commands: see the module docs.
 #[macro_export]

@@ -39,3 +39,35 @@ async fn an_unread_message_followed_by_a_reply_is_still_shown_and_marked_read() 
     .await
     .unwrap();
 }
+
+/// `chat safety-number bob | head -3`: the reader goes away; the command
+/// stops quietly (status 141, as a process SIGPIPE ended), never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_is_a_quiet_exit() {
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
+            .env_clear()
+            .env("E2EE_CHAT_HOME", &w.home)
+            .env("E2EE_CHAT_SERVER", &w.server)
+            .env("E2EE_CHAT_PASSPHRASE", "alice store passphrase")
+            .args(["--profile", "alice", "safety-number", "bob"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `head` that read nothing: the pipe's read end closes at once.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.trim().is_empty(), "quiet: {err}");
+        assert_eq!(out.status.code(), Some(141), "{err}");
+    })
+    .await
+    .unwrap();
+}
