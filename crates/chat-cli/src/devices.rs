@@ -81,6 +81,13 @@ pub async fn devices(ctx: &Ctx, cmd: Option<DevicesCommand>) -> Result<()> {
     s.finish().await
 }
 
+fn already_linked(ctx: &Ctx) -> CliError {
+    CliError::Usage(format!(
+        "profile {:?} already has an account: link from a new profile (`chat -P NAME link`)",
+        ctx.profile.name
+    ))
+}
+
 /// Asks a yes/no question on the terminal; true only for yes.
 fn ask(question: &str) -> Result<bool> {
     print!("{question}");
@@ -113,6 +120,11 @@ pub async fn link(ctx: &Ctx, name: Option<String>, yes: bool) -> Result<()> {
         ));
     }
     if ctx.profile.has_store() {
+        // A profile that saved its server has an account: said before the
+        // passphrase is asked (link_in checks the store itself too).
+        if ctx.profile.load()?.server_url.is_some() {
+            return Err(already_linked(ctx));
+        }
         return link_in(ctx, name, yes).await;
     }
     let staged = ctx.staged();
@@ -129,10 +141,7 @@ pub async fn link(ctx: &Ctx, name: Option<String>, yes: bool) -> Result<()> {
 async fn link_in(ctx: &Ctx, name: Option<String>, yes: bool) -> Result<()> {
     let s = ctx.open(true).await?;
     if s.client.account().is_some() {
-        return Err(CliError::Usage(format!(
-            "profile {:?} already has an account: link from a new profile (`chat -P NAME link`)",
-            ctx.profile.name
-        )));
+        return Err(already_linked(ctx));
     }
     let name = name.unwrap_or_else(|| format!("chat ({})", ctx.profile.name));
     let pending = s.client.start_link(&name).await?;

@@ -61,7 +61,6 @@ fn read_file(path: &Path, json: bool) -> Result<Vec<u8>> {
 }
 
 pub(crate) async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
-    let mut s = ctx.open(false).await?;
     // JSON requests may name `to` and `text` instead of the words.
     let mut words: Vec<String> = a.to.into_iter().chain(a.words).collect();
     words.extend(a.text);
@@ -87,25 +86,35 @@ pub(crate) async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
             .map_err(|e| CliError::io("stdin", e))?;
         text = text.trim_end_matches('\n').to_owned();
     }
-    let conv = s.conversation(user.as_deref(), a.group.as_deref()).await?;
-    let label = s.conversation_label(&conv).await;
-    if !a.no_wait {
-        s.connect().await?;
-    }
+    // What is wrong with the words is said before the passphrase is asked.
     let file = a
         .image
         .as_ref()
         .map(|p| (p, true))
         .or(a.file.as_ref().map(|p| (p, false)));
+    match file {
+        Some((path, true)) if !mime_for(path).starts_with("image/") => {
+            return Err(CliError::Usage(format!(
+                "{} does not look like an image (png, jpg, gif, webp, heic, svg); send it with --file",
+                path.display()
+            )));
+        }
+        None if text.is_empty() => {
+            return Err(CliError::Usage(
+                "nothing to send: give a text, --file or --image".into(),
+            ));
+        }
+        _ => {}
+    }
+    let mut s = ctx.open(false).await?;
+    let conv = s.conversation(user.as_deref(), a.group.as_deref()).await?;
+    let label = s.conversation_label(&conv).await;
+    if !a.no_wait {
+        s.connect().await?;
+    }
     let id = match file {
-        Some((path, image)) => {
+        Some((path, _)) => {
             let mime = mime_for(path);
-            if image && !mime.starts_with("image/") {
-                return Err(CliError::Usage(format!(
-                    "{} does not look like an image (png, jpg, gif, webp, heic, svg); send it with --file",
-                    path.display()
-                )));
-            }
             let data = read_file(path, ctx.json)?;
             let file_name = path
                 .file_name()
@@ -132,11 +141,6 @@ pub(crate) async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
                 .await;
             pb.finish_and_clear();
             r?
-        }
-        None if text.is_empty() => {
-            return Err(CliError::Usage(
-                "nothing to send: give a text, --file or --image".into(),
-            ));
         }
         None => match &a.reply_to {
             Some(r) => s.client.reply(&conv, r, &text).await?,

@@ -71,3 +71,28 @@ async fn a_closed_pipe_is_a_quiet_exit() {
     .await
     .unwrap();
 }
+
+/// What is wrong with the arguments is said before any passphrase is
+/// asked (here: none is given, so asking would fail differently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_arguments_are_said_before_the_passphrase_is_asked() {
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        w.json("alice", &["register", "alice"]);
+        for (args, said) in [
+            (&["send", "bob"][..], "nothing to send"),
+            (
+                &["send", "bob", "--image", "notes.txt"][..],
+                "does not look like an image",
+            ),
+            (&["link", "--yes"][..], "already has an account"),
+        ] {
+            let out = w.bare("alice", args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(said), "{args:?}: {err}");
+        }
+    })
+    .await
+    .unwrap();
+}
