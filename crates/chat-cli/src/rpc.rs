@@ -339,9 +339,9 @@ async fn call(
                 let p = &v["params"];
                 let text = p["text"].as_str().unwrap_or_default();
                 if p["stream"] == "stderr" {
-                    crate::sink::err(&text);
+                    crate::sink::err(text);
                 } else {
-                    crate::sink::out(&text);
+                    crate::sink::out(text);
                 }
                 continue;
             }
