@@ -460,6 +460,34 @@ pub enum GroupCommand {
         #[schemars(with = "Words")]
         users: Vec<String>,
     },
+    /// Make members admins (the owner only): they may then add, remove
+    /// and rename.
+    Promote {
+        /// The group (name or id).
+        group: String,
+        /// Usernames.
+        #[arg(required = true)]
+        #[serde(deserialize_with = "words")]
+        #[schemars(with = "Words")]
+        users: Vec<String>,
+    },
+    /// Make admins plain members again (the owner only).
+    Demote {
+        /// The group (name or id).
+        group: String,
+        /// Usernames.
+        #[arg(required = true)]
+        #[serde(deserialize_with = "words")]
+        #[schemars(with = "Words")]
+        users: Vec<String>,
+    },
+    /// Rename a group (owner and admins).
+    Rename {
+        /// The group (name or id).
+        group: String,
+        /// Its new name.
+        name: String,
+    },
     /// Leave a group.
     Leave {
         /// The group (name or id).

@@ -206,7 +206,8 @@ fn client_code(e: &ClientError) -> u8 {
         | ClientError::UntrustedIdentity { .. }
         | ClientError::Attachment(_)
         | ClientError::NotMember(_)
-        | ClientError::UnsignedGroup { .. } => code::REFUSED,
+        | ClientError::UnsignedGroup { .. }
+        | ClientError::NotPermitted(_) => code::REFUSED,
         _ => code::OTHER,
     }
 }

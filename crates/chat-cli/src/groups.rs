@@ -1,10 +1,11 @@
-//! `chat group ...`: create, add, remove, leave, list, info.
+//! `chat group ...`: create, add, remove, promote, demote, rename, leave,
+//! list, info.
 
 use serde_json::json;
 
 use crate::cli::GroupCommand;
 use crate::error::Result;
-use crate::output::{self, print_json};
+use crate::output::{print_json, sanitize};
 use crate::session::{Ctx, Session};
 use chat_client::{GroupMembership, MembershipAction};
 
@@ -35,12 +36,7 @@ pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
                             r => format!("{} ({})", m.username, format!("{r:?}").to_lowercase()),
                         })
                         .collect();
-                    crate::outln!(
-                        "#{} ({}): {}",
-                        output::sanitize(&g.name),
-                        g.id,
-                        members.join(", ")
-                    );
+                    crate::outln!("#{} ({}): {}", sanitize(&g.name), g.id, members.join(", "));
                 }
             }
             if groups.is_empty() && !ctx.json {
@@ -85,6 +81,24 @@ pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
                 report_member(ctx, "removed", u, &g.name);
             }
         }
+        GroupCommand::Promote { group, users } => {
+            set_roles(ctx, &mut s, &group, &users, true).await?
+        }
+        GroupCommand::Demote { group, users } => {
+            set_roles(ctx, &mut s, &group, &users, false).await?
+        }
+        GroupCommand::Rename { group, name } => {
+            let g = s.group(&group).await?;
+            s.connect().await?;
+            s.client.rename_group(&g.id, &name).await?;
+            if ctx.json {
+                print_json(
+                    &json!({"event": "renamed", "groupId": g.id, "from": g.name, "name": name}),
+                );
+            } else {
+                crate::outln!("renamed #{} to #{}", sanitize(&g.name), sanitize(&name));
+            }
+        }
         GroupCommand::Info { group } => {
             let g = s.group(&group).await?;
             let v = s.client.verify_group(&g.id).await?;
@@ -102,6 +116,30 @@ pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
         }
     }
     s.finish().await
+}
+
+/// `chat group promote|demote GROUP USER...`.
+async fn set_roles(
+    ctx: &Ctx,
+    s: &mut Session,
+    group: &str,
+    users: &[String],
+    admin: bool,
+) -> Result<()> {
+    let g = s.group(group).await?;
+    s.connect().await?;
+    for u in users {
+        let id = s.user_id(u).await?;
+        s.client.set_role(&g.id, &id, admin).await?;
+        if ctx.json {
+            print_json(&json!({"event": "roleChanged", "username": u,
+                "role": if admin { "admin" } else { "member" }, "group": g.name}));
+        } else {
+            let role = if admin { "an admin" } else { "a member" };
+            crate::outln!("{} is now {role} of #{}", sanitize(u), sanitize(&g.name));
+        }
+    }
+    Ok(())
 }
 
 /// `chat group info`: the verified view of one group.
@@ -137,12 +175,12 @@ async fn info(s: &mut Session, v: &GroupMembership) {
             "problem": v.problem, "changes": changes}));
         return;
     }
-    crate::outln!("#{} ({})", output::sanitize(&v.name), v.group_id);
+    crate::outln!("#{} ({})", sanitize(&v.name), v.group_id);
     let list: Vec<String> = members
         .iter()
         .map(|(n, r)| match r.as_str() {
-            "member" => output::sanitize(n),
-            r => format!("{} ({r})", output::sanitize(n)),
+            "member" => sanitize(n),
+            r => format!("{} ({r})", sanitize(n)),
         })
         .collect();
     crate::outln!("  members: {}", list.join(", "));
@@ -150,14 +188,11 @@ async fn info(s: &mut Session, v: &GroupMembership) {
         crate::outln!(
             "  NOT VERIFIED: {} (listed by the server, admitted by no signed change: \
              they get none of your messages)",
-            output::sanitize(&unconfirmed.join(", "))
+            sanitize(&unconfirmed.join(", "))
         );
     }
     if let Some(p) = &v.problem {
-        crate::outln!(
-            "  warning: the signed changes stop early: {}",
-            output::sanitize(p)
-        );
+        crate::outln!("  warning: the signed changes stop early: {}", sanitize(p));
     }
     if !v.signed {
         crate::outln!(
@@ -166,11 +201,11 @@ async fn info(s: &mut Session, v: &GroupMembership) {
         );
     }
     for (epoch, by, what) in &changes {
-        crate::outln!("  {epoch:>4}  {}  {what}", output::sanitize(by));
+        crate::outln!("  {epoch:>4}  {}  {what}", sanitize(by));
     }
 }
 
-async fn describe(s: &mut Session, a: &MembershipAction) -> String {
+pub(crate) async fn describe(s: &mut Session, a: &MembershipAction) -> String {
     match a {
         MembershipAction::Created { name, members } => {
             let mut names = Vec::new();
@@ -179,27 +214,21 @@ async fn describe(s: &mut Session, a: &MembershipAction) -> String {
             }
             format!(
                 "created #{} with {}",
-                output::sanitize(name),
-                output::sanitize(&names.join(", "))
+                sanitize(name),
+                sanitize(&names.join(", "))
             )
         }
         MembershipAction::Added { user_id, role } => {
-            format!(
-                "added {} as {role}",
-                output::sanitize(&s.name_of(user_id).await)
-            )
+            format!("added {} as {role}", sanitize(&s.name_of(user_id).await))
         }
         MembershipAction::Removed { user_id } => {
-            format!("removed {}", output::sanitize(&s.name_of(user_id).await))
+            format!("removed {}", sanitize(&s.name_of(user_id).await))
         }
         MembershipAction::RoleChanged { user_id, role } => {
-            format!(
-                "made {} {role}",
-                output::sanitize(&s.name_of(user_id).await)
-            )
+            format!("made {} {role}", sanitize(&s.name_of(user_id).await))
         }
         MembershipAction::Left => "left".to_owned(),
-        MembershipAction::Renamed { name } => format!("renamed to #{}", output::sanitize(name)),
+        MembershipAction::Renamed { name } => format!("renamed to #{}", sanitize(name)),
         _ => "a change this version does not know".to_owned(),
     }
 }

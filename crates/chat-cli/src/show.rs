@@ -307,10 +307,44 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
         }
         Event::GroupChanged { group_id } => {
             let name = s.group_name(&group_id).await;
+            // What happened, from the newest verified change: "alice
+            // removed carol", not "#trio changed".
+            let last = s
+                .client
+                .group_changes(&group_id)
+                .await
+                .ok()
+                .and_then(|c| c.into_iter().last());
+            let me = s.client.account().map(|a| a.user_id).unwrap_or_default();
+            let said = match &last {
+                Some(c) => {
+                    let by = s.name_of(&c.by).await;
+                    Some(match &c.action {
+                        chat_client::MembershipAction::Removed { user_id } if *user_id == me => {
+                            format!("you were removed from #{name} by {by}")
+                        }
+                        chat_client::MembershipAction::RoleChanged { user_id, role }
+                            if *user_id == me =>
+                        {
+                            format!("{by} made you {role} of #{name}")
+                        }
+                        a => {
+                            let what = crate::groups::describe(s, a).await;
+                            let by = if c.by == me { "you".to_owned() } else { by };
+                            format!("{by} {what} in #{name}")
+                        }
+                    })
+                }
+                None => None,
+            };
             if json {
-                print_json(&json!({"event": "groupChanged", "groupId": group_id, "name": name}));
+                print_json(
+                    &json!({"event": "groupChanged", "groupId": group_id, "name": name,
+                    "change": said, "by": last.as_ref().map(|c| c.by.clone())}),
+                );
             } else {
-                crate::outln!("  #{} changed", output::sanitize(&name));
+                let said = said.unwrap_or_else(|| format!("#{name} changed"));
+                crate::outln!("  {}", output::sanitize(&said));
             }
         }
         Event::ContactKeyMismatch { user_id } => {

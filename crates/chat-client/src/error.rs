@@ -109,6 +109,11 @@ pub enum ClientError {
         /// The group.
         group_id: String,
     },
+    /// Our role in the group does not allow this change (said in plain
+    /// words: "only the owner and admins can remove members of #trio").
+    /// Nothing was signed or sent.
+    #[error("{0}")]
+    NotPermitted(String),
     /// We are not (or no longer) a member of this group.
     #[error("not a member of group {0}")]
     NotMember(String),

@@ -407,6 +407,21 @@ impl RestClient {
         .await
     }
 
+    /// Sets a member's role in an unsigned (version-1) group (owner only).
+    pub async fn set_role(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        req: &chat_proto::rest::SetRoleRequest,
+    ) -> Result<Group, TransportError> {
+        let path = format!(
+            "/api/groups/{}/members/{}",
+            path_segment(group_id),
+            path_segment(user_id)
+        );
+        self.with_body(Method::PUT, &path, req, true).await
+    }
+
     /// Posts a signed change record (base64 wire bytes): the server applies
     /// it on top of the group's head (a `Create` at epoch 0 makes the
     /// group) and answers the group as it is now.

@@ -96,3 +96,51 @@ async fn wrong_arguments_are_said_before_the_passphrase_is_asked() {
     .await
     .unwrap();
 }
+
+/// Groups, managed from the command line by signed changes: refusals in
+/// plain words, roles, renames, and members told what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_managed_in_plain_words() {
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        for name in ["alice", "bob", "carol"] {
+            w.json(name, &["register", name]);
+        }
+        w.ok("alice", &["group", "create", "trio", "bob", "carol"]);
+        // Bob is a plain member: said in words, exit 7, nothing signed.
+        let err = w.fails("bob", &["group", "remove", "trio", "carol"], 7);
+        assert!(
+            err.contains("only the owner and admins can remove members of #trio"),
+            "{err}"
+        );
+        assert!(!err.contains("not allowed for its signer"), "{err}");
+        let err = w.fails("bob", &["group", "promote", "trio", "carol"], 7);
+        assert!(err.contains("only the owner of #trio"), "{err}");
+        // The owner promotes Bob; now he may remove Carol.
+        let out = w.ok("alice", &["group", "promote", "trio", "bob"]);
+        assert!(out.contains("bob is now an admin of #trio"), "{out}");
+        w.ok("bob", &["group", "remove", "trio", "carol"]);
+        // The others are told what happened, in words.
+        let out = w.chat("alice", &["listen", "-n", "1", "--timeout", "5"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("bob removed carol in #trio"), "{text}");
+        assert!(!text.contains("#trio changed"), "{text}");
+        // Renamed by an admin, and Bob made a member again by the owner.
+        let out = w.ok("bob", &["group", "rename", "trio", "duo"]);
+        assert!(out.contains("renamed #trio to #duo"), "{out}");
+        let out = w.ok("alice", &["group", "demote", "duo", "bob"]);
+        assert!(out.contains("bob is now a member of #duo"), "{out}");
+        let info = w.json("alice", &["group", "info", "duo"]);
+        let changes: Vec<&str> = info[0]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["change"].as_str())
+            .collect();
+        assert!(changes.contains(&"made bob admin"), "{changes:?}");
+        assert!(changes.contains(&"renamed to #duo"), "{changes:?}");
+        assert!(changes.contains(&"made bob member"), "{changes:?}");
+    })
+    .await
+    .unwrap();
+}

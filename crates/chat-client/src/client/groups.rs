@@ -119,6 +119,42 @@ impl Client {
         Ok(())
     }
 
+    /// Makes a member an admin (`admin`) or an admin a member again: the
+    /// owner's call, by a signed change.
+    pub async fn set_role(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        admin: bool,
+    ) -> Result<rest::Group> {
+        let user = user_bytes(user_id)?;
+        let role = if admin {
+            MemberRole::Admin
+        } else {
+            MemberRole::Member
+        };
+        let _guard = self.inner.group_lock.lock().await;
+        let g = match self
+            .inner
+            .signed_change(group_id, ChangeAction::SetRole { user, role })
+            .await?
+        {
+            Some(g) => g,
+            None => {
+                let req = rest::SetRoleRequest {
+                    role: if admin {
+                        chat_proto::Role::Admin
+                    } else {
+                        chat_proto::Role::Member
+                    },
+                };
+                self.inner.rest.set_role(group_id, user_id, &req).await?
+            }
+        };
+        self.inner.refresh_group(group_id).await?;
+        Ok(g)
+    }
+
     /// Renames a group, by a signed change.
     pub async fn rename_group(&self, group_id: &str, name: &str) -> Result<rest::Group> {
         let _guard = self.inner.group_lock.lock().await;

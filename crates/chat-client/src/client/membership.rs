@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chat_proto::rest::{self, ErrorCode};
 use e2ee_core::IdentityPublic;
+use e2ee_core::MembershipError;
 use e2ee_core::membership::{ChangeAction, ChangeRecord, MemberRole, Membership, UserId};
 use uuid::Uuid;
 
@@ -68,6 +69,26 @@ pub enum MembershipAction {
         /// The new name.
         name: String,
     },
+}
+
+/// Why our role does not allow `action` in group `name`, for a person.
+fn not_permitted(action: &ChangeAction, name: &str) -> String {
+    match action {
+        ChangeAction::Add { .. } => format!("only the owner and admins can add members to #{name}"),
+        ChangeAction::Remove { .. } => {
+            format!(
+                "only the owner and admins can remove members of #{name} (the owner's admins only by the owner)"
+            )
+        }
+        ChangeAction::SetRole { .. } => {
+            format!("only the owner of #{name} can make or unmake admins")
+        }
+        ChangeAction::Rename { .. } => format!("only the owner and admins can rename #{name}"),
+        ChangeAction::Leave => format!(
+            "the owner cannot leave #{name}: an owner's group stays theirs (handing it over is not built yet)"
+        ),
+        ChangeAction::Create { .. } => format!("#{name} exists already"),
+    }
 }
 
 pub(crate) fn user_bytes(id: &str) -> Result<UserId> {
@@ -355,6 +376,15 @@ impl Inner {
             let record =
                 ChangeRecord::sign(&identity, my_id, gid_bytes, chain.last(), action.clone())
                     .map_err(|e| ClientError::BadKeys(e.to_string()))?;
+            // Checked as every member will check it, before it is sent: a
+            // change our role does not allow is said in words, not as the
+            // server's "change 4 is not allowed for its signer".
+            if let Ok(mut m) = Membership::from_chain(&chain, &|_, _| true)
+                && let Err(MembershipError::NotAllowed { .. } | MembershipError::NotAMember { .. }) =
+                    m.apply(&record, &|_, _| true)
+            {
+                return Err(ClientError::NotPermitted(not_permitted(&action, m.name())));
+            }
             let wire = BASE64.encode(record.to_bytes());
             match self.rest.post_group_change(group_id, &wire).await {
                 Ok(g) => {
