@@ -230,7 +230,17 @@ impl SecretSource<'_> {
                 .map(Zeroizing::new)
                 .map_err(|e| CliError::io("/dev/tty", e))
         };
-        let first = ask(format!("{}: ", capitalise(self.what)))?;
+        // An empty entry is refused at once and asked again (three tries),
+        // before any "again".
+        let mut first = ask(format!("{}: ", capitalise(self.what)))?;
+        for _ in 0..2 {
+            if !first.is_empty() {
+                break;
+            }
+            crate::errln!("the {} may not be empty", self.what);
+            first = ask(format!("{}: ", capitalise(self.what)))?;
+        }
+        let first = self.nonempty(first)?;
         if confirm {
             let again = ask(format!("{} again: ", capitalise(self.what)))?;
             if *again != *first {
@@ -238,6 +248,12 @@ impl SecretSource<'_> {
             }
         }
         self.nonempty(first)
+    }
+
+    /// Whether [`SecretSource::read`] will ask at the terminal (no file, no
+    /// environment variable): then a wrong entry may be asked again.
+    pub fn prompts(&self) -> bool {
+        self.file.is_none() && std::env::var_os(self.env).is_none() && crate::sink::interactive()
     }
 
     fn nonempty(&self, v: Zeroizing<String>) -> Result<Zeroizing<String>> {

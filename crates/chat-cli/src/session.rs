@@ -114,8 +114,23 @@ impl Ctx {
         if !exists {
             p.create_dir()?;
         }
-        let passphrase = self.passphrase_source().read(!exists)?;
-        self.open_with(passphrase).await
+        let source = self.passphrase_source();
+        // A mistyped passphrase at the prompt is asked again, three tries
+        // in all, as sudo does; from a file or the environment it is not.
+        let tries = if exists && source.prompts() { 3 } else { 1 };
+        let mut attempt = 1;
+        loop {
+            let passphrase = source.read(!exists)?;
+            match self.open_with(passphrase).await {
+                Err(CliError::Client(chat_client::ClientError::Store(
+                    chat_client::StoreError::WrongPassphrase,
+                ))) if attempt < tries => {
+                    crate::errln!("wrong passphrase; try again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Opens (or creates) the profile's store with this passphrase.

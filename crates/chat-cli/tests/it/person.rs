@@ -144,3 +144,75 @@ async fn groups_are_managed_in_plain_words() {
     .await
     .unwrap();
 }
+
+/// `chat` under a terminal (util-linux `script` gives it one), with
+/// `input` typed at the prompts; no passphrase in the environment.
+fn at_a_terminal(
+    w: &super::session::World,
+    profile: &str,
+    args: &str,
+    input: &str,
+) -> (i32, String) {
+    use std::io::Write as _;
+    let command = format!("{} --profile {profile} {args}", env!("CARGO_BIN_EXE_chat"));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("E2EE_CHAT_HOME", &w.home)
+        .env("E2EE_CHAT_SERVER", &w.server)
+        .env("E2EE_CHAT_PASSWORD", format!("{profile}-password"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// A mistyped passphrase is asked again (three tries, as sudo); an empty
+/// one is refused at the first entry and asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_passphrase_is_asked_again() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: no `script` to give chat a terminal");
+        return;
+    }
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        // Registering: an empty entry is refused before "again".
+        let (code, out) = at_a_terminal(
+            &w,
+            "alice",
+            "register alice",
+            "\nsecret words\nsecret words\n",
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("may not be empty"), "{out}");
+        // One typo, then right.
+        let (code, out) = at_a_terminal(&w, "alice", "whoami", "wrong\nsecret words\n");
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("wrong passphrase; try again"), "{out}");
+        assert!(out.contains("fingerprint:"), "{out}");
+        // Three typos: the command ends, saying so (exit 6).
+        let (code, out) = at_a_terminal(&w, "alice", "whoami", "a\nb\nc\n");
+        assert_eq!(code, 6, "{out}");
+        assert_eq!(
+            out.matches("wrong passphrase; try again").count(),
+            2,
+            "{out}"
+        );
+    })
+    .await
+    .unwrap();
+}
