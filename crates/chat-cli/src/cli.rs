@@ -57,6 +57,10 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug; RUST_LOG overrides).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Do not leave the unlocked store in a background agent after a
+    /// passphrase prompt (see `chat lock`).
+    #[arg(long, global = true, env = "E2EE_CHAT_NO_AGENT", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_agent: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -81,6 +85,10 @@ pub enum Command {
     Logout,
     /// Show this profile's account, server, fingerprint and outbox.
     Whoami,
+    /// Lock the profile now: stop the agent (or daemon) that keeps its
+    /// store unlocked.
+    #[serde(skip)]
+    Lock,
     /// List the profiles on this machine.
     #[serde(skip)]
     Profiles,
@@ -182,6 +190,7 @@ impl Command {
             Command::Login(_) => "login",
             Command::Logout => "logout",
             Command::Whoami => "whoami",
+            Command::Lock => "lock",
             Command::Profiles => "profiles",
             Command::Profile(_) => "profile",
             Command::Send(_) => "send",
@@ -540,6 +549,10 @@ pub struct DaemonArgs {
     /// profile folder.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// Stop (locking the store) once no client has been connected for
+    /// this many seconds: the agent a prompting command starts runs so.
+    #[arg(long, value_name = "SECS")]
+    pub idle_exit: Option<u64>,
 }
 
 /// `chat profile ...`.

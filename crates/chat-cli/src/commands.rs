@@ -41,7 +41,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             .iter()
             .map(|n| Ctx::for_profile(&cli, n))
             .collect::<Result<Vec<_>>>()?;
-        return crate::daemon::run(ctxs, a.http).await;
+        let idle = a.idle_exit.map(Duration::from_secs);
+        return crate::daemon::run(ctxs, a.http, idle).await;
     }
     if cli.profiles.len() > 1 {
         return Err(CliError::Usage(format!(
@@ -50,13 +51,18 @@ pub async fn run(cli: Cli) -> Result<()> {
         )));
     }
     let ctx = Ctx::new(&cli)?;
+    if matches!(cli.command, Command::Lock) {
+        return crate::agent::lock(&ctx).await;
+    }
     if crate::rpc::forwardable(&cli.command)
         && std::env::var_os("E2EE_CHAT_NO_DAEMON").is_none()
         && let Some(done) = crate::rpc::forward(&cli, &ctx.profile.dir).await
     {
         return done;
     }
-    dispatch(&ctx, cli.command).await
+    let result = dispatch(&ctx, cli.command.clone()).await;
+    crate::agent::after(&cli, &ctx).await;
+    result
 }
 
 /// The profile and server a hint names.
@@ -125,7 +131,8 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         | Command::Demo
         | Command::Profiles
         | Command::Profile(_)
-        | Command::Daemon(_) => Ok(()),
+        | Command::Daemon(_)
+        | Command::Lock => Ok(()),
     }
 }
 

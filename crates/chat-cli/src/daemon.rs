@@ -100,6 +100,7 @@ impl Served {
         uid: u32,
         stop: CancellationToken,
         tracker: TaskTracker,
+        activity: Arc<Activity>,
     ) {
         loop {
             let accepted = tokio::select! {
@@ -112,6 +113,7 @@ impl Served {
                         base: base.clone(),
                         stop: stop.clone(),
                         tracker: tracker.clone(),
+                        activity: activity.clone(),
                     };
                     tracker.spawn(conn.serve(stream, uid));
                 }
@@ -128,7 +130,11 @@ impl Served {
 /// own socket and connection) until SIGTERM or Ctrl-C; `http`: also on
 /// this loopback address, for a single profile (see
 /// [`crate::daemon_http`]).
-pub async fn run(ctxs: Vec<Ctx>, http: Option<std::net::SocketAddr>) -> Result<()> {
+pub async fn run(
+    ctxs: Vec<Ctx>,
+    http: Option<std::net::SocketAddr>,
+    idle_exit: Option<Duration>,
+) -> Result<()> {
     if let Some(addr) = http
         && !addr.ip().is_loopback()
     {
@@ -177,6 +183,11 @@ pub async fn run(ctxs: Vec<Ctx>, http: Option<std::net::SocketAddr>) -> Result<(
     }
     let mut sessions = Vec::with_capacity(served.len());
     let mut sockets = Vec::with_capacity(served.len());
+    let activity = Arc::new(Activity::default());
+    activity.touch();
+    if let Some(idle) = idle_exit {
+        tracker.spawn(exit_when_idle(activity.clone(), idle, stop.clone()));
+    }
     for s in served {
         tracker.spawn(Served::accept(
             s.listener,
@@ -184,6 +195,7 @@ pub async fn run(ctxs: Vec<Ctx>, http: Option<std::net::SocketAddr>) -> Result<(
             s.uid,
             stop.clone(),
             tracker.clone(),
+            activity.clone(),
         ));
         sockets.push(s.path);
         sessions.push(s.session);
@@ -193,6 +205,8 @@ pub async fn run(ctxs: Vec<Ctx>, http: Option<std::net::SocketAddr>) -> Result<(
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+        // `chat lock`, or idle past `--idle-exit`.
+        _ = stop.cancelled() => {}
     }
     // No new connections or requests; subscriptions end; what runs (a
     // send waiting for its ack) finishes.
@@ -234,6 +248,60 @@ struct Conn {
     base: Ctx,
     stop: CancellationToken,
     tracker: TaskTracker,
+    activity: Arc<Activity>,
+}
+
+/// When the daemon last heard a request, and how many clients are
+/// connected (a `listen` through it keeps it busy).
+#[derive(Default)]
+struct Activity {
+    last_ms: std::sync::atomic::AtomicI64,
+    open: std::sync::atomic::AtomicUsize,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms
+            .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A client connected: counted until dropped.
+struct Open(Arc<Activity>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Stops the daemon once no client is connected and none has asked
+/// anything for `idle` (the agent's `unlock_ttl`: the store does not stay
+/// unlocked behind an absent person).
+async fn exit_when_idle(activity: Arc<Activity>, idle: Duration, stop: CancellationToken) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let quiet = now_ms() - activity.last_ms.load(Relaxed);
+        if activity.open.load(Relaxed) == 0 && quiet >= idle_ms {
+            crate::errln!("idle for {} s: locking the store", idle.as_secs());
+            stop.cancel();
+            return;
+        }
+    }
 }
 
 /// A running request's handle, for `unsubscribe` and for ending
@@ -255,6 +323,10 @@ impl Conn {
                 return;
             }
         }
+        self.activity
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _open = Open(self.activity.clone());
         let (rd, mut wr) = stream.into_split();
         let (out, mut queued) = mpsc::channel::<String>(OUT_QUEUE);
         let writer = tokio::spawn(async move {
@@ -289,12 +361,19 @@ impl Conn {
             if line.trim().is_empty() {
                 continue;
             }
+            self.activity.touch();
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
             match parse(&line) {
                 Err((id, e)) => {
                     let _ = out.send(response(&id, Err(e))).await;
+                }
+                // `chat lock`: answered, then the daemon stops (the store
+                // is closed, its keys gone from memory).
+                Ok(req) if req.method == "lock" => {
+                    let _ = out.send(response(&req.id, Ok(json!(true)))).await;
+                    self.stop.cancel();
                 }
                 Ok(req) => {
                     let out = out.clone();

@@ -4,6 +4,7 @@
 //! `main` around [`commands::run`]; see `docs/CLI.md` for the user's guide.
 
 pub mod actions;
+pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod daemon;

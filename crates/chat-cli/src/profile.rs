@@ -23,6 +23,10 @@ pub struct ProfileFile {
     /// The server's base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_url: Option<String>,
+    /// Seconds the agent keeps the store unlocked with no client (see
+    /// [`crate::agent`]); 600 when absent, 0: never start one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlock_ttl: Option<u64>,
 }
 
 /// One profile on disk.
@@ -336,6 +340,7 @@ mod tests {
         assert_eq!(a.server_url(None).unwrap(), DEFAULT_SERVER);
         a.save(&ProfileFile {
             server_url: Some("http://10.0.0.1:9000".into()),
+            unlock_ttl: None,
         })
         .unwrap();
         assert_eq!(a.server_url(None).unwrap(), "http://10.0.0.1:9000");

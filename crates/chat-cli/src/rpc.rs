@@ -115,7 +115,7 @@ pub const COMMAND_METHODS: &[&str] = &[
 ];
 
 /// The daemon's own methods.
-pub const DAEMON_METHODS: &[&str] = &["version", "schema", "subscribe", "unsubscribe"];
+pub const DAEMON_METHODS: &[&str] = &["version", "schema", "subscribe", "unsubscribe", "lock"];
 
 /// Whether a command goes to the daemon when one runs for the profile
 /// (those that need a prompt, a new profile or no account stay here).

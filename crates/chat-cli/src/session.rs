@@ -12,7 +12,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use crate::cli::Cli;
 use crate::error::{CliError, Result};
 use crate::lock;
-use crate::profile::{self, Profile, ProfileFile, SecretSource};
+use crate::profile::{self, Profile, SecretSource};
 use zeroize::Zeroizing;
 
 /// How long to wait for the link to come up.
@@ -119,9 +119,17 @@ impl Ctx {
         // in all, as sudo does; from a file or the environment it is not.
         let tries = if exists && source.prompts() { 3 } else { 1 };
         let mut attempt = 1;
+        let prompted = source.prompts();
         loop {
             let passphrase = source.read(!exists)?;
+            let typed = prompted.then(|| passphrase.clone());
             match self.open_with(passphrase).await {
+                Ok(s) => {
+                    if let Some(p) = typed {
+                        crate::agent::remember_typed(&p);
+                    }
+                    return Ok(s);
+                }
                 Err(CliError::Client(chat_client::ClientError::Store(
                     chat_client::StoreError::WrongPassphrase,
                 ))) if attempt < tries => {
@@ -224,7 +232,10 @@ impl Session {
             .account()
             .map(|a| a.server_url)
             .or_else(|| self.ctx.server_flag.clone());
-        self.ctx.profile.save(&ProfileFile { server_url })
+        // The other settings (`unlock_ttl`) stay as they are.
+        let mut file = self.ctx.profile.load().unwrap_or_default();
+        file.server_url = server_url;
+        self.ctx.profile.save(&file)
     }
 
     /// Connects with the saved login and waits until the link is up.

@@ -194,24 +194,70 @@ async fn a_mistyped_passphrase_is_asked_again() {
         let (code, out) = at_a_terminal(
             &w,
             "alice",
-            "register alice",
+            "--no-agent register alice",
             "\nsecret words\nsecret words\n",
         );
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("may not be empty"), "{out}");
         // One typo, then right.
-        let (code, out) = at_a_terminal(&w, "alice", "whoami", "wrong\nsecret words\n");
+        let (code, out) = at_a_terminal(&w, "alice", "--no-agent whoami", "wrong\nsecret words\n");
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("wrong passphrase; try again"), "{out}");
         assert!(out.contains("fingerprint:"), "{out}");
         // Three typos: the command ends, saying so (exit 6).
-        let (code, out) = at_a_terminal(&w, "alice", "whoami", "a\nb\nc\n");
+        let (code, out) = at_a_terminal(&w, "alice", "--no-agent whoami", "a\nb\nc\n");
         assert_eq!(code, 6, "{out}");
         assert_eq!(
             out.matches("wrong passphrase; try again").count(),
             2,
             "{out}"
         );
+    })
+    .await
+    .unwrap();
+}
+
+/// Unlock once: the first command that asks for the passphrase leaves the
+/// store unlocked in an agent; the next asks nothing; `chat lock` ends it;
+/// `--no-agent` starts none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_passphrase_is_asked_once_per_profile_until_locked() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: no `script` to give chat a terminal");
+        return;
+    }
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        w.json("alice", &["register", "alice"]);
+        // A short idle time, so a failed test leaves no agent behind long.
+        let settings = w.home.join("profiles/alice/profile.toml");
+        let mut text = std::fs::read_to_string(&settings).unwrap_or_default();
+        text.push_str("unlock_ttl = 60\n");
+        std::fs::write(&settings, text).unwrap();
+        let socket = w.home.join("profiles/alice/daemon.sock");
+
+        let (code, out) = at_a_terminal(&w, "alice", "whoami", "alice store passphrase\n");
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("Store passphrase:"), "{out}");
+        assert!(out.contains("stays unlocked"), "{out}");
+        assert!(socket.exists(), "an agent serves the profile");
+        // The next commands ask nothing.
+        for args in ["whoami", "conversations"] {
+            let (code, out) = at_a_terminal(&w, "alice", args, "");
+            assert_eq!(code, 0, "{args}: {out}");
+            assert!(!out.contains("Store passphrase:"), "{args}: {out}");
+        }
+        // `chat lock` ends it; then the prompt is back.
+        let (code, out) = at_a_terminal(&w, "alice", "lock", "");
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("is locked"), "{out}");
+        assert!(!socket.exists());
+        let (code, out) =
+            at_a_terminal(&w, "alice", "--no-agent whoami", "alice store passphrase\n");
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("Store passphrase:"), "{out}");
+        assert!(!out.contains("stays unlocked"), "{out}");
+        assert!(!socket.exists(), "--no-agent starts none");
     })
     .await
     .unwrap();
