@@ -110,6 +110,13 @@ pub enum Command {
     Disappearing(DisappearingArgs),
     /// Print incoming messages, receipts, typing and presence as they come.
     Listen(ListenArgs),
+    /// Tell a user (or a group) you are typing, or (`--stop`) that you
+    /// stopped: shown while they listen, never stored.
+    Typing(TypingArgs),
+    /// Mark everything received in a conversation read (the senders see
+    /// "read"), as opening it would.
+    #[serde(rename = "markRead")]
+    MarkRead(ConversationArg),
     /// Fetch messages queued on the server, store them, and exit.
     Sync,
     /// List what waits for the server's acknowledgement, or drop an entry.
@@ -190,6 +197,8 @@ impl Command {
             Command::Login(_) => "login",
             Command::Logout => "logout",
             Command::Whoami => "whoami",
+            Command::Typing(_) => "typing",
+            Command::MarkRead(_) => "mark-read",
             Command::Lock => "lock",
             Command::Profiles => "profiles",
             Command::Profile(_) => "profile",
@@ -583,6 +592,33 @@ pub struct SafetyNumberArgs {
     #[arg(long)]
     #[serde(default)]
     pub qr: bool,
+}
+
+/// `chat typing`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TypingArgs {
+    /// The conversation.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub conversation: ConversationArg,
+    /// Say you stopped typing.
+    #[arg(long)]
+    #[serde(default)]
+    pub stop: bool,
+}
+
+/// A conversation: a user, or `--group`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationArg {
+    /// The user (or `#group`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A group (name or id) instead of a user.
+    #[arg(long, short)]
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// One user.

@@ -123,6 +123,8 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Contacts => contacts(ctx).await,
         Command::SafetyNumber(a) => safety_number(ctx, &a.user, a.qr).await,
         Command::Verify(a) => verify(ctx, &a).await,
+        Command::Typing(a) => typing(ctx, &a).await,
+        Command::MarkRead(c) => mark_read(ctx, &c).await,
         Command::Unverify(u) => unverify(ctx, &u.user).await,
         Command::Trust(u) => crate::manage::trust(ctx, &u.user).await,
         Command::Backup(a) => backup(ctx, &a).await,
@@ -536,6 +538,36 @@ async fn safety_number(ctx: &Ctx, user: &str, qr: bool) -> Result<()> {
         crate::outln!("verified: {}", if peer.verified { "yes" } else { "no" });
         crate::outln!("session: {session}");
         crate::outln!("your fingerprint: {ours}");
+    }
+    s.finish().await
+}
+
+async fn typing(ctx: &Ctx, a: &crate::cli::TypingArgs) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let c = &a.conversation;
+    let conv = s
+        .conversation(c.user.as_deref(), c.group.as_deref())
+        .await?;
+    s.connect().await?;
+    s.client.typing(&conv, !a.stop).await?;
+    if ctx.json {
+        print_json(&json!({"event": "typingSent", "typing": !a.stop}));
+    }
+    s.finish().await
+}
+
+async fn mark_read(ctx: &Ctx, c: &crate::cli::ConversationArg) -> Result<()> {
+    let mut s = ctx.open(false).await?;
+    let conv = s
+        .conversation(c.user.as_deref(), c.group.as_deref())
+        .await?;
+    s.connect().await?;
+    let n = s.client.mark_read(&conv).await?;
+    let label = s.conversation_label(&conv).await;
+    if ctx.json {
+        print_json(&json!({"event": "markedRead", "count": n}));
+    } else {
+        crate::outln!("{n} message(s) from {label} marked read");
     }
     s.finish().await
 }

@@ -109,6 +109,8 @@ pub const COMMAND_METHODS: &[&str] = &[
     "devices.remove",
     "contacts",
     "safety-number",
+    "typing",
+    "markRead",
     "verify",
     "trust",
     "unverify",

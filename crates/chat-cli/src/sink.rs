@@ -54,13 +54,13 @@ pub fn emit(line: Line) {
     }
 }
 
-/// One line on stdout (see [`out_or_exit`]).
+/// One line on stdout; a closed pipe ends the process quietly (exit 141).
 pub fn out(line: &str) {
     use std::io::Write as _;
     out_or_exit(writeln!(std::io::stdout().lock(), "{line}"));
 }
 
-/// One line on stderr (see [`out_or_exit`]).
+/// One line on stderr; a closed pipe ends the process quietly (exit 141).
 pub fn err(line: &str) {
     use std::io::Write as _;
     out_or_exit(writeln!(std::io::stderr().lock(), "{line}"));

@@ -262,3 +262,54 @@ async fn the_passphrase_is_asked_once_per_profile_until_locked() {
     .await
     .unwrap();
 }
+
+/// `chat typing` reaches a listening peer; `chat mark-read` marks a
+/// conversation read as opening it would. Both are RPC methods too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_and_mark_read_from_the_command_line() {
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        w.ok("alice", &["send", "bob", "hi"]);
+        w.ok("bob", &["sync"]);
+        let out = w.ok("bob", &["mark-read", "alice"]);
+        assert!(out.contains("1 message(s) from alice marked read"), "{out}");
+        let convs = w.json("bob", &["conversations"]);
+        assert_eq!(convs[0]["unread"], 0, "{convs:?}");
+
+        let path = w.home.join("bob-listen.out");
+        let mut listening = w.spawn(
+            "bob",
+            &["--json", "listen", "--timeout", "20"],
+            std::fs::File::create(&path).unwrap(),
+        );
+        let mut seen = false;
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            w.ok("alice", &["typing", "bob"]);
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|v| v["event"] == "typing" && v["typing"] == true)
+            {
+                seen = true;
+                break;
+            }
+        }
+        let _ = listening.kill();
+        let _ = listening.wait();
+        assert!(
+            seen,
+            "{}",
+            std::fs::read_to_string(&path).unwrap_or_default()
+        );
+        w.ok("alice", &["typing", "bob", "--stop"]);
+        assert!(chat_cli::rpc::COMMAND_METHODS.contains(&"typing"));
+        assert!(chat_cli::rpc::COMMAND_METHODS.contains(&"markRead"));
+    })
+    .await
+    .unwrap();
+}
