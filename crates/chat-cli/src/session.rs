@@ -192,12 +192,15 @@ pub struct Session {
     cached: Option<chat_client::KnownNames>,
     /// The profile's receive lock, when this process holds it.
     _lock: Option<lock::ProfileLock>,
+    /// `listen` said the connection was lost and has not said it is back.
+    pub outage: bool,
 }
 
 impl Session {
     fn new(client: Client, ctx: Ctx, lock: Option<lock::ProfileLock>) -> Session {
         Session {
             _lock: lock,
+            outage: false,
             events: Box::pin(client.events()),
             client,
             ctx,

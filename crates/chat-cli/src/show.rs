@@ -411,6 +411,8 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
             ConnectionState::Connected => {
                 if json {
                     print_json(&json!({"event": "connection", "state": "connected"}));
+                } else if std::mem::take(&mut s.outage) {
+                    crate::errln!("  connected again");
                 } else {
                     crate::errln!("  connected");
                 }
@@ -419,10 +421,11 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 if json {
                     print_json(&json!({"event": "connection", "state": "disconnected",
                         "error": error, "retryInMs": retry_in.as_millis() as u64}));
-                } else {
+                } else if !std::mem::replace(&mut s.outage, true) {
+                    // Once per outage: the retries that follow are quiet.
                     crate::errln!(
-                        "  connection lost ({error}); retrying in {:.1} s",
-                        retry_in.as_secs_f64()
+                        "  lost the connection to the server ({}); reconnecting by itself",
+                        output::sanitize(&error)
                     );
                 }
             }

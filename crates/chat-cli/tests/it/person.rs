@@ -313,3 +313,57 @@ async fn typing_and_mark_read_from_the_command_line() {
     .await
     .unwrap();
 }
+
+/// `listen` says a lost connection once per outage, in words, however
+/// many times it retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_said_once_in_words() {
+    let (w, server) = world().await;
+    let w = std::sync::Arc::new(w);
+    let w2 = w.clone();
+    let (child, err_path) = tokio::task::spawn_blocking(move || {
+        w2.json("bob", &["register", "bob"]);
+        let err_path = w2.home.join("listen.err");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
+            .env_clear()
+            .env("E2EE_CHAT_HOME", &w2.home)
+            .env("E2EE_CHAT_SERVER", &w2.server)
+            .env("E2EE_CHAT_PASSPHRASE", "bob store passphrase")
+            .args(["--profile", "bob", "listen", "--timeout", "30"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        (child, err_path)
+    })
+    .await
+    .unwrap();
+    let mut child = child;
+    // Connected, then the server goes away for a while (several retries).
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if std::fs::read_to_string(&err_path)
+            .unwrap_or_default()
+            .contains("connected")
+        {
+            break;
+        }
+    }
+    server.shutdown().await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = std::fs::read_to_string(&err_path).unwrap_or_default();
+    assert_eq!(
+        said.matches("lost the connection to the server").count(),
+        1,
+        "{said}"
+    );
+    assert!(!said.contains("retrying in"), "{said}");
+    assert!(
+        !said.contains("CloseFrame") && !said.contains("Some("),
+        "{said}"
+    );
+    drop(w);
+}
