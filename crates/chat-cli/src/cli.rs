@@ -406,6 +406,11 @@ pub struct HistoryArgs {
     #[arg(long)]
     #[serde(default)]
     pub ids: bool,
+    /// Only look: leave what it shows unread (it marks it read otherwise,
+    /// as opening the chat would).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_read: bool,
 }
 
 /// `chat search`.

@@ -393,8 +393,22 @@ async fn sync(ctx: &Ctx) -> Result<()> {
 async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
     let mut s = ctx.open(false).await?;
     s.offline = a.offline;
-    if !a.offline {
-        s.sync().await?;
+    if !a.offline
+        && let Err(e) = s.sync().await
+    {
+        if e.exit_code() != crate::error::code::UNREACHABLE {
+            return Err(e);
+        }
+        s.close().await;
+        let who = a
+            .user
+            .clone()
+            .or(a.group.as_ref().map(|g| format!("--group {g}")))
+            .unwrap_or_default();
+        return Err(CliError::Timeout(format!(
+            "cannot reach the server to catch up first ({e}); what is stored here: `{} history {who} --offline`",
+            ctx.chat()
+        )));
     }
     let conv = s
         .conversation(a.user.as_deref(), a.group.as_deref())
@@ -429,6 +443,23 @@ async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
     }
     if page.messages.is_empty() && !ctx.json {
         crate::errln!("no messages yet");
+    }
+    // Shown is read, as opening the chat: when every unread message was
+    // on the page (otherwise the older ones would be marked unseen).
+    if !a.no_read {
+        let unread = s.client.unread_messages(&conv, 1000).await?;
+        let older = unread
+            .iter()
+            .filter(|u| !page.messages.iter().any(|m| m.seq == u.seq))
+            .count();
+        if !unread.is_empty() && older == 0 {
+            s.client.mark_read(&conv).await?;
+        } else if older > 0 && !ctx.json {
+            crate::errln!(
+                "{older} unread message(s) are older than these: `{} listen` shows them",
+                ctx.chat()
+            );
+        }
     }
     close(s, a.offline).await
 }

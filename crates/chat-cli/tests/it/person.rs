@@ -367,3 +367,41 @@ async fn an_outage_is_said_once_in_words() {
     );
     drop(w);
 }
+
+/// `history` marks what it shows as read (as opening the chat), unless
+/// `--no-read`; with the server down it points at `--offline`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_reads_what_it_shows_and_knows_offline() {
+    let (w, server) = world().await;
+    let w = std::sync::Arc::new(w);
+    let w2 = w.clone();
+    tokio::task::spawn_blocking(move || {
+        let w = &*w2;
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        w.ok("alice", &["send", "bob", "one"]);
+        w.ok("alice", &["send", "bob", "two"]);
+        w.ok("bob", &["history", "alice", "--no-read"]);
+        assert_eq!(unread(w, "bob"), 2, "--no-read only looks");
+        w.ok("bob", &["history", "alice", "-n", "1"]);
+        assert_eq!(
+            unread(w, "bob"),
+            2,
+            "one shown, an older one unread: nothing marked"
+        );
+        w.ok("bob", &["history", "alice"]);
+        assert_eq!(unread(w, "bob"), 0, "shown is read");
+    })
+    .await
+    .unwrap();
+    server.shutdown().await;
+    tokio::task::spawn_blocking(move || {
+        let err = w.fails("bob", &["history", "alice"], 5);
+        assert!(err.contains("history alice --offline"), "{err}");
+        let out = w.ok("bob", &["history", "alice", "--offline"]);
+        assert!(out.contains("two"), "{out}");
+    })
+    .await
+    .unwrap();
+}
