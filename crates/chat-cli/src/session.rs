@@ -497,7 +497,15 @@ impl Session {
                 Ok(Conversation::Group(self.group_id(u).await?))
             }
             (Some(u), None) => {
-                let id = self.user_id(u).await?;
+                let id = match self.user_id(u).await {
+                    // `chat send friends hi` for the group #friends: say how.
+                    Err(CliError::NotFound(m)) if self.group_id(u).await.is_ok() => {
+                        return Err(CliError::NotFound(format!(
+                            "{m}; for the group, write `--group {u}` or `'#{u}'`"
+                        )));
+                    }
+                    other => other?,
+                };
                 self.warn_if_untrusted(&id).await;
                 Ok(Conversation::Direct(id))
             }

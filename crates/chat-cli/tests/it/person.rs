@@ -405,3 +405,21 @@ async fn history_reads_what_it_shows_and_knows_offline() {
     .await
     .unwrap();
 }
+
+/// `chat send friends hi` where friends is a group: the error says how to
+/// name the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_named_as_a_user_is_pointed_at() {
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        w.ok("alice", &["group", "create", "friends", "bob"]);
+        let err = w.fails("alice", &["send", "friends", "hi"], 4);
+        assert!(err.contains("--group friends") && err.contains("'#friends'"), "{err}");
+        w.ok("alice", &["send", "#friends", "hi"]);
+    })
+    .await
+    .unwrap();
+}
