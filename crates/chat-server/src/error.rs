@@ -58,7 +58,23 @@ impl ApiError {
     pub fn rate_limited(wait: std::time::Duration) -> Self {
         Self {
             retry_after: Some(wait),
-            ..Self::new(ErrorCode::RateLimited, "too many requests; slow down")
+            ..Self::new(
+                ErrorCode::RateLimited,
+                format!("too many requests; try again in {} s", whole_seconds(wait)),
+            )
+        }
+    }
+
+    /// A 429 said for what it limits ("too many registrations from this
+    /// address; try again in 12 s"); any other error as it is.
+    #[must_use]
+    pub fn limiting(self, what: &str) -> Self {
+        match self.retry_after {
+            Some(wait) if self.code == ErrorCode::RateLimited => Self {
+                message: format!("{what}; try again in {} s", whole_seconds(wait)),
+                ..self
+            },
+            _ => self,
         }
     }
 
@@ -129,10 +145,7 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let retry = self
-            .retry_after
-            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
-            .map(|s| s.max(1));
+        let retry = self.retry_after.map(whole_seconds);
         let body = ErrorBody {
             error: ErrorInfo {
                 code: self.code,
@@ -152,3 +165,8 @@ impl IntoResponse for ApiError {
 
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A wait as `Retry-After` gives it: whole seconds, rounded up, at least 1.
+fn whole_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}

@@ -417,7 +417,10 @@ async fn a_group_named_as_a_user_is_pointed_at() {
         }
         w.ok("alice", &["group", "create", "friends", "bob"]);
         let err = w.fails("alice", &["send", "friends", "hi"], 4);
-        assert!(err.contains("--group friends") && err.contains("'#friends'"), "{err}");
+        assert!(
+            err.contains("--group friends") && err.contains("'#friends'"),
+            "{err}"
+        );
         w.ok("alice", &["send", "#friends", "hi"]);
     })
     .await

@@ -74,7 +74,9 @@ pub(super) async fn register(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<AuthResponse>)> {
-    state.limit(&state.limits.register, &peer.ip())?;
+    state
+        .limit(&state.limits.register, &peer.ip())
+        .map_err(|e| e.limiting("too many registrations from this address"))?;
     validate::username(&req.username)?;
     validate::password(&req.password)?;
     if let Some(url) = &req.avatar_url {
@@ -105,7 +107,9 @@ pub(super) async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<axum::Json<AuthResponse>> {
-    state.limit(&state.limits.login, &peer.ip())?;
+    state
+        .limit(&state.limits.login, &peer.ip())
+        .map_err(|e| e.limiting("too many logins from this address"))?;
     if req.password.len() > validate::PASSWORD_MAX_BYTES {
         return Err(validate::ValidationError::PasswordTooLong.into());
     }

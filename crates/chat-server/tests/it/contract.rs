@@ -150,6 +150,7 @@ async fn a_rate_limit_says_when_to_try_again() {
     let s = TestServer::with(|c| c.limits.logins_per_minute = 2).await;
     s.register("alice").await;
     let mut retry = None;
+    let mut said = String::new();
     for _ in 0..3 {
         let resp = s
             .http
@@ -165,6 +166,7 @@ async fn a_rate_limit_says_when_to_try_again() {
                 .map(|v| v.to_str().unwrap().to_owned());
             let body: serde_json::Value = resp.json().await.unwrap();
             assert_eq!(body["error"]["code"], "rate_limited");
+            said = body["error"]["message"].as_str().unwrap().to_owned();
         }
     }
     let secs: u64 = retry
@@ -172,6 +174,11 @@ async fn a_rate_limit_says_when_to_try_again() {
         .parse()
         .unwrap();
     assert!((1..=30).contains(&secs), "{secs}");
+    // Said for a person: what is limited and when to try again.
+    assert_eq!(
+        said,
+        format!("too many logins from this address; try again in {secs} s")
+    );
 }
 
 #[tokio::test]
