@@ -41,9 +41,18 @@ pub async fn outbox(ctx: &Ctx, a: OutboxArgs) -> Result<()> {
             Some(u) => Some(s.name_of(u).await),
             None => None,
         };
+        // A version-2 message waits as one copy per device: its size is
+        // a copy's (they differ by a few bytes of header).
+        let bytes = e
+            .copies
+            .iter()
+            .map(|c| c.content.len())
+            .max()
+            .unwrap_or(0)
+            .max(e.content.len());
         if ctx.json {
             print_json(&json!({"event": "outbox", "id": e.message_id, "to": to,
-                "bytes": e.content.len(), "attempts": e.attempts, "queuedAt": e.created_at_ms,
+                "bytes": bytes, "attempts": e.attempts, "queuedAt": e.created_at_ms,
                 "heldFor": e.held_for}));
         } else {
             crate::outln!(
@@ -51,7 +60,7 @@ pub async fn outbox(ctx: &Ctx, a: OutboxArgs) -> Result<()> {
                 output::clock(e.created_at_ms),
                 e.message_id,
                 output::sanitize(&to),
-                output::size(e.content.len() as u64),
+                output::size(bytes as u64),
                 held.map(|h| format!(
                     "  held: {}'s key changed and is not trusted (`chat trust` or `chat verify` sends it)",
                     output::sanitize(&h)

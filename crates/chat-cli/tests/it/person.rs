@@ -426,3 +426,34 @@ async fn a_group_named_as_a_user_is_pointed_at() {
     .await
     .unwrap();
 }
+
+/// `outbox` shows a queued message's size (a version-2 message waits as
+/// copies, with no content of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_shows_a_queued_texts_size() {
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        w.ok("alice", &["send", "bob", "hello"]);
+        w.ok(
+            "alice",
+            &[
+                "send",
+                "bob",
+                "a text that waits in the outbox",
+                "--no-wait",
+            ],
+        );
+        let queued = w.json("alice", &["outbox"]);
+        let bytes = queued
+            .iter()
+            .find(|e| e["event"] == "outbox")
+            .and_then(|e| e["bytes"].as_u64())
+            .unwrap_or(0);
+        assert!(bytes > 30, "{queued:?}");
+    })
+    .await
+    .unwrap();
+}
