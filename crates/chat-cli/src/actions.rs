@@ -83,12 +83,37 @@ pub fn parse_timer(text: &str) -> Result<Option<Duration>> {
             "`{text}` is not a timer ({e}): use `off` or a duration such as 30s, 1h, 7d"
         ))
     })?;
-    if d.as_secs() == 0 || d.as_secs() > u64::from(chat_client::TIMER_MAX_SECS) {
-        return Err(CliError::Usage(
-            "a timer runs from one second to one year".into(),
-        ));
+    let max = u64::from(chat_client::TIMER_MAX_SECS);
+    // `1y` is humantime's 365.25 days: a year, so the longest timer.
+    let year = humantime::parse_duration("1y").map_or(max, |y| y.as_secs());
+    let secs = match d.as_secs() {
+        s if s > max && s <= year => max,
+        s => s,
+    };
+    if secs == 0 || secs > max {
+        return Err(CliError::Usage(format!(
+            "a timer runs from 1 second to {} days (`1y`)",
+            max / 86_400
+        )));
     }
-    Ok(Some(d))
+    Ok(Some(Duration::from_secs(secs)))
+}
+
+#[cfg(test)]
+mod timer_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_year_is_the_longest_timer_and_the_limit_is_named() {
+        let max = u64::from(chat_client::TIMER_MAX_SECS);
+        assert_eq!(parse_timer("1y").unwrap(), Some(Duration::from_secs(max)));
+        assert_eq!(parse_timer("365d").unwrap(), Some(Duration::from_secs(max)));
+        assert_eq!(parse_timer("1h").unwrap(), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_timer("off").unwrap(), None);
+        let e = parse_timer("400d").unwrap_err().to_string();
+        assert!(e.contains("365 days"), "{e}");
+    }
 }
 
 /// `chat disappearing USER|--group G [DURATION|off]`.
