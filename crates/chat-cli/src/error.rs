@@ -246,6 +246,9 @@ fn describe(e: &ClientError) -> String {
             }
             ErrorCode::Unauthorized => format!("the server refused the login: {message}"),
             ErrorCode::RateLimited => format!("the server asks us to slow down: {message}"),
+            // Its own words say what is missing ("the server's database is
+            // unavailable; try again later").
+            ErrorCode::Unavailable => format!("the server cannot serve this now: {message}"),
             _ => format!("the server refused: {message}"),
         },
         ClientError::Transport(TransportError::Network(m)) => {
