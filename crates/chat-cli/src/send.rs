@@ -140,12 +140,20 @@ pub(crate) async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
                 )
                 .await;
             pb.finish_and_clear();
-            r?
+            r
         }
         None => match &a.reply_to {
-            Some(r) => s.client.reply(&conv, r, &text).await?,
-            None => s.client.send_text(&conv, &text).await?,
+            Some(r) => s.client.reply(&conv, r, &text).await,
+            None => s.client.send_text(&conv, &text).await,
         },
+    };
+    let id = match id {
+        Err(ClientError::UntrustedIdentity { user_id, .. }) => {
+            let e = untrusted(&mut s, &user_id).await;
+            s.close().await;
+            return Err(e);
+        }
+        other => other?,
     };
     if a.no_wait {
         s.close().await;
@@ -167,6 +175,19 @@ fn report_sent(ctx: &Ctx, id: &str, label: &str, status: Status) -> Result<()> {
         crate::outln!("{} to {label} ({id})", status_name(status));
     }
     Ok(())
+}
+
+/// A send to someone whose key is not trusted, said with their name (not
+/// their id) and what to do: the message waits in the outbox.
+async fn untrusted(s: &mut Session, user_id: &str) -> CliError {
+    let name = output::sanitize(&s.name_of(user_id).await);
+    let chat = s.ctx.chat();
+    CliError::Refused(format!(
+        "{name}'s safety number changed and the new key is not trusted: nothing was sent to \
+         {name}, and the message waits in the outbox. Compare safety numbers \
+         (`{chat} safety-number {name}`), then `{chat} verify {name}` (or `{chat} trust \
+         {name}`) sends it"
+    ))
 }
 
 /// The server's reason for refusing message `id`, if its `SendFailed`
@@ -233,11 +254,9 @@ pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Re
                 message_id,
                 user_id,
             })) if message_id == id => {
+                let e = untrusted(s, &user_id).await;
                 s.close().await;
-                return Err(CliError::Client(ClientError::UntrustedIdentity {
-                    user_id,
-                    changed: true,
-                }));
+                return Err(e);
             }
             Ok(Some(Event::Connection(ConnectionState::LoggedOut))) => {
                 return Err(CliError::login_revoked());

@@ -119,6 +119,13 @@ async fn a_changed_key_is_never_sent_to_silently() {
         // held, she is told (exit 7), and it waits in her outbox.
         let stderr = w.fails("alice", &["send", "bob", "did you lose your phone?"], 7);
         assert!(stderr.contains("safety number"), "{stderr}");
+        // Said with Bob's name, never his id.
+        let bob_id = w.json("bob2", &["whoami"])[0]["userId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(stderr.contains("bob's safety number changed"), "{stderr}");
+        assert!(!stderr.contains(&bob_id), "{stderr}");
         let outbox = w.json("alice", &["outbox"]);
         assert_eq!(outbox.len(), 1, "{outbox:?}");
         assert!(!outbox[0]["heldFor"].is_null(), "{outbox:?}");
