@@ -77,7 +77,7 @@ fn not_permitted(action: &ChangeAction, name: &str) -> String {
         ChangeAction::Add { .. } => format!("only the owner and admins can add members to #{name}"),
         ChangeAction::Remove { .. } => {
             format!(
-                "only the owner and admins can remove members of #{name} (the owner's admins only by the owner)"
+                "only the owner and admins can remove members of #{name} (and only the owner can remove an admin)"
             )
         }
         ChangeAction::SetRole { .. } => {

@@ -22,18 +22,43 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::storage::Account;
 
+/// How a login's token stands beside the device's others.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Login {
+    /// One more token (registration, a device's first login).
+    Added,
+    /// The device's only one: its other tokens are revoked and their
+    /// connections closed (a device logging in again is that device).
+    Only,
+}
+
 /// A token for `device` (0: a login replacing every device, which may
 /// only upload its new identity until it has).
 async fn issue_token(
     state: &AppState,
     user: User,
     device: u32,
+    login: Login,
 ) -> ApiResult<axum::Json<AuthResponse>> {
     let token = auth::new_token();
-    state
-        .store
-        .insert_token(auth::token_hash(&token), &user.id, device, now_ms())
-        .await?;
+    let hash = auth::token_hash(&token);
+    if login == Login::Only {
+        let old = state
+            .store
+            .replace_device_token(hash, &user.id, device, now_ms())
+            .await?;
+        for t in &old {
+            state.close_token_everywhere(&user.id, t);
+        }
+        if !old.is_empty() {
+            tracing::info!(user = %user.id, device, "device logged in again elsewhere");
+        }
+    } else {
+        state
+            .store
+            .insert_token(hash, &user.id, device, now_ms())
+            .await?;
+    }
     Ok(axum::Json(AuthResponse {
         user,
         token,
@@ -99,7 +124,10 @@ pub(super) async fn register(
         )
         .await?;
     tracing::info!(user = %user.id, "registered");
-    Ok((StatusCode::CREATED, issue_token(&state, user, 1).await?))
+    Ok((
+        StatusCode::CREATED,
+        issue_token(&state, user, 1, Login::Added).await?,
+    ))
 }
 
 pub(super) async fn login(
@@ -139,9 +167,9 @@ pub(super) async fn login(
         .iter()
         .map(|d| d.device_id)
         .collect();
-    let device = match (&identity, &req.device) {
+    let (device, login) = match (&identity, &req.device) {
         // No keys yet (registered, never uploaded): nothing to take.
-        (None, _) => 1,
+        (None, _) => (1, Login::Added),
         (Some(identity), Some(proof)) => {
             if !proof_holds(&user, identity, &devices, proof) {
                 // The password was right: 403, not 401.
@@ -153,31 +181,11 @@ pub(super) async fn login(
             }
             // This store is the device now: the device's other logins
             // stop (a restored copy and its original never share one).
-            let token = auth::new_token();
-            let old = state
-                .store
-                .replace_device_token(
-                    auth::token_hash(&token),
-                    &user.id,
-                    proof.device_id,
-                    now_ms(),
-                )
-                .await?;
-            for t in &old {
-                state.close_token_everywhere(&user.id, t);
-            }
-            if !old.is_empty() {
-                tracing::info!(user = %user.id, device = proof.device_id, "device logged in again elsewhere");
-            }
-            return Ok(axum::Json(AuthResponse {
-                user,
-                token,
-                device_id: Some(proof.device_id),
-            }));
+            (proof.device_id, Login::Only)
         }
         // Asked for, or nothing left to take (every device removed): the
         // login replaces the keys before it may do anything else.
-        (Some(_), None) if req.replace_devices || devices.is_empty() => 0,
+        (Some(_), None) if req.replace_devices || devices.is_empty() => (0, Login::Added),
         (Some(_), None) => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
@@ -190,7 +198,7 @@ pub(super) async fn login(
             ));
         }
     };
-    issue_token(&state, user, device).await
+    issue_token(&state, user, device, login).await
 }
 
 pub(super) async fn logout(

@@ -392,6 +392,13 @@ pub fn pq_prekey(identity: &e2ee_core::IdentityKeyPair, id: u32) -> Value {
     json!({"keyId": id, "publicKey": b64(public.key.as_bytes()), "signature": b64(&public.signature)})
 }
 
+/// The error body's message says `text` (a person reads it).
+#[track_caller]
+pub fn assert_says(body: &Value, text: &str) {
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(text), "{text:?} not in {body}");
+}
+
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
