@@ -511,10 +511,29 @@ pub enum GroupCommand {
         /// Its new name.
         name: String,
     },
-    /// Leave a group.
+    /// Hand a group to another member (the owner only): they become its
+    /// owner, you stay as an admin.
+    Owner {
+        /// The group (name or id).
+        group: String,
+        /// The new owner's username.
+        user: String,
+    },
+    /// Leave a group. Its owner hands it over first, to the longest admin
+    /// (else the longest member); an owner alone in it deletes it.
     Leave {
         /// The group (name or id).
         group: String,
+    },
+    /// Delete a group for every member (the owner only); each keeps its
+    /// history.
+    Delete {
+        /// The group (name or id).
+        group: String,
+        /// Do not ask first.
+        #[arg(long, short = 'y')]
+        #[serde(default)]
+        yes: bool,
     },
     /// Your groups and their members.
     List,

@@ -89,7 +89,7 @@ fn already_linked(ctx: &Ctx) -> CliError {
 }
 
 /// Asks a yes/no question on the terminal; true only for yes.
-fn ask(question: &str) -> Result<bool> {
+pub(crate) fn ask(question: &str) -> Result<bool> {
     print!("{question}");
     std::io::stdout().flush().ok();
     let mut answer = String::new();

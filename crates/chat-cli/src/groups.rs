@@ -1,5 +1,5 @@
-//! `chat group ...`: create, add, remove, promote, demote, rename, leave,
-//! list, info.
+//! `chat group ...`: create, add, remove, promote, demote, rename, owner,
+//! leave, delete, list, info.
 
 use serde_json::json;
 
@@ -107,11 +107,61 @@ pub async fn group(ctx: &Ctx, g: GroupCommand) -> Result<()> {
         GroupCommand::Leave { group } => {
             let g = s.group(&group).await?;
             s.connect().await?;
-            s.client.leave_group(&g.id).await?;
+            let successor = s.client.leave_group(&g.id).await?;
+            let owner = match &successor {
+                Some(u) => Some(s.name_of(u).await),
+                None => None,
+            };
             if ctx.json {
-                print_json(&json!({"event": "left", "groupId": g.id, "name": g.name}));
+                print_json(&json!({"event": "left", "groupId": g.id, "name": g.name,
+                    "newOwnerId": successor, "newOwner": owner}));
             } else {
-                crate::outln!("left #{}", g.name);
+                if let Some(o) = &owner {
+                    crate::outln!("{} is now the owner of #{}", sanitize(o), sanitize(&g.name));
+                }
+                crate::outln!("left #{}", sanitize(&g.name));
+            }
+        }
+        GroupCommand::Owner { group, user } => {
+            let g = s.group(&group).await?;
+            let id = s.user_id(&user).await?;
+            s.connect().await?;
+            s.client.transfer_ownership(&g.id, &id).await?;
+            if ctx.json {
+                print_json(
+                    &json!({"event": "roleChanged", "username": user, "role": "owner",
+                    "group": g.name}),
+                );
+            } else {
+                crate::outln!(
+                    "{} is now the owner of #{}; you are an admin",
+                    sanitize(&user),
+                    sanitize(&g.name)
+                );
+            }
+        }
+        GroupCommand::Delete { group, yes } => {
+            let g = s.group(&group).await?;
+            if !yes {
+                let asked = crate::sink::interactive()
+                    && crate::devices::ask(&format!(
+                        "Delete #{} for all its members? [y/N] ",
+                        sanitize(&g.name)
+                    ))?;
+                if !asked {
+                    s.close().await;
+                    return Err(crate::error::CliError::Usage(format!(
+                        "#{} not deleted (pass --yes to delete it without asking)",
+                        sanitize(&g.name)
+                    )));
+                }
+            }
+            s.connect().await?;
+            s.client.delete_group(&g.id).await?;
+            if ctx.json {
+                print_json(&json!({"event": "deleted", "groupId": g.id, "name": g.name}));
+            } else {
+                crate::outln!("deleted #{} for all its members", sanitize(&g.name));
             }
         }
     }
@@ -229,6 +279,10 @@ pub(crate) async fn describe(s: &mut Session, a: &MembershipAction) -> String {
         }
         MembershipAction::Left => "left".to_owned(),
         MembershipAction::Renamed { name } => format!("renamed to #{}", sanitize(name)),
+        MembershipAction::OwnershipTransferred { user_id } => format!(
+            "handed the group to {}",
+            sanitize(&s.name_of(user_id).await)
+        ),
         _ => "a change this version does not know".to_owned(),
     }
 }

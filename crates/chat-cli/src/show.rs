@@ -328,6 +328,11 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                         {
                             format!("{by} made you {role} of #{name}")
                         }
+                        chat_client::MembershipAction::OwnershipTransferred { user_id }
+                            if *user_id == me =>
+                        {
+                            format!("{by} handed #{name} to you: you are its owner")
+                        }
                         a => {
                             let what = crate::groups::describe(s, a).await;
                             let by = if c.by == me { "you".to_owned() } else { by };
@@ -344,6 +349,27 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
                 );
             } else {
                 let said = said.unwrap_or_else(|| format!("#{name} changed"));
+                crate::outln!("  {}", output::sanitize(&said));
+            }
+        }
+        Event::RemovedFromGroup {
+            group_id,
+            by,
+            deleted,
+        } => {
+            let name = s.group_name(&group_id).await;
+            let who = s.name_of(&by).await;
+            if json {
+                print_json(
+                    &json!({"event": if deleted { "groupDeleted" } else { "removedFromGroup" },
+                    "groupId": group_id, "name": name, "by": by, "byName": who}),
+                );
+            } else {
+                let said = if deleted {
+                    format!("{who} deleted #{name}")
+                } else {
+                    format!("you were removed from #{name} by {who}")
+                };
                 crate::outln!("  {}", output::sanitize(&said));
             }
         }

@@ -134,6 +134,18 @@ pub enum Event {
         /// Which group.
         group_id: String,
     },
+    /// We are no longer in a group: removed by someone, or the group was
+    /// deleted by its owner. History stays; nothing more is sent or shown.
+    /// `by` is who the server says did it: a former member is shown no
+    /// later signed change to check it against.
+    RemovedFromGroup {
+        /// Which group.
+        group_id: String,
+        /// Who removed us or deleted it (user id), as the server says.
+        by: String,
+        /// The group was deleted, rather than we removed from it.
+        deleted: bool,
+    },
     /// A device was linked to our account (version 2). If you did not link
     /// it, remove it (`Client::remove_device`).
     DeviceLinked {

@@ -184,7 +184,7 @@ async fn handle(inner: &Arc<Inner>, batch: Vec<ConnEvent>) {
                 }
                 ServerFrame::GroupChanged(g) => {
                     let i = inner.clone();
-                    tokio::spawn(async move { i.on_group_changed(&g.group_id).await });
+                    tokio::spawn(async move { i.on_group_changed(&g).await });
                 }
                 ServerFrame::DevicesChanged(d) => {
                     let i = inner.clone();

@@ -42,7 +42,8 @@ pub const MAX_NAME_BYTES: usize = 256;
 /// A member's role, as signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MemberRole {
-    /// Created the group; the only one who appoints admins.
+    /// Created the group (or was handed it); the only one who appoints
+    /// admins.
     Owner,
     /// Adds and removes members, renames.
     Admin,
@@ -104,12 +105,18 @@ pub enum ChangeAction {
         /// `Admin` or `Member`.
         role: MemberRole,
     },
-    /// The signer leaves (not the owner).
+    /// The signer leaves (not the owner: it hands the group over first).
     Leave,
     /// An admin or the owner renames the group.
     Rename {
         /// The new name.
         name: String,
+    },
+    /// Version 2.4: the owner makes another member the owner and becomes an
+    /// admin itself (after which it may leave).
+    TransferOwnership {
+        /// The new owner: a current member other than the signer.
+        user: UserId,
     },
 }
 
@@ -144,6 +151,10 @@ impl ChangeAction {
                 out.push(6);
                 put_str(out, name);
             }
+            ChangeAction::TransferOwnership { user } => {
+                out.push(7);
+                out.extend_from_slice(user);
+            }
         }
     }
 
@@ -172,6 +183,7 @@ impl ChangeAction {
             },
             5 => ChangeAction::Leave,
             6 => ChangeAction::Rename { name: get_str(r)? },
+            7 => ChangeAction::TransferOwnership { user: r.array()? },
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -496,6 +508,18 @@ impl Membership {
                     return Err(not_allowed);
                 }
                 name.clone_from(new);
+            }
+            ChangeAction::TransferOwnership { user } => {
+                if signer_role != MemberRole::Owner || *user == r.signer || role_of(user).is_none()
+                {
+                    return Err(not_allowed);
+                }
+                if let Some(m) = next.get_mut(user) {
+                    m.role = MemberRole::Owner;
+                }
+                if let Some(m) = next.get_mut(&r.signer) {
+                    m.role = MemberRole::Admin;
+                }
             }
         }
         self.members = next;

@@ -457,3 +457,65 @@ async fn the_outbox_shows_a_queued_texts_size() {
     .await
     .unwrap();
 }
+
+/// The owner hands a group over (`group owner`), an owner who leaves hands
+/// it to an admin first (or the longest member), the removed member is told
+/// by whom, and the owner may delete a group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_changes_hands_and_ends() {
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        for name in ["alice", "bob", "carol", "dave"] {
+            w.json(name, &["register", name]);
+        }
+        w.ok(
+            "alice",
+            &["group", "create", "trio", "bob", "carol", "dave"],
+        );
+        // Only the owner hands it over.
+        let err = w.fails("bob", &["group", "owner", "trio", "carol"], 7);
+        assert!(err.contains("only the owner of #trio"), "{err}");
+        let out = w.ok("alice", &["group", "owner", "trio", "bob"]);
+        assert!(out.contains("bob is now the owner of #trio"), "{out}");
+        let info = w.json("carol", &["group", "info", "trio"]);
+        let role = |info: &[Value], who: &str| {
+            info[0]["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["username"] == who)
+                .map(|m| m["role"].as_str().unwrap_or_default().to_owned())
+        };
+        assert_eq!(role(&info, "bob").as_deref(), Some("owner"), "{info:?}");
+        assert_eq!(role(&info, "alice").as_deref(), Some("admin"), "{info:?}");
+        // Bob makes Dave an admin, then leaves: the group goes to Dave (the
+        // admin), not to Carol (the longer member).
+        w.ok("bob", &["group", "promote", "trio", "dave"]);
+        w.ok("bob", &["group", "demote", "trio", "alice"]);
+        let out = w.ok("bob", &["group", "leave", "trio"]);
+        assert!(out.contains("dave is now the owner of #trio"), "{out}");
+        let info = w.json("carol", &["group", "info", "trio"]);
+        assert_eq!(role(&info, "dave").as_deref(), Some("owner"), "{info:?}");
+        assert_eq!(role(&info, "bob"), None, "{info:?}");
+        // Dave removes Carol: she is told by whom, in words.
+        w.ok("dave", &["group", "remove", "trio", "carol"]);
+        let out = w.chat("carol", &["listen", "-n", "1", "--timeout", "5"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("you were removed from #trio by dave"),
+            "{text}"
+        );
+        // Only the owner deletes; then the group is gone for everyone.
+        let err = w.fails("alice", &["group", "delete", "trio", "--yes"], 7);
+        assert!(err.contains("only the owner of #trio"), "{err}");
+        let out = w.ok("dave", &["group", "delete", "trio", "--yes"]);
+        assert!(out.contains("deleted #trio"), "{out}");
+        let out = w.chat("alice", &["listen", "-n", "1", "--timeout", "5"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("dave deleted #trio"), "{text}");
+        let err = w.fails("alice", &["send", "--group", "trio", "anyone?"], 4);
+        assert!(err.contains("trio"), "{err}");
+    })
+    .await
+    .unwrap();
+}

@@ -96,11 +96,45 @@ impl Client {
     }
 
     /// Leaves a group, by a signed change: history stays, our keys for it
-    /// are dropped.
-    pub async fn leave_group(&self, group_id: &str) -> Result<()> {
+    /// are dropped. The owner hands the group over first, by a signed
+    /// change: to the admin who has been one longest, else to the member
+    /// who has been in it longest; an owner alone in it deletes it. Returns
+    /// the new owner's user id when we handed it over.
+    pub async fn leave_group(&self, group_id: &str) -> Result<Option<String>> {
         let me = self.inner.me()?;
+        let mut successor = None;
         {
             let _guard = self.inner.group_lock.lock().await;
+            self.inner.refresh_group(group_id).await?;
+            let held = self
+                .inner
+                .memberships
+                .lock()
+                .ok()
+                .and_then(|m| m.get(group_id).cloned());
+            let my_id = user_bytes(&me.user_id)?;
+            if let Some(m) = held
+                && m.members()
+                    .get(&my_id)
+                    .is_some_and(|v| v.role == MemberRole::Owner)
+            {
+                let next = m
+                    .members()
+                    .iter()
+                    .filter(|(u, _)| **u != my_id)
+                    .min_by_key(|(_, v)| (v.role != MemberRole::Admin, v.added_at_epoch));
+                match next {
+                    Some((user, _)) => {
+                        let action = ChangeAction::TransferOwnership { user: *user };
+                        self.inner.signed_change(group_id, action).await?;
+                        successor = Some(Uuid::from_bytes(*user).to_string());
+                    }
+                    None => {
+                        self.inner.rest.delete_group(group_id).await?;
+                        return self.forget_group(group_id).await.map(|()| None);
+                    }
+                }
+            }
             let signed = self
                 .inner
                 .signed_change(group_id, ChangeAction::Leave)
@@ -109,10 +143,68 @@ impl Client {
                 self.inner.rest.remove_member(group_id, &me.user_id).await?;
             }
         }
+        self.forget_group(group_id).await?;
+        Ok(successor)
+    }
+
+    /// Hands the group to another member, by a signed change (version
+    /// 2.4): the owner's call; we stay in it as an admin.
+    pub async fn transfer_ownership(&self, group_id: &str, user_id: &str) -> Result<rest::Group> {
+        let user = user_bytes(user_id)?;
+        let _guard = self.inner.group_lock.lock().await;
+        let g = self
+            .inner
+            .signed_change(group_id, ChangeAction::TransferOwnership { user })
+            .await?
+            .ok_or_else(|| {
+                ClientError::NotPermitted(
+                    "this group is not signed yet: its owner's client signs it when it next runs, \
+                     and it can be handed over after that"
+                        .to_owned(),
+                )
+            })?;
+        self.inner.refresh_group(group_id).await?;
+        Ok(g)
+    }
+
+    /// Deletes a group for everyone (the owner's call; the server refuses
+    /// anyone else). Members are told; history stays in each store.
+    pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+        {
+            let _guard = self.inner.group_lock.lock().await;
+            let me = user_bytes(&self.inner.me()?.user_id)?;
+            self.inner.refresh_group(group_id).await?;
+            let held = self
+                .inner
+                .memberships
+                .lock()
+                .ok()
+                .and_then(|m| m.get(group_id).cloned());
+            if let Some(m) = held
+                && !m
+                    .members()
+                    .get(&me)
+                    .is_some_and(|v| v.role == MemberRole::Owner)
+            {
+                return Err(ClientError::NotPermitted(format!(
+                    "only the owner of #{} can delete it",
+                    m.name()
+                )));
+            }
+            self.inner.rest.delete_group(group_id).await?;
+        }
+        self.forget_group(group_id).await
+    }
+
+    /// Marks a group we are no longer in as left and says so.
+    async fn forget_group(&self, group_id: &str) -> Result<()> {
         let gid = group_id.to_owned();
         self.inner
             .db(move |s| s.write(|tx| tx.mark_group_left(&gid)))
             .await?;
+        if let Ok(mut m) = self.inner.memberships.lock() {
+            m.remove(group_id);
+        }
         self.inner.emit(Event::GroupChanged {
             group_id: group_id.to_owned(),
         });
@@ -400,7 +492,8 @@ impl Inner {
     /// A `groupChanged` notice: the group is reloaded now (a member removed
     /// gets no later message: our sender key is replaced at once), and
     /// reloaded again before the next send if that fails.
-    pub(crate) async fn on_group_changed(&self, group_id: &str) {
+    pub(crate) async fn on_group_changed(&self, notice: &chat_proto::ws::GroupChanged) {
+        let group_id = notice.group_id.as_str();
         if let Ok(mut f) = self.fresh_groups.lock() {
             f.remove(group_id);
         }
@@ -412,9 +505,18 @@ impl Inner {
                 }
             }
             // We were removed, or the group was deleted: it is marked left.
-            Err(ClientError::NotMember(_)) => self.emit(Event::GroupChanged {
-                group_id: group_id.to_owned(),
-            }),
+            // Who did it is the server's notice (a former member is shown
+            // no later signed change).
+            Err(ClientError::NotMember(_)) => {
+                if let Ok(mut m) = self.memberships.lock() {
+                    m.remove(group_id);
+                }
+                self.emit(Event::RemovedFromGroup {
+                    group_id: group_id.to_owned(),
+                    by: notice.by.clone(),
+                    deleted: notice.change == chat_proto::ws::GroupChange::Deleted,
+                })
+            }
             Err(e) => tracing::debug!(error = %e, group = %group_id, "group reload failed"),
         }
     }

@@ -69,6 +69,11 @@ pub enum MembershipAction {
         /// The new name.
         name: String,
     },
+    /// The owner handed the group to this member (and became an admin).
+    OwnershipTransferred {
+        /// The new owner.
+        user_id: String,
+    },
 }
 
 /// Why our role does not allow `action` in group `name`, for a person.
@@ -84,9 +89,12 @@ fn not_permitted(action: &ChangeAction, name: &str) -> String {
             format!("only the owner of #{name} can make or unmake admins")
         }
         ChangeAction::Rename { .. } => format!("only the owner and admins can rename #{name}"),
-        ChangeAction::Leave => format!(
-            "the owner cannot leave #{name}: an owner's group stays theirs (handing it over is not built yet)"
-        ),
+        ChangeAction::Leave => {
+            format!("the owner of #{name} hands it over before leaving (`group owner`)")
+        }
+        ChangeAction::TransferOwnership { .. } => {
+            format!("only the owner of #{name} can hand it over, and only to one of its members")
+        }
         ChangeAction::Create { .. } => format!("#{name} exists already"),
     }
 }
@@ -128,6 +136,9 @@ fn describe(r: &ChangeRecord) -> MembershipChange {
         },
         ChangeAction::Leave => MembershipAction::Left,
         ChangeAction::Rename { name } => MembershipAction::Renamed { name: name.clone() },
+        ChangeAction::TransferOwnership { user } => MembershipAction::OwnershipTransferred {
+            user_id: user_string(user),
+        },
     };
     MembershipChange {
         epoch: r.epoch,

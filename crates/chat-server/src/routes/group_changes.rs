@@ -250,6 +250,14 @@ pub(super) async fn post(
                 };
                 (op, GroupChange::MemberRemoved, Some(me.user.id.clone()))
             }
+            ChangeAction::TransferOwnership { user } => {
+                let user = user_id(user);
+                let op = GroupOp::TransferOwnership {
+                    from: me.user.id.clone(),
+                    to: user.clone(),
+                };
+                (op, GroupChange::RoleChanged, Some(user))
+            }
             ChangeAction::Rename { name } => {
                 validate::name(name, "name", GROUP_NAME_MAX)?;
                 (

@@ -307,6 +307,13 @@ pub enum GroupOp {
         /// The new name.
         name: String,
     },
+    /// The owner hands the group to another member and becomes an admin.
+    TransferOwnership {
+        /// The owner until now.
+        from: String,
+        /// The new owner.
+        to: String,
+    },
 }
 
 /// Everything the handlers need from storage.

@@ -337,6 +337,21 @@ pub(super) async fn append_change(
         GroupOp::Add { user, role } => add_member(c, &ch.group_id, user, *role, ch.now).await?,
         GroupOp::Remove { user } => remove_member(c, &ch.group_id, user).await?,
         GroupOp::SetRole { user, role } => set_role(c, &ch.group_id, user, *role).await?,
+        GroupOp::TransferOwnership { from, to } => {
+            match set_role(c, &ch.group_id, to, Role::Owner).await? {
+                MemberChange::Done => {
+                    set_role(c, &ch.group_id, from, Role::Admin).await?;
+                    exec(
+                        c,
+                        "UPDATE groups SET owner_id = $2 WHERE id = $1",
+                        &[&ch.group_id, &to],
+                    )
+                    .await?;
+                    MemberChange::Done
+                }
+                other => other,
+            }
+        }
         GroupOp::Rename { name } => {
             update(c, &ch.group_id, Some(name), None).await?;
             MemberChange::Done

@@ -280,6 +280,19 @@ pub(super) fn append_change(c: &Connection, ch: &NewChange) -> StoreResult<Membe
         GroupOp::Add { user, role } => add_member(c, &ch.group_id, user, *role, ch.now)?,
         GroupOp::Remove { user } => remove_member(c, &ch.group_id, user)?,
         GroupOp::SetRole { user, role } => set_role(c, &ch.group_id, user, *role)?,
+        GroupOp::TransferOwnership { from, to } => {
+            match set_role(c, &ch.group_id, to, Role::Owner)? {
+                MemberChange::Done => {
+                    set_role(c, &ch.group_id, from, Role::Admin)?;
+                    c.execute(
+                        "UPDATE groups SET owner_id = ?2 WHERE id = ?1",
+                        params![ch.group_id, to],
+                    )?;
+                    MemberChange::Done
+                }
+                other => other,
+            }
+        }
         GroupOp::Rename { name } => {
             update(c, &ch.group_id, Some(name), None)?;
             MemberChange::Done

@@ -469,3 +469,57 @@ async fn a_signed_upgrade_racing_a_version_1_add_never_admits_an_unsigned_member
         );
     }
 }
+
+/// Version 2.4: the owner hands the group over by a signed change; the
+/// server's roles and owner follow, and from then on only the new owner may
+/// delete the group. Nobody else may hand it over.
+#[tokio::test]
+async fn ownership_passes_only_by_the_owners_signed_change() {
+    let s = TestServer::start().await;
+    let alice = person(&s, "alice", 1).await;
+    let bob = person(&s, "bob", 2).await;
+    let group = uuid::Uuid::new_v4().to_string();
+    let create = ChangeRecord::sign(
+        &alice.key,
+        alice.id(),
+        gid(&group),
+        None,
+        ChangeAction::Create {
+            name: "team".into(),
+            members: vec![(bob.id(), MemberRole::Member)],
+        },
+    )
+    .unwrap();
+    assert_eq!(post(&s, &alice, &group, &create).await.0, 201);
+    let take = |who: &Person| {
+        ChangeRecord::sign(
+            &who.key,
+            who.id(),
+            gid(&group),
+            Some(&create),
+            ChangeAction::TransferOwnership { user: bob.id() },
+        )
+        .unwrap()
+    };
+    // Bob cannot take it himself.
+    let (st, body) = post(&s, &bob, &group, &take(&bob)).await;
+    assert_eq!(st, 403, "{body}");
+    let (st, g) = post(&s, &alice, &group, &take(&alice)).await;
+    assert!(st < 300, "{st} {g}");
+    assert_eq!(g["ownerId"], bob.auth.user.id, "{g}");
+    let role = |who: &Person| {
+        g["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["userId"] == who.auth.user.id)
+            .map(|m| m["role"].clone())
+    };
+    assert_eq!(role(&bob), Some(json!("owner")), "{g}");
+    assert_eq!(role(&alice), Some(json!("admin")), "{g}");
+    let path = format!("/api/groups/{group}");
+    let (st, _) = s.call("DELETE", &path, Some(alice.token()), None).await;
+    assert_eq!(st, 403);
+    let (st, _) = s.call("DELETE", &path, Some(bob.token()), None).await;
+    assert_eq!(st, 204);
+}

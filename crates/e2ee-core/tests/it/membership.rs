@@ -416,3 +416,70 @@ const EXAMPLE: [&str; 4] = [
     "3e86645c6884be6b4789efb141f4ee8e2bbf87816a61613d64b8e36556e0ac1d",
     "2222222222222222222222222222222200000000000000013e86645c6884be6b4789efb141f4ee8e2bbf87816a61613d64b8e36556e0ac1d11111111111111111111111111111111a4e09292b651c278b9772c569f5fa9bb13d906b46ab68c9df9dc2b4409f8a2098139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394024444444444444444444444444444444402e0fd522630d2ec8d4df86070a435a7c0570827df094bfbb491cb00a277d9a5f50d9cb19c2710a7fc27a918371538d3f2c0bf33c6373ae9c12367d83498b1d304",
 ];
+
+/// Version 2.4: the owner hands the group to another member (who becomes
+/// its owner; the old owner stays as an admin and may then leave). Nobody
+/// else may, and only to a current member.
+#[test]
+fn the_owner_hands_the_group_over_and_may_then_leave() {
+    let p = people();
+    let records = chain(&p);
+    let m = Membership::from_chain(&records, &anyone).unwrap();
+    let try_ = |chain: &[ChangeRecord], who: &IdentityKeyPair, id: UserId, action| {
+        let mut m = Membership::from_chain(chain, &anyone).unwrap();
+        let before = m.clone();
+        let r = m.apply(&next(chain, who, id, action), &anyone);
+        if r.is_err() {
+            assert_eq!(
+                m, before,
+                "a refused change leaves the membership as it was"
+            );
+        }
+        r.map(|()| m)
+    };
+    use ChangeAction::TransferOwnership;
+    // Not an admin's to give, not to an outsider, not to oneself.
+    for (who, id, to) in [
+        (&p.admin, ADMIN, MEMBER),
+        (&p.member, MEMBER, MEMBER),
+        (&p.owner, OWNER, OUTSIDER),
+        (&p.owner, OWNER, OWNER),
+    ] {
+        assert_eq!(
+            try_(&records, who, id, TransferOwnership { user: to }).unwrap_err(),
+            MembershipError::NotAllowed { epoch: 2 },
+            "{id:?} to {to:?}"
+        );
+    }
+    let mut handed = records.clone();
+    handed.push(next(
+        &records,
+        &p.owner,
+        OWNER,
+        TransferOwnership { user: MEMBER },
+    ));
+    let after = Membership::from_chain(&handed, &anyone).unwrap();
+    assert_eq!(after.members()[&MEMBER].role, MemberRole::Owner);
+    assert_eq!(after.members()[&OWNER].role, MemberRole::Admin);
+    assert_eq!(after.members().len(), m.members().len());
+    // The old owner may now leave; the new owner may remove the old one.
+    assert!(
+        !try_(&handed, &p.owner, OWNER, ChangeAction::Leave)
+            .unwrap()
+            .is_member(&OWNER)
+    );
+    assert!(
+        try_(
+            &handed,
+            &p.member,
+            MEMBER,
+            ChangeAction::Remove { user: OWNER }
+        )
+        .is_ok()
+    );
+    // The record survives its wire form, under tag 0x07.
+    let r = handed.last().unwrap();
+    let bytes = r.to_bytes();
+    assert_eq!(bytes[16 + 8 + 32 + 16 + 64], 0x07);
+    assert_eq!(&ChangeRecord::from_bytes(&bytes).unwrap(), r);
+}
