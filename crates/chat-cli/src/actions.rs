@@ -28,49 +28,55 @@ async fn acked(ctx: &Ctx, mut s: Session, event: &str, id: &str, target: &str) -
 /// `chat react ID EMOJI`.
 pub async fn react(ctx: &Ctx, a: &ReactArgs) -> Result<()> {
     let mut s = ctx.open(false).await?;
+    let target = s.client.find_message_id(&a.id).await?;
+    let about = crate::show::about(&mut s, &target).await;
     s.connect().await?;
-    let id = s.client.react(&a.id, &a.emoji).await?;
+    let id = s.client.react(&target, &a.emoji).await?;
     if !ctx.json {
         if a.emoji.is_empty() {
-            crate::outln!("removed your reaction to {}", a.id);
+            crate::outln!("removed your reaction to {about}");
         } else {
-            crate::outln!("reacted {} to {}", output::sanitize(&a.emoji), a.id);
+            crate::outln!("reacted {} to {about}", output::sanitize(&a.emoji));
         }
     }
-    acked(ctx, s, "reacted", &id, &a.id).await
+    acked(ctx, s, "reacted", &id, &target).await
 }
 
 /// `chat edit ID TEXT`.
 pub async fn edit(ctx: &Ctx, a: &EditArgs) -> Result<()> {
     let mut s = ctx.open(false).await?;
+    let target = s.client.find_message_id(&a.id).await?;
+    let about = crate::show::about(&mut s, &target).await;
     s.connect().await?;
     let text = a.text.join(" ");
-    let id = s.client.edit(&a.id, &text).await?;
+    let id = s.client.edit(&target, &text).await?;
     if !ctx.json {
-        crate::outln!("edited {}", a.id);
+        crate::outln!("edited {about} to “{}”", output::sanitize(&text));
     }
-    acked(ctx, s, "edited", &id, &a.id).await
+    acked(ctx, s, "edited", &id, &target).await
 }
 
 /// `chat delete ID [--for-me]`.
 pub async fn delete(ctx: &Ctx, a: &DeleteArgs) -> Result<()> {
     let mut s = ctx.open(false).await?;
+    let target = s.client.find_message_id(&a.id).await?;
+    let about = crate::show::about(&mut s, &target).await;
     s.connect().await?;
     if a.for_me {
-        s.client.delete_for_me(&a.id).await?;
+        s.client.delete_for_me(&target).await?;
         s.finish().await?;
         if ctx.json {
-            print_json(&json!({"event": "deletedForMe", "messageId": a.id}));
+            print_json(&json!({"event": "deletedForMe", "messageId": target}));
         } else {
-            crate::outln!("deleted {} here and on your other devices", a.id);
+            crate::outln!("deleted {about} here and on your other devices");
         }
         return Ok(());
     }
-    let id = s.client.delete(&a.id).await?;
+    let id = s.client.delete(&target).await?;
     if !ctx.json {
-        crate::outln!("deleted {} for everyone", a.id);
+        crate::outln!("deleted {about} for everyone");
     }
-    acked(ctx, s, "deleted", &id, &a.id).await
+    acked(ctx, s, "deleted", &id, &target).await
 }
 
 /// Parses `off` or a duration such as `30s`, `1h`, `7d`, `2weeks`.

@@ -16,10 +16,11 @@ use crate::cli::{
     VerifyArgs,
 };
 use crate::error::{CliError, Result};
+use crate::events::print_event;
 use crate::output::{self, Names, print_json};
 use crate::profile::{self, SecretSource};
 use crate::session::{Ctx, Session};
-use crate::show::{print_event, print_message};
+use crate::show::print_message;
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
@@ -488,10 +489,14 @@ async fn search(ctx: &Ctx, a: &SearchArgs) -> Result<()> {
     for h in &hits {
         let sender = s.name_of(&h.message.sender).await;
         let place = s.conversation_label(&h.message.conversation).await;
+        let quoted = match &h.message.quote {
+            Some(q) => Some(s.name_of(&q.sender).await),
+            None => None,
+        };
         let names = Names {
             sender: &sender,
             conversation: &place,
-            quoted: None,
+            quoted: quoted.as_deref(),
         };
         if ctx.json {
             let mut v = output::message_json(&h.message, &names, None);
@@ -502,7 +507,11 @@ async fn search(ctx: &Ctx, a: &SearchArgs) -> Result<()> {
             let mut m = h.message.clone();
             m.body = Some(h.snippet.clone());
             m.attachment = None;
-            crate::outln!("{}", output::message_line(&m, &names, None));
+            crate::outln!(
+                "{}  ({})",
+                output::message_line(&m, &names, None),
+                output::short_id(&m.id)
+            );
         }
     }
     if hits.is_empty() && !ctx.json {

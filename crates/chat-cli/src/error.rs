@@ -201,6 +201,7 @@ fn client_code(e: &ClientError) -> u8 {
         | ClientError::KeysOnAnotherStore { .. }
         | ClientError::DeviceGone { .. } => code::AUTH,
         ClientError::UnknownUser(_) | ClientError::NoSuchMessage(_) => code::NOT_FOUND,
+        ClientError::AmbiguousMessageId { .. } => code::USAGE,
         ClientError::AttachmentTooLarge { .. }
         | ClientError::MessageTooLarge { .. }
         | ClientError::UntrustedIdentity { .. }

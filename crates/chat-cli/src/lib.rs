@@ -12,6 +12,7 @@ pub mod daemon_http;
 pub mod demo;
 pub mod devices;
 pub mod error;
+pub mod events;
 pub mod groups;
 pub mod lock;
 pub mod manage;

@@ -118,11 +118,25 @@ pub async fn print_key_change(s: &mut Session, user_id: &str, at: i64) {
 /// file (one `listen --download` refused, or one not downloaded then).
 pub async fn download(ctx: &Ctx, id: &str, dir: &std::path::Path) -> Result<()> {
     let mut s = ctx.open(false).await?;
-    let m = s
-        .client
-        .message(id)
-        .await?
-        .ok_or_else(|| CliError::NotFound(format!("no message {id} in this profile")))?;
+    // A message still on the server is not in the store yet: say how to
+    // fetch it rather than only that it is not here.
+    let found = match s.client.find_message_id(id).await {
+        Err(chat_client::ClientError::NoSuchMessage(_)) => None,
+        other => Some(other?),
+    };
+    let m = match found {
+        Some(full) => s.client.message(&full).await?,
+        None => None,
+    };
+    let Some(m) = m else {
+        s.close().await;
+        return Err(CliError::NotFound(format!(
+            "no message {id} in this profile: if it was just sent to you, `{} sync` \
+             fetches it first (or `{} listen --download DIR` saves files as they come)",
+            ctx.chat(),
+            ctx.chat()
+        )));
+    };
     let a = m
         .attachment
         .clone()

@@ -155,6 +155,9 @@ pub fn message_line(m: &Message, names: &Names<'_>, saved: Option<&Path>) -> Str
         }
         Conversation::Direct(_) => sanitize(names.sender),
     };
+    if let Some(secs) = m.timer_secs.filter(|_| !m.deleted && m.quote.is_none()) {
+        return format!("[{when}] {who} {}", timer_text(secs));
+    }
     let mut line = format!("[{when}] {who}: ");
     if let Some(q) = &m.quote {
         let excerpt = if q.excerpt.is_empty() {
@@ -224,15 +227,37 @@ pub fn timer_text(secs: u32) -> String {
     if secs == 0 {
         "turned disappearing messages off".into()
     } else {
-        format!(
-            "set disappearing messages to {}",
-            humantime::format_duration(Duration::from_secs(u64::from(secs)))
-        )
+        format!("set disappearing messages to {}", duration_words(secs))
     }
 }
 
+/// A timer's length in words: "1 hour", "7 days", "1 day 12 hours".
+pub fn duration_words(secs: u32) -> String {
+    use jiff::fmt::friendly::{Designator, Spacing, SpanPrinter};
+    let span = jiff::Span::new()
+        .seconds(i64::from(secs))
+        .round(
+            jiff::SpanRound::new()
+                .largest(jiff::Unit::Day)
+                .days_are_24_hours(),
+        )
+        .unwrap_or_else(|_| jiff::Span::new().seconds(i64::from(secs)));
+    SpanPrinter::new()
+        .designator(Designator::Verbose)
+        .spacing(Spacing::BetweenUnitsAndDesignators)
+        .span_to_string(&span)
+}
+
+/// A message's short id, as `listen`, `history` and `search` show it: its
+/// last 8 characters (ours start with the time, so messages of the same
+/// minute share their first ones). Any unique start or end of an id is
+/// taken wherever an id is.
+pub fn short_id(id: &str) -> &str {
+    id.get(id.len().saturating_sub(8)..).unwrap_or(id)
+}
+
 /// At most `n` characters of `s`, with "…" when cut.
-fn short(s: &str, n: usize) -> String {
+pub(crate) fn short(s: &str, n: usize) -> String {
     match s.char_indices().nth(n) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),

@@ -143,7 +143,14 @@ pub(crate) async fn send(ctx: &Ctx, a: SendArgs) -> Result<()> {
             r
         }
         None => match &a.reply_to {
-            Some(r) => s.client.reply(&conv, r, &text).await,
+            Some(r) => match s.client.find_message_id(r).await {
+                Ok(full) => s.client.reply(&conv, &full, &text).await,
+                // A message this device never had is quoted by its full id.
+                Err(ClientError::NoSuchMessage(_)) if r.len() == 36 => {
+                    s.client.reply(&conv, r, &text).await
+                }
+                Err(e) => Err(e),
+            },
             None => s.client.send_text(&conv, &text).await,
         },
     };

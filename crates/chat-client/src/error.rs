@@ -121,6 +121,17 @@ pub enum ClientError {
     /// edit or delete).
     #[error("no message {0} in this store")]
     NoSuchMessage(String),
+    /// A short id (or the start of one) that more than one stored message
+    /// has: give more of it.
+    #[error(
+        "{given} is part of the id of more than one message: give more of it (e.g. {examples})"
+    )]
+    AmbiguousMessageId {
+        /// What was given.
+        given: String,
+        /// Some of the ids it matches, in full.
+        examples: String,
+    },
     /// The client was closed.
     #[error("client closed")]
     Closed,

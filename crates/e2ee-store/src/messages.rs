@@ -196,6 +196,25 @@ impl Tx<'_> {
             .transpose()
     }
 
+    /// The ids of up to `limit` messages whose id starts or ends with
+    /// `part` (hex digits and dashes only; anything else matches nothing):
+    /// how a short id (the last 8 characters, shown by the CLI) or the
+    /// start of an id, as git takes them, is found.
+    pub fn message_ids_matching(&self, part: &str, limit: usize) -> Result<Vec<String>> {
+        if part.is_empty() || !part.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Ok(Vec::new());
+        }
+        let part = part.to_ascii_lowercase();
+        let mut st = self.c().prepare_cached(
+            "SELECT id FROM messages WHERE id LIKE ?1 || '%' OR id LIKE '%' || ?1 \
+             ORDER BY seq LIMIT ?2",
+        )?;
+        let ids = st
+            .query_map(params![part, limit as i64], |r| r.get(0))?
+            .collect::<std::result::Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
     /// Whether an incoming id was already processed (stored or applied).
     pub fn seen(&self, message_id: &str) -> Result<bool> {
         Ok(self

@@ -519,3 +519,85 @@ async fn a_group_changes_hands_and_ends() {
     .await
     .unwrap();
 }
+
+/// Short ids, like git's: `listen`, `history` and `search` show one per
+/// message, and any unique part of the id at its start or its end is taken
+/// wherever an id is; reactions, edits and timers read in words, never as a
+/// bare id; the copies a device sends itself are not listed as messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_ids_and_changes_in_words() {
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        w.ok("alice", &["send", "bob", "Lunch on Friday?"]);
+        w.ok("alice", &["send", "bob", "or Saturday"]);
+        let out = w.ok("bob", &["history", "alice"]);
+        let full: Vec<String> = w
+            .json("bob", &["history", "alice", "--no-read"])
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(full.len(), 2, "{full:?}");
+        // Each shown by a short id: 8 characters of its own.
+        let short: Vec<String> = full
+            .iter()
+            .map(|id| id[id.len() - 8..].to_owned())
+            .collect();
+        for s in &short {
+            assert!(out.contains(s.as_str()), "{s} in {out}");
+        }
+        assert!(
+            !out.contains(full[0].as_str()),
+            "full ids only with --ids: {out}"
+        );
+        // Bob reacts by the short id; a part matching nothing is said so.
+        w.ok("bob", &["react", &short[0], "👍"]);
+        // Alice's listen says what it is about, in words, never a bare id.
+        let out = w.chat("alice", &["listen", "--timeout", "3"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("bob reacted 👍 to “Lunch on Friday?”"),
+            "{text}"
+        );
+        assert!(!text.contains(&full[0]), "a bare id: {text}");
+        let err = w.fails("bob", &["react", "0000ffff", "👍"], 4);
+        assert!(err.contains("no message"), "{err}");
+        // The start of the full id works too (as git's prefixes do)...
+        let by_start = &full[1][..13];
+        // ...unless it is the start of both (ids made the same minute share
+        // their first characters): then it says which it could be.
+        let common: usize = full[0]
+            .chars()
+            .zip(full[1].chars())
+            .take_while(|(a, b)| a == b)
+            .count();
+        if common >= 4 {
+            let err = w.fails("bob", &["react", &full[0][..common.min(8)], "🎉"], 2);
+            assert!(err.contains("more than one message"), "{err}");
+        }
+        w.ok(
+            "bob",
+            &["send", "alice", "--reply-to", by_start, "Saturday works"],
+        );
+        // Alice's listen says what each is about, in words.
+        w.ok("alice", &["edit", &short[1], "or Sunday"]);
+        w.ok("alice", &["disappearing", "bob", "1h"]);
+        let out = w.chat("bob", &["listen", "-n", "3", "--timeout", "5"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("alice edited a message to “or Sunday”"),
+            "{text}"
+        );
+        assert!(
+            text.contains("alice set disappearing messages to 1 hour"),
+            "{text}"
+        );
+        // Search names the quoted author as history does.
+        let out = w.ok("alice", &["search", "Saturday"]);
+        assert!(out.contains("↪ you: "), "{out}");
+    })
+    .await
+    .unwrap();
+}

@@ -58,6 +58,35 @@ impl Client {
         self.inner.db(move |s| s.read(|tx| tx.message(&id))).await
     }
 
+    /// The full id of the one stored message that `id` names: the id
+    /// itself, or any part of it at its start or its end (the CLI shows
+    /// the last 8 characters, as git shows the start of a hash: ours start
+    /// with the time, so messages of the same minute share their start).
+    /// [`ClientError::NoSuchMessage`] when none has it,
+    /// [`ClientError::AmbiguousMessageId`] when several do.
+    pub async fn find_message_id(&self, id: &str) -> Result<String> {
+        let part = id.trim().to_owned();
+        let found = self
+            .inner
+            .db(move |s| {
+                s.read(|tx| {
+                    if tx.message(&part)?.is_some() {
+                        return Ok(vec![part.clone()]);
+                    }
+                    tx.message_ids_matching(&part, 3)
+                })
+            })
+            .await?;
+        match found.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(ClientError::NoSuchMessage(id.to_owned())),
+            several => Err(ClientError::AmbiguousMessageId {
+                given: id.to_owned(),
+                examples: several[..2].join(" or "),
+            }),
+        }
+    }
+
     /// Messages on their way, not yet acknowledged by the server. Held
     /// ones ([`crate::Event::SendHeld`]: waiting for the user to trust a
     /// key, not for the server) are not counted.
