@@ -149,7 +149,7 @@ pub async fn disappearing(ctx: &Ctx, a: &DisappearingArgs) -> Result<()> {
             match t {
                 Some(d) => crate::outln!(
                     "disappearing messages in {label}: {} after reading",
-                    humantime::format_duration(d)
+                    output::duration_words(u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
                 ),
                 None => crate::outln!("disappearing messages in {label}: off"),
             }

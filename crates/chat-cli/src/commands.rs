@@ -421,7 +421,7 @@ async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
     {
         crate::outln!(
             "  ⏱ disappearing messages: {} after reading",
-            humantime::format_duration(t)
+            output::duration_words(u32::try_from(t.as_secs()).unwrap_or(u32::MAX))
         );
     }
     // Where the peer's key changed, a line says so.

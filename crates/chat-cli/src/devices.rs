@@ -100,13 +100,101 @@ pub(crate) fn ask(question: &str) -> Result<bool> {
 }
 
 /// The code as a QR code for a terminal (two rows of modules per line).
+/// A scanner wants dark modules on a light ground with a light quiet zone
+/// around: the light modules are drawn (block characters, in the
+/// terminal's text colour) and the dark ones left as background. At a
+/// terminal with colour on, each line also sets white text on a black
+/// ground, so the code reads the same on light and dark themes; without
+/// colour (NO_COLOR, a pipe) it is right on a dark terminal, the common
+/// case, and inverted on a light one.
 pub(crate) fn qr(code: &str) -> Option<String> {
+    let plain = qr_plain(code)?;
+    let colour = crate::sink::interactive()
+        && std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    if !colour {
+        return Some(plain);
+    }
+    Some(
+        plain
+            .lines()
+            .map(|l| format!("\x1b[97;40m{l}\x1b[0m"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+fn qr_plain(code: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
     let q = qrcode::QrCode::new(code.as_bytes()).ok()?;
     Some(
-        q.render::<qrcode::render::unicode::Dense1x2>()
+        q.render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
             .quiet_zone(true)
             .build(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    /// The terminal rendering as a dark terminal shows it: a drawn half
+    /// block is light, background is dark. Each module becomes 4x4 pixels.
+    fn pixels(text: &str) -> (usize, usize, Vec<u8>) {
+        let rows: Vec<Vec<(bool, bool)>> = text
+            .lines()
+            .map(|l| {
+                l.chars()
+                    .map(|c| match c {
+                        '█' => (true, true),
+                        '▀' => (true, false),
+                        '▄' => (false, true),
+                        _ => (false, false),
+                    })
+                    .collect()
+            })
+            .collect();
+        let w = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let h = rows.len() * 2;
+        let mut modules = vec![0u8; w * h];
+        for (y, row) in rows.iter().enumerate() {
+            for (x, (top, bottom)) in row.iter().enumerate() {
+                modules[2 * y * w + x] = if *top { 255 } else { 0 };
+                modules[(2 * y + 1) * w + x] = if *bottom { 255 } else { 0 };
+            }
+        }
+        (w, h, modules)
+    }
+
+    /// The link code and a safety number, rendered as `chat link` and
+    /// `safety-number --qr` print them, decode with a QR reader (rqrr) as a
+    /// dark terminal shows them, with a light quiet zone all around.
+    #[test]
+    fn terminal_qr_codes_decode_on_a_dark_terminal() {
+        for code in [
+            "e2ee-link:2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEy",
+            "123456789012345678901234567890123456789012345678901234567890",
+        ] {
+            let text = super::qr_plain(code).unwrap();
+            let (w, h, m) = pixels(&text);
+            // The quiet zone: the outer ring of modules is light.
+            assert!(m[..w].iter().all(|p| *p == 255), "top edge dark");
+            // (The last line's lower half is past the code when its rows
+            // are odd: terminal ground, as below any text.)
+            assert!((0..h - 1).all(|y| m[y * w] == 255), "left edge dark");
+            let scale = 4;
+            let mut img =
+                rqrr::PreparedImage::prepare_from_greyscale(w * scale, h * scale, |x, y| {
+                    m[(y / scale) * w + x / scale]
+                });
+            let grids = img.detect_grids();
+            assert_eq!(grids.len(), 1, "{text}");
+            let (_, content) = grids[0].decode().expect("decodes");
+            assert_eq!(content, code);
+        }
+    }
 }
 
 /// `chat link [--name NAME]`: makes this (new) profile a device of an

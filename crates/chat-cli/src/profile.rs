@@ -289,10 +289,25 @@ pub fn remove(cli: &crate::cli::Cli, name: &str, yes: bool) -> Result<()> {
         )));
     }
     // Held while the folder goes: nothing can open the profile meanwhile.
-    let lock = crate::lock::try_take(&p, "profile rm")?.map_err(|h| CliError::InUse {
-        profile: name.to_owned(),
-        pid: h.pid,
-        command: h.command,
+    let lock = crate::lock::try_take(&p, "profile rm")?.map_err(|h| {
+        let dash_p = if name == "default" {
+            String::new()
+        } else {
+            format!(" -P {name}")
+        };
+        CliError::Store(if h.command == "daemon" {
+            format!(
+                "profile {name} is held by its daemon (pid {}): end it first with \
+                 `chat{dash_p} lock`, then remove the profile",
+                h.pid
+            )
+        } else {
+            format!(
+                "profile {name} is in use by process {} (chat {}): end that command first, \
+                 then remove the profile",
+                h.pid, h.command
+            )
+        })
     })?;
     if !yes {
         if !crate::sink::interactive() {

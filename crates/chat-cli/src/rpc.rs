@@ -225,7 +225,9 @@ pub async fn forward(cli: &Cli, dir: &Path) -> Option<Result<()>> {
 async fn forward_on(stream: UnixStream, cli: &Cli) -> Result<()> {
     let (method, mut params) = to_request(&cli.command)?;
     prepare(&method, &mut params)?;
-    if method == "verify" && crate::sink::interactive() && !params.contains_key("number") {
+    // `number` is absent or null when not given.
+    let number_given = params.get("number").is_some_and(|n| !n.is_null());
+    if method == "verify" && crate::sink::interactive() && !number_given {
         let yes = params.get("yes").and_then(Value::as_bool).unwrap_or(false);
         if !yes {
             return verify_here(stream, cli, params).await;

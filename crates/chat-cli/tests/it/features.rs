@@ -86,10 +86,13 @@ fn features(w: &World) {
     w.json("alice", &["sync"]);
     let text = w.ok("alice", &["history", "bob", "--offline"]);
     assert!(
-        text.contains("⏱ disappearing messages: 1h after reading"),
+        text.contains("⏱ disappearing messages: 1 hour after reading"),
         "{text}"
     );
-    assert!(text.contains("set disappearing messages to 1h"), "{text}");
+    assert!(
+        text.contains("bob set disappearing messages to 1 hour"),
+        "{text}"
+    );
     let s = w.json("alice", &["send", "bob", "timed"]);
     let timed = s[0]["id"].as_str().unwrap().to_owned();
     let h = w.json("alice", &["history", "bob", "--offline"]);

@@ -601,3 +601,49 @@ async fn short_ids_and_changes_in_words() {
     .await
     .unwrap();
 }
+
+/// Through the agent, `verify USER` at a terminal shows the number and
+/// asks there (RPC.md), and only then verifies; `profile rm` while the
+/// agent runs names it and its pid, and how to end it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_asks_at_the_terminal_through_the_agent() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: no `script` to give chat a terminal");
+        return;
+    }
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        w.ok("alice", &["send", "bob", "hi"]);
+        let settings = w.home.join("profiles/alice/profile.toml");
+        let mut text = std::fs::read_to_string(&settings).unwrap_or_default();
+        text.push_str("unlock_ttl = 60\n");
+        std::fs::write(&settings, text).unwrap();
+        let (code, out) = at_a_terminal(&w, "alice", "whoami", "alice store passphrase\n");
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("stays unlocked"), "{out}");
+        // "n": shown, asked, not verified.
+        let (code, out) = at_a_terminal(&w, "alice", "verify bob", "n\n");
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("Does bob see exactly this number?"), "{out}");
+        assert!(out.contains("not verified"), "{out}");
+        // "y": verified, said in words (not a JSON object).
+        let (code, out) = at_a_terminal(&w, "alice", "verify bob", "y\n");
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("bob is verified"), "{out}");
+        assert!(!out.contains('{'), "{out}");
+        let (code, out) = at_a_terminal(&w, "alice", "--json contacts", "");
+        assert_eq!(code, 0, "{out}");
+        // `profile rm` names the agent holding the profile.
+        let out = w.bare("alice", &["profile", "rm", "alice", "--yes"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert!(err.contains("daemon") && err.contains("pid"), "{err}");
+        assert!(err.contains("chat -P alice lock"), "{err}");
+        at_a_terminal(&w, "alice", "lock", "");
+    })
+    .await
+    .unwrap();
+}
