@@ -181,10 +181,9 @@ impl Client {
                 .ok()
                 .and_then(|m| m.get(group_id).cloned());
             if let Some(m) = held
-                && !m
-                    .members()
+                && m.members()
                     .get(&me)
-                    .is_some_and(|v| v.role == MemberRole::Owner)
+                    .is_none_or(|v| v.role != MemberRole::Owner)
             {
                 return Err(ClientError::NotPermitted(format!(
                     "only the owner of #{} can delete it",
