@@ -136,67 +136,6 @@ fn qr_plain(code: &str) -> Option<String> {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    /// The terminal rendering as a dark terminal shows it: a drawn half
-    /// block is light, background is dark. Each module becomes 4x4 pixels.
-    fn pixels(text: &str) -> (usize, usize, Vec<u8>) {
-        let rows: Vec<Vec<(bool, bool)>> = text
-            .lines()
-            .map(|l| {
-                l.chars()
-                    .map(|c| match c {
-                        '█' => (true, true),
-                        '▀' => (true, false),
-                        '▄' => (false, true),
-                        _ => (false, false),
-                    })
-                    .collect()
-            })
-            .collect();
-        let w = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let h = rows.len() * 2;
-        let mut modules = vec![0u8; w * h];
-        for (y, row) in rows.iter().enumerate() {
-            for (x, (top, bottom)) in row.iter().enumerate() {
-                modules[2 * y * w + x] = if *top { 255 } else { 0 };
-                modules[(2 * y + 1) * w + x] = if *bottom { 255 } else { 0 };
-            }
-        }
-        (w, h, modules)
-    }
-
-    /// The link code and a safety number, rendered as `chat link` and
-    /// `safety-number --qr` print them, decode with a QR reader (rqrr) as a
-    /// dark terminal shows them, with a light quiet zone all around.
-    #[test]
-    fn terminal_qr_codes_decode_on_a_dark_terminal() {
-        for code in [
-            "e2ee-link:2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEy",
-            "123456789012345678901234567890123456789012345678901234567890",
-        ] {
-            let text = super::qr_plain(code).unwrap();
-            let (w, h, m) = pixels(&text);
-            // The quiet zone: the outer ring of modules is light.
-            assert!(m[..w].iter().all(|p| *p == 255), "top edge dark");
-            // (The last line's lower half is past the code when its rows
-            // are odd: terminal ground, as below any text.)
-            assert!((0..h - 1).all(|y| m[y * w] == 255), "left edge dark");
-            let scale = 4;
-            let mut img =
-                rqrr::PreparedImage::prepare_from_greyscale(w * scale, h * scale, |x, y| {
-                    m[(y / scale) * w + x / scale]
-                });
-            let grids = img.detect_grids();
-            assert_eq!(grids.len(), 1, "{text}");
-            let (_, content) = grids[0].decode().expect("decodes");
-            assert_eq!(content, code);
-        }
-    }
-}
-
 /// `chat link [--name NAME]`: makes this (new) profile a device of an
 /// account that is already on another device.
 pub async fn link(ctx: &Ctx, name: Option<String>, yes: bool) -> Result<()> {
@@ -288,4 +227,65 @@ async fn link_in(ctx: &Ctx, name: Option<String>, yes: bool) -> Result<()> {
     }
     s.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    /// The terminal rendering as a dark terminal shows it: a drawn half
+    /// block is light, background is dark. Each module becomes 4x4 pixels.
+    fn pixels(text: &str) -> (usize, usize, Vec<u8>) {
+        let rows: Vec<Vec<(bool, bool)>> = text
+            .lines()
+            .map(|l| {
+                l.chars()
+                    .map(|c| match c {
+                        '█' => (true, true),
+                        '▀' => (true, false),
+                        '▄' => (false, true),
+                        _ => (false, false),
+                    })
+                    .collect()
+            })
+            .collect();
+        let w = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let h = rows.len() * 2;
+        let mut modules = vec![0u8; w * h];
+        for (y, row) in rows.iter().enumerate() {
+            for (x, (top, bottom)) in row.iter().enumerate() {
+                modules[2 * y * w + x] = if *top { 255 } else { 0 };
+                modules[(2 * y + 1) * w + x] = if *bottom { 255 } else { 0 };
+            }
+        }
+        (w, h, modules)
+    }
+
+    /// The link code and a safety number, rendered as `chat link` and
+    /// `safety-number --qr` print them, decode with a QR reader (rqrr) as a
+    /// dark terminal shows them, with a light quiet zone all around.
+    #[test]
+    fn terminal_qr_codes_decode_on_a_dark_terminal() {
+        for code in [
+            "e2ee-link:2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEy",
+            "123456789012345678901234567890123456789012345678901234567890",
+        ] {
+            let text = super::qr_plain(code).unwrap();
+            let (w, h, m) = pixels(&text);
+            // The quiet zone: the outer ring of modules is light.
+            assert!(m[..w].iter().all(|p| *p == 255), "top edge dark");
+            // (The last line's lower half is past the code when its rows
+            // are odd: terminal ground, as below any text.)
+            assert!((0..h - 1).all(|y| m[y * w] == 255), "left edge dark");
+            let scale = 4;
+            let mut img =
+                rqrr::PreparedImage::prepare_from_greyscale(w * scale, h * scale, |x, y| {
+                    m[(y / scale) * w + x / scale]
+                });
+            let grids = img.detect_grids();
+            assert_eq!(grids.len(), 1, "{text}");
+            let (_, content) = grids[0].decode().expect("decodes");
+            assert_eq!(content, code);
+        }
+    }
 }
