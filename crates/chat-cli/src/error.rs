@@ -146,7 +146,7 @@ impl CliError {
                 "the backup passphrase comes from --backup-passphrase-file, E2EE_CHAT_BACKUP_PASSPHRASE or the prompt",
             ),
             CliError::Client(ClientError::KeysOnAnotherStore { .. }) => Some(
-                "to use this account here too, make this profile a linked device: {chat} link (then approve it with chat devices link CODE on a device you have); if every device is lost: {chat} login NAME --replace-keys (also spelled --replace-devices; your contacts will see a new safety number)",
+                "to use this account on this machine too, link a new profile as a device: chat -P NEW link (then approve it with chat devices link CODE on a device you have); if every device is lost: {chat} login NAME --replace-keys (also spelled --replace-devices; your contacts will see a new safety number)",
             ),
             CliError::Client(ClientError::DeviceGone { .. }) => Some(
                 "make a new profile a linked device again: chat -P NEW link, then chat devices link CODE on another device; if every device is lost: {chat} login NAME --replace-keys",
@@ -236,6 +236,14 @@ fn transport_code(t: &TransportError) -> u8 {
 /// one, without the HTTP details a person does not need.
 fn describe(e: &ClientError) -> String {
     match e {
+        // The server's words name the account ("this device was removed
+        // from bob's account").
+        ClientError::Transport(t @ TransportError::Api { message, .. }) if t.device_removed() => {
+            format!(
+                "{message}; link it again with `chat link` in a new profile (`chat -P NEW \
+                 link`, approved with `chat devices link CODE` on one of its devices)"
+            )
+        }
         ClientError::Transport(TransportError::Api { message, code, .. }) => match code {
             // The saved login (a password login says "wrong username or
             // password" instead).
@@ -276,6 +284,7 @@ mod tests {
                 status: 400,
                 code: c,
                 message: "m".into(),
+                reason: None,
             }))
         };
         assert_eq!(api(ErrorCode::Unauthorized).exit_code(), code::AUTH);

@@ -6,7 +6,7 @@
 use chat_client::{ConnectionState, Event};
 use serde_json::json;
 
-use crate::error::{CliError, Result};
+use crate::error::Result;
 use crate::output::{self, print_json, status_name};
 use crate::session::Session;
 use crate::show::{about, message_json_of, print_message};
@@ -252,7 +252,7 @@ pub(crate) async fn print_event(s: &mut Session, e: Event) -> Result<()> {
         }
         Event::Connection(state) => match state {
             ConnectionState::LoggedOut => {
-                return Err(CliError::login_revoked());
+                return Err(s.login_refused().await);
             }
             ConnectionState::Connected => {
                 if json {

@@ -266,7 +266,7 @@ pub(crate) async fn wait_acked(s: &mut Session, id: &str, limit: Duration) -> Re
                 return Err(e);
             }
             Ok(Some(Event::Connection(ConnectionState::LoggedOut))) => {
-                return Err(CliError::login_revoked());
+                return Err(s.login_refused().await);
             }
             _ if Instant::now() >= deadline => {
                 s.close().await;

@@ -241,6 +241,18 @@ impl Session {
         self.ctx.profile.save(&file)
     }
 
+    /// Why the server refused our saved login, for a person: a removed
+    /// device is told so (asked of the server over REST, whose refusal
+    /// says why), anything else gets [`CliError::login_revoked`].
+    pub async fn login_refused(&mut self) -> CliError {
+        match self.client.devices().await {
+            Err(e @ chat_client::ClientError::Transport(_)) if matches!(&e, chat_client::ClientError::Transport(t) if t.device_removed()) => {
+                CliError::Client(e)
+            }
+            _ => CliError::login_revoked(),
+        }
+    }
+
     /// Connects with the saved login and waits until the link is up.
     pub async fn connect(&mut self) -> Result<()> {
         if self.shared() {
@@ -259,7 +271,7 @@ impl Session {
             match timeout_at(deadline, self.events.next()).await {
                 Ok(Some(Event::Connection(ConnectionState::Connected))) => return Ok(()),
                 Ok(Some(Event::Connection(ConnectionState::LoggedOut))) => {
-                    return Err(CliError::login_revoked());
+                    return Err(self.login_refused().await);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => return Err(CliError::Timeout("the client stopped".into())),

@@ -499,4 +499,20 @@ pub struct ErrorInfo {
     pub code: ErrorCode,
     /// For people.
     pub message: String,
+    /// Why, where a client acts on it (version 2.4): absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ErrorReason>,
+}
+
+/// A refusal's cause that a client acts on ([`ErrorInfo::reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorReason {
+    /// A 401: the login belonged to a device that was removed from its
+    /// account (`DELETE /api/devices/{id}`). Logging in again as it cannot
+    /// work; link the store's profile again as a new device.
+    DeviceRemoved,
+    /// A reason this version does not know.
+    #[serde(other)]
+    Other,
 }

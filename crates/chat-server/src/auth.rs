@@ -115,6 +115,17 @@ pub async fn user_for_token(
         .await?)
 }
 
+/// The 401 for a token that names no login: said as a removed device's
+/// when it was one ([`ApiError::device_removed`]).
+pub async fn refusal(state: &AppState, token: &str) -> ApiError {
+    match state.store.revoked_reason(token_hash(token)).await {
+        Ok(Some((r, username))) if r == crate::storage::REVOKED_DEVICE_REMOVED => {
+            ApiError::device_removed(&username)
+        }
+        _ => ApiError::unauthorized(),
+    }
+}
+
 /// [`user_for_token`] for a socket: a login replacing every device (device
 /// 0) has no queue to read, so no socket.
 pub async fn device_for_token(
@@ -146,9 +157,9 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        let (user, device_id) = user_for_token(state, token)
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
+        let Some((user, device_id)) = user_for_token(state, token).await? else {
+            return Err(refusal(state, token).await);
+        };
         // A login replacing every device (device 0) holds no device yet:
         // it uploads its new identity, reads its key status, or logs out.
         let allowed = matches!(

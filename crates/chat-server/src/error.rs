@@ -20,6 +20,8 @@ pub struct ApiError {
     pub retry_after: Option<std::time::Duration>,
     /// For a `conflict` over a version-2 message's copies: which devices.
     pub devices: Option<chat_proto::ws::DeviceMismatch>,
+    /// Why, where a client acts on it (`ErrorInfo::reason`).
+    pub reason: Option<chat_proto::rest::ErrorReason>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             devices: None,
+            reason: None,
         }
     }
 
@@ -41,6 +44,17 @@ impl ApiError {
     /// 401.
     pub fn unauthorized() -> Self {
         Self::new(ErrorCode::Unauthorized, "missing, invalid or expired token")
+    }
+
+    /// 401 for a login of a device removed from `username`'s account.
+    pub fn device_removed(username: &str) -> Self {
+        Self {
+            reason: Some(chat_proto::rest::ErrorReason::DeviceRemoved),
+            ..Self::new(
+                ErrorCode::Unauthorized,
+                format!("this device was removed from {username}'s account"),
+            )
+        }
     }
 
     /// 403.
@@ -150,6 +164,7 @@ impl IntoResponse for ApiError {
             error: ErrorInfo {
                 code: self.code,
                 message: self.message,
+                reason: self.reason,
             },
         };
         let mut resp = (status, Json(body)).into_response();

@@ -51,7 +51,7 @@ pub async fn upgrade(
                 device,
                 token: auth::token_hash(&token),
             }),
-            Ok(None) => return ApiError::unauthorized().into_response(),
+            Ok(None) => return auth::refusal(&state, &token).await.into_response(),
             Err(e) => return e.into_response(),
         },
         None => None,
@@ -101,30 +101,32 @@ struct Authed {
 async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Result<Authed, CloseReason> {
     let deadline = Duration::from_secs(state.config.auth_timeout_secs);
     let first = tokio::time::timeout(deadline, socket.next()).await;
+    let mut given = None;
     let user = match first {
         Err(_) => Err(CloseReason::AuthTimeout),
         Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientFrame>(&text) {
-            Ok(ClientFrame::Auth(a)) => auth::device_for_token(state, &a.token)
-                .await
-                .ok()
-                .flatten()
-                .map(|(user, device)| Authed {
-                    user,
-                    device,
-                    token: auth::token_hash(&a.token),
-                })
-                .ok_or(CloseReason::AuthFailed),
+            Ok(ClientFrame::Auth(a)) => {
+                let found = auth::device_for_token(state, &a.token).await.ok().flatten();
+                let token = auth::token_hash(&a.token);
+                given = Some(a.token);
+                found
+                    .map(|(user, device)| Authed {
+                        user,
+                        device,
+                        token,
+                    })
+                    .ok_or(CloseReason::AuthFailed)
+            }
             _ => Err(CloseReason::AuthFailed),
         },
         Ok(_) => Err(CloseReason::AuthFailed),
     };
     if user.is_err() {
-        let _ = send(
-            socket,
-            state,
-            &relay::error_frame(ApiError::unauthorized(), None),
-        )
-        .await;
+        let refusal = match &given {
+            Some(t) => auth::refusal(state, t).await,
+            None => ApiError::unauthorized(),
+        };
+        let _ = send(socket, state, &relay::error_frame(refusal, None)).await;
     }
     user
 }

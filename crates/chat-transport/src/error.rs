@@ -16,6 +16,8 @@ pub enum TransportError {
         code: ErrorCode,
         /// The server's message, for people.
         message: String,
+        /// Why, where a client acts on it (`ErrorInfo::reason`).
+        reason: Option<chat_proto::rest::ErrorReason>,
     },
     /// The server answered with a status and a body that is not an error body.
     #[error("unexpected HTTP status {status}")]
@@ -58,6 +60,18 @@ impl TransportError {
             TransportError::Api { code, .. } => Some(*code),
             _ => None,
         }
+    }
+
+    /// Whether the server refused a login because its device was removed
+    /// from the account.
+    pub fn device_removed(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Api {
+                reason: Some(chat_proto::rest::ErrorReason::DeviceRemoved),
+                ..
+            }
+        )
     }
 
     /// Whether trying again later may succeed (network trouble, rate limits,

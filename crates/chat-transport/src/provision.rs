@@ -87,6 +87,7 @@ fn refused(e: tokio_tungstenite::tungstenite::Error) -> TransportError {
                 status,
                 code: b.error.code,
                 message: b.error.message,
+                reason: b.error.reason,
             },
             Err(_) => TransportError::Status { status },
         };
@@ -108,6 +109,7 @@ async fn next_frame(
                     status: 503,
                     code: ErrorCode::Unavailable,
                     message: f.reason.to_string(),
+                    reason: None,
                 });
             }
             Some(Ok(Message::Close(_))) | None => return Err(TransportError::Closed),

@@ -145,6 +145,7 @@ impl RestClient {
                 status: code,
                 code: body.error.code,
                 message: body.error.message,
+                reason: body.error.reason,
             }),
             Err(_) => Err(TransportError::Status { status: code }),
         }

@@ -105,6 +105,9 @@ async fn a_changed_key_is_never_sent_to_silently() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{stderr}");
         assert!(stderr.contains("--replace-keys"), "{stderr}");
+        // Linking is suggested from a new profile (`link` in a profile with
+        // an account is refused).
+        assert!(stderr.contains("chat -P NEW link"), "{stderr}");
         assert!(!w.home.join("profiles/bob2").exists());
         // Asked for: Bob's keys are replaced, the old profile is logged out.
         let out = w.chat_env("bob2", &["login", "bob", "--replace-keys"], &bobs_password);

@@ -330,6 +330,15 @@ fn session(w: &World) {
     assert_eq!(devices.len(), 2, "{devices:?}");
     assert_eq!(devices[1]["name"], "laptop");
     w.ok("bob", &["devices", "remove", "2"]);
+    // The removed laptop is told what happened, and what to do.
+    for args in [&["sync"][..], &["send", "alice", "still here?"][..]] {
+        let err = w.fails("bob-laptop", args, 3);
+        assert!(
+            err.contains("this device was removed from bob's account"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("chat link"), "{args:?}: {err}");
+    }
     // Bob's client verified every change and shows who made it.
     let info = w.json("bob", &["group", "info", "team"]);
     assert_eq!(info[0]["signed"], true, "{info:?}");

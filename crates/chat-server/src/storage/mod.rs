@@ -316,6 +316,10 @@ pub enum GroupOp {
     },
 }
 
+/// The reason kept for the logins of a removed device
+/// ([`Storage::revoked_reason`]).
+pub const REVOKED_DEVICE_REMOVED: &str = "deviceRemoved";
+
 /// Everything the handlers need from storage.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -368,6 +372,10 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StoreResult<Vec<Vec<u8>>>;
     /// Deletes a token (logout) and the link tokens it made.
     async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()>;
+    /// Why an unknown token stopped working, when the server still knows,
+    /// and whose it was (username): [`REVOKED_DEVICE_REMOVED`] for a login
+    /// of a removed device (kept as long as an idle login would be).
+    async fn revoked_reason(&self, hash: Vec<u8>) -> StoreResult<Option<(String, String)>>;
 
     /// The account's devices, by id.
     async fn devices(&self, user_id: &str) -> StoreResult<Vec<chat_proto::devices::Device>>;

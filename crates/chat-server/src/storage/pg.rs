@@ -281,6 +281,21 @@ impl Storage for PgStorage {
         })
     }
 
+    async fn revoked_reason(&self, hash: Vec<u8>) -> StoreResult<Option<(String, String)>> {
+        let c = self.client().await?;
+        match opt(
+            &c,
+            "SELECT r.reason, u.username FROM revoked_tokens r
+             JOIN users u ON u.id = r.user_id WHERE r.hash = $1",
+            &[&hash],
+        )
+        .await?
+        {
+            Some(r) => Ok(Some((col(&r, 0)?, col(&r, 1)?))),
+            None => Ok(None),
+        }
+    }
+
     async fn devices(&self, user_id: &str) -> StoreResult<Vec<chat_proto::devices::Device>> {
         accounts::devices(&self.client().await?, user_id).await
     }
@@ -504,6 +519,12 @@ impl Storage for PgStorage {
             exec(
                 &tx,
                 "DELETE FROM link_tokens WHERE expires_at < $1",
+                &[&token_cutoff],
+            )
+            .await?;
+            exec(
+                &tx,
+                "DELETE FROM revoked_tokens WHERE revoked_at < $1",
                 &[&token_cutoff],
             )
             .await?;

@@ -281,6 +281,19 @@ pub(super) async fn remove_device(
         &[&hashes],
     )
     .await?;
+    exec(
+        c,
+        "INSERT INTO revoked_tokens (hash, user_id, reason, revoked_at)
+         SELECT h, $2, $3, $4 FROM unnest($1::bytea[]) AS h
+         ON CONFLICT (hash) DO NOTHING",
+        &[
+            &hashes,
+            &user,
+            &super::REVOKED_DEVICE_REMOVED,
+            &crate::auth::now_ms(),
+        ],
+    )
+    .await?;
     for table in [
         "deliveries WHERE recipient = $1",
         "status_queue WHERE user_id = $1",

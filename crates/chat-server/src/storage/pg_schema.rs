@@ -16,7 +16,19 @@ const MIGRATION_LOCK: i64 = 0x6532_6565;
 
 /// Migrations by version, oldest first. Append only: a released one never
 /// changes.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
+
+/// Version 3: the logins of removed devices, for a while (purged with idle
+/// logins), so the device is told why its login stopped working (SQLite
+/// version 10).
+const V3: &str = r#"
+CREATE TABLE revoked_tokens (
+    hash BYTEA PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    revoked_at BIGINT NOT NULL
+);
+"#;
 
 /// Version 2: which login made a link token (`made_by`, its token hash),
 /// so removing that device or logging out revokes it (SQLite version 9).

@@ -229,6 +229,19 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn revoked_reason(&self, hash: Vec<u8>) -> StoreResult<Option<(String, String)>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT r.reason, u.username FROM revoked_tokens r
+                 JOIN users u ON u.id = r.user_id WHERE r.hash = ?1",
+                [hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     async fn delete_token(&self, hash: Vec<u8>) -> StoreResult<()> {
         self.write(move |c| {
             c.execute("DELETE FROM tokens WHERE hash = ?1", [&hash])?;
@@ -529,6 +542,10 @@ impl Storage for SqliteStorage {
             c.execute("DELETE FROM messages WHERE created_at < ?1", [cutoff])?;
             c.execute("DELETE FROM tokens WHERE last_used < ?1", [token_cutoff])?;
             c.execute("DELETE FROM link_tokens WHERE expires_at < ?1", [token_cutoff])?;
+            c.execute(
+                "DELETE FROM revoked_tokens WHERE revoked_at < ?1",
+                [token_cutoff],
+            )?;
             Ok(n as u64)
         })
         .await

@@ -156,8 +156,14 @@ pub(super) fn remove(
         .query_map(params![user, device], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mut revoke = c.prepare_cached("DELETE FROM link_tokens WHERE made_by = ?1")?;
+    let mut remember = c.prepare_cached(
+        "INSERT OR REPLACE INTO revoked_tokens (hash, user_id, reason, revoked_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let now = crate::auth::now_ms();
     for h in &hashes {
         revoke.execute([h])?;
+        remember.execute(params![h, user, super::REVOKED_DEVICE_REMOVED, now])?;
     }
     Ok(Some((name, hashes)))
 }

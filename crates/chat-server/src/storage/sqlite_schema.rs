@@ -298,6 +298,20 @@ PRAGMA user_version = 9;
 COMMIT;
 ";
 
+/// Version 10: the logins of removed devices, for a while (purged with idle
+/// logins), so the device is told why its login stopped working.
+const REVOKED_TOKENS_V10: &str = "
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    hash BLOB PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    revoked_at INTEGER NOT NULL
+);
+PRAGMA user_version = 10;
+COMMIT;
+";
+
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 1 {
@@ -326,6 +340,9 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 9 {
         conn.execute_batch(LINK_TOKEN_MAKER_V9)?;
+    }
+    if version < 10 {
+        conn.execute_batch(REVOKED_TOKENS_V10)?;
     }
     Ok(())
 }

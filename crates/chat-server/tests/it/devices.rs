@@ -232,10 +232,16 @@ async fn a_device_is_linked_through_a_sealed_message_the_server_only_forwards() 
             .await,
         204
     );
-    assert_eq!(
-        s.status("GET", "/api/devices", Some(&laptop), None).await,
-        401
-    );
+    // ...and says why (version 2.4), so the device can tell its user.
+    let (st, body) = s.call("GET", "/api/devices", Some(&laptop), None).await;
+    assert_eq!(st, 401, "{body}");
+    assert_eq!(body["error"]["reason"], "deviceRemoved", "{body}");
+    // Any other unknown login gets no reason.
+    let (st, body) = s
+        .call("GET", "/api/devices", Some("not-a-token"), None)
+        .await;
+    assert_eq!(st, 401, "{body}");
+    assert!(body["error"].get("reason").is_none(), "{body}");
     assert_eq!(
         s.status("DELETE", "/api/devices/2", Some(&alice.token), None)
             .await,

@@ -354,7 +354,7 @@ async fn a_schema_3_database_migrates_with_everything_in_it() {
     let v: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 9);
+    assert_eq!(v, 10);
     let (st, g) = s
         .call(
             "GET",
