@@ -362,6 +362,9 @@ async fn listen(ctx: &Ctx, a: &ListenArgs) -> Result<()> {
                 break;
             }
             Some(None) => break,
+            // What another of our devices sent: history (`history` shows
+            // it as sent), not news, and not one of the `-n` messages.
+            Some(Some(Event::Message(m))) if m.outgoing => {}
             Some(Some(Event::Message(m))) => {
                 print_message(&mut s, &m, download).await?;
                 count += 1;

@@ -647,3 +647,60 @@ async fn verify_asks_at_the_terminal_through_the_agent() {
     .await
     .unwrap();
 }
+
+/// `new` becomes a linked device of `account`'s account (`chat link` there,
+/// approved by `chat devices link CODE` on `account`).
+fn link_device(w: &super::session::World, account: &str, new: &str) {
+    let out_path = w.home.join(format!("{new}-link.out"));
+    let mut linking = w.spawn(
+        new,
+        &["--json", "link", "--name", new, "--yes"],
+        std::fs::File::create(&out_path).unwrap(),
+    );
+    let code = (0..600)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::fs::read_to_string(&out_path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["event"] == "linkCode")
+                .map(|v| v["code"].as_str().unwrap().to_owned())
+        })
+        .expect("a link code");
+    w.ok(account, &["devices", "link", &code]);
+    assert!(linking.wait().unwrap().success());
+}
+
+/// The copy of a message another of our devices sent is history, not news:
+/// `listen` neither prints it as a message nor counts it toward `-n`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_does_not_list_what_our_other_device_sent() {
+    let (w, _server) = world().await;
+    tokio::task::spawn_blocking(move || {
+        for name in ["alice", "bob"] {
+            w.json(name, &["register", name]);
+        }
+        link_device(&w, "alice", "alice-laptop");
+        w.ok("alice-laptop", &["sync"]);
+        // The phone writes, then Bob answers.
+        w.ok("alice", &["send", "bob", "from my phone"]);
+        w.ok("bob", &["send", "alice", "from bob"]);
+        let got = w.json("alice-laptop", &["listen", "-n", "1", "--timeout", "10"]);
+        let texts: Vec<&str> = got
+            .iter()
+            .filter(|e| e["event"] == "message")
+            .filter_map(|e| e["body"].as_str())
+            .collect();
+        assert_eq!(texts, ["from bob"], "{got:?}");
+        // It is in the laptop's history all the same, as sent.
+        let h = w.json("alice-laptop", &["history", "bob", "--no-read"]);
+        assert!(
+            h.iter()
+                .any(|m| m["body"] == "from my phone" && m["outgoing"] == true),
+            "{h:?}"
+        );
+    })
+    .await
+    .unwrap();
+}
