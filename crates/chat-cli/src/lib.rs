@@ -18,6 +18,7 @@ pub mod lock;
 pub mod manage;
 pub mod output;
 pub mod profile;
+pub mod results;
 pub mod rpc;
 pub mod send;
 pub mod session;

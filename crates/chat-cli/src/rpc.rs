@@ -210,8 +210,10 @@ pub fn schema() -> Value {
         "commandMethods": COMMAND_METHODS,
         "daemonMethods": DAEMON_METHODS,
         "note": "`commands` is the JSON Schema of {\"method\", \"params\"} as the daemon reads \
-                 them before `group.X` and `devices.X` are split (see docs/RPC.md)",
+                 them before `group.X` and `devices.X` are split (see docs/RPC.md); `results` \
+                 the objects results and `event` notifications carry, by their `event`",
         "commands": params,
+        "results": crate::results::schema(),
     })
 }
 

@@ -148,7 +148,24 @@ fn objects(stdout: &str) -> Vec<Value> {
     stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .inspect(described)
         .collect()
+}
+
+/// The schema of what `--json` prints (`chat_cli::results`, in the RPC
+/// schema as `results`), compiled once.
+static RESULTS: std::sync::LazyLock<jsonschema::Validator> = std::sync::LazyLock::new(|| {
+    jsonschema::validator_for(&chat_cli::results::schema()).expect("the results schema compiles")
+});
+
+/// Every object a command prints is one the RPC schema describes: no
+/// field it does not name, none missing, each of its type.
+pub fn described(v: &Value) {
+    let errors: Vec<String> = RESULTS.iter_errors(v).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "{v} does not match the results schema (crates/chat-cli/src/results.rs): {errors:?}"
+    );
 }
 
 pub fn messages(events: &[Value]) -> Vec<&Value> {
