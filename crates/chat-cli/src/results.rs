@@ -121,6 +121,7 @@ pub struct ChangeInfo {
 /// Every object, by its `event`.
 #[derive(Serialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "camelCase", deny_unknown_fields)]
+#[allow(clippy::large_enum_variant)] // a description, never built
 pub enum Output {
     Message(MessageFields),
     Hit(MessageFields),
@@ -540,7 +541,7 @@ pub enum EditedFields {
         message_id: String,
         status: String,
     },
-    Message(MessageFields),
+    Message(Box<MessageFields>),
 }
 
 /// The JSON Schema of [`Output`].
