@@ -15,13 +15,13 @@ use serde_json::{Value, json};
 use super::session::{World, body, messages, world};
 
 /// A `chat daemon` process for one profile.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     sock: PathBuf,
 }
 
 impl Daemon {
-    fn start(w: &World, profile: &str) -> Daemon {
+    pub(crate) fn start(w: &World, profile: &str) -> Daemon {
         Self::start_with(w, profile, &[])
     }
 
@@ -63,7 +63,7 @@ impl Daemon {
     }
 
     /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         self.signal("-TERM");
         self.child.wait().unwrap()
     }
@@ -146,7 +146,7 @@ fn alice_and_bob(w: &World) -> (Daemon, Daemon) {
     (Daemon::start(w, "alice"), Daemon::start(w, "bob"))
 }
 
-fn blocking(f: impl FnOnce(&World) + Send + 'static) {
+pub(crate) fn blocking(f: impl FnOnce(&World) + Send + 'static) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -736,69 +736,5 @@ fn a_subscriber_that_stops_reading_is_told_it_fell_behind_not_buffered_for() {
                 break;
             }
         }
-    });
-}
-
-/// The Python bot of docs/RPC.md (docs/examples/echo_bot.py, the same text
-/// in both): it finds the profile as the CLI does, answers a message sent
-/// before it started (the backlog), and answers a group message in the
-/// group, not to its sender.
-#[test]
-fn the_python_bot_in_rpc_md_answers_where_it_was_asked() {
-    let bot = include_str!("../../../../docs/examples/echo_bot.py");
-    let doc = include_str!("../../../../docs/RPC.md");
-    assert!(
-        doc.contains(bot),
-        "docs/RPC.md's bot differs from docs/examples/echo_bot.py"
-    );
-    if std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: no python3");
-        return;
-    }
-    blocking(move |w| {
-        for name in ["alice", "bot"] {
-            w.json(name, &["register", name]);
-        }
-        w.ok("alice", &["send", "bot", "sent before it ran"]);
-        w.ok("alice", &["group", "create", "room", "bot"]);
-        let daemon = Daemon::start(w, "bot");
-        let script = w.home.join("echo_bot.py");
-        std::fs::write(&script, bot).unwrap();
-        let mut child = std::process::Command::new("python3")
-            .arg(&script)
-            .arg("bot")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("E2EE_CHAT_HOME", &w.home)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        w.ok("alice", &["send", "--group", "room", "hello room"]);
-        let until = Instant::now() + Duration::from_secs(60);
-        let (mut direct, mut group) = (Vec::new(), Vec::new());
-        while Instant::now() < until {
-            let texts = |args: &[&str]| -> Vec<String> {
-                w.json("alice", args)
-                    .iter()
-                    .filter(|m| m["event"] == "message" && m["outgoing"] == false)
-                    .map(|m| body(m).to_owned())
-                    .collect()
-            };
-            direct = texts(&["history", "bot"]);
-            group = texts(&["history", "--group", "room"]);
-            if !direct.is_empty() && !group.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        child.kill().ok();
-        child.wait().ok();
-        daemon.stop();
-        assert_eq!(direct, ["echo: sent before it ran"], "the backlog answered");
-        assert_eq!(group, ["echo: hello room"], "answered in the group");
     });
 }

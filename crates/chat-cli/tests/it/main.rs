@@ -8,6 +8,7 @@
 )]
 
 mod daemon;
+mod examples;
 mod faults;
 mod features;
 mod hardening;

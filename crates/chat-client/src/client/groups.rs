@@ -105,13 +105,7 @@ impl Client {
         let mut successor = None;
         {
             let _guard = self.inner.group_lock.lock().await;
-            self.inner.refresh_group(group_id).await?;
-            let held = self
-                .inner
-                .memberships
-                .lock()
-                .ok()
-                .and_then(|m| m.get(group_id).cloned());
+            let held = self.inner.verified_membership(group_id).await?;
             let my_id = user_bytes(&me.user_id)?;
             if let Some(m) = held
                 && m.members()
@@ -173,13 +167,7 @@ impl Client {
         {
             let _guard = self.inner.group_lock.lock().await;
             let me = user_bytes(&self.inner.me()?.user_id)?;
-            self.inner.refresh_group(group_id).await?;
-            let held = self
-                .inner
-                .memberships
-                .lock()
-                .ok()
-                .and_then(|m| m.get(group_id).cloned());
+            let held = self.inner.verified_membership(group_id).await?;
             if let Some(m) = held
                 && m.members()
                     .get(&me)
@@ -486,6 +474,20 @@ impl Inner {
             .db_read(move |s| s.read(|tx| tx.group_changes(&gid)))
             .await?
             .is_empty())
+    }
+
+    /// The group reloaded, and its membership as the chain this device
+    /// verified leaves it (`None` for a group nobody has signed yet).
+    async fn verified_membership(
+        &self,
+        group_id: &str,
+    ) -> Result<Option<e2ee_core::membership::Membership>> {
+        self.refresh_group(group_id).await?;
+        Ok(self
+            .memberships
+            .lock()
+            .ok()
+            .and_then(|m| m.get(group_id).cloned()))
     }
 
     /// A `groupChanged` notice: the group is reloaded now (a member removed
