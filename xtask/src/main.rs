@@ -73,6 +73,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("web") => web(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("loadtest") => loadtest(&args[1..]),
@@ -117,7 +118,8 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci              fmt, clippy, tests, docs, layering, cargo-deny\n  \
+                 ci              fmt, clippy, tests, docs, layering, web, cargo-deny\n  \
+                 web             web/: npm ci, tsc --strict, eslint (layer rule), prettier, vitest\n  \
                  bench [filter]  criterion benchmarks, then a table of medians\n  \
                  fuzz [seconds]  run every fuzz target for SECONDS each (default 60)\n  \
                  demo            build and run `chat demo`: a server and three clients\n  \
@@ -177,6 +179,26 @@ fn has_cargo_tool(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The TypeScript side (`web/`): `npm ci` from the lock file, then strict
+/// `tsc`, ESLint (with the layer rule), Prettier, and Vitest.
+fn web() -> Result {
+    let dir = root().join("web");
+    let npm = || {
+        let mut c = Command::new("npm");
+        c.current_dir(&dir);
+        c
+    };
+    if npm().arg("--version").output().is_err() {
+        return Err("web/: npm not found (Node 20 and npm are needed: see README)".into());
+    }
+    run(
+        "web: npm ci",
+        npm().args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
+    )?;
+    run("web: tsc, eslint, prettier", npm().args(["run", "check"]))?;
+    run("web: vitest", npm().args(["test"]))
+}
+
 fn ci() -> Result {
     run("fmt", cargo().args(["fmt", "--all", "--check"]))?;
     run(
@@ -221,6 +243,7 @@ fn ci() -> Result {
     // them again in the release profile would compile SQLCipher and
     // OpenSSL a second time for nothing.
     layering()?;
+    web()?;
     if has_cargo_tool("deny") {
         run(
             "cargo deny",
