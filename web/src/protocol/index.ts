@@ -11,3 +11,5 @@ export * from './keys.js';
 export * from './message.js';
 export * from './padding.js';
 export * from './x3dh.js';
+export * from './envelope.js';
+export * from './ratchet.js';
