@@ -13,3 +13,4 @@ export * from './padding.js';
 export * from './x3dh.js';
 export * from './envelope.js';
 export * from './ratchet.js';
+export * from './senderkeys.js';
