@@ -5,6 +5,7 @@
 import { concat, u32be } from './bytes.js';
 import { fail, ok, type Result } from './errors.js';
 import { HEADER_LEN } from './message.js';
+import { KEM_CIPHERTEXT_LEN } from './pq.js';
 
 export const KIND_MESSAGE = 0x01;
 export const KIND_PREKEY_V1 = 0x02;
@@ -12,7 +13,6 @@ export const KIND_SENDER_KEY = 0x03;
 export const KIND_PREKEY_V2 = 0x04;
 /** `opk_id` when the bundle had no one-time prekey. */
 export const NO_ONE_TIME_PREKEY = 0xffffffff;
-export const KEM_CIPHERTEXT_LEN = 1568;
 const TAG_LEN = 16;
 
 /** `0x01 || header (41) || body`. */

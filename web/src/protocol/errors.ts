@@ -13,6 +13,7 @@ export type ProtocolErrorKind =
   | 'unknownKind'
   | 'invalidPublicKey'
   | 'invalidIdentityKey'
+  | 'invalidKemKey'
   | 'badSignature'
   | 'badPadding'
   | 'lowOrderPoint'

@@ -14,3 +14,4 @@ export * from './x3dh.js';
 export * from './envelope.js';
 export * from './ratchet.js';
 export * from './senderkeys.js';
+export * from './pq.js';
