@@ -17,6 +17,7 @@ import { hex, vectors } from './vectors.js';
 
 type Row = Record<string, unknown>;
 const sk = (vectors('protocol-v1.json') as Record<string, Row>)['sender_key'] as Row;
+const own = (vectors('own-v1.json') as Record<string, Row>)['sender_key'] as Row;
 
 function must<T>(r: Result<T>): T {
   if (!r.ok) throw new Error(`${r.error.kind}: ${r.error.detail}`);
@@ -44,6 +45,23 @@ describe('sender keys', () => {
       const got = must(senderDecrypt(receiver, must(decodeSenderKeyEnvelope(out.envelope))));
       expect(toHex(got.plaintext)).toBe(m['plaintext']);
       receiver = got.chain;
+    }
+  });
+
+  it("own-v1.json's chain, starting at iteration 5, byte for byte", () => {
+    let chain: SendingChain = {
+      groupId: hex(own['group_id']),
+      chainId: own['chain_id'] as number,
+      iteration: own['iteration'] as number,
+      chainKey: hex(own['chain_key']),
+      signingSeed: hex(own['signing_seed']),
+    };
+    expect(chain.iteration).toBe(5);
+    expect(toHex(ed25519.getPublicKey(chain.signingSeed))).toBe(own['signing_pub']);
+    for (const m of own['messages'] as Row[]) {
+      const out = senderEncrypt(chain, hex(m['plaintext']));
+      expect(toHex(out.envelope)).toBe(m['envelope']);
+      chain = out.chain;
     }
   });
 

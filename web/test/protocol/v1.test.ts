@@ -155,6 +155,18 @@ describe('protocol v1 known answers', () => {
     expect(qrMatches(alice, qrPayload(alice))).toEqual({ ok: true, value: false });
   });
 
+  it("own-v1.json's safety number (user ids as given)", () => {
+    const own = vectors('own-v1.json') as Record<string, Row>;
+    const oids = own['identities'] as Record<string, Row>;
+    const s = own['safety_number'] as Row;
+    const a = hex((oids['alice'] as Row)['idpub']);
+    const b = hex((oids['bob'] as Row)['idpub']);
+    const ai = s['alice_user_id'] as string;
+    const bi = s['bob_user_id'] as string;
+    expect(safetyNumber(a, ai, b, bi).digits).toBe(s['safety_number']);
+    expect(safetyNumber(b, bi, a, ai).digits).toBe(s['safety_number']);
+  });
+
   it('padding, and what unpadding refuses', () => {
     const p = v['padding'] as Row;
     expect(toHex(pad(hex(p['input'])))).toBe(p['padded']);

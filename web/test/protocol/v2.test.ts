@@ -125,7 +125,7 @@ describe('own-v2.json: one PQXDH exchange', () => {
     const ad = associatedData(alice.idpub, bob.idpub);
     let a: RatchetState = must(initAlice(sk, ad, hex(pq['alice_first_ratchet_priv']), hex(pre['spk_pub'])));
     let b: RatchetState | undefined;
-    let sent = new Uint8Array(0);
+    let sent: Uint8Array = new Uint8Array(0);
     for (const step of v['steps'] as unknown as Row[]) {
       const op = step['op'] as string;
       if (op === 'alice_encrypt') {
