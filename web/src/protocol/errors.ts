@@ -16,6 +16,9 @@ export type ProtocolErrorKind =
   | 'invalidKemKey'
   | 'badSignature'
   | 'badPadding'
+  | 'invalidUtf8'
+  | 'tooLong'
+  | 'idMismatch'
   | 'lowOrderPoint'
   | 'authenticationFailed';
 

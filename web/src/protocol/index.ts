@@ -15,3 +15,4 @@ export * from './envelope.js';
 export * from './ratchet.js';
 export * from './senderkeys.js';
 export * from './pq.js';
+export * from './payload.js';
