@@ -19,6 +19,8 @@ export type ProtocolErrorKind =
   | 'invalidUtf8'
   | 'tooLong'
   | 'idMismatch'
+  | 'notAllowed'
+  | 'brokenChain'
   | 'lowOrderPoint'
   | 'authenticationFailed';
 

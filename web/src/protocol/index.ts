@@ -16,3 +16,4 @@ export * from './ratchet.js';
 export * from './senderkeys.js';
 export * from './pq.js';
 export * from './payload.js';
+export * from './membership.js';
