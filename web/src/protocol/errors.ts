@@ -19,6 +19,8 @@ export type ProtocolErrorKind =
   | 'invalidUtf8'
   | 'tooLong'
   | 'idMismatch'
+  | 'hashMismatch'
+  | 'sizeMismatch'
   | 'notAllowed'
   | 'brokenChain'
   | 'lowOrderPoint'

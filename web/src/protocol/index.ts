@@ -17,3 +17,5 @@ export * from './senderkeys.js';
 export * from './pq.js';
 export * from './payload.js';
 export * from './membership.js';
+export * from './provision.js';
+export * from './attachment.js';

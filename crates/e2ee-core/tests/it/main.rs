@@ -9,6 +9,7 @@
 
 mod behaviour;
 mod corpus;
+mod cross_vectors;
 mod kem;
 mod membership;
 mod own_vectors;
