@@ -1,7 +1,7 @@
 // ESLint (flat config): typescript-eslint's strict type-checked rules, and
-// the layer rule of docs/ARCHITECTURE.md: src/protocol (like e2ee-core)
+// the layer rules of ARCHITECTURE.md: src/protocol (like e2ee-core)
 // imports nothing from the other layers and does no IO, no clock and no
-// randomness of its own.
+// randomness of its own; src/transport does not import src/client.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -38,6 +38,19 @@ export default tseslint.config(
         { name: 'performance', message: 'src/protocol reads no clock: time is passed in' },
         { name: 'crypto', message: 'src/protocol draws no randomness: it is passed in' },
         { name: 'setTimeout', message: 'src/protocol has no timers' },
+      ],
+    },
+  },
+  {
+    files: ['src/transport/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['../client/*'], message: 'the transport layer does not know the client above it' },
+          ],
+        },
       ],
     },
   },

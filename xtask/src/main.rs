@@ -180,7 +180,8 @@ fn has_cargo_tool(name: &str) -> bool {
 }
 
 /// The TypeScript side (`web/`): `npm ci` from the lock file, then strict
-/// `tsc`, ESLint (with the layer rule), Prettier, and Vitest.
+/// `tsc`, ESLint (with the layer rules), Prettier, and Vitest, whose
+/// interop tests run the Rust `chat` (built here) against the real server.
 fn web() -> Result {
     let dir = root().join("web");
     let npm = || {
@@ -196,7 +197,14 @@ fn web() -> Result {
         npm().args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
     )?;
     run("web: tsc, eslint, prettier", npm().args(["run", "check"]))?;
-    run("web: vitest", npm().args(["test"]))
+    run(
+        "web: build chat for the interop tests",
+        cargo().args(["build", "-p", "chat-cli", "--bin", "chat", "--locked"]),
+    )?;
+    run(
+        "web: vitest",
+        npm().args(["test"]).env("E2EE_WEB_INTEROP", "1"),
+    )
 }
 
 fn ci() -> Result {

@@ -4,6 +4,7 @@
  * encapsulation with a given message `m` (randomness passed in), the PQ
  * prekey signature. Bad keys and ciphertexts are typed errors.
  */
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { ml_kem1024 } from '@noble/post-quantum/ml-kem.js';
 
 import { concat, u32be, utf8 } from './bytes.js';
@@ -65,4 +66,13 @@ export function verifyPqPrekey(
   return verifySignature(idpub.subarray(32), message, signature)
     ? ok(undefined)
     : fail('badSignature', 'the PQ prekey signature does not verify');
+}
+
+/** `SIG` over `"E2EEChat PQ prekey v2" || id || ek` (Ed25519 is deterministic). */
+export function signPqPrekey(
+  sigSeed: Uint8Array,
+  prekeyId: number,
+  encapsulationKey: Uint8Array,
+): Uint8Array {
+  return ed25519.sign(concat(PQ_PREKEY_LABEL, u32be(prekeyId), encapsulationKey), sigSeed);
 }

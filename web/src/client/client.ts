@@ -1,0 +1,436 @@
+/**
+ * A headless client in TypeScript (issue 34, first slice): one device of an
+ * account, on the protocol module, the REST API and the socket. It
+ * registers and publishes its keys (X25519, Ed25519, signed ML-KEM-1024
+ * prekeys), starts PQXDH sessions per device and answers them, sends texts
+ * as version-2 copies (with the conflict rules of docs/API.md), receives
+ * and decrypts, and acknowledges only after the new session state is kept.
+ * State lives in memory (`MemoryStore`); the browser's IndexedDB store
+ * comes with the web app. Not yet: groups, receipts, typing, attachments,
+ * message features, linking, the outbox across restarts, reconnection.
+ */
+import { base64 } from '@scure/base';
+import { parse as parseUuid, v7 as uuidv7 } from 'uuid';
+
+import {
+  associatedData,
+  bindingSignature,
+  decodeChecked,
+  decodeEnvelope,
+  decrypt,
+  encodeMessage,
+  encodePreKey,
+  encrypt,
+  equalCt,
+  identityFromSecrets,
+  initAlice,
+  initBob,
+  initiatorDhs,
+  kemDecapsulate,
+  kemEncapsulate,
+  kemFromSeed,
+  PayloadKind,
+  padPayload,
+  pqxdhSecret,
+  responderDhs,
+  signPqPrekey,
+  signPrekey,
+  toHex,
+  verifyBinding,
+  verifyPqPrekey,
+  verifySignedPrekey,
+  x25519Public,
+  type IdentityKeyPair,
+  type PreKeyData,
+  type RatchetState,
+  type Result,
+} from '../protocol/index.js';
+import { ApiError, RestClient, type DeviceBundle } from '../transport/rest.js';
+import { Socket, type Frame, type SocketFactory } from '../transport/socket.js';
+
+/** Randomness for the client layer (the protocol takes it as bytes). */
+export type Random = (n: number) => Uint8Array;
+
+export const webRandom: Random = (n) => crypto.getRandomValues(new Uint8Array(n));
+
+/** What the client tells its application. */
+export type ClientEvent =
+  | {
+      readonly type: 'message';
+      readonly id: string;
+      readonly from: string;
+      readonly fromDevice: number;
+      readonly text: string;
+    }
+  | { readonly type: 'undecryptable'; readonly id: string; readonly from: string; readonly reason: string };
+
+interface Session {
+  state: RatchetState;
+  readonly peerIdpub: Uint8Array;
+  registrationId: number;
+  /** Set while we started it and have heard nothing back (the PreKey phase). */
+  prekey: PreKeyData | undefined;
+  /** The peer's base key, when the peer started it. */
+  readonly baseKey: Uint8Array | undefined;
+}
+
+/** The device's secrets and sessions, in memory. */
+export class MemoryStore {
+  signedPrekeys = new Map<number, Uint8Array>();
+  oneTimePrekeys = new Map<number, Uint8Array>();
+  pqPrekeys = new Map<number, { seed: Uint8Array; lastResort: boolean }>();
+  sessions = new Map<string, Session>();
+}
+
+const must = <T>(r: Result<T>, what: string): T => {
+  if (!r.ok) throw new Error(`${what}: ${r.error.kind}: ${r.error.detail}`);
+  return r.value;
+};
+
+const key = (userId: string, deviceId: number): string => `${userId}:${deviceId}`;
+const CONTENT_PREFIX = 'E2EE:';
+
+export class HeadlessClient {
+  private socket: Socket | undefined;
+  private readonly pending = new Map<string, (f: Frame) => void>();
+  private readonly listeners: ((e: ClientEvent) => void)[] = [];
+
+  private constructor(
+    readonly rest: RestClient,
+    readonly userId: string,
+    readonly username: string,
+    readonly deviceId: number,
+    readonly identity: IdentityKeyPair,
+    private readonly store: MemoryStore,
+    private readonly random: Random,
+  ) {}
+
+  /** Registers a new account (device 1) and publishes its keys. */
+  static async register(
+    server: string,
+    username: string,
+    password: string,
+    random: Random = webRandom,
+  ): Promise<HeadlessClient> {
+    const rest = new RestClient(server);
+    const identity = must(identityFromSecrets(random(32), random(32)), 'identity');
+    const registrationId = new DataView(random(4).buffer).getUint32(0) & 0x3fff_ffff;
+    const auth = await rest.register(username, password, registrationId);
+    rest.token = auth.token;
+    const store = new MemoryStore();
+    const client = new HeadlessClient(
+      rest,
+      auth.user.id,
+      auth.user.username,
+      auth.deviceId ?? 1,
+      identity,
+      store,
+      random,
+    );
+    await client.publishKeys(registrationId);
+    return client;
+  }
+
+  private async publishKeys(registrationId: number): Promise<void> {
+    const id = this.identity;
+    const spk = this.random(32);
+    this.store.signedPrekeys.set(1, spk);
+    const spkPub = x25519Public(spk);
+    const oneTime = [];
+    for (let i = 1; i <= 20; i++) {
+      const s = this.random(32);
+      this.store.oneTimePrekeys.set(i, s);
+      oneTime.push({ keyId: i, publicKey: base64.encode(x25519Public(s)) });
+    }
+    const pq = (keyId: number, lastResort: boolean) => {
+      const seed = this.random(64);
+      this.store.pqPrekeys.set(keyId, { seed, lastResort });
+      const ek = must(kemFromSeed(seed), 'ML-KEM key').encapsulationKey;
+      return {
+        keyId,
+        publicKey: base64.encode(ek),
+        signature: base64.encode(signPqPrekey(id.sigSeed, keyId, ek)),
+      };
+    };
+    await this.rest.uploadPrekeys({
+      identityKey: base64.encode(id.idpub),
+      identitySignature: base64.encode(bindingSignature(id)),
+      signedPrekey: {
+        keyId: 1,
+        publicKey: base64.encode(spkPub),
+        signature: base64.encode(signPrekey(id, 1, spkPub)),
+      },
+      oneTimePrekeys: oneTime,
+      pqLastResortPrekey: pq(1, true),
+      pqOneTimePrekeys: [2, 3, 4, 5, 6].map((k) => pq(k, false)),
+      registrationId,
+    });
+  }
+
+  on(listener: (e: ClientEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private emit(e: ClientEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+
+  /** Connects; queued messages arrive as events. */
+  async connect(factory: SocketFactory): Promise<void> {
+    const token = this.rest.token;
+    if (!token) throw new Error('not logged in');
+    this.socket = await Socket.open(this.rest.baseUrl, token, factory, (f) => {
+      this.onFrame(f);
+    });
+  }
+
+  close(): void {
+    this.socket?.close();
+    this.socket = undefined;
+  }
+
+  private onFrame(f: Frame): void {
+    const id = f.payload['id'];
+    if ((f.type === 'ack' || f.type === 'error') && typeof id === 'string') {
+      const waiter = this.pending.get(id);
+      if (waiter) {
+        this.pending.delete(id);
+        waiter(f);
+      }
+      return;
+    }
+    if (f.type === 'message') this.receive(f.payload);
+  }
+
+  /** Decrypts one relayed message; the new state is kept before `delivered` goes. */
+  private receive(p: Record<string, unknown>): void {
+    const id = String(p['id']);
+    const from = String(p['from']);
+    const fromDevice = typeof p['fromDevice'] === 'number' ? p['fromDevice'] : 1;
+    const content = String(p['content']);
+    try {
+      const text = this.open(id, from, fromDevice, content);
+      if (text !== undefined) this.emit({ type: 'message', id, from, fromDevice, text });
+    } catch (e) {
+      this.emit({ type: 'undecryptable', id, from, reason: String(e) });
+    }
+    // Kept (in memory) or refused for good: acknowledged either way.
+    this.socket?.send('delivered', { messageIds: [id] });
+  }
+
+  private open(id: string, from: string, fromDevice: number, content: string): string | undefined {
+    if (!content.startsWith(CONTENT_PREFIX)) throw new Error('not an E2EE content');
+    const env = must(decodeEnvelope(base64.decode(content.slice(CONTENT_PREFIX.length))), 'envelope');
+    const k = key(from, fromDevice);
+    let session = this.store.sessions.get(k);
+    let consumed: { opk?: number | undefined; pq?: number } = {};
+    if (env.kind === 'prekey' && !(session?.baseKey && equalCt(session.baseKey, env.prekey.baseKey))) {
+      const started = this.answer(env.prekey);
+      session = started.session;
+      consumed = started.consumed;
+    }
+    if (!session) throw new Error('no session for this device');
+    const out = must(decrypt(session.state, env.message, this.random(32)), 'decrypt');
+    const payload = must(decodeChecked(out.plaintext, parseUuid(id)), 'payload');
+    // Committed: the new state, the spent one-time keys.
+    session.state = out.state;
+    session.prekey = undefined;
+    this.store.sessions.set(k, session);
+    if (consumed.opk !== undefined) this.store.oneTimePrekeys.delete(consumed.opk);
+    if (consumed.pq !== undefined && this.store.pqPrekeys.get(consumed.pq)?.lastResort === false) {
+      this.store.pqPrekeys.delete(consumed.pq);
+    }
+    if (payload.kind === PayloadKind.text || payload.kind === PayloadKind.reply) {
+      return new TextDecoder().decode(payload.body);
+    }
+    return undefined;
+  }
+
+  /** The responder's PQXDH (or X3DH for a version-1 PreKey message). */
+  private answer(p: PreKeyData): { session: Session; consumed: { opk?: number | undefined; pq?: number } } {
+    const spk = this.store.signedPrekeys.get(p.signedPrekeyId);
+    if (!spk) throw new Error('unknown signed prekey');
+    const opk =
+      p.oneTimePrekeyId === undefined ? undefined : this.store.oneTimePrekeys.get(p.oneTimePrekeyId);
+    if (p.oneTimePrekeyId !== undefined && !opk) throw new Error('unknown one-time prekey');
+    const dhs = must(
+      responderDhs({
+        ourIkPrivate: this.identity.ikPrivate,
+        ourSpkPrivate: spk,
+        ourOpkPrivate: opk,
+        theirIkPublic: p.idpub.subarray(0, 32),
+        theirEkPublic: p.baseKey,
+      }),
+      'DH',
+    );
+    if (!p.pq) throw new Error('a version-1 PreKey message: this client speaks version 2');
+    const pq = this.store.pqPrekeys.get(p.pq.prekeyId);
+    if (!pq) throw new Error('unknown PQ prekey');
+    const dk = must(kemFromSeed(pq.seed), 'ML-KEM key').decapsulationKey;
+    const ss = must(kemDecapsulate(dk, p.pq.ciphertext), 'decapsulate');
+    const state = initBob(pqxdhSecret(dhs, ss), associatedData(p.idpub, this.identity.idpub), spk);
+    return {
+      session: { state, peerIdpub: p.idpub, registrationId: 0, prekey: undefined, baseKey: p.baseKey },
+      consumed: { ...(opk ? { opk: p.oneTimePrekeyId } : {}), pq: p.pq.prekeyId },
+    };
+  }
+
+  /** The initiator's PQXDH from a claimed bundle, after every signature check. */
+  private start(userId: string, d: DeviceBundle): Session {
+    const b = d.bundle;
+    const idpub = base64.decode(b.identityKey);
+    must(verifyBinding(idpub, base64.decode(b.identitySignature)), 'identity binding');
+    const spkPub = base64.decode(b.signedPrekey.publicKey);
+    must(
+      verifySignedPrekey(idpub, b.signedPrekey.keyId, spkPub, base64.decode(b.signedPrekey.signature)),
+      'signed prekey',
+    );
+    if (!b.pqPrekey) throw new Error(`${userId} device ${d.deviceId} has no PQ prekey: refused (version 2)`);
+    const ek = base64.decode(b.pqPrekey.publicKey);
+    must(verifyPqPrekey(idpub, b.pqPrekey.keyId, ek, base64.decode(b.pqPrekey.signature)), 'PQ prekey');
+    const ekA = this.random(32);
+    const kem = must(kemEncapsulate(ek, this.random(32)), 'encapsulate');
+    const first = this.random(32);
+    const opk = b.oneTimePrekey ? base64.decode(b.oneTimePrekey.publicKey) : undefined;
+    const dhs = must(
+      initiatorDhs({
+        ourIkPrivate: this.identity.ikPrivate,
+        ourEkPrivate: ekA,
+        theirIkPublic: idpub.subarray(0, 32),
+        theirSpkPublic: spkPub,
+        theirOpkPublic: opk,
+      }),
+      'DH',
+    );
+    const state = must(
+      initAlice(
+        pqxdhSecret(dhs, kem.sharedSecret),
+        associatedData(this.identity.idpub, idpub),
+        first,
+        spkPub,
+      ),
+      'ratchet',
+    );
+    return {
+      state,
+      peerIdpub: idpub,
+      registrationId: d.registrationId,
+      baseKey: undefined,
+      prekey: {
+        idpub: this.identity.idpub,
+        baseKey: x25519Public(ekA),
+        signedPrekeyId: b.signedPrekey.keyId,
+        oneTimePrekeyId: b.oneTimePrekey?.keyId,
+        pq: { prekeyId: b.pqPrekey.keyId, ciphertext: kem.ciphertext },
+      },
+    };
+  }
+
+  /** The user's id by name. */
+  async userId_(username: string): Promise<string> {
+    const found = (await this.rest.userByName(username)).users.find((u) => u.username === username);
+    if (!found) throw new ApiError(404, 'not_found', `no user named ${username}`);
+    return found.id;
+  }
+
+  /**
+   * Sends a text to every device of `userId`, and waits for the server's
+   * `ack`. A refused device set (`conflict`) is mended as docs/API.md
+   * says, and sent again with the same id.
+   */
+  async sendText(userId: string, text: string): Promise<string> {
+    const id = uuidv7();
+    const padded = must(
+      padPayload({
+        messageId: parseUuid(id),
+        kind: PayloadKind.text,
+        timestampMs: BigInt(Date.now()),
+        body: new TextEncoder().encode(text),
+      }),
+      'payload',
+    );
+    let devices = [...this.store.sessions.keys()]
+      .filter((k) => k.startsWith(`${userId}:`))
+      .map((k) => Number(k.split(':')[1]));
+    if (devices.length === 0) {
+      for (const d of (await this.rest.deviceBundles(userId)).bundles) {
+        this.store.sessions.set(key(userId, d.deviceId), this.start(userId, d));
+      }
+      devices = [...this.store.sessions.keys()]
+        .filter((k) => k.startsWith(`${userId}:`))
+        .map((k) => Number(k.split(':')[1]));
+    }
+    for (let attempt = 0; attempt < 4; attempt++) {
+      // Encrypted on copies of the states: kept only once the server took them.
+      const next = new Map<string, RatchetState>();
+      const copies = devices.map((deviceId) => {
+        const s = this.store.sessions.get(key(userId, deviceId));
+        if (!s) throw new Error('a session per device');
+        const out = must(encrypt(s.state, padded), 'encrypt');
+        next.set(key(userId, deviceId), out.state);
+        const bytes = s.prekey ? encodePreKey(s.prekey, out.message) : encodeMessage(out.message);
+        return {
+          userId,
+          deviceId,
+          registrationId: s.registrationId,
+          content: CONTENT_PREFIX + base64.encode(bytes),
+        };
+      });
+      const answer = await this.frame(id, { id, to: userId, messageType: 'e2ee', copies });
+      if (answer.type === 'ack') {
+        for (const [k, state] of next) {
+          const s = this.store.sessions.get(k);
+          if (s) s.state = state;
+        }
+        return id;
+      }
+      if (answer.payload['code'] !== 'conflict')
+        throw new Error(`refused: ${String(answer.payload['message'])}`);
+      devices = await this.mend(
+        userId,
+        devices,
+        answer.payload['devices'] as Record<string, unknown> | undefined,
+      );
+    }
+    throw new Error('the device set kept changing');
+  }
+
+  private async mend(
+    userId: string,
+    devices: number[],
+    d: Record<string, unknown> | undefined,
+  ): Promise<number[]> {
+    type Entry = { userId: string; deviceId: number; registrationId?: number };
+    const list = (name: string) =>
+      ((d?.[name] as Entry[] | undefined) ?? []).filter((e) => e.userId === userId);
+    let out = devices.filter((x) => !list('extra').some((e) => e.deviceId === x));
+    for (const e of list('extra')) this.store.sessions.delete(key(userId, e.deviceId));
+    for (const e of [...list('missing'), ...list('stale')]) {
+      const s = this.store.sessions.get(key(userId, e.deviceId));
+      const [bundle] = (await this.rest.deviceBundle(userId, e.deviceId)).bundles;
+      if (!bundle) continue;
+      if (s && s.registrationId === 0 && equalCt(base64.decode(bundle.bundle.identityKey), s.peerIdpub)) {
+        // The session the peer started: the same device, now with its id.
+        s.registrationId = bundle.registrationId;
+      } else {
+        this.store.sessions.set(key(userId, e.deviceId), this.start(userId, bundle));
+      }
+      if (!out.includes(e.deviceId)) out = [...out, e.deviceId];
+    }
+    return out;
+  }
+
+  private frame(id: string, payload: Record<string, unknown>): Promise<Frame> {
+    const socket = this.socket;
+    if (!socket) return Promise.reject(new Error('not connected'));
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      socket.send('message', payload);
+    });
+  }
+
+  /** Hex of our identity key, for tests and logs. */
+  fingerprintHex(): string {
+    return toHex(this.identity.idpub);
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * Interop through the real server with the Rust `chat`: a TypeScript
+ * device and a Rust one converse both ways, each starting a PQXDH session
+ * once (the TypeScript side as responder, then a second TypeScript user as
+ * initiator), and both compute the same safety number.
+ *
+ * Needs `target/debug/chat` (`cargo xtask web` builds it and sets
+ * E2EE_WEB_INTEROP=1, which makes a missing binary a failure rather than
+ * a skip).
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+
+import { HeadlessClient, type ClientEvent } from '../../src/client/client.js';
+import { safetyNumber } from '../../src/protocol/index.js';
+import type { SocketLike } from '../../src/transport/socket.js';
+
+const CHAT = fileURLToPath(new URL('../../../target/debug/chat', import.meta.url));
+const required = process.env['E2EE_WEB_INTEROP'] === '1';
+const run = promisify(execFile);
+
+const factory = (url: string): SocketLike => new WebSocket(url) as unknown as SocketLike;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => {
+        resolve(port);
+      });
+    });
+    s.on('error', reject);
+  });
+}
+
+let server: ChildProcess | undefined;
+let dir = '';
+let url = '';
+
+async function chat(profile: string, ...args: string[]): Promise<string> {
+  const { stdout } = await run(CHAT, ['--profile', profile, ...args], {
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      E2EE_CHAT_HOME: join(dir, 'home'),
+      E2EE_CHAT_SERVER: url,
+      E2EE_CHAT_PASSPHRASE: `${profile} store passphrase`,
+      E2EE_CHAT_PASSWORD: `${profile}-password-long`,
+      E2EE_CHAT_NO_AGENT: '1',
+    },
+    timeout: 60_000,
+  });
+  return stdout;
+}
+
+const objects = (out: string): Record<string, unknown>[] =>
+  out
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+function next(client: HeadlessClient, pred: (e: ClientEvent) => boolean, ms = 30_000): Promise<ClientEvent> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new Error('no such event in time'));
+    }, ms);
+    client.on((e) => {
+      if (pred(e)) {
+        clearTimeout(timer);
+        resolve(e);
+      }
+    });
+  });
+}
+
+const present = existsSync(CHAT);
+const suite = present || required ? describe : describe.skip;
+
+suite('the TypeScript client and the Rust chat, through the real server', () => {
+  beforeAll(async () => {
+    if (!present) throw new Error(`${CHAT} is missing: cargo build -p chat-cli`);
+    dir = mkdtempSync(join(tmpdir(), 'e2ee-web-interop-'));
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    server = spawn(CHAT, ['server', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data')], {
+      stdio: 'ignore',
+    });
+    const until = Date.now() + 30_000;
+    for (;;) {
+      try {
+        if ((await fetch(`${url}/health`)).ok) break;
+      } catch {
+        // Not up yet.
+      }
+      if (Date.now() > until) throw new Error('the server did not start');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }, 60_000);
+
+  afterAll(() => {
+    server?.kill('SIGTERM');
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a conversation both ways, each side starting a session once', async () => {
+    const web = await HeadlessClient.register(url, 'webby', 'webby-password-long');
+    await web.connect(factory);
+    const registered = objects(await chat('rusty', '--json', 'register', 'rusty'));
+    const rustyId = String(registered[0]?.['userId']);
+
+    // Rust starts: the TypeScript device answers PQXDH and decrypts.
+    const heard = next(web, (e) => e.type === 'message');
+    await chat('rusty', 'send', 'webby', 'hello from rust');
+    const got = await heard;
+    expect(got).toMatchObject({ type: 'message', from: rustyId, text: 'hello from rust' });
+
+    // The TypeScript device answers on that session; Rust reads it.
+    await web.sendText(rustyId, 'hello from typescript');
+    const history = objects(await chat('rusty', '--json', 'history', 'webby'));
+    const bodies = history.filter((m) => m['event'] === 'message').map((m) => m['body']);
+    expect(bodies).toEqual(['hello from rust', 'hello from typescript']);
+
+    // A second TypeScript user starts the session (PQXDH initiator).
+    const web2 = await HeadlessClient.register(url, 'webby2', 'webby2-password-long');
+    await web2.connect(factory);
+    await web2.sendText(rustyId, 'first from typescript');
+    const h2 = objects(await chat('rusty', '--json', 'history', 'webby2'));
+    expect(h2.filter((m) => m['event'] === 'message').map((m) => m['body'])).toEqual([
+      'first from typescript',
+    ]);
+    // ...and Rust answers it on that session.
+    const back = next(web2, (e) => e.type === 'message');
+    await chat('rusty', 'send', 'webby2', 'and back from rust');
+    expect(await back).toMatchObject({ text: 'and back from rust', from: rustyId });
+
+    // The same safety number on both sides.
+    const sn = objects(await chat('rusty', '--json', 'safety-number', 'webby'))[0];
+    const rustIdpub = await web.rest.deviceBundles(rustyId);
+    const theirs = rustIdpub.bundles[0]?.bundle.identityKey ?? '';
+    const ours = safetyNumber(
+      web.identity.idpub,
+      web.userId,
+      Uint8Array.from(Buffer.from(theirs, 'base64')),
+      rustyId,
+    );
+    expect(ours.digits).toBe(sn?.['safetyNumber']);
+    web.close();
+    web2.close();
+  }, 120_000);
+});
