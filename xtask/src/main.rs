@@ -74,6 +74,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("web") => web(),
+        Some("bench-web") => bench_web(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("loadtest") => loadtest(&args[1..]),
@@ -120,6 +121,7 @@ fn main() -> ExitCode {
                  commands:\n  \
                  ci              fmt, clippy, tests, docs, layering, web, cargo-deny\n  \
                  web             web/: npm ci, tsc --strict, eslint (layer rule), prettier, vitest\n  \
+                 bench-web       the Rust core's criterion shapes, then the same in TypeScript (Node)\n  \
                  bench [filter]  criterion benchmarks, then a table of medians\n  \
                  fuzz [seconds]  run every fuzz target for SECONDS each (default 60)\n  \
                  demo            build and run `chat demo`: a server and three clients\n  \
@@ -380,6 +382,51 @@ fn forbidden_in<'a>(tree: &'a str, forbidden: &[&str]) -> Vec<&'a str> {
     bad.sort_unstable();
     bad.dedup();
     bad
+}
+
+/// The Rust core's criterion benchmarks in the shapes web/bench measures,
+/// then the TypeScript ones, in one run (docs/PERFORMANCE.md, "The
+/// protocol in TypeScript").
+const WEB_BENCH_SHAPES: &str = "vodozemac_shape_encrypt_decrypt|vodozemac_shape_ping_pong_round|\
+pqxdh_initiate_and_first_decrypt|sender_key_encrypt_100B|sender_key_decrypt_100B|calibration_x25519_dh";
+
+fn bench_web() -> Result {
+    run(
+        "criterion (e2ee-core), the shapes web/ measures",
+        cargo().args([
+            "bench",
+            "-p",
+            "e2ee-core",
+            "--bench",
+            "core",
+            "--",
+            WEB_BENCH_SHAPES,
+        ]),
+    )?;
+    let dir = root().join("target/criterion");
+    println!("\n{:<40} {:>14}", "Rust (criterion median)", "");
+    for name in WEB_BENCH_SHAPES.split('|') {
+        if let Some(ns) = std::fs::read_to_string(dir.join(name).join("new/estimates.json"))
+            .ok()
+            .and_then(|s| median_ns(&s))
+        {
+            println!("{name:<40} {:>11.2} µs", ns / 1000.0);
+        }
+    }
+    let web = root().join("web");
+    run(
+        "web: npm ci",
+        Command::new("npm").current_dir(&web).args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ]),
+    )?;
+    run(
+        "web: vitest bench (TypeScript, Node)",
+        Command::new("npm").current_dir(&web).args(["run", "bench"]),
+    )
 }
 
 fn bench(filter: &[String]) -> Result {
