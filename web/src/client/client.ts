@@ -62,7 +62,23 @@ export type ClientEvent =
       readonly fromDevice: number;
       readonly text: string;
     }
-  | { readonly type: 'undecryptable'; readonly id: string; readonly from: string; readonly reason: string };
+  | { readonly type: 'undecryptable'; readonly id: string; readonly from: string; readonly reason: string }
+  /** A user's identity is not the one pinned for them: nothing goes to it until `trust`. */
+  | { readonly type: 'identityChanged'; readonly userId: string };
+
+/**
+ * A send refused before anything was encrypted: a device of `userId` shows
+ * an identity other than the one pinned for them (DESIGN.md section 10: a
+ * server cannot add a reader by adding a device under its own key).
+ */
+export class UntrustedIdentityError extends Error {
+  constructor(readonly userId: string) {
+    super(
+      `${userId} shows an identity key other than the one pinned: nothing was sent (trust or verify it first)`,
+    );
+    this.name = 'UntrustedIdentityError';
+  }
+}
 
 interface Session {
   state: RatchetState;
@@ -80,6 +96,8 @@ export class MemoryStore {
   oneTimePrekeys = new Map<number, Uint8Array>();
   pqPrekeys = new Map<number, { seed: Uint8Array; lastResort: boolean }>();
   sessions = new Map<string, Session>();
+  /** The identity (`IDPUB`) pinned per user: the first seen, or one the user trusted. */
+  pinned = new Map<string, Uint8Array>();
 }
 
 const must = <T>(r: Result<T>, what: string): T => {
@@ -111,8 +129,9 @@ export class HeadlessClient {
     username: string,
     password: string,
     random: Random = webRandom,
+    fetchImpl?: typeof fetch,
   ): Promise<HeadlessClient> {
-    const rest = new RestClient(server);
+    const rest = new RestClient(server, fetchImpl);
     const identity = must(identityFromSecrets(random(32), random(32)), 'identity');
     const registrationId = new DataView(random(4).buffer).getUint32(0) & 0x3fff_ffff;
     const auth = await rest.register(username, password, registrationId);
@@ -225,6 +244,7 @@ export class HeadlessClient {
     let session = this.store.sessions.get(k);
     let consumed: { opk?: number | undefined; pq?: number } = {};
     if (env.kind === 'prekey' && !(session?.baseKey && equalCt(session.baseKey, env.prekey.baseKey))) {
+      if (!this.pin(from, env.prekey.idpub)) this.emit({ type: 'identityChanged', userId: from });
       const started = this.answer(env.prekey);
       session = started.session;
       consumed = started.consumed;
@@ -275,11 +295,29 @@ export class HeadlessClient {
     };
   }
 
+  /** Pins `idpub` for `userId` when none is; whether it is the pinned one. */
+  private pin(userId: string, idpub: Uint8Array): boolean {
+    const held = this.store.pinned.get(userId);
+    if (!held) {
+      this.store.pinned.set(userId, idpub);
+      return true;
+    }
+    return equalCt(held, idpub);
+  }
+
+  /** Accepts `idpub` as `userId`'s identity in place of the pinned one (the user's decision). */
+  trust(userId: string, idpub: Uint8Array): void {
+    this.store.pinned.set(userId, idpub);
+  }
+
   /** The initiator's PQXDH from a claimed bundle, after every signature check. */
   private start(userId: string, d: DeviceBundle): Session {
     const b = d.bundle;
     const idpub = base64.decode(b.identityKey);
     must(verifyBinding(idpub, base64.decode(b.identitySignature)), 'identity binding');
+    // Before any DH: a device under another identity than the one pinned
+    // is refused whole, whatever the server says about it.
+    if (!this.pin(userId, idpub)) throw new UntrustedIdentityError(userId);
     const spkPub = base64.decode(b.signedPrekey.publicKey);
     must(
       verifySignedPrekey(idpub, b.signedPrekey.keyId, spkPub, base64.decode(b.signedPrekey.signature)),

@@ -46,14 +46,18 @@ export interface DeviceBundle {
 export class RestClient {
   token: string | undefined;
 
-  constructor(readonly baseUrl: string) {}
+  /** `fetchImpl`: the global `fetch` unless given (tests pass a lying server's). */
+  constructor(
+    readonly baseUrl: string,
+    private readonly fetchImpl: typeof fetch = (input, init) => fetch(input, init),
+  ) {}
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (this.token) headers['authorization'] = `Bearer ${this.token}`;
     let resp: Response;
     try {
-      resp = await fetch(this.baseUrl + path, {
+      resp = await this.fetchImpl(this.baseUrl + path, {
         method,
         headers,
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),

@@ -19,8 +19,16 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 
-import { HeadlessClient, type ClientEvent } from '../../src/client/client.js';
-import { safetyNumber } from '../../src/protocol/index.js';
+import { HeadlessClient, UntrustedIdentityError, type ClientEvent } from '../../src/client/client.js';
+import {
+  bindingSignature,
+  identityFromSecrets,
+  kemFromSeed,
+  safetyNumber,
+  signPqPrekey,
+  signPrekey,
+  x25519Public,
+} from '../../src/protocol/index.js';
 import type { SocketLike } from '../../src/transport/socket.js';
 
 const CHAT = fileURLToPath(new URL('../../../target/debug/chat', import.meta.url));
@@ -155,5 +163,81 @@ suite('the TypeScript client and the Rust chat, through the real server', () => 
     expect(ours.digits).toBe(sn?.['safetyNumber']);
     web.close();
     web2.close();
+  }, 120_000);
+
+  it('a lying server that adds a device under its own key gets nothing (DESIGN.md section 10)', async () => {
+    const rusty = objects(await chat('rusty', '--json', 'whoami'))[0];
+    const rustyId = String(rusty?.['userId']);
+    // The server's own identity, with a bundle it signed itself.
+    const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+    const evil = identityFromSecrets(rnd(32), rnd(32));
+    if (!evil.ok) throw new Error('identity');
+    const e = evil.value;
+    const spk = x25519Public(rnd(32));
+    const kem = kemFromSeed(rnd(64));
+    if (!kem.ok) throw new Error('kem');
+    const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+    const forged = {
+      bundles: [
+        {
+          deviceId: 2,
+          registrationId: 77,
+          bundle: {
+            userId: rustyId,
+            identityKey: b64(e.idpub),
+            identitySignature: b64(bindingSignature(e)),
+            signedPrekey: { keyId: 1, publicKey: b64(spk), signature: b64(signPrekey(e, 1, spk)) },
+            pqPrekey: {
+              keyId: 1,
+              publicKey: b64(kem.value.encapsulationKey),
+              signature: b64(signPqPrekey(e.sigSeed, 1, kem.value.encapsulationKey)),
+            },
+          },
+        },
+      ],
+    };
+    // The lying server: its REST answers the ghost device's bundle; its
+    // socket answers the first send with "a copy for device 2 is missing".
+    const lyingFetch: typeof fetch = (input, init) =>
+      (input instanceof Request ? input.url : input.toString()).endsWith(
+        `/api/users/${rustyId}/devices/2/prekeys`,
+      )
+        ? Promise.resolve(new Response(JSON.stringify(forged), { status: 200 }))
+        : fetch(input, init);
+    const sentCopies: unknown[] = [];
+    let lied = false;
+    const lyingFactory = (u: string): SocketLike => {
+      const real = factory(u);
+      const send = real.send.bind(real);
+      real.send = (data: string) => {
+        const f = JSON.parse(data) as { type: string; payload: { id?: string; copies?: unknown[] } };
+        if (f.type === 'message') {
+          sentCopies.push(...(f.payload.copies ?? []));
+          if (!lied) {
+            lied = true;
+            const conflict = {
+              type: 'error',
+              payload: {
+                code: 'conflict',
+                message: 'devices changed',
+                id: f.payload.id,
+                devices: { missing: [{ userId: rustyId, deviceId: 2, registrationId: 77 }] },
+              },
+            };
+            setTimeout(() => real.onmessage?.({ data: JSON.stringify(conflict) }), 0);
+            return;
+          }
+        }
+        send(data);
+      };
+      return real;
+    };
+    const web3 = await HeadlessClient.register(url, 'webby3', 'webby3-password-long', undefined, lyingFetch);
+    await web3.connect(lyingFactory);
+    await expect(web3.sendText(rustyId, 'for rusty only')).rejects.toBeInstanceOf(UntrustedIdentityError);
+    // Nothing was ever encrypted to the server's key: every copy made was
+    // for rusty's real device 1.
+    for (const c of sentCopies) expect(c).toMatchObject({ userId: rustyId, deviceId: 1 });
+    web3.close();
   }, 120_000);
 });
