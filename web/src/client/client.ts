@@ -10,13 +10,17 @@
  * message features, linking, the outbox across restarts, reconnection.
  */
 import { base64 } from '@scure/base';
-import { parse as parseUuid, v7 as uuidv7 } from 'uuid';
+import { parse as parseUuid, stringify as stringifyUuid, v7 as uuidv7 } from 'uuid';
 
 import {
   associatedData,
   bindingSignature,
   decodeChecked,
+  decodeDistribution,
   decodeEnvelope,
+  decodeRecord,
+  decodeSenderKeyEnvelope,
+  DISTRIBUTION_LEN,
   decrypt,
   encodeMessage,
   encodePreKey,
@@ -32,7 +36,9 @@ import {
   PayloadKind,
   padPayload,
   pqxdhSecret,
+  replayChain,
   responderDhs,
+  senderDecrypt,
   signPqPrekey,
   signPrekey,
   toHex,
@@ -41,7 +47,9 @@ import {
   verifySignedPrekey,
   x25519Public,
   type IdentityKeyPair,
+  type Membership,
   type PreKeyData,
+  type ReceivingChain,
   type RatchetState,
   type Result,
 } from '../protocol/index.js';
@@ -60,6 +68,13 @@ export type ClientEvent =
       readonly id: string;
       readonly from: string;
       readonly fromDevice: number;
+      readonly text: string;
+    }
+  | {
+      readonly type: 'groupMessage';
+      readonly id: string;
+      readonly groupId: string;
+      readonly from: string;
       readonly text: string;
     }
   | { readonly type: 'undecryptable'; readonly id: string; readonly from: string; readonly reason: string }
@@ -98,6 +113,10 @@ export class MemoryStore {
   sessions = new Map<string, Session>();
   /** The identity (`IDPUB`) pinned per user: the first seen, or one the user trusted. */
   pinned = new Map<string, Uint8Array>();
+  /** Members' sender-key chains: `groupId:userId:chainId`. */
+  senderChains = new Map<string, ReceivingChain>();
+  /** Each group's membership as its verified chain of signed changes leaves it. */
+  memberships = new Map<string, Membership>();
 }
 
 const must = <T>(r: Result<T>, what: string): T => {
@@ -106,6 +125,7 @@ const must = <T>(r: Result<T>, what: string): T => {
 };
 
 const key = (userId: string, deviceId: number): string => `${userId}:${deviceId}`;
+const uuidString = (b: Uint8Array): string => stringifyUuid(b);
 const CONTENT_PREFIX = 'E2EE:';
 
 export class HeadlessClient {
@@ -219,6 +239,7 @@ export class HeadlessClient {
       return;
     }
     if (f.type === 'message') this.receive(f.payload);
+    if (f.type === 'groupMessage') void this.receiveGroup(f.payload);
   }
 
   /** Decrypts one relayed message; the new state is kept before `delivered` goes. */
@@ -263,7 +284,79 @@ export class HeadlessClient {
     if (payload.kind === PayloadKind.text || payload.kind === PayloadKind.reply) {
       return new TextDecoder().decode(payload.body);
     }
+    if (payload.kind === PayloadKind.senderKey) this.pendingKeys.push({ from, body: payload.body });
     return undefined;
+  }
+
+  /** Sender-key distributions received, checked against the group's chain before use. */
+  private readonly pendingKeys: { from: string; body: Uint8Array }[] = [];
+
+  /**
+   * Verifies the group's chain of signed changes (every record signed by a
+   * member its role allowed, under the identity pinned for its signer) and
+   * takes the distributions of members it admits whose chain head matches
+   * ours. A server's member list is never taken on its word.
+   */
+  private async membership(groupId: string): Promise<Membership> {
+    const records = (await this.rest.groupChanges(groupId)).changes.map((c) =>
+      must(decodeRecord(base64.decode(c.record)), 'change record'),
+    );
+    const trusted = (user: Uint8Array, idpub: Uint8Array): boolean => {
+      const id = uuidString(user);
+      return id === this.userId ? equalCt(idpub, this.identity.idpub) : this.pin(id, idpub);
+    };
+    const m = must(replayChain(records, trusted), 'the group chain');
+    this.store.memberships.set(groupId, m);
+    return m;
+  }
+
+  private async takeKeys(): Promise<void> {
+    for (const k of this.pendingKeys.splice(0)) {
+      const d = must(decodeDistribution(k.body.slice(0, DISTRIBUTION_LEN)), 'distribution');
+      const groupId = uuidString(d.groupId);
+      const m = await this.membership(groupId);
+      if (!m.members.has(toHex(parseUuid(k.from)))) continue;
+      if (k.body.length === DISTRIBUTION_LEN + 40) {
+        const epoch = new DataView(k.body.buffer, k.body.byteOffset + DISTRIBUTION_LEN, 8).getBigUint64(
+          0,
+          false,
+        );
+        const head = k.body.slice(DISTRIBUTION_LEN + 8);
+        if (epoch !== m.epoch || !equalCt(head, m.head)) continue;
+      }
+      this.store.senderChains.set(`${groupId}:${k.from}:${d.chainId}`, d);
+    }
+  }
+
+  /** A group message: only from a member the verified chain admits, on a chain it sent us. */
+  private async receiveGroup(p: Record<string, unknown>): Promise<void> {
+    const id = String(p['id']);
+    const from = String(p['from']);
+    const groupId = String(p['groupId']);
+    try {
+      await this.takeKeys();
+      const content = String(p['content']);
+      if (!content.startsWith(CONTENT_PREFIX)) throw new Error('not an E2EE content');
+      const env = must(
+        decodeSenderKeyEnvelope(base64.decode(content.slice(CONTENT_PREFIX.length))),
+        'envelope',
+      );
+      if (uuidString(env.groupId) !== groupId) throw new Error('a group message for another group');
+      const m = this.store.memberships.get(groupId) ?? (await this.membership(groupId));
+      if (!m.members.has(toHex(parseUuid(from)))) throw new Error('the sender is not a verified member');
+      const k = `${groupId}:${from}:${env.chainId}`;
+      const chain = this.store.senderChains.get(k);
+      if (!chain) throw new Error('no sender key for this chain yet');
+      const out = must(senderDecrypt(chain, env), 'decrypt');
+      const payload = must(decodeChecked(out.plaintext, parseUuid(id)), 'payload');
+      this.store.senderChains.set(k, out.chain);
+      if (payload.kind === PayloadKind.text || payload.kind === PayloadKind.reply) {
+        this.emit({ type: 'groupMessage', id, groupId, from, text: new TextDecoder().decode(payload.body) });
+      }
+    } catch (e) {
+      this.emit({ type: 'undecryptable', id, from, reason: String(e) });
+    }
+    this.socket?.send('delivered', { messageIds: [id] });
   }
 
   /** The responder's PQXDH (or X3DH for a version-1 PreKey message). */

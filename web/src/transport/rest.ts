@@ -96,6 +96,11 @@ export class RestClient {
     return this.call('GET', `/api/users?username=${encodeURIComponent(username)}`);
   }
 
+  /** A group's signed change records after epoch `after` (all without it). */
+  groupChanges(groupId: string): Promise<{ changes: { epoch: number; record: string }[] }> {
+    return this.call('GET', `/api/groups/${groupId}/changes`);
+  }
+
   /** Claims a bundle for every device of the user. */
   deviceBundles(userId: string): Promise<{ bundles: DeviceBundle[] }> {
     return this.call('GET', `/api/users/${userId}/devices/prekeys`);

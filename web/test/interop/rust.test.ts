@@ -165,6 +165,18 @@ suite('the TypeScript client and the Rust chat, through the real server', () => 
     web2.close();
   }, 120_000);
 
+  it("a Rust owner's signed group: the TypeScript member verifies the chain and reads the group", async () => {
+    const rustyId = String(objects(await chat('rusty', '--json', 'whoami'))[0]?.['userId']);
+    const member = await HeadlessClient.register(url, 'webby4', 'webby4-password-long');
+    await member.connect(factory);
+    const heard = next(member, (e) => e.type === 'groupMessage' || e.type === 'undecryptable');
+    const made = objects(await chat('rusty', '--json', 'group', 'create', 'room', 'webby4'));
+    const groupId = String(made[0]?.['id']);
+    await chat('rusty', 'send', '--group', 'room', 'hello group');
+    expect(await heard).toMatchObject({ type: 'groupMessage', groupId, from: rustyId, text: 'hello group' });
+    member.close();
+  }, 120_000);
+
   it('a lying server that adds a device under its own key gets nothing (DESIGN.md section 10)', async () => {
     const rusty = objects(await chat('rusty', '--json', 'whoami'))[0];
     const rustyId = String(rusty?.['userId']);
