@@ -33,6 +33,7 @@ import {
   kemDecapsulate,
   kemEncapsulate,
   kemFromSeed,
+  openAttachment,
   PayloadKind,
   padPayload,
   pqxdhSecret,
@@ -46,6 +47,7 @@ import {
   verifyPqPrekey,
   verifySignedPrekey,
   x25519Public,
+  type AttachmentPointer,
   type IdentityKeyPair,
   type Membership,
   type PreKeyData,
@@ -69,6 +71,22 @@ export type ClientEvent =
       readonly from: string;
       readonly fromDevice: number;
       readonly text: string;
+    }
+  | {
+      readonly type: 'file';
+      readonly id: string;
+      readonly from: string;
+      readonly fileName: string;
+      readonly mimeType: string;
+      readonly pointer: AttachmentPointer;
+    }
+  /** One of our messages moved on at a recipient (`delivered`, `read`). */
+  | { readonly type: 'status'; readonly messageId: string; readonly status: string; readonly by: string }
+  | {
+      readonly type: 'typing';
+      readonly from: string;
+      readonly typing: boolean;
+      readonly groupId?: string | undefined;
     }
   | {
       readonly type: 'groupMessage';
@@ -127,6 +145,8 @@ const must = <T>(r: Result<T>, what: string): T => {
 const key = (userId: string, deviceId: number): string => `${userId}:${deviceId}`;
 const uuidString = (b: Uint8Array): string => stringifyUuid(b);
 const CONTENT_PREFIX = 'E2EE:';
+/** The largest file this client downloads (as the Rust client's default). */
+export const MAX_ATTACHMENT = 16 * 1024 * 1024;
 
 export class HeadlessClient {
   private socket: Socket | undefined;
@@ -239,6 +259,23 @@ export class HeadlessClient {
       return;
     }
     if (f.type === 'message') this.receive(f.payload);
+    if (f.type === 'status') {
+      this.emit({
+        type: 'status',
+        messageId: String(f.payload['messageId']),
+        status: String(f.payload['status']),
+        by: String(f.payload['userId']),
+      });
+    }
+    if (f.type === 'typing') {
+      const g = f.payload['groupId'];
+      this.emit({
+        type: 'typing',
+        from: String(f.payload['from']),
+        typing: f.payload['typing'] === true,
+        groupId: typeof g === 'string' ? g : undefined,
+      });
+    }
     if (f.type === 'groupMessage') void this.receiveGroup(f.payload);
   }
 
@@ -249,8 +286,10 @@ export class HeadlessClient {
     const fromDevice = typeof p['fromDevice'] === 'number' ? p['fromDevice'] : 1;
     const content = String(p['content']);
     try {
-      const text = this.open(id, from, fromDevice, content);
-      if (text !== undefined) this.emit({ type: 'message', id, from, fromDevice, text });
+      const got = this.open(id, from, fromDevice, content);
+      if (typeof got === 'string') this.emit({ type: 'message', id, from, fromDevice, text: got });
+      else if (got)
+        this.emit({ type: 'file', id, from, fileName: got.fileName, mimeType: got.mimeType, pointer: got });
     } catch (e) {
       this.emit({ type: 'undecryptable', id, from, reason: String(e) });
     }
@@ -258,7 +297,12 @@ export class HeadlessClient {
     this.socket?.send('delivered', { messageIds: [id] });
   }
 
-  private open(id: string, from: string, fromDevice: number, content: string): string | undefined {
+  private open(
+    id: string,
+    from: string,
+    fromDevice: number,
+    content: string,
+  ): string | AttachmentPointer | undefined {
     if (!content.startsWith(CONTENT_PREFIX)) throw new Error('not an E2EE content');
     const env = must(decodeEnvelope(base64.decode(content.slice(CONTENT_PREFIX.length))), 'envelope');
     const k = key(from, fromDevice);
@@ -285,6 +329,9 @@ export class HeadlessClient {
       return new TextDecoder().decode(payload.body);
     }
     if (payload.kind === PayloadKind.senderKey) this.pendingKeys.push({ from, body: payload.body });
+    if ((payload.kind === PayloadKind.image || payload.kind === PayloadKind.file) && payload.attachment) {
+      return payload.attachment;
+    }
     return undefined;
   }
 
@@ -455,6 +502,24 @@ export class HeadlessClient {
         pq: { prekeyId: b.pqPrekey.keyId, ciphertext: kem.ciphertext },
       },
     };
+  }
+
+  /** Tells `to` their messages were read (they see ✓✓ read). */
+  markRead(to: string, messageIds: readonly string[]): void {
+    this.socket?.send('read', { to, messageIds });
+  }
+
+  /** Tells `to` (or a group's members) we are typing, or stopped. */
+  typing(to: { readonly userId: string } | { readonly groupId: string }, typing: boolean): void {
+    this.socket?.send('typing', 'userId' in to ? { to: to.userId, typing } : { groupId: to.groupId, typing });
+  }
+
+  /** Downloads a received file: at most its stated size, its hash checked, then decrypted, then its length. */
+  async download(pointer: AttachmentPointer): Promise<Uint8Array> {
+    const size = Number(pointer.size);
+    if (!Number.isSafeInteger(size) || size > MAX_ATTACHMENT) throw new Error('the file is over the limit');
+    const ciphertext = await this.rest.media(pointer.mediaId, size + 16);
+    return must(openAttachment(pointer, ciphertext), 'attachment');
   }
 
   /** The user's id by name. */

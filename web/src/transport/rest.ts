@@ -96,6 +96,20 @@ export class RestClient {
     return this.call('GET', `/api/users?username=${encodeURIComponent(username)}`);
   }
 
+  /** A media object's bytes (the ciphertext of an attachment), at most `limit` of them. */
+  async media(mediaId: string, limit: number): Promise<Uint8Array> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers['authorization'] = `Bearer ${this.token}`;
+    const resp = await this.fetchImpl(`${this.baseUrl}/api/media/${encodeURIComponent(mediaId)}`, {
+      headers,
+    });
+    if (!resp.ok) throw new ApiError(resp.status, 'status', `media ${mediaId}: HTTP ${resp.status}`);
+    const bytes = new Uint8Array(await resp.arrayBuffer());
+    if (bytes.length > limit)
+      throw new ApiError(413, 'too_large', `media ${mediaId} is over its stated size`);
+    return bytes;
+  }
+
   /** A group's signed change records after epoch `after` (all without it). */
   groupChanges(groupId: string): Promise<{ changes: { epoch: number; record: string }[] }> {
     return this.call('GET', `/api/groups/${groupId}/changes`);

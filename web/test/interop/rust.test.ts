@@ -9,7 +9,7 @@
  * a skip).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -99,9 +99,14 @@ suite('the TypeScript client and the Rust chat, through the real server', () => 
     dir = mkdtempSync(join(tmpdir(), 'e2ee-web-interop-'));
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
-    server = spawn(CHAT, ['server', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data')], {
-      stdio: 'ignore',
-    });
+    // One address registers every user here: the per-address limit is raised.
+    const config = join(dir, 'server.toml');
+    writeFileSync(config, '[limits]\nregistrations_per_minute = 1000\n');
+    server = spawn(
+      CHAT,
+      ['server', '--config', config, '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data')],
+      { stdio: 'ignore' },
+    );
     const until = Date.now() + 30_000;
     for (;;) {
       try {
@@ -175,6 +180,35 @@ suite('the TypeScript client and the Rust chat, through the real server', () => 
     await chat('rusty', 'send', '--group', 'room', 'hello group');
     expect(await heard).toMatchObject({ type: 'groupMessage', groupId, from: rustyId, text: 'hello group' });
     member.close();
+  }, 120_000);
+
+  it('a file from Rust, downloaded and checked; typing; a read receipt back', async () => {
+    const rustyId = String(objects(await chat('rusty', '--json', 'whoami'))[0]?.['userId']);
+    const web5 = await HeadlessClient.register(url, 'webby5', 'webby5-password-long');
+    await web5.connect(factory);
+    const file = join(dir, 'notes.bin');
+    const bytes = Uint8Array.from({ length: 5000 }, (_, i) => (i * 31) % 256);
+    writeFileSync(file, bytes);
+    const arrived = next(web5, (e) => e.type === 'file');
+    await chat('rusty', 'send', 'webby5', '--file', file, 'the notes');
+    const got = await arrived;
+    if (got.type !== 'file') throw new Error('a file');
+    expect(got.fileName).toBe('notes.bin');
+    expect(Buffer.from(await web5.download(got.pointer)).equals(Buffer.from(bytes))).toBe(true);
+    // Typing reaches the connected TypeScript device.
+    const typing = next(web5, (e) => e.type === 'typing');
+    await chat('rusty', 'typing', 'webby5');
+    expect(await typing).toMatchObject({ from: rustyId, typing: true });
+    // Read on the TypeScript side: Rust shows its file as read.
+    web5.markRead(rustyId, [got.id]);
+    let status: unknown;
+    for (let i = 0; i < 50 && status !== 'read'; i++) {
+      const h = objects(await chat('rusty', '--json', 'history', 'webby5'));
+      status = h.find((m) => m['id'] === got.id)?.['status'];
+      if (status !== 'read') await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(status).toBe('read');
+    web5.close();
   }, 120_000);
 
   it('a lying server that adds a device under its own key gets nothing (DESIGN.md section 10)', async () => {
