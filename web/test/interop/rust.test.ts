@@ -211,6 +211,34 @@ suite('the TypeScript client and the Rust chat, through the real server', () => 
     web5.close();
   }, 120_000);
 
+  it('offline delivery: what Rust sent while the TypeScript device was away arrives in order', async () => {
+    const rustyId = String(objects(await chat('rusty', '--json', 'whoami'))[0]?.['userId']);
+    const away = await HeadlessClient.register(url, 'webby6', 'webby6-password-long');
+    await away.connect(factory);
+    away.close();
+    for (const t of ['one', 'two', 'three']) await chat('rusty', 'send', 'webby6', t);
+    const texts: string[] = [];
+    const all = new Promise<void>((resolve) => {
+      away.on((e) => {
+        if (e.type === 'message' && e.from === rustyId) texts.push(e.text);
+        if (texts.length === 3) resolve();
+      });
+    });
+    await away.connect(factory);
+    await all;
+    expect(texts).toEqual(['one', 'two', 'three']);
+    // Acknowledged once kept: a new connection gets none of them again.
+    away.close();
+    const again: string[] = [];
+    away.on((e) => {
+      if (e.type === 'message') again.push(e.text);
+    });
+    await away.connect(factory);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(again).toEqual([]);
+    away.close();
+  }, 120_000);
+
   it('a lying server that adds a device under its own key gets nothing (DESIGN.md section 10)', async () => {
     const rusty = objects(await chat('rusty', '--json', 'whoami'))[0];
     const rustyId = String(rusty?.['userId']);
