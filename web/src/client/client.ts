@@ -15,6 +15,7 @@ import { parse as parseUuid, stringify as stringifyUuid, v7 as uuidv7 } from 'uu
 import {
   associatedData,
   bindingSignature,
+  concat,
   decodeChecked,
   decodeDistribution,
   decodeEnvelope,
@@ -22,10 +23,12 @@ import {
   decodeSenderKeyEnvelope,
   DISTRIBUTION_LEN,
   decrypt,
+  encodeDistribution,
   encodeMessage,
   encodePreKey,
   encrypt,
   equalCt,
+  fromHex,
   identityFromSecrets,
   initAlice,
   initBob,
@@ -40,9 +43,11 @@ import {
   replayChain,
   responderDhs,
   senderDecrypt,
+  senderEncrypt,
   signPqPrekey,
   signPrekey,
   toHex,
+  u64be,
   verifyBinding,
   verifyPqPrekey,
   verifySignedPrekey,
@@ -52,6 +57,7 @@ import {
   type Membership,
   type PreKeyData,
   type ReceivingChain,
+  type SendingChain,
   type RatchetState,
   type Result,
 } from '../protocol/index.js';
@@ -135,6 +141,10 @@ export class MemoryStore {
   senderChains = new Map<string, ReceivingChain>();
   /** Each group's membership as its verified chain of signed changes leaves it. */
   memberships = new Map<string, Membership>();
+  /** Our sending chain per group. */
+  ownChains = new Map<string, SendingChain>();
+  /** `groupId:userId:chainId` our chain was sent to. */
+  distributed = new Set<string>();
 }
 
 const must = <T>(r: Result<T>, what: string): T => {
@@ -504,6 +514,57 @@ export class HeadlessClient {
     };
   }
 
+  /**
+   * Sends a text to a group: the group's chain of signed changes is
+   * verified first, our sender key goes (with the chain head we verified)
+   * to the members it admits and to nobody else, then one sender-key
+   * ciphertext goes to the group.
+   */
+  async sendGroupText(groupId: string, text: string): Promise<string> {
+    const m = await this.membership(groupId);
+    if (!m.members.has(toHex(parseUuid(this.userId)))) throw new Error('not a member of the group');
+    let chain = this.store.ownChains.get(groupId);
+    if (!chain) {
+      chain = {
+        groupId: parseUuid(groupId),
+        chainId: new DataView(this.random(4).buffer).getUint32(0),
+        iteration: 0,
+        chainKey: this.random(32),
+        signingSeed: this.random(32),
+      };
+      this.store.ownChains.set(groupId, chain);
+    }
+    const head = concat(u64be(m.epoch), m.head);
+    for (const member of m.members.keys()) {
+      const user = uuidString(fromHex(member) ?? new Uint8Array(16));
+      const sent = `${groupId}:${user}:${chain.chainId}`;
+      if (user === this.userId || this.store.distributed.has(sent)) continue;
+      await this.sendPayload(user, PayloadKind.senderKey, concat(encodeDistribution(chain), head));
+      this.store.distributed.add(sent);
+    }
+    const id = uuidv7();
+    const padded = must(
+      padPayload({
+        messageId: parseUuid(id),
+        kind: PayloadKind.text,
+        timestampMs: BigInt(Date.now()),
+        body: new TextEncoder().encode(text),
+      }),
+      'payload',
+    );
+    const out = senderEncrypt(chain, padded);
+    const content = CONTENT_PREFIX + base64.encode(out.envelope);
+    const socket = this.socket;
+    if (!socket) throw new Error('not connected');
+    const answer = await new Promise<Frame>((resolve) => {
+      this.pending.set(id, resolve);
+      socket.send('groupMessage', { id, groupId, content, messageType: 'e2ee' });
+    });
+    if (answer.type !== 'ack') throw new Error(`refused: ${String(answer.payload['message'])}`);
+    this.store.ownChains.set(groupId, out.chain);
+    return id;
+  }
+
   /** Tells `to` their messages were read (they see ✓✓ read). */
   markRead(to: string, messageIds: readonly string[]): void {
     this.socket?.send('read', { to, messageIds });
@@ -535,14 +596,14 @@ export class HeadlessClient {
    * says, and sent again with the same id.
    */
   async sendText(userId: string, text: string): Promise<string> {
+    return this.sendPayload(userId, PayloadKind.text, new TextEncoder().encode(text));
+  }
+
+  /** Sends one payload of `kind` to every device of `userId` (see {@link sendText}). */
+  private async sendPayload(userId: string, kind: number, body: Uint8Array): Promise<string> {
     const id = uuidv7();
     const padded = must(
-      padPayload({
-        messageId: parseUuid(id),
-        kind: PayloadKind.text,
-        timestampMs: BigInt(Date.now()),
-        body: new TextEncoder().encode(text),
-      }),
+      padPayload({ messageId: parseUuid(id), kind, timestampMs: BigInt(Date.now()), body }),
       'payload',
     );
     let devices = [...this.store.sessions.keys()]

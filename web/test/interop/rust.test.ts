@@ -179,6 +179,16 @@ suite('the TypeScript client and the Rust chat, through the real server', () => 
     const groupId = String(made[0]?.['id']);
     await chat('rusty', 'send', '--group', 'room', 'hello group');
     expect(await heard).toMatchObject({ type: 'groupMessage', groupId, from: rustyId, text: 'hello group' });
+    // The TypeScript member writes to the group: its sender key goes to
+    // the members the verified chain admits, and Rust reads the message.
+    await member.sendGroupText(groupId, 'hello from the typescript member');
+    let bodies: unknown[] = [];
+    for (let i = 0; i < 50 && !bodies.includes('hello from the typescript member'); i++) {
+      const h = objects(await chat('rusty', '--json', 'history', '--group', 'room'));
+      bodies = h.filter((m) => m['event'] === 'message').map((m) => m['body']);
+      if (!bodies.includes('hello from the typescript member')) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(bodies).toEqual(['hello group', 'hello from the typescript member']);
     member.close();
   }, 120_000);
 
