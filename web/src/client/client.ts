@@ -86,6 +86,13 @@ export type ClientEvent =
       readonly mimeType: string;
       readonly pointer: AttachmentPointer;
     }
+  /** A reaction, an edit or a delete-for-everyone of a message (`about`), from its author or a reader. */
+  | {
+      readonly type: 'reaction' | 'edited' | 'deleted';
+      readonly from: string;
+      readonly about: string;
+      readonly text: string;
+    }
   /** One of our messages moved on at a recipient (`delivered`, `read`). */
   | { readonly type: 'status'; readonly messageId: string; readonly status: string; readonly by: string }
   | {
@@ -155,6 +162,18 @@ const must = <T>(r: Result<T>, what: string): T => {
 const key = (userId: string, deviceId: number): string => `${userId}:${deviceId}`;
 const uuidString = (b: Uint8Array): string => stringifyUuid(b);
 const CONTENT_PREFIX = 'E2EE:';
+
+/** A reaction, edit or delete, by the payload kind that carries it. */
+interface Change {
+  readonly type: 'reaction' | 'edited' | 'deleted';
+  readonly about: string;
+  readonly text: string;
+}
+const CHANGES = new Map<number, Change['type']>([
+  [PayloadKind.reaction, 'reaction'],
+  [PayloadKind.edit, 'edited'],
+  [PayloadKind.delete, 'deleted'],
+]);
 /** The largest file this client downloads (as the Rust client's default). */
 export const MAX_ATTACHMENT = 16 * 1024 * 1024;
 
@@ -298,6 +317,7 @@ export class HeadlessClient {
     try {
       const got = this.open(id, from, fromDevice, content);
       if (typeof got === 'string') this.emit({ type: 'message', id, from, fromDevice, text: got });
+      else if (got && 'about' in got) this.emit({ type: got.type, about: got.about, text: got.text, from });
       else if (got)
         this.emit({ type: 'file', id, from, fileName: got.fileName, mimeType: got.mimeType, pointer: got });
     } catch (e) {
@@ -312,7 +332,7 @@ export class HeadlessClient {
     from: string,
     fromDevice: number,
     content: string,
-  ): string | AttachmentPointer | undefined {
+  ): string | AttachmentPointer | Change | undefined {
     if (!content.startsWith(CONTENT_PREFIX)) throw new Error('not an E2EE content');
     const env = must(decodeEnvelope(base64.decode(content.slice(CONTENT_PREFIX.length))), 'envelope');
     const k = key(from, fromDevice);
@@ -341,6 +361,10 @@ export class HeadlessClient {
     if (payload.kind === PayloadKind.senderKey) this.pendingKeys.push({ from, body: payload.body });
     if ((payload.kind === PayloadKind.image || payload.kind === PayloadKind.file) && payload.attachment) {
       return payload.attachment;
+    }
+    const type = CHANGES.get(payload.kind);
+    if (type && payload.reference) {
+      return { type, about: uuidString(payload.reference), text: new TextDecoder().decode(payload.body) };
     }
     return undefined;
   }
@@ -599,11 +623,26 @@ export class HeadlessClient {
     return this.sendPayload(userId, PayloadKind.text, new TextEncoder().encode(text));
   }
 
+  /** Reacts to a message of the conversation with `userId` (`""` removes our reaction). */
+  async react(userId: string, messageId: string, emoji: string): Promise<string> {
+    return this.sendPayload(
+      userId,
+      PayloadKind.reaction,
+      new TextEncoder().encode(emoji),
+      parseUuid(messageId),
+    );
+  }
+
   /** Sends one payload of `kind` to every device of `userId` (see {@link sendText}). */
-  private async sendPayload(userId: string, kind: number, body: Uint8Array): Promise<string> {
+  private async sendPayload(
+    userId: string,
+    kind: number,
+    body: Uint8Array,
+    reference?: Uint8Array,
+  ): Promise<string> {
     const id = uuidv7();
     const padded = must(
-      padPayload({ messageId: parseUuid(id), kind, timestampMs: BigInt(Date.now()), body }),
+      padPayload({ messageId: parseUuid(id), kind, timestampMs: BigInt(Date.now()), body, reference }),
       'payload',
     );
     let devices = [...this.store.sessions.keys()]

@@ -249,6 +249,33 @@ suite('the TypeScript client and the Rust chat, through the real server', () => 
     away.close();
   }, 120_000);
 
+  it('message features both ways: a TypeScript reaction shown by Rust, a Rust edit and delete seen in TypeScript', async () => {
+    const rustyId = String(objects(await chat('rusty', '--json', 'whoami'))[0]?.['userId']);
+    const web7 = await HeadlessClient.register(url, 'webby7', 'webby7-password-long');
+    await web7.connect(factory);
+    const arrived = next(web7, (e) => e.type === 'message');
+    await chat('rusty', 'send', 'webby7', 'Lunch on Friday?');
+    const msg = await arrived;
+    if (msg.type !== 'message') throw new Error('a message');
+    await web7.react(rustyId, msg.id, '👍');
+    let reactions: unknown;
+    for (let i = 0; i < 50 && !reactions; i++) {
+      const h = objects(await chat('rusty', '--json', 'history', 'webby7'));
+      const m = h.find((x) => x['id'] === msg.id);
+      const r = m?.['reactions'] as { emoji: string }[] | undefined;
+      if (r?.length) reactions = r.map((x) => x.emoji);
+      else await new Promise((res) => setTimeout(res, 200));
+    }
+    expect(reactions).toEqual(['👍']);
+    const edited = next(web7, (e) => e.type === 'edited');
+    await chat('rusty', 'edit', msg.id, 'Lunch on Saturday?');
+    expect(await edited).toMatchObject({ about: msg.id, text: 'Lunch on Saturday?', from: rustyId });
+    const deleted = next(web7, (e) => e.type === 'deleted');
+    await chat('rusty', 'delete', msg.id);
+    expect(await deleted).toMatchObject({ about: msg.id, from: rustyId });
+    web7.close();
+  }, 120_000);
+
   it('a lying server that adds a device under its own key gets nothing (DESIGN.md section 10)', async () => {
     const rusty = objects(await chat('rusty', '--json', 'whoami'))[0];
     const rustyId = String(rusty?.['userId']);
