@@ -22,16 +22,10 @@ import {
   x3dhSecret,
   type PreKeyData,
   type RatchetState,
-  type Result,
 } from '../../src/protocol/index.js';
-import { hex, vectors } from './vectors.js';
+import { hex, must, vectors } from './vectors.js';
 
 type Row = Record<string, unknown>;
-
-function must<T>(r: Result<T>): T {
-  if (!r.ok) throw new Error(`${r.error.kind}: ${r.error.detail}`);
-  return r.value;
-}
 
 function replay(file: string): void {
   const v = vectors(file) as Record<string, Row>;

@@ -48,17 +48,11 @@ import {
   type ChangeRecord,
   type IdentityKeyPair,
   type RatchetState,
-  type Result,
 } from '../../src/protocol/index.js';
-import { hex, vectors } from './vectors.js';
+import { hex, must, vectors } from './vectors.js';
 
 type Row = Record<string, unknown>;
 const v = vectors('cross-v2.json') as Record<string, Row>;
-
-function must<T>(r: Result<T>): T {
-  if (!r.ok) throw new Error(`${r.error.kind}: ${r.error.detail}`);
-  return r.value;
-}
 
 function identityOf(row: unknown): IdentityKeyPair {
   const r = row as Row;

@@ -20,11 +20,7 @@ import {
   type Membership,
   type Result,
 } from '../../src/protocol/index.js';
-
-function must<T>(r: Result<T>): T {
-  if (!r.ok) throw new Error(`${r.error.kind}: ${r.error.detail}`);
-  return r.value;
-}
+import { must } from './vectors.js';
 
 const rep = (b: number) => new Uint8Array(16).fill(b);
 const anyone = (): boolean => true;

@@ -13,16 +13,10 @@ import {
   PayloadKind,
   toHex,
   type Payload,
-  type Result,
 } from '../../src/protocol/index.js';
-import { hex, vectors } from './vectors.js';
+import { hex, must, vectors } from './vectors.js';
 
 type Row = Record<string, unknown>;
-
-function must<T>(r: Result<T>): T {
-  if (!r.ok) throw new Error(`${r.error.kind}: ${r.error.detail}`);
-  return r.value;
-}
 
 const rep = (b: number, n = 16) => new Uint8Array(n).fill(b);
 const T = 1_700_000_000_000n;

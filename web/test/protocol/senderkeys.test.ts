@@ -10,19 +10,13 @@ import {
   senderDecryptSkipped,
   senderEncrypt,
   toHex,
-  type Result,
   type SendingChain,
 } from '../../src/protocol/index.js';
-import { hex, vectors } from './vectors.js';
+import { hex, must, vectors } from './vectors.js';
 
 type Row = Record<string, unknown>;
 const sk = (vectors('protocol-v1.json') as Record<string, Row>)['sender_key'] as Row;
 const own = (vectors('own-v1.json') as Record<string, Row>)['sender_key'] as Row;
-
-function must<T>(r: Result<T>): T {
-  if (!r.ok) throw new Error(`${r.error.kind}: ${r.error.detail}`);
-  return r.value;
-}
 
 describe('sender keys', () => {
   const start: SendingChain = {

@@ -29,16 +29,10 @@ import {
   x25519Public,
   type IdentityKeyPair,
   type RatchetState,
-  type Result,
 } from '../../src/protocol/index.js';
-import { hex, vectors } from './vectors.js';
+import { hex, must, vectors } from './vectors.js';
 
 type Row = Record<string, unknown>;
-
-function must<T>(r: Result<T>): T {
-  if (!r.ok) throw new Error(`${r.error.kind}: ${r.error.detail}`);
-  return r.value;
-}
 
 describe('ML-KEM-1024 known answers', () => {
   it('the IETF example seed gives its published key', () => {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { fromHex } from '../../src/protocol/bytes.js';
+import type { Result } from '../../src/protocol/errors.js';
 
 const DATA = fileURLToPath(new URL('../../../crates/e2ee-core/tests/data/', import.meta.url));
 
@@ -16,4 +17,10 @@ export function hex(s: unknown): Uint8Array {
   const b = fromHex(s);
   if (!b) throw new Error(`not hex: ${s}`);
   return b;
+}
+
+/** The value of a `Result`, or a failed test naming the error. */
+export function must<T>(r: Result<T>): T {
+  if (!r.ok) throw new Error(`${r.error.kind}: ${r.error.detail}`);
+  return r.value;
 }

@@ -21,33 +21,16 @@ use e2ee_core::payload::{AttachmentPointer, Quote, SyncTarget};
 use e2ee_core::provision::{self, ProvisionContents, ProvisioningKeys};
 use e2ee_core::{
     Envelope, IdentityKeyPair, OneTimePreKeyPair, Payload, PayloadKind, PeerSessions, PqPreKeyPair,
-    PreKeyBundle, PreKeySource, SenderKeySender, SignedPreKeyPair,
+    PreKeyBundle, SenderKeySender, SignedPreKeyPair,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use serde_json::{Value, json};
 
 use crate::own_vectors::{Recording, identity_json, seeded, text};
+use crate::own_vectors_v2::Keys;
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cross-v2.json");
-
-struct Keys {
-    spk: SignedPreKeyPair,
-    opk: OneTimePreKeyPair,
-    pqpk: PqPreKeyPair,
-}
-
-impl PreKeySource for Keys {
-    fn signed_prekey(&self, id: u32) -> Option<&SignedPreKeyPair> {
-        (self.spk.id() == id).then_some(&self.spk)
-    }
-    fn one_time_prekey(&self, id: u32) -> Option<&OneTimePreKeyPair> {
-        (self.opk.id() == id).then_some(&self.opk)
-    }
-    fn pq_prekey(&self, id: u32) -> Option<&PqPreKeyPair> {
-        (self.pqpk.id() == id).then_some(&self.pqpk)
-    }
-}
 
 fn session() -> Value {
     let alice = IdentityKeyPair::from_secret_bytes(seeded(31), seeded(32));

@@ -23,10 +23,11 @@ use crate::own_vectors::{Recording, identity_json, seeded, text};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/own-v2.json");
 
-struct Keys {
-    spk: SignedPreKeyPair,
-    opk: OneTimePreKeyPair,
-    pqpk: PqPreKeyPair,
+/// Bob's prekeys as a [`PreKeySource`] (also the cross-language vectors').
+pub struct Keys {
+    pub spk: SignedPreKeyPair,
+    pub opk: OneTimePreKeyPair,
+    pub pqpk: PqPreKeyPair,
 }
 
 impl PreKeySource for Keys {
