@@ -19,3 +19,4 @@ export * from './payload.js';
 export * from './membership.js';
 export * from './provision.js';
 export * from './attachment.js';
+export * from './sessions.js';
