@@ -10,19 +10,13 @@ import { ml_kem1024 } from '@noble/post-quantum/ml-kem.js';
 import { bench, describe } from 'vitest';
 
 import {
-  associatedData,
   decodeSenderKeyEnvelope,
   decrypt,
   encrypt,
   identityFromSecrets,
-  initAlice,
-  initBob,
-  initiatorDhs,
-  kemDecapsulate,
-  kemEncapsulate,
   kemFromSeed,
-  pqxdhSecret,
-  responderDhs,
+  pqxdhInitiate,
+  pqxdhRespond,
   senderDecrypt,
   senderEncrypt,
   x25519Public,
@@ -43,35 +37,23 @@ const bob = must(identityFromSecrets(rnd(32), rnd(32)));
 const spk = rnd(32);
 const opk = rnd(32);
 const kp = must(kemFromSeed(rnd(64)));
-const ad = associatedData(alice.idpub, bob.idpub);
 const msg = rnd(100);
+
+const bundle = {
+  idpub: bob.idpub,
+  signedPrekeyId: 1,
+  signedPrekey: x25519Public(spk),
+  oneTimePrekeyId: 1,
+  oneTimePrekey: x25519Public(opk),
+  pqPrekeyId: 1,
+  pqPrekey: kp.encapsulationKey,
+};
 
 /** A PQXDH setup by both sides, and the first message decrypted. */
 function setup(): { a: RatchetState; b: RatchetState } {
-  const ek = rnd(32);
-  const kem = must(kemEncapsulate(kp.encapsulationKey, rnd(32)));
-  const dhs = must(
-    initiatorDhs({
-      ourIkPrivate: alice.ikPrivate,
-      ourEkPrivate: ek,
-      theirIkPublic: bob.idpub.subarray(0, 32),
-      theirSpkPublic: x25519Public(spk),
-      theirOpkPublic: x25519Public(opk),
-    }),
-  );
-  const a0 = must(initAlice(pqxdhSecret(dhs, kem.sharedSecret), ad, rnd(32), x25519Public(spk)));
-  const sent = must(encrypt(a0, msg));
-  const ss = must(kemDecapsulate(kp.decapsulationKey, kem.ciphertext));
-  const bdhs = must(
-    responderDhs({
-      ourIkPrivate: bob.ikPrivate,
-      ourSpkPrivate: spk,
-      ourOpkPrivate: opk,
-      theirIkPublic: alice.idpub.subarray(0, 32),
-      theirEkPublic: x25519Public(ek),
-    }),
-  );
-  const b0 = initBob(pqxdhSecret(bdhs, ss), ad, spk);
+  const started = must(pqxdhInitiate(alice, bundle, rnd(32), rnd(32), rnd(32)));
+  const sent = must(encrypt(started.state, msg));
+  const b0 = must(pqxdhRespond(bob, started.prekey, spk, opk, kp.decapsulationKey));
   const got = must(decrypt(b0, sent.message, rnd(32)));
   return { a: sent.state, b: got.state };
 }

@@ -246,8 +246,8 @@ impl Session {
     /// says why), anything else gets [`CliError::login_revoked`].
     pub async fn login_refused(&mut self) -> CliError {
         match self.client.devices().await {
-            Err(e @ chat_client::ClientError::Transport(_)) if matches!(&e, chat_client::ClientError::Transport(t) if t.device_removed()) => {
-                CliError::Client(e)
+            Err(chat_client::ClientError::Transport(t)) if t.device_removed() => {
+                CliError::Client(chat_client::ClientError::Transport(t))
             }
             _ => CliError::login_revoked(),
         }

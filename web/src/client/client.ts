@@ -13,7 +13,6 @@ import { base64 } from '@scure/base';
 import { parse as parseUuid, stringify as stringifyUuid, v7 as uuidv7 } from 'uuid';
 
 import {
-  associatedData,
   bindingSignature,
   concat,
   decodeChecked,
@@ -30,18 +29,13 @@ import {
   equalCt,
   fromHex,
   identityFromSecrets,
-  initAlice,
-  initBob,
-  initiatorDhs,
-  kemDecapsulate,
-  kemEncapsulate,
   kemFromSeed,
   openAttachment,
   PayloadKind,
   padPayload,
-  pqxdhSecret,
+  pqxdhInitiate,
+  pqxdhRespond,
   replayChain,
-  responderDhs,
   senderDecrypt,
   senderEncrypt,
   signPqPrekey,
@@ -59,7 +53,7 @@ import {
   type RatchetState,
   type Result,
 } from '../protocol/index.js';
-import { ApiError, RestClient, type DeviceBundle } from '../transport/rest.js';
+import { RestClient, type DeviceBundle } from '../transport/rest.js';
 import { Socket, type Frame, type SocketFactory } from '../transport/socket.js';
 import {
   MemoryStore,
@@ -71,6 +65,20 @@ import {
 } from './store.js';
 
 export { MemoryStore, UntrustedIdentityError, webRandom, type ClientEvent, type Random } from './store.js';
+
+/** A new message: a fresh time-ordered id and the padded payload carrying it. */
+function newPayload(
+  kind: number,
+  body: Uint8Array,
+  reference?: Uint8Array,
+): { id: string; padded: Uint8Array } {
+  const id = uuidv7();
+  const padded = must(
+    padPayload({ messageId: parseUuid(id), kind, timestampMs: BigInt(Date.now()), body, reference }),
+    'payload',
+  );
+  return { id, padded };
+}
 
 const must = <T>(r: Result<T>, what: string): T => {
   if (!r.ok) throw new Error(`${what}: ${r.error.kind}: ${r.error.detail}`);
@@ -365,22 +373,11 @@ export class HeadlessClient {
     const opk =
       p.oneTimePrekeyId === undefined ? undefined : this.store.oneTimePrekeys.get(p.oneTimePrekeyId);
     if (p.oneTimePrekeyId !== undefined && !opk) throw new Error('unknown one-time prekey');
-    const dhs = must(
-      responderDhs({
-        ourIkPrivate: this.identity.ikPrivate,
-        ourSpkPrivate: spk,
-        ourOpkPrivate: opk,
-        theirIkPublic: p.idpub.subarray(0, 32),
-        theirEkPublic: p.baseKey,
-      }),
-      'DH',
-    );
     if (!p.pq) throw new Error('a version-1 PreKey message: this client speaks version 2');
     const pq = this.store.pqPrekeys.get(p.pq.prekeyId);
     if (!pq) throw new Error('unknown PQ prekey');
     const dk = must(kemFromSeed(pq.seed), 'ML-KEM key').decapsulationKey;
-    const ss = must(kemDecapsulate(dk, p.pq.ciphertext), 'decapsulate');
-    const state = initBob(pqxdhSecret(dhs, ss), associatedData(p.idpub, this.identity.idpub), spk);
+    const state = must(pqxdhRespond(this.identity, p, spk, opk, dk), 'PQXDH');
     return {
       session: { state, peerIdpub: p.idpub, registrationId: 0, prekey: undefined, baseKey: p.baseKey },
       consumed: { ...(opk ? { opk: p.oneTimePrekeyId } : {}), pq: p.pq.prekeyId },
@@ -418,41 +415,30 @@ export class HeadlessClient {
     if (!b.pqPrekey) throw new Error(`${userId} device ${d.deviceId} has no PQ prekey: refused (version 2)`);
     const ek = base64.decode(b.pqPrekey.publicKey);
     must(verifyPqPrekey(idpub, b.pqPrekey.keyId, ek, base64.decode(b.pqPrekey.signature)), 'PQ prekey');
-    const ekA = this.random(32);
-    const kem = must(kemEncapsulate(ek, this.random(32)), 'encapsulate');
-    const first = this.random(32);
-    const opk = b.oneTimePrekey ? base64.decode(b.oneTimePrekey.publicKey) : undefined;
-    const dhs = must(
-      initiatorDhs({
-        ourIkPrivate: this.identity.ikPrivate,
-        ourEkPrivate: ekA,
-        theirIkPublic: idpub.subarray(0, 32),
-        theirSpkPublic: spkPub,
-        theirOpkPublic: opk,
-      }),
-      'DH',
-    );
-    const state = must(
-      initAlice(
-        pqxdhSecret(dhs, kem.sharedSecret),
-        associatedData(this.identity.idpub, idpub),
-        first,
-        spkPub,
+    const started = must(
+      pqxdhInitiate(
+        this.identity,
+        {
+          idpub,
+          signedPrekeyId: b.signedPrekey.keyId,
+          signedPrekey: spkPub,
+          oneTimePrekeyId: b.oneTimePrekey?.keyId,
+          oneTimePrekey: b.oneTimePrekey ? base64.decode(b.oneTimePrekey.publicKey) : undefined,
+          pqPrekeyId: b.pqPrekey.keyId,
+          pqPrekey: ek,
+        },
+        this.random(32),
+        this.random(32),
+        this.random(32),
       ),
-      'ratchet',
+      'PQXDH',
     );
     return {
-      state,
+      state: started.state,
       peerIdpub: idpub,
       registrationId: d.registrationId,
       baseKey: undefined,
-      prekey: {
-        idpub: this.identity.idpub,
-        baseKey: x25519Public(ekA),
-        signedPrekeyId: b.signedPrekey.keyId,
-        oneTimePrekeyId: b.oneTimePrekey?.keyId,
-        pq: { prekeyId: b.pqPrekey.keyId, ciphertext: kem.ciphertext },
-      },
+      prekey: started.prekey,
     };
   }
 
@@ -484,24 +470,10 @@ export class HeadlessClient {
       await this.sendPayload(user, PayloadKind.senderKey, concat(encodeDistribution(chain), head));
       this.store.distributed.add(sent);
     }
-    const id = uuidv7();
-    const padded = must(
-      padPayload({
-        messageId: parseUuid(id),
-        kind: PayloadKind.text,
-        timestampMs: BigInt(Date.now()),
-        body: new TextEncoder().encode(text),
-      }),
-      'payload',
-    );
+    const { id, padded } = newPayload(PayloadKind.text, new TextEncoder().encode(text));
     const out = senderEncrypt(chain, padded);
     const content = CONTENT_PREFIX + base64.encode(out.envelope);
-    const socket = this.socket;
-    if (!socket) throw new Error('not connected');
-    const answer = await new Promise<Frame>((resolve) => {
-      this.pending.set(id, resolve);
-      socket.send('groupMessage', { id, groupId, content, messageType: 'e2ee' });
-    });
+    const answer = await this.frame('groupMessage', id, { id, groupId, content, messageType: 'e2ee' });
     if (answer.type !== 'ack') throw new Error(`refused: ${String(answer.payload['message'])}`);
     this.store.ownChains.set(groupId, out.chain);
     return id;
@@ -523,13 +495,6 @@ export class HeadlessClient {
     if (!Number.isSafeInteger(size) || size > MAX_ATTACHMENT) throw new Error('the file is over the limit');
     const ciphertext = await this.rest.media(pointer.mediaId, size + 16);
     return must(openAttachment(pointer, ciphertext), 'attachment');
-  }
-
-  /** The user's id by name. */
-  async userId_(username: string): Promise<string> {
-    const found = (await this.rest.userByName(username)).users.find((u) => u.username === username);
-    if (!found) throw new ApiError(404, 'not_found', `no user named ${username}`);
-    return found.id;
   }
 
   /**
@@ -558,11 +523,7 @@ export class HeadlessClient {
     body: Uint8Array,
     reference?: Uint8Array,
   ): Promise<string> {
-    const id = uuidv7();
-    const padded = must(
-      padPayload({ messageId: parseUuid(id), kind, timestampMs: BigInt(Date.now()), body, reference }),
-      'payload',
-    );
+    const { id, padded } = newPayload(kind, body, reference);
     let devices = [...this.store.sessions.keys()]
       .filter((k) => k.startsWith(`${userId}:`))
       .map((k) => Number(k.split(':')[1]));
@@ -590,7 +551,7 @@ export class HeadlessClient {
           content: CONTENT_PREFIX + base64.encode(bytes),
         };
       });
-      const answer = await this.frame(id, { id, to: userId, messageType: 'e2ee', copies });
+      const answer = await this.frame('message', id, { id, to: userId, messageType: 'e2ee', copies });
       if (answer.type === 'ack') {
         for (const [k, state] of next) {
           const s = this.store.sessions.get(k);
@@ -634,17 +595,13 @@ export class HeadlessClient {
     return out;
   }
 
-  private frame(id: string, payload: Record<string, unknown>): Promise<Frame> {
+  /** Sends a frame answered by `ack` or `error` naming `id`, and waits for it. */
+  private frame(type: string, id: string, payload: Record<string, unknown>): Promise<Frame> {
     const socket = this.socket;
     if (!socket) return Promise.reject(new Error('not connected'));
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      socket.send('message', payload);
+      socket.send(type, payload);
     });
-  }
-
-  /** Hex of our identity key, for tests and logs. */
-  fingerprintHex(): string {
-    return toHex(this.identity.idpub);
   }
 }

@@ -20,3 +20,4 @@ export * from './membership.js';
 export * from './provision.js';
 export * from './attachment.js';
 export * from './sessions.js';
+export * from './pqxdh.js';

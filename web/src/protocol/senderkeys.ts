@@ -8,7 +8,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 
-import { concat, equalCt, toHex, u32be, utf8 } from './bytes.js';
+import { concat, equalCt, u32be, utf8 } from './bytes.js';
 import { KIND_SENDER_KEY } from './envelope.js';
 import { fail, ok, type Result } from './errors.js';
 import { kdfCk } from './kdf.js';
@@ -165,9 +165,4 @@ export function senderDecryptSkipped(
   }
   const { key, nonce } = keys(messageKey);
   return open(key, nonce, env.body);
-}
-
-/** For tests and logs: a chain's identity. */
-export function chainLabel(c: { groupId: Uint8Array; chainId: number }): string {
-  return `${toHex(c.groupId)}/${c.chainId}`;
 }

@@ -9,7 +9,6 @@
 import { describe, expect, it } from 'vitest';
 
 import {
-  associatedData,
   decodeDistribution,
   decodeEnvelope,
   decodePayload,
@@ -21,11 +20,6 @@ import {
   encodePreKey,
   encrypt,
   identityFromSecrets,
-  initAlice,
-  initBob,
-  initiatorDhs,
-  kemDecapsulate,
-  kemEncapsulate,
   kemFromSeed,
   linkCode,
   linkCodeText,
@@ -33,11 +27,11 @@ import {
   openProvision,
   padPayload,
   parseLinkCode,
-  pqxdhSecret,
+  pqxdhInitiate,
+  pqxdhRespond,
   recordBytes,
   recordHash,
   replayChain,
-  responderDhs,
   sealAttachment,
   sealProvision,
   senderDecrypt,
@@ -71,19 +65,24 @@ describe('cross-v2.json', () => {
     const drawn = hex(s['alice_drawn']);
     const [ek, m, first] = [drawn.slice(0, 32), drawn.slice(32, 64), drawn.slice(64, 96)];
     const kp = must(kemFromSeed(hex(pre['pqpk_seed'])));
-    const kem = must(kemEncapsulate(kp.encapsulationKey, m));
-    const opkPub = x25519Public(hex(pre['opk_priv']));
-    const dhs = must(
-      initiatorDhs({
-        ourIkPrivate: alice.ikPrivate,
-        ourEkPrivate: ek,
-        theirIkPublic: bob.idpub.subarray(0, 32),
-        theirSpkPublic: hex(pre['spk_pub']),
-        theirOpkPublic: opkPub,
-      }),
+    const started = must(
+      pqxdhInitiate(
+        alice,
+        {
+          idpub: bob.idpub,
+          signedPrekeyId: pre['spk_id'] as number,
+          signedPrekey: hex(pre['spk_pub']),
+          oneTimePrekeyId: pre['opk_id'] as number,
+          oneTimePrekey: x25519Public(hex(pre['opk_priv'])),
+          pqPrekeyId: pre['pqpk_id'] as number,
+          pqPrekey: kp.encapsulationKey,
+        },
+        ek,
+        m,
+        first,
+      ),
     );
-    const ad = associatedData(alice.idpub, bob.idpub);
-    let a: RatchetState = must(initAlice(pqxdhSecret(dhs, kem.sharedSecret), ad, first, hex(pre['spk_pub'])));
+    let a: RatchetState = started.state;
     let aliceHeard = false;
     let b: RatchetState | undefined;
     for (const [i, step] of (s['steps'] as Row[]).entries()) {
@@ -92,18 +91,7 @@ describe('cross-v2.json', () => {
         const alices = op === 'alice_encrypt';
         const out = must(encrypt(alices ? a : (b as RatchetState), hex(step['plaintext'])));
         const bytes =
-          alices && !aliceHeard
-            ? encodePreKey(
-                {
-                  idpub: alice.idpub,
-                  baseKey: x25519Public(ek),
-                  signedPrekeyId: pre['spk_id'] as number,
-                  oneTimePrekeyId: pre['opk_id'] as number,
-                  pq: { prekeyId: pre['pqpk_id'] as number, ciphertext: kem.ciphertext },
-                },
-                out.message,
-              )
-            : encodeMessage(out.message);
+          alices && !aliceHeard ? encodePreKey(started.prekey, out.message) : encodeMessage(out.message);
         expect(toHex(bytes), `step ${i}`).toBe(step['envelope']);
         if (alices) a = out.state;
         else b = out.state;
@@ -113,21 +101,9 @@ describe('cross-v2.json', () => {
       const next = step['drawn'] === '' ? new Uint8Array(32).fill(0xee) : hex(step['drawn']);
       if (op === 'bob_decrypt') {
         if (!b) {
-          if (env.kind !== 'prekey' || !env.prekey.pq) throw new Error('a version-2 PreKey message first');
-          const ss = must(kemDecapsulate(kp.decapsulationKey, env.prekey.pq.ciphertext));
-          const bdhs = must(
-            responderDhs({
-              ourIkPrivate: bob.ikPrivate,
-              ourSpkPrivate: hex(pre['spk_priv']),
-              ourOpkPrivate: hex(pre['opk_priv']),
-              theirIkPublic: env.prekey.idpub.subarray(0, 32),
-              theirEkPublic: env.prekey.baseKey,
-            }),
-          );
-          b = initBob(
-            pqxdhSecret(bdhs, ss),
-            associatedData(env.prekey.idpub, bob.idpub),
-            hex(pre['spk_priv']),
+          if (env.kind !== 'prekey') throw new Error('a PreKey message first');
+          b = must(
+            pqxdhRespond(bob, env.prekey, hex(pre['spk_priv']), hex(pre['opk_priv']), kp.decapsulationKey),
           );
         }
         const out = must(decrypt(b, env.message, next));

@@ -8,21 +8,15 @@ import { describe, expect, it } from 'vitest';
 
 import {
   adoptInitiated,
-  associatedData,
   decodeEnvelope,
   identityFromSecrets,
-  initAlice,
-  initBob,
-  initiatorDhs,
-  kemDecapsulate,
-  kemEncapsulate,
   kemFromSeed,
   MAX_PREVIOUS_SESSIONS,
   noSessions,
   peerDecrypt,
   peerEncrypt,
-  pqxdhSecret,
-  responderDhs,
+  pqxdhInitiate,
+  pqxdhRespond,
   x25519Public,
   type IdentityKeyPair,
   type PeerSessions,
@@ -48,50 +42,22 @@ const party = (): Party => ({
 
 /** `from` starts a PQXDH session with `to` (no one-time prekey). */
 function initiate(from: Party, to: Party): PeerSessions {
-  const ek = rnd(32);
-  const kem = must(kemEncapsulate(to.kem.encapsulationKey, rnd(32)));
-  const dhs = must(
-    initiatorDhs({
-      ourIkPrivate: from.id.ikPrivate,
-      ourEkPrivate: ek,
-      theirIkPublic: to.id.idpub.subarray(0, 32),
-      theirSpkPublic: x25519Public(to.spk),
-    }),
-  );
-  const state = must(
-    initAlice(
-      pqxdhSecret(dhs, kem.sharedSecret),
-      associatedData(from.id.idpub, to.id.idpub),
-      rnd(32),
-      x25519Public(to.spk),
-    ),
-  );
-  const prekey: PreKeyData = {
-    idpub: from.id.idpub,
-    baseKey: x25519Public(ek),
+  const bundle = {
+    idpub: to.id.idpub,
     signedPrekeyId: 1,
-    oneTimePrekeyId: undefined,
-    pq: { prekeyId: 1, ciphertext: kem.ciphertext },
+    signedPrekey: x25519Public(to.spk),
+    pqPrekeyId: 1,
+    pqPrekey: to.kem.encapsulationKey,
   };
+  const { state, prekey } = must(pqxdhInitiate(from.id, bundle, rnd(32), rnd(32), rnd(32)));
   return adoptInitiated(noSessions, { state, peerIdpub: to.id.idpub, baseKey: prekey.baseKey, prekey });
 }
 
 /** `me` answering a PreKey message. */
 const responder =
   (me: Party) =>
-  (p: PreKeyData): Result<RatchetState> => {
-    if (!p.pq) throw new Error('version 2');
-    const ss = must(kemDecapsulate(me.kem.decapsulationKey, p.pq.ciphertext));
-    const dhs = must(
-      responderDhs({
-        ourIkPrivate: me.id.ikPrivate,
-        ourSpkPrivate: me.spk,
-        theirIkPublic: p.idpub.subarray(0, 32),
-        theirEkPublic: p.baseKey,
-      }),
-    );
-    return { ok: true, value: initBob(pqxdhSecret(dhs, ss), associatedData(p.idpub, me.id.idpub), me.spk) };
-  };
+  (p: PreKeyData): Result<RatchetState> =>
+    pqxdhRespond(me.id, p, me.spk, undefined, me.kem.decapsulationKey);
 
 /** A small seeded generator for the delivery order. */
 function seeded(seed: number): () => number {
